@@ -1,0 +1,3 @@
+#!/usr/bin/env node
+// Built by `npm run build` (the README's set-up does it).
+import('../dist/src/cli/remotefs.js').then((m) => m.main(process.argv.slice(2)))

@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# Installs what encfs needs on a fresh Debian/Ubuntu machine, then builds it. Idempotent and
+# quiet when everything is already there; called by `npm test` and `npm run demo`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+say() { printf 'setup: %s\n' "$*" >&2; }
+
+# Debian packages: command (or file) -> package that provides it.
+declare -A need=(
+  [cryptsetup]=cryptsetup-bin
+  [mkfs.ext4]=e2fsprogs
+  [e2fsck]=e2fsprogs
+  [fuse2fs]=fuse2fs
+  [losetup]=util-linux
+  [mount]=mount
+  [fusermount]=fuse
+  [openssl]=openssl
+)
+missing=()
+for cmd in "${!need[@]}"; do
+  command -v "$cmd" >/dev/null 2>&1 || PATH="$PATH:/sbin:/usr/sbin" command -v "$cmd" >/dev/null 2>&1 || missing+=("${need[$cmd]}")
+done
+[ -e /usr/lib/x86_64-linux-gnu/libfuse.so.2 ] || [ -e /lib/x86_64-linux-gnu/libfuse.so.2 ] || ldconfig -p 2>/dev/null | grep -q 'libfuse.so.2 ' || missing+=(libfuse2)
+if [ ${#missing[@]} -gt 0 ]; then
+  mapfile -t pkgs < <(printf '%s\n' "${missing[@]}" | sort -u)
+  if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1; then
+    say "missing Debian packages: ${pkgs[*]}. Install them (apt-get install ${pkgs[*]}) and run again."
+    exit 1
+  fi
+  say "installing Debian packages: ${pkgs[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq >/dev/null
+  apt-get install -y -qq --no-install-recommends "${pkgs[@]}" >/dev/null
+fi
+
+# npm packages: install when node_modules is missing or older than the lock file.
+if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  say "installing npm packages"
+  npm ci --no-audit --no-fund --loglevel=error
+fi
+
+# fuse-native ships a prebuilt addon that links Debian's libfuse.so.2: prove it loads.
+if ! node -e "require('fuse-native')" 2>/tmp/encfs-fuse-load.err; then
+  say "fuse-native does not load: $(head -c 400 /tmp/encfs-fuse-load.err)"
+  say "it needs Debian's libfuse2 (apt-get install libfuse2)"
+  exit 1
+fi
+
+npx --no-install tsc -p .

@@ -1,0 +1,105 @@
+import yargs from 'yargs'
+import { readFile } from 'node:fs/promises'
+import { createLogger, GO_LOG_LEVELS } from '../log/logger.js'
+import { openSource } from '../storage/open-source.js'
+import { readLuks2Header, payloadRange } from '../luks/header.js'
+import { unlockVolumeKey } from '../luks/unlock.js'
+import { exitWith } from './fail.js'
+import { runDemo } from '../demo/run-demo.js'
+
+async function readKey(args: { 'key-file'?: string; 'key-hex'?: string }): Promise<Buffer> {
+  if (args['key-file']) return readFile(args['key-file'])
+  if (args['key-hex']) return Buffer.from(args['key-hex'], 'hex')
+  throw new Error('give the key with --key-file FILE or --key-hex HEX')
+}
+
+export async function main(argv: string[]): Promise<void> {
+  const cli = yargs(argv)
+    .scriptName('encfs')
+    .usage('$0 <command> [options]')
+    .option('loglevel', { type: 'string', choices: GO_LOG_LEVELS, default: 'warning', global: true })
+    .option('logfile', { type: 'string', global: true })
+    .command(
+      'inspect <image>',
+      'validate an image\'s LUKS2 header the way remotefs does, and print what it contains',
+      (y) => y
+        .positional('image', { type: 'string', demandOption: true, describe: 'blob URL (SAS ok), file:// URL or path' })
+        .option('private', { type: 'boolean', default: false, describe: 'read the blob with the managed / workload identity' })
+        .option('json', { type: 'boolean', default: false }),
+      async (args) => {
+        const logger = createLogger({ level: args.loglevel, file: args.logfile, name: 'encfs' })
+        const source = await openSource(args.image, { private: args.private, logger })
+        try {
+          const header = await readLuks2Header(source, { logger })
+          const payload = payloadRange(header, source.size)
+          const summary = {
+            uuid: header.uuid,
+            label: header.label,
+            headerCopy: header.copy,
+            cipher: header.segment.encryption,
+            volumeKeyBits: header.segment.keySize * 8,
+            sectorSize: header.segment.sectorSize,
+            payloadOffset: payload.offset,
+            payloadBytes: payload.length,
+            keyslots: header.keyslots.map((k) => ({ id: k.id, kdf: k.kdf.type, priority: k.priority })),
+          }
+          if (args.json) process.stdout.write(`${JSON.stringify(summary, null, 2)}\n`)
+          else {
+            process.stdout.write(`LUKS2 image, header valid (${summary.headerCopy} copy)\n`)
+            for (const [k, v] of Object.entries(summary)) {
+              if (k !== 'keyslots' && k !== 'headerCopy') process.stdout.write(`  ${k}: ${String(v)}\n`)
+            }
+            for (const k of summary.keyslots) process.stdout.write(`  keyslot ${k.id}: ${k.kdf}, priority ${k.priority}\n`)
+          }
+        } finally {
+          await source.close()
+        }
+      },
+    )
+    .command(
+      'check-key <image>',
+      'tell whether a key opens a keyslot of the image, without mounting anything',
+      (y) => y
+        .positional('image', { type: 'string', demandOption: true })
+        .option('key-file', { type: 'string', describe: 'file whose bytes are the key (as cryptsetup --key-file)' })
+        .option('key-hex', { type: 'string', describe: 'the key as hex' })
+        .option('private', { type: 'boolean', default: false }),
+      async (args) => {
+        const logger = createLogger({ level: args.loglevel, file: args.logfile, name: 'encfs' })
+        const key = await readKey(args)
+        const source = await openSource(args.image, { private: args.private, logger })
+        try {
+          const header = await readLuks2Header(source, { logger })
+          const { volumeKey, keyslot } = await unlockVolumeKey(source, header, key, { logger })
+          volumeKey.fill(0)
+          process.stdout.write(`the key opens keyslot ${keyslot}\n`)
+        } finally {
+          key.fill(0)
+          await source.close()
+        }
+      },
+    )
+    .command(
+      'demo',
+      'local end to end: Azurite + an encrypted image made on the fly + remotefs mounting it; prints its files',
+      (y) => y
+        .option('once', { type: 'boolean', default: false, describe: 'exit after printing instead of serving until Ctrl-C' })
+        .option('keep', { type: 'boolean', default: false, describe: 'keep the work directory (image, key, logs)' }),
+      async (args) => {
+        await runDemo({ once: args.once, keep: args.keep, loglevel: args.loglevel })
+      },
+    )
+    .demandCommand(1, 'name a command (encfs --help lists them)')
+    .strict()
+    .version(false)
+    .help()
+    .exitProcess(false)
+    .fail((msg, err) => {
+      throw err ?? new Error(msg)
+    })
+  try {
+    await cli.parseAsync()
+  } catch (err) {
+    exitWith('encfs', err)
+  }
+}

@@ -1,0 +1,19 @@
+import { ConfigError } from './errors.js'
+
+/**
+ * Go decodes EncfsSideCarArgs as strict standard base64 (skipping CR/LF). The repo's own Python
+ * tests produce URL-safe base64, so both alphabets are accepted, with or without padding.
+ */
+export function decodeSidecarArgs(b64: string, source: string): unknown {
+  const text = b64.replace(/[\r\n]/g, '').trim()
+  if (text.length === 0) throw new ConfigError('CONFIG_BASE64', `${source} is empty: it must be the standard base64 of the JSON configuration`)
+  if (!/^[A-Za-z0-9+/_-]+={0,2}$/.test(text) || /[+/]/.test(text) && /[-_]/.test(text) || text.replace(/=+$/, '').length % 4 === 1) {
+    throw new ConfigError('CONFIG_BASE64', `${source} is not base64: it must be the standard base64 of the JSON configuration (for example: base64 -w0 config.json)`)
+  }
+  const json = Buffer.from(text.replace(/-/g, '+').replace(/_/g, '/'), 'base64').toString('utf8')
+  try {
+    return JSON.parse(json) as unknown
+  } catch (err) {
+    throw new ConfigError('CONFIG_JSON', `${source} decodes from base64 but is not valid JSON: ${(err as Error).message}`, { cause: err })
+  }
+}

@@ -1,0 +1,21 @@
+import { EncfsError } from '../errors.js'
+
+export interface ConfigIssue {
+  /** JSON path of the offending member, e.g. `azure_filesystems[1].mount_point`. */
+  path: string
+  message: string
+}
+
+export class ConfigError extends EncfsError {
+  readonly issues: ConfigIssue[]
+
+  constructor(code: string, message: string, options?: { cause?: unknown; issues?: ConfigIssue[] }) {
+    super(code, message, options)
+    this.issues = options?.issues ?? []
+  }
+
+  static invalid(issues: ConfigIssue[], source = 'configuration'): ConfigError {
+    const lines = issues.map((i) => `  ${i.path}: ${i.message}`)
+    return new ConfigError('CONFIG_INVALID', `invalid ${source} (${issues.length} problem${issues.length === 1 ? '' : 's'}):\n${lines.join('\n')}`, { issues })
+  }
+}

@@ -1,0 +1,46 @@
+import { ConfigError } from './errors.js'
+import { decodeSidecarArgs } from './decode.js'
+import { validateConfig } from './validate.js'
+import type { EncfsConfig } from './schema.js'
+
+export interface LoadedConfig {
+  config: EncfsConfig
+  /** Where it came from, for messages: `-base64` or `EncfsSideCarArgs`. */
+  source: string
+}
+
+/** -base64 wins over the EncfsSideCarArgs environment variable, as in the Go sidecar. */
+export function loadConfig(o: { base64?: string; env?: NodeJS.ProcessEnv }): LoadedConfig {
+  const env = o.env ?? process.env
+  let text: string | undefined
+  let source: string
+  if (o.base64 !== undefined && o.base64 !== '') {
+    text = o.base64
+    source = '-base64'
+  } else {
+    text = env.EncfsSideCarArgs
+    source = 'EncfsSideCarArgs'
+  }
+  if (text === undefined || text.trim() === '') {
+    throw new ConfigError('CONFIG_MISSING', 'no configuration: pass -base64 <base64 of the JSON> or set the EncfsSideCarArgs environment variable')
+  }
+  return { config: validateConfig(decodeSidecarArgs(text, source), source), source }
+}
+
+function stripQuery(url: string): string {
+  const q = url.indexOf('?')
+  return q < 0 ? url : `${url.slice(0, q)}?[redacted]`
+}
+
+/** The configuration as it may be logged: no raw keys, bearer tokens or SAS signatures. */
+export function redactConfig(cfg: EncfsConfig): EncfsConfig {
+  return {
+    ...cfg,
+    azure_filesystems: cfg.azure_filesystems.map((fs) => ({
+      ...fs,
+      azure_url: stripQuery(fs.azure_url),
+      ...(fs.raw_key ? { raw_key: '[redacted]' } : {}),
+      ...(fs.key ? { key: { ...fs.key, ...(fs.key.akv ? { akv: { ...fs.key.akv, ...(fs.key.akv.bearer_token ? { bearer_token: '[redacted]' } : {}) } } : {}) } } : {}),
+    })),
+  }
+}

@@ -1,0 +1,69 @@
+/**
+ * The Go sidecar's configuration (`RemoteFilesystemsInformation`), member names as Go spells
+ * them, plus our extensions (marked). Values here are already validated.
+ */
+export interface CertCache {
+  endpoint_type?: 'AMD' | 'AzCache' | 'LocalTHIM'
+  endpoint?: string
+  tee_type?: string
+  api_version?: string
+  client_id?: string
+}
+
+export interface Identity {
+  client_id?: string
+  /** Extension: user-assigned identity by ARM resource id (IMDS `mi_res_id`). */
+  resource_id?: string
+}
+
+export interface AzureInfo {
+  certcache?: CertCache
+  identity?: Identity
+}
+
+export interface KeyBlob {
+  kid?: string
+  kty?: string
+  key_ops?: string[]
+  authority?: { endpoint?: string; tee_type?: string; api_version?: string }
+  akv?: { endpoint?: string; api_version?: string; bearer_token?: string }
+}
+
+export interface KeyDerivation {
+  salt?: string
+  label?: string
+}
+
+export type UnlockMode = 'auto' | 'kernel' | 'userspace'
+export type MounterMode = 'auto' | 'loop' | 'fuse2fs'
+
+export interface CacheSettings {
+  block_size_kib?: number
+  memory_mib?: number
+  readahead_blocks?: number
+}
+
+export interface AzureFilesystem {
+  mount_point: string
+  azure_url: string
+  azure_url_private: boolean
+  read_write: boolean
+  key?: KeyBlob
+  key_derivation?: KeyDerivation
+  raw_key?: string
+  /** Extension: how to decrypt this filesystem. */
+  unlock?: UnlockMode
+  /** Extension: how to mount its ext4. */
+  mounter?: MounterMode
+  /** Extension: block cache settings. */
+  cache?: CacheSettings
+}
+
+export interface EncfsConfig {
+  azure_info?: AzureInfo
+  azure_filesystems: AzureFilesystem[]
+}
+
+export const UNLOCK_MODES: readonly UnlockMode[] = ['auto', 'kernel', 'userspace']
+export const MOUNTER_MODES: readonly MounterMode[] = ['auto', 'loop', 'fuse2fs']
+export const CERTCACHE_TYPES = ['AMD', 'AzCache', 'LocalTHIM'] as const

@@ -1,0 +1,183 @@
+import path from 'node:path'
+import { ConfigError } from './errors.js'
+import { Reader, isObject, typeName, type JsonObject } from './go-json.js'
+import {
+  CERTCACHE_TYPES, MOUNTER_MODES, UNLOCK_MODES,
+  type AzureFilesystem, type AzureInfo, type EncfsConfig, type KeyBlob, type CacheSettings,
+} from './schema.js'
+
+const HEX = /^[0-9a-fA-F]*$/
+const HOST_PORT = /^[A-Za-z0-9.-]+(:\d{1,5})?$/
+const LOOPBACK = new Set(['localhost', '127.0.0.1', '[::1]', '::1'])
+
+function isLoopback(host: string): boolean {
+  return LOOPBACK.has(host) || /^127\.\d+\.\d+\.\d+$/.test(host)
+}
+
+function checkUrl(r: Reader, url: string, at: string): void {
+  if (url.startsWith('/')) return
+  let u: URL
+  try {
+    u = new URL(url)
+  } catch {
+    r.add(at, `must be a blob URL (https://<account>.blob.core.windows.net/<container>/<blob>), a file:// URL or an absolute path, got "${url.split('?')[0]}"`)
+    return
+  }
+  if (u.protocol === 'https:' || u.protocol === 'file:') return
+  if (u.protocol === 'http:') {
+    if (!isLoopback(u.hostname)) r.add(at, `plain http is allowed only to a loopback host (Azurite); use https for ${u.host}`)
+    return
+  }
+  r.add(at, `unsupported scheme "${u.protocol}": use https://, file:// or an absolute path`)
+}
+
+function checkEndpoint(r: Reader, value: string | undefined, at: string): void {
+  if (value === undefined || value === '') return
+  if (/^[a-z]+:\/\//i.test(value)) r.add(at, `must be a host name without a scheme (drop "${value.split('://')[0]}://"), got "${value}"`)
+  else if (!HOST_PORT.test(value)) r.add(at, `must be a host name with an optional :port, got "${value}"`)
+}
+
+function readKey(r: Reader, fs: JsonObject, at: string): KeyBlob | undefined {
+  const key = r.object(fs, 'key', `${at}.key`)
+  if (!key) return undefined
+  const authority = r.object(key, 'authority', `${at}.key.authority`)
+  const akv = r.object(key, 'akv', `${at}.key.akv`)
+  const out: KeyBlob = {
+    kid: r.string(key, 'kid', `${at}.key.kid`),
+    kty: r.string(key, 'kty', `${at}.key.kty`),
+    key_ops: r.stringArray(key, 'key_ops', `${at}.key.key_ops`),
+    authority: authority && {
+      endpoint: r.string(authority, 'endpoint', `${at}.key.authority.endpoint`),
+      tee_type: r.string(authority, 'tee_type', `${at}.key.authority.tee_type`),
+      api_version: r.string(authority, 'api_version', `${at}.key.authority.api_version`),
+    },
+    akv: akv && {
+      endpoint: r.string(akv, 'endpoint', `${at}.key.akv.endpoint`),
+      api_version: r.string(akv, 'api_version', `${at}.key.akv.api_version`),
+      bearer_token: r.string(akv, 'bearer_token', `${at}.key.akv.bearer_token`),
+    },
+  }
+  checkEndpoint(r, out.authority?.endpoint, `${at}.key.authority.endpoint`)
+  checkEndpoint(r, out.akv?.endpoint, `${at}.key.akv.endpoint`)
+  if (out.kid) {
+    if (!out.authority?.endpoint) r.add(`${at}.key.authority.endpoint`, 'is required with key.kid: the MAA host (for example sharedneu.neu.attest.azure.net)')
+    if (!out.akv?.endpoint) r.add(`${at}.key.akv.endpoint`, 'is required with key.kid: the Key Vault or Managed HSM host (for example myvault.vault.azure.net)')
+  }
+  return out
+}
+
+function readCache(r: Reader, fs: JsonObject, at: string): CacheSettings | undefined {
+  const c = r.object(fs, 'cache', `${at}.cache`)
+  if (!c) return undefined
+  return {
+    block_size_kib: r.integer(c, 'block_size_kib', `${at}.cache.block_size_kib`, 4, 65536),
+    memory_mib: r.integer(c, 'memory_mib', `${at}.cache.memory_mib`, 1, 65536),
+    readahead_blocks: r.integer(c, 'readahead_blocks', `${at}.cache.readahead_blocks`, 0, 1024),
+  }
+}
+
+function readFilesystem(r: Reader, v: unknown, at: string): AzureFilesystem | undefined {
+  if (!isObject(v)) {
+    r.add(at, `must be an object, got ${typeName(v)}`)
+    return undefined
+  }
+  let mountPoint = r.string(v, 'mount_point', `${at}.mount_point`)
+  if (mountPoint === undefined || mountPoint === '') {
+    if (mountPoint === '' || r.member(v, 'mount_point') === undefined) r.add(`${at}.mount_point`, 'is required: the absolute path where the filesystem appears')
+  } else if (!mountPoint.startsWith('/')) {
+    r.add(`${at}.mount_point`, `must be an absolute path, got "${mountPoint}"`)
+    mountPoint = undefined
+  } else if (mountPoint.split('/').includes('..')) {
+    r.add(`${at}.mount_point`, `must not contain ".." segments, got "${mountPoint}"`)
+    mountPoint = undefined
+  } else {
+    mountPoint = path.posix.normalize(mountPoint).replace(/\/+$/, '') || '/'
+    if (mountPoint === '/') {
+      r.add(`${at}.mount_point`, 'must not be "/"')
+      mountPoint = undefined
+    }
+  }
+  const url = r.string(v, 'azure_url', `${at}.azure_url`)
+  if (url === undefined || url === '') {
+    if (url === '' || r.member(v, 'azure_url') === undefined) r.add(`${at}.azure_url`, 'is required: the blob URL (or file path) of the encrypted image')
+  } else checkUrl(r, url, `${at}.azure_url`)
+  const raw = r.string(v, 'raw_key', `${at}.raw_key`)
+  if (raw !== undefined && raw !== '' && (!HEX.test(raw) || raw.length % 2 !== 0 || raw.length > 1024)) {
+    r.add(`${at}.raw_key`, 'must be the hex of the key file bytes (an even number of hex digits, at most 512 bytes)')
+  }
+  const derivation = r.object(v, 'key_derivation', `${at}.key_derivation`)
+  const kd = derivation && {
+    salt: r.string(derivation, 'salt', `${at}.key_derivation.salt`),
+    label: r.string(derivation, 'label', `${at}.key_derivation.label`),
+  }
+  if (kd?.salt && (!HEX.test(kd.salt) || kd.salt.length % 2 !== 0)) r.add(`${at}.key_derivation.salt`, 'must be hex (an even number of hex digits)')
+  const key = readKey(r, v, at)
+  if (!key?.kid && !raw) {
+    r.add(`${at}.key`, 'needs key.kid (with key.authority.endpoint and key.akv.endpoint) so the key can be released, or raw_key for testing')
+  }
+  if (mountPoint === undefined || url === undefined) return undefined
+  return {
+    mount_point: mountPoint,
+    azure_url: url,
+    azure_url_private: r.boolean(v, 'azure_url_private', `${at}.azure_url_private`),
+    read_write: r.boolean(v, 'read_write', `${at}.read_write`),
+    key,
+    key_derivation: kd,
+    raw_key: raw || undefined,
+    unlock: r.oneOf(v, 'unlock', `${at}.unlock`, UNLOCK_MODES),
+    mounter: r.oneOf(v, 'mounter', `${at}.mounter`, MOUNTER_MODES),
+    cache: readCache(r, v, at),
+  }
+}
+
+function readAzureInfo(r: Reader, top: JsonObject): AzureInfo | undefined {
+  const info = r.object(top, 'azure_info', 'azure_info')
+  if (!info) return undefined
+  const cc = r.object(info, 'certcache', 'azure_info.certcache')
+  const id = r.object(info, 'identity', 'azure_info.identity')
+  return {
+    certcache: cc && {
+      endpoint_type: r.oneOf(cc, 'endpoint_type', 'azure_info.certcache.endpoint_type', CERTCACHE_TYPES),
+      endpoint: r.string(cc, 'endpoint', 'azure_info.certcache.endpoint'),
+      tee_type: r.string(cc, 'tee_type', 'azure_info.certcache.tee_type'),
+      api_version: r.string(cc, 'api_version', 'azure_info.certcache.api_version'),
+      client_id: r.string(cc, 'client_id', 'azure_info.certcache.client_id'),
+    },
+    identity: id && {
+      client_id: r.string(id, 'client_id', 'azure_info.identity.client_id') || undefined,
+      resource_id: r.string(id, 'resource_id', 'azure_info.identity.resource_id') || undefined,
+    },
+  }
+}
+
+/** Validates a decoded configuration; every problem is reported at once, with its JSON path. */
+export function validateConfig(json: unknown, source = 'configuration'): EncfsConfig {
+  const r = new Reader()
+  if (!isObject(json)) throw ConfigError.invalid([{ path: '(top level)', message: `must be a JSON object, got ${typeName(json)}` }], source)
+  const azureInfo = readAzureInfo(r, json)
+  const list = r.member(json, 'azure_filesystems')
+  const filesystems: AzureFilesystem[] = []
+  if (list === undefined || list === null) {
+    r.add('azure_filesystems', 'is required: a list of at least one filesystem')
+  } else if (!Array.isArray(list)) {
+    r.add('azure_filesystems', `must be an array, got ${typeName(list)}`)
+  } else if (list.length === 0) {
+    r.add('azure_filesystems', 'is empty: at least one filesystem is required')
+  } else {
+    const seen: { index: number; mountPoint: string }[] = []
+    list.forEach((item, i) => {
+      const fs = readFilesystem(r, item, `azure_filesystems[${i}]`)
+      if (!fs) return
+      for (const other of seen) {
+        const a = fs.mount_point
+        const b = other.mountPoint
+        if (a === b) r.add(`azure_filesystems[${i}].mount_point`, `"${a}" is already the mount point of azure_filesystems[${other.index}]; each filesystem needs its own`)
+        else if (a.startsWith(`${b}/`) || b.startsWith(`${a}/`)) r.add(`azure_filesystems[${i}].mount_point`, `"${a}" is nested with azure_filesystems[${other.index}].mount_point "${b}"; mount points must not contain each other`)
+      }
+      seen.push({ index: i, mountPoint: fs.mount_point })
+      filesystems.push(fs)
+    })
+  }
+  if (r.issues.length > 0) throw ConfigError.invalid(r.issues, source)
+  return { ...(azureInfo ? { azure_info: azureInfo } : {}), azure_filesystems: filesystems }
+}

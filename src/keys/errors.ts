@@ -1,0 +1,3 @@
+import { EncfsError } from '../errors.js'
+
+export class KeyError extends EncfsError {}

@@ -1,0 +1,3 @@
+import { EncfsError } from '../errors.js'
+
+export class LuksError extends EncfsError {}

@@ -1,0 +1,143 @@
+import type { RangeSource } from '../storage/range-source.js'
+import type { Logger } from '../log/logger.js'
+import { silentLogger } from '../log/logger.js'
+import { HDR_SIZES, readCopy, type CopyResult, type HeaderCopy } from './binary-header.js'
+import { MetadataInvalid, parseMetadata, type Digest, type Keyslot, type Luks2Metadata } from './metadata.js'
+import { LuksError } from './errors.js'
+import { checkCipher } from './sector-cipher.js'
+
+export interface Luks2Header {
+  hdrSize: number
+  seqid: bigint
+  uuid: string
+  label: string
+  subsystem: string
+  /** Which binary header copy was used. */
+  copy: 'primary' | 'secondary'
+  segment: { offset: number; size: number | 'dynamic'; sectorSize: number; encryption: string; keySize: number }
+  keyslots: Keyslot[]
+  digests: Digest[]
+  metadata: Luks2Metadata
+}
+
+interface ValidCopy { header: HeaderCopy; metadata: Luks2Metadata }
+
+async function validate(source: RangeSource, offset: number, copy: 'primary' | 'secondary'): Promise<{ valid?: ValidCopy; result: CopyResult; reason?: string }> {
+  const result = await readCopy(source, offset, copy)
+  if (!result.ok) return { result, reason: result.reason }
+  try {
+    return { result, valid: { header: result.header, metadata: parseMetadata(result.header.json, result.header.hdrSize) } }
+  } catch (err) {
+    if (err instanceof MetadataInvalid) return { result, reason: `metadata invalid: ${err.message}` }
+    throw err
+  }
+}
+
+/**
+ * Reads and validates a LUKS2 header. The image comes from storage an attacker may control
+ * (CVE-2025-59054: a header with a null cipher made guests write plaintext), so anything outside
+ * the plain single-segment aes-xts / aes-cbc-essiv layout is refused here, before the userspace
+ * reader or cryptsetup sees it.
+ */
+export async function readLuks2Header(source: RangeSource, opts: { logger?: Logger } = {}): Promise<Luks2Header> {
+  const logger = opts.logger ?? silentLogger
+  if (source.size < 4096) throw new LuksError('LUKS_TOO_SMALL', `not a LUKS device: the image is only ${source.size} bytes (is it the right blob, and fully uploaded?)`)
+  const primary = await validate(source, 0, 'primary')
+  if (!primary.result.ok && primary.result.version === 1) {
+    throw new LuksError('LUKS1_UNSUPPORTED', 'the image is LUKS1, which encfs does not support: convert it with cryptsetup convert --type luks2 <image>')
+  }
+  if (!primary.result.ok && primary.result.version !== undefined) {
+    throw new LuksError('LUKS_VERSION_UNSUPPORTED', `unsupported LUKS version ${primary.result.version}: encfs reads LUKS2 images`)
+  }
+  let secondary: Awaited<ReturnType<typeof validate>> | undefined
+  const primaryHdrSize = primary.result.ok ? primary.result.header.hdrSize : primary.result.passedChecksum ? primary.result.hdrSize : undefined
+  if (primaryHdrSize !== undefined) secondary = await validate(source, primaryHdrSize, 'secondary')
+  else {
+    for (const offset of HDR_SIZES) {
+      if (offset + 4096 > source.size) break
+      const candidate = await validate(source, offset, 'secondary')
+      if (candidate.valid) {
+        secondary = candidate
+        break
+      }
+      if (!secondary || (candidate.result.ok === false && candidate.result.magic)) secondary = candidate
+    }
+  }
+  const p = primary.valid
+  const s = secondary?.valid
+  let chosen: ValidCopy
+  if (p && s) chosen = s.header.seqid > p.header.seqid ? s : p
+  else if (p || s) {
+    chosen = (p ?? s)!
+    logger.warn({ used: chosen.header.copy, primary: primary.reason, secondary: secondary?.reason }, `LUKS2 header: only the ${chosen.header.copy} copy is valid; using it (the image is not repaired)`)
+  } else {
+    const anyMagic = (!primary.result.ok && primary.result.magic) || primary.result.ok || (secondary && (secondary.result.ok || secondary.result.magic))
+    if (!anyMagic) {
+      throw new LuksError('LUKS_NOT_LUKS', 'not a LUKS device: no LUKS2 header found (is the blob a plain ext4 image, or the wrong blob?)')
+    }
+    throw new LuksError('LUKS_HEADER_CORRUPT', `LUKS2 header corrupted (primary: ${primary.reason}; secondary: ${secondary?.reason ?? 'not found'}); restore the image from a good copy`)
+  }
+  return applyPolicy(chosen, source.size)
+}
+
+const SECTOR_SIZES = [512, 1024, 2048, 4096]
+
+function applyPolicy({ header, metadata }: ValidCopy, imageSize: number): Luks2Header {
+  const m = metadata
+  if (m.requirements.length > 0) {
+    throw new LuksError('LUKS_REQUIREMENTS', `LUKS2 image has unmet requirement(s) ${m.requirements.join(', ')} (a reencryption in progress?); finish it with cryptsetup reencrypt --resume-only, then try again`)
+  }
+  if (m.segments.length !== 1) {
+    throw new LuksError('LUKS_SEGMENT_UNSUPPORTED', `unsupported segment layout: ${m.segments.length} segments (reencryption in progress?); encfs opens images with exactly one data segment`)
+  }
+  const seg = m.segments[0]!
+  if (seg.type !== 'crypt') throw new LuksError('LUKS_SEGMENT_UNSUPPORTED', `unsupported segment type "${seg.type}" (only "crypt"; linear and OPAL segments are refused)`)
+  if (seg.flags.length > 0) throw new LuksError('LUKS_SEGMENT_UNSUPPORTED', `unsupported segment flags ${seg.flags.join(', ')} (reencryption in progress?)`)
+  if (seg.integrity !== undefined) throw new LuksError('LUKS_INTEGRITY_UNSUPPORTED', 'LUKS2 authenticated encryption (dm-integrity) is not supported; re-create the image without --integrity')
+  if (!SECTOR_SIZES.includes(seg.sectorSize)) throw new LuksError('LUKS_SECTOR_SIZE_UNSUPPORTED', `unsupported sector size ${seg.sectorSize} (512, 1024, 2048 or 4096)`)
+  if (seg.ivTweak !== '0') throw new LuksError('LUKS_SEGMENT_UNSUPPORTED', `unsupported IV tweak ${seg.ivTweak} (only 0 on finished images)`)
+  if (seg.size !== 'dynamic' && (seg.size === 0 || seg.size % seg.sectorSize !== 0)) {
+    throw new LuksError('LUKS_SEGMENT_UNSUPPORTED', `segment size ${seg.size} is not a multiple of the sector size ${seg.sectorSize}`)
+  }
+  // With the header on the data device, the ciphertext must start after both headers and the keyslots.
+  const metadataEnd = 2 * header.hdrSize + m.keyslotsSize
+  if (seg.offset < metadataEnd) {
+    throw new LuksError('LUKS_SEGMENT_UNSUPPORTED', `the data segment at ${seg.offset} overlaps the LUKS2 header and keyslots (which end at ${metadataEnd}); refusing a header that would expose metadata as data`)
+  }
+  const digest = m.digests.find((d) => d.segments.includes(seg.id))
+  if (!digest) throw new LuksError('LUKS_METADATA_INVALID', `LUKS2 metadata invalid: no digest covers segment ${seg.id}`)
+  const bound = m.keyslots.filter((k) => digest.keyslots.includes(k.id) && k.type === 'luks2')
+  const keySize = bound[0]?.keySize ?? 0
+  if (bound.some((k) => k.keySize !== keySize)) throw new LuksError('LUKS_METADATA_INVALID', 'LUKS2 metadata invalid: keyslots of one segment disagree on the key size')
+  checkCipher(seg.encryption, keySize, 'data segment')
+  for (const k of bound) checkCipher(k.area.encryption, k.area.keySize, `keyslot ${k.id} area`)
+  if (!['sha1', 'sha256', 'sha512'].includes(digest.hash) || ![20, 32, 64].includes(digest.digest.length)) {
+    throw new LuksError('LUKS_METADATA_INVALID', `LUKS2 metadata invalid: digest ${digest.id} uses ${digest.hash} with a ${digest.digest.length}-byte value`)
+  }
+  if (seg.offset > imageSize) throw new LuksError('LUKS_DATA_SIZE_MISMATCH', `the data segment starts at ${seg.offset}, beyond the end of the ${imageSize}-byte image (truncated upload?)`)
+  return {
+    hdrSize: header.hdrSize,
+    seqid: header.seqid,
+    uuid: header.uuid,
+    label: header.label,
+    subsystem: header.subsystem,
+    copy: header.copy,
+    segment: { offset: seg.offset, size: seg.size, sectorSize: seg.sectorSize, encryption: seg.encryption, keySize },
+    keyslots: m.keyslots,
+    digests: m.digests,
+    metadata: m,
+  }
+}
+
+/** Where the ciphertext is in a data device of `dataSize` bytes (spec §4.1). */
+export function payloadRange(header: Luks2Header, dataSize: number): { offset: number; length: number } {
+  const { offset, size, sectorSize } = header.segment
+  const length = size === 'dynamic' ? dataSize - offset : size
+  if (length <= 0 || offset + length > dataSize) {
+    throw new LuksError('LUKS_DATA_SIZE_MISMATCH', `data device size does not match the LUKS2 segment: the image has ${dataSize} bytes, the segment needs ${offset + Math.max(length, 1)} (truncated upload?)`)
+  }
+  if (length % sectorSize !== 0) {
+    throw new LuksError('LUKS_DATA_SIZE_MISMATCH', `data device size does not match the LUKS2 segment: ${length} payload bytes is not a multiple of the ${sectorSize}-byte sector size (truncated upload?)`)
+  }
+  return { offset, length }
+}

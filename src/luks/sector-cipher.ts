@@ -1,0 +1,83 @@
+import { createCipheriv, createDecipheriv, createHash, type Cipher } from 'node:crypto'
+import { LuksError } from './errors.js'
+
+/** The dm-crypt cipher specs encfs opens; everything else (cipher_null first of all) is refused. */
+const SUPPORTED: Record<string, number[]> = {
+  'aes-xts-plain64': [32, 64],
+  'aes-xts-plain': [32, 64],
+  'aes-cbc-essiv:sha256': [16, 24, 32],
+}
+
+export function checkCipher(spec: string, keySize: number, where: string): void {
+  const sizes = SUPPORTED[spec]
+  if (!sizes) {
+    throw new LuksError('LUKS_CIPHER_UNSUPPORTED', `unsupported cipher "${spec}" for the ${where}: encfs opens aes-xts-plain64, aes-xts-plain and aes-cbc-essiv:sha256 only` +
+      (spec.startsWith('cipher_null') ? ' (a null cipher stores data in plaintext: this header may have been tampered with)' : ''))
+  }
+  if (!sizes.includes(keySize)) {
+    throw new LuksError('LUKS_CIPHER_UNSUPPORTED', `unsupported key size for the ${where}: ${spec} with a ${keySize}-byte key (expected ${sizes.join(' or ')} bytes)`)
+  }
+}
+
+/**
+ * Encrypts and decrypts runs of whole data units in place. The IV counts 512-byte sectors
+ * whatever the unit size (verified against cryptsetup: a 4096-byte unit k uses IV 8k), and each
+ * unit is one cipher operation that restarts at its IV.
+ */
+export class SectorCipher {
+  private readonly key: Buffer
+  private readonly algorithm: string
+  private readonly mode: 'xts-plain64' | 'xts-plain' | 'cbc-essiv'
+  private readonly essiv?: Cipher
+  private readonly iv = Buffer.alloc(16)
+
+  constructor(spec: string, key: Buffer) {
+    checkCipher(spec, key.length, 'cipher')
+    this.key = Buffer.from(key)
+    if (spec === 'aes-cbc-essiv:sha256') {
+      this.mode = 'cbc-essiv'
+      this.algorithm = `aes-${key.length * 8}-cbc`
+      const salt = createHash('sha256').update(key).digest()
+      // ECB encrypts each 16-byte IV block independently, so one cipher object serves every unit.
+      this.essiv = createCipheriv('aes-256-ecb', salt, null).setAutoPadding(false)
+      salt.fill(0)
+    } else {
+      this.mode = spec === 'aes-xts-plain' ? 'xts-plain' : 'xts-plain64'
+      this.algorithm = `aes-${(key.length / 2) * 8}-xts`
+    }
+  }
+
+  private ivFor(sector: number): Buffer {
+    this.iv.fill(0)
+    if (this.mode === 'xts-plain') this.iv.writeUInt32LE(sector % 0x100000000, 0)
+    else this.iv.writeBigUInt64LE(BigInt(sector), 0)
+    if (this.mode === 'cbc-essiv') return this.essiv!.update(this.iv)
+    return this.iv
+  }
+
+  /** `buf` holds whole units; `firstSector` is the 512-byte IV number of its first unit. */
+  decrypt(buf: Buffer, firstSector: number, unitSize: number): void {
+    this.run(buf, firstSector, unitSize, false)
+  }
+
+  encrypt(buf: Buffer, firstSector: number, unitSize: number): void {
+    this.run(buf, firstSector, unitSize, true)
+  }
+
+  private run(buf: Buffer, firstSector: number, unitSize: number, encrypt: boolean): void {
+    if (buf.length % unitSize !== 0) throw new RangeError(`buffer of ${buf.length} bytes is not whole ${unitSize}-byte units`)
+    const step = unitSize / 512
+    for (let off = 0, sector = firstSector; off < buf.length; off += unitSize, sector += step) {
+      const iv = this.ivFor(sector)
+      const c = encrypt ? createCipheriv(this.algorithm, this.key, iv) : createDecipheriv(this.algorithm, this.key, iv)
+      if (this.mode === 'cbc-essiv') c.setAutoPadding(false)
+      const unit = buf.subarray(off, off + unitSize)
+      c.update(unit).copy(unit)
+      c.final()
+    }
+  }
+
+  destroy(): void {
+    this.key.fill(0)
+  }
+}

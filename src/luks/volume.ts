@@ -1,0 +1,101 @@
+import type { RangeSource } from '../storage/range-source.js'
+import { checkRange } from '../storage/range-source.js'
+import { silentLogger, type Logger } from '../log/logger.js'
+import { readLuks2Header, payloadRange, type Luks2Header } from './header.js'
+import { unlockVolumeKey } from './unlock.js'
+import { SectorCipher } from './sector-cipher.js'
+import type { KdfOptions } from './kdf.js'
+
+export interface VolumeOptions extends KdfOptions {
+  /** A detached header; without it the header is read from the start of `data`. */
+  header?: RangeSource
+  logger?: Logger
+}
+
+/**
+ * The decrypted payload of a LUKS2 image as a RangeSource: the userspace unlock path, which
+ * needs no device-mapper. Reads and writes at any offset; whole data units are fetched and
+ * decrypted underneath. Owns `data` (and a detached header): close() closes them.
+ */
+export class Luks2Volume implements RangeSource {
+  readonly size: number
+  readonly header: Luks2Header
+  readonly keyslot: string
+  private readonly data: RangeSource
+  private readonly headerSource?: RangeSource
+  private readonly cipher: SectorCipher
+  private readonly offset: number
+  private readonly unit: number
+  private writes: Promise<void> = Promise.resolve()
+  private closed = false
+
+  private constructor(data: RangeSource, headerSource: RangeSource | undefined, header: Luks2Header, keyslot: string, cipher: SectorCipher, payload: { offset: number; length: number }) {
+    this.data = data
+    this.headerSource = headerSource
+    this.header = header
+    this.keyslot = keyslot
+    this.cipher = cipher
+    this.offset = payload.offset
+    this.size = payload.length
+    this.unit = header.segment.sectorSize
+    if (data.write) this.write = (offset, buf) => this.writeUnits(offset, buf)
+    if (data.flush) this.flush = () => data.flush!()
+  }
+
+  static async open(data: RangeSource, passphrase: Buffer, opts: VolumeOptions = {}): Promise<Luks2Volume> {
+    const logger = opts.logger ?? silentLogger
+    const headerSource = opts.header ?? data
+    const header = await readLuks2Header(headerSource, { logger })
+    const payload = payloadRange(header, data.size)
+    const { volumeKey, keyslot } = await unlockVolumeKey(headerSource, header, passphrase, { ...opts, logger })
+    try {
+      const cipher = new SectorCipher(header.segment.encryption, volumeKey)
+      return new Luks2Volume(data, opts.header, header, keyslot, cipher, payload)
+    } finally {
+      volumeKey.fill(0)
+    }
+  }
+
+  async read(offset: number, length: number, signal?: AbortSignal): Promise<Buffer> {
+    checkRange(this.size, offset, length)
+    if (length === 0) return Buffer.alloc(0)
+    const start = Math.floor(offset / this.unit) * this.unit
+    const end = Math.ceil((offset + length) / this.unit) * this.unit
+    // Sources hand back buffers the caller owns, so decrypting in place is safe.
+    const buf = await this.data.read(this.offset + start, end - start, signal)
+    this.cipher.decrypt(buf, start / 512, this.unit)
+    if (start === offset && end === offset + length) return buf
+    return buf.subarray(offset - start, offset - start + length)
+  }
+
+  write?: (offset: number, data: Buffer) => Promise<void>
+  flush?: () => Promise<void>
+
+  /** Writes are serialised so that two partial writes to one data unit cannot lose each other. */
+  private writeUnits(offset: number, data: Buffer): Promise<void> {
+    checkRange(this.size, offset, data.length)
+    const run = this.writes.then(async () => {
+      const start = Math.floor(offset / this.unit) * this.unit
+      const end = Math.ceil((offset + data.length) / this.unit) * this.unit
+      let buf: Buffer
+      if (start === offset && end === offset + data.length) buf = Buffer.from(data)
+      else {
+        buf = await this.read(start, end - start)
+        data.copy(buf, offset - start)
+      }
+      this.cipher.encrypt(buf, start / 512, this.unit)
+      await this.data.write!(this.offset + start, buf)
+    })
+    this.writes = run.catch(() => {})
+    return run
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return
+    this.closed = true
+    await this.writes
+    this.cipher.destroy()
+    await this.data.close()
+    await this.headerSource?.close()
+  }
+}

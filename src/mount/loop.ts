@@ -1,0 +1,37 @@
+import type { CommandRunner } from './exec.js'
+import { MountError } from './errors.js'
+
+export async function attachLoop(run: CommandRunner, file: string, readOnly: boolean): Promise<string> {
+  const args = ['--find', '--show', ...(readOnly ? ['--read-only'] : []), file]
+  try {
+    const { stdout } = await run('losetup', args, { timeoutMs: 60_000 })
+    const device = stdout.trim()
+    if (!device.startsWith('/dev/')) throw new MountError('LOOP_ATTACH_FAILED', `losetup printed no device for ${file}`)
+    return device
+  } catch (err) {
+    if (err instanceof MountError && err.code === 'COMMAND_MISSING') throw err
+    throw new MountError('LOOP_ATTACH_FAILED', `cannot attach a loop device to ${file}: ${(err as Error).message}. ` +
+      'Where loop devices are not allowed, use --mounter fuse2fs.', { cause: err })
+  }
+}
+
+export async function detachLoop(run: CommandRunner, device: string): Promise<void> {
+  await run('losetup', ['--detach', device], { timeoutMs: 60_000 })
+}
+
+export interface LoopDevice {
+  name: string
+  backingFile: string
+}
+
+/** Loop devices and their backing files, for finding those a crashed run left attached. */
+export async function listLoops(run: CommandRunner): Promise<LoopDevice[]> {
+  const { stdout } = await run('losetup', ['--list', '--json', '--output', 'NAME,BACK-FILE'], { timeoutMs: 30_000 })
+  if (!stdout.trim()) return []
+  const parsed = JSON.parse(stdout) as { loopdevices?: { name: string; 'back-file': string | null }[] }
+  return (parsed.loopdevices ?? []).map((d) => ({
+    name: d.name,
+    // A backing file on a dead FUSE mount is shown with " (deleted)" appended by some versions.
+    backingFile: (d['back-file'] ?? '').replace(/ \(deleted\)$/, ''),
+  }))
+}

@@ -1,0 +1,181 @@
+import { mkdir, rmdir, symlink, unlink, lstat } from 'node:fs/promises'
+import type { Logger } from '../log/logger.js'
+import type { RangeSource } from '../storage/range-source.js'
+import type { FilesystemPlan } from '../config/plan.js'
+import { openSource } from '../storage/open-source.js'
+import { redactUrl } from '../storage/errors.js'
+import { BlockCache } from '../storage/block-cache.js'
+import { SliceSource } from '../storage/slice-source.js'
+import { readLuks2Header, payloadRange } from '../luks/header.js'
+import { Luks2Volume } from '../luks/volume.js'
+import { FileServer, type ServedFile } from '../fuse/file-server.js'
+import type { KeyProvider } from '../keys/provider.js'
+import { chooseMounter, chooseUnlock, logChoices, type Capabilities, type UnlockMode, type MounterMode } from './capabilities.js'
+import type { CommandRunner } from './exec.js'
+import { MountError } from './errors.js'
+import { UndoStack } from './undo-stack.js'
+import { attachLoop, detachLoop } from './loop.js'
+import { mountExt4, mountFuse2fs, unmountFuse2fs, unmountPath } from './ext4.js'
+import { cryptsetupClose, cryptsetupOpen, mapperName } from './kernel-unlock.js'
+import { fuseDirOf } from './runtime-dir.js'
+
+export interface MountContext {
+  run: CommandRunner
+  caps: Capabilities
+  keys: KeyProvider
+  runtimeDir: string
+  identity?: { client_id?: string; resource_id?: string }
+  logger: Logger
+  signal?: AbortSignal
+}
+
+export type FilesystemState = 'mounting' | 'mounted' | 'failed' | 'unmounting' | 'unmounted'
+
+export interface MountedFilesystem {
+  readonly index: number
+  readonly mountPoint: string
+  readonly unlock: 'kernel' | 'userspace'
+  readonly mounter: 'loop' | 'fuse2fs'
+  /** The chain under FUSE, for statistics. */
+  readonly cache: BlockCache
+  readonly server: FileServer
+  unmount(): Promise<void>
+}
+
+/** Checks that need no side effect, done for every filesystem before the first one is touched. */
+export async function preflight(plan: FilesystemPlan): Promise<void> {
+  const where = `azure_filesystems[${plan.index}].mount_point`
+  const parent = await lstat(plan.parentDir).catch(() => undefined)
+  if (!parent?.isDirectory()) {
+    throw new MountError('MOUNT_POINT_PARENT_MISSING', `${where}: the parent directory ${plan.parentDir} does not exist; create it (in a pod: the shared emptyDir volume) before starting remotefs`)
+  }
+  const existing = await lstat(plan.mountPoint).catch(() => undefined)
+  if (existing && !existing.isSymbolicLink()) {
+    throw new MountError('MOUNT_POINT_EXISTS', `${where}: ${plan.mountPoint} already exists; remotefs creates it as a symlink when the filesystem is ready, so it must not exist (remove it)`)
+  }
+  if (plan.readWrite) {
+    throw new MountError('READ_WRITE_UNSUPPORTED', `azure_filesystems[${plan.index}].read_write: read-write filesystems are not supported by this version yet; set read_write to false`)
+  }
+}
+
+function cacheOptions(plan: FilesystemPlan): ConstructorParameters<typeof BlockCache>[1] {
+  const c = plan.cache
+  return {
+    ...(c?.block_size_kib ? { blockSize: c.block_size_kib * 1024 } : {}),
+    ...(c?.memory_mib ? { memoryBytes: c.memory_mib * 1024 * 1024 } : {}),
+    ...(c?.readahead_blocks !== undefined ? { readaheadBlocks: c.readahead_blocks } : {}),
+  }
+}
+
+/**
+ * Streams, unlocks and mounts one filesystem. Each step registers its undo; on any failure
+ * everything done so far is undone before the error is thrown, and `unmount()` later unwinds
+ * the same steps: symlink, ext4, loop / dm-crypt, FUSE, sources (which zero the volume key).
+ */
+export async function mountFilesystem(plan: FilesystemPlan, ctx: MountContext): Promise<MountedFilesystem> {
+  const logger = ctx.logger.child({ filesystem: plan.index })
+  const undo = new UndoStack(logger)
+  const started = Date.now()
+  const step = (msg: string, extra: Record<string, unknown> = {}) => logger.info({ ms: Date.now() - started, ...extra }, msg)
+  try {
+    const unlock = chooseUnlock(plan.unlock as UnlockMode, ctx.caps)
+    const mounter = chooseMounter(plan.mounter as MounterMode, ctx.caps)
+    logChoices(logger, plan.index, unlock, mounter)
+
+    step('opening image', { url: redactUrl(plan.url) })
+    const source = await openSource(plan.url, { private: plan.private, identity: ctx.identity, logger, signal: ctx.signal })
+    let outer: RangeSource = source
+    undo.push('close image source', () => outer.close())
+    const cache = new BlockCache(source, { ...cacheOptions(plan), logger })
+    outer = cache
+    step('image opened', { bytes: source.size, kind: source.kind, blobType: source.blobType })
+
+    // The header comes from storage that an attacker may control: validate it before either path uses it.
+    const header = await readLuks2Header(cache, { logger })
+    payloadRange(header, cache.size)
+    step('LUKS2 header validated', { cipher: header.segment.encryption, sectorSize: header.segment.sectorSize, copy: header.copy })
+
+    const key = await ctx.keys.keyFor(plan.key, { index: plan.index, logger, signal: ctx.signal })
+    const files: ServedFile[] = []
+    try {
+      if (unlock.mode === 'userspace') {
+        const volume = await Luks2Volume.open(cache, key, { logger, signal: ctx.signal })
+        outer = volume
+        files.push({ name: 'data', source: volume, writable: false })
+        step('keyslot unlocked in userspace', { payloadBytes: volume.size })
+      } else {
+        files.push({ name: 'data', source: cache, writable: false })
+        files.push({ name: 'header', source: new SliceSource(cache, 0, header.segment.offset), writable: false })
+      }
+
+      const fuseDir = fuseDirOf(ctx.runtimeDir, plan.index)
+      const server = await FileServer.mount({ mountpoint: fuseDir, files, logger })
+      undo.push('unmount FUSE', async () => {
+        await server.unmount()
+        await rmdir(fuseDir).catch(() => {})
+      })
+      step('FUSE file served', { path: server.pathOf('data') })
+
+      let device: string
+      if (unlock.mode === 'kernel') {
+        const name = mapperName(plan.index)
+        device = await cryptsetupOpen(ctx.run, { dataFile: server.pathOf('data'), headerFile: server.pathOf('header'), name, readOnly: true, key, logger })
+        undo.push('close dm-crypt mapping', () => cryptsetupClose(ctx.run, name))
+        step('dm-crypt mapping opened', { device })
+      } else {
+        device = server.pathOf('data')
+      }
+      key.fill(0)
+
+      const created = await mkdir(plan.mountDir, { mode: 0o755 }).then(() => true, (err: NodeJS.ErrnoException) => {
+        if (err.code === 'EEXIST') return false
+        throw new MountError('MOUNT_DIR_FAILED', `cannot create ${plan.mountDir}: ${err.message}`, { cause: err })
+      })
+      if (created) undo.push('remove mount directory', () => rmdir(plan.mountDir))
+
+      if (mounter.mode === 'loop') {
+        if (unlock.mode === 'userspace') {
+          const loop = await attachLoop(ctx.run, device, true)
+          undo.push('detach loop device', () => detachLoop(ctx.run, loop))
+          step('loop device attached', { loop })
+          device = loop
+        }
+        await mountExt4(ctx.run, device, plan.mountDir, true)
+        undo.push('unmount ext4', () => unmountPath(ctx.run, plan.mountDir, logger))
+      } else {
+        const m = await mountFuse2fs(device, plan.mountDir, true, logger)
+        undo.push('unmount fuse2fs', () => unmountFuse2fs(ctx.run, m, logger))
+      }
+      step('ext4 mounted', { at: plan.mountDir })
+
+      // Last: the path appears only once the filesystem behind it is ready.
+      await symlink(plan.symlinkTarget, plan.mountPoint)
+      undo.push('remove mount point symlink', () => unlink(plan.mountPoint))
+      step('filesystem ready', { mountPoint: plan.mountPoint })
+
+      const mounted: MountedFilesystem = {
+        index: plan.index,
+        mountPoint: plan.mountPoint,
+        unlock: unlock.mode,
+        mounter: mounter.mode,
+        cache,
+        server,
+        async unmount() {
+          logger.info({ mountPoint: plan.mountPoint }, 'unmounting')
+          const failures = await undo.unwind()
+          if (failures.length > 0) {
+            throw new MountError('UNMOUNT_FAILED', `filesystem ${plan.index} (${plan.mountPoint}): ${failures.length} cleanup step(s) failed: ${failures.map((f) => f.message).join('; ')}`)
+          }
+          logger.info({ mountPoint: plan.mountPoint }, 'unmounted')
+        },
+      }
+      return mounted
+    } finally {
+      key.fill(0)
+    }
+  } catch (err) {
+    logger.error({ err }, 'mount failed; undoing what was done')
+    await undo.unwind()
+    throw err
+  }
+}

@@ -1,0 +1,76 @@
+import type { Logger } from '../log/logger.js'
+import type { FilesystemPlan } from '../config/plan.js'
+import type { KeyProvider } from '../keys/provider.js'
+import { probeCapabilities, type Capabilities } from './capabilities.js'
+import { runCommand, type CommandRunner } from './exec.js'
+import { clearStale } from './stale.js'
+import { claimRuntimeDir } from './runtime-dir.js'
+import { mountFilesystem, preflight, type MountedFilesystem } from './mount-filesystem.js'
+import { MountError } from './errors.js'
+
+export interface RemotefsOptions {
+  plans: FilesystemPlan[]
+  keys: KeyProvider
+  runtimeDir: string
+  identity?: { client_id?: string; resource_id?: string }
+  logger: Logger
+  run?: CommandRunner
+  caps?: Capabilities
+  signal?: AbortSignal
+}
+
+export interface Remotefs {
+  readonly filesystems: readonly MountedFilesystem[]
+  /** Unmounts everything in reverse order; resolves when nothing is left. */
+  stop(): Promise<void>
+}
+
+/**
+ * Mounts every configured filesystem in order. One failure undoes the ones already mounted and
+ * rejects with an error naming the filesystem that failed.
+ */
+export async function startRemotefs(o: RemotefsOptions): Promise<Remotefs> {
+  const run = o.run ?? runCommand
+  const logger = o.logger
+  for (const plan of o.plans) await preflight(plan)
+  const caps = o.caps ?? (await probeCapabilities())
+  if (!caps.fuse) throw new MountError('FUSE_UNAVAILABLE', '/dev/fuse is missing: run remotefs privileged or with --device /dev/fuse')
+  logger.info({ caps }, 'platform capabilities')
+
+  const claim = await claimRuntimeDir(o.runtimeDir)
+  const mounted: MountedFilesystem[] = []
+  const stopAll = async (): Promise<Error[]> => {
+    const failures: Error[] = []
+    while (mounted.length > 0) {
+      const fs = mounted.pop()!
+      await fs.unmount().catch((err: Error) => failures.push(err))
+    }
+    await claim.release()
+    return failures
+  }
+  try {
+    await clearStale(run, o.runtimeDir, o.plans.map((p) => ({ index: p.index, mountPoint: p.mountPoint, mountDir: p.mountDir })), logger)
+    for (const plan of o.plans) {
+      try {
+        mounted.push(await mountFilesystem(plan, { run, caps, keys: o.keys, runtimeDir: o.runtimeDir, identity: o.identity, logger, signal: o.signal }))
+      } catch (err) {
+        const e = err as Error & { code?: string }
+        throw new MountError(e.code ?? 'MOUNT_FAILED', `filesystem ${plan.index} (${plan.mountPoint}): ${e.message}`, { cause: err })
+      }
+    }
+  } catch (err) {
+    if (mounted.length > 0) logger.warn({ count: mounted.length }, 'start-up failed; unmounting the filesystems already mounted')
+    await stopAll()
+    throw err
+  }
+  let stopping: Promise<void> | undefined
+  return {
+    filesystems: mounted.slice(),
+    stop() {
+      stopping ??= stopAll().then((failures) => {
+        if (failures.length > 0) throw new MountError('STOP_FAILED', failures.map((f) => f.message).join('; '))
+      })
+      return stopping
+    },
+  }
+}

@@ -1,0 +1,65 @@
+import { open, type FileHandle } from 'node:fs/promises'
+import { fileURLToPath } from 'node:url'
+import { checkRange, type RangeSource } from './range-source.js'
+import { StorageError } from './errors.js'
+
+/** A local image file, as Go's azmount allows for testing (`file://` URL or absolute path). */
+export class FileSource implements RangeSource {
+  readonly kind = 'file' as const
+
+  private constructor(
+    private readonly handle: FileHandle,
+    readonly path: string,
+    readonly size: number,
+    readonly writable: boolean,
+  ) {}
+
+  static async open(location: string, o: { writable?: boolean } = {}): Promise<FileSource> {
+    const file = location.startsWith('file:') ? fileURLToPath(location) : location
+    let handle: FileHandle
+    try {
+      handle = await open(file, o.writable ? 'r+' : 'r')
+    } catch (err) {
+      const e = err as NodeJS.ErrnoException
+      if (e.code === 'ENOENT') throw new StorageError('STORAGE_NOT_FOUND', `image file ${file} does not exist`, { cause: err })
+      if (e.code === 'EACCES' || e.code === 'EPERM') throw new StorageError('STORAGE_ACCESS_DENIED', `cannot open image file ${file}: permission denied`, { cause: err })
+      throw new StorageError('STORAGE_READ_FAILED', `cannot open image file ${file}: ${e.message}`, { cause: err })
+    }
+    const st = await handle.stat()
+    if (!st.isFile() && !st.isBlockDevice()) {
+      await handle.close()
+      throw new StorageError('STORAGE_BAD_URL', `${file} is not a regular file`)
+    }
+    return new FileSource(handle, file, st.size, o.writable ?? false)
+  }
+
+  async read(offset: number, length: number): Promise<Buffer> {
+    checkRange(this.size, offset, length)
+    const buf = Buffer.allocUnsafe(length)
+    let done = 0
+    while (done < length) {
+      const { bytesRead } = await this.handle.read(buf, done, length - done, offset + done)
+      if (bytesRead === 0) throw new StorageError('STORAGE_SHORT_READ', `${this.path} ended at ${offset + done} bytes, ${length - done} bytes short (was it truncated while mounted?)`)
+      done += bytesRead
+    }
+    return buf
+  }
+
+  async write(offset: number, data: Buffer): Promise<void> {
+    if (!this.writable) throw new StorageError('STORAGE_READ_ONLY', `${this.path} was opened read-only`)
+    checkRange(this.size, offset, data.length)
+    let done = 0
+    while (done < data.length) {
+      const { bytesWritten } = await this.handle.write(data, done, data.length - done, offset + done)
+      done += bytesWritten
+    }
+  }
+
+  async flush(): Promise<void> {
+    if (this.writable) await this.handle.datasync()
+  }
+
+  async close(): Promise<void> {
+    await this.handle.close()
+  }
+}

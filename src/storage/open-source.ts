@@ -1,0 +1,26 @@
+import type { Logger } from '../log/logger.js'
+import { BlobSource, type BlobType } from './blob-source.js'
+import { FileSource } from './file-source.js'
+import { storageCredential, type IdentityConfig, type RetryOptions } from './credential.js'
+import { StorageError, redactUrl } from './errors.js'
+import type { RangeSource } from './range-source.js'
+
+export type OpenedSource = RangeSource & { kind: 'file' | 'blob'; blobType?: BlobType; etag?: string }
+
+export interface OpenSourceOptions {
+  private?: boolean
+  identity?: IdentityConfig
+  identityRetry?: RetryOptions
+  logger?: Logger
+  signal?: AbortSignal
+}
+
+/** The image behind `azure_url`: a local file (file:// or absolute path) or a blob (http(s)). */
+export async function openSource(url: string, o: OpenSourceOptions = {}): Promise<OpenedSource> {
+  if (url.startsWith('/') || url.startsWith('file:')) return FileSource.open(url)
+  if (/^https?:\/\//i.test(url)) {
+    const credential = o.private ? storageCredential(o.identity, { ...o.identityRetry, logger: o.logger }) : undefined
+    return BlobSource.open({ url, credential, logger: o.logger, signal: o.signal })
+  }
+  throw new StorageError('STORAGE_BAD_URL', `unsupported image location ${redactUrl(url)}: use an https:// blob URL, a file:// URL or an absolute path`)
+}

@@ -1,0 +1,24 @@
+/**
+ * The one shape every layer between blob storage and the FUSE file has: a random-access byte
+ * range. BlockCache wraps one and is one; Luks2Volume wraps one and is one; the FUSE server
+ * serves any one. A wrapper owns what it wraps: closing the outermost closes the whole chain.
+ */
+export interface RangeSource {
+  readonly size: number
+  /** Exactly `length` bytes at `offset`; a range past `size` is an error. */
+  read(offset: number, length: number, signal?: AbortSignal): Promise<Buffer>
+  /** Read-write sources only. */
+  write?(offset: number, data: Buffer): Promise<void>
+  /** Durable once resolved. */
+  flush?(): Promise<void>
+  close(): Promise<void>
+}
+
+export function checkRange(size: number, offset: number, length: number): void {
+  if (!Number.isSafeInteger(offset) || !Number.isSafeInteger(length) || offset < 0 || length < 0) {
+    throw new RangeError(`invalid range: offset ${offset}, length ${length}`)
+  }
+  if (offset + length > size) {
+    throw new RangeError(`range [${offset}, ${offset + length}) is past the end (${size} bytes)`)
+  }
+}

@@ -1,0 +1,19 @@
+import { checkRange, type RangeSource } from './range-source.js'
+
+/** A read-only window onto part of another source; it does not own (or close) what it views. */
+export class SliceSource implements RangeSource {
+  constructor(
+    private readonly inner: RangeSource,
+    private readonly offset: number,
+    readonly size: number,
+  ) {
+    checkRange(inner.size, offset, size)
+  }
+
+  read(offset: number, length: number, signal?: AbortSignal): Promise<Buffer> {
+    checkRange(this.size, offset, length)
+    return this.inner.read(this.offset + offset, length, signal)
+  }
+
+  async close(): Promise<void> {}
+}

@@ -1,0 +1,175 @@
+import test from 'ava'
+import { lstat, rm, mkdir, copyFile, open } from 'node:fs/promises'
+import path from 'node:path'
+import { startAzurite, uploadFile, type Azurite } from '../helpers/azurite.js'
+import { makeEncryptedImage, type TestImage } from '../helpers/images.js'
+import { startSidecar, stopSidecar, waitReady, sidecarArgs, leftovers, tempDir, type Sidecar, type FsConfig } from '../helpers/remotefs.js'
+
+let az: Azurite
+let good: TestImage
+const cleanups: (() => Promise<void>)[] = []
+
+test.before(async () => {
+  az = await startAzurite()
+  good = await makeEncryptedImage({ files: { 'ok.txt': 'ok\n' } })
+})
+test.after.always(async () => {
+  for (const c of cleanups.reverse()) await c().catch(() => {})
+  await good?.cleanup()
+  await az?.stop()
+})
+
+async function workspace() {
+  const tmp = await tempDir()
+  cleanups.push(() => tmp.cleanup())
+  const parent = path.join(tmp.dir, 'mnt')
+  await mkdir(parent)
+  return { dir: tmp.dir, parent }
+}
+
+/** Runs remotefs to completion (it must fail) and returns what a user sees. */
+async function runFailing(fs: FsConfig[] | string | undefined, opts: { args?: string[]; env?: Record<string, string> } = {}) {
+  const b64 = typeof fs === 'string' || fs === undefined ? fs : sidecarArgs(fs)
+  const sidecar: Sidecar = await startSidecar(b64, { args: opts.args ?? ['--allow-raw-key'], env: opts.env })
+  const timer = setTimeout(() => sidecar.child.kill('SIGKILL'), 120_000)
+  const code = await sidecar.exited
+  clearTimeout(timer)
+  const result = { code, output: sidecar.output(), log: await sidecar.log(), runtimeDir: sidecar.runtimeDir }
+  await rm(sidecar.logFile, { force: true })
+  return result
+}
+
+async function assertNothingLeft(t: import('ava').ExecutionContext, runtimeDir: string, parent: string, mountPoints: string[]) {
+  const dirs = mountPoints.map((_, i) => path.join(parent, `.filesystem-${i}`))
+  t.deepEqual(await leftovers(runtimeDir, dirs), [], 'no mounts or loop devices left')
+  for (const p of [...mountPoints, ...dirs]) await t.throwsAsync(lstat(p), undefined, `${p} does not exist`)
+  await rm(runtimeDir, { recursive: true, force: true })
+}
+
+test.serial('a wrong key fails start-up with a keyslot error and leaves nothing behind', async (t) => {
+  const { sasUrl } = await uploadFile(az, good.image, { kind: 'block' })
+  const ws = await workspace()
+  const mp = path.join(ws.parent, 'x')
+  const r = await runFailing([{ mount_point: mp, azure_url: sasUrl, raw_key: 'ab'.repeat(32) }])
+  t.not(r.code, 0)
+  t.regex(r.output, /filesystem 0 .*no keyslot can be opened/i)
+  t.regex(r.output, /LUKS_WRONG_KEY/)
+  await assertNothingLeft(t, r.runtimeDir, ws.parent, [mp])
+})
+
+test.serial('a corrupt header is refused before anything is mounted', async (t) => {
+  const ws = await workspace()
+  const bad = path.join(ws.dir, 'bad.img')
+  await copyFile(good.image, bad)
+  const fh = await open(bad, 'r+')
+  // Break the JSON area of both header copies (checksums no longer match).
+  await fh.write(Buffer.from('XXXX'), 0, 4, 4096 + 10)
+  await fh.write(Buffer.from('XXXX'), 0, 4, 16384 + 4096 + 10)
+  await fh.close()
+  const { sasUrl } = await uploadFile(az, bad, { kind: 'block' })
+  const mp = path.join(ws.parent, 'x')
+  const r = await runFailing([{ mount_point: mp, azure_url: sasUrl, raw_key: good.key.toString('hex') }])
+  t.not(r.code, 0)
+  t.regex(r.output, /LUKS_HEADER_CORRUPT/)
+  await assertNothingLeft(t, r.runtimeDir, ws.parent, [mp])
+})
+
+test.serial('a blob that does not exist names the URL (without the SAS) and what to check', async (t) => {
+  const { sasUrl } = await uploadFile(az, good.image, { kind: 'block' })
+  const missing = sasUrl.replace(/\/[^/?]+\?/, '/no-such-blob.img?')
+  const ws = await workspace()
+  const mp = path.join(ws.parent, 'x')
+  const r = await runFailing([{ mount_point: mp, azure_url: missing, raw_key: good.key.toString('hex') }])
+  t.not(r.code, 0)
+  t.regex(r.output, /STORAGE_NOT_FOUND/)
+  t.regex(r.output, /no-such-blob\.img/)
+  t.false(r.output.includes('sig='), 'SAS signature not printed')
+  await assertNothingLeft(t, r.runtimeDir, ws.parent, [mp])
+})
+
+test.serial('when the second filesystem fails, the first is unmounted again', async (t) => {
+  const { sasUrl } = await uploadFile(az, good.image, { kind: 'block' })
+  const ws = await workspace()
+  const mpA = path.join(ws.parent, 'a')
+  const mpB = path.join(ws.parent, 'b')
+  const r = await runFailing([
+    { mount_point: mpA, azure_url: sasUrl, raw_key: good.key.toString('hex') },
+    { mount_point: mpB, azure_url: sasUrl, raw_key: 'cd'.repeat(32) },
+  ])
+  t.not(r.code, 0)
+  t.regex(r.output, /filesystem 1 \(.*\/b\)/)
+  t.regex(r.log, /unmounting the filesystems already mounted/)
+  await assertNothingLeft(t, r.runtimeDir, ws.parent, [mpA, mpB])
+})
+
+test.serial('raw_key without the opt-in is refused with a message that says how to opt in', async (t) => {
+  const ws = await workspace()
+  const mp = path.join(ws.parent, 'x')
+  const r = await runFailing([{ mount_point: mp, azure_url: `file://${good.image}`, raw_key: good.key.toString('hex') }], { args: [] })
+  t.not(r.code, 0)
+  t.regex(r.output, /azure_filesystems\[0\]\.raw_key/)
+  t.regex(r.output, /--allow-raw-key/)
+  t.regex(r.output, /EncfsAllowRawKey=true/)
+  t.false(r.output.includes(good.key.toString('hex')))
+  await assertNothingLeft(t, r.runtimeDir, ws.parent, [mp])
+})
+
+test.serial('bad configuration inputs exit non-zero with their own messages', async (t) => {
+  const ws = await workspace()
+  const cases: [string | undefined, RegExp, Record<string, string>?][] = [
+    ['%%%not base64%%%', /CONFIG_BASE64/],
+    [Buffer.from('{"azure_filesystems": [').toString('base64'), /CONFIG_JSON/],
+    [Buffer.from('{"azure_filesystems": []}').toString('base64'), /azure_filesystems: .*at least one/],
+    [sidecarArgs([{ mount_point: 'relative/path', azure_url: `file://${good.image}`, raw_key: '00' }]), /azure_filesystems\[0\]\.mount_point: must be an absolute path/],
+    [sidecarArgs([
+      { mount_point: `${ws.parent}/same`, azure_url: `file://${good.image}`, raw_key: '00' },
+      { mount_point: `${ws.parent}/same`, azure_url: `file://${good.image}`, raw_key: '00' },
+    ]), /azure_filesystems\[1\]\.mount_point: .*azure_filesystems\[0\]/],
+    [undefined, /CONFIG_MISSING.*EncfsSideCarArgs|EncfsSideCarArgs.*CONFIG_MISSING/s, { EncfsSideCarArgs: '' }],
+  ]
+  for (const [b64, expected, env] of cases) {
+    const r = await runFailing(b64, { env })
+    t.not(r.code, 0, `exit code for ${expected}`)
+    t.regex(r.output, expected)
+    await rm(r.runtimeDir, { recursive: true, force: true })
+  }
+})
+
+test.serial('--unlock kernel on a machine without device-mapper says so and suggests userspace', async (t) => {
+  const ws = await workspace()
+  const mp = path.join(ws.parent, 'x')
+  const r = await runFailing([{ mount_point: mp, azure_url: `file://${good.image}`, raw_key: good.key.toString('hex') }], { args: ['--allow-raw-key', '--unlock', 'kernel'] })
+  t.not(r.code, 0)
+  t.regex(r.output, /UNLOCK_KERNEL_UNAVAILABLE/)
+  t.regex(r.output, /--unlock userspace/)
+  await assertNothingLeft(t, r.runtimeDir, ws.parent, [mp])
+})
+
+test.serial('a mount point that already exists as a directory is refused before anything is touched', async (t) => {
+  const ws = await workspace()
+  const mp = path.join(ws.parent, 'exists')
+  await mkdir(mp)
+  const r = await runFailing([{ mount_point: mp, azure_url: `file://${good.image}`, raw_key: good.key.toString('hex') }])
+  t.not(r.code, 0)
+  t.regex(r.output, /MOUNT_POINT_EXISTS/)
+  t.true((await lstat(mp)).isDirectory(), 'the existing directory is untouched')
+})
+
+test.serial('a blob replaced during the mount fails reads loudly instead of mixing versions', async (t) => {
+  const big = await makeEncryptedImage({ fsSizeMiB: 24, files: { 'first.txt': 'a\n', 'later.bin': Buffer.alloc(12 * 1024 * 1024, 9) } })
+  cleanups.push(() => big.cleanup())
+  const { sasUrl } = await uploadFile(az, big.image, { kind: 'block', blob: 'replaced.img' })
+  const ws = await workspace()
+  const mp = path.join(ws.parent, 'r')
+  const sidecar = await startSidecar(sidecarArgs([{ mount_point: mp, azure_url: sasUrl, raw_key: big.key.toString('hex'), cache: { memory_mib: 8 } }]), { args: ['--allow-raw-key'] })
+  cleanups.push(async () => { await stopSidecar(sidecar) })
+  await waitReady(sidecar, [mp])
+  await uploadFile(az, good.image, { kind: 'block', blob: 'replaced.img' })
+  const { execFile } = await import('node:child_process')
+  const err = await new Promise<Error | null>((resolve) => execFile('cat', [path.join(mp, 'later.bin')], { encoding: 'buffer', maxBuffer: 1 << 26 }, (e) => resolve(e)))
+  t.truthy(err, 'reading data that was not cached yet fails')
+  t.regex(await sidecar.log(), /STORAGE_BLOB_CHANGED/)
+  t.is(await stopSidecar(sidecar), 0)
+  t.deepEqual(await leftovers(sidecar.runtimeDir, [path.join(ws.parent, '.filesystem-0')]), [])
+  await rm(sidecar.logFile, { force: true })
+})

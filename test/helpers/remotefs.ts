@@ -1,0 +1,109 @@
+import { spawn, execFile, type ChildProcess } from 'node:child_process'
+import { promisify } from 'node:util'
+import { lstat, mkdtemp, rm, readFile } from 'node:fs/promises'
+import { setTimeout as sleep } from 'node:timers/promises'
+import os from 'node:os'
+import path from 'node:path'
+import { fileURLToPath } from 'node:url'
+
+const exec = promisify(execFile)
+const here = path.dirname(fileURLToPath(import.meta.url))
+/** The built CLI entry points, next to this file in dist/. */
+export const REMOTEFS_JS = path.resolve(here, '../../src/cli/remotefs.js')
+export const ENCFS_JS = path.resolve(here, '../../src/cli/encfs.js')
+
+export interface FsConfig {
+  mount_point: string
+  azure_url: string
+  raw_key?: string
+  read_write?: boolean
+  azure_url_private?: boolean
+  key?: Record<string, unknown>
+  [extension: string]: unknown
+}
+
+export function sidecarArgs(filesystems: FsConfig[], extra: Record<string, unknown> = {}): string {
+  return Buffer.from(JSON.stringify({ azure_filesystems: filesystems, ...extra })).toString('base64')
+}
+
+export interface Sidecar {
+  child: ChildProcess
+  runtimeDir: string
+  logFile: string
+  output(): string
+  /** Resolves with the exit code. */
+  exited: Promise<number | null>
+  log(): Promise<string>
+}
+
+export interface SidecarOptions {
+  args?: string[]
+  env?: Record<string, string>
+  runtimeDir?: string
+}
+
+export async function startSidecar(b64: string | undefined, o: SidecarOptions = {}): Promise<Sidecar> {
+  const runtimeDir = o.runtimeDir ?? (await mkdtemp(path.join(os.tmpdir(), 'encfs-rt-')))
+  const logFile = path.join(runtimeDir + '.log')
+  const args = [REMOTEFS_JS, ...(b64 !== undefined ? ['-base64', b64] : []), '-loglevel', 'debug', '-logfile', logFile, '--runtime-dir', runtimeDir, ...(o.args ?? [])]
+  const child = spawn(process.execPath, ['--enable-source-maps', ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...o.env } })
+  let out = ''
+  child.stdout?.on('data', (d: Buffer) => { out += d.toString() })
+  child.stderr?.on('data', (d: Buffer) => { out += d.toString() })
+  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)))
+  return { child, runtimeDir, logFile, output: () => out, exited, log: () => readFile(logFile, 'utf8').catch(() => '') }
+}
+
+/**
+ * Waits until every path exists as a symlink (remotefs's readiness signal to applications) and the
+ * sidecar has logged that it is ready (a killed run's stale symlink must not count), or it exits.
+ */
+export async function waitReady(sidecar: Sidecar, mountPoints: string[], timeoutMs = 90_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs
+  let code: number | null | undefined
+  void sidecar.exited.then((c) => { code = c })
+  for (;;) {
+    const ready = await Promise.all(mountPoints.map((p) => lstat(p).then((s) => s.isSymbolicLink(), () => false)))
+    if (ready.every(Boolean) && (await sidecar.log()).includes('"msg":"ready:')) return
+    if (code !== undefined) throw new Error(`remotefs exited with ${code} before it was ready:\n${sidecar.output()}\n${await sidecar.log()}`)
+    if (Date.now() > deadline) throw new Error(`remotefs not ready after ${timeoutMs} ms:\n${sidecar.output()}\n${await sidecar.log()}`)
+    await sleep(100)
+  }
+}
+
+export async function stopSidecar(sidecar: Sidecar, signal: NodeJS.Signals = 'SIGTERM'): Promise<number | null> {
+  if (sidecar.child.exitCode === null && sidecar.child.signalCode === null) sidecar.child.kill(signal)
+  const timer = setTimeout(() => sidecar.child.kill('SIGKILL'), 60_000)
+  const code = await sidecar.exited
+  clearTimeout(timer)
+  return code
+}
+
+/** Reads a file from a child process, as an application container would (never through this process's thread pool). */
+export async function readFromChild(file: string): Promise<Buffer> {
+  const { stdout } = await exec('cat', [file], { encoding: 'buffer', maxBuffer: 1 << 30 })
+  return stdout
+}
+
+export async function listFromChild(dir: string): Promise<string[]> {
+  const { stdout } = await exec('find', [dir, '-mindepth', '1', '-printf', '%P\\n'])
+  return stdout.split('\n').filter(Boolean).sort()
+}
+
+/** What a user checks after shutdown: no mounts, loops or FUSE left that belong to this run. */
+export async function leftovers(runtimeDir: string, mountDirs: string[]): Promise<string[]> {
+  const found: string[] = []
+  const mounts = await readFile('/proc/self/mounts', 'utf8')
+  for (const line of mounts.split('\n')) {
+    const target = line.split(' ')[1] ?? ''
+    if (target.startsWith(runtimeDir) || mountDirs.includes(target)) found.push(`mount: ${line}`)
+  }
+  const { stdout } = await exec('losetup', ['--list', '--noheadings', '--output', 'NAME,BACK-FILE'])
+  for (const line of stdout.split('\n')) if (line.includes(runtimeDir)) found.push(`loop: ${line.trim()}`)
+  return found
+}
+
+export async function tempDir(prefix = 'encfs-e2e-'): Promise<{ dir: string; cleanup(): Promise<void> }> {
+  const dir = await mkdtemp(path.join(os.tmpdir(), prefix))
+  return { dir, cleanup: () => rm(dir, { recursive: true, force: true }) }
+}
