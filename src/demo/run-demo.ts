@@ -22,7 +22,7 @@ const SAMPLE: Record<string, string> = {
   'data/numbers.csv': 'n,square\n1,1\n2,4\n3,9\n4,16\n',
 }
 
-const REMOTEFS_JS = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../cli/remotefs.js')
+const REMOTEFS_JS = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../../bin/remotefs.js')
 
 async function walk(dir: string, rel = ''): Promise<string[]> {
   const out: string[] = []

@@ -1,4 +1,4 @@
-import { access, constants } from 'node:fs/promises'
+import { access, constants, readFile } from 'node:fs/promises'
 import type { Logger } from '../log/logger.js'
 import { MountError } from './errors.js'
 
@@ -30,9 +30,19 @@ export async function hasProgram(name: string): Promise<boolean> {
   return false
 }
 
+/**
+ * The device node alone proves nothing: installing cryptsetup creates /dev/mapper/control even
+ * where the kernel has no device-mapper, so the kernel's own list of misc devices decides.
+ */
+async function deviceMapperAvailable(): Promise<boolean> {
+  if (!(await exists('/dev/mapper/control'))) return false
+  const misc = await readFile('/proc/misc', 'utf8').catch(() => '')
+  return /^\s*\d+\s+device-mapper$/m.test(misc)
+}
+
 export async function probeCapabilities(): Promise<Capabilities> {
   const [deviceMapper, cryptsetup, loop, fuse2fs, fuse] = await Promise.all([
-    exists('/dev/mapper/control'),
+    deviceMapperAvailable(),
     hasProgram('cryptsetup'),
     exists('/dev/loop-control'),
     hasProgram('fuse2fs'),
@@ -49,7 +59,7 @@ export interface Choice<T> {
 export function chooseUnlock(requested: UnlockMode, caps: Capabilities): Choice<'kernel' | 'userspace'> {
   const kernelReady = caps.deviceMapper && caps.cryptsetup
   const missing = !caps.deviceMapper
-    ? 'device-mapper is not available (/dev/mapper/control is missing: the kernel has no dm-crypt, or the container is not privileged)'
+    ? 'device-mapper is not available (no /dev/mapper/control, or the kernel lists no device-mapper in /proc/misc: the kernel has no dm-crypt, or the container is not privileged)'
     : 'cryptsetup is not installed (apt-get install cryptsetup-bin)'
   if (requested === 'kernel') {
     if (!kernelReady) {

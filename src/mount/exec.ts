@@ -66,7 +66,7 @@ export const runCommand: CommandRunner = (command, args, options = {}) =>
       const result = { stdout: Buffer.concat(out).toString(), stderr: Buffer.concat(err).toString(), code: code ?? -1 }
       if (code === 0 || (code !== null && options.okCodes?.includes(code))) return resolve(result)
       const why = signal ? `was killed by ${signal}${options.timeoutMs ? ` (timeout ${options.timeoutMs} ms)` : ''}` : `exited with code ${code}`
-      const detail = (result.stderr.trim() || result.stdout.trim()).split('\n').slice(-3).join(' | ')
+      const detail = [...new Set((result.stderr.trim() || result.stdout.trim()).split('\n'))].slice(-3).join(' | ')
       reject(Object.assign(new MountError('COMMAND_FAILED', `${command} ${args.join(' ')} ${why}${detail ? `: ${detail}` : ''}`), { result }))
     })
     // stdin errors (EPIPE when the child exits early) surface through the exit code instead.

@@ -36,7 +36,7 @@ export function storageError(err: unknown, o: BlobSourceOptions, what: string): 
         'a private container read without a SAS or identity also answers 404', { cause: err })
     }
     if (status === 401 || status === 403) {
-      return new StorageError('STORAGE_ACCESS_DENIED', `${what}: access to ${url} was denied (HTTP ${status} ${code}) using ${describeAuth(o)}. ` +
+      return new StorageError('STORAGE_ACCESS_DENIED', `${what}: access to ${url} was denied (HTTP ${status}${code ? ` ${code}` : ""}) using ${describeAuth(o)}. ` +
         'Check the SAS permissions and expiry, the container\'s public access level, or the identity\'s role assignment (Storage Blob Data Reader)', { cause: err })
     }
     if (status === 412) {
@@ -47,7 +47,7 @@ export function storageError(err: unknown, o: BlobSourceOptions, what: string): 
     if (status === undefined || status === 0) {
       return new StorageError('STORAGE_UNREACHABLE', `${what}: cannot reach ${new URL(o.url).host}: ${err.message}`, { cause: err })
     }
-    return new StorageError('STORAGE_READ_FAILED', `${what}: ${url} answered HTTP ${status} ${code}: ${err.message.split('\n')[0]}`, { cause: err })
+    return new StorageError('STORAGE_READ_FAILED', `${what}: ${url} answered HTTP ${status}${code ? ` ${code}` : ""}: ${err.message.split('\n')[0]}`, { cause: err })
   }
   if (err instanceof Error && err.name === 'AbortError') return new StorageError('STORAGE_ABORTED', `${what}: aborted`, { cause: err })
   const e = err as NodeJS.ErrnoException

@@ -1,9 +1,9 @@
 import test from 'ava'
-import { lstat, rm, mkdir, copyFile, open } from 'node:fs/promises'
+import { lstat, rm, mkdir, copyFile, open, readdir } from 'node:fs/promises'
 import path from 'node:path'
 import { startAzurite, uploadFile, type Azurite } from '../helpers/azurite.js'
 import { makeEncryptedImage, type TestImage } from '../helpers/images.js'
-import { startSidecar, stopSidecar, waitReady, sidecarArgs, leftovers, tempDir, type Sidecar, type FsConfig } from '../helpers/remotefs.js'
+import { startSidecar, stopSidecar, waitReady, sidecarArgs, leftovers, mountWorkspace, type Sidecar, type FsConfig } from '../helpers/remotefs.js'
 
 let az: Azurite
 let good: TestImage
@@ -19,13 +19,7 @@ test.after.always(async () => {
   await az?.stop()
 })
 
-async function workspace() {
-  const tmp = await tempDir()
-  cleanups.push(() => tmp.cleanup())
-  const parent = path.join(tmp.dir, 'mnt')
-  await mkdir(parent)
-  return { dir: tmp.dir, parent }
-}
+const workspace = () => mountWorkspace(cleanups)
 
 /** Runs remotefs to completion (it must fail) and returns what a user sees. */
 async function runFailing(fs: FsConfig[] | string | undefined, opts: { args?: string[]; env?: Record<string, string> } = {}) {
@@ -43,6 +37,8 @@ async function assertNothingLeft(t: import('ava').ExecutionContext, runtimeDir: 
   const dirs = mountPoints.map((_, i) => path.join(parent, `.filesystem-${i}`))
   t.deepEqual(await leftovers(runtimeDir, dirs), [], 'no mounts or loop devices left')
   for (const p of [...mountPoints, ...dirs]) await t.throwsAsync(lstat(p), undefined, `${p} does not exist`)
+  // remotefs removes the runtime directory it used; the test made it, so at most it may be empty.
+  t.deepEqual(await readdir(runtimeDir).catch(() => []), [], 'runtime directory left empty')
   await rm(runtimeDir, { recursive: true, force: true })
 }
 
@@ -75,16 +71,24 @@ test.serial('a corrupt header is refused before anything is mounted', async (t) 
 })
 
 test.serial('a blob that does not exist names the URL (without the SAS) and what to check', async (t) => {
-  const { sasUrl } = await uploadFile(az, good.image, { kind: 'block' })
-  const missing = sasUrl.replace(/\/[^/?]+\?/, '/no-such-blob.img?')
+  const { url } = await uploadFile(az, good.image, { kind: 'block', publicAccess: true })
   const ws = await workspace()
   const mp = path.join(ws.parent, 'x')
-  const r = await runFailing([{ mount_point: mp, azure_url: missing, raw_key: good.key.toString('hex') }])
+  const r = await runFailing([{ mount_point: mp, azure_url: url.replace(/\/[^/]+$/, '/no-such-blob.img'), raw_key: good.key.toString('hex') }])
   t.not(r.code, 0)
   t.regex(r.output, /STORAGE_NOT_FOUND/)
   t.regex(r.output, /no-such-blob\.img/)
-  t.false(r.output.includes('sig='), 'SAS signature not printed')
   await assertNothingLeft(t, r.runtimeDir, ws.parent, [mp])
+
+  // A SAS made for another blob is a 403: the message points at the SAS, and never prints its signature.
+  const { sasUrl } = await uploadFile(az, good.image, { kind: 'block' })
+  const r2 = await runFailing([{ mount_point: mp, azure_url: sasUrl.replace(/\/[^/?]+\?/, '/other-blob.img?'), raw_key: good.key.toString('hex') }])
+  t.not(r2.code, 0)
+  t.regex(r2.output, /STORAGE_ACCESS_DENIED/)
+  t.regex(r2.output, /SAS/)
+  t.false(r2.output.includes('sig='), 'SAS signature not printed')
+  t.false(r2.log.includes('sig='), 'SAS signature not logged')
+  await assertNothingLeft(t, r2.runtimeDir, ws.parent, [mp])
 })
 
 test.serial('when the second filesystem fails, the first is unmounted again', async (t) => {
@@ -153,6 +157,9 @@ test.serial('a mount point that already exists as a directory is refused before 
   t.not(r.code, 0)
   t.regex(r.output, /MOUNT_POINT_EXISTS/)
   t.true((await lstat(mp)).isDirectory(), 'the existing directory is untouched')
+  t.deepEqual(await leftovers(r.runtimeDir, [path.join(ws.parent, '.filesystem-0')]), [])
+  t.deepEqual(await readdir(r.runtimeDir).catch(() => []), [])
+  await rm(r.runtimeDir, { recursive: true, force: true })
 })
 
 test.serial('a blob replaced during the mount fails reads loudly instead of mixing versions', async (t) => {

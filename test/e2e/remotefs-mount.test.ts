@@ -1,9 +1,9 @@
 import test from 'ava'
-import { readlink, readFile, lstat, rm, mkdir } from 'node:fs/promises'
+import { readlink, readFile, lstat, rm } from 'node:fs/promises'
 import path from 'node:path'
 import { startAzurite, uploadFile, type Azurite } from '../helpers/azurite.js'
 import { makeEncryptedImage, type TestImage } from '../helpers/images.js'
-import { startSidecar, stopSidecar, waitReady, sidecarArgs, readFromChild, listFromChild, leftovers, tempDir } from '../helpers/remotefs.js'
+import { startSidecar, stopSidecar, waitReady, sidecarArgs, readFromChild, listFromChild, leftovers, mountWorkspace } from '../helpers/remotefs.js'
 
 let az: Azurite
 const cleanups: (() => Promise<void>)[] = []
@@ -22,13 +22,7 @@ async function image(opts: Parameters<typeof makeEncryptedImage>[0]): Promise<Te
   return img
 }
 
-async function workspace() {
-  const tmp = await tempDir()
-  cleanups.push(() => tmp.cleanup())
-  const parent = path.join(tmp.dir, 'mnt')
-  await mkdir(parent)
-  return { dir: tmp.dir, parent }
-}
+const workspace = () => mountWorkspace(cleanups)
 
 async function expectFiles(t: import('ava').ExecutionContext, mountPoint: string, img: TestImage) {
   const listed = await listFromChild(`${mountPoint}/`)

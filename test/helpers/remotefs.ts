@@ -1,6 +1,6 @@
 import { spawn, execFile, type ChildProcess } from 'node:child_process'
 import { promisify } from 'node:util'
-import { lstat, mkdtemp, rm, readFile } from 'node:fs/promises'
+import { lstat, mkdir, mkdtemp, rm, readFile, stat } from 'node:fs/promises'
 import { setTimeout as sleep } from 'node:timers/promises'
 import os from 'node:os'
 import path from 'node:path'
@@ -9,8 +9,8 @@ import { fileURLToPath } from 'node:url'
 const exec = promisify(execFile)
 const here = path.dirname(fileURLToPath(import.meta.url))
 /** The built CLI entry points, next to this file in dist/. */
-export const REMOTEFS_JS = path.resolve(here, '../../src/cli/remotefs.js')
-export const ENCFS_JS = path.resolve(here, '../../src/cli/encfs.js')
+export const REMOTEFS_JS = path.resolve(here, '../../../bin/remotefs.js')
+export const ENCFS_JS = path.resolve(here, '../../../bin/encfs.js')
 
 export interface FsConfig {
   mount_point: string
@@ -45,13 +45,15 @@ export interface SidecarOptions {
 export async function startSidecar(b64: string | undefined, o: SidecarOptions = {}): Promise<Sidecar> {
   const runtimeDir = o.runtimeDir ?? (await mkdtemp(path.join(os.tmpdir(), 'encfs-rt-')))
   const logFile = path.join(runtimeDir + '.log')
+  // A restart in the same runtime directory appends to the same log: only this run's lines count.
+  const logStart = await stat(logFile).then((st) => st.size, () => 0)
   const args = [REMOTEFS_JS, ...(b64 !== undefined ? ['-base64', b64] : []), '-loglevel', 'debug', '-logfile', logFile, '--runtime-dir', runtimeDir, ...(o.args ?? [])]
   const child = spawn(process.execPath, ['--enable-source-maps', ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...o.env } })
   let out = ''
   child.stdout?.on('data', (d: Buffer) => { out += d.toString() })
   child.stderr?.on('data', (d: Buffer) => { out += d.toString() })
   const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)))
-  return { child, runtimeDir, logFile, output: () => out, exited, log: () => readFile(logFile, 'utf8').catch(() => '') }
+  return { child, runtimeDir, logFile, output: () => out, exited, log: () => readFile(logFile).then((b) => b.subarray(logStart).toString('utf8'), () => '') }
 }
 
 /**
@@ -106,4 +108,13 @@ export async function leftovers(runtimeDir: string, mountDirs: string[]): Promis
 export async function tempDir(prefix = 'encfs-e2e-'): Promise<{ dir: string; cleanup(): Promise<void> }> {
   const dir = await mkdtemp(path.join(os.tmpdir(), prefix))
   return { dir, cleanup: () => rm(dir, { recursive: true, force: true }) }
+}
+
+/** A temporary directory with an empty `mnt` folder to put mount points in; removed by `cleanups`. */
+export async function mountWorkspace(cleanups: (() => Promise<void>)[]): Promise<{ dir: string; parent: string }> {
+  const tmp = await tempDir()
+  cleanups.push(() => tmp.cleanup())
+  const parent = path.join(tmp.dir, 'mnt')
+  await mkdir(parent)
+  return { dir: tmp.dir, parent }
 }
