@@ -39,7 +39,7 @@ async function validate(source: RangeSource, offset: number, copy: 'primary' | '
  * the plain single-segment aes-xts / aes-cbc-essiv layout is refused here, before the userspace
  * reader or cryptsetup sees it.
  */
-export async function readLuks2Header(source: RangeSource, opts: { logger?: Logger } = {}): Promise<Luks2Header> {
+export async function readLuks2Header(source: RangeSource, opts: { logger?: Logger; detached?: boolean } = {}): Promise<Luks2Header> {
   const logger = opts.logger ?? silentLogger
   if (source.size < 4096) throw new LuksError('LUKS_TOO_SMALL', `not a LUKS device: the image is only ${source.size} bytes (is it the right blob, and fully uploaded?)`)
   const primary = await validate(source, 0, 'primary')
@@ -77,12 +77,12 @@ export async function readLuks2Header(source: RangeSource, opts: { logger?: Logg
     }
     throw new LuksError('LUKS_HEADER_CORRUPT', `LUKS2 header corrupted (primary: ${primary.reason}; secondary: ${secondary?.reason ?? 'not found'}); restore the image from a good copy`)
   }
-  return applyPolicy(chosen, source.size)
+  return applyPolicy(chosen, source.size, opts.detached ?? false)
 }
 
 const SECTOR_SIZES = [512, 1024, 2048, 4096]
 
-function applyPolicy({ header, metadata }: ValidCopy, imageSize: number): Luks2Header {
+function applyPolicy({ header, metadata }: ValidCopy, imageSize: number, detached: boolean): Luks2Header {
   const m = metadata
   if (m.requirements.length > 0) {
     throw new LuksError('LUKS_REQUIREMENTS', `LUKS2 image has unmet requirement(s) ${m.requirements.join(', ')} (a reencryption in progress?); finish it with cryptsetup reencrypt --resume-only, then try again`)
@@ -101,7 +101,7 @@ function applyPolicy({ header, metadata }: ValidCopy, imageSize: number): Luks2H
   }
   // With the header on the data device, the ciphertext must start after both headers and the keyslots.
   const metadataEnd = 2 * header.hdrSize + m.keyslotsSize
-  if (seg.offset < metadataEnd) {
+  if (!detached && seg.offset < metadataEnd) {
     throw new LuksError('LUKS_SEGMENT_UNSUPPORTED', `the data segment at ${seg.offset} overlaps the LUKS2 header and keyslots (which end at ${metadataEnd}); refusing a header that would expose metadata as data`)
   }
   const digest = m.digests.find((d) => d.segments.includes(seg.id))
@@ -114,7 +114,7 @@ function applyPolicy({ header, metadata }: ValidCopy, imageSize: number): Luks2H
   if (!['sha1', 'sha256', 'sha512'].includes(digest.hash) || ![20, 32, 64].includes(digest.digest.length)) {
     throw new LuksError('LUKS_METADATA_INVALID', `LUKS2 metadata invalid: digest ${digest.id} uses ${digest.hash} with a ${digest.digest.length}-byte value`)
   }
-  if (seg.offset > imageSize) throw new LuksError('LUKS_DATA_SIZE_MISMATCH', `the data segment starts at ${seg.offset}, beyond the end of the ${imageSize}-byte image (truncated upload?)`)
+  if (!detached && seg.offset > imageSize) throw new LuksError('LUKS_DATA_SIZE_MISMATCH', `the data segment starts at ${seg.offset}, beyond the end of the ${imageSize}-byte image (truncated upload?)`)
   return {
     hdrSize: header.hdrSize,
     seqid: header.seqid,

@@ -45,7 +45,7 @@ export class Luks2Volume implements RangeSource {
   static async open(data: RangeSource, passphrase: Buffer, opts: VolumeOptions = {}): Promise<Luks2Volume> {
     const logger = opts.logger ?? silentLogger
     const headerSource = opts.header ?? data
-    const header = await readLuks2Header(headerSource, { logger })
+    const header = await readLuks2Header(headerSource, { logger, detached: opts.header !== undefined })
     const payload = payloadRange(header, data.size)
     const { volumeKey, keyslot } = await unlockVolumeKey(headerSource, header, passphrase, { ...opts, logger })
     try {

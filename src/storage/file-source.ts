@@ -12,7 +12,16 @@ export class FileSource implements RangeSource {
     readonly path: string,
     readonly size: number,
     readonly writable: boolean,
-  ) {}
+  ) {
+    // Only a writable file offers write(): layers above decide read-only vs read-write by its presence.
+    if (writable) {
+      this.write = (offset, data) => this.writeAt(offset, data)
+      this.flush = () => this.handle.datasync()
+    }
+  }
+
+  readonly write?: (offset: number, data: Buffer) => Promise<void>
+  readonly flush?: () => Promise<void>
 
   static async open(location: string, o: { writable?: boolean } = {}): Promise<FileSource> {
     const file = location.startsWith('file:') ? fileURLToPath(location) : location
@@ -45,8 +54,7 @@ export class FileSource implements RangeSource {
     return buf
   }
 
-  async write(offset: number, data: Buffer): Promise<void> {
-    if (!this.writable) throw new StorageError('STORAGE_READ_ONLY', `${this.path} was opened read-only`)
+  private async writeAt(offset: number, data: Buffer): Promise<void> {
     checkRange(this.size, offset, data.length)
     let done = 0
     while (done < data.length) {
@@ -55,9 +63,6 @@ export class FileSource implements RangeSource {
     }
   }
 
-  async flush(): Promise<void> {
-    if (this.writable) await this.handle.datasync()
-  }
 
   async close(): Promise<void> {
     await this.handle.close()
