@@ -14,6 +14,9 @@ export function decodeSidecarArgs(b64: string, source: string): unknown {
   try {
     return JSON.parse(json) as unknown
   } catch (err) {
-    throw new ConfigError('CONFIG_JSON', `${source} decodes from base64 but is not valid JSON: ${(err as Error).message}`, { cause: err })
+    // V8 quotes the text around the error ('Unexpected token …, "…" is not valid JSON'), which
+    // may be a key, a token or a SAS signature: keep only what does not quote the input.
+    const detail = (err as Error).message.replace(/,\s*(\.\.\.)?"[\s\S]*"(\.\.\.)?\s+is not valid JSON$/, '')
+    throw new ConfigError('CONFIG_JSON', `${source} decodes from base64 but is not valid JSON: ${detail}`)
   }
 }

@@ -83,7 +83,7 @@ function readFilesystem(r: Reader, v: unknown, at: string): AzureFilesystem | un
   }
   let mountPoint = r.string(v, 'mount_point', `${at}.mount_point`)
   if (mountPoint === undefined || mountPoint === '') {
-    if (mountPoint === '' || r.member(v, 'mount_point') === undefined) r.add(`${at}.mount_point`, 'is required: the absolute path where the filesystem appears')
+    if (mountPoint === '' || r.member(v, 'mount_point') == null) r.add(`${at}.mount_point`, 'is required: the absolute path where the filesystem appears')
   } else if (!mountPoint.startsWith('/')) {
     r.add(`${at}.mount_point`, `must be an absolute path, got "${mountPoint}"`)
     mountPoint = undefined
@@ -95,11 +95,15 @@ function readFilesystem(r: Reader, v: unknown, at: string): AzureFilesystem | un
     if (mountPoint === '/') {
       r.add(`${at}.mount_point`, 'must not be "/"')
       mountPoint = undefined
+    } else if (/^\.filesystem-\d+$/.test(path.posix.basename(mountPoint))) {
+      // remotefs mounts filesystem N at <parent>/.filesystem-N and links the mount point to it.
+      r.add(`${at}.mount_point`, `must not be named ".filesystem-<n>", a name remotefs uses for its own mounts; got "${mountPoint}"`)
+      mountPoint = undefined
     }
   }
   const url = r.string(v, 'azure_url', `${at}.azure_url`)
   if (url === undefined || url === '') {
-    if (url === '' || r.member(v, 'azure_url') === undefined) r.add(`${at}.azure_url`, 'is required: the blob URL (or file path) of the encrypted image')
+    if (url === '' || r.member(v, 'azure_url') == null) r.add(`${at}.azure_url`, 'is required: the blob URL (or file path) of the encrypted image')
   } else checkUrl(r, url, `${at}.azure_url`)
   const raw = r.string(v, 'raw_key', `${at}.raw_key`)
   if (raw !== undefined && raw !== '' && (!HEX.test(raw) || raw.length % 2 !== 0 || raw.length > 1024)) {
@@ -115,18 +119,27 @@ function readFilesystem(r: Reader, v: unknown, at: string): AzureFilesystem | un
   if (!key?.kid && !raw) {
     r.add(`${at}.key`, 'needs key.kid (with key.authority.endpoint and key.akv.endpoint) so the key can be released, or raw_key for testing')
   }
+  // Read (and check) the remaining members before giving up on this filesystem, so that every
+  // problem is reported at once.
+  const rest = {
+    azure_url_private: r.boolean(v, 'azure_url_private', `${at}.azure_url_private`),
+    read_write: r.boolean(v, 'read_write', `${at}.read_write`),
+    unlock: r.oneOf(v, 'unlock', `${at}.unlock`, UNLOCK_MODES),
+    mounter: r.oneOf(v, 'mounter', `${at}.mounter`, MOUNTER_MODES),
+    cache: readCache(r, v, at),
+  }
   if (mountPoint === undefined || url === undefined) return undefined
   return {
     mount_point: mountPoint,
     azure_url: url,
-    azure_url_private: r.boolean(v, 'azure_url_private', `${at}.azure_url_private`),
-    read_write: r.boolean(v, 'read_write', `${at}.read_write`),
+    azure_url_private: rest.azure_url_private,
+    read_write: rest.read_write,
     key,
     key_derivation: kd,
     raw_key: raw || undefined,
-    unlock: r.oneOf(v, 'unlock', `${at}.unlock`, UNLOCK_MODES),
-    mounter: r.oneOf(v, 'mounter', `${at}.mounter`, MOUNTER_MODES),
-    cache: readCache(r, v, at),
+    unlock: rest.unlock,
+    mounter: rest.mounter,
+    cache: rest.cache,
   }
 }
 

@@ -55,26 +55,31 @@ export class SectorCipher {
     return this.iv
   }
 
-  /** `buf` holds whole units; `firstSector` is the 512-byte IV number of its first unit. */
-  decrypt(buf: Buffer, firstSector: number, unitSize: number): void {
-    this.run(buf, firstSector, unitSize, false)
+  /**
+   * Decrypts whole units into a new buffer (the input is left alone: it may be a shared cache
+   * block). `firstSector` is the 512-byte IV number of the first unit.
+   */
+  decrypt(input: Buffer, firstSector: number, unitSize: number): Buffer {
+    return this.run(input, firstSector, unitSize, false)
   }
 
-  encrypt(buf: Buffer, firstSector: number, unitSize: number): void {
-    this.run(buf, firstSector, unitSize, true)
+  encrypt(input: Buffer, firstSector: number, unitSize: number): Buffer {
+    return this.run(input, firstSector, unitSize, true)
   }
 
-  private run(buf: Buffer, firstSector: number, unitSize: number, encrypt: boolean): void {
-    if (buf.length % unitSize !== 0) throw new RangeError(`buffer of ${buf.length} bytes is not whole ${unitSize}-byte units`)
+  private run(input: Buffer, firstSector: number, unitSize: number, encrypt: boolean): Buffer {
+    if (input.length % unitSize !== 0) throw new RangeError(`buffer of ${input.length} bytes is not whole ${unitSize}-byte units`)
+    const out = Buffer.allocUnsafe(input.length)
     const step = unitSize / 512
-    for (let off = 0, sector = firstSector; off < buf.length; off += unitSize, sector += step) {
+    for (let off = 0, sector = firstSector; off < input.length; off += unitSize, sector += step) {
       const iv = this.ivFor(sector)
       const c = encrypt ? createCipheriv(this.algorithm, this.key, iv) : createDecipheriv(this.algorithm, this.key, iv)
       if (this.mode === 'cbc-essiv') c.setAutoPadding(false)
-      const unit = buf.subarray(off, off + unitSize)
-      c.update(unit).copy(unit)
-      c.final()
+      // One update per unit: XTS needs the whole unit in one call, and CBC without padding
+      // returns every block, so final() has nothing left to add.
+      c.update(input.subarray(off, off + unitSize)).copy(out, off)
     }
+    return out
   }
 
   destroy(): void {

@@ -59,10 +59,9 @@ async function tryKeyslot(source: RangeSource, header: Luks2Header, slot: Keyslo
   let candidate: Buffer | undefined
   try {
     const length = Math.ceil((slot.keySize * slot.af.stripes) / 512) * 512
-    material = await source.read(slot.area.offset, length, opts.signal)
     const cipher = new SectorCipher(slot.area.encryption, derived)
     try {
-      cipher.decrypt(material, 0, 512)
+      material = cipher.decrypt(await source.read(slot.area.offset, length, opts.signal), 0, 512)
     } finally {
       cipher.destroy()
     }

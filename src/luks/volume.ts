@@ -61,9 +61,9 @@ export class Luks2Volume implements RangeSource {
     if (length === 0) return Buffer.alloc(0)
     const start = Math.floor(offset / this.unit) * this.unit
     const end = Math.ceil((offset + length) / this.unit) * this.unit
-    // Sources hand back buffers the caller owns, so decrypting in place is safe.
-    const buf = await this.data.read(this.offset + start, end - start, signal)
-    this.cipher.decrypt(buf, start / 512, this.unit)
+    // The ciphertext may be a shared cache block: decrypt into a buffer of our own.
+    const cipherText = await this.data.read(this.offset + start, end - start, signal)
+    const buf = this.cipher.decrypt(cipherText, start / 512, this.unit)
     if (start === offset && end === offset + length) return buf
     return buf.subarray(offset - start, offset - start + length)
   }
@@ -78,13 +78,12 @@ export class Luks2Volume implements RangeSource {
       const start = Math.floor(offset / this.unit) * this.unit
       const end = Math.ceil((offset + data.length) / this.unit) * this.unit
       let buf: Buffer
-      if (start === offset && end === offset + data.length) buf = Buffer.from(data)
+      if (start === offset && end === offset + data.length) buf = data
       else {
         buf = await this.read(start, end - start)
         data.copy(buf, offset - start)
       }
-      this.cipher.encrypt(buf, start / 512, this.unit)
-      await this.data.write!(this.offset + start, buf)
+      await this.data.write!(this.offset + start, this.cipher.encrypt(buf, start / 512, this.unit))
     })
     this.writes = run.catch(() => {})
     return run

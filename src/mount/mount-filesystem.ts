@@ -111,6 +111,7 @@ export async function mountFilesystem(plan: FilesystemPlan, ctx: MountContext): 
       const fuseDir = fuseDirOf(ctx.runtimeDir, plan.index)
       const server = await FileServer.mount({ mountpoint: fuseDir, files, logger })
       undo.push('unmount FUSE', async () => {
+        logger.info({ fuse: server.stats(), cache: cache.stats() }, 'I/O statistics')
         await server.unmount()
         await rmdir(fuseDir).catch(() => {})
       })

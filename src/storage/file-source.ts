@@ -43,15 +43,20 @@ export class FileSource implements RangeSource {
   }
 
   async read(offset: number, length: number): Promise<Buffer> {
-    checkRange(this.size, offset, length)
     const buf = Buffer.allocUnsafe(length)
+    await this.readInto(offset, buf)
+    return buf
+  }
+
+  async readInto(offset: number, buf: Buffer): Promise<void> {
+    const length = buf.length
+    checkRange(this.size, offset, length)
     let done = 0
     while (done < length) {
       const { bytesRead } = await this.handle.read(buf, done, length - done, offset + done)
       if (bytesRead === 0) throw new StorageError('STORAGE_SHORT_READ', `${this.path} ended at ${offset + done} bytes, ${length - done} bytes short (was it truncated while mounted?)`)
       done += bytesRead
     }
-    return buf
   }
 
   private async writeAt(offset: number, data: Buffer): Promise<void> {

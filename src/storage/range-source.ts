@@ -5,8 +5,10 @@
  */
 export interface RangeSource {
   readonly size: number
-  /** Exactly `length` bytes at `offset`; a range past `size` is an error. */
+  /** Exactly `length` bytes at `offset`, in a buffer the caller owns; a range past `size` is an error. */
   read(offset: number, length: number, signal?: AbortSignal): Promise<Buffer>
+  /** Fills `target` with the bytes at `offset` (sources that can, so a cache can reuse its buffers). */
+  readInto?(offset: number, target: Buffer, signal?: AbortSignal): Promise<void>
   /** Read-write sources only. */
   write?(offset: number, data: Buffer): Promise<void>
   /** Durable once resolved. */

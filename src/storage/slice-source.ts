@@ -10,7 +10,8 @@ export class SliceSource implements RangeSource {
     checkRange(inner.size, offset, size)
   }
 
-  read(offset: number, length: number, signal?: AbortSignal): Promise<Buffer> {
+  async read(offset: number, length: number, signal?: AbortSignal): Promise<Buffer> {
+    // async: a bad range is a rejected promise, as with every RangeSource, never a synchronous throw.
     checkRange(this.size, offset, length)
     return this.inner.read(this.offset + offset, length, signal)
   }

@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto'
+import { setTimeout as sleep } from 'node:timers/promises'
 import { checkRange, type RangeSource } from '../../src/storage/range-source.js'
 
 /** A RangeSource over a Buffer that counts what it is asked for and can be told to fail. */
@@ -6,6 +7,13 @@ export class MemorySource implements RangeSource {
   reads = 0
   closed = false
   failReads = false
+  /** Milliseconds each read takes (0: resolves on the next tick), so readers can pile up on one fetch. */
+  delayMs = 0
+  /** Every read asked for, in order. */
+  readonly readLog: { offset: number; length: number }[] = []
+  /** Reads currently in progress, and the most there ever were at once. */
+  inFlight = 0
+  maxInFlight = 0
   readonly bytes: Buffer
 
   constructor(bytes: Buffer | number) {
@@ -19,8 +27,21 @@ export class MemorySource implements RangeSource {
   async read(offset: number, length: number): Promise<Buffer> {
     checkRange(this.size, offset, length)
     this.reads++
-    if (this.failReads) throw new Error('injected read failure')
-    return Buffer.from(this.bytes.subarray(offset, offset + length))
+    this.readLog.push({ offset, length })
+    this.inFlight++
+    this.maxInFlight = Math.max(this.maxInFlight, this.inFlight)
+    try {
+      if (this.delayMs > 0) await sleep(this.delayMs)
+      if (this.failReads) throw new Error('injected read failure')
+      return Buffer.from(this.bytes.subarray(offset, offset + length))
+    } finally {
+      this.inFlight--
+    }
+  }
+
+  /** How many times the range starting at `offset` was read. */
+  readsAt(offset: number): number {
+    return this.readLog.filter((r) => r.offset === offset).length
   }
 
   async close(): Promise<void> {

@@ -1,0 +1,215 @@
+import test from 'ava'
+import { randomBytes } from 'node:crypto'
+import { mkdtemp, rm, writeFile } from 'node:fs/promises'
+import os from 'node:os'
+import path from 'node:path'
+import { BlobSASPermissions, StorageSharedKeyCredential, generateBlobSASQueryParameters } from '@azure/storage-blob'
+import { startAzurite, uploadFile, freePort, type Azurite } from '../helpers/azurite.js'
+import { BlobSource } from '../../src/storage/blob-source.js'
+import { BlockCache } from '../../src/storage/block-cache.js'
+import { openSource } from '../../src/storage/open-source.js'
+import { StorageError, redactUrl } from '../../src/storage/errors.js'
+
+const SIZE = 5 * 1024 * 1024 + 1234 // not a multiple of 512: the page blob gets padded
+
+let az: Azurite
+let dir: string
+let file: string
+let bytes: Buffer
+
+test.before(async () => {
+  az = await startAzurite()
+  dir = await mkdtemp(path.join(os.tmpdir(), 'encfs-blob-source-'))
+  bytes = randomBytes(SIZE)
+  file = path.join(dir, 'image.img')
+  await writeFile(file, bytes)
+})
+
+test.after.always(async () => {
+  await az?.stop()
+  if (dir) await rm(dir, { recursive: true, force: true })
+})
+
+function sasFor(container: string, blob: string, permissions = 'r'): string {
+  return generateBlobSASQueryParameters({
+    containerName: container, blobName: blob,
+    permissions: BlobSASPermissions.parse(permissions),
+    startsOn: new Date(Date.now() - 60_000),
+    expiresOn: new Date(Date.now() + 3600_000),
+  }, new StorageSharedKeyCredential(az.accountName, az.accountKey)).toString()
+}
+
+function randomRanges(size: number, n: number): [number, number][] {
+  const r: [number, number][] = [[0, 1], [0, 4096], [size - 1, 1], [size - 70_000, 70_000], [4 * 1024 * 1024 - 3, 7]]
+  for (let i = 0; i < n; i++) {
+    const off = Math.floor(Math.random() * size)
+    r.push([off, Math.min(size - off, 1 + Math.floor(Math.random() * 300_000))])
+  }
+  return r
+}
+
+/** The message (and stack, which repeats it) never carries the SAS signature. */
+function assertNoSas(t: { false(v: boolean, m?: string): void }, err: Error | undefined, sig?: string): void {
+  t.false(String(err?.message).includes('sig='), `sig= in message: ${err?.message}`)
+  t.false(String(err?.stack).includes('sig='), 'sig= in stack')
+  if (sig) t.false(String(err?.message).includes(sig), 'the signature value in the message')
+}
+
+function sigOf(url: string): string {
+  return new URL(url).searchParams.get('sig') ?? ''
+}
+
+test('a block blob in a public container reads anonymously, byte for byte', async (t) => {
+  const { url } = await uploadFile(az, file, { kind: 'block', publicAccess: true })
+  const src = await openSource(url)
+  try {
+    t.is(src.kind, 'blob')
+    t.is(src.blobType, 'BlockBlob')
+    t.is(src.size, SIZE)
+    t.truthy(src.etag)
+    for (const [off, len] of randomRanges(SIZE, 40)) {
+      const got = await src.read(off, len)
+      t.true(got.equals(bytes.subarray(off, off + len)), `bytes of [${off}, +${len})`)
+    }
+    await t.throwsAsync(src.read(SIZE - 1, 2), { instanceOf: RangeError })
+  } finally {
+    await src.close()
+  }
+})
+
+test('a page blob reads byte for byte, padded with zeros to 512 bytes', async (t) => {
+  const { url } = await uploadFile(az, file, { kind: 'page', publicAccess: true })
+  const src = await openSource(url)
+  try {
+    t.is(src.blobType, 'PageBlob')
+    const padded = Math.ceil(SIZE / 512) * 512
+    t.is(src.size, padded)
+    for (const [off, len] of randomRanges(SIZE, 40)) {
+      t.true((await src.read(off, len)).equals(bytes.subarray(off, off + len)), `bytes of [${off}, +${len})`)
+    }
+    t.true((await src.read(SIZE, padded - SIZE)).equals(Buffer.alloc(padded - SIZE)), 'padding is zeros')
+  } finally {
+    await src.close()
+  }
+})
+
+test('a SAS URL reads a blob in a private container, and a block cache over it gives the same bytes', async (t) => {
+  const { sasUrl } = await uploadFile(az, file, { kind: 'block' })
+  t.regex(sasUrl, /sig=/)
+  const src = await openSource(sasUrl)
+  const cache = new BlockCache(src, { blockSize: 1024 * 1024, memoryBytes: 4 * 1024 * 1024, readaheadBlocks: 2 })
+  try {
+    t.is(src.size, SIZE)
+    for (const [off, len] of randomRanges(SIZE, 20)) {
+      t.true((await src.read(off, len)).equals(bytes.subarray(off, off + len)), `direct [${off}, +${len})`)
+      t.true((await cache.read(off, len)).equals(bytes.subarray(off, off + len)), `cached [${off}, +${len})`)
+    }
+    t.true((await cache.read(0, SIZE)).equals(bytes), 'the whole blob through the cache')
+  } finally {
+    await cache.close()
+  }
+})
+
+test('a missing blob is STORAGE_NOT_FOUND naming the blob URL without its SAS', async (t) => {
+  const container = az.service.getContainerClient('private')
+  await container.createIfNotExists()
+  const name = `missing-${Date.now()}.img`
+  const plain = container.getBlobClient(name).url
+  const sasUrl = `${plain}?${sasFor('private', name)}`
+  const err = await t.throwsAsync(openSource(sasUrl), { instanceOf: StorageError })
+  t.is(err?.code, 'STORAGE_NOT_FOUND')
+  t.true(String(err?.message).includes(plain), String(err?.message))
+  t.regex(String(err?.message), /Check the account, container and blob names/)
+  assertNoSas(t, err, sigOf(sasUrl))
+  // Anonymous, in a public container: the same code.
+  await uploadFile(az, file, { kind: 'block', publicAccess: true })
+  const publicMissing = az.service.getContainerClient('public').getBlobClient(name).url
+  const err2 = await t.throwsAsync(openSource(publicMissing), { instanceOf: StorageError })
+  t.is(err2?.code, 'STORAGE_NOT_FOUND')
+  t.true(String(err2?.message).includes(publicMissing))
+})
+
+test('a SAS signed for another blob is STORAGE_ACCESS_DENIED with a hint and without the SAS', async (t) => {
+  const a = await uploadFile(az, file, { kind: 'block' })
+  const b = await uploadFile(az, file, { kind: 'block' })
+  const wrong = `${b.url}?${new URL(a.sasUrl).search.slice(1)}`
+  const err = await t.throwsAsync(openSource(wrong), { instanceOf: StorageError })
+  t.is(err?.code, 'STORAGE_ACCESS_DENIED')
+  t.true(String(err?.message).includes(b.url), String(err?.message))
+  t.regex(String(err?.message), /HTTP 403/)
+  t.regex(String(err?.message), /the SAS in azure_url/)
+  t.regex(String(err?.message), /Check the SAS permissions and expiry/)
+  assertNoSas(t, err, sigOf(wrong))
+})
+
+test('a blob in a private container read without credentials is STORAGE_ACCESS_DENIED with a hint', async (t) => {
+  const { url } = await uploadFile(az, file, { kind: 'block' })
+  const err = await t.throwsAsync(openSource(url), { instanceOf: StorageError })
+  t.is(err?.code, 'STORAGE_ACCESS_DENIED', String(err?.message))
+  t.true(String(err?.message).includes(url))
+  t.regex(String(err?.message), /anonymous access/)
+  t.regex(String(err?.message), /public access level/)
+})
+
+test('a block blob overwritten after open fails reads with STORAGE_BLOB_CHANGED instead of mixing versions', async (t) => {
+  const { url, sasUrl } = await uploadFile(az, file, { kind: 'block', publicAccess: true })
+  const src = await openSource(sasUrl)
+  try {
+    t.true((await src.read(1000, 1000)).equals(bytes.subarray(1000, 2000)))
+    const name = decodeURIComponent(new URL(url).pathname.split('/').pop()!)
+    const other = randomBytes(SIZE)
+    await az.service.getContainerClient('public').getBlockBlobClient(name).uploadData(other)
+    for (const off of [0, 1000, SIZE - 4096]) {
+      const err = await t.throwsAsync(src.read(off, 4096), { instanceOf: StorageError })
+      t.is(err?.code, 'STORAGE_BLOB_CHANGED')
+      t.true(String(err?.message).includes(url))
+      t.regex(String(err?.message), /restart remotefs/)
+      assertNoSas(t, err, sigOf(sasUrl))
+    }
+    // A fresh open sees the new version.
+    const again = await openSource(url)
+    t.not(again.etag, src.etag)
+    t.true((await again.read(0, 4096)).equals(other.subarray(0, 4096)))
+    await again.close()
+  } finally {
+    await src.close()
+  }
+})
+
+test('a page blob written in place after open fails reads with STORAGE_BLOB_CHANGED', async (t) => {
+  const { url } = await uploadFile(az, file, { kind: 'page', publicAccess: true })
+  const src = await openSource(url)
+  try {
+    t.true((await src.read(0, 512)).equals(bytes.subarray(0, 512)))
+    const name = decodeURIComponent(new URL(url).pathname.split('/').pop()!)
+    await az.service.getContainerClient('public').getPageBlobClient(name).uploadPages(Buffer.alloc(512, 0xab), 512, 512)
+    const err = await t.throwsAsync(src.read(0, 4096), { instanceOf: StorageError })
+    t.is(err?.code, 'STORAGE_BLOB_CHANGED')
+  } finally {
+    await src.close()
+  }
+})
+
+test('an unreachable server is STORAGE_UNREACHABLE naming the host, without the SAS', async (t) => {
+  const port = await freePort() // nothing listens there
+  const url = `http://127.0.0.1:${port}/devstoreaccount1/private/image.img?sv=2024-08-04&sr=b&sp=r&sig=SECRETSIGNATURE`
+  const started = Date.now()
+  const err = await t.throwsAsync(BlobSource.open({ url, maxTries: 2, tryTimeoutMs: 5000 }), { instanceOf: StorageError })
+  t.is(err?.code, 'STORAGE_UNREACHABLE', String(err?.message))
+  t.true(String(err?.message).includes(`127.0.0.1:${port}`), String(err?.message))
+  assertNoSas(t, err, 'SECRETSIGNATURE')
+  t.true(Date.now() - started < 30_000)
+  // The same through openSource (default retries).
+  const err2 = await t.throwsAsync(openSource(url), { instanceOf: StorageError })
+  t.is(err2?.code, 'STORAGE_UNREACHABLE')
+  assertNoSas(t, err2, 'SECRETSIGNATURE')
+})
+
+test('redactUrl removes the SAS of a real Azurite SAS URL', async (t) => {
+  const { url, sasUrl } = await uploadFile(az, file, { kind: 'block' })
+  const r = redactUrl(sasUrl)
+  t.true(r.startsWith(url))
+  t.false(r.includes('sig='))
+  t.false(r.includes(sigOf(sasUrl)))
+  t.false(r.includes(encodeURIComponent(sigOf(sasUrl))))
+})

@@ -1,0 +1,154 @@
+import test from 'ava'
+import { randomBytes } from 'node:crypto'
+import { mkdtemp, rm, writeFile, truncate, mkdir, readFile } from 'node:fs/promises'
+import os from 'node:os'
+import path from 'node:path'
+import { pathToFileURL } from 'node:url'
+import { FileSource } from '../../src/storage/file-source.js'
+import { openSource } from '../../src/storage/open-source.js'
+import { StorageError } from '../../src/storage/errors.js'
+
+const SIZE = 3 * 1024 * 1024 + 4321
+
+async function withImage(fn: (file: string, bytes: Buffer, dir: string) => Promise<void>): Promise<void> {
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'encfs-file-source-'))
+  try {
+    const bytes = randomBytes(SIZE)
+    const file = path.join(dir, 'image with space.img')
+    await writeFile(file, bytes)
+    await fn(file, bytes, dir)
+  } finally {
+    await rm(dir, { recursive: true, force: true })
+  }
+}
+
+test('reads exact ranges of a local image and reports its size', async (t) => {
+  await withImage(async (file, bytes) => {
+    const src = await FileSource.open(file)
+    try {
+      t.is(src.size, SIZE)
+      t.is(src.kind, 'file')
+      t.is(src.path, file)
+      const ranges: [number, number][] = [[0, 1], [0, 4096], [511, 1025], [SIZE - 1, 1], [SIZE - 4096, 4096], [1_048_575, 2_000_001], [0, SIZE]]
+      for (let i = 0; i < 50; i++) {
+        const off = Math.floor(Math.random() * SIZE)
+        ranges.push([off, Math.floor(Math.random() * (SIZE - off))])
+      }
+      for (const [off, len] of ranges) {
+        const got = await src.read(off, len)
+        t.is(got.length, len, `length of [${off}, +${len})`)
+        t.true(got.equals(bytes.subarray(off, off + len)), `bytes of [${off}, +${len})`)
+      }
+      t.is((await src.read(SIZE, 0)).length, 0, 'an empty read at the very end is fine')
+    } finally {
+      await src.close()
+    }
+  })
+})
+
+test('ranges past the end or negative are rejected, not truncated', async (t) => {
+  await withImage(async (file) => {
+    const src = await FileSource.open(file)
+    try {
+      const past = await t.throwsAsync(src.read(SIZE - 10, 11), { instanceOf: RangeError })
+      t.regex(past.message, /past the end/)
+      t.regex(past.message, new RegExp(String(SIZE)))
+      await t.throwsAsync(src.read(SIZE, 1), { instanceOf: RangeError })
+      await t.throwsAsync(src.read(-1, 10), { instanceOf: RangeError })
+      await t.throwsAsync(src.read(0, -1), { instanceOf: RangeError })
+      await t.throwsAsync(src.read(0.5, 10), { instanceOf: RangeError })
+      // Still usable afterwards.
+      t.is((await src.read(0, 16)).length, 16)
+    } finally {
+      await src.close()
+    }
+  })
+})
+
+test('a missing file is STORAGE_NOT_FOUND naming the path', async (t) => {
+  const missing = path.join(os.tmpdir(), `encfs-no-such-image-${process.pid}-${Date.now()}.img`)
+  const err = await t.throwsAsync(FileSource.open(missing), { instanceOf: StorageError })
+  t.is(err.code, 'STORAGE_NOT_FOUND')
+  t.true(err.message.includes(missing), err.message)
+  t.regex(err.message, /does not exist/)
+  // The same through a file:// URL: the message names the path, not the URL.
+  const viaUrl = await t.throwsAsync(openSource(pathToFileURL(missing).href), { instanceOf: StorageError })
+  t.is(viaUrl.code, 'STORAGE_NOT_FOUND')
+  t.true(viaUrl.message.includes(missing), viaUrl.message)
+})
+
+test('a directory is refused as not a regular file', async (t) => {
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'encfs-file-source-dir-'))
+  try {
+    await mkdir(path.join(dir, 'sub'))
+    const err = await t.throwsAsync(FileSource.open(path.join(dir, 'sub')), { instanceOf: StorageError })
+    t.is(err.code, 'STORAGE_BAD_URL')
+    t.true(err.message.includes(path.join(dir, 'sub')))
+  } finally {
+    await rm(dir, { recursive: true, force: true })
+  }
+})
+
+test('an image truncated while open gives STORAGE_SHORT_READ instead of short data', async (t) => {
+  await withImage(async (file) => {
+    const src = await FileSource.open(file)
+    try {
+      await truncate(file, 1000)
+      const err = await t.throwsAsync(src.read(500, 1000), { instanceOf: StorageError })
+      t.is(err.code, 'STORAGE_SHORT_READ')
+      t.true(err.message.includes(file))
+    } finally {
+      await src.close()
+    }
+  })
+})
+
+test('a read-only FileSource cannot modify the image; a writable one can', async (t) => {
+  await withImage(async (file, bytes) => {
+    const ro = await FileSource.open(file)
+    try {
+      // Either it offers no write() at all, or write() is refused: the bytes must not change.
+      if (ro.write) {
+        const err = await t.throwsAsync(ro.write(0, Buffer.from('xxxx')), { instanceOf: StorageError })
+        t.is(err.code, 'STORAGE_READ_ONLY')
+      } else {
+        t.pass('no write() on a read-only source')
+      }
+      t.true((await readFile(file)).subarray(0, 4).equals(bytes.subarray(0, 4)))
+    } finally {
+      await ro.close()
+    }
+    const rw = await FileSource.open(file, { writable: true })
+    try {
+      t.truthy(rw.write)
+      await rw.write!(4096, Buffer.from('hello'))
+      await rw.flush?.()
+      await t.throwsAsync(rw.write!(SIZE - 2, Buffer.from('abc')), { instanceOf: RangeError })
+      t.is(rw.size, SIZE, 'writes never grow the image')
+      t.is((await rw.read(4096, 5)).toString(), 'hello')
+    } finally {
+      await rw.close()
+    }
+    const after = await readFile(file)
+    t.is(after.length, SIZE)
+    t.is(after.subarray(4096, 4101).toString(), 'hello')
+  })
+})
+
+test('openSource opens file:// URLs and absolute paths as the same bytes', async (t) => {
+  await withImage(async (file, bytes) => {
+    const url = pathToFileURL(file).href
+    t.true(url.includes('%20'), 'the URL is percent-encoded')
+    for (const location of [url, file]) {
+      const src = await openSource(location)
+      try {
+        t.is(src.kind, 'file', location)
+        t.is(src.size, SIZE, location)
+        const off = 1_234_567
+        t.true((await src.read(off, 70_000)).equals(bytes.subarray(off, off + 70_000)), location)
+      } finally {
+        await src.close()
+      }
+    }
+  })
+})
