@@ -5,12 +5,14 @@ import { openSource } from '../storage/open-source.js'
 import { readLuks2Header, payloadRange } from '../luks/header.js'
 import { unlockVolumeKey } from '../luks/unlock.js'
 import { exitWith } from './fail.js'
+import { decodeRawKey } from '../keys/raw-key.js'
+import { KeyError } from '../keys/errors.js'
 import { runDemo } from '../demo/run-demo.js'
 
 async function readKey(args: { 'key-file'?: string; 'key-hex'?: string }): Promise<Buffer> {
   if (args['key-file']) return readFile(args['key-file'])
-  if (args['key-hex']) return Buffer.from(args['key-hex'], 'hex')
-  throw new Error('give the key with --key-file FILE or --key-hex HEX')
+  if (args['key-hex']) return decodeRawKey(args['key-hex'], '--key-hex')
+  throw new KeyError('KEY_MISSING', 'give the key with --key-file FILE or --key-hex HEX')
 }
 
 export async function main(argv: string[]): Promise<void> {

@@ -87,8 +87,15 @@ export async function runDemo(o: DemoOptions): Promise<void> {
       await sleep(100)
     }
     const log = await readFile(logFile, 'utf8')
-    const mode = /unlock (\w+) \(([^)]*)\)/.exec(log)
-    step(`mounted: ${mountPoint} -> .filesystem-0${mode ? ` (unlock ${mode[1]}: ${mode[2]})` : ''}`)
+    const choice = log.split('\n').flatMap((line) => {
+      try {
+        const entry = JSON.parse(line) as { unlock?: string; unlockReason?: string; mounter?: string }
+        return entry.unlockReason ? [entry] : []
+      } catch {
+        return []
+      }
+    })[0]
+    step(`mounted: ${mountPoint} -> .filesystem-0${choice ? ` (unlock ${choice.unlock}, because ${choice.unlockReason}; mounted with ${choice.mounter})` : ''}`)
     out.write('\n')
     for (const rel of await walk(mountPoint)) {
       const file = path.join(mountPoint, rel)

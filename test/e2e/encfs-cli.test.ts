@@ -1,0 +1,66 @@
+// The encfs tool as a user runs it: the one-command demo, inspect and check-key.
+import test from 'ava'
+import { execFile } from 'node:child_process'
+import { readFile } from 'node:fs/promises'
+import { promisify } from 'node:util'
+import { ENCFS_JS } from '../helpers/remotefs.js'
+import { makeEncryptedImage, type TestImage } from '../helpers/images.js'
+
+const exec = promisify(execFile)
+let img: TestImage
+
+test.before(async () => {
+  img = await makeEncryptedImage({ fsSizeMiB: 8 })
+})
+test.after.always(async () => {
+  await img?.cleanup()
+})
+
+async function encfs(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  try {
+    const { stdout, stderr } = await exec(process.execPath, [ENCFS_JS, ...args], { timeout: 240_000 })
+    return { code: 0, stdout, stderr }
+  } catch (err) {
+    const e = err as { code?: number; stdout?: string; stderr?: string }
+    return { code: e.code ?? -1, stdout: e.stdout ?? '', stderr: e.stderr ?? '' }
+  }
+}
+
+test.serial('encfs demo --once: Azurite, a cryptsetup image, a real mount, the files printed, and nothing left', async (t) => {
+  const r = await encfs(['demo', '--once'])
+  t.is(r.code, 0, r.stderr)
+  t.regex(r.stdout, /mounted: .*remote\/share -> \.filesystem-0 \(unlock userspace/)
+  t.regex(r.stdout, /Hello from an encrypted filesystem, streamed from blob storage and mounted by encfs\./)
+  t.regex(r.stdout, /remotefs stopped \(exit 0\)/)
+  const workDir = /work directory (\S+)/.exec(r.stdout)?.[1]
+  t.truthy(workDir)
+  t.false((await readFile('/proc/self/mounts', 'utf8')).includes(workDir!), 'no mount left under the work directory')
+  const { stdout: loops } = await exec('losetup', ['--list', '--noheadings', '--output', 'BACK-FILE'])
+  t.false(loops.includes(workDir!), 'no loop device left')
+  await t.throwsAsync(readFile(`${workDir}/mnt`), undefined, 'work directory removed')
+})
+
+test('encfs inspect prints the header summary, as JSON on request', async (t) => {
+  const r = await encfs(['inspect', img.image, '--json'])
+  t.is(r.code, 0, r.stderr)
+  const summary = JSON.parse(r.stdout) as { cipher: string; sectorSize: number; payloadOffset: number; keyslots: { kdf: string }[] }
+  t.is(summary.cipher, 'aes-xts-plain64')
+  t.is(summary.sectorSize, 4096)
+  t.is(summary.payloadOffset, img.payloadOffset)
+  t.deepEqual(summary.keyslots.map((k) => k.kdf), ['pbkdf2'])
+  const bad = await encfs(['inspect', img.plain])
+  t.not(bad.code, 0)
+  t.regex(bad.stderr, /not a LUKS device.*\[LUKS_NOT_LUKS\]/)
+})
+
+test('encfs check-key tells whether a key opens the image, without printing it', async (t) => {
+  const ok = await encfs(['check-key', img.image, '--key-file', img.keyFile])
+  t.is(ok.code, 0, ok.stderr)
+  t.regex(ok.stdout, /the key opens keyslot 0/)
+  const wrong = await encfs(['check-key', img.image, '--key-hex', 'ab'.repeat(32)])
+  t.not(wrong.code, 0)
+  t.regex(wrong.stderr, /\[LUKS_WRONG_KEY\]/)
+  t.false(wrong.stderr.includes('ab'.repeat(32)))
+  const malformed = await encfs(['check-key', img.image, '--key-hex', 'zz'])
+  t.regex(malformed.stderr, /--key-hex: raw_key must be the hex/)
+})
