@@ -35,6 +35,8 @@ export interface ImageOptions {
   sectorSize?: 512 | 1024 | 2048 | 4096
   /** Default pbkdf2 with 1000 iterations; argon2 with cheap parameters. */
   pbkdf?: 'pbkdf2' | 'argon2id' | 'argon2i'
+  /** Argon2 memory in KiB (default 32768 for argon2id, 16384 for argon2i). */
+  argon2MemoryKiB?: number
   cipher?: string
   keySizeBits?: number
   hash?: string
@@ -106,7 +108,7 @@ export async function makeEncryptedImage(o: ImageOptions = {}): Promise<TestImag
     const pbkdf = o.pbkdf ?? 'pbkdf2'
     const kdfArgs = pbkdf === 'pbkdf2'
       ? ['--pbkdf', 'pbkdf2', '--pbkdf-force-iterations', '1000']
-      : ['--pbkdf', pbkdf, '--pbkdf-memory', pbkdf === 'argon2id' ? '32768' : '16384', '--pbkdf-parallel', pbkdf === 'argon2id' ? '2' : '1', '--pbkdf-force-iterations', '4']
+      : ['--pbkdf', pbkdf, '--pbkdf-memory', String(o.argon2MemoryKiB ?? (pbkdf === 'argon2id' ? 32768 : 16384)), '--pbkdf-parallel', pbkdf === 'argon2id' ? '2' : '1', '--pbkdf-force-iterations', '4']
     await run('cryptsetup', [
       'reencrypt', '--encrypt', '--type', 'luks2',
       ...(header ? ['--header', header] : ['--reduce-device-size', REDUCE]),

@@ -168,7 +168,7 @@ test.serial('a blob replaced during the mount fails reads loudly instead of mixi
   const { sasUrl } = await uploadFile(az, big.image, { kind: 'block', blob: 'replaced.img' })
   const ws = await workspace()
   const mp = path.join(ws.parent, 'r')
-  const sidecar = await startSidecar(sidecarArgs([{ mount_point: mp, azure_url: sasUrl, raw_key: big.key.toString('hex'), cache: { memory_mib: 8 } }]), { args: ['--allow-raw-key'] })
+  const sidecar = await startSidecar(sidecarArgs([{ mount_point: mp, azure_url: sasUrl, raw_key: big.key.toString('hex'), cache: { block_size_kib: 256, memory_mib: 1, readahead_blocks: 0 } }]), { args: ['--allow-raw-key'] })
   cleanups.push(async () => { await stopSidecar(sidecar) })
   await waitReady(sidecar, [mp])
   await uploadFile(az, good.image, { kind: 'block', blob: 'replaced.img' })
