@@ -41,8 +41,8 @@ if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modu
 fi
 
 # fuse-native ships a prebuilt addon that links Debian's libfuse.so.2: prove it loads.
-if ! node -e "require('fuse-native')" 2>/tmp/encfs-fuse-load.err; then
-  say "fuse-native does not load: $(head -c 400 /tmp/encfs-fuse-load.err)"
+if ! err=$(node -e "require('fuse-native')" 2>&1); then
+  say "fuse-native does not load: ${err:0:400}"
   say "it needs Debian's libfuse2 (apt-get install libfuse2)"
   exit 1
 fi
