@@ -1,0 +1,3 @@
+import { EncfsError } from '../errors.js'
+
+export class AttestationError extends EncfsError {}
