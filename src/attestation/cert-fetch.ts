@@ -1,0 +1,107 @@
+import { setTimeout as sleep } from 'node:timers/promises'
+import { X509Certificate } from 'node:crypto'
+import { silentLogger, type Logger } from '../log/logger.js'
+import type { CertCache } from '../config/schema.js'
+import { AttestationError } from './errors.js'
+import { parseThimJson, parseTcbm, thimChainPem } from './thim.js'
+import { parsePemChain } from './cert-chain.js'
+import { vcekTcbm } from './vcek-tcb.js'
+import type { SnpReport } from './report.js'
+
+export const DEFAULT_LOCAL_THIM = '169.254.169.254/metadata/THIM/amd/certification'
+
+export interface FetchOptions {
+  logger?: Logger
+  /** Attempts in all (Go: 3). */
+  attempts?: number
+  /** Pause before retry n (1-based); Go waits a random time below 10^n seconds. */
+  retryDelayMs?: (retry: number) => number
+  /** Per request; the Go code has none, a hung endpoint then hangs start-up. */
+  timeoutMs?: number
+  /** `https` for AMD KDS and AzCache; tests point it at a plain local server. */
+  scheme?: 'https' | 'http'
+  signal?: AbortSignal
+}
+
+const goDelay = (retry: number) => Math.floor(Math.random() * 10 ** retry) * 1000
+
+/** GET with Go's retry rule: transport errors, 408, 429 and 5xx are retried; other statuses fail at once. */
+export async function fetchWithRetry(url: string, o: FetchOptions & { headers?: Record<string, string>; what: string }): Promise<Buffer> {
+  const logger = o.logger ?? silentLogger
+  const attempts = o.attempts ?? 3
+  let last = ''
+  for (let attempt = 1; attempt <= attempts; attempt++) {
+    if (attempt > 1) await sleep((o.retryDelayMs ?? goDelay)(attempt - 1), undefined, { signal: o.signal })
+    let res: Response
+    try {
+      const signals = [AbortSignal.timeout(o.timeoutMs ?? 30_000), ...(o.signal ? [o.signal] : [])]
+      res = await fetch(url, { headers: o.headers, signal: AbortSignal.any(signals) })
+    } catch (err) {
+      last = (err as Error).cause instanceof Error ? ((err as Error).cause as Error).message : (err as Error).message
+      logger.warn({ url, attempt, attempts, reason: last }, `${o.what}: request failed; ${attempt < attempts ? 'retrying' : 'giving up'}`)
+      continue
+    }
+    const body = Buffer.from(await res.arrayBuffer())
+    if (res.ok) return body
+    last = `HTTP ${res.status}: ${body.toString('utf8', 0, 200).trim()}`
+    if (res.status !== 408 && res.status !== 429 && res.status < 500) {
+      throw new AttestationError('ATTEST_CERT_FETCH', `${o.what}: GET ${url} failed with ${last}`)
+    }
+    logger.warn({ url, attempt, attempts, status: res.status }, `${o.what}: ${last}; ${attempt < attempts ? 'retrying' : 'giving up'}`)
+  }
+  throw new AttestationError('ATTEST_CERT_FETCH', `${o.what}: GET ${url} failed ${attempts} times (last: ${last})`)
+}
+
+export interface FetchedChain {
+  /** VCEK, ASK, ARK as PEM. */
+  chainPem: string
+  tcbm: bigint
+}
+
+function pemOf(der: Buffer): string {
+  return `-----BEGIN CERTIFICATE-----\n${der.toString('base64').replace(/(.{64})/g, '$1\n').replace(/\n$/, '')}\n-----END CERTIFICATE-----\n`
+}
+
+/** The local THIM endpoint's JSON: chain and TCBM of this host (`http://` + endpoint, `Metadata: true`). */
+export async function fetchLocalThim(endpoint: string | undefined, o: FetchOptions = {}): Promise<FetchedChain> {
+  const url = `http://${endpoint || DEFAULT_LOCAL_THIM}`
+  const body = await fetchWithRetry(url, { ...o, headers: { Metadata: 'true' }, what: 'local THIM certificates' })
+  const thim = parseThimJson(body.toString('utf8'), `the THIM answer of ${url}`)
+  if (!thim.vcekCert || !thim.certificateChain) throw new AttestationError('ATTEST_CERT_FETCH', `${url} answered without vcekCert / certificateChain`)
+  return { chainPem: thimChainPem(thim), tcbm: parseTcbm(thim.tcbm, url) }
+}
+
+/** The VCEK chain for a report from the configured `certcache` (spec §3.3, §3.4). */
+export async function fetchCertChain(cc: CertCache, report: SnpReport, o: FetchOptions = {}): Promise<FetchedChain> {
+  const scheme = o.scheme ?? 'https'
+  if (!cc.endpoint) throw new AttestationError('ATTEST_CERT_FETCH', 'failed to retrieve cert chain: certificate endpoint not set (azure_info.certcache.endpoint)')
+  const tcb = report.reportedTcb
+  switch (cc.endpoint_type) {
+    case 'AMD': {
+      const base = `${scheme}://${cc.endpoint}/${cc.tee_type ?? 'Milan'}`
+      const vcek = await fetchWithRetry(`${base}/${report.chipId}?ucodeSPL=${tcb.microcode}&snpSPL=${tcb.snp}&teeSPL=${tcb.tee}&blSPL=${tcb.bootloader}`, { ...o, what: 'AMD KDS VCEK' })
+      const chain = await fetchWithRetry(`${base}/cert_chain`, { ...o, what: 'AMD KDS certificate chain' })
+      let vcekPem: string
+      try {
+        vcekPem = pemOf(new X509Certificate(vcek).raw)
+      } catch (err) {
+        throw new AttestationError('ATTEST_CERT_FETCH', `AMD KDS answered a VCEK that is not a certificate: ${(err as Error).message}`, { cause: err })
+      }
+      return { chainPem: vcekPem + chain.toString('utf8'), tcbm: tcb.value }
+    }
+    case 'AzCache': {
+      const query = [cc.api_version, cc.client_id].filter(Boolean).join('&')
+      if (!cc.client_id) o.logger?.warn('azure_info.certcache.client_id is empty; AzCache may refuse the request')
+      const url = `${scheme}://${cc.endpoint}/${cc.tee_type ?? 'SevSnpVM'}/certificates/${report.chipId}/${tcb.value.toString(16)}${query ? `?${query}` : ''}`
+      const body = (await fetchWithRetry(url, { ...o, what: 'AzCache certificates' })).toString('utf8')
+      const certs = parsePemChain(body, `the AzCache answer of ${url}`)
+      const vcek = certs.find((c) => /CN=SEV-VCEK/.test(c.subject))
+      if (!vcek) throw new AttestationError('ATTEST_CERT_FETCH', `the AzCache answer of ${url} has no SEV-VCEK certificate`)
+      return { chainPem: body, tcbm: vcekTcbm(vcek) }
+    }
+    case 'LocalTHIM':
+      return fetchLocalThim(cc.endpoint, o)
+    default:
+      throw new AttestationError('ATTEST_CERT_FETCH', `invalid endpoint type: ${String(cc.endpoint_type)} (azure_info.certcache.endpoint_type must be AMD, AzCache or LocalTHIM)`)
+  }
+}
