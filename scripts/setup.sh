@@ -16,6 +16,9 @@ declare -A need=(
   [mount]=mount
   [fusermount]=fuse
   [openssl]=openssl
+  [g++]=g++
+  [make]=make
+  [python3]=python3
 )
 missing=()
 for cmd in "${!need[@]}"; do

@@ -8,6 +8,7 @@ import { exitWith } from './fail.js'
 import { decodeRawKey } from '../keys/raw-key.js'
 import { KeyError } from '../keys/errors.js'
 import { runDemo } from '../demo/run-demo.js'
+import { reportCommand } from './report-command.js'
 
 async function readKey(args: { 'key-file'?: string; 'key-hex'?: string }): Promise<Buffer> {
   if (args['key-file']) return readFile(args['key-file'])
@@ -91,6 +92,8 @@ export async function main(argv: string[]): Promise<void> {
         await runDemo({ once: args.once, keep: args.keep, loglevel: args.loglevel })
       },
     )
+  reportCommand(cli)
+  cli
     .demandCommand(1, 'name a command (encfs --help lists them)')
     .strict()
     .version(false)

@@ -6,6 +6,7 @@ import { startRemotefs, type Remotefs } from '../mount/remotefs.js'
 import { defaultRuntimeDir } from '../mount/runtime-dir.js'
 import { rawKeyProvider } from '../keys/provider.js'
 import { exitWith } from './fail.js'
+import { ATTESTATION_MODES } from '../attestation/providers/provider.js'
 
 function envFlag(value: string | undefined): boolean {
   return value !== undefined && /^(1|true|yes|on)$/i.test(value.trim())
@@ -24,6 +25,7 @@ export function parseRemotefsArgs(argv: string[], env: NodeJS.ProcessEnv = proce
     .option('allow-raw-key', { type: 'boolean', default: envFlag(env.EncfsAllowRawKey), describe: 'honour raw_key (testing only; env EncfsAllowRawKey=true)' })
     .option('unlock', { type: 'string', choices: ['auto', 'kernel', 'userspace'] as const, default: env.EncfsUnlock || 'auto', describe: 'decrypt with dm-crypt (kernel) or in encfs (userspace)' })
     .option('mounter', { type: 'string', choices: ['auto', 'loop', 'fuse2fs'] as const, default: env.EncfsMounter || 'auto', describe: 'mount ext4 with a loop device or with fuse2fs' })
+    .option('attestation', { type: 'string', choices: ATTESTATION_MODES, default: env.EncfsAttestation || 'auto', describe: 'SEV-SNP report source for key release (env EncfsAttestation); simulated is for the local stack only' })
     .option('runtime-dir', { type: 'string', default: env.EncfsRuntimeDir || defaultRuntimeDir(), describe: 'where the FUSE files live; one remotefs per directory' })
     .strictOptions()
     .help()

@@ -64,3 +64,34 @@ test('encfs check-key tells whether a key opens the image, without printing it',
   const malformed = await encfs(['check-key', img.image, '--key-hex', 'zz'])
   t.regex(malformed.stderr, /--key-hex: raw_key must be the hex/)
 })
+
+test('encfs report: a simulated report as hex that verifies, decoding Go\'s test report, and no silent fallback', async (t) => {
+  const stateDir = `${img.dir}/simulated-snp`
+  const hex = await encfs(['report', '--attestation', 'simulated', '--simulated-state', stateDir, '--report-data', 'c0ffee'])
+  t.is(hex.code, 0, hex.stderr)
+  t.regex(hex.stderr, /SIMULATED SEV-SNP report/)
+  const raw = Buffer.from(hex.stdout.trim(), 'hex')
+  t.is(raw.length, 1184)
+  const { simulatedProvider } = await import('../../src/attestation/providers/simulated.js')
+  const { verifyReport } = await import('../../src/attestation/verify.js')
+  const { thimChainPem } = await import('../../src/attestation/thim.js')
+  const chain = thimChainPem(await simulatedProvider({ stateDir }).thimCerts())
+  t.is(verifyReport(raw, { chain, reportData: Buffer.from('c0ffee', 'hex') }).report.version, 3)
+
+  const goReport = new URL('../../../../shared/spec/testdata/snp/snp_report.bin', import.meta.url).pathname
+  const text = await encfs(['report', '--decode', goReport])
+  t.is(text.code, 0, text.stderr)
+  t.regex(text.stdout, /^hostData: cadd74f71ebb8fbf9782baab649612520f3c416bc5ce9ac768808ddc8d9b031c$/m)
+  t.regex(text.stdout, /^reportedTcb\.hex: 7308000000000003$/m)
+
+  const { access } = await import('node:fs/promises')
+  const present = (await Promise.all(['/dev/sev-guest', '/dev/sev', '/sys/kernel/config/tsm/report'].map((p) => access(p).then(() => true, () => false)))).some(Boolean)
+  const auto = await encfs(['report'])
+  if (present) t.is(auto.code, 0, 'an SNP source exists here: auto uses it')
+  else {
+    t.not(auto.code, 0)
+    t.regex(auto.stderr, /no SEV-SNP report source found.*\[ATTEST_NO_PROVIDER\]/)
+  }
+  const bad = await encfs(['report', '--attestation', 'simulated', '--simulated-state', stateDir, '--report-data', 'xyz'])
+  t.regex(bad.stderr, /--report-data must be hex/)
+})
