@@ -3,15 +3,15 @@ import test from 'ava'
 import { createServer, type IncomingMessage, type Server } from 'node:http'
 import { readFileSync } from 'node:fs'
 import { X509Certificate } from 'node:crypto'
-import { fileURLToPath } from 'node:url'
 import path from 'node:path'
 import { fetchCertChain, fetchLocalThim, fetchWithRetry } from '../../src/attestation/cert-fetch.js'
 import { Collateral } from '../../src/attestation/collateral.js'
 import { parseReport } from '../../src/attestation/report.js'
 import { parsePemChain } from '../../src/attestation/cert-chain.js'
 import { vcekTcbm } from '../../src/attestation/vcek-tcb.js'
+import { vector } from '../helpers/vectors.js'
 
-const DATA = fileURLToPath(new URL('../../../../shared/spec/testdata/snp/', import.meta.url))
+const DATA = vector('snp')
 const read = (f: string) => readFileSync(path.join(DATA, f))
 const v3 = parseReport(read('snp_report_v3_milan.bin'))
 const v2 = parseReport(read('snp_report.bin'))

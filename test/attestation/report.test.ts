@@ -5,9 +5,11 @@ import { createHash, X509Certificate } from 'node:crypto'
 import { parseReport, decodeReportInput, REPORT_SIZE } from '../../src/attestation/report.js'
 import { verifyReport } from '../../src/attestation/verify.js'
 import { parsePemChain } from '../../src/attestation/cert-chain.js'
+import path from 'node:path'
+import { VECTORS } from '../helpers/vectors.js'
 
-const DATA = new URL('../../../../shared/spec/testdata/', import.meta.url)
-const read = (rel: string) => readFileSync(new URL(rel, DATA))
+const DATA = VECTORS
+const read = (rel: string) => readFileSync(path.join(DATA, rel))
 // eslint-disable-next-line @typescript-eslint/no-explicit-any -- test vectors, compared field by field
 const fields = JSON.parse(read('snp/report_fields.json').toString()) as Record<string, { fields: Record<string, any>; go_test_asserted_values_Test_SNP?: Record<string, any> }>
 const genuine = read('snp/snp_report.bin')

@@ -3,13 +3,13 @@ import { mkdtemp, mkdir, writeFile, rm, copyFile } from 'node:fs/promises'
 import { readFileSync } from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
-import { fileURLToPath } from 'node:url'
 import { readUvmInformation, securityContextDir, KATA_SECURITY_CONTEXT_DIR } from '../../src/attestation/uvm-info.js'
 import { parseHostAmdCertificate, parseTcbm, thimChainPem, thimAbsent } from '../../src/attestation/thim.js'
 import { maaReportData, policyHostData } from '../../src/attestation/report-data.js'
 import { parsePemChain } from '../../src/attestation/cert-chain.js'
+import { VECTORS } from '../helpers/vectors.js'
 
-const DATA = fileURLToPath(new URL('../../../../shared/spec/testdata/', import.meta.url))
+const DATA = VECTORS
 const CONTEXT = path.join(DATA, 'security-context')
 const read = (rel: string) => readFileSync(path.join(DATA, rel), 'utf8')
 const misc = JSON.parse(read('misc_vectors.json')) as { security_policy_digests: Record<string, string>; report_data_generation: Record<string, string> }

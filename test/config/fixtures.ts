@@ -2,9 +2,10 @@ import { readFileSync } from 'node:fs'
 import path from 'node:path'
 import { pino, type Logger } from 'pino'
 import { ConfigError } from '../../src/config/errors.js'
+import { vector } from '../helpers/vectors.js'
 
-/** The spec's sample configurations; read in place, never copied into the repo. */
-export const SAMPLES_DIR = process.env.ENCFS_SPEC_CONFIG_DIR ?? '/work/shared/spec/testdata/config'
+/** The spec's sample configurations (test/vectors/config), or ENCFS_SPEC_CONFIG_DIR. */
+export const SAMPLES_DIR = process.env.ENCFS_SPEC_CONFIG_DIR ?? vector('config')
 
 export function sampleText(name: string): string {
   return readFileSync(path.join(SAMPLES_DIR, name), 'utf8')

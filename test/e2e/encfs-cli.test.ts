@@ -5,6 +5,7 @@ import { readFile } from 'node:fs/promises'
 import { promisify } from 'node:util'
 import { ENCFS_JS } from '../helpers/remotefs.js'
 import { makeEncryptedImage, type TestImage } from '../helpers/images.js'
+import { vector } from '../helpers/vectors.js'
 
 const exec = promisify(execFile)
 let img: TestImage
@@ -78,7 +79,7 @@ test('encfs report: a simulated report as hex that verifies, decoding Go\'s test
   const chain = thimChainPem(await simulatedProvider({ stateDir }).thimCerts())
   t.is(verifyReport(raw, { chain, reportData: Buffer.from('c0ffee', 'hex') }).report.version, 3)
 
-  const goReport = new URL('../../../../shared/spec/testdata/snp/snp_report.bin', import.meta.url).pathname
+  const goReport = vector('snp', 'snp_report.bin')
   const text = await encfs(['report', '--decode', goReport])
   t.is(text.code, 0, text.stderr)
   t.regex(text.stdout, /^hostData: cadd74f71ebb8fbf9782baab649612520f3c416bc5ce9ac768808ddc8d9b031c$/m)
