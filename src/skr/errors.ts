@@ -1,0 +1,3 @@
+import { EncfsError } from '../errors.js'
+
+export class SkrError extends EncfsError {}
