@@ -1,0 +1,50 @@
+import { execFile } from 'node:child_process'
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
+import os from 'node:os'
+import path from 'node:path'
+import { promisify } from 'node:util'
+import { EncfsError } from '../errors.js'
+
+const exec = promisify(execFile)
+
+export interface ServerPki {
+  /** The local CA to trust (NODE_EXTRA_CA_CERTS, or the roots of a verifier). */
+  caPem: string
+  /** TLS server certificate for the hosts, signed by the CA, and its key. */
+  certPem: string
+  keyPem: string
+}
+
+async function openssl(args: string[], cwd: string): Promise<void> {
+  try {
+    await exec('openssl', args, { cwd })
+  } catch (err) {
+    const e = err as NodeJS.ErrnoException & { stderr?: string }
+    if (e.code === 'ENOENT') throw new EncfsError('PKI_OPENSSL_MISSING', 'openssl is not installed (apt-get install openssl): the emulators issue their certificates with it')
+    throw new EncfsError('PKI_FAILED', `openssl ${args[0]} failed: ${e.stderr?.trim() ?? e.message}`)
+  }
+}
+
+/**
+ * A throw-away CA and a server certificate for `hosts` (DNS names or IP addresses), with the
+ * server-auth usage that Key Vault's JWS leaf carries. node:crypto cannot issue certificates,
+ * hence the openssl command.
+ */
+export async function createServerPki(hosts: string[], caName = 'encfs emulator CA'): Promise<ServerPki> {
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'encfs-pki-'))
+  try {
+    const san = hosts.map((h) => (/^[\d.]+$/.test(h) || h.includes(':') ? `IP:${h}` : `DNS:${h}`)).join(',')
+    await writeFile(path.join(dir, 'leaf.ext'), `basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\nsubjectAltName=${san}\n`)
+    await openssl(['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', 'ca.key', '-out', 'ca.pem', '-subj', `/CN=${caName}`, '-days', '30', '-addext', 'basicConstraints=critical,CA:TRUE', '-addext', 'keyUsage=critical,keyCertSign,cRLSign'], dir)
+    await openssl(['req', '-new', '-newkey', 'rsa:2048', '-nodes', '-keyout', 'leaf.key', '-out', 'leaf.csr', '-subj', `/CN=${hosts[0] ?? 'localhost'}`], dir)
+    await openssl(['x509', '-req', '-in', 'leaf.csr', '-CA', 'ca.pem', '-CAkey', 'ca.key', '-CAcreateserial', '-days', '30', '-sha256', '-extfile', 'leaf.ext', '-out', 'leaf.pem'], dir)
+    return {
+      caPem: await readFile(path.join(dir, 'ca.pem'), 'utf8'),
+      certPem: await readFile(path.join(dir, 'leaf.pem'), 'utf8'),
+      keyPem: await readFile(path.join(dir, 'leaf.key'), 'utf8'),
+    }
+  } finally {
+    // The CA key goes with the directory: nothing else can be issued under this CA.
+    await rm(dir, { recursive: true, force: true })
+  }
+}
