@@ -1,0 +1,45 @@
+import type { Logger } from '../log/logger.js'
+import { request } from '../http/request.js'
+import { HttpError } from '../http/errors.js'
+import { attestRequestBody, type AttestInputs } from './attest-request.js'
+
+export interface MaaOptions {
+  /** MAA host without scheme (a port is allowed for emulators). */
+  endpoint: string
+  teeType?: string
+  apiVersion?: string
+  ca?: string[]
+  logger?: Logger
+  signal?: AbortSignal
+  attempts?: number
+  baseDelayMs?: number
+}
+
+/** Trades a report for an MAA token (spec §4). */
+export async function attestSevSnp(inputs: AttestInputs, o: MaaOptions): Promise<string> {
+  const url = `https://${o.endpoint}/attest/${o.teeType ?? 'SevSnpVM'}?${o.apiVersion ?? 'api-version=2020-10-01'}`
+  const res = await request(url, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: attestRequestBody(inputs),
+    what: 'MAA attestation',
+    attempts: o.attempts ?? 4,
+    baseDelayMs: o.baseDelayMs,
+    ca: o.ca,
+    logger: o.logger,
+    signal: o.signal,
+  })
+  const text = res.body.toString('utf8')
+  if (res.status < 200 || res.status > 207) {
+    throw new HttpError('MAA_ATTEST_FAILED', `MAA attestation at ${o.endpoint} failed with HTTP ${res.status}: ${text.slice(0, 500)}`, res.status, text)
+  }
+  let token: unknown
+  try {
+    const json = JSON.parse(text) as Record<string, unknown>
+    token = Object.entries(json).find(([k]) => k.toLowerCase() === 'token')?.[1]
+  } catch {
+    token = undefined
+  }
+  if (typeof token !== 'string' || token === '') throw new HttpError('MAA_ATTEST_FAILED', `MAA at ${o.endpoint} answered HTTP ${res.status} without a token`, res.status)
+  return token
+}
