@@ -6,7 +6,7 @@ import { silentLogger, type Logger } from '../log/logger.js'
 import { HttpError } from './errors.js'
 
 export interface RequestOptions {
-  method?: 'GET' | 'POST'
+  method?: 'GET' | 'POST' | 'PUT'
   headers?: Record<string, string>
   body?: string
   /** Extra CA certificates (PEM) trusted on top of Node's roots and NODE_EXTRA_CA_CERTS. */

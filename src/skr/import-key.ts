@@ -1,0 +1,25 @@
+import { request } from '../http/request.js'
+import { SkrError } from './errors.js'
+
+export interface ReleasePolicyClaim { claim: string; equals: string }
+
+/** The policy Go's importkey writes: one anyOf entry per claim group, all with the MAA authority (spec §6.2). */
+export function releasePolicy(maaEndpoint: string, groups: ReleasePolicyClaim[][]): string {
+  return JSON.stringify({ version: '1.0.0', anyOf: groups.map((allOf) => ({ authority: `https://${maaEndpoint}`, allOf })) })
+}
+
+/** PUT a key with a release policy into Key Vault / Managed HSM, as Go's importkey does (spec §6.1). */
+export async function importKey(o: { akvEndpoint: string; name: string; key: Record<string, unknown>; policy: string; bearer: string; ca?: string[] }): Promise<{ kid: string }> {
+  const body = JSON.stringify({
+    key: o.key,
+    hsm: true,
+    attributes: { exportable: true },
+    release_policy: { contentType: 'application/json; charset=utf-8', data: Buffer.from(o.policy).toString('base64url') },
+  })
+  const res = await request(`https://${o.akvEndpoint}/keys/${o.name}?api-version=7.4`, {
+    method: 'PUT', headers: { 'content-type': 'application/json', authorization: `Bearer ${o.bearer}` }, body, what: 'key import', ca: o.ca, attempts: 3,
+  })
+  const text = res.body.toString('utf8')
+  if (res.status !== 200) throw new SkrError('SKR_IMPORT_FAILED', `importing ${o.name} into ${o.akvEndpoint} failed with HTTP ${res.status}: ${text.slice(0, 300)}`)
+  return { kid: (JSON.parse(text) as { key: { kid: string } }).key.kid }
+}

@@ -1,0 +1,50 @@
+import { mkdtemp, rm } from 'node:fs/promises'
+import { createHash } from 'node:crypto'
+import os from 'node:os'
+import path from 'node:path'
+import { TokenAuthority } from '../../src/emulators/token-authority.js'
+import { startMaaEmulator, type MaaEmulator } from '../../src/emulators/maa/server.js'
+import { startAkvEmulator, type AkvEmulator } from '../../src/emulators/akv/server.js'
+import { simulatedProvider, type SimulatedProvider } from '../../src/attestation/providers/simulated.js'
+import { parsePemChain } from '../../src/attestation/cert-chain.js'
+import { thimChainPem } from '../../src/attestation/thim.js'
+import { Collateral } from '../../src/attestation/collateral.js'
+import type { UvmInformation } from '../../src/attestation/uvm-info.js'
+
+export interface SkrStack {
+  dir: string
+  authority: TokenAuthority
+  maa: MaaEmulator
+  akv: AkvEmulator
+  snp: SimulatedProvider
+  /** Base64 of the pod's security policy, and its digest (HOST_DATA). */
+  policyBase64: string
+  hostData: Buffer
+  uvm: UvmInformation
+  collateral: Collateral
+  ca: string[]
+  stop(): Promise<void>
+}
+
+/** Simulated SNP + MAA + Key Vault emulators, all in this process. */
+export async function startSkrStack(o: { managedHsm?: boolean } = {}): Promise<SkrStack> {
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'encfs-skr-'))
+  const policyBase64 = Buffer.from('package policy\napi_version := "0.10.0"\n').toString('base64')
+  const hostData = createHash('sha256').update(Buffer.from(policyBase64, 'base64')).digest()
+  const snp = simulatedProvider({ stateDir: path.join(dir, 'snp'), hostData })
+  const certs = await snp.thimCerts()
+  const authority = await TokenAuthority.create()
+  const maa = await startMaaEmulator({ trustedArks: parsePemChain(thimChainPem(certs)).slice(2) })
+  const akv = await startAkvEmulator({ authority, maaCas: [maa.caPem], managedHsm: o.managedHsm })
+  const uvm: UvmInformation = { securityPolicy: policyBase64, referenceInfo: Buffer.from('reference info').toString('base64'), hostAmdCertificate: certs, source: 'environment' }
+  return {
+    dir, authority, maa, akv, snp, policyBase64, hostData, uvm,
+    collateral: new Collateral({ uvm }),
+    ca: [maa.caPem, akv.caPem],
+    async stop() {
+      await akv.stop()
+      await maa.stop()
+      await rm(dir, { recursive: true, force: true })
+    },
+  }
+}

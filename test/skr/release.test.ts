@@ -1,0 +1,72 @@
+// The whole secure key release against the emulators: simulated SNP, MAA, Key Vault.
+import test from 'ava'
+import { generateKeyPairSync, randomBytes } from 'node:crypto'
+import { startSkrStack, type SkrStack } from '../helpers/skr-stack.js'
+import { releaseKey } from '../../src/skr/release.js'
+import { importKey, releasePolicy } from '../../src/skr/import-key.js'
+import { deriveKeyFromRsa } from '../../src/skr/derive.js'
+import { simulatedProvider } from '../../src/attestation/providers/simulated.js'
+
+let s: SkrStack
+let bearer: string
+const octKey = randomBytes(32)
+
+test.before(async () => {
+  s = await startSkrStack()
+  bearer = (await s.authority.issue(s.akv.audience, 'operator')).token
+  const claims = [[
+    { claim: 'x-ms-sevsnpvm-hostdata', equals: s.hostData.toString('hex') },
+    { claim: 'x-ms-compliance-status', equals: 'azure-compliant-uvm' },
+    { claim: 'x-ms-sevsnpvm-is-debuggable', equals: 'false' },
+    { claim: 'x-ms-sevsnpvm-vmpl', equals: '0' },
+  ]]
+  await importKey({ akvEndpoint: s.akv.endpoint, name: 'fs-oct', key: { kty: 'oct-HSM', k: octKey.toString('base64url'), key_size: 256, key_ops: ['encrypt', 'decrypt'] }, policy: releasePolicy(s.maa.endpoint, claims), bearer, ca: s.ca })
+  const rsa = generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey
+  await importKey({ akvEndpoint: s.akv.endpoint, name: 'fs-rsa', key: { ...rsa.export({ format: 'jwk' }), kty: 'RSA-HSM' }, policy: releasePolicy(s.maa.endpoint, claims), bearer, ca: s.ca })
+  await importKey({ akvEndpoint: s.akv.endpoint, name: 'other-pod', key: { kty: 'oct-HSM', k: randomBytes(32).toString('base64url') }, policy: releasePolicy(s.maa.endpoint, [[{ claim: 'x-ms-sevsnpvm-hostdata', equals: '00'.repeat(32) }]]), bearer, ca: s.ca })
+})
+test.after.always(async () => {
+  await s?.stop()
+})
+
+const opts = (kid: string) => ({ maaEndpoint: s.maa.endpoint, akvEndpoint: s.akv.endpoint, kid, accessToken: bearer, provider: s.snp, collateral: s.collateral, uvm: s.uvm, ca: s.ca })
+
+test('an oct key is released to the attested pod: the same 32 bytes, as an oct JWK', async (t) => {
+  const key = await releaseKey(opts('fs-oct'))
+  t.is(key.kty, 'oct')
+  t.deepEqual(key.material, octKey)
+  t.deepEqual(key.jwk(), { k: octKey.toString('base64url'), key_ops: ['encrypt', 'decrypt'], kty: 'oct' })
+})
+
+test('an RSA key is released as a private JWK and derives the same filesystem key as the original', async (t) => {
+  const key = await releaseKey(opts('fs-rsa'))
+  t.is(key.kty, 'RSA')
+  const jwk = key.jwk()
+  t.truthy(jwk.d)
+  const { createPrivateKey } = await import('node:crypto')
+  const released = createPrivateKey({ key: key.material, format: 'der', type: 'pkcs8' })
+  t.is(deriveKeyFromRsa(released, 'ab'.repeat(32), 'Label').length, 32)
+})
+
+test('refusals name the step, the endpoint and the reason', async (t) => {
+  const policy = await t.throwsAsync(releaseKey(opts('other-pod')))
+  t.is((policy as { code?: string }).code, 'SKR_RELEASE_REFUSED')
+  t.regex(policy!.message, /HTTP 403 .*release policy is not satisfied: x-ms-sevsnpvm-hostdata is [0-9a-f]+, not 0+/)
+  const missing = await t.throwsAsync(releaseKey(opts('no-such-key')))
+  t.regex(missing!.message, /HTTP 404 KeyNotFound.*check key\.kid/)
+  const storageToken = (await s.authority.issue('https://storage.azure.com', 'pod')).token
+  const wrongAudience = await t.throwsAsync(releaseKey({ ...opts('fs-oct'), accessToken: storageToken }))
+  t.regex(wrongAudience!.message, /HTTP 401 .*not for https:\/\/vault\.azure\.net/)
+  const expired = (await s.authority.issue(s.akv.audience, 'pod', -10)).token
+  t.regex((await t.throwsAsync(releaseKey({ ...opts('fs-oct'), accessToken: expired })))!.message, /HTTP 401 .*expired/)
+  // A report from a chip MAA does not trust never gets a token.
+  const rogue = simulatedProvider({ stateDir: `${s.dir}/rogue`, hostData: s.hostData })
+  const { Collateral } = await import('../../src/attestation/collateral.js')
+  const rogueUvm = { ...s.uvm, hostAmdCertificate: await rogue.thimCerts() }
+  const maa = await t.throwsAsync(releaseKey({ ...opts('fs-oct'), provider: rogue, uvm: rogueUvm, collateral: new Collateral({ uvm: rogueUvm }) }))
+  t.is((maa as { code?: string }).code, 'MAA_ATTEST_FAILED')
+  t.regex(maa!.message, /not among the trusted roots/)
+  // Without the emulators' CA, the vault's JWS chain is untrusted.
+  const untrusted = await t.throwsAsync(releaseKey({ ...opts('fs-oct'), ca: [s.maa.caPem] }))
+  t.regex(untrusted!.message, /NODE_EXTRA_CA_CERTS/)
+})
