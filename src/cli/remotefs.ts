@@ -4,7 +4,8 @@ import { loadConfig, redactConfig } from '../config/load.js'
 import { planFilesystems } from '../config/plan.js'
 import { startRemotefs, type Remotefs } from '../mount/remotefs.js'
 import { defaultRuntimeDir } from '../mount/runtime-dir.js'
-import { rawKeyProvider } from '../keys/provider.js'
+import { releaseKeyProvider } from '../keys/release-provider.js'
+import { defaultSimulatedStateDir } from '../attestation/providers/simulated.js'
 import { exitWith } from './fail.js'
 import { ATTESTATION_MODES } from '../attestation/providers/provider.js'
 
@@ -26,6 +27,7 @@ export function parseRemotefsArgs(argv: string[], env: NodeJS.ProcessEnv = proce
     .option('unlock', { type: 'string', choices: ['auto', 'kernel', 'userspace'] as const, default: env.EncfsUnlock || 'auto', describe: 'decrypt with dm-crypt (kernel) or in encfs (userspace)' })
     .option('mounter', { type: 'string', choices: ['auto', 'loop', 'fuse2fs'] as const, default: env.EncfsMounter || 'auto', describe: 'mount ext4 with a loop device or with fuse2fs' })
     .option('attestation', { type: 'string', choices: ATTESTATION_MODES, default: env.EncfsAttestation || 'auto', describe: 'SEV-SNP report source for key release (env EncfsAttestation); simulated is for the local stack only' })
+    .option('simulated-state', { type: 'string', default: env.EncfsSimulatedState || defaultSimulatedStateDir(env), describe: 'state directory of the simulated SNP chip (--attestation simulated)' })
     .option('runtime-dir', { type: 'string', default: env.EncfsRuntimeDir || defaultRuntimeDir(), describe: 'where the FUSE files live; one remotefs per directory' })
     .strictOptions()
     .help()
@@ -87,7 +89,7 @@ export async function main(argv: string[]): Promise<void> {
     logger.info({ filesystems: plans.length, source }, 'starting')
     remotefs = await startRemotefs({
       plans,
-      keys: rawKeyProvider,
+      keys: releaseKeyProvider({ attestation: args.attestation, simulatedStateDir: args['simulated-state'], identity: config.azure_info?.identity, certcache: config.azure_info?.certcache, logger }),
       runtimeDir: args['runtime-dir'],
       identity: config.azure_info?.identity,
       logger,

@@ -23,15 +23,10 @@ export interface KeyProvider {
   keyFor(spec: KeySpec, context: { index: number; logger: Logger; signal?: AbortSignal }): Promise<Buffer>
 }
 
-/**
- * The key provider of this build: raw keys (opt-in test mode). Secure key release plugs in here
- * by handling `release` specs.
- */
+/** Raw keys only (the opt-in test mode); releaseKeyProvider handles both kinds. */
 export const rawKeyProvider: KeyProvider = {
   async keyFor(spec, { index }) {
     if (spec.kind === 'raw') return decodeRawKey(spec.hex, `azure_filesystems[${index}]`)
-    throw new KeyError('KEY_RELEASE_UNAVAILABLE',
-      `azure_filesystems[${index}].key: secure key release (MAA + Key Vault) is not available in this build yet; ` +
-      'for local testing use raw_key with --allow-raw-key')
+    throw new KeyError('KEY_RELEASE_UNAVAILABLE', `azure_filesystems[${index}].key: this key provider takes raw keys only; secure key release needs the release key provider`)
   },
 }

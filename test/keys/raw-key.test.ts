@@ -53,13 +53,12 @@ test('rawKeyProvider rejects a bad raw spec with KEY_RAW_INVALID at the filesyst
   t.regex(err!.message, /^azure_filesystems\[2\]: raw_key/)
 })
 
-test('rawKeyProvider says secure key release is not in this build, and what to use instead', async (t) => {
+test('rawKeyProvider refuses release specs without echoing their token', async (t) => {
   const { logger } = captureLogger()
   const spec: KeySpec = { kind: 'release', kid: 'k', maaEndpoint: 'm.example.net', akvEndpoint: 'v.vault.azure.net', bearerToken: 'sekrit-token', derivation: { salt: '', label: 'Symmetric Encryption Key' } }
   const err = await t.throwsAsync(rawKeyProvider.keyFor(spec, { index: 1, logger }), { instanceOf: KeyError })
   t.is((err as KeyError).code, 'KEY_RELEASE_UNAVAILABLE')
-  t.regex(err!.message, /^azure_filesystems\[1\]\.key: secure key release/)
-  t.true(err!.message.includes('--allow-raw-key'))
+  t.regex(err!.message, /^azure_filesystems\[1\]\.key: this key provider takes raw keys only/)
   t.false(err!.message.includes('sekrit'))
 })
 

@@ -27,7 +27,7 @@ export async function startImdsEmulator(authority: TokenAuthority, o: { port?: n
       res.writeHead(status, { 'content-type': 'application/json' })
       res.end(JSON.stringify(value))
     }
-    if (url.pathname !== '/metadata/identity/oauth2/token') return send(404, { error: 'not_found' })
+    if (!/^\/metadata\/identity\/oauth2\/token\/?$/.test(url.pathname)) return send(404, { error: 'not_found' })
     state.requests++
     if (req.headers.metadata !== 'true') return send(400, { error: 'invalid_request', error_description: 'Required metadata header not specified' })
     if (failures.n > 0) {

@@ -1,0 +1,67 @@
+import { createPrivateKey } from 'node:crypto'
+import type { Logger } from '../log/logger.js'
+import type { CertCache } from '../config/schema.js'
+import type { IdentityConfig } from '../storage/credential.js'
+import { readUvmInformation, type UvmInformation } from '../attestation/uvm-info.js'
+import { Collateral } from '../attestation/collateral.js'
+import { selectProvider } from '../attestation/providers/select.js'
+import type { ReportProvider } from '../attestation/providers/provider.js'
+import { releaseKey } from '../skr/release.js'
+import { deriveKeyFromRsa } from '../skr/derive.js'
+import { KeyError } from './errors.js'
+import { decodeRawKey } from './raw-key.js'
+import type { KeyProvider } from './provider.js'
+
+export interface ReleaseProviderOptions {
+  attestation: string
+  simulatedStateDir?: string
+  identity?: IdentityConfig
+  certcache?: CertCache
+  logger: Logger
+  /** Test seam: UVM information instead of reading the environment. */
+  uvm?: UvmInformation
+  /** Extra CAs for MAA and the vault (the emulators' CA); production relies on NODE_EXTRA_CA_CERTS. */
+  ca?: string[]
+}
+
+/**
+ * Keys for filesystems by secure key release (spec §8.3): an oct key's 32 bytes are the key
+ * file, an RSA key becomes 32 bytes by HKDF with the filesystem's salt and label. Attestation is
+ * set up on first use, so raw-key-only configurations never touch SNP.
+ */
+export function releaseKeyProvider(o: ReleaseProviderOptions): KeyProvider {
+  let setup: Promise<{ provider: ReportProvider; uvm: UvmInformation; collateral: Collateral }> | undefined
+  const ready = () => {
+    setup ??= (async () => {
+      const uvm = o.uvm ?? (await readUvmInformation({ logger: o.logger }))
+      const provider = await selectProvider(o.attestation, { logger: o.logger, simulated: { stateDir: o.simulatedStateDir, hostData: uvm.securityPolicy ? (await import('../attestation/report-data.js')).policyHostData(uvm.securityPolicy) : undefined } })
+      return { provider, uvm, collateral: new Collateral({ uvm, certcache: o.certcache, logger: o.logger }) }
+    })()
+    setup.catch(() => { setup = undefined })
+    return setup
+  }
+  return {
+    async keyFor(spec, { index, logger, signal }) {
+      if (spec.kind === 'raw') return decodeRawKey(spec.hex, `azure_filesystems[${index}]`)
+      const { provider, uvm, collateral } = await ready()
+      const released = await releaseKey({
+        maaEndpoint: spec.maaEndpoint, akvEndpoint: spec.akvEndpoint, kid: spec.kid, accessToken: spec.bearerToken,
+        identity: o.identity, provider, collateral, uvm, ca: o.ca, logger, signal,
+      })
+      try {
+        if (released.kty === 'oct') {
+          if (released.material.length !== 32) {
+            throw new KeyError('KEY_RELEASED_SIZE', `azure_filesystems[${index}].key: the released oct key ${spec.kid} has ${released.material.length} bytes; filesystem keys are 32 bytes`)
+          }
+          return Buffer.from(released.material)
+        }
+        if (released.kty === 'RSA') {
+          return deriveKeyFromRsa(createPrivateKey({ key: released.material, format: 'der', type: 'pkcs8' }), spec.derivation.salt, spec.derivation.label)
+        }
+        throw new KeyError('KEY_RELEASED_TYPE', `azure_filesystems[${index}].key: the released key ${spec.kid} is ${released.kty}; filesystems take oct or RSA keys`)
+      } finally {
+        released.material.fill(0)
+      }
+    },
+  }
+}
