@@ -9,6 +9,8 @@ import { decodeRawKey } from '../keys/raw-key.js'
 import { KeyError } from '../keys/errors.js'
 import { runDemo } from '../demo/run-demo.js'
 import { reportCommand } from './report-command.js'
+import { releaseCommand } from './release-command.js'
+import { emulatorsCommand } from './emulators-command.js'
 
 async function readKey(args: { 'key-file'?: string; 'key-hex'?: string }): Promise<Buffer> {
   if (args['key-file']) return readFile(args['key-file'])
@@ -93,6 +95,8 @@ export async function main(argv: string[]): Promise<void> {
       },
     )
   reportCommand(cli)
+  releaseCommand(cli)
+  emulatorsCommand(cli)
   cli
     .demandCommand(1, 'name a command (encfs --help lists them)')
     .strict()

@@ -1,13 +1,15 @@
 // remotefs mounting images whose keys come from secure key release: simulated SNP, the MAA,
 // Key Vault and IMDS emulators, Azurite, real cryptsetup images, real mounts.
 import test from 'ava'
-import { writeFile, mkdtemp, rm } from 'node:fs/promises'
+import { writeFile, mkdtemp, rm, readFile } from 'node:fs/promises'
+import { spawn } from 'node:child_process'
 import { generateKeyPairSync, randomBytes } from 'node:crypto'
 import os from 'node:os'
 import path from 'node:path'
 import { startAzurite, uploadFile, type Azurite } from '../helpers/azurite.js'
 import { makeEncryptedImage, type TestImage } from '../helpers/images.js'
-import { startSidecar, stopSidecar, waitReady, sidecarArgs, readFromChild, leftovers, mountWorkspace } from '../helpers/remotefs.js'
+import { startSidecar, stopSidecar, waitReady, sidecarArgs, readFromChild, leftovers, mountWorkspace, ENCFS_JS } from '../helpers/remotefs.js'
+import { request } from '../../src/http/request.js'
 import { startSkrStack, type SkrStack } from '../helpers/skr-stack.js'
 import { startImdsEmulator, type ImdsEmulator } from '../../src/emulators/imds/server.js'
 import { importKey, releasePolicy } from '../../src/skr/import-key.js'
@@ -98,4 +100,47 @@ test.serial('a pod whose policy hash the key does not allow is refused with the 
   t.deepEqual(await leftovers(sidecar.runtimeDir, [path.join(ws.parent, '.filesystem-0')]), [])
   await rm(sidecar.runtimeDir, { recursive: true, force: true })
   await rm(sidecar.logFile, { force: true })
+})
+
+function runEncfs(args: string[], env: Record<string, string>): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, [ENCFS_JS, ...args], { env: { ...process.env, ...env } })
+    let stdout = ''
+    let stderr = ''
+    child.stdout.on('data', (d: Buffer) => { stdout += d.toString() })
+    child.stderr.on('data', (d: Buffer) => { stderr += d.toString() })
+    child.on('exit', (code) => resolve({ code, stdout, stderr }))
+  })
+}
+
+test.serial('encfs release prints the released JWK and tells whether it opens an image', async (t) => {
+  const bearer = (await s.authority.issue(s.akv.audience, 'operator')).token
+  const common = ['release', '--maa', s.maa.endpoint, '--akv', s.akv.endpoint, '--access-token', bearer, '--attestation', 'simulated', '--simulated-state', `${s.dir}/snp`]
+  const r = await runEncfs([...common, '--kid', 'oct-key', '--check-image', oct.image], sidecarEnv())
+  t.is(r.code, 0, r.stderr)
+  t.is((JSON.parse(r.stdout) as { k: string; kty: string }).k, octKey.toString('base64url'))
+  t.regex(r.stderr, /the released key opens keyslot 0 of the image/)
+  const rsaRun = await runEncfs([...common, '--kid', 'rsa-key', '--check-image', derived.image, '--salt', salt, '--label', 'Model Key'], sidecarEnv())
+  t.is(rsaRun.code, 0, rsaRun.stderr)
+  t.is((JSON.parse(rsaRun.stdout) as { kty: string }).kty, 'RSA')
+  const wrongLabel = await runEncfs([...common, '--kid', 'rsa-key', '--check-image', derived.image, '--salt', salt], sidecarEnv())
+  t.not(wrongLabel.code, 0)
+  t.regex(wrongLabel.stderr, /\[LUKS_WRONG_KEY\]/)
+})
+
+test.serial('encfs emulators starts everything, writes the CA and endpoints, and stops on SIGTERM', async (t) => {
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'encfs-emu-'))
+  t.teardown(() => rm(dir, { recursive: true, force: true }))
+  const child = spawn(process.execPath, [ENCFS_JS, 'emulators', '--dir', dir, '--simulated-state', `${s.dir}/snp`], { stdio: ['ignore', 'pipe', 'pipe'] })
+  let out = ''
+  child.stdout.on('data', (d: Buffer) => { out += d.toString() })
+  const exited = new Promise<number | null>((resolve) => child.on('exit', resolve))
+  for (let i = 0; i < 200 && !out.includes('NODE_EXTRA_CA_CERTS'); i++) await new Promise((r) => setTimeout(r, 100))
+  const endpoints = JSON.parse(await readFile(path.join(dir, 'endpoints.json'), 'utf8')) as { maa: string; akv: string; managedHsm: string; imds: string; caFile: string }
+  t.regex(endpoints.maa, /^127\.0\.0\.1:\d+$/)
+  t.regex(await readFile(endpoints.caFile, 'utf8'), /BEGIN CERTIFICATE/)
+  const res = await request(`https://${endpoints.maa}/certs`, { what: 'test', ca: [await readFile(endpoints.caFile, 'utf8')] })
+  t.is(res.status, 200)
+  child.kill('SIGTERM')
+  t.is(await exited, 0)
 })

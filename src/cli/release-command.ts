@@ -1,0 +1,66 @@
+import type { Argv } from 'yargs'
+import { createPrivateKey } from 'node:crypto'
+import { createLogger } from '../log/logger.js'
+import { ATTESTATION_MODES } from '../attestation/providers/provider.js'
+import { selectProvider } from '../attestation/providers/select.js'
+import { defaultSimulatedStateDir } from '../attestation/providers/simulated.js'
+import { readUvmInformation } from '../attestation/uvm-info.js'
+import { policyHostData } from '../attestation/report-data.js'
+import { Collateral } from '../attestation/collateral.js'
+import { releaseKey } from '../skr/release.js'
+import { deriveKeyFromRsa, DEFAULT_DERIVATION_LABEL } from '../skr/derive.js'
+import { openSource } from '../storage/open-source.js'
+import { readLuks2Header } from '../luks/header.js'
+import { unlockVolumeKey } from '../luks/unlock.js'
+
+export function releaseCommand<T>(y: Argv<T>): Argv<T> {
+  return y.command(
+    'release',
+    'release a key by secure key release (SNP report -> MAA -> Key Vault / Managed HSM) and print it as a JWK; --check-image tells whether it opens an image',
+    (c) => c
+      .option('maa', { type: 'string', demandOption: true, describe: 'MAA endpoint host[:port] (key.authority.endpoint)' })
+      .option('akv', { type: 'string', demandOption: true, describe: 'Key Vault / Managed HSM host[:port] (key.akv.endpoint)' })
+      .option('kid', { type: 'string', demandOption: true, describe: 'key name, or name/version' })
+      .option('access-token', { type: 'string', describe: 'bearer token for the vault (default: managed or workload identity)' })
+      .option('client-id', { type: 'string', describe: 'user-assigned managed identity client id' })
+      .option('attestation', { type: 'string', choices: ATTESTATION_MODES, default: process.env.EncfsAttestation || 'auto' })
+      .option('simulated-state', { type: 'string', default: defaultSimulatedStateDir() })
+      .option('check-image', { type: 'string', describe: 'blob URL (SAS ok), file:// URL or path of a LUKS2 image: does the released key open it?' })
+      .option('salt', { type: 'string', default: '', describe: 'key_derivation.salt (hex) for RSA keys with --check-image' })
+      .option('label', { type: 'string', default: DEFAULT_DERIVATION_LABEL, describe: 'key_derivation.label for RSA keys with --check-image' })
+      .option('private', { type: 'boolean', default: false, describe: 'read --check-image with the managed / workload identity' }),
+    async (args) => {
+      const a = args as typeof args & { loglevel?: string; logfile?: string }
+      const logger = createLogger({ level: a.loglevel, file: a.logfile, name: 'encfs' })
+      const uvm = await readUvmInformation({ logger })
+      const provider = await selectProvider(args.attestation, { logger, simulated: { stateDir: args['simulated-state'], hostData: uvm.securityPolicy ? policyHostData(uvm.securityPolicy) : undefined } })
+      const identity = args['client-id'] ? { client_id: args['client-id'] } : undefined
+      const released = await releaseKey({
+        maaEndpoint: args.maa, akvEndpoint: args.akv, kid: args.kid, accessToken: args['access-token'], identity,
+        provider, uvm, collateral: new Collateral({ uvm, logger }), logger,
+      })
+      try {
+        // The operator asked for the key: it goes to stdout, never to the log.
+        process.stdout.write(`${JSON.stringify(released.jwk())}\n`)
+        if (args['check-image']) {
+          const key = released.kty === 'oct' ? Buffer.from(released.material)
+            : released.kty === 'RSA' ? deriveKeyFromRsa(createPrivateKey({ key: released.material, format: 'der', type: 'pkcs8' }), args.salt, args.label)
+              : undefined
+          if (!key) throw new Error(`a released ${released.kty} key cannot open a filesystem`)
+          const source = await openSource(args['check-image'], { private: args.private, logger })
+          try {
+            const header = await readLuks2Header(source, { logger })
+            const { volumeKey, keyslot } = await unlockVolumeKey(source, header, key, { logger })
+            volumeKey.fill(0)
+            process.stderr.write(`the released key opens keyslot ${keyslot} of the image\n`)
+          } finally {
+            key.fill(0)
+            await source.close()
+          }
+        }
+      } finally {
+        released.material.fill(0)
+      }
+    },
+  )
+}
