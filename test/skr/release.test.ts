@@ -70,3 +70,24 @@ test('refusals name the step, the endpoint and the reason', async (t) => {
   const untrusted = await t.throwsAsync(releaseKey({ ...opts('fs-oct'), ca: [s.maa.caPem] }))
   t.regex(untrusted!.message, /NODE_EXTRA_CA_CERTS/)
 })
+
+test('an expired MAA token is refused by the vault; a Managed HSM takes only tokens for managedhsm.azure.net', async (t) => {
+  const { startMaaEmulator } = await import('../../src/emulators/maa/server.js')
+  const { startAkvEmulator } = await import('../../src/emulators/akv/server.js')
+  const { parsePemChain } = await import('../../src/attestation/cert-chain.js')
+  const { thimChainPem } = await import('../../src/attestation/thim.js')
+  const staleMaa = await startMaaEmulator({ tokenLifetimeSeconds: -120, trustedArks: parsePemChain(thimChainPem(await s.snp.thimCerts())).slice(2) })
+  const hsm = await startAkvEmulator({ authority: s.authority, maaCas: [staleMaa.caPem, s.maa.caPem], managedHsm: true })
+  t.teardown(async () => { await hsm.stop(); await staleMaa.stop() })
+  const ca = [...s.ca, staleMaa.caPem, hsm.caPem]
+  const hsmBearer = (await s.authority.issue('https://managedhsm.azure.net', 'operator')).token
+  const policy = (maa: string) => releasePolicy(maa, [[{ claim: 'x-ms-sevsnpvm-hostdata', equals: s.hostData.toString('hex') }]])
+  await importKey({ akvEndpoint: hsm.endpoint, name: 'k1', key: { kty: 'oct-HSM', k: octKey.toString('base64url') }, policy: policy(staleMaa.endpoint), bearer: hsmBearer, ca })
+  await importKey({ akvEndpoint: hsm.endpoint, name: 'k2', key: { kty: 'oct-HSM', k: octKey.toString('base64url') }, policy: policy(s.maa.endpoint), bearer: hsmBearer, ca })
+  const base = { akvEndpoint: hsm.endpoint, provider: s.snp, collateral: s.collateral, uvm: s.uvm, ca }
+  const expired = await t.throwsAsync(releaseKey({ ...base, maaEndpoint: staleMaa.endpoint, kid: 'k1', accessToken: hsmBearer }))
+  t.regex(expired!.message, /HTTP 403 .*"exp" claim timestamp check failed/)
+  t.deepEqual((await releaseKey({ ...base, maaEndpoint: s.maa.endpoint, kid: 'k2', accessToken: hsmBearer })).material, octKey)
+  const vaultBearer = (await s.authority.issue('https://vault.azure.net', 'operator')).token
+  t.regex((await t.throwsAsync(releaseKey({ ...base, maaEndpoint: s.maa.endpoint, kid: 'k2', accessToken: vaultBearer })))!.message, /HTTP 401 .*not for https:\/\/managedhsm\.azure\.net/)
+})
