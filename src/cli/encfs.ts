@@ -11,6 +11,7 @@ import { runDemo } from '../demo/run-demo.js'
 import { reportCommand } from './report-command.js'
 import { releaseCommand } from './release-command.js'
 import { emulatorsCommand } from './emulators-command.js'
+import { serveCommand } from './serve-command.js'
 
 async function readKey(args: { 'key-file'?: string; 'key-hex'?: string }): Promise<Buffer> {
   if (args['key-file']) return readFile(args['key-file'])
@@ -97,6 +98,7 @@ export async function main(argv: string[]): Promise<void> {
   reportCommand(cli)
   releaseCommand(cli)
   emulatorsCommand(cli)
+  serveCommand(cli)
   cli
     .demandCommand(1, 'name a command (encfs --help lists them)')
     .strict()

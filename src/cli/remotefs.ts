@@ -5,6 +5,10 @@ import { planFilesystems } from '../config/plan.js'
 import { startRemotefs, type Remotefs } from '../mount/remotefs.js'
 import { defaultRuntimeDir } from '../mount/runtime-dir.js'
 import { releaseKeyProvider } from '../keys/release-provider.js'
+import { AttestationContext } from '../attestation/context.js'
+import { ServiceStatus } from '../api/status.js'
+import { buildApi, listenApi } from '../api/server.js'
+import { EncfsError } from '../errors.js'
 import { defaultSimulatedStateDir } from '../attestation/providers/simulated.js'
 import { exitWith } from './fail.js'
 import { ATTESTATION_MODES } from '../attestation/providers/provider.js'
@@ -27,6 +31,9 @@ export function parseRemotefsArgs(argv: string[], env: NodeJS.ProcessEnv = proce
     .option('unlock', { type: 'string', choices: ['auto', 'kernel', 'userspace'] as const, default: env.EncfsUnlock || 'auto', describe: 'decrypt with dm-crypt (kernel) or in encfs (userspace)' })
     .option('mounter', { type: 'string', choices: ['auto', 'loop', 'fuse2fs'] as const, default: env.EncfsMounter || 'auto', describe: 'mount ext4 with a loop device or with fuse2fs' })
     .option('attestation', { type: 'string', choices: ATTESTATION_MODES, default: env.EncfsAttestation || 'auto', describe: 'SEV-SNP report source for key release (env EncfsAttestation); simulated is for the local stack only' })
+    .option('port', { type: 'number', default: Number(env.Port) || 8080, describe: 'port of the attestation and key release API on localhost (env Port)' })
+    .option('api', { type: 'boolean', default: env.EncfsApi === undefined ? true : envFlag(env.EncfsApi), describe: 'serve the skr attestation and key release API (--no-api to turn it off; env EncfsApi)' })
+    .option('unsafe-listen', { type: 'string', describe: 'serve the API on this address instead of loopback (exposes key release to whoever can reach it)' })
     .option('simulated-state', { type: 'string', default: env.EncfsSimulatedState || defaultSimulatedStateDir(env), describe: 'state directory of the simulated SNP chip (--attestation simulated)' })
     .option('runtime-dir', { type: 'string', default: env.EncfsRuntimeDir || defaultRuntimeDir(), describe: 'where the FUSE files live; one remotefs per directory' })
     .strictOptions()
@@ -55,6 +62,8 @@ export async function main(argv: string[]): Promise<void> {
   }
 
   let remotefs: Remotefs | undefined
+  let status: ServiceStatus | undefined
+  let api: ReturnType<typeof buildApi> | undefined
   let stopRequested: string | undefined
   const controller = new AbortController()
   const stop = async (signal: string) => {
@@ -66,7 +75,9 @@ export async function main(argv: string[]): Promise<void> {
     controller.abort()
     if (!remotefs) return // start-up notices and undoes itself
     logger.warn({ signal }, 'stopping: unmounting all filesystems')
+    if (status) status.phase = 'stopping'
     try {
+      await api?.close()
       await remotefs.stop()
       logger.warn('stopped cleanly')
       process.exit(0)
@@ -87,9 +98,19 @@ export async function main(argv: string[]): Promise<void> {
       logger,
     })
     logger.info({ filesystems: plans.length, source }, 'starting')
+    const attestation = new AttestationContext({ attestation: args.attestation, simulatedStateDir: args['simulated-state'], certcache: config.azure_info?.certcache, logger })
+    status = new ServiceStatus(plans.map((p) => ({ index: p.index, mountPoint: p.mountPoint })))
+    if (args.api) {
+      api = buildApi({ status, attestation, identity: config.azure_info?.identity, logger })
+      await listenApi(api, { port: args.port, unsafeListen: args['unsafe-listen'], logger }).catch((err: NodeJS.ErrnoException) => {
+        throw new EncfsError('API_LISTEN_FAILED', `cannot serve the API on port ${args.port}: ${err.code === 'EADDRINUSE' ? 'the port is in use (another skr sidecar?)' : err.message}; pick another with -port, or turn the API off with --no-api`, { cause: err })
+      })
+    }
+    const s = status
     remotefs = await startRemotefs({
       plans,
-      keys: releaseKeyProvider({ attestation: args.attestation, simulatedStateDir: args['simulated-state'], identity: config.azure_info?.identity, certcache: config.azure_info?.certcache, logger }),
+      onState: (index, state, detail) => s.update(index, state, detail),
+      keys: releaseKeyProvider({ attestation, identity: config.azure_info?.identity, logger }),
       runtimeDir: args['runtime-dir'],
       identity: config.azure_info?.identity,
       logger,
@@ -97,12 +118,15 @@ export async function main(argv: string[]): Promise<void> {
     })
   } catch (err) {
     logger.error({ err }, 'start-up failed')
+    if (status) status.phase = 'failed'
+    await api?.close().catch(() => {})
     exitWith('remotefs', err)
   }
   if (stopRequested) {
     await remotefs.stop().catch((err: unknown) => exitWith('remotefs', err))
     process.exit(0)
   }
+  status!.phase = 'ready'
   logger.warn({ mounts: remotefs.filesystems.map((f) => ({ mountPoint: f.mountPoint, unlock: f.unlock, mounter: f.mounter })) },
     `ready: ${remotefs.filesystems.length} filesystem(s) mounted`)
   // FUSE keeps the event loop alive; nothing else to do until a signal arrives.

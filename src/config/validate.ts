@@ -143,24 +143,39 @@ function readFilesystem(r: Reader, v: unknown, at: string): AzureFilesystem | un
   }
 }
 
-function readAzureInfo(r: Reader, top: JsonObject): AzureInfo | undefined {
-  const info = r.object(top, 'azure_info', 'azure_info')
-  if (!info) return undefined
-  const cc = r.object(info, 'certcache', 'azure_info.certcache')
-  const id = r.object(info, 'identity', 'azure_info.identity')
+function readInfoMembers(r: Reader, info: JsonObject, prefix: string): AzureInfo {
+  const at = (m: string) => (prefix ? `${prefix}.${m}` : m)
+  const cc = r.object(info, 'certcache', at('certcache'))
+  const id = r.object(info, 'identity', at('identity'))
   return {
     certcache: cc && {
-      endpoint_type: r.oneOf(cc, 'endpoint_type', 'azure_info.certcache.endpoint_type', CERTCACHE_TYPES),
-      endpoint: r.string(cc, 'endpoint', 'azure_info.certcache.endpoint'),
-      tee_type: r.string(cc, 'tee_type', 'azure_info.certcache.tee_type'),
-      api_version: r.string(cc, 'api_version', 'azure_info.certcache.api_version'),
-      client_id: r.string(cc, 'client_id', 'azure_info.certcache.client_id'),
+      endpoint_type: r.oneOf(cc, 'endpoint_type', at('certcache.endpoint_type'), CERTCACHE_TYPES),
+      endpoint: r.string(cc, 'endpoint', at('certcache.endpoint')),
+      tee_type: r.string(cc, 'tee_type', at('certcache.tee_type')),
+      api_version: r.string(cc, 'api_version', at('certcache.api_version')),
+      client_id: r.string(cc, 'client_id', at('certcache.client_id')),
     },
     identity: id && {
-      client_id: r.string(id, 'client_id', 'azure_info.identity.client_id') || undefined,
-      resource_id: r.string(id, 'resource_id', 'azure_info.identity.resource_id') || undefined,
+      client_id: r.string(id, 'client_id', at('identity.client_id')) || undefined,
+      resource_id: r.string(id, 'resource_id', at('identity.resource_id')) || undefined,
     },
   }
+}
+
+function readAzureInfo(r: Reader, top: JsonObject): AzureInfo | undefined {
+  const info = r.object(top, 'azure_info', 'azure_info')
+  return info ? readInfoMembers(r, info, 'azure_info') : undefined
+}
+
+/** The skr sidecar's configuration (`AzureInformation`: certcache, identity, maaconfig), all optional. */
+export function validateSkrConfig(json: unknown, source = 'configuration'): AzureInfo & { maaconfig?: { user_agent?: string } } {
+  const r = new Reader()
+  if (!isObject(json)) throw ConfigError.invalid([{ path: '(top level)', message: `must be a JSON object, got ${typeName(json)}` }], source)
+  const info = readInfoMembers(r, json, '')
+  const maa = r.object(json, 'maaconfig', 'maaconfig')
+  const userAgent = maa ? r.string(maa, 'user_agent', 'maaconfig.user_agent') : undefined
+  if (r.issues.length > 0) throw ConfigError.invalid(r.issues, source)
+  return { ...info, ...(maa ? { maaconfig: { user_agent: userAgent } } : {}) }
 }
 
 /** Validates a decoded configuration; every problem is reported at once, with its JSON path. */

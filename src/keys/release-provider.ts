@@ -1,11 +1,7 @@
 import { createPrivateKey } from 'node:crypto'
 import type { Logger } from '../log/logger.js'
-import type { CertCache } from '../config/schema.js'
 import type { IdentityConfig } from '../storage/credential.js'
-import { readUvmInformation, type UvmInformation } from '../attestation/uvm-info.js'
-import { Collateral } from '../attestation/collateral.js'
-import { selectProvider } from '../attestation/providers/select.js'
-import type { ReportProvider } from '../attestation/providers/provider.js'
+import type { AttestationContext } from '../attestation/context.js'
 import { releaseKey } from '../skr/release.js'
 import { deriveKeyFromRsa } from '../skr/derive.js'
 import { KeyError } from './errors.js'
@@ -13,13 +9,9 @@ import { decodeRawKey } from './raw-key.js'
 import type { KeyProvider } from './provider.js'
 
 export interface ReleaseProviderOptions {
-  attestation: string
-  simulatedStateDir?: string
+  attestation: AttestationContext
   identity?: IdentityConfig
-  certcache?: CertCache
   logger: Logger
-  /** Test seam: UVM information instead of reading the environment. */
-  uvm?: UvmInformation
   /** Extra CAs for MAA and the vault (the emulators' CA); production relies on NODE_EXTRA_CA_CERTS. */
   ca?: string[]
 }
@@ -30,20 +22,10 @@ export interface ReleaseProviderOptions {
  * set up on first use, so raw-key-only configurations never touch SNP.
  */
 export function releaseKeyProvider(o: ReleaseProviderOptions): KeyProvider {
-  let setup: Promise<{ provider: ReportProvider; uvm: UvmInformation; collateral: Collateral }> | undefined
-  const ready = () => {
-    setup ??= (async () => {
-      const uvm = o.uvm ?? (await readUvmInformation({ logger: o.logger }))
-      const provider = await selectProvider(o.attestation, { logger: o.logger, simulated: { stateDir: o.simulatedStateDir, hostData: uvm.securityPolicy ? (await import('../attestation/report-data.js')).policyHostData(uvm.securityPolicy) : undefined } })
-      return { provider, uvm, collateral: new Collateral({ uvm, certcache: o.certcache, logger: o.logger }) }
-    })()
-    setup.catch(() => { setup = undefined })
-    return setup
-  }
   return {
     async keyFor(spec, { index, logger, signal }) {
       if (spec.kind === 'raw') return decodeRawKey(spec.hex, `azure_filesystems[${index}]`)
-      const { provider, uvm, collateral } = await ready()
+      const { provider, uvm, collateral } = await o.attestation.ready()
       const released = await releaseKey({
         maaEndpoint: spec.maaEndpoint, akvEndpoint: spec.akvEndpoint, kid: spec.kid, accessToken: spec.bearerToken,
         identity: o.identity, provider, collateral, uvm, ca: o.ca, logger, signal,

@@ -17,6 +17,8 @@ export interface RemotefsOptions {
   run?: CommandRunner
   caps?: Capabilities
   signal?: AbortSignal
+  /** Told of every filesystem's state as it changes (the API's /status). */
+  onState?: (index: number, state: 'mounting' | 'mounted' | 'failed' | 'unmounting' | 'unmounted', detail?: { reason?: string; unlock?: string; mounter?: string }) => void
 }
 
 export interface Remotefs {
@@ -43,7 +45,11 @@ export async function startRemotefs(o: RemotefsOptions): Promise<Remotefs> {
     const failures: Error[] = []
     while (mounted.length > 0) {
       const fs = mounted.pop()!
-      await fs.unmount().catch((err: Error) => failures.push(err))
+      o.onState?.(fs.index, 'unmounting')
+      await fs.unmount().then(() => o.onState?.(fs.index, 'unmounted'), (err: Error) => {
+        failures.push(err)
+        o.onState?.(fs.index, 'failed', { reason: err.message })
+      })
     }
     await claim.release()
     return failures
@@ -52,9 +58,13 @@ export async function startRemotefs(o: RemotefsOptions): Promise<Remotefs> {
     await clearStale(run, o.runtimeDir, o.plans.map((p) => ({ index: p.index, mountPoint: p.mountPoint, mountDir: p.mountDir })), logger)
     for (const plan of o.plans) {
       try {
-        mounted.push(await mountFilesystem(plan, { run, caps, keys: o.keys, runtimeDir: o.runtimeDir, identity: o.identity, logger, signal: o.signal }))
+        o.onState?.(plan.index, 'mounting')
+        const fs = await mountFilesystem(plan, { run, caps, keys: o.keys, runtimeDir: o.runtimeDir, identity: o.identity, logger, signal: o.signal })
+        mounted.push(fs)
+        o.onState?.(plan.index, 'mounted', { unlock: fs.unlock, mounter: fs.mounter })
       } catch (err) {
         const e = err as Error & { code?: string }
+        o.onState?.(plan.index, 'failed', { reason: e.message })
         throw new MountError(e.code ?? 'MOUNT_FAILED', `filesystem ${plan.index} (${plan.mountPoint}): ${e.message}`, { cause: err })
       }
     }

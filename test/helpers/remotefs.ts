@@ -47,7 +47,9 @@ export async function startSidecar(b64: string | undefined, o: SidecarOptions = 
   const logFile = path.join(runtimeDir + '.log')
   // A restart in the same runtime directory appends to the same log: only this run's lines count.
   const logStart = await stat(logFile).then((st) => st.size, () => 0)
-  const args = [REMOTEFS_JS, ...(b64 !== undefined ? ['-base64', b64] : []), '-loglevel', 'debug', '-logfile', logFile, '--runtime-dir', runtimeDir, ...(o.args ?? [])]
+  // Tests run in parallel: the API is off unless a test gives it a port of its own.
+  const api = o.args?.includes('-port') ? [] : ['--no-api']
+  const args = [REMOTEFS_JS, ...(b64 !== undefined ? ['-base64', b64] : []), '-loglevel', 'debug', '-logfile', logFile, '--runtime-dir', runtimeDir, ...api, ...(o.args ?? [])]
   const child = spawn(process.execPath, ['--enable-source-maps', ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...o.env } })
   let out = ''
   child.stdout?.on('data', (d: Buffer) => { out += d.toString() })

@@ -1,0 +1,166 @@
+import Fastify, { type FastifyInstance, type FastifyError, type FastifyBaseLogger } from 'fastify'
+import type { Logger } from '../log/logger.js'
+import type { AttestationContext } from '../attestation/context.js'
+import type { IdentityConfig } from '../storage/credential.js'
+import { maaReportData } from '../attestation/report-data.js'
+import { parseReport } from '../attestation/report.js'
+import { attestSevSnp } from '../maa/client.js'
+import { releaseKey } from '../skr/release.js'
+import { randomBytes } from 'node:crypto'
+import { runtimeDataBody, maaBody, releaseBody } from './schemas.js'
+import type { ServiceStatus } from './status.js'
+
+export interface ApiOptions {
+  status: ServiceStatus
+  attestation: AttestationContext
+  identity?: IdentityConfig
+  logger: Logger
+  /** Extra CAs for MAA and the vault (tests with emulators). */
+  ca?: string[]
+  bodyLimit?: number
+}
+
+/** Strict standard base64, decoded; `undefined` when it is not. */
+function decodeBase64(s: string): Buffer | undefined {
+  const clean = s.replace(/[\r\n]/g, '')
+  if (clean.length % 4 !== 0 || !/^[A-Za-z0-9+/]*={0,2}$/.test(clean)) return undefined
+  return Buffer.from(clean, 'base64')
+}
+
+class ApiFailure extends Error {
+  constructor(readonly status: number, message: string) {
+    super(message)
+  }
+}
+
+const ROUTES: Record<string, string[]> = {
+  '/status': ['GET'],
+  '/attest/raw': ['POST'],
+  '/attest/combined': ['POST'],
+  '/attest/maa': ['POST'],
+  '/key/release': ['POST'],
+}
+
+/**
+ * The skr sidecar's HTTP API (spec §7.2): same paths, bodies and answers, errors as
+ * {"error": message}. Handlers only await: report signing, MAA and the vault never block the
+ * event loop that also answers FUSE.
+ */
+export function buildApi(o: ApiOptions): FastifyInstance {
+  const app = Fastify({
+    loggerInstance: o.logger.child({ component: 'api' }) as FastifyBaseLogger,
+    bodyLimit: o.bodyLimit ?? 1024 * 1024,
+  })
+
+  const runtime = (b64: string): Buffer => {
+    const data = decodeBase64(b64)
+    if (!data) throw new ApiFailure(400, 'runtime_data is not valid standard base64')
+    return data
+  }
+  const attestStep = async <T>(what: string, f: () => Promise<T>): Promise<T> => {
+    try {
+      return await f()
+    } catch (err) {
+      if (err instanceof ApiFailure) throw err
+      throw new ApiFailure(403, `${what} failed: ${(err as Error).message}`)
+    }
+  }
+
+  app.setErrorHandler((err: FastifyError | ApiFailure, req, reply) => {
+    if (err instanceof ApiFailure) {
+      req.log.warn({ status: err.status, reason: err.message }, 'request refused')
+      return reply.code(err.status).send({ error: err.message })
+    }
+    const validation = (err as FastifyError).validation
+    if (validation) {
+      const problems = validation.map((v) => {
+        const field = (v.instancePath.replace(/^\//, '') || String((v.params as { missingProperty?: string }).missingProperty ?? 'body'))
+        const what = v.keyword === 'required' ? 'is required'
+          : v.keyword === 'minLength' ? 'must not be empty'
+            : v.keyword === 'type' ? `must be a ${String((v.params as { type?: string }).type)}`
+              : v.keyword === 'pattern' ? (field === 'runtime_data' ? 'must be standard base64' : field === 'kid' ? 'must be a key name, or name/version' : 'must be a host name (and :port), without https://')
+                : v.message ?? 'is invalid'
+        return `${field} ${what}`
+      })
+      return reply.code(400).send({ error: `invalid request: ${problems.join('; ')}` })
+    }
+    const status = (err as FastifyError).statusCode ?? 500
+    if (status >= 500) req.log.error({ err }, 'internal error')
+    return reply.code(status).send({ error: status === 413 ? `the request body is larger than ${o.bodyLimit ?? 1024 * 1024} bytes` : status >= 500 ? 'internal error' : err.message })
+  })
+  app.setNotFoundHandler((req, reply) => {
+    const path = req.url.split('?')[0] ?? ''
+    const allowed = ROUTES[path]
+    if (allowed) return reply.code(405).header('allow', allowed.join(', ')).send({ error: `${req.method} is not allowed on ${path}; use ${allowed.join(', ')}` })
+    return reply.code(404).send({ error: `no such endpoint: ${req.method} ${path}` })
+  })
+
+  app.get('/status', async (_req, reply) => {
+    const s = o.status.snapshot()
+    return reply.code(s.ready ? 200 : 503).send({ message: s.ready ? 'Status OK' : `not ready: ${s.phase}`, ...s, attestation: o.attestation.describe() })
+  })
+
+  app.post<{ Body: { runtime_data: string } }>('/attest/raw', { schema: { body: runtimeDataBody } }, async (req) => {
+    const data = runtime(req.body.runtime_data)
+    const report = await attestStep('getting an SNP report', async () => (await o.attestation.ready()).provider.getReport(maaReportData(data)))
+    return { report: report.toString('hex') }
+  })
+
+  app.post<{ Body: { runtime_data: string } }>('/attest/combined', { schema: { body: runtimeDataBody } }, async (req) => {
+    const data = runtime(req.body.runtime_data)
+    return attestStep('getting the attestation evidence', async () => {
+      const { provider, collateral, uvm } = await o.attestation.ready()
+      const report = await provider.getReport(maaReportData(data))
+      const chain = await collateral.chainFor(parseReport(report))
+      return {
+        endorsed_tcb: chain.tcbm.toString(16).padStart(16, '0'),
+        endorsements: Buffer.from(chain.chainPem).toString('base64'),
+        evidence: report.toString('base64'),
+        uvm_endorsements: uvm.referenceInfo,
+      }
+    })
+  })
+
+  app.post<{ Body: { maa_endpoint: string; runtime_data: string } }>('/attest/maa', { schema: { body: maaBody } }, async (req) => {
+    const data = runtime(req.body.runtime_data)
+    const token = await attestStep('attestation', async () => {
+      const { provider, collateral, uvm } = await o.attestation.ready()
+      const report = await provider.getReport(maaReportData(data))
+      const chain = await collateral.chainFor(parseReport(report))
+      return attestSevSnp({ report, vcekCertChain: chain.chainPem, referenceInfo: uvm.referenceInfo, runtimeData: data, nonce: randomBytes(8).readBigUInt64LE() },
+        { endpoint: req.body.maa_endpoint, ca: o.ca, logger: req.log as unknown as Logger })
+    })
+    return { token }
+  })
+
+  app.post<{ Body: { maa_endpoint: string; akv_endpoint: string; kid: string; access_token?: string } }>('/key/release', { schema: { body: releaseBody } }, async (req) => {
+    const b = req.body
+    const released = await attestStep('secure key release', async () => {
+      const { provider, collateral, uvm } = await o.attestation.ready()
+      return releaseKey({ maaEndpoint: b.maa_endpoint, akvEndpoint: b.akv_endpoint, kid: b.kid, accessToken: b.access_token || undefined, identity: o.identity, provider, collateral, uvm, ca: o.ca, logger: req.log as unknown as Logger })
+    })
+    try {
+      // As the Go sidecar answers: the JWK as a JSON string, not an object.
+      return { key: JSON.stringify(released.jwk()) }
+    } finally {
+      released.material.fill(0)
+    }
+  })
+  return app
+}
+
+/**
+ * Listens on loopback only (127.0.0.1 and ::1, as skr's `localhost:<port>`); any other address
+ * needs the operator's explicit `unsafeListen`.
+ */
+export async function listenApi(app: FastifyInstance, o: { port: number; unsafeListen?: string; logger: Logger }): Promise<string[]> {
+  if (o.unsafeListen) {
+    o.logger.warn({ address: o.unsafeListen }, 'the attestation and key release API listens beyond loopback (--unsafe-listen): anyone who reaches it can request this pod\'s keys')
+    await app.listen({ host: o.unsafeListen, port: o.port })
+  } else {
+    await app.listen({ host: 'localhost', port: o.port })
+  }
+  const addresses = app.addresses().map((a) => (typeof a === 'string' ? a : a.family === 'IPv6' ? `[${a.address}]:${a.port}` : `${a.address}:${a.port}`))
+  o.logger.info({ addresses }, 'attestation and key release API listening')
+  return addresses
+}

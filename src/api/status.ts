@@ -1,0 +1,37 @@
+export type FilesystemState = 'pending' | 'mounting' | 'mounted' | 'failed' | 'unmounting' | 'unmounted'
+
+export interface FilesystemStatus {
+  index: number
+  mountPoint: string
+  state: FilesystemState
+  reason?: string
+  unlock?: string
+  mounter?: string
+}
+
+/**
+ * What /status reports. Ready only once start-up (mounts and key releases) has finished, so a
+ * readiness probe on /status holds the application back until its files are there.
+ */
+export class ServiceStatus {
+  phase: 'starting' | 'ready' | 'failed' | 'stopping' = 'starting'
+  private readonly filesystems = new Map<number, FilesystemStatus>()
+
+  constructor(filesystems: { index: number; mountPoint: string }[] = []) {
+    for (const f of filesystems) this.filesystems.set(f.index, { index: f.index, mountPoint: f.mountPoint, state: 'pending' })
+    if (filesystems.length === 0) this.phase = 'ready'
+  }
+
+  update(index: number, state: FilesystemState, detail: { reason?: string; unlock?: string; mounter?: string } = {}): void {
+    const f = this.filesystems.get(index)
+    if (f) Object.assign(f, { state, ...detail }, state === 'failed' ? {} : { reason: undefined })
+  }
+
+  get ready(): boolean {
+    return this.phase === 'ready'
+  }
+
+  snapshot(): { ready: boolean; phase: string; filesystems: FilesystemStatus[] } {
+    return { ready: this.ready, phase: this.phase, filesystems: [...this.filesystems.values()].map((f) => JSON.parse(JSON.stringify(f)) as FilesystemStatus) }
+  }
+}

@@ -1,0 +1,51 @@
+import { silentLogger, type Logger } from '../log/logger.js'
+import type { CertCache } from '../config/schema.js'
+import { readUvmInformation, type UvmInformation } from './uvm-info.js'
+import { Collateral } from './collateral.js'
+import { selectProvider } from './providers/select.js'
+import type { ReportProvider } from './providers/provider.js'
+import { policyHostData } from './report-data.js'
+
+export interface AttestationSetup {
+  provider: ReportProvider
+  uvm: UvmInformation
+  collateral: Collateral
+}
+
+export interface AttestationContextOptions {
+  attestation: string
+  simulatedStateDir?: string
+  certcache?: CertCache
+  logger?: Logger
+  /** UVM information given instead of read from the environment (tests). */
+  uvm?: UvmInformation
+}
+
+/**
+ * The report provider, UVM information and certificate source, set up on first use and shared
+ * by key release for filesystems and the HTTP API. A failed set-up is retried on the next use.
+ */
+export class AttestationContext {
+  private setup?: Promise<AttestationSetup>
+  private current?: AttestationSetup
+
+  constructor(private readonly o: AttestationContextOptions) {}
+
+  ready(): Promise<AttestationSetup> {
+    this.setup ??= (async () => {
+      const logger = this.o.logger ?? silentLogger
+      const uvm = this.o.uvm ?? (await readUvmInformation({ logger }))
+      const hostData = uvm.securityPolicy ? policyHostData(uvm.securityPolicy) : undefined
+      const provider = await selectProvider(this.o.attestation, { logger, simulated: { stateDir: this.o.simulatedStateDir, hostData } })
+      this.current = { provider, uvm, collateral: new Collateral({ uvm, certcache: this.o.certcache, logger }) }
+      return this.current
+    })()
+    this.setup.catch(() => { this.setup = undefined })
+    return this.setup
+  }
+
+  /** What /status shows: the provider once chosen. */
+  describe(): { mode: string; provider?: string; location?: string } {
+    return { mode: this.o.attestation, ...(this.current ? { provider: this.current.provider.name, location: this.current.provider.location } : {}) }
+  }
+}

@@ -1,0 +1,123 @@
+// The skr API contract, endpoint by endpoint, against simulated SNP and the MAA / Key Vault emulators.
+import test from 'ava'
+import { randomBytes } from 'node:crypto'
+import { pino } from 'pino'
+import { importJWK, jwtVerify } from 'jose'
+import { startSkrStack, type SkrStack } from '../helpers/skr-stack.js'
+import { buildApi } from '../../src/api/server.js'
+import { ServiceStatus } from '../../src/api/status.js'
+import { AttestationContext } from '../../src/attestation/context.js'
+import { importKey, releasePolicy } from '../../src/skr/import-key.js'
+import { verifyReport } from '../../src/attestation/verify.js'
+import { maaReportData } from '../../src/attestation/report-data.js'
+
+let s: SkrStack
+let bearer: string
+const octKey = randomBytes(32)
+const logLines: string[] = []
+let app: ReturnType<typeof buildApi>
+const status = new ServiceStatus()
+
+test.before(async () => {
+  s = await startSkrStack()
+  bearer = (await s.authority.issue(s.akv.audience, 'app')).token
+  await importKey({ akvEndpoint: s.akv.endpoint, name: 'app-key', key: { kty: 'oct-HSM', k: octKey.toString('base64url') }, policy: releasePolicy(s.maa.endpoint, [[{ claim: 'x-ms-sevsnpvm-hostdata', equals: s.hostData.toString('hex') }]]), bearer, ca: s.ca })
+  await importKey({ akvEndpoint: s.akv.endpoint, name: 'not-for-us', key: { kty: 'oct-HSM', k: octKey.toString('base64url') }, policy: releasePolicy(s.maa.endpoint, [[{ claim: 'x-ms-sevsnpvm-is-debuggable', equals: 'true' }]]), bearer, ca: s.ca })
+  const logger = pino({ level: 'info' }, { write: (l: string) => { logLines.push(l) } })
+  app = buildApi({ status, attestation: new AttestationContext({ attestation: 'simulated', simulatedStateDir: `${s.dir}/snp`, uvm: s.uvm, logger }), logger, ca: s.ca, bodyLimit: 64 * 1024 })
+})
+test.after.always(async () => {
+  await app?.close()
+  await s?.stop()
+})
+
+const post = (url: string, payload: unknown) => app.inject({ method: 'POST', url, payload: payload as Record<string, unknown> })
+const b64 = (x: string) => Buffer.from(x).toString('base64')
+
+test.serial('GET /status: "Status OK" with the attestation provider, 503 while starting', async (t) => {
+  const ok = await app.inject({ method: 'GET', url: '/status' })
+  t.is(ok.statusCode, 200)
+  t.is(ok.json<{ message: string }>().message, 'Status OK')
+  status.phase = 'starting'
+  const starting = await app.inject({ method: 'GET', url: '/status' })
+  t.is(starting.statusCode, 503)
+  t.like(starting.json(), { ready: false, phase: 'starting' })
+  status.phase = 'ready'
+})
+
+test.serial('POST /attest/raw: a report whose REPORT_DATA is SHA-256 of the runtime data', async (t) => {
+  const runtime = '{"pub":"x"}'
+  const res = await post('/attest/raw', { runtime_data: b64(runtime) })
+  t.is(res.statusCode, 200)
+  const report = Buffer.from(res.json<{ report: string }>().report, 'hex')
+  t.is(report.length, 1184)
+  const certs = await s.snp.thimCerts()
+  t.notThrows(() => verifyReport(report, { chain: certs.vcekCert + certs.certificateChain, reportData: maaReportData(Buffer.from(runtime)), hostData: s.hostData }))
+})
+
+test.serial('POST /attest/combined: evidence, endorsements, TCB and UVM endorsements in Go\'s shape', async (t) => {
+  const res = await post('/attest/combined', { runtime_data: b64('{}') })
+  t.is(res.statusCode, 200)
+  const body = res.json<Record<string, string>>()
+  t.deepEqual(Object.keys(body), ['endorsed_tcb', 'endorsements', 'evidence', 'uvm_endorsements'])
+  t.is(body.endorsed_tcb, (await s.snp.thimCerts()).tcbm)
+  t.regex(Buffer.from(body.endorsements!, 'base64').toString(), /BEGIN CERTIFICATE/)
+  t.is(Buffer.from(body.evidence!, 'base64').length, 1184)
+  t.is(body.uvm_endorsements, s.uvm.referenceInfo)
+})
+
+test.serial('POST /attest/maa: a token from MAA whose x-ms-runtime is the runtime data', async (t) => {
+  const res = await post('/attest/maa', { maa_endpoint: s.maa.endpoint, runtime_data: b64('{"nonce":"n1"}') })
+  t.is(res.statusCode, 200)
+  const { payload } = await jwtVerify(res.json<{ token: string }>().token, await importJWK(s.maa.jwks().keys[0]!, 'RS256'))
+  t.deepEqual(payload['x-ms-runtime'], { nonce: 'n1' })
+})
+
+test.serial('POST /key/release: the key as a JWK JSON string, as the Go sidecar answers', async (t) => {
+  const res = await post('/key/release', { maa_endpoint: s.maa.endpoint, akv_endpoint: s.akv.endpoint, kid: 'app-key', access_token: bearer })
+  t.is(res.statusCode, 200)
+  const key = res.json<{ key: string }>().key
+  t.is(typeof key, 'string')
+  t.is((JSON.parse(key) as { k: string }).k, octKey.toString('base64url'))
+  t.false(logLines.join('').includes(bearer), 'the access token is never logged')
+  t.false(logLines.join('').includes(octKey.toString('base64url')), 'the key is never logged')
+})
+
+test.serial('bad requests: missing fields, bad base64, endpoints with a scheme, oversized bodies, wrong methods, unknown paths', async (t) => {
+  const cases: [string, unknown, RegExp][] = [
+    ['/attest/raw', {}, /runtime_data is required/],
+    ['/attest/raw', { runtime_data: '' }, /runtime_data must not be empty/],
+    ['/attest/raw', { runtime_data: 'not base64!' }, /runtime_data must be standard base64/],
+    ['/attest/raw', { runtime_data: 'abc' }, /runtime_data is not valid standard base64/],
+    ['/attest/maa', { runtime_data: b64('{}') }, /maa_endpoint is required/],
+    ['/attest/maa', { maa_endpoint: 'https://x.attest.azure.net', runtime_data: b64('{}') }, /maa_endpoint must be a host name/],
+    ['/key/release', { maa_endpoint: s.maa.endpoint, akv_endpoint: s.akv.endpoint }, /kid is required/],
+    ['/key/release', { maa_endpoint: s.maa.endpoint, akv_endpoint: s.akv.endpoint, kid: '../etc' }, /kid must be a key name/],
+  ]
+  for (const [url, payload, expected] of cases) {
+    const res = await post(url, payload)
+    t.is(res.statusCode, 400, `${url} ${JSON.stringify(payload)}`)
+    t.regex(res.json<{ error: string }>().error, expected)
+  }
+  const big = await post('/attest/raw', { runtime_data: 'A'.repeat(100 * 1024) })
+  t.is(big.statusCode, 413)
+  t.regex(big.json<{ error: string }>().error, /larger than 65536 bytes/)
+  const notJson = await app.inject({ method: 'POST', url: '/attest/raw', headers: { 'content-type': 'application/json' }, payload: '{"runtime_data":' })
+  t.is(notJson.statusCode, 400)
+  t.is((await app.inject({ method: 'GET', url: '/key/release' })).statusCode, 405)
+  t.is((await app.inject({ method: 'POST', url: '/status' })).statusCode, 405)
+  const unknown = await app.inject({ method: 'GET', url: '/attest/other' })
+  t.is(unknown.statusCode, 404)
+})
+
+test.serial('refusals are 403 and say what failed: unknown MAA, unknown vault, policy not satisfied', async (t) => {
+  const maa = await post('/attest/maa', { maa_endpoint: '127.0.0.1:1', runtime_data: b64('{}') })
+  t.is(maa.statusCode, 403)
+  t.regex(maa.json<{ error: string }>().error, /^attestation failed: MAA attestation: 127\.0\.0\.1:1 cannot be reached/)
+  const akv = await post('/key/release', { maa_endpoint: s.maa.endpoint, akv_endpoint: '127.0.0.1:1', kid: 'app-key', access_token: bearer })
+  t.is(akv.statusCode, 403)
+  t.regex(akv.json<{ error: string }>().error, /^secure key release failed: key release: 127\.0\.0\.1:1 cannot be reached/)
+  const policy = await post('/key/release', { maa_endpoint: s.maa.endpoint, akv_endpoint: s.akv.endpoint, kid: 'not-for-us', access_token: bearer })
+  t.is(policy.statusCode, 403)
+  t.regex(policy.json<{ error: string }>().error, /HTTP 403 .*x-ms-sevsnpvm-is-debuggable is false, not true/)
+})
