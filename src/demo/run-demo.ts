@@ -6,7 +6,7 @@ import path from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { EncfsError } from '../errors.js'
 import { hasProgram } from '../mount/capabilities.js'
-import { startAzurite, uploadFile } from './azurite.js'
+import { freePort, startAzurite, uploadFile } from './azurite.js'
 import { makeEncryptedImage } from './test-image.js'
 
 export interface DemoOptions {
@@ -72,7 +72,8 @@ export async function runDemo(o: DemoOptions): Promise<void> {
     const config = { azure_filesystems: [{ mount_point: mountPoint, azure_url: sasUrl, raw_key: image.key.toString('hex') }] }
     const logFile = path.join(work, 'remotefs.log')
     const runtimeDir = path.join(work, 'runtime')
-    remotefs = spawn(process.execPath, ['--enable-source-maps', REMOTEFS_JS, '-loglevel', o.loglevel === 'warning' ? 'info' : o.loglevel, '-logfile', logFile, '--runtime-dir', runtimeDir, '--allow-raw-key'], {
+    const apiPort = await freePort()
+    remotefs = spawn(process.execPath, ['--enable-source-maps', REMOTEFS_JS, '-loglevel', o.loglevel === 'warning' ? 'info' : o.loglevel, '-logfile', logFile, '--runtime-dir', runtimeDir, '--allow-raw-key', '-port', String(apiPort)], {
       env: { ...process.env, EncfsSideCarArgs: Buffer.from(JSON.stringify(config)).toString('base64') },
       stdio: ['ignore', 'inherit', 'inherit'],
     })
@@ -96,6 +97,8 @@ export async function runDemo(o: DemoOptions): Promise<void> {
       }
     })[0]
     step(`mounted: ${mountPoint} -> .filesystem-0${choice ? ` (unlock ${choice.unlock}, because ${choice.unlockReason}; mounted with ${choice.mounter})` : ''}`)
+    const status = await fetch(`http://127.0.0.1:${apiPort}/status`).then(async (r) => (await r.json()) as { message: string; filesystems: { state: string }[] }, () => undefined)
+    step(`API on http://localhost:${apiPort}: GET /status -> ${status ? `"${status.message}", filesystem 0 ${status.filesystems[0]?.state}` : 'no answer'}`)
     out.write('\n')
     for (const rel of await walk(mountPoint)) {
       const file = path.join(mountPoint, rel)
