@@ -71,4 +71,5 @@ test.serial('the API reports the mount, and attest requests and FUSE reads both 
   t.true(answered >= 5, `the API kept answering (${answered} attestations)`)
   t.is(await stopSidecar(sidecar), 0)
   t.deepEqual(await leftovers(sidecar.runtimeDir, [path.join(ws.parent, '.filesystem-0')]), [])
+  await rm(sidecar.logFile, { force: true })
 })
