@@ -1,6 +1,7 @@
 import type { Logger } from '../log/logger.js'
 import { silentLogger } from '../log/logger.js'
 import { checkRange, type RangeSource } from './range-source.js'
+import { StorageError } from './errors.js'
 
 export interface BlockCacheOptions {
   blockSize?: number
@@ -10,6 +11,12 @@ export interface BlockCacheOptions {
   readaheadBlocks?: number
   /** Most concurrent requests to the inner source. */
   concurrency?: number
+  /** Read-write: attempts per block write-back before a flush fails (default 3). */
+  writeAttempts?: number
+  /** Read-write: pause between write-back attempts (default 1000 ms, doubled each time). */
+  writeRetryDelayMs?: number
+  /** Read-write: dirty data older than this is written back without waiting for a flush (default 5000 ms). */
+  writeBackIntervalMs?: number
   logger?: Logger
 }
 
@@ -24,6 +31,10 @@ export interface BlockCacheStats {
   cachedBlocks: number
   /** High-water mark of cached + in-flight bytes. */
   peakBytes: number
+  dirtyBlocks: number
+  bytesWritten: number
+  writeBacks: number
+  writeFailures: number
 }
 
 // Defaults chosen with bench/read-throughput.ts (a 256 MiB file read by dd through the mount,
@@ -47,6 +58,11 @@ interface Entry {
   pins: number
   /** Fetched ahead and not read yet: only evicted by demand, never by more readahead. */
   prefetched: boolean
+  /** Bytes written and not yet on the source (block-relative); never evicted while set. */
+  dirty?: { lo: number; hi: number }
+  /** Write-backs of this block under way; never evicted while > 0 (a failure re-dirties it). */
+  uploading: number
+  upload?: Promise<void>
 }
 
 /**
@@ -73,7 +89,10 @@ export class BlockCache implements RangeSource {
   private nextSequential = -1
   private streak = 0
   private closed = false
-  private readonly counters = { hits: 0, misses: 0, fetches: 0, prefetches: 0, bytesFetched: 0, evictions: 0, peakBytes: 0 }
+  private readonly counters = { hits: 0, misses: 0, fetches: 0, prefetches: 0, bytesFetched: 0, evictions: 0, peakBytes: 0, bytesWritten: 0, writeBacks: 0, writeFailures: 0 }
+  private readonly writeAttempts: number
+  private readonly writeRetryDelayMs: number
+  private timer?: NodeJS.Timeout
 
   constructor(private readonly inner: RangeSource, o: BlockCacheOptions = {}) {
     this.size = inner.size
@@ -86,12 +105,127 @@ export class BlockCache implements RangeSource {
     this.readahead = Math.max(0, Math.min(o.readaheadBlocks ?? DEFAULT_READAHEAD_BLOCKS, Math.floor(this.memoryBytes / this.blockSize) - 2))
     this.concurrency = Math.max(1, o.concurrency ?? DEFAULT_CONCURRENCY)
     this.logger = o.logger ?? silentLogger
+    this.writeAttempts = Math.max(1, o.writeAttempts ?? 3)
+    this.writeRetryDelayMs = o.writeRetryDelayMs ?? 1000
+    if (inner.write) {
+      this.write = (offset, data) => this.writeBlocks(offset, data)
+      this.flush = () => this.flushAll()
+      // Bounds how long written data waits in memory; unref: it must not keep the process alive.
+      this.timer = setInterval(() => void this.writeBackDirty().catch(() => {}), o.writeBackIntervalMs ?? 5000)
+      this.timer.unref()
+    }
   }
+
+  /** Present only over a writable source. Acknowledged into memory; durable once flush() resolves. */
+  write?: (offset: number, data: Buffer) => Promise<void>
+  flush?: () => Promise<void>
 
   stats(): BlockCacheStats {
     let inFlight = 0
-    for (const e of this.blocks.values()) if (!e.data) inFlight++
-    return { ...this.counters, inFlight, cachedBlocks: this.blocks.size - inFlight }
+    let dirtyBlocks = 0
+    for (const e of this.blocks.values()) {
+      if (!e.data) inFlight++
+      if (e.dirty) dirtyBlocks++
+    }
+    return { ...this.counters, inFlight, cachedBlocks: this.blocks.size - inFlight, dirtyBlocks }
+  }
+
+  private async writeBlocks(offset: number, data: Buffer): Promise<void> {
+    checkRange(this.size, offset, data.length)
+    if (this.closed) throw new Error('block cache is closed')
+    const first = Math.floor(offset / this.blockSize)
+    const last = Math.floor((offset + data.length - 1) / this.blockSize)
+    for (let b = first; b <= last && data.length > 0; b++) {
+      const e = await this.acquire(b)
+      try {
+        const block = e.data ?? (await e.promise)
+        const start = b * this.blockSize
+        const lo = Math.max(offset, start) - start
+        const hi = Math.min(offset + data.length, start + e.length) - start
+        data.copy(block, lo, lo + start - offset, hi + start - offset)
+        e.dirty = e.dirty ? { lo: Math.min(e.dirty.lo, lo), hi: Math.max(e.dirty.hi, hi) } : { lo, hi }
+        e.prefetched = false
+      } finally {
+        this.release(e)
+      }
+    }
+    // Under memory pressure, start writing back so that dirty blocks become evictable.
+    if (this.dirtyBytes() > this.memoryBytes / 2) void this.writeBackDirty().catch(() => {})
+  }
+
+  private dirtyBytes(): number {
+    let n = 0
+    for (const e of this.blocks.values()) if (e.dirty) n += e.length
+    return n
+  }
+
+  /** Writes one block's dirty range back (512-byte aligned, as page blobs take it), with retries. */
+  private uploadBlock(e: Entry): Promise<void> {
+    const d = e.dirty!
+    e.dirty = undefined
+    const lo = Math.floor(d.lo / 512) * 512
+    const hi = Math.min(Math.ceil(d.hi / 512) * 512, e.length)
+    // A copy: the block may be written again while this one is on the way.
+    const snapshot = Buffer.from(e.data!.subarray(lo, hi))
+    const at = e.index * this.blockSize + lo
+    e.uploading++
+    const run = async () => {
+      for (let attempt = 1; ; attempt++) {
+        try {
+          await this.inner.write!(at, snapshot)
+          this.counters.bytesWritten += snapshot.length
+          this.counters.writeBacks++
+          return
+        } catch (err) {
+          if (attempt >= this.writeAttempts) {
+            this.counters.writeFailures++
+            e.dirty = e.dirty ? { lo: Math.min(e.dirty.lo, d.lo), hi: Math.max(e.dirty.hi, d.hi) } : d
+            this.logger.error({ err, offset: at, length: snapshot.length, attempts: attempt }, 'write-back failed; the data stays dirty in memory and the next flush retries')
+            throw err
+          }
+          this.logger.warn({ offset: at, length: snapshot.length, attempt, reason: (err as Error).message }, 'write-back failed; retrying')
+          await new Promise((r) => setTimeout(r, this.writeRetryDelayMs * 2 ** (attempt - 1)))
+        }
+      }
+    }
+    const upload = run().finally(() => {
+      e.uploading--
+      if (e.upload === upload) e.upload = undefined
+      this.wakeSpaceWaiter()
+    })
+    e.upload = upload
+    return upload
+  }
+
+  /** Writes back every dirty block, `concurrency` at a time; rejects with the first failure. */
+  private async writeBackDirty(): Promise<void> {
+    const dirty = [...this.blocks.values()].filter((e) => e.dirty && e.data)
+    let failure: unknown
+    let next = 0
+    const worker = async () => {
+      while (next < dirty.length) {
+        const e = dirty[next++]!
+        if (!e.dirty) continue
+        await this.uploadBlock(e).catch((err: unknown) => { failure ??= err })
+      }
+    }
+    await Promise.all(Array.from({ length: Math.min(this.concurrency, dirty.length) }, worker))
+    if (failure) throw failure
+  }
+
+  /** Resolves once everything written before the call is on the source (fsync semantics). */
+  private async flushAll(): Promise<void> {
+    const pending = () => [...this.blocks.values()].flatMap((e) => (e.upload ? [e.upload] : []))
+    // Write-backs already on the way may fail and re-dirty their block: wait, then write what is dirty.
+    await Promise.allSettled(pending())
+    try {
+      await this.writeBackDirty()
+    } catch (err) {
+      throw new StorageError('STORAGE_WRITE_FAILED', `writing back to storage failed after ${this.writeAttempts} attempts: ${(err as Error).message}; the data is kept in memory and the next fsync retries`, { cause: err })
+    }
+    await Promise.allSettled(pending())
+    const left = [...this.blocks.values()].filter((e) => e.dirty).length
+    if (left > 0) this.logger.debug({ blocks: left }, 'blocks written during the flush stay dirty for the next one')
   }
 
   async read(offset: number, length: number, signal?: AbortSignal): Promise<Buffer> {
@@ -142,6 +276,11 @@ export class BlockCache implements RangeSource {
   }
 
   async close(): Promise<void> {
+    if (this.timer) clearInterval(this.timer)
+    if (this.flush && !this.closed && [...this.blocks.values()].some((e) => e.dirty || e.uploading > 0)) {
+      // Nothing acknowledged may be dropped silently: flush, and refuse to close if that fails.
+      await this.flush()
+    }
     this.closed = true
     this.blocks.clear()
     this.usedBytes = 0
@@ -195,6 +334,8 @@ export class BlockCache implements RangeSource {
       const entry = this.tryAcquire(b)
       if (entry) return entry
       signal?.throwIfAborted()
+      // Full of dirty blocks: writing them back is what frees room.
+      if ([...this.blocks.values()].some((e) => e.dirty)) void this.writeBackDirty().catch(() => {})
       await new Promise<void>((resolve) => this.spaceWaiters.push(resolve))
       if (this.closed) throw new Error('block cache is closed')
     }
@@ -222,7 +363,7 @@ export class BlockCache implements RangeSource {
     if (fits()) return true
     for (const [b, e] of this.blocks) {
       if (fits()) break
-      if (!e.data || e.pins > 0) continue
+      if (!e.data || e.pins > 0 || e.dirty || e.uploading > 0) continue
       if (forPrefetch && e.prefetched) continue
       this.blocks.delete(b)
       this.counters.evictions++
@@ -241,7 +382,7 @@ export class BlockCache implements RangeSource {
     let target = length === this.blockSize ? this.spare.pop() : undefined
     if (!target) this.usedBytes += length
     this.counters.peakBytes = Math.max(this.counters.peakBytes, this.usedBytes)
-    const entry: Entry = { index: b, length, pins: 0, prefetched: prefetch, promise: Promise.resolve(Buffer.alloc(0)) }
+    const entry: Entry = { index: b, length, pins: 0, uploading: 0, prefetched: prefetch, promise: Promise.resolve(Buffer.alloc(0)) }
     entry.promise = new Promise<Buffer>((resolve, reject) => {
       const run = () => {
         this.running++

@@ -48,3 +48,23 @@ export class MemorySource implements RangeSource {
     this.closed = true
   }
 }
+
+/** A MemorySource that takes writes (512-byte aligned, as a page blob), can fail them, and logs them. */
+export class WritableMemorySource extends MemorySource {
+  failWrites = false
+  readonly writeLog: { offset: number; length: number }[] = []
+  flushes = 0
+
+  async write(offset: number, data: Buffer): Promise<void> {
+    checkRange(this.size, offset, data.length)
+    if (offset % 512 !== 0 || data.length % 512 !== 0) throw new Error(`unaligned write ${offset}+${data.length}`)
+    if (this.delayMs > 0) await sleep(this.delayMs)
+    if (this.failWrites) throw new Error('injected write failure')
+    this.writeLog.push({ offset, length: data.length })
+    data.copy(this.bytes, offset)
+  }
+
+  async flush(): Promise<void> {
+    this.flushes++
+  }
+}

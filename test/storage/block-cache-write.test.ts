@@ -1,0 +1,84 @@
+import test from 'ava'
+import { randomBytes } from 'node:crypto'
+import { BlockCache } from '../../src/storage/block-cache.js'
+import { WritableMemorySource } from '../helpers/memory-source.js'
+
+const KiB = 1024
+const opts = { blockSize: 64 * KiB, memoryBytes: 512 * KiB, readaheadBlocks: 0, writeRetryDelayMs: 5, writeBackIntervalMs: 60_000 }
+
+test('writes are read back at once and reach the source, 512-aligned and coalesced per block, on flush', async (t) => {
+  const src = new WritableMemorySource(1024 * KiB)
+  const cache = new BlockCache(src, opts)
+  const a = randomBytes(100)
+  const b = randomBytes(3000)
+  await cache.write!(10, a)
+  await cache.write!(700, b)
+  t.deepEqual(await cache.read(10, 100), a)
+  t.notDeepEqual(src.bytes.subarray(10, 110), a, 'not on the source before the flush')
+  await cache.flush!()
+  t.deepEqual(src.bytes.subarray(10, 110), a)
+  t.deepEqual(src.bytes.subarray(700, 3700), b)
+  t.deepEqual(src.writeLog, [{ offset: 0, length: 4096 }], 'one write for the block, 512-aligned, covering both')
+  t.is(cache.stats().dirtyBlocks, 0)
+  await cache.close()
+})
+
+test('a write across blocks, and many blocks written back at once', async (t) => {
+  const src = new WritableMemorySource(1024 * KiB)
+  const cache = new BlockCache(src, opts)
+  const data = randomBytes(300 * KiB)
+  await cache.write!(50 * KiB, data)
+  await cache.flush!()
+  t.deepEqual(src.bytes.subarray(50 * KiB, 350 * KiB), data)
+  t.is(cache.stats().writeBacks, 6, 'one write-back per block touched (blocks 0 to 5)')
+  await cache.close()
+})
+
+test('a failing write-back rejects the flush, keeps the data dirty, and the next flush delivers it', async (t) => {
+  const src = new WritableMemorySource(512 * KiB)
+  const cache = new BlockCache(src, opts)
+  const data = randomBytes(5000)
+  await cache.write!(4096, data)
+  src.failWrites = true
+  const err = await t.throwsAsync(cache.flush!())
+  t.is((err as { code?: string }).code, 'STORAGE_WRITE_FAILED')
+  t.is(cache.stats().dirtyBlocks, 1)
+  t.is(cache.stats().writeFailures, 1)
+  t.deepEqual(await cache.read(4096, 5000), data, 'still readable from memory')
+  src.failWrites = false
+  await cache.flush!()
+  t.deepEqual(src.bytes.subarray(4096, 9096), data)
+  await cache.close()
+})
+
+test('dirty blocks are never evicted: writing more than the memory budget writes back instead of losing data', async (t) => {
+  const src = new WritableMemorySource(4096 * KiB)
+  const cache = new BlockCache(src, opts)
+  const data = randomBytes(2048 * KiB)
+  for (let off = 0; off < data.length; off += 32 * KiB) await cache.write!(off, data.subarray(off, off + 32 * KiB))
+  t.true(cache.stats().peakBytes <= 512 * KiB)
+  await cache.flush!()
+  t.deepEqual(src.bytes.subarray(0, 2048 * KiB), data)
+  await cache.close()
+})
+
+test('close flushes what is dirty; a read-only source gives a cache without write()', async (t) => {
+  const src = new WritableMemorySource(256 * KiB)
+  const cache = new BlockCache(src, opts)
+  const data = randomBytes(1000)
+  await cache.write!(2048, data)
+  await cache.close()
+  t.deepEqual(src.bytes.subarray(2048, 3048), data)
+  const { MemorySource } = await import('../helpers/memory-source.js')
+  t.is(new BlockCache(new MemorySource(64 * KiB), opts).write, undefined)
+})
+
+test('the timer writes dirty data back without a flush', async (t) => {
+  const src = new WritableMemorySource(256 * KiB)
+  const cache = new BlockCache(src, { ...opts, writeBackIntervalMs: 50 })
+  const data = randomBytes(512)
+  await cache.write!(0, data)
+  await new Promise((r) => setTimeout(r, 300))
+  t.deepEqual(src.bytes.subarray(0, 512), data)
+  await cache.close()
+})
