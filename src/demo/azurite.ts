@@ -88,6 +88,8 @@ export interface UploadOptions {
   blob?: string
   kind?: 'block' | 'page'
   publicAccess?: boolean
+  /** SAS permissions; default r for block blobs, rw for page blobs. */
+  sasPermissions?: string
 }
 
 /**
@@ -123,7 +125,7 @@ export async function uploadFile(az: Azurite, file: string, o: UploadOptions = {
   const blob = container.getBlobClient(name)
   const sas = generateBlobSASQueryParameters({
     containerName, blobName: name,
-    permissions: BlobSASPermissions.parse(o.kind === 'page' ? 'rw' : 'r'),
+    permissions: BlobSASPermissions.parse(o.sasPermissions ?? (o.kind === 'page' ? 'rw' : 'r')),
     startsOn: new Date(Date.now() - 60_000),
     expiresOn: new Date(Date.now() + 3600_000),
   }, new StorageSharedKeyCredential(az.accountName, az.accountKey)).toString()

@@ -1,4 +1,5 @@
 import { mkdir, rmdir, symlink, unlink, lstat } from 'node:fs/promises'
+import path from 'node:path'
 import type { Logger } from '../log/logger.js'
 import type { RangeSource } from '../storage/range-source.js'
 import type { FilesystemPlan } from '../config/plan.js'
@@ -53,9 +54,6 @@ export async function preflight(plan: FilesystemPlan): Promise<void> {
   if (existing && !existing.isSymbolicLink()) {
     throw new MountError('MOUNT_POINT_EXISTS', `${where}: ${plan.mountPoint} already exists; remotefs creates it as a symlink when the filesystem is ready, so it must not exist (remove it)`)
   }
-  if (plan.readWrite) {
-    throw new MountError('READ_WRITE_UNSUPPORTED', `azure_filesystems[${plan.index}].read_write: read-write filesystems are not supported by this version yet; set read_write to false`)
-  }
 }
 
 function cacheOptions(plan: FilesystemPlan): ConstructorParameters<typeof BlockCache>[1] {
@@ -83,7 +81,12 @@ export async function mountFilesystem(plan: FilesystemPlan, ctx: MountContext): 
     logChoices(logger, plan.index, unlock, mounter)
 
     step('opening image', { url: redactUrl(plan.url) })
-    const source = await openSource(plan.url, { private: plan.private, identity: ctx.identity, logger, signal: ctx.signal })
+    const rw = plan.readWrite
+    const source = await openSource(plan.url, {
+      private: plan.private, identity: ctx.identity, logger, signal: ctx.signal,
+      // The lease id lives next to the FUSE directories, so a restart after a crash takes its lease back.
+      ...(rw ? { writable: { leaseIdFile: path.join(ctx.runtimeDir, `${plan.index}.lease`) } } : {}),
+    })
     let outer: RangeSource = source
     undo.push('close image source', () => outer.close())
     const cache = new BlockCache(source, { ...cacheOptions(plan), logger })
@@ -101,16 +104,23 @@ export async function mountFilesystem(plan: FilesystemPlan, ctx: MountContext): 
       if (unlock.mode === 'userspace') {
         const volume = await Luks2Volume.open(cache, key, { logger, signal: ctx.signal })
         outer = volume
-        files.push({ name: 'data', source: volume, writable: false })
+        files.push({ name: 'data', source: volume, writable: rw })
         step('keyslot unlocked in userspace', { payloadBytes: volume.size })
       } else {
-        files.push({ name: 'data', source: cache, writable: false })
+        files.push({ name: 'data', source: cache, writable: rw })
         files.push({ name: 'header', source: new SliceSource(cache, 0, header.segment.offset), writable: false })
       }
 
       const fuseDir = fuseDirOf(ctx.runtimeDir, plan.index)
       const server = await FileServer.mount({ mountpoint: fuseDir, files, logger })
       undo.push('unmount FUSE', async () => {
+        if (rw) {
+          // ext4 and the loop device are gone by now: what is dirty here is all that is left to save.
+          const before = cache.stats()
+          await outer.flush!()
+          const after = cache.stats()
+          logger.warn({ bytes: after.bytesWritten - before.bytesWritten, blocks: after.writeBacks - before.writeBacks, totalBytesWritten: after.bytesWritten }, `flushed ${after.bytesWritten - before.bytesWritten} bytes to storage before unmounting`)
+        }
         logger.info({ fuse: server.stats(), cache: cache.stats() }, 'I/O statistics')
         await server.unmount()
         await rmdir(fuseDir).catch(() => {})
@@ -120,7 +130,7 @@ export async function mountFilesystem(plan: FilesystemPlan, ctx: MountContext): 
       let device: string
       if (unlock.mode === 'kernel') {
         const name = mapperName(plan.index)
-        device = await cryptsetupOpen(ctx.run, { dataFile: server.pathOf('data'), headerFile: server.pathOf('header'), name, readOnly: true, key, logger })
+        device = await cryptsetupOpen(ctx.run, { dataFile: server.pathOf('data'), headerFile: server.pathOf('header'), name, readOnly: !rw, key, logger })
         undo.push('close dm-crypt mapping', () => cryptsetupClose(ctx.run, name))
         step('dm-crypt mapping opened', { device })
       } else {
@@ -136,18 +146,18 @@ export async function mountFilesystem(plan: FilesystemPlan, ctx: MountContext): 
 
       if (mounter.mode === 'loop') {
         if (unlock.mode === 'userspace') {
-          const loop = await attachLoop(ctx.run, device, true)
+          const loop = await attachLoop(ctx.run, device, !rw)
           undo.push('detach loop device', () => detachLoop(ctx.run, loop))
           step('loop device attached', { loop })
           device = loop
         }
-        await mountExt4(ctx.run, device, plan.mountDir, true)
+        await mountExt4(ctx.run, device, plan.mountDir, !rw)
         undo.push('unmount ext4', () => unmountPath(ctx.run, plan.mountDir, logger))
       } else {
-        const m = await mountFuse2fs(device, plan.mountDir, true, logger)
+        const m = await mountFuse2fs(device, plan.mountDir, !rw, logger)
         undo.push('unmount fuse2fs', () => unmountFuse2fs(ctx.run, m, logger))
       }
-      step('ext4 mounted', { at: plan.mountDir })
+      step('ext4 mounted', { at: plan.mountDir, readWrite: rw })
 
       // Last: the path appears only once the filesystem behind it is ready.
       await symlink(plan.symlinkTarget, plan.mountPoint)

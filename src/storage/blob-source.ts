@@ -1,4 +1,7 @@
-import { BlobClient, RestError, AnonymousCredential } from '@azure/storage-blob'
+import { BlobClient, RestError, AnonymousCredential, type BlobLeaseClient, type PageBlobClient } from '@azure/storage-blob'
+import { randomUUID } from 'node:crypto'
+import { readFile, writeFile, rm } from 'node:fs/promises'
+import { setTimeout as sleep } from 'node:timers/promises'
 import type { TokenCredential } from '@azure/identity'
 import type { Logger } from '../log/logger.js'
 import { silentLogger } from '../log/logger.js'
@@ -17,6 +20,11 @@ export interface BlobSourceOptions {
   maxTries?: number
   /** Per-attempt timeout. */
   tryTimeoutMs?: number
+  /**
+   * Read-write (page blobs only): the blob is leased while open, so a second writer is refused.
+   * The lease id is kept in `leaseIdFile` so that a restart after a crash takes its lease back.
+   */
+  writable?: { leaseIdFile: string; leaseSeconds?: number; leaseWaitMs?: number }
 }
 
 function describeAuth(o: BlobSourceOptions): string {
@@ -62,13 +70,38 @@ export function storageError(err: unknown, o: BlobSourceOptions, what: string): 
 export class BlobSource implements RangeSource {
   readonly kind = 'blob' as const
 
+  private renewTimer?: NodeJS.Timeout
+
   private constructor(
     private readonly client: BlobClient,
     private readonly options: BlobSourceOptions,
     readonly size: number,
     readonly etag: string,
     readonly blobType: BlobType,
-  ) {}
+    private readonly lease?: { client: BlobLeaseClient; id: string },
+  ) {
+    if (lease) {
+      const pages: PageBlobClient = client.getPageBlobClient()
+      this.write = async (offset, data) => {
+        checkRange(this.size, offset, data.length)
+        try {
+          await pages.uploadPages(data, offset, data.length, { conditions: { leaseId: lease.id } })
+        } catch (err) {
+          throw storageError(err, this.options, `writing ${data.length} bytes at ${offset}`)
+        }
+      }
+      // An acknowledged Put Page is durable: nothing is buffered here.
+      this.flush = async () => {}
+      const seconds = options.writable?.leaseSeconds ?? 60
+      this.renewTimer = setInterval(() => {
+        lease.client.renewLease().catch((err: unknown) => (options.logger ?? silentLogger).error({ err: storageError(err, options, 'renewing the lease') }, 'cannot renew the blob lease; writes will fail if it expires'))
+      }, (seconds * 1000) / 3)
+      this.renewTimer.unref()
+    }
+  }
+
+  write?: (offset: number, data: Buffer) => Promise<void>
+  flush?: () => Promise<void>
 
   static async open(o: BlobSourceOptions): Promise<BlobSource> {
     const logger = o.logger ?? silentLogger
@@ -81,6 +114,11 @@ export class BlobSource implements RangeSource {
     } catch (err) {
       throw new StorageError('STORAGE_BAD_URL', `azure_url ${redactUrl(o.url)} is not a blob URL: ${(err as Error).message}`, { cause: err })
     }
+    if (o.writable && !o.credential) {
+      const sas = new URL(o.url).searchParams
+      if (!sas.has('sig')) throw new StorageError('STORAGE_WRITE_NEEDS_CREDENTIAL', `read_write needs a credential that may write ${redactUrl(o.url)}: an anonymous public URL cannot; use a SAS URL with write permission (sp=rw), or azure_url_private: true with an identity that has Storage Blob Data Contributor`)
+      if (!(sas.get('sp') ?? '').includes('w')) throw new StorageError('STORAGE_WRITE_NEEDS_CREDENTIAL', `read_write needs write permission, but the SAS of ${redactUrl(o.url)} grants sp=${sas.get('sp') ?? ''}; make a SAS with sp=rw`)
+    }
     let props
     try {
       props = await client.getProperties({ abortSignal: o.signal })
@@ -90,8 +128,12 @@ export class BlobSource implements RangeSource {
     const size = props.contentLength ?? 0
     const etag = props.etag ?? ''
     const blobType = (props.blobType ?? 'BlockBlob') as BlobType
-    logger.info({ url: redactUrl(o.url), size, blobType, etag }, 'blob opened; ETag pinned')
-    return new BlobSource(client, o, size, etag, blobType)
+    if (o.writable && blobType !== 'PageBlob') {
+      throw new StorageError('STORAGE_NEEDS_PAGE_BLOB', `read_write needs a page blob, but ${redactUrl(o.url)} is a ${blobType}: upload the image as a page blob (az storage blob upload --type page), or mount it read-only`)
+    }
+    const lease = o.writable ? await acquireLease(client, o, logger) : undefined
+    logger.info({ url: redactUrl(o.url), size, blobType, etag, writable: Boolean(lease) }, lease ? 'blob opened read-write; lease held' : 'blob opened; ETag pinned')
+    return new BlobSource(client, o, size, etag, blobType, lease)
   }
 
   async read(offset: number, length: number, signal?: AbortSignal): Promise<Buffer> {
@@ -109,8 +151,8 @@ export class BlobSource implements RangeSource {
       // the pinned ETag. The body is copied chunk by chunk: the SDK's downloadToBuffer fills with
       // Buffer.fill, which cost a third of remotefs's CPU in bench/read-throughput.ts.
       const res = await this.client.download(offset, length, {
-        abortSignal: signal ?? this.options.signal,
-        conditions: this.etag ? { ifMatch: this.etag } : {},
+        abortSignal: signal,
+        conditions: this.lease ? {} : this.etag ? { ifMatch: this.etag } : {},
         maxRetryRequests: 3,
       })
       const body = res.readableStreamBody
@@ -127,5 +169,40 @@ export class BlobSource implements RangeSource {
     }
   }
 
-  async close(): Promise<void> {}
+  async close(): Promise<void> {
+    if (this.renewTimer) clearInterval(this.renewTimer)
+    if (this.lease) {
+      await this.lease.client.releaseLease().catch((err: unknown) => (this.options.logger ?? silentLogger).warn({ err: storageError(err, this.options, 'releasing the lease') }, 'the blob lease could not be released; it expires by itself'))
+      await rm(this.options.writable!.leaseIdFile, { force: true })
+    }
+  }
+}
+
+/**
+ * Leases the blob for the writer. The id is proposed from `leaseIdFile` when a previous run of
+ * this remotefs left one (it crashed holding the lease), so that run's lease is taken back at
+ * once; a lease held by anyone else is waited out (it expires if its holder died) up to a limit.
+ */
+async function acquireLease(client: BlobClient, o: BlobSourceOptions, logger: Logger): Promise<{ client: BlobLeaseClient; id: string }> {
+  const w = o.writable!
+  const stored = (await readFile(w.leaseIdFile, 'utf8').catch(() => '')).trim()
+  const id = stored || randomUUID()
+  if (!stored) await writeFile(w.leaseIdFile, `${id}\n`, { mode: 0o600 })
+  const leaseClient = client.getBlobLeaseClient(id)
+  const deadline = Date.now() + (w.leaseWaitMs ?? 75_000)
+  for (let attempt = 1; ; attempt++) {
+    try {
+      await leaseClient.acquireLease(w.leaseSeconds ?? 60, { abortSignal: o.signal })
+      if (stored) logger.warn({ url: redactUrl(o.url) }, 'took back the lease of an earlier run of this remotefs')
+      return { client: leaseClient, id }
+    } catch (err) {
+      const held = err instanceof RestError && err.statusCode === 409
+      if (!held) throw storageError(err, o, 'leasing the blob for writing')
+      if (Date.now() > deadline) {
+        throw new StorageError('STORAGE_LEASED', `${redactUrl(o.url)} is leased by another writer (another remotefs mounting it read-write?); two writers would corrupt the filesystem. Stop the other one, or mount read-only`, { cause: err })
+      }
+      if (attempt === 1) logger.warn({ url: redactUrl(o.url) }, 'the blob is leased by another writer; waiting for the lease to be released or to expire')
+      await sleep(2000, undefined, { signal: o.signal })
+    }
+  }
 }

@@ -13,14 +13,16 @@ export interface OpenSourceOptions {
   identityRetry?: RetryOptions
   logger?: Logger
   signal?: AbortSignal
+  /** Read-write: a writable file, or a page blob leased while open (lease id kept in leaseIdFile). */
+  writable?: { leaseIdFile: string; leaseWaitMs?: number }
 }
 
 /** The image behind `azure_url`: a local file (file:// or absolute path) or a blob (http(s)). */
 export async function openSource(url: string, o: OpenSourceOptions = {}): Promise<OpenedSource> {
-  if (url.startsWith('/') || url.startsWith('file:')) return FileSource.open(url)
+  if (url.startsWith('/') || url.startsWith('file:')) return FileSource.open(url, { writable: Boolean(o.writable) })
   if (/^https?:\/\//i.test(url)) {
     const credential = o.private ? storageCredential(o.identity, { ...o.identityRetry, logger: o.logger }) : undefined
-    return BlobSource.open({ url, credential, logger: o.logger, signal: o.signal })
+    return BlobSource.open({ url, credential, logger: o.logger, signal: o.signal, writable: o.writable })
   }
   throw new StorageError('STORAGE_BAD_URL', `unsupported image location ${redactUrl(url)}: use an https:// blob URL, a file:// URL or an absolute path`)
 }

@@ -1,0 +1,130 @@
+// Read-write filesystems on page blobs: durable writes, crash safety, storage outages, two writers.
+import test from 'ava'
+import { execFile } from 'node:child_process'
+import { promisify } from 'node:util'
+import { createServer, type Server, type Socket, connect } from 'node:net'
+import { writeFile, rm } from 'node:fs/promises'
+import path from 'node:path'
+import { BlobClient } from '@azure/storage-blob'
+import { startAzurite, uploadFile, type Azurite } from '../helpers/azurite.js'
+import { makeEncryptedImage, type TestImage } from '../helpers/images.js'
+import { startSidecar, stopSidecar, waitReady, sidecarArgs, readFromChild, leftovers, mountWorkspace, type Sidecar } from '../helpers/remotefs.js'
+import { FileSource } from '../../src/storage/file-source.js'
+import { Luks2Volume } from '../../src/luks/volume.js'
+
+const exec = promisify(execFile)
+const env = { ...process.env, PATH: `${process.env.PATH}:/usr/sbin:/sbin` }
+let az: Azurite
+const cleanups: (() => Promise<void>)[] = []
+const images: TestImage[] = []
+
+test.before(async () => {
+  az = await startAzurite()
+})
+test.after.always(async () => {
+  for (const c of cleanups.reverse()) await c().catch(() => {})
+  for (const i of images) await i.cleanup()
+  await az?.stop()
+})
+
+async function image(): Promise<TestImage> {
+  const img = await makeEncryptedImage({ fsSizeMiB: 24, files: { 'seed.txt': 'seed\n' } })
+  images.push(img)
+  return img
+}
+
+/** Runs a shell command in a child process, as an application container would. */
+async function sh(script: string): Promise<{ code: number; out: string }> {
+  try {
+    const { stdout } = await exec('sh', ['-c', script], { env })
+    return { code: 0, out: stdout }
+  } catch (err) {
+    const e = err as { code?: number; stdout?: string; stderr?: string }
+    return { code: e.code ?? -1, out: `${e.stdout ?? ''}${e.stderr ?? ''}` }
+  }
+}
+
+async function mountRw(url: string, img: TestImage, mp: string, o: { runtimeDir?: string; readWrite?: boolean } = {}): Promise<Sidecar> {
+  const sidecar = await startSidecar(sidecarArgs([{ mount_point: mp, azure_url: url, raw_key: img.key.toString('hex'), read_write: o.readWrite ?? true }]), { args: ['--allow-raw-key'], runtimeDir: o.runtimeDir })
+  cleanups.push(async () => { await stopSidecar(sidecar) })
+  await waitReady(sidecar, [mp])
+  return sidecar
+}
+
+/** The blob as it is in storage, decrypted by the userspace reader, checked by e2fsck and read by debugfs. */
+async function offlineCheck(t: import('ava').ExecutionContext, url: string, img: TestImage, file: string): Promise<string> {
+  const enc = path.join(img.dir, 'downloaded.img')
+  await new BlobClient(url).downloadToFile(enc)
+  const volume = await Luks2Volume.open(await FileSource.open(enc), img.key)
+  const plain = path.join(img.dir, 'offline-plain.img')
+  await writeFile(plain, await volume.read(0, volume.size))
+  await volume.close()
+  const fsck = await exec('e2fsck', ['-fn', plain], { env }).then(() => 0, (e: { code?: number; stdout?: string }) => { t.log(e.stdout); return e.code ?? -1 })
+  t.is(fsck, 0, 'e2fsck -fn finds the filesystem clean')
+  const { stdout } = await exec('debugfs', ['-R', `cat ${file}`, plain], { env })
+  return stdout
+}
+
+test.serial('writes with fsync survive unmount: mounted again and decrypted offline, the files are there and ext4 is clean', async (t) => {
+  const img = await image()
+  const { sasUrl } = await uploadFile(az, img.image, { kind: 'page' })
+  const ws = await mountWorkspace(cleanups)
+  const mp = path.join(ws.parent, 'rw')
+  const first = await mountRw(sasUrl, img, mp)
+  const w = await sh(`echo "written through encfs" > ${mp}/new.txt && dd if=/dev/urandom of=${mp}/random.bin bs=1M count=3 conv=fsync status=none && sha256sum ${mp}/random.bin | cut -d' ' -f1`)
+  t.is(w.code, 0, w.out)
+  const sum = w.out.trim()
+  t.is(await stopSidecar(first), 0)
+  t.regex(await first.log(), /flushed \d+ bytes to storage before unmounting/)
+  t.deepEqual(await leftovers(first.runtimeDir, [path.join(ws.parent, '.filesystem-0')]), [])
+
+  const again = await mountRw(sasUrl, img, mp, { readWrite: false })
+  t.is((await readFromChild(path.join(mp, 'new.txt'))).toString(), 'written through encfs\n')
+  t.is((await sh(`sha256sum ${mp}/random.bin | cut -d' ' -f1`)).out.trim(), sum)
+  t.is(await stopSidecar(again), 0)
+  t.is(await offlineCheck(t, sasUrl, img, '/new.txt'), 'written through encfs\n')
+  await rm(first.logFile, { force: true })
+})
+
+test.serial('after SIGKILL right after a successful fsync, the data is there: the restart takes its lease back', async (t) => {
+  const img = await image()
+  const { sasUrl } = await uploadFile(az, img.image, { kind: 'page' })
+  const ws = await mountWorkspace(cleanups)
+  const mp = path.join(ws.parent, 'crash')
+  const first = await mountRw(sasUrl, img, mp)
+  const w = await sh(`dd if=/dev/urandom of=${mp}/acked.bin bs=64k count=40 conv=fsync status=none && sha256sum ${mp}/acked.bin | cut -d' ' -f1`)
+  t.is(w.code, 0, w.out)
+  await stopSidecar(first, 'SIGKILL')
+  const second = await mountRw(sasUrl, img, mp, { runtimeDir: first.runtimeDir })
+  t.regex(await second.log(), /took back the lease of an earlier run/)
+  t.is((await sh(`sha256sum ${mp}/acked.bin | cut -d' ' -f1`)).out.trim(), w.out.trim())
+  t.is(await stopSidecar(second), 0)
+  await rm(first.logFile, { force: true })
+})
+
+test.serial('a second writer is refused while the first holds the lease; block blobs and read-only SAS cannot be mounted read-write', async (t) => {
+  const img = await image()
+  const { sasUrl, url } = await uploadFile(az, img.image, { kind: 'page' })
+  const ws = await mountWorkspace(cleanups)
+  const first = await mountRw(sasUrl, img, path.join(ws.parent, 'one'))
+  const run = async (fsUrl: string, mp: string, extra: string[] = []) => {
+    const s = await startSidecar(sidecarArgs([{ mount_point: mp, azure_url: fsUrl, raw_key: img.key.toString('hex'), read_write: true }]), { args: ['--allow-raw-key', ...extra] })
+    const code = await s.exited
+    await rm(s.logFile, { force: true })
+    await rm(s.runtimeDir, { recursive: true, force: true })
+    return { code, output: s.output() }
+  }
+  const second = await run(sasUrl, path.join(ws.parent, 'two'))
+  t.not(second.code, 0)
+  t.regex(second.output, /leased by another writer.*\[STORAGE_LEASED\]/s)
+  t.is(await stopSidecar(first), 0)
+
+  const block = await uploadFile(az, img.image, { kind: 'block', sasPermissions: 'rw' })
+  const blockRun = await run(block.sasUrl, path.join(ws.parent, 'three'))
+  t.regex(blockRun.output, /read_write needs a page blob, but .* is a BlockBlob.*\[STORAGE_NEEDS_PAGE_BLOB\]/s)
+  const readOnlySas = await uploadFile(az, img.image, { kind: 'page', sasPermissions: 'r' })
+  t.regex((await run(readOnlySas.sasUrl, path.join(ws.parent, 'five'))).output, /grants sp=r; make a SAS with sp=rw/)
+  const anonymous = await run(url, path.join(ws.parent, 'four'))
+  t.regex(anonymous.output, /anonymous public URL cannot.*\[STORAGE_WRITE_NEEDS_CREDENTIAL\]/s)
+  await rm(first.logFile, { force: true })
+})
