@@ -31,6 +31,7 @@ export function parseRemotefsArgs(argv: string[], env: NodeJS.ProcessEnv = proce
     .option('unlock', { type: 'string', choices: ['auto', 'kernel', 'userspace'] as const, default: env.EncfsUnlock || 'auto', describe: 'decrypt with dm-crypt (kernel) or in encfs (userspace)' })
     .option('mounter', { type: 'string', choices: ['auto', 'loop', 'fuse2fs'] as const, default: env.EncfsMounter || 'auto', describe: 'mount ext4 with a loop device or with fuse2fs' })
     .option('attestation', { type: 'string', choices: ATTESTATION_MODES, default: env.EncfsAttestation || 'auto', describe: 'SEV-SNP report source for key release (env EncfsAttestation); simulated is for the local stack only' })
+    .option('lease-wait', { type: 'number', default: Number(env.EncfsLeaseWait) || 75, describe: 'read-write: seconds to wait for another writer\'s blob lease to be released or expire (env EncfsLeaseWait)' })
     .option('port', { type: 'number', default: Number(env.Port) || 8080, describe: 'port of the attestation and key release API on localhost (env Port)' })
     .option('api', { type: 'boolean', default: env.EncfsApi === undefined ? true : envFlag(env.EncfsApi), describe: 'serve the skr attestation and key release API (--no-api to turn it off; env EncfsApi)' })
     .option('unsafe-listen', { type: 'string', describe: 'serve the API on this address instead of loopback (exposes key release to whoever can reach it)' })
@@ -112,6 +113,7 @@ export async function main(argv: string[]): Promise<void> {
       onState: (index, state, detail) => s.update(index, state, detail),
       keys: releaseKeyProvider({ attestation, identity: config.azure_info?.identity, logger }),
       runtimeDir: args['runtime-dir'],
+      leaseWaitMs: args['lease-wait'] * 1000,
       identity: config.azure_info?.identity,
       logger,
       signal: controller.signal,

@@ -26,6 +26,8 @@ export interface MountContext {
   keys: KeyProvider
   runtimeDir: string
   identity?: { client_id?: string; resource_id?: string }
+  /** Read-write: how long to wait for another writer's blob lease to go (default 75 s). */
+  leaseWaitMs?: number
   logger: Logger
   signal?: AbortSignal
 }
@@ -85,7 +87,7 @@ export async function mountFilesystem(plan: FilesystemPlan, ctx: MountContext): 
     const source = await openSource(plan.url, {
       private: plan.private, identity: ctx.identity, logger, signal: ctx.signal,
       // The lease id lives next to the FUSE directories, so a restart after a crash takes its lease back.
-      ...(rw ? { writable: { leaseIdFile: path.join(ctx.runtimeDir, `${plan.index}.lease`) } } : {}),
+      ...(rw ? { writable: { leaseIdFile: path.join(ctx.runtimeDir, `${plan.index}.lease`), leaseWaitMs: ctx.leaseWaitMs } } : {}),
     })
     let outer: RangeSource = source
     undo.push('close image source', () => outer.close())

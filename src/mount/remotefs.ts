@@ -13,6 +13,7 @@ export interface RemotefsOptions {
   keys: KeyProvider
   runtimeDir: string
   identity?: { client_id?: string; resource_id?: string }
+  leaseWaitMs?: number
   logger: Logger
   run?: CommandRunner
   caps?: Capabilities
@@ -59,7 +60,7 @@ export async function startRemotefs(o: RemotefsOptions): Promise<Remotefs> {
     for (const plan of o.plans) {
       try {
         o.onState?.(plan.index, 'mounting')
-        const fs = await mountFilesystem(plan, { run, caps, keys: o.keys, runtimeDir: o.runtimeDir, identity: o.identity, logger, signal: o.signal })
+        const fs = await mountFilesystem(plan, { run, caps, keys: o.keys, runtimeDir: o.runtimeDir, identity: o.identity, leaseWaitMs: o.leaseWaitMs, logger, signal: o.signal })
         mounted.push(fs)
         o.onState?.(plan.index, 'mounted', { unlock: fs.unlock, mounter: fs.mounter })
       } catch (err) {

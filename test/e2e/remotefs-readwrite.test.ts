@@ -2,7 +2,6 @@
 import test from 'ava'
 import { execFile } from 'node:child_process'
 import { promisify } from 'node:util'
-import { createServer, type Server, type Socket, connect } from 'node:net'
 import { writeFile, rm } from 'node:fs/promises'
 import path from 'node:path'
 import { BlobClient } from '@azure/storage-blob'
@@ -10,6 +9,7 @@ import { startAzurite, uploadFile, type Azurite } from '../helpers/azurite.js'
 import { makeEncryptedImage, type TestImage } from '../helpers/images.js'
 import { startSidecar, stopSidecar, waitReady, sidecarArgs, readFromChild, leftovers, mountWorkspace, type Sidecar } from '../helpers/remotefs.js'
 import { FileSource } from '../../src/storage/file-source.js'
+import { startTcpProxy } from '../helpers/tcp-proxy.js'
 import { Luks2Volume } from '../../src/luks/volume.js'
 
 const exec = promisify(execFile)
@@ -114,7 +114,7 @@ test.serial('a second writer is refused while the first holds the lease; block b
     await rm(s.runtimeDir, { recursive: true, force: true })
     return { code, output: s.output() }
   }
-  const second = await run(sasUrl, path.join(ws.parent, 'two'))
+  const second = await run(sasUrl, path.join(ws.parent, 'two'), ['--lease-wait', '3'])
   t.not(second.code, 0)
   t.regex(second.output, /leased by another writer.*\[STORAGE_LEASED\]/s)
   t.is(await stopSidecar(first), 0)
@@ -127,4 +127,33 @@ test.serial('a second writer is refused while the first holds the lease; block b
   const anonymous = await run(url, path.join(ws.parent, 'four'))
   t.regex(anonymous.output, /anonymous public URL cannot.*\[STORAGE_WRITE_NEEDS_CREDENTIAL\]/s)
   await rm(first.logFile, { force: true })
+})
+
+test.serial('storage going away: the fsync fails with EIO, nothing acknowledged is lost, and it all arrives once storage is back', async (t) => {
+  const img = await image()
+  const { sasUrl } = await uploadFile(az, img.image, { kind: 'page' })
+  const proxy = await startTcpProxy(Number(new URL(sasUrl).port))
+  cleanups.push(() => proxy.stop())
+  const viaProxy = sasUrl.replace(/:\d+\//, `:${proxy.port}/`)
+  const ws = await mountWorkspace(cleanups)
+  const mp = path.join(ws.parent, 'flaky')
+  const sidecar = await mountRw(viaProxy, img, mp)
+  // Both files' blocks are cached before storage goes: the later writes need no reads.
+  t.is((await sh(`echo before > ${mp}/a.txt && sync ${mp}/a.txt && dd if=/dev/zero of=${mp}/b.bin bs=64k count=16 conv=fsync status=none`)).code, 0)
+  proxy.cut()
+  const during = await sh(`dd if=/dev/urandom of=/tmp/encfs-b-$$ bs=64k count=16 status=none && dd if=/tmp/encfs-b-$$ of=${mp}/b.bin bs=64k conv=notrunc,fsync status=none; code=$?; sha256sum /tmp/encfs-b-$$ | cut -d' ' -f1; rm -f /tmp/encfs-b-$$; exit $code`)
+  t.not(during.code, 0, 'fsync reports the failure')
+  t.regex(during.out, /Input\/output error/)
+  const sum = during.out.trim().split('\n').find((l) => /^[0-9a-f]{64}$/.test(l))!
+  t.regex(await sidecar.log(), /write-back failed; the data stays dirty in memory/)
+  proxy.restore()
+  t.is((await sh(`sync ${mp}/b.bin`)).code, 0, 'once storage is back, a new fsync succeeds')
+  t.is(await stopSidecar(sidecar), 0)
+  t.regex(await sidecar.log(), /Detected aborted journal|flushed \d+ bytes/)
+  // ext4 aborted its journal when the flush failed: mounting read-write replays it.
+  const again = await mountRw(viaProxy, img, mp)
+  t.is((await readFromChild(path.join(mp, 'a.txt'))).toString(), 'before\n')
+  t.is((await sh(`sha256sum ${mp}/b.bin | cut -d' ' -f1`)).out.trim(), sum, 'the data written while storage was away arrived')
+  t.is(await stopSidecar(again), 0)
+  await rm(sidecar.logFile, { force: true })
 })
