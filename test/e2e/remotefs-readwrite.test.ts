@@ -46,7 +46,10 @@ async function sh(script: string): Promise<{ code: number; out: string }> {
 
 async function mountRw(url: string, img: TestImage, mp: string, o: { runtimeDir?: string; readWrite?: boolean } = {}): Promise<Sidecar> {
   const sidecar = await startSidecar(sidecarArgs([{ mount_point: mp, azure_url: url, raw_key: img.key.toString('hex'), read_write: o.readWrite ?? true }]), { args: ['--allow-raw-key'], runtimeDir: o.runtimeDir })
-  cleanups.push(async () => { await stopSidecar(sidecar) })
+  cleanups.push(async () => {
+    await stopSidecar(sidecar)
+    await rm(sidecar.logFile, { force: true })
+  })
   await waitReady(sidecar, [mp])
   return sidecar
 }
