@@ -12,6 +12,7 @@ import { reportCommand } from './report-command.js'
 import { releaseCommand } from './release-command.js'
 import { emulatorsCommand } from './emulators-command.js'
 import { serveCommand } from './serve-command.js'
+import { toolsCommands } from './tools-commands.js'
 
 async function readKey(args: { 'key-file'?: string; 'key-hex'?: string }): Promise<Buffer> {
   if (args['key-file']) return readFile(args['key-file'])
@@ -99,6 +100,7 @@ export async function main(argv: string[]): Promise<void> {
   releaseCommand(cli)
   emulatorsCommand(cli)
   serveCommand(cli)
+  toolsCommands(cli)
   cli
     .demandCommand(1, 'name a command (encfs --help lists them)')
     .strict()

@@ -1,0 +1,60 @@
+import type { Argv } from 'yargs'
+import { readFile } from 'node:fs/promises'
+import { createLogger } from '../log/logger.js'
+import { pack } from '../pack/pack.js'
+import { policyHostData } from '../attestation/report-data.js'
+import { EncfsError } from '../errors.js'
+
+function parseSize(s: string): number {
+  const m = /^(\d+)([KMG]?)i?B?$/i.exec(s.trim())
+  if (!m) throw new EncfsError('PACK_SIZE', `--size ${s}: use bytes or a K/M/G suffix, e.g. 256M`)
+  return Number(m[1]) * ({ '': 1, K: 1024, M: 1024 ** 2, G: 1024 ** 3 }[m[2]!.toUpperCase()] ?? 1)
+}
+
+/** `encfs pack` and `encfs policy-digest`: the Go repo's generatefs.sh and securitypolicydigest, without device-mapper. */
+export function toolsCommands<T>(y: Argv<T>): Argv<T> {
+  return y
+    .command(
+      'pack',
+      'pack a directory into a LUKS2-encrypted ext4 image with encfs\'s own writer (no device-mapper, no root needed)',
+      (c) => c
+        .option('from', { type: 'string', demandOption: true, describe: 'directory whose files go into the image' })
+        .option('out', { type: 'string', demandOption: true, describe: 'image file to write' })
+        .option('key-file', { type: 'string', demandOption: true, describe: 'the key file (32 bytes: an oct key, or the derived key import-key writes)' })
+        .option('size', { type: 'string', describe: 'ext4 size (e.g. 256M); default: computed from the directory' })
+        .option('sector-size', { type: 'number', choices: [512, 1024, 2048, 4096], default: 4096 })
+        .option('pbkdf', { type: 'string', choices: ['pbkdf2', 'argon2id'] as const, default: 'pbkdf2' as const })
+        .option('iterations', { type: 'number', describe: 'pbkdf2 iterations (default 200000)' }),
+      async (args) => {
+        const a = args as typeof args & { loglevel?: string; logfile?: string }
+        const logger = createLogger({ level: a.loglevel, file: a.logfile, name: 'encfs' })
+        const key = await readFile(args['key-file']).catch((err: Error) => { throw new EncfsError('PACK_KEY', `--key-file ${args['key-file']}: ${err.message}`) })
+        try {
+          const r = await pack({
+            from: args.from, out: args.out, key, logger,
+            size: args.size ? parseSize(args.size) : undefined,
+            sectorSize: args['sector-size'] as 512 | 1024 | 2048 | 4096,
+            pbkdf: args.pbkdf, iterations: args.iterations,
+          })
+          process.stdout.write(`${args.out}: ${r.bytes} bytes (16 MiB LUKS2 header + ${r.fsBytes / 1024 / 1024} MiB ext4), aes-xts-plain64, ${args['sector-size']}-byte sectors\n`)
+        } finally {
+          key.fill(0)
+        }
+      },
+    )
+    .command(
+      'policy-digest',
+      'print the SHA-256 digest of a security policy: the host_data a release policy binds to (Go securitypolicydigest)',
+      (c) => c
+        .option('p', { alias: 'policy', type: 'string', describe: 'the policy as base64 (as in the ARM template ccePolicy)' })
+        .option('f', { alias: 'file', type: 'string', describe: 'a file holding the base64 policy' })
+        .option('v', { alias: 'verbose', type: 'boolean', default: false, describe: 'also print the decoded policy' }),
+      async (args) => {
+        const b64 = args.p ?? (args.f ? (await readFile(args.f, 'utf8')) : undefined)
+        if (!b64) throw new EncfsError('POLICY_MISSING', 'give the policy with -p <base64> or -f <file>')
+        const digest = policyHostData(b64.trim()).toString('hex')
+        if (args.v) process.stdout.write(`${Buffer.from(b64.replace(/\s+/g, ''), 'base64').toString('utf8')}\ninittimeData sha-256 digest ${digest}\n`)
+        else process.stdout.write(`${digest}\n`)
+      },
+    )
+}
