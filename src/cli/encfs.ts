@@ -13,6 +13,7 @@ import { releaseCommand } from './release-command.js'
 import { emulatorsCommand } from './emulators-command.js'
 import { serveCommand } from './serve-command.js'
 import { toolsCommands } from './tools-commands.js'
+import { importKeyCommand } from './import-key-command.js'
 
 async function readKey(args: { 'key-file'?: string; 'key-hex'?: string }): Promise<Buffer> {
   if (args['key-file']) return readFile(args['key-file'])
@@ -101,6 +102,7 @@ export async function main(argv: string[]): Promise<void> {
   emulatorsCommand(cli)
   serveCommand(cli)
   toolsCommands(cli)
+  importKeyCommand(cli)
   cli
     .demandCommand(1, 'name a command (encfs --help lists them)')
     .strict()
