@@ -4,6 +4,9 @@ import { createLogger } from '../log/logger.js'
 import { pack } from '../pack/pack.js'
 import { policyHostData } from '../attestation/report-data.js'
 import { EncfsError } from '../errors.js'
+import { uploadImage } from '../storage/upload.js'
+import { storageCredential } from '../storage/credential.js'
+import { redactUrl } from '../storage/errors.js'
 
 function parseSize(s: string): number {
   const m = /^(\d+)([KMG]?)i?B?$/i.exec(s.trim())
@@ -40,6 +43,21 @@ export function toolsCommands<T>(y: Argv<T>): Argv<T> {
         } finally {
           key.fill(0)
         }
+      },
+    )
+    .command(
+      'upload <image> <url>',
+      'upload an image to blob storage: a page blob with --page (needed for read_write), else a block blob',
+      (c) => c
+        .positional('image', { type: 'string', demandOption: true })
+        .positional('url', { type: 'string', demandOption: true, describe: 'blob URL with a SAS that may create and write (sp=cw or rw), or use --private' })
+        .option('page', { type: 'boolean', default: false })
+        .option('private', { type: 'boolean', default: false, describe: 'authenticate with the managed / workload identity' }),
+      async (args) => {
+        const a = args as typeof args & { loglevel?: string; logfile?: string }
+        const logger = createLogger({ level: a.loglevel, file: a.logfile, name: 'encfs' })
+        const r = await uploadImage(args.image, args.url, { page: args.page, credential: args.private ? storageCredential(undefined, { logger }) : undefined, logger })
+        process.stdout.write(`uploaded ${r.bytes} bytes as a ${r.kind} blob to ${redactUrl(args.url)}\n`)
       },
     )
     .command(

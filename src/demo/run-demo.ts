@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process'
-import { mkdtemp, mkdir, rm, readFile, lstat, readdir, stat, access } from 'node:fs/promises'
+import { mkdtemp, mkdir, rm, readFile, lstat, readdir, stat, access, writeFile } from 'node:fs/promises'
 import { setTimeout as sleep } from 'node:timers/promises'
 import os from 'node:os'
 import path from 'node:path'
@@ -7,7 +7,17 @@ import { fileURLToPath } from 'node:url'
 import { EncfsError } from '../errors.js'
 import { hasProgram } from '../mount/capabilities.js'
 import { freePort, startAzurite, uploadFile } from './azurite.js'
-import { makeEncryptedImage } from './test-image.js'
+import { randomBytes } from 'node:crypto'
+import { policyHostData } from '../attestation/report-data.js'
+import { simulatedProvider } from '../attestation/providers/simulated.js'
+import { parsePemChain } from '../attestation/cert-chain.js'
+import { thimChainPem } from '../attestation/thim.js'
+import { TokenAuthority } from '../emulators/token-authority.js'
+import { startMaaEmulator } from '../emulators/maa/server.js'
+import { startAkvEmulator } from '../emulators/akv/server.js'
+import { startImdsEmulator } from '../emulators/imds/server.js'
+import { importKey, releasePolicy } from '../skr/import-key.js'
+import { pack } from '../pack/pack.js'
 
 export interface DemoOptions {
   once: boolean
@@ -38,14 +48,15 @@ async function walk(dir: string, rel = ''): Promise<string[]> {
 async function preflight(): Promise<void> {
   if (process.getuid?.() !== 0) throw new EncfsError('DEMO_NOT_ROOT', 'the demo mounts filesystems: run it as root (sudo npm run demo)')
   if (!(await access('/dev/fuse').then(() => true, () => false))) throw new EncfsError('DEMO_NO_FUSE', '/dev/fuse is missing: load the fuse module (modprobe fuse) or run in a container with --device /dev/fuse')
-  for (const [cmd, pkg] of [['cryptsetup', 'cryptsetup-bin'], ['mkfs.ext4', 'e2fsprogs'], ['losetup', 'util-linux']] as const) {
+  for (const [cmd, pkg] of [['mkfs.ext4', 'e2fsprogs'], ['losetup', 'util-linux'], ['openssl', 'openssl']] as const) {
     if (!(await hasProgram(cmd))) throw new EncfsError('DEMO_MISSING_TOOL', `${cmd} is missing: apt-get install ${pkg} (npm run demo installs it)`)
   }
 }
 
 /**
- * The local stack in one command: Azurite on loopback, an encrypted image made on the fly and
- * uploaded, and remotefs started as the sidecar would be, mounting it for real.
+ * The local stack in one command: a simulated SNP chip, the MAA / Key Vault / IMDS emulators,
+ * Azurite, a key imported with a release policy, an image packed with that key, and remotefs
+ * started as the sidecar would be, releasing the key by SKR and mounting the image for real.
  */
 export async function runDemo(o: DemoOptions): Promise<void> {
   const out = o.out ?? process.stdout
@@ -58,31 +69,78 @@ export async function runDemo(o: DemoOptions): Promise<void> {
   let remotefs: ReturnType<typeof spawn> | undefined
   try {
     step(`work directory ${work}`)
-    const image = await makeEncryptedImage({ files: SAMPLE, fsSizeMiB: 16, dir: path.join(work, 'image') })
-    step(`made an ext4 filesystem with ${Object.keys(SAMPLE).length} files and encrypted it with cryptsetup (LUKS2, aes-xts-plain64, 4096-byte sectors)`)
+    // The pod's security policy; its digest is the HOST_DATA the simulated chip reports and the key's policy demands.
+    const policyBase64 = Buffer.from('package policy\n\napi_version := "0.10.0"\nframework_version := "0.2.3"\n# encfs demo policy\n').toString('base64')
+    const hostData = policyHostData(policyBase64)
+    const snpState = path.join(work, 'simulated-snp')
+    const snp = simulatedProvider({ stateDir: snpState, hostData })
+    const certs = await snp.thimCerts()
+    step(`simulated SEV-SNP chip (ARK -> ASK -> VCEK) in ${snpState}; policy digest ${hostData.toString('hex').slice(0, 16)}...`)
+
+    const authority = await TokenAuthority.create()
+    const maa = await startMaaEmulator({ trustedArks: parsePemChain(thimChainPem(certs)).slice(2), expectedHostData: hostData })
+    cleanups.push(() => maa.stop())
+    const akv = await startAkvEmulator({ authority, maaCas: [maa.caPem] })
+    cleanups.push(() => akv.stop())
+    const imds = await startImdsEmulator(authority)
+    cleanups.push(() => imds.stop())
+    const caFile = path.join(work, 'emulator-ca.pem')
+    await writeFile(caFile, maa.caPem + akv.caPem)
+    step(`emulators on loopback: MAA https://${maa.endpoint}, Key Vault https://${akv.endpoint}, IMDS ${imds.url}`)
+
+    const key = randomBytes(32)
+    const operator = (await authority.issue(akv.audience, 'demo-operator')).token
+    await importKey({
+      akvEndpoint: akv.endpoint, name: 'encfs-demo-key', key: { kty: 'oct-HSM', k: key.toString('base64url'), key_size: 256 }, bearer: operator, ca: [akv.caPem],
+      policy: releasePolicy(maa.endpoint, [[{ claim: 'x-ms-sevsnpvm-hostdata', equals: hostData.toString('hex') }, { claim: 'x-ms-sevsnpvm-is-debuggable', equals: 'false' }]]),
+    })
+    step('made a 256-bit key and imported it into the Key Vault emulator, releasable only to a pod with this policy digest')
+
+    const files = path.join(work, 'files')
+    for (const [rel, content] of Object.entries(SAMPLE)) {
+      await mkdir(path.dirname(path.join(files, rel)), { recursive: true })
+      await writeFile(path.join(files, rel), content)
+    }
+    const imagePath = path.join(work, 'demo.img')
+    await pack({ from: files, out: imagePath, key, iterations: 1000, size: 16 * 1024 * 1024 })
+    key.fill(0)
+    step(`packed ${Object.keys(SAMPLE).length} files into an encrypted image with encfs pack (LUKS2, aes-xts-plain64, 4096-byte sectors)`)
     const az = await startAzurite()
     cleanups.push(() => az.stop())
-    step(`Azurite blob storage on ${az.blobEndpoint}`)
-    const { sasUrl } = await uploadFile(az, image.image, { container: 'encfs', blob: 'demo.img', kind: 'block' })
-    step(`uploaded the image as a block blob: ${sasUrl.split('?')[0]} (read through a SAS)`)
+    const { sasUrl } = await uploadFile(az, imagePath, { container: 'encfs', blob: 'demo.img', kind: 'block' })
+    step(`Azurite blob storage on ${az.blobEndpoint}; uploaded the image: ${sasUrl.split('?')[0]}`)
 
     const parent = path.join(work, 'mnt', 'remote')
     await mkdir(parent, { recursive: true })
     const mountPoint = path.join(parent, 'share')
-    const config = { azure_filesystems: [{ mount_point: mountPoint, azure_url: sasUrl, raw_key: image.key.toString('hex') }] }
+    const config = {
+      azure_info: { identity: { client_id: 'encfs-demo-pod' } },
+      azure_filesystems: [{ mount_point: mountPoint, azure_url: sasUrl, key: { kid: 'encfs-demo-key', kty: 'oct-HSM', authority: { endpoint: maa.endpoint }, akv: { endpoint: akv.endpoint } } }],
+    }
     const logFile = path.join(work, 'remotefs.log')
     const runtimeDir = path.join(work, 'runtime')
     const apiPort = await freePort()
-    remotefs = spawn(process.execPath, ['--enable-source-maps', REMOTEFS_JS, '-loglevel', o.loglevel === 'warning' ? 'info' : o.loglevel, '-logfile', logFile, '--runtime-dir', runtimeDir, '--allow-raw-key', '-port', String(apiPort)], {
-      env: { ...process.env, EncfsSideCarArgs: Buffer.from(JSON.stringify(config)).toString('base64') },
+    const emptyContext = path.join(work, 'security-context')
+    await mkdir(emptyContext)
+    remotefs = spawn(process.execPath, ['--enable-source-maps', REMOTEFS_JS, '-loglevel', o.loglevel === 'warning' ? 'info' : o.loglevel, '-logfile', logFile, '--runtime-dir', runtimeDir, '-port', String(apiPort), '--attestation', 'simulated', '--simulated-state', snpState], {
+      env: {
+        ...process.env,
+        EncfsSideCarArgs: Buffer.from(JSON.stringify(config)).toString('base64'),
+        NODE_EXTRA_CA_CERTS: caFile,
+        AZURE_POD_IDENTITY_AUTHORITY_HOST: imds.url,
+        UVM_SECURITY_CONTEXT_DIR: emptyContext,
+        UVM_SECURITY_POLICY: policyBase64,
+        UVM_REFERENCE_INFO: Buffer.from('encfs demo reference info').toString('base64'),
+        UVM_HOST_AMD_CERTIFICATE: Buffer.from(JSON.stringify(certs)).toString('base64'),
+      },
       stdio: ['ignore', 'inherit', 'inherit'],
     })
     const exited = new Promise<number | null>((resolve) => remotefs!.on('exit', (code) => resolve(code)))
     let exitCode: number | null | undefined
     void exited.then((c) => { exitCode = c })
-    step('started remotefs with EncfsSideCarArgs (raw_key test mode; secure key release replaces it in production)')
+    step('started remotefs with EncfsSideCarArgs: report -> MAA token -> key release (managed identity via IMDS) -> unlock -> mount')
     for (;;) {
-      const link = await lstat(mountPoint).then((s) => s.isSymbolicLink(), () => false)
+      const link = await lstat(mountPoint).then((st) => st.isSymbolicLink(), () => false)
       if (link && (await readFile(logFile, 'utf8').catch(() => '')).includes('"msg":"ready:')) break
       if (exitCode !== undefined) throw new EncfsError('DEMO_REMOTEFS_FAILED', `remotefs exited with ${exitCode}; its log: ${logFile}`)
       await sleep(100)
@@ -96,9 +154,10 @@ export async function runDemo(o: DemoOptions): Promise<void> {
         return []
       }
     })[0]
-    step(`mounted: ${mountPoint} -> .filesystem-0${choice ? ` (unlock ${choice.unlock}, because ${choice.unlockReason}; mounted with ${choice.mounter})` : ''}`)
+    step(`key released by secure key release; mounted: ${mountPoint} -> .filesystem-0${choice ? ` (unlock ${choice.unlock}, because ${choice.unlockReason}; mounted with ${choice.mounter})` : ''}`)
     const status = await fetch(`http://127.0.0.1:${apiPort}/status`).then(async (r) => (await r.json()) as { message: string; filesystems: { state: string }[] }, () => undefined)
     step(`API on http://localhost:${apiPort}: GET /status -> ${status ? `"${status.message}", filesystem 0 ${status.filesystems[0]?.state}` : 'no answer'}`)
+    out.write(`    try: curl -s localhost:${apiPort}/status  |  curl -s -X POST localhost:${apiPort}/attest/maa -d '{"maa_endpoint":"${maa.endpoint}","runtime_data":"e30="}' -H 'content-type: application/json'\n`)
     out.write('\n')
     for (const rel of await walk(mountPoint)) {
       const file = path.join(mountPoint, rel)
