@@ -96,3 +96,32 @@ test('encfs report: a simulated report as hex that verifies, decoding Go\'s test
   const bad = await encfs(['report', '--attestation', 'simulated', '--simulated-state', stateDir, '--report-data', 'xyz'])
   t.regex(bad.stderr, /--report-data must be hex/)
 })
+
+test.serial('encfs.sh, the container entry point: env to flags, and SIGTERM reaches remotefs, which cleans up and exits 0', async (t) => {
+  const { spawn } = await import('node:child_process')
+  const { mkdtemp, mkdir, rm, lstat } = await import('node:fs/promises')
+  const os = await import('node:os')
+  const path = await import('node:path')
+  const repo = path.resolve(path.dirname(ENCFS_JS), '..')
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'encfs-sh-'))
+  t.teardown(() => rm(dir, { recursive: true, force: true }))
+  await mkdir(path.join(dir, 'mnt'))
+  const mp = path.join(dir, 'mnt', 'share')
+  const logFile = path.join(dir, 'remotefs.log')
+  const config = { azure_filesystems: [{ mount_point: mp, azure_url: `file://${img.image}`, raw_key: img.key.toString('hex') }] }
+  const child = spawn('sh', [path.join(repo, 'encfs.sh'), '--allow-raw-key', '--no-api', '--runtime-dir', path.join(dir, 'rt')], {
+    env: { ...process.env, ENCFS_HOME: repo, EncfsSideCarArgs: Buffer.from(JSON.stringify(config)).toString('base64'), LogLevel: 'info', LogFile: logFile },
+    stdio: 'ignore',
+  })
+  const exited = new Promise<number | null>((resolve) => child.on('exit', resolve))
+  for (let i = 0; i < 300; i++) {
+    if (await lstat(mp).then((s) => s.isSymbolicLink(), () => false) && (await readFile(logFile, 'utf8').catch(() => '')).includes('"msg":"ready:')) break
+    await new Promise((r) => setTimeout(r, 100))
+  }
+  const { stdout } = await exec('cat', [path.join(mp, 'hello.txt')])
+  t.is(stdout, 'hello, encrypted world\n')
+  child.kill('SIGTERM')
+  t.is(await exited, 0, 'exec: the signal reached remotefs, not a shell that ignores it')
+  await t.throwsAsync(lstat(mp), undefined, 'symlink removed')
+  t.regex(await readFile(logFile, 'utf8'), /stopped cleanly/)
+})
