@@ -1,6 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process'
 import { createServer } from 'node:net'
-import { mkdtemp, rm, stat, open } from 'node:fs/promises'
+import { mkdtemp, rm } from 'node:fs/promises'
 import { createRequire } from 'node:module'
 import os from 'node:os'
 import path from 'node:path'
@@ -9,6 +9,7 @@ import {
   BlobServiceClient, StorageSharedKeyCredential, BlobSASPermissions, generateBlobSASQueryParameters,
 } from '@azure/storage-blob'
 import { EncfsError } from '../errors.js'
+import { uploadImage } from '../storage/upload.js'
 
 /** Azurite's fixed development account (public, documented by Microsoft; not a secret). */
 const ACCOUNT = 'devstoreaccount1'
@@ -101,27 +102,7 @@ export async function uploadFile(az: Azurite, file: string, o: UploadOptions = {
   const container = az.service.getContainerClient(containerName)
   await container.createIfNotExists(o.publicAccess ? { access: 'blob' } : {})
   const name = o.blob ?? `${path.basename(file)}-${Date.now()}-${Math.random().toString(16).slice(2, 8)}`
-  const size = (await stat(file)).size
-  if (o.kind === 'page') {
-    const page = container.getPageBlobClient(name)
-    const padded = Math.ceil(size / 512) * 512
-    await page.create(padded)
-    const fh = await open(file, 'r')
-    try {
-      const chunk = 4 * 1024 * 1024
-      const buf = Buffer.alloc(chunk)
-      for (let off = 0; off < padded; off += chunk) {
-        const len = Math.min(chunk, padded - off)
-        buf.fill(0)
-        await fh.read(buf, 0, Math.min(len, Math.max(0, size - off)), off)
-        if (buf.subarray(0, len).some((b) => b !== 0)) await page.uploadPages(buf.subarray(0, len), off, len)
-      }
-    } finally {
-      await fh.close()
-    }
-  } else {
-    await container.getBlockBlobClient(name).uploadFile(file, { blockSize: 8 * 1024 * 1024, concurrency: 4 })
-  }
+  await uploadImage(file, container.getBlobClient(name).url, { page: o.kind === 'page', credential: undefined, sharedKey: new StorageSharedKeyCredential(az.accountName, az.accountKey) })
   const blob = container.getBlobClient(name)
   const sas = generateBlobSASQueryParameters({
     containerName, blobName: name,

@@ -1,5 +1,5 @@
 import { open, stat } from 'node:fs/promises'
-import { AnonymousCredential, BlobClient } from '@azure/storage-blob'
+import { AnonymousCredential, BlobClient, type StorageSharedKeyCredential } from '@azure/storage-blob'
 import type { TokenCredential } from '@azure/identity'
 import { silentLogger, type Logger } from '../log/logger.js'
 import { redactUrl } from './errors.js'
@@ -9,9 +9,9 @@ import { storageError } from './blob-source.js'
  * Uploads an image: a page blob (needed for read_write; pages of zeros are skipped, so sparse
  * images upload fast) or a block blob (read-only). The size is padded to 512 bytes for pages.
  */
-export async function uploadImage(file: string, url: string, o: { page: boolean; credential?: TokenCredential; logger?: Logger }): Promise<{ bytes: number; kind: 'page' | 'block' }> {
+export async function uploadImage(file: string, url: string, o: { page: boolean; credential?: TokenCredential; sharedKey?: StorageSharedKeyCredential; logger?: Logger }): Promise<{ bytes: number; kind: 'page' | 'block' }> {
   const logger = o.logger ?? silentLogger
-  const client = new BlobClient(url, o.credential ?? new AnonymousCredential())
+  const client = new BlobClient(url, o.sharedKey ?? o.credential ?? new AnonymousCredential())
   const size = (await stat(file)).size
   try {
     if (!o.page) {

@@ -27,10 +27,11 @@ async function encfs(args: string[]): Promise<{ code: number; stdout: string; st
   }
 }
 
-test.serial('encfs demo --once: Azurite, a cryptsetup image, a real mount, the files printed, and nothing left', async (t) => {
+test.serial('encfs demo --once: emulators, a key released by SKR, a packed image from Azurite, a real mount, the files printed, and nothing left', async (t) => {
   const r = await encfs(['demo', '--once'])
   t.is(r.code, 0, r.stderr)
-  t.regex(r.stdout, /mounted: .*remote\/share -> \.filesystem-0 \(unlock userspace/)
+  t.regex(r.stdout, /key released by secure key release; mounted: .*remote\/share -> \.filesystem-0 \(unlock userspace/)
+  t.regex(r.stdout, /GET \/status -> "Status OK", filesystem 0 mounted/)
   t.regex(r.stdout, /Hello from an encrypted filesystem, streamed from blob storage and mounted by encfs\./)
   t.regex(r.stdout, /remotefs stopped \(exit 0\)/)
   const workDir = /work directory (\S+)/.exec(r.stdout)?.[1]
@@ -124,4 +125,24 @@ test.serial('encfs.sh, the container entry point: env to flags, and SIGTERM reac
   t.is(await exited, 0, 'exec: the signal reached remotefs, not a shell that ignores it')
   await t.throwsAsync(lstat(mp), undefined, 'symlink removed')
   t.regex(await readFile(logFile, 'utf8'), /stopped cleanly/)
+})
+
+test.serial('encfs upload: a page blob (for read_write) or a block blob, with a SAS', async (t) => {
+  const { startAzurite } = await import('../helpers/azurite.js')
+  const { BlobSASPermissions, generateBlobSASQueryParameters, StorageSharedKeyCredential, BlobClient } = await import('@azure/storage-blob')
+  const az = await startAzurite()
+  t.teardown(() => az.stop())
+  await az.service.getContainerClient('uploads').create()
+  for (const page of [true, false]) {
+    const name = page ? 'page.img' : 'block.img'
+    const sas = generateBlobSASQueryParameters({ containerName: 'uploads', blobName: name, permissions: BlobSASPermissions.parse('rcw'), expiresOn: new Date(Date.now() + 3600_000) }, new StorageSharedKeyCredential(az.accountName, az.accountKey)).toString()
+    const url = `${az.blobEndpoint}/uploads/${name}?${sas}`
+    const r = await encfs(['upload', img.image, url, ...(page ? ['--page'] : [])])
+    t.is(r.code, 0, r.stderr)
+    t.regex(r.stdout, new RegExp(`as a ${page ? 'page' : 'block'} blob`))
+    t.false(r.stdout.includes('sig='), 'the SAS is not printed')
+    const props = await new BlobClient(url).getProperties()
+    t.is(props.blobType, page ? 'PageBlob' : 'BlockBlob')
+    t.true((await new BlobClient(url).downloadToBuffer()).equals(await readFile(img.image)))
+  }
 })
