@@ -13,6 +13,8 @@
 #include <sys/ioctl.h>
 #include <unistd.h>
 
+void RegisterXts(Napi::Env env, Napi::Object exports);
+
 namespace {
 
 // The Azure 5.15 kernel's /dev/sev interface (not in upstream uapi headers).
@@ -170,6 +172,7 @@ Napi::Value Layout(const Napi::CallbackInfo& info) {
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("getReport", Napi::Function::New(env, GetReport));
   exports.Set("layout", Napi::Function::New(env, Layout));
+  RegisterXts(env, exports);
   return exports;
 }
 

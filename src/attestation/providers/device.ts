@@ -1,24 +1,15 @@
-import { createRequire } from 'node:module'
+import { loadAddon as loadNative, type NativeAddon } from '../../native/addon.js'
 import { AttestationError } from '../errors.js'
 import { reportDataBlock, type ReportProvider } from './provider.js'
 
-interface NativeResult { report: Buffer; reportSize: number }
 interface NativeError extends Error { errno: number; syscall: string; status: number; fwError: number; vmmError: number }
-export interface SnpAddon {
-  getReport(kind: 'sev-guest' | 'sev', path: string, reportData: Buffer): Promise<NativeResult>
-  layout(): Record<string, number>
-}
 
-let addon: SnpAddon | undefined
-
-/** The native addon built from native/ by the README's set-up (npm run build:native). */
-export function loadAddon(): SnpAddon {
-  if (addon) return addon
+/** The report ioctls live in the native addon; a missing addon is an attestation error here. */
+function reportAddon(): NativeAddon {
   try {
-    addon = createRequire(import.meta.url)('../../../../native/build/Release/snp_report.node') as SnpAddon
-    return addon
+    return loadNative()
   } catch (err) {
-    throw new AttestationError('ATTEST_ADDON_MISSING', `the SEV-SNP report addon is not built: run npm run setup (it needs g++, make and python3): ${(err as Error).message}`, { cause: err })
+    throw new AttestationError('ATTEST_ADDON_MISSING', (err as Error).message, { cause: err })
   }
 }
 
@@ -51,7 +42,7 @@ export function deviceProvider(name: 'sev-guest' | 'sev', path = name === 'sev' 
     name,
     location: path,
     async getReport(reportData: Buffer): Promise<Buffer> {
-      const native = loadAddon()
+      const native = reportAddon()
       const block = reportDataBlock(reportData)
       try {
         const { report } = await native.getReport(name, path, block)
@@ -62,4 +53,9 @@ export function deviceProvider(name: 'sev-guest' | 'sev', path = name === 'sev' 
       }
     },
   }
+}
+
+/** The addon, for tests of its compiled ABI. */
+export function loadAddon(): NativeAddon {
+  return reportAddon()
 }

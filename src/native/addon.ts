@@ -1,0 +1,34 @@
+import { createRequire } from 'node:module'
+import { EncfsError } from '../errors.js'
+
+export interface NativeAddon {
+  getReport(kind: 'sev-guest' | 'sev', path: string, reportData: Buffer): Promise<{ report: Buffer; reportSize: number }>
+  layout(): Record<string, number>
+  /** AES-XTS over whole data units in one call, IV = sector number (plain64) or its low 32 bits (plain). */
+  xtsCrypt(encrypt: boolean, key: Buffer, input: Buffer, output: Buffer, firstSector: number, unitSize: number, plain64: boolean): void
+}
+
+let addon: NativeAddon | undefined
+let failure: Error | undefined
+
+/** The addon built from native/ by the README's set-up (npm run build:native). */
+export function loadAddon(): NativeAddon {
+  if (addon) return addon
+  try {
+    addon = createRequire(import.meta.url)('../../../native/build/Release/snp_report.node') as NativeAddon
+    return addon
+  } catch (err) {
+    failure = err as Error
+    throw new EncfsError('NATIVE_ADDON_MISSING', `the native addon is not built: run npm run setup (it needs g++, make and python3): ${(err as Error).message}`, { cause: err })
+  }
+}
+
+/** The addon when it loads, else undefined (callers with a pure-JS path use this). */
+export function optionalAddon(): NativeAddon | undefined {
+  if (addon || failure) return addon
+  try {
+    return loadAddon()
+  } catch {
+    return undefined
+  }
+}
