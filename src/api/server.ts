@@ -18,6 +18,8 @@ export interface ApiOptions {
   /** Extra CAs for MAA and the vault (tests with emulators). */
   ca?: string[]
   bodyLimit?: number
+  /** skr's maaconfig.user_agent, sent to MAA on /attest/maa. */
+  maaUserAgent?: string
 }
 
 /** Strict standard base64, decoded; `undefined` when it is not. */
@@ -128,7 +130,7 @@ export function buildApi(o: ApiOptions): FastifyInstance {
       const report = await provider.getReport(maaReportData(data))
       const chain = await collateral.chainFor(parseReport(report))
       return attestSevSnp({ report, vcekCertChain: chain.chainPem, referenceInfo: uvm.referenceInfo, runtimeData: data, nonce: randomBytes(8).readBigUInt64LE() },
-        { endpoint: req.body.maa_endpoint, ca: o.ca, logger: req.log as unknown as Logger })
+        { endpoint: req.body.maa_endpoint, ca: o.ca, userAgent: o.maaUserAgent, logger: req.log as unknown as Logger })
     })
     return { token }
   })

@@ -29,7 +29,7 @@ export function serveCommand<T>(y: Argv<T>): Argv<T> {
       const info = args.base64 ? validateSkrConfig(decodeSidecarArgs(args.base64, args.base64 === env.SkrSideCarArgs ? 'SkrSideCarArgs' : '-base64'), 'the skr configuration') : {}
       const attestation = new AttestationContext({ attestation: args.attestation, simulatedStateDir: args['simulated-state'], certcache: info.certcache, logger })
       const status = new ServiceStatus()
-      const api = buildApi({ status, attestation, identity: info.identity, logger })
+      const api = buildApi({ status, attestation, identity: info.identity, maaUserAgent: info.maaconfig?.user_agent, logger })
       await listenApi(api, { port: args.port, unsafeListen: args['unsafe-listen'], logger }).catch((err: NodeJS.ErrnoException) => {
         throw new EncfsError('API_LISTEN_FAILED', `cannot serve the API on port ${args.port}: ${err.code === 'EADDRINUSE' ? 'the port is in use' : err.message}; pick another with -port`, { cause: err })
       })

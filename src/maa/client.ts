@@ -13,6 +13,8 @@ export interface MaaOptions {
   signal?: AbortSignal
   attempts?: number
   baseDelayMs?: number
+  /** skr's `maaconfig.user_agent`; MAA logs it, which helps support find a deployment's requests. */
+  userAgent?: string
 }
 
 /** Trades a report for an MAA token (spec §4). */
@@ -20,7 +22,7 @@ export async function attestSevSnp(inputs: AttestInputs, o: MaaOptions): Promise
   const url = `https://${o.endpoint}/attest/${o.teeType ?? 'SevSnpVM'}?${o.apiVersion ?? 'api-version=2020-10-01'}`
   const res = await request(url, {
     method: 'POST',
-    headers: { 'content-type': 'application/json' },
+    headers: { 'content-type': 'application/json', 'user-agent': o.userAgent || 'ConfidentialSkrContainer encfs' },
     body: attestRequestBody(inputs),
     what: 'MAA attestation',
     attempts: o.attempts ?? 4,

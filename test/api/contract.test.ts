@@ -24,7 +24,7 @@ test.before(async () => {
   await importKey({ akvEndpoint: s.akv.endpoint, name: 'app-key', key: { kty: 'oct-HSM', k: octKey.toString('base64url') }, policy: releasePolicy(s.maa.endpoint, [[{ claim: 'x-ms-sevsnpvm-hostdata', equals: s.hostData.toString('hex') }]]), bearer, ca: s.ca })
   await importKey({ akvEndpoint: s.akv.endpoint, name: 'not-for-us', key: { kty: 'oct-HSM', k: octKey.toString('base64url') }, policy: releasePolicy(s.maa.endpoint, [[{ claim: 'x-ms-sevsnpvm-is-debuggable', equals: 'true' }]]), bearer, ca: s.ca })
   const logger = pino({ level: 'info' }, { write: (l: string) => { logLines.push(l) } })
-  app = buildApi({ status, attestation: new AttestationContext({ attestation: 'simulated', simulatedStateDir: `${s.dir}/snp`, uvm: s.uvm, logger }), logger, ca: s.ca, bodyLimit: 64 * 1024 })
+  app = buildApi({ status, attestation: new AttestationContext({ attestation: 'simulated', simulatedStateDir: `${s.dir}/snp`, uvm: s.uvm, logger }), logger, ca: s.ca, bodyLimit: 64 * 1024, maaUserAgent: 'ConfidentialSkrContainer contract-test' })
 })
 test.after.always(async () => {
   await app?.close()
@@ -71,6 +71,7 @@ test.serial('POST /attest/maa: a token from MAA whose x-ms-runtime is the runtim
   t.is(res.statusCode, 200)
   const { payload } = await jwtVerify(res.json<{ token: string }>().token, await importJWK(s.maa.jwks().keys[0]!, 'RS256'))
   t.deepEqual(payload['x-ms-runtime'], { nonce: 'n1' })
+  t.is(s.maa.lastUserAgent, 'ConfidentialSkrContainer contract-test', 'maaconfig.user_agent reaches MAA')
 })
 
 test.serial('POST /key/release: the key as a JWK JSON string, as the Go sidecar answers', async (t) => {

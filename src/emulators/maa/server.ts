@@ -26,6 +26,8 @@ export interface MaaEmulator extends TlsServer {
   /** Fault injection: answer the next `n` attest requests with `status`. */
   failNext(n: number, status: number): void
   readonly attestCount: number
+  /** The User-Agent of the last attest request. */
+  readonly lastUserAgent: string | undefined
 }
 
 const decodeUrl64 = (s: string) => Buffer.from(s, 'base64url')
@@ -48,6 +50,7 @@ export async function startMaaEmulator(o: MaaEmulatorOptions = {}): Promise<MaaE
   const published: JWK = { ...jwk, kid, alg: 'RS256', use: 'sig' }
   let failures = { n: 0, status: 503 }
   let attestCount = 0
+  let lastUserAgent: string | undefined
   let server: TlsServer | undefined
 
   const attest = async (body: Buffer): Promise<{ status: number; body: unknown }> => {
@@ -111,6 +114,7 @@ export async function startMaaEmulator(o: MaaEmulatorOptions = {}): Promise<MaaE
     }
     if (req.method === 'POST' && /^\/attest\/SevSnpVm$/i.test(url.pathname)) {
       attestCount++
+      lastUserAgent = req.headers['user-agent']
       if (failures.n > 0) {
         failures.n--
         return sendJson(res, failures.status, { error: { code: 'ServiceUnavailable', message: 'injected failure' } })
@@ -129,5 +133,6 @@ export async function startMaaEmulator(o: MaaEmulatorOptions = {}): Promise<MaaE
     jwks: () => ({ keys: [published] }),
     failNext: (n: number, status: number) => { failures = { n, status } },
     get attestCount() { return attestCount },
+    get lastUserAgent() { return lastUserAgent },
   }
 }
