@@ -1,13 +1,9 @@
-import { execFile } from 'node:child_process'
-import { promisify } from 'node:util'
 import { mkdtemp, mkdir, writeFile, rm, truncate, copyFile } from 'node:fs/promises'
 import { randomBytes } from 'node:crypto'
 import os from 'node:os'
 import path from 'node:path'
-import { EncfsError } from '../errors.js'
+import { runCommand } from '../mount/exec.js'
 
-const exec = promisify(execFile)
-const SBIN = '/usr/local/sbin:/usr/sbin:/sbin'
 
 export interface TestImage {
   /** Directory holding everything below. */
@@ -57,20 +53,6 @@ const DEFAULT_FILES: Record<string, string> = {
 /** Header reduction for attached images; the data segment starts at half of it (4 MiB). */
 const REDUCE = '8M'
 
-async function run(cmd: string, args: string[]): Promise<string> {
-  try {
-    const { stdout } = await exec(cmd, args, { env: { ...process.env, PATH: `${process.env.PATH}:${SBIN}` }, maxBuffer: 1 << 24 })
-    return stdout
-  } catch (err) {
-    const e = err as NodeJS.ErrnoException & { stderr?: string }
-    if (e.code === 'ENOENT') {
-      const pkg = cmd === 'cryptsetup' ? 'cryptsetup-bin' : 'e2fsprogs'
-      throw new EncfsError('TOOL_MISSING', `${cmd} is not installed: apt-get install ${pkg}`)
-    }
-    throw new EncfsError('TOOL_FAILED', `${cmd} ${args.join(' ')} failed: ${e.stderr?.trim() || e.message}`)
-  }
-}
-
 export function randomKey(): Buffer {
   const key = randomBytes(32)
   key[7] = 0x0a
@@ -97,7 +79,7 @@ export async function makeEncryptedImage(o: ImageOptions = {}): Promise<TestImag
     const fsBytes = (o.fsSizeMiB ?? 8) * 1024 * 1024
     await writeFile(plain, '')
     await truncate(plain, fsBytes)
-    await run('mkfs.ext4', ['-q', '-F', '-b', '4096', '-d', src, plain])
+    await runCommand('mkfs.ext4', ['-q', '-F', '-b', '4096', '-d', src, plain])
     const key = o.key ?? randomKey()
     const keyFile = path.join(dir, 'key.bin')
     await writeFile(keyFile, key, { mode: 0o600 })
@@ -109,7 +91,7 @@ export async function makeEncryptedImage(o: ImageOptions = {}): Promise<TestImag
     const kdfArgs = pbkdf === 'pbkdf2'
       ? ['--pbkdf', 'pbkdf2', '--pbkdf-force-iterations', '1000']
       : ['--pbkdf', pbkdf, '--pbkdf-memory', String(o.argon2MemoryKiB ?? (pbkdf === 'argon2id' ? 32768 : 16384)), '--pbkdf-parallel', pbkdf === 'argon2id' ? '2' : '1', '--pbkdf-force-iterations', '4']
-    await run('cryptsetup', [
+    await runCommand('cryptsetup', [
       'reencrypt', '--encrypt', '--type', 'luks2',
       ...(header ? ['--header', header] : ['--reduce-device-size', REDUCE]),
       '--cipher', o.cipher ?? 'aes-xts-plain64', '--key-size', String(o.keySizeBits ?? 512),

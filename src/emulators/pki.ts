@@ -1,11 +1,9 @@
-import { execFile } from 'node:child_process'
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
 import os from 'node:os'
 import path from 'node:path'
-import { promisify } from 'node:util'
 import { EncfsError } from '../errors.js'
+import { runCommand } from '../mount/exec.js'
 
-const exec = promisify(execFile)
 
 export interface ServerPki {
   /** The local CA to trust (NODE_EXTRA_CA_CERTS, or the roots of a verifier). */
@@ -16,13 +14,9 @@ export interface ServerPki {
 }
 
 async function openssl(args: string[], cwd: string): Promise<void> {
-  try {
-    await exec('openssl', args, { cwd })
-  } catch (err) {
-    const e = err as NodeJS.ErrnoException & { stderr?: string }
-    if (e.code === 'ENOENT') throw new EncfsError('PKI_OPENSSL_MISSING', 'openssl is not installed (apt-get install openssl): the emulators issue their certificates with it')
-    throw new EncfsError('PKI_FAILED', `openssl ${args[0]} failed: ${e.stderr?.trim() ?? e.message}`)
-  }
+  await runCommand('openssl', args, { cwd }).catch((err: Error) => {
+    throw new EncfsError('PKI_FAILED', `issuing the emulator certificates: ${err.message}`, { cause: err })
+  })
 }
 
 /**

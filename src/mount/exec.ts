@@ -12,6 +12,7 @@ export interface CommandOptions {
   timeoutMs?: number
   /** Exit codes that are not failures. */
   okCodes?: number[]
+  cwd?: string
 }
 
 /** How the mount code runs programs; tests substitute a recorder to check the exact commands. */
@@ -42,6 +43,7 @@ const SBIN_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'
 export const runCommand: CommandRunner = (command, args, options = {}) =>
   new Promise((resolve, reject) => {
     const child = spawn(command, args, {
+      cwd: options.cwd,
       stdio: ['pipe', 'pipe', 'pipe'],
       env: { ...process.env, PATH: `${process.env.PATH ?? ''}:${SBIN_PATH}`, LC_ALL: 'C' },
     })

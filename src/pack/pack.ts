@@ -1,14 +1,12 @@
-import { execFile } from 'node:child_process'
 import { open, mkdtemp, rm, stat, readdir, lstat, truncate, writeFile } from 'node:fs/promises'
 import os from 'node:os'
 import path from 'node:path'
-import { promisify } from 'node:util'
 import { silentLogger, type Logger } from '../log/logger.js'
 import { EncfsError } from '../errors.js'
+import { runCommand } from '../mount/exec.js'
 import { formatLuks2, DATA_OFFSET, type FormatOptions } from '../luks/format.js'
 import { SectorCipher } from '../luks/sector-cipher.js'
 
-const exec = promisify(execFile)
 const MiB = 1024 * 1024
 
 async function treeBytes(dir: string): Promise<{ bytes: number; entries: number }> {
@@ -59,13 +57,10 @@ export async function pack(o: PackOptions): Promise<{ bytes: number; fsBytes: nu
     await writeFile(plain, '')
     await truncate(plain, fsBytes)
     logger.info({ from: o.from, fsMiB: fsBytes / MiB }, 'making ext4 from the directory')
-    try {
-      await exec('mkfs.ext4', ['-q', '-F', '-b', '4096', '-L', 'encfs', '-d', o.from, plain], { env: { ...process.env, PATH: `${process.env.PATH}:/usr/sbin:/sbin` } })
-    } catch (err) {
-      const e = err as NodeJS.ErrnoException & { stderr?: string }
-      if (e.code === 'ENOENT') throw new EncfsError('PACK_TOOL_MISSING', 'mkfs.ext4 is not installed (apt-get install e2fsprogs)')
-      throw new EncfsError('PACK_MKFS_FAILED', `mkfs.ext4 failed: ${e.stderr?.trim() ?? e.message}${/allocate|space/i.test(e.stderr ?? '') ? ' (give a larger --size)' : ''}`)
-    }
+    await runCommand('mkfs.ext4', ['-q', '-F', '-b', '4096', '-L', 'encfs', '-d', o.from, plain]).catch((err: Error & { result?: { stderr: string } }) => {
+      const full = /allocate|space/i.test(err.result?.stderr ?? '')
+      throw new EncfsError('PACK_MKFS_FAILED', `making the ext4 failed: ${err.message}${full ? ' (give a larger --size)' : ''}`, { cause: err })
+    })
     logger.info({ pbkdf: o.pbkdf ?? 'pbkdf2' }, 'writing the LUKS2 header and keyslot')
     const { header, volumeKey, sectorSize } = await formatLuks2({ ...o, passphrase: o.key })
     const cipher = new SectorCipher('aes-xts-plain64', volumeKey)

@@ -1,16 +1,14 @@
-import { execFile } from 'node:child_process'
 import { createHash, createPrivateKey, randomBytes, sign, type KeyObject } from 'node:crypto'
 import { mkdir, mkdtemp, readFile, rename, rm, writeFile } from 'node:fs/promises'
 import os from 'node:os'
 import path from 'node:path'
-import { promisify } from 'node:util'
 import { silentLogger, type Logger } from '../../log/logger.js'
 import { AttestationError } from '../errors.js'
+import { runCommand } from '../../mount/exec.js'
 import { REPORT_SIZE, SIGNED_LENGTH } from '../report.js'
 import type { ThimCerts } from '../thim.js'
 import { reportDataBlock, type ReportProvider } from './provider.js'
 
-const exec = promisify(execFile)
 
 /** Milan-like TCB: bl 3, tee 0, snp 8, ucode 0x73 (the values of the Go test report). */
 export const SIMULATED_TCB = 0x7308000000000003n
@@ -31,13 +29,9 @@ interface State {
 const PSS = ['-sigopt', 'rsa_padding_mode:pss', '-sigopt', 'rsa_pss_saltlen:48', '-sha384']
 
 async function openssl(args: string[], cwd: string): Promise<void> {
-  try {
-    await exec('openssl', args, { cwd })
-  } catch (err) {
-    const e = err as NodeJS.ErrnoException & { stderr?: string }
-    if (e.code === 'ENOENT') throw new AttestationError('ATTEST_SIMULATOR_FAILED', 'openssl is not installed (apt-get install openssl): the simulated SNP chain is made with it', { cause: err })
-    throw new AttestationError('ATTEST_SIMULATOR_FAILED', `openssl ${args[0]} failed: ${e.stderr?.trim() ?? e.message}`, { cause: err })
-  }
+  await runCommand('openssl', args, { cwd }).catch((err: Error) => {
+    throw new AttestationError('ATTEST_SIMULATOR_FAILED', `making the simulated SNP chain: ${err.message}`, { cause: err })
+  })
 }
 
 /**
