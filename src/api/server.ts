@@ -8,6 +8,7 @@ import { attestSevSnp } from '../maa/client.js'
 import { releaseKey } from '../skr/release.js'
 import { randomBytes } from 'node:crypto'
 import { runtimeDataBody, maaBody, releaseBody } from './schemas.js'
+import { decodeStdBase64 } from '../encoding/base64.js'
 import type { ServiceStatus } from './status.js'
 
 export interface ApiOptions {
@@ -20,13 +21,6 @@ export interface ApiOptions {
   bodyLimit?: number
   /** skr's maaconfig.user_agent, sent to MAA on /attest/maa. */
   maaUserAgent?: string
-}
-
-/** Strict standard base64, decoded; `undefined` when it is not. */
-function decodeBase64(s: string): Buffer | undefined {
-  const clean = s.replace(/[\r\n]/g, '')
-  if (clean.length % 4 !== 0 || !/^[A-Za-z0-9+/]*={0,2}$/.test(clean)) return undefined
-  return Buffer.from(clean, 'base64')
 }
 
 class ApiFailure extends Error {
@@ -55,7 +49,7 @@ export function buildApi(o: ApiOptions): FastifyInstance {
   })
 
   const runtime = (b64: string): Buffer => {
-    const data = decodeBase64(b64)
+    const data = decodeStdBase64(b64)
     if (!data) throw new ApiFailure(400, 'runtime_data is not valid standard base64')
     return data
   }

@@ -1,4 +1,5 @@
 import { AttestationError } from './errors.js'
+import { decodeStdBase64 } from '../encoding/base64.js'
 
 /** The THIM certificate JSON (spec §3.2): the platform's VCEK, its TCBM and the ASK/ARK chain. */
 export interface ThimCerts {
@@ -8,13 +9,10 @@ export interface ThimCerts {
   cacheControl: string
 }
 
-/** Strict standard base64, as Go's StdEncoding (which only skips CR and LF). */
-export function decodeStdBase64(text: string, what: string): Buffer {
-  const clean = text.replace(/[\r\n]/g, '')
-  if (!/^[A-Za-z0-9+/]*={0,2}$/.test(clean) || clean.length % 4 !== 0) {
-    throw new AttestationError('ATTEST_BASE64', `${what} is not valid standard base64`)
-  }
-  return Buffer.from(clean, 'base64')
+function requireStdBase64(text: string, what: string): Buffer {
+  const bytes = decodeStdBase64(text)
+  if (!bytes) throw new AttestationError('ATTEST_BASE64', `${what} is not valid standard base64`)
+  return bytes
 }
 
 export function parseThimJson(json: string, what: string): ThimCerts {
@@ -32,7 +30,7 @@ export function parseThimJson(json: string, what: string): ThimCerts {
 
 /** The host AMD certificate as the platform passes it: standard base64 of THIM JSON. */
 export function parseHostAmdCertificate(b64: string, what = 'the host AMD certificate'): ThimCerts {
-  return parseThimJson(decodeStdBase64(b64, what).toString('utf8'), what)
+  return parseThimJson(requireStdBase64(b64, what).toString('utf8'), what)
 }
 
 export function thimAbsent(c: ThimCerts | undefined): boolean {
