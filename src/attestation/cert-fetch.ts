@@ -1,6 +1,6 @@
-import { setTimeout as sleep } from 'node:timers/promises'
 import { X509Certificate } from 'node:crypto'
-import { silentLogger, type Logger } from '../log/logger.js'
+import type { Logger } from '../log/logger.js'
+import { request } from '../http/request.js'
 import type { CertCache } from '../config/schema.js'
 import { AttestationError } from './errors.js'
 import { parseThimJson, parseTcbm, thimChainPem } from './thim.js'
@@ -25,31 +25,19 @@ export interface FetchOptions {
 
 const goDelay = (retry: number) => Math.floor(Math.random() * 10 ** retry) * 1000
 
-/** GET with Go's retry rule: transport errors, 408, 429 and 5xx are retried; other statuses fail at once. */
+/** GET with Go's retry rule (408, 429, 5xx and transport errors retried; other statuses fail at once). */
 export async function fetchWithRetry(url: string, o: FetchOptions & { headers?: Record<string, string>; what: string }): Promise<Buffer> {
-  const logger = o.logger ?? silentLogger
   const attempts = o.attempts ?? 3
-  let last = ''
-  for (let attempt = 1; attempt <= attempts; attempt++) {
-    if (attempt > 1) await sleep((o.retryDelayMs ?? goDelay)(attempt - 1), undefined, { signal: o.signal })
-    let res: Response
-    try {
-      const signals = [AbortSignal.timeout(o.timeoutMs ?? 30_000), ...(o.signal ? [o.signal] : [])]
-      res = await fetch(url, { headers: o.headers, signal: AbortSignal.any(signals) })
-    } catch (err) {
-      last = (err as Error).cause instanceof Error ? ((err as Error).cause as Error).message : (err as Error).message
-      logger.warn({ url, attempt, attempts, reason: last }, `${o.what}: request failed; ${attempt < attempts ? 'retrying' : 'giving up'}`)
-      continue
-    }
-    const body = Buffer.from(await res.arrayBuffer())
-    if (res.ok) return body
-    last = `HTTP ${res.status}: ${body.toString('utf8', 0, 200).trim()}`
-    if (res.status !== 408 && res.status !== 429 && res.status < 500) {
-      throw new AttestationError('ATTEST_CERT_FETCH', `${o.what}: GET ${url} failed with ${last}`)
-    }
-    logger.warn({ url, attempt, attempts, status: res.status }, `${o.what}: ${last}; ${attempt < attempts ? 'retrying' : 'giving up'}`)
+  let res
+  try {
+    res = await request(url, { headers: o.headers, what: o.what, attempts, retryDelayMs: o.retryDelayMs ?? goDelay, timeoutMs: o.timeoutMs ?? 30_000, logger: o.logger, signal: o.signal })
+  } catch (err) {
+    throw new AttestationError('ATTEST_CERT_FETCH', `${o.what}: GET ${url} failed ${attempts} times (last: ${((err as Error).cause as Error | undefined)?.message ?? (err as Error).message})`, { cause: err })
   }
-  throw new AttestationError('ATTEST_CERT_FETCH', `${o.what}: GET ${url} failed ${attempts} times (last: ${last})`)
+  if (res.status >= 200 && res.status < 300) return res.body
+  const last = `HTTP ${res.status}: ${res.body.toString('utf8', 0, 200).trim()}`
+  const retried = res.status === 408 || res.status === 429 || res.status >= 500
+  throw new AttestationError('ATTEST_CERT_FETCH', retried ? `${o.what}: GET ${url} failed ${attempts} times (last: ${last})` : `${o.what}: GET ${url} failed with ${last}`)
 }
 
 export interface FetchedChain {

@@ -12,9 +12,11 @@ export interface RequestOptions {
   /** Extra CA certificates (PEM) trusted on top of Node's roots and NODE_EXTRA_CA_CERTS. */
   ca?: string[]
   timeoutMs?: number
-  /** Attempts in all; 429 and 5xx and transport errors are retried with exponential backoff and jitter. */
+  /** Attempts in all; 408, 429, 5xx and transport errors are retried with exponential backoff and jitter. */
   attempts?: number
   baseDelayMs?: number
+  /** Pause before retry n (1-based) instead of exponential backoff with jitter. */
+  retryDelayMs?: (retry: number) => number
   signal?: AbortSignal
   logger?: Logger
   /** What the request is for, in messages: "MAA attestation", "key release". */
@@ -66,11 +68,11 @@ export async function request(url: string, o: RequestOptions): Promise<Response>
   for (let attempt = 1; attempt <= attempts; attempt++) {
     if (attempt > 1) {
       const delay = (o.baseDelayMs ?? 500) * 2 ** (attempt - 2)
-      await sleep(delay / 2 + Math.random() * delay, undefined, { signal: o.signal })
+      await sleep(o.retryDelayMs ? o.retryDelayMs(attempt - 1) : delay / 2 + Math.random() * delay, undefined, { signal: o.signal })
     }
     try {
       const res = await once(target, o)
-      if ((res.status === 429 || res.status >= 500) && attempt < attempts) {
+      if ((res.status === 408 || res.status === 429 || res.status >= 500) && attempt < attempts) {
         logger.warn({ host: target.host, status: res.status, attempt, attempts }, `${o.what}: HTTP ${res.status}; retrying`)
         continue
       }
