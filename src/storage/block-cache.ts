@@ -62,7 +62,6 @@ interface Entry {
   dirty?: { lo: number; hi: number }
   /** Write-backs of this block under way; never evicted while > 0 (a failure re-dirties it). */
   uploading: number
-  upload?: Promise<void>
 }
 
 /**
@@ -83,6 +82,9 @@ export class BlockCache implements RangeSource {
   /** Cached, in-flight and spare block bytes. */
   private usedBytes = 0
   private readonly spare: Buffer[] = []
+  /** Blocks with unwritten data, and write-backs under way: kept apart so no path scans the cache. */
+  private readonly dirty = new Set<Entry>()
+  private readonly uploads = new Set<Promise<void>>()
   private running = 0
   private readonly queue: { run: () => void; prefetch: boolean }[] = []
   private readonly spaceWaiters: (() => void)[] = []
@@ -122,12 +124,8 @@ export class BlockCache implements RangeSource {
 
   stats(): BlockCacheStats {
     let inFlight = 0
-    let dirtyBlocks = 0
-    for (const e of this.blocks.values()) {
-      if (!e.data) inFlight++
-      if (e.dirty) dirtyBlocks++
-    }
-    return { ...this.counters, inFlight, cachedBlocks: this.blocks.size - inFlight, dirtyBlocks }
+    for (const e of this.blocks.values()) if (!e.data) inFlight++
+    return { ...this.counters, inFlight, cachedBlocks: this.blocks.size - inFlight, dirtyBlocks: this.dirty.size }
   }
 
   private async writeBlocks(offset: number, data: Buffer): Promise<void> {
@@ -144,25 +142,21 @@ export class BlockCache implements RangeSource {
         const hi = Math.min(offset + data.length, start + e.length) - start
         data.copy(block, lo, lo + start - offset, hi + start - offset)
         e.dirty = e.dirty ? { lo: Math.min(e.dirty.lo, lo), hi: Math.max(e.dirty.hi, hi) } : { lo, hi }
+        this.dirty.add(e)
         e.prefetched = false
       } finally {
         this.release(e)
       }
     }
     // Under memory pressure, start writing back so that dirty blocks become evictable.
-    if (this.dirtyBytes() > this.memoryBytes / 2) void this.writeBackDirty().catch(() => {})
-  }
-
-  private dirtyBytes(): number {
-    let n = 0
-    for (const e of this.blocks.values()) if (e.dirty) n += e.length
-    return n
+    if (this.dirty.size * this.blockSize > this.memoryBytes / 2) void this.writeBackDirty().catch(() => {})
   }
 
   /** Writes one block's dirty range back (512-byte aligned, as page blobs take it), with retries. */
   private uploadBlock(e: Entry): Promise<void> {
     const d = e.dirty!
     e.dirty = undefined
+    this.dirty.delete(e)
     const lo = Math.floor(d.lo / 512) * 512
     const hi = Math.min(Math.ceil(d.hi / 512) * 512, e.length)
     // A copy: the block may be written again while this one is on the way.
@@ -180,6 +174,7 @@ export class BlockCache implements RangeSource {
           if (attempt >= this.writeAttempts) {
             this.counters.writeFailures++
             e.dirty = e.dirty ? { lo: Math.min(e.dirty.lo, d.lo), hi: Math.max(e.dirty.hi, d.hi) } : d
+            this.dirty.add(e)
             this.logger.error({ err, offset: at, length: snapshot.length, attempts: attempt }, 'write-back failed; the data stays dirty in memory and the next flush retries')
             throw err
           }
@@ -190,16 +185,17 @@ export class BlockCache implements RangeSource {
     }
     const upload = run().finally(() => {
       e.uploading--
-      if (e.upload === upload) e.upload = undefined
+      this.uploads.delete(upload)
       this.wakeSpaceWaiter()
     })
-    e.upload = upload
+    this.uploads.add(upload)
+    upload.catch(() => {})
     return upload
   }
 
   /** Writes back every dirty block, `concurrency` at a time; rejects with the first failure. */
   private async writeBackDirty(): Promise<void> {
-    const dirty = [...this.blocks.values()].filter((e) => e.dirty && e.data)
+    const dirty = [...this.dirty]
     let failure: unknown
     let next = 0
     const worker = async () => {
@@ -215,7 +211,7 @@ export class BlockCache implements RangeSource {
 
   /** Resolves once everything written before the call is on the source (fsync semantics). */
   private async flushAll(): Promise<void> {
-    const pending = () => [...this.blocks.values()].flatMap((e) => (e.upload ? [e.upload] : []))
+    const pending = () => [...this.uploads]
     // Write-backs already on the way may fail and re-dirty their block: wait, then write what is dirty.
     await Promise.allSettled(pending())
     try {
@@ -224,8 +220,7 @@ export class BlockCache implements RangeSource {
       throw new StorageError('STORAGE_WRITE_FAILED', `writing back to storage failed after ${this.writeAttempts} attempts: ${(err as Error).message}; the data is kept in memory and the next fsync retries`, { cause: err })
     }
     await Promise.allSettled(pending())
-    const left = [...this.blocks.values()].filter((e) => e.dirty).length
-    if (left > 0) this.logger.debug({ blocks: left }, 'blocks written during the flush stay dirty for the next one')
+    if (this.dirty.size > 0) this.logger.debug({ blocks: this.dirty.size }, 'blocks written during the flush stay dirty for the next one')
   }
 
   async read(offset: number, length: number, signal?: AbortSignal): Promise<Buffer> {
@@ -277,7 +272,7 @@ export class BlockCache implements RangeSource {
 
   async close(): Promise<void> {
     if (this.timer) clearInterval(this.timer)
-    if (this.flush && !this.closed && [...this.blocks.values()].some((e) => e.dirty || e.uploading > 0)) {
+    if (this.flush && !this.closed && (this.dirty.size > 0 || this.uploads.size > 0)) {
       // Nothing acknowledged may be dropped silently: flush, and refuse to close if that fails.
       await this.flush()
     }
@@ -335,7 +330,7 @@ export class BlockCache implements RangeSource {
       if (entry) return entry
       signal?.throwIfAborted()
       // Full of dirty blocks: writing them back is what frees room.
-      if ([...this.blocks.values()].some((e) => e.dirty)) void this.writeBackDirty().catch(() => {})
+      if (this.dirty.size > 0) void this.writeBackDirty().catch(() => {})
       await new Promise<void>((resolve) => this.spaceWaiters.push(resolve))
       if (this.closed) throw new Error('block cache is closed')
     }
