@@ -2,7 +2,7 @@ import type { Argv } from 'yargs'
 import { mkdir, writeFile } from 'node:fs/promises'
 import path from 'node:path'
 import os from 'node:os'
-import { createLogger } from '../log/logger.js'
+import { commandLogger } from './command-logger.js'
 import { TokenAuthority } from '../emulators/token-authority.js'
 import { startImdsEmulator } from '../emulators/imds/server.js'
 import { startMaaEmulator } from '../emulators/maa/server.js'
@@ -20,8 +20,7 @@ export function emulatorsCommand<T>(y: Argv<T>): Argv<T> {
       .option('simulated-state', { type: 'string', default: defaultSimulatedStateDir(), describe: 'the simulated SNP chip whose ARK the MAA emulator trusts' })
       .option('trust-any-ark', { type: 'boolean', default: false, describe: 'let MAA accept any self-consistent AMD-style chain' }),
     async (args) => {
-      const a = args as typeof args & { loglevel?: string; logfile?: string }
-      const logger = createLogger({ level: a.loglevel ?? 'info', file: a.logfile, name: 'emulators' })
+      const logger = commandLogger(args, 'emulators', 'info')
       const authority = await TokenAuthority.create()
       const arks = args['trust-any-ark'] ? undefined : parsePemChain(thimChainPem(await simulatedProvider({ stateDir: args['simulated-state'], logger }).thimCerts())).slice(2)
       const maa = await startMaaEmulator({ trustedArks: arks, logger })

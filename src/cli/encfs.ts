@@ -1,6 +1,7 @@
 import yargs from 'yargs'
 import { readFile } from 'node:fs/promises'
-import { createLogger, GO_LOG_LEVELS } from '../log/logger.js'
+import { GO_LOG_LEVELS } from '../log/logger.js'
+import { commandLogger } from './command-logger.js'
 import { openSource } from '../storage/open-source.js'
 import { readLuks2Header, payloadRange } from '../luks/header.js'
 import { unlockVolumeKey } from '../luks/unlock.js'
@@ -35,7 +36,7 @@ export async function main(argv: string[]): Promise<void> {
         .option('private', { type: 'boolean', default: false, describe: 'read the blob with the managed / workload identity' })
         .option('json', { type: 'boolean', default: false }),
       async (args) => {
-        const logger = createLogger({ level: args.loglevel, file: args.logfile, name: 'encfs' })
+        const logger = commandLogger(args)
         const source = await openSource(args.image, { private: args.private, logger })
         try {
           const header = await readLuks2Header(source, { logger })
@@ -73,7 +74,7 @@ export async function main(argv: string[]): Promise<void> {
         .option('key-hex', { type: 'string', describe: 'the key as hex' })
         .option('private', { type: 'boolean', default: false }),
       async (args) => {
-        const logger = createLogger({ level: args.loglevel, file: args.logfile, name: 'encfs' })
+        const logger = commandLogger(args)
         const key = await readKey(args)
         const source = await openSource(args.image, { private: args.private, logger })
         try {

@@ -2,7 +2,7 @@ import type { Argv } from 'yargs'
 import { generateKeyPairSync, randomBytes } from 'node:crypto'
 import { mkdir, readFile, writeFile } from 'node:fs/promises'
 import path from 'node:path'
-import { createLogger } from '../log/logger.js'
+import { commandLogger } from './command-logger.js'
 import { EncfsError } from '../errors.js'
 import { importKey, releasePolicy, type ReleasePolicyClaim } from '../skr/import-key.js'
 import { vaultToken } from '../skr/vault-token.js'
@@ -25,8 +25,7 @@ export function importKeyCommand<T>(y: Argv<T>): Argv<T> {
       .option('out', { type: 'string', describe: 'directory to write keyfile.bin (the filesystem key for encfs pack) and, for RSA, private_key.pem' })
       .option('key-file', { type: 'string', describe: 'oct: use these bytes as the key instead of 32 random bytes' }),
     async (args) => {
-      const a = args as typeof args & { loglevel?: string; logfile?: string }
-      const logger = createLogger({ level: a.loglevel, file: a.logfile, name: 'encfs' })
+      const logger = commandLogger(args)
       let cfg: ImportKeyConfig
       try {
         cfg = JSON.parse(await readFile(args.c, 'utf8')) as ImportKeyConfig

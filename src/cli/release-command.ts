@@ -1,6 +1,6 @@
 import type { Argv } from 'yargs'
 import { createPrivateKey } from 'node:crypto'
-import { createLogger } from '../log/logger.js'
+import { commandLogger } from './command-logger.js'
 import { ATTESTATION_MODES } from '../attestation/providers/provider.js'
 import { selectProvider } from '../attestation/providers/select.js'
 import { defaultSimulatedStateDir } from '../attestation/providers/simulated.js'
@@ -30,8 +30,7 @@ export function releaseCommand<T>(y: Argv<T>): Argv<T> {
       .option('label', { type: 'string', default: DEFAULT_DERIVATION_LABEL, describe: 'key_derivation.label for RSA keys with --check-image' })
       .option('private', { type: 'boolean', default: false, describe: 'read --check-image with the managed / workload identity' }),
     async (args) => {
-      const a = args as typeof args & { loglevel?: string; logfile?: string }
-      const logger = createLogger({ level: a.loglevel, file: a.logfile, name: 'encfs' })
+      const logger = commandLogger(args)
       const uvm = await readUvmInformation({ logger })
       const provider = await selectProvider(args.attestation, { logger, simulated: { stateDir: args['simulated-state'], hostData: uvm.securityPolicy ? policyHostData(uvm.securityPolicy) : undefined } })
       const identity = args['client-id'] ? { client_id: args['client-id'] } : undefined

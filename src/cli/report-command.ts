@@ -1,6 +1,6 @@
 import { readFile } from 'node:fs/promises'
 import type { Argv } from 'yargs'
-import { createLogger } from '../log/logger.js'
+import { commandLogger } from './command-logger.js'
 import { selectProvider } from '../attestation/providers/select.js'
 import { ATTESTATION_MODES } from '../attestation/providers/provider.js'
 import { defaultSimulatedStateDir } from '../attestation/providers/simulated.js'
@@ -42,7 +42,7 @@ export function reportCommand<T>(y: Argv<T>): Argv<T> {
       .option('format', { type: 'string', choices: ['hex', 'json', 'text'] as const, describe: 'output (default hex when fetching, text when decoding)' })
       .option('decode', { type: 'string', describe: 'decode this report file (hex or binary; - for stdin) instead of fetching' }),
     async (args) => {
-      const logger = createLogger({ level: (args as { loglevel?: string }).loglevel, file: (args as { logfile?: string }).logfile, name: 'encfs' })
+      const logger = commandLogger(args)
       let raw: Buffer
       if (args.decode !== undefined) raw = decodeReportInput(await readInput(args.decode))
       else {

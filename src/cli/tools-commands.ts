@@ -1,6 +1,6 @@
 import type { Argv } from 'yargs'
 import { readFile } from 'node:fs/promises'
-import { createLogger } from '../log/logger.js'
+import { commandLogger } from './command-logger.js'
 import { pack } from '../pack/pack.js'
 import { policyHostData } from '../attestation/report-data.js'
 import { EncfsError } from '../errors.js'
@@ -29,8 +29,7 @@ export function toolsCommands<T>(y: Argv<T>): Argv<T> {
         .option('pbkdf', { type: 'string', choices: ['pbkdf2', 'argon2id'] as const, default: 'pbkdf2' as const })
         .option('iterations', { type: 'number', describe: 'pbkdf2 iterations (default 200000)' }),
       async (args) => {
-        const a = args as typeof args & { loglevel?: string; logfile?: string }
-        const logger = createLogger({ level: a.loglevel, file: a.logfile, name: 'encfs' })
+        const logger = commandLogger(args)
         const key = await readFile(args['key-file']).catch((err: Error) => { throw new EncfsError('PACK_KEY', `--key-file ${args['key-file']}: ${err.message}`) })
         try {
           const r = await pack({
@@ -54,8 +53,7 @@ export function toolsCommands<T>(y: Argv<T>): Argv<T> {
         .option('page', { type: 'boolean', default: false })
         .option('private', { type: 'boolean', default: false, describe: 'authenticate with the managed / workload identity' }),
       async (args) => {
-        const a = args as typeof args & { loglevel?: string; logfile?: string }
-        const logger = createLogger({ level: a.loglevel, file: a.logfile, name: 'encfs' })
+        const logger = commandLogger(args)
         const r = await uploadImage(args.image, args.url, { page: args.page, credential: args.private ? storageCredential(undefined, { logger }) : undefined, logger })
         process.stdout.write(`uploaded ${r.bytes} bytes as a ${r.kind} blob to ${redactUrl(args.url)}\n`)
       },
