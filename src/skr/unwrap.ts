@@ -1,7 +1,8 @@
 import { constants, createDecipheriv, privateDecrypt, type KeyObject } from 'node:crypto'
 import { SkrError } from './errors.js'
 
-const OAEP_HASH: Record<string, string> = {
+/** The RSA-OAEP hash (also MGF1's) of each key wrapping algorithm Key Vault names (spec §5.6). */
+export const OAEP_HASH: Record<string, string> = {
   CKM_RSA_AES_KEY_WRAP: 'sha1',
   RSA_AES_KEY_WRAP_256: 'sha256',
   RSA_AES_KEY_WRAP_384: 'sha384',

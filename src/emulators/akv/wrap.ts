@@ -1,10 +1,10 @@
 import { constants, createCipheriv, publicEncrypt, randomBytes, type KeyObject } from 'node:crypto'
+import { OAEP_HASH } from '../../skr/unwrap.js'
 
-const OAEP: Record<string, string> = { CKM_RSA_AES_KEY_WRAP: 'sha1', RSA_AES_KEY_WRAP_256: 'sha256', RSA_AES_KEY_WRAP_384: 'sha384' }
 
 /** What the HSM does on release: RSA-OAEP of a fresh AES-256 KEK, then AES key wrap with padding of the key. */
 export function wrapForRelease(material: Buffer, enc: string, runtimeKey: KeyObject): Buffer {
-  const hash = OAEP[enc]
+  const hash = OAEP_HASH[enc]
   if (!hash) throw new Error(`unsupported enc ${enc}`)
   const kek = randomBytes(32)
   try {
