@@ -1,6 +1,6 @@
 import yargs from 'yargs'
 import { readFile } from 'node:fs/promises'
-import { GO_LOG_LEVELS } from '../log/logger.js'
+import { logOptions, parseLogLevel, parseLogFormat } from '../log/logger.js'
 import { commandLogger } from './command-logger.js'
 import { openSource } from '../storage/open-source.js'
 import { readLuks2Header, payloadRange } from '../luks/header.js'
@@ -26,8 +26,14 @@ export async function main(argv: string[]): Promise<void> {
   const cli = yargs(argv)
     .scriptName('encfs')
     .usage('$0 <command> [options]')
-    .option('loglevel', { type: 'string', choices: GO_LOG_LEVELS, default: 'warning', global: true })
-    .option('logfile', { type: 'string', global: true })
+    // Single-dash long flags as the Go tools take them (-loglevel, -c, -kh, -out=true).
+    .parserConfiguration({ 'short-option-groups': false })
+    .options(logOptions())
+    .global(['loglevel', 'logfile', 'logformat'])
+    .middleware((argv) => {
+      parseLogLevel(String(argv.loglevel))
+      parseLogFormat(String(argv.logformat))
+    })
     .command(
       'inspect <image>',
       'validate an image\'s LUKS2 header the way remotefs does, and print what it contains',

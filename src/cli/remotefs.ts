@@ -1,5 +1,5 @@
 import yargs from 'yargs'
-import { createLogger, GO_LOG_LEVELS, type Logger } from '../log/logger.js'
+import { createLogger, logOptions, type Logger } from '../log/logger.js'
 import { loadConfig, redactConfig } from '../config/load.js'
 import { planFilesystems } from '../config/plan.js'
 import { startRemotefs, type Remotefs } from '../mount/remotefs.js'
@@ -13,6 +13,22 @@ import { defaultSimulatedStateDir } from '../attestation/providers/simulated.js'
 import { exitWith } from './fail.js'
 import { ATTESTATION_MODES } from '../attestation/providers/provider.js'
 
+/** skr's default port: a group that still runs the Go skr sidecar holds it. */
+export const DEFAULT_API_PORT = 8080
+
+/**
+ * The API port and whether the user chose it (-port, or env Port). Only a chosen port that
+ * cannot be bound stops remotefs; the default one being taken costs the API, not the mounts.
+ */
+export function apiPort(flag: number | undefined, env: NodeJS.ProcessEnv = process.env): { port: number; explicit: boolean } {
+  const given = flag ?? (env.Port?.trim() ? Number(env.Port) : undefined)
+  if (given === undefined) return { port: DEFAULT_API_PORT, explicit: false }
+  if (!Number.isInteger(given) || given < 0 || given > 65535) {
+    throw new EncfsError('API_PORT_INVALID', `${flag !== undefined ? '-port' : 'env Port'} ${JSON.stringify(flag ?? env.Port)} is not a port number (0 to 65535)`)
+  }
+  return { port: given, explicit: true }
+}
+
 function envFlag(value: string | undefined): boolean {
   return value !== undefined && /^(1|true|yes|on)$/i.test(value.trim())
 }
@@ -25,14 +41,13 @@ export function parseRemotefsArgs(argv: string[], env: NodeJS.ProcessEnv = proce
     // The Go sidecar takes single-dash long flags (-base64); treat them as long options.
     .parserConfiguration({ 'short-option-groups': false, 'camel-case-expansion': false })
     .option('base64', { type: 'string', describe: 'standard base64 of the JSON configuration (default: env EncfsSideCarArgs)' })
-    .option('loglevel', { type: 'string', choices: GO_LOG_LEVELS, default: env.LogLevel || 'warning', describe: 'log level' })
-    .option('logfile', { type: 'string', default: env.LogFile || undefined, describe: 'append logs to this file instead of stderr' })
+    .options(logOptions(env))
     .option('allow-raw-key', { type: 'boolean', default: envFlag(env.EncfsAllowRawKey), describe: 'honour raw_key (testing only; env EncfsAllowRawKey=true)' })
     .option('unlock', { type: 'string', choices: ['auto', 'kernel', 'userspace'] as const, default: env.EncfsUnlock || 'auto', describe: 'decrypt with dm-crypt (kernel) or in encfs (userspace)' })
     .option('mounter', { type: 'string', choices: ['auto', 'loop', 'fuse2fs'] as const, default: env.EncfsMounter || 'auto', describe: 'mount ext4 with a loop device or with fuse2fs' })
     .option('attestation', { type: 'string', choices: ATTESTATION_MODES, default: env.EncfsAttestation || 'auto', describe: 'SEV-SNP report source for key release (env EncfsAttestation); simulated is for the local stack only' })
     .option('lease-wait', { type: 'number', default: Number(env.EncfsLeaseWait) || 75, describe: 'read-write: seconds to wait for another writer\'s blob lease to be released or expire (env EncfsLeaseWait)' })
-    .option('port', { type: 'number', default: Number(env.Port) || 8080, describe: 'port of the attestation and key release API on localhost (env Port)' })
+    .option('port', { type: 'number', describe: `port of the attestation and key release API on localhost (env Port; default ${DEFAULT_API_PORT}: if that one is taken, remotefs mounts anyway without the API)` })
     .option('api', { type: 'boolean', default: env.EncfsApi === undefined ? true : envFlag(env.EncfsApi), describe: 'serve the skr attestation and key release API (--no-api to turn it off; env EncfsApi)' })
     .option('unsafe-listen', { type: 'string', describe: 'serve the API on this address instead of loopback (exposes key release to whoever can reach it)' })
     .option('simulated-state', { type: 'string', default: env.EncfsSimulatedState || defaultSimulatedStateDir(env), describe: 'state directory of the simulated SNP chip (--attestation simulated)' })
@@ -57,12 +72,21 @@ export async function main(argv: string[]): Promise<void> {
   if (args.help) return
   let logger: Logger
   try {
-    logger = createLogger({ level: args.loglevel, file: args.logfile, name: 'remotefs' })
+    logger = createLogger({ level: args.loglevel, file: args.logfile, format: args.logformat, name: 'remotefs' })
+  } catch (err) {
+    exitWith('remotefs', err, 2)
+  }
+
+  let port: ReturnType<typeof apiPort>
+  try {
+    port = apiPort(args.port)
   } catch (err) {
     exitWith('remotefs', err, 2)
   }
 
   let remotefs: Remotefs | undefined
+  /** Why the API is not served although it was asked for (the default port was taken). */
+  let apiUnavailable: string | undefined
   let status: ServiceStatus | undefined
   let api: ReturnType<typeof buildApi> | undefined
   let stopRequested: string | undefined
@@ -103,9 +127,21 @@ export async function main(argv: string[]): Promise<void> {
     status = new ServiceStatus(plans.map((p) => ({ index: p.index, mountPoint: p.mountPoint })))
     if (args.api) {
       api = buildApi({ status, attestation, identity: config.azure_info?.identity, logger })
-      await listenApi(api, { port: args.port, unsafeListen: args['unsafe-listen'], logger }).catch((err: NodeJS.ErrnoException) => {
-        throw new EncfsError('API_LISTEN_FAILED', `cannot serve the API on port ${args.port}: ${err.code === 'EADDRINUSE' ? 'the port is in use (another skr sidecar?)' : err.message}; pick another with -port, or turn the API off with --no-api`, { cause: err })
-      })
+      try {
+        await listenApi(api, { port: port.port, unsafeListen: args['unsafe-listen'], logger })
+      } catch (e) {
+        const err = e as NodeJS.ErrnoException
+        const reason = err.code === 'EADDRINUSE' ? `port ${port.port} is in use (another skr sidecar?)` : err.message
+        if (port.explicit) {
+          throw new EncfsError('API_LISTEN_FAILED', `cannot serve the API on port ${port.port}: ${reason}; pick another with -port, or turn the API off with --no-api`, { cause: err })
+        }
+        // The mounts are the job: without the API, applications still get their filesystems.
+        await api.close().catch(() => {})
+        api = undefined
+        apiUnavailable = reason
+        logger.error({ port: port.port, err: new EncfsError('API_LISTEN_FAILED', reason) },
+          `the attestation and key release API is unavailable (${reason}): mounting anyway; /status and the skr endpoints cannot be reached. Set -port/Port to a free port, or --no-api`)
+      }
     }
     const s = status
     remotefs = await startRemotefs({
@@ -129,7 +165,12 @@ export async function main(argv: string[]): Promise<void> {
     process.exit(0)
   }
   status!.phase = 'ready'
-  logger.warn({ mounts: remotefs.filesystems.map((f) => ({ mountPoint: f.mountPoint, unlock: f.unlock, mounter: f.mounter })) },
-    `ready: ${remotefs.filesystems.length} filesystem(s) mounted`)
+  const apiNote = !args.api ? 'API off (--no-api)'
+    : apiUnavailable ? `API UNAVAILABLE (${apiUnavailable}): /status cannot be reached`
+      : `API on ${args['unsafe-listen'] ?? 'localhost'}:${port.port}`
+  logger.warn({
+    mounts: remotefs.filesystems.map((f) => ({ mountPoint: f.mountPoint, unlock: f.unlock, mounter: f.mounter })),
+    api: !args.api ? 'off' : apiUnavailable ? 'unavailable' : 'listening',
+  }, `ready: ${remotefs.filesystems.length} filesystem(s) mounted; ${apiNote}`)
   // FUSE keeps the event loop alive; nothing else to do until a signal arrives.
 }

@@ -1,5 +1,5 @@
 import type { Argv } from 'yargs'
-import { createLogger, GO_LOG_LEVELS } from '../log/logger.js'
+import { commandLogger } from './command-logger.js'
 import { decodeSidecarArgs } from '../config/decode.js'
 import { validateSkrConfig } from '../config/validate.js'
 import { ATTESTATION_MODES } from '../attestation/providers/provider.js'
@@ -21,11 +21,9 @@ export function serveCommand<T>(y: Argv<T>): Argv<T> {
       .option('port', { type: 'number', default: Number(env.Port) || 8080, describe: 'port on localhost (env Port)' })
       .option('attestation', { type: 'string', choices: ATTESTATION_MODES, default: env.EncfsAttestation || 'auto' })
       .option('simulated-state', { type: 'string', default: defaultSimulatedStateDir() })
-      .option('unsafe-listen', { type: 'string', describe: 'listen on this address instead of loopback (exposes key release)' })
-      .option('loglevel', { type: 'string', choices: GO_LOG_LEVELS, default: env.LogLevel || 'warning' })
-      .option('logfile', { type: 'string', default: env.LogFile || undefined }),
+      .option('unsafe-listen', { type: 'string', describe: 'listen on this address instead of loopback (exposes key release)' }),
     async (args) => {
-      const logger = createLogger({ level: args.loglevel, file: args.logfile, name: 'encfs-serve' })
+      const logger = commandLogger(args, 'encfs-serve')
       const info = args.base64 ? validateSkrConfig(decodeSidecarArgs(args.base64, args.base64 === env.SkrSideCarArgs ? 'SkrSideCarArgs' : '-base64'), 'the skr configuration') : {}
       const attestation = new AttestationContext({ attestation: args.attestation, simulatedStateDir: args['simulated-state'], certcache: info.certcache, logger })
       const status = new ServiceStatus()

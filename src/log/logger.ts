@@ -1,4 +1,5 @@
-import { pino, type Logger, type LevelWithSilent } from 'pino'
+import { pino, type Logger, type LevelWithSilent, type DestinationStream } from 'pino'
+import { EncfsError } from '../errors.js'
 
 export type { Logger }
 
@@ -6,22 +7,58 @@ export type { Logger }
 export const GO_LOG_LEVELS = ['trace', 'debug', 'info', 'warning', 'error', 'fatal', 'panic'] as const
 export type GoLogLevel = (typeof GO_LOG_LEVELS)[number]
 
+/** JSON lines (pino, the default) or logrus-style text lines (key=value), as the Go sidecars write. */
+export const LOG_FORMATS = ['json', 'text'] as const
+export type LogFormat = (typeof LOG_FORMATS)[number]
+
+/**
+ * A level as logrus.ParseLevel reads it (the Go sidecars' -loglevel): any letter case, `warn`
+ * for `warning`. Also `silent`, which only encfs knows. Anything else is a usage error.
+ */
+export function parseLogLevel(text: string, flag = '-loglevel'): GoLogLevel | 'silent' {
+  const level = text.toLowerCase()
+  if (level === 'warn') return 'warning'
+  if (level === 'silent' || (GO_LOG_LEVELS as readonly string[]).includes(level)) return level as GoLogLevel | 'silent'
+  throw new EncfsError('LOG_LEVEL_INVALID', `${flag} ${JSON.stringify(text)} is not a log level: use ${GO_LOG_LEVELS.join(', ')} (any letter case; warn = warning)`)
+}
+
+export function parseLogFormat(text: string, flag = '-logformat'): LogFormat {
+  const format = text.toLowerCase()
+  if ((LOG_FORMATS as readonly string[]).includes(format)) return format as LogFormat
+  throw new EncfsError('LOG_FORMAT_INVALID', `${flag} ${JSON.stringify(text)} is not a log format: use json (the default) or text (logrus-style key=value lines, as the Go sidecars write)`)
+}
+
+/**
+ * The logging flags every encfs program takes, as the Go sidecars take them: -loglevel (env
+ * LogLevel, default warning), -logfile (env LogFile), and -logformat (env LogFormat) on top.
+ * createLogger checks the values (a yargs coerce would hide the error's code).
+ */
+export function logOptions(env: NodeJS.ProcessEnv = process.env) {
+  return {
+    loglevel: { type: 'string', default: env.LogLevel || 'warning', describe: `log level: ${GO_LOG_LEVELS.join('|')}, any case, warn = warning (env LogLevel)` },
+    logfile: { type: 'string', default: env.LogFile || undefined, describe: 'append logs to this file instead of stderr (env LogFile)' },
+    logformat: { type: 'string', default: env.LogFormat || 'json', describe: 'json lines, or text: logrus-style time="…" level=info msg="…" key=value (env LogFormat)' },
+  } as const
+}
+
 export function pinoLevel(level: string): LevelWithSilent {
-  switch (level) {
+  switch (parseLogLevel(level)) {
     case 'warning':
-    case 'warn':
       return 'warn'
     case 'panic':
       return 'fatal'
     case 'trace':
+      return 'trace'
     case 'debug':
+      return 'debug'
     case 'info':
+      return 'info'
     case 'error':
+      return 'error'
     case 'fatal':
+      return 'fatal'
     case 'silent':
-      return level
-    default:
-      throw new RangeError(`unknown log level "${level}": use one of ${GO_LOG_LEVELS.join('|')}`)
+      return 'silent'
   }
 }
 
@@ -37,22 +74,62 @@ export const REDACT_PATHS = [
 
 export interface LoggerOptions {
   level?: string
-  /** Append JSON lines to this file instead of stderr, as the Go sidecar's -logfile does. */
+  /** Append lines to this file instead of stderr, as the Go sidecar's -logfile does. */
   file?: string
   name?: string
+  /** json (default) or text (logrus-style). */
+  format?: string
+}
+
+const LOGRUS_LEVELS: Record<number, string> = { 10: 'trace', 20: 'debug', 30: 'info', 40: 'warning', 50: 'error', 60: 'fatal' }
+/** pino's own members, shown as time/level/msg or dropped (the Go sidecars log no pid or host). */
+const PINO_MEMBERS = new Set(['time', 'level', 'msg', 'pid', 'hostname', 'name'])
+
+/** logrus quotes a value unless every character is one of these (and it is not empty). */
+function logfmtValue(v: unknown): string {
+  const s = typeof v === 'string' ? v : JSON.stringify(v) ?? String(v)
+  return /^[A-Za-z0-9\-._/@^+]+$/.test(s) ? s : JSON.stringify(s)
+}
+
+/**
+ * One pino JSON line as logrus's TextFormatter writes it: time, level, msg, then the other
+ * fields sorted by name; an error as error="message". Written here because logfmt libraries
+ * neither order nor name levels as logrus does.
+ */
+export function logrusLine(json: string): string {
+  let o: Record<string, unknown>
+  try {
+    o = JSON.parse(json) as Record<string, unknown>
+  } catch {
+    return json
+  }
+  const parts: string[] = []
+  if (typeof o.time === 'number') parts.push(`time=${logfmtValue(new Date(o.time).toISOString().replace(/\.\d{3}Z$/, 'Z'))}`)
+  parts.push(`level=${LOGRUS_LEVELS[o.level as number] ?? String(o.level)}`)
+  if (typeof o.msg === 'string' && o.msg !== '') parts.push(`msg=${logfmtValue(o.msg)}`)
+  for (const key of Object.keys(o).filter((k) => !PINO_MEMBERS.has(k)).sort()) {
+    const v = o[key]
+    if (key === 'err' && typeof v === 'object' && v !== null) {
+      const e = v as { message?: string; code?: string }
+      parts.push(`error=${logfmtValue(e.code ? `${e.message ?? ''} [${e.code}]` : e.message ?? '')}`)
+    } else parts.push(`${key}=${logfmtValue(v)}`)
+  }
+  return `${parts.join(' ')}\n`
 }
 
 export function createLogger(options: LoggerOptions = {}): Logger {
+  const format = parseLogFormat(options.format ?? 'json')
   const destination = options.file
     ? pino.destination({ dest: options.file, append: true, mkdir: true, sync: true })
     : pino.destination({ fd: 2, sync: true })
+  const stream: DestinationStream = format === 'text' ? { write: (line: string) => destination.write(logrusLine(line)) } : destination
   return pino(
     {
       name: options.name ?? 'encfs',
       level: pinoLevel(options.level ?? 'warning'),
       redact: { paths: REDACT_PATHS, censor: '[redacted]' },
     },
-    destination,
+    stream,
   )
 }
 

@@ -1,0 +1,107 @@
+// A deployment made for the Go sidecars, run unchanged against encfs: the container's entry point
+// and paths, the skr sidecar still holding port 8080, Go's log levels, and text logs.
+import test from 'ava'
+import { spawn, execFile } from 'node:child_process'
+import { createServer, type Server } from 'node:net'
+import { lstat, mkdir, readFile, rm, symlink } from 'node:fs/promises'
+import { promisify } from 'node:util'
+import path from 'node:path'
+import { makeEncryptedImage, type TestImage } from '../helpers/images.js'
+import { ENCFS_JS, REMOTEFS_JS, tempDir, readFromChild } from '../helpers/remotefs.js'
+import { freePort } from '../../src/demo/azurite.js'
+
+const exec = promisify(execFile)
+const repo = path.resolve(path.dirname(ENCFS_JS), '..')
+let img: TestImage
+test.before(async () => { img = await makeEncryptedImage({ fsSizeMiB: 8 }) })
+test.after.always(async () => { await img?.cleanup() })
+
+/** Holds a port on loopback as the Go skr sidecar would (if someone else already holds it, so much the better). */
+async function holdPort(port: number): Promise<Server | undefined> {
+  const server = createServer()
+  return new Promise((resolve, reject) => {
+    server.once('error', (err: NodeJS.ErrnoException) => (err.code === 'EADDRINUSE' ? resolve(undefined) : reject(err)))
+    server.listen(port, '127.0.0.1', () => resolve(server))
+  })
+}
+
+interface Run { exited: Promise<number | null>; kill(): void; output(): string }
+
+function run(cmd: string, args: string[], env: Record<string, string>): Run {
+  const child = spawn(cmd, args, { env: { ...process.env, Port: '', LogLevel: '', LogFormat: '', LogFile: '', EncfsSideCarArgs: '', ...env }, stdio: ['ignore', 'pipe', 'pipe'] })
+  let out = ''
+  child.stdout.on('data', (d: Buffer) => { out += d.toString() })
+  child.stderr.on('data', (d: Buffer) => { out += d.toString() })
+  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)))
+  return { exited, kill: () => child.kill('SIGTERM'), output: () => out }
+}
+
+async function waitFor(what: string, r: Run, check: () => Promise<boolean>, ms = 60_000): Promise<void> {
+  let code: number | null | undefined
+  void r.exited.then((c) => { code = c })
+  for (const until = Date.now() + ms; Date.now() < until;) {
+    if (await check()) return
+    if (code !== undefined) throw new Error(`exited with ${code} before ${what}:\n${r.output()}`)
+    await new Promise((resolve) => setTimeout(resolve, 100))
+  }
+  throw new Error(`timed out waiting for ${what}:\n${r.output()}`)
+}
+
+test.serial('with the skr sidecar on port 8080, Go\'s /encfs.sh arguments, LogLevel=Warn and LogFormat=text: the filesystem mounts, and the log says the API is unavailable', async (t) => {
+  const held = await holdPort(8080)
+  t.teardown(() => held?.close())
+  const tmp = await tempDir()
+  t.teardown(() => tmp.cleanup())
+  await mkdir(path.join(tmp.dir, 'mnt'))
+  const mp = path.join(tmp.dir, 'mnt', 'share')
+  const logFile = path.join(tmp.dir, 'encfs.log')
+  const b64 = Buffer.from(JSON.stringify({ azure_filesystems: [{ mount_point: mp, azure_url: `file://${img.image}`, raw_key: img.key.toString('hex') }] })).toString('base64')
+  // Go's encfs.sh takes the config, log file and level positionally; the level as logrus reads it.
+  const r = run('sh', [path.join(repo, 'encfs.sh'), b64, logFile, 'Warn', '--allow-raw-key', '--runtime-dir', path.join(tmp.dir, 'rt')], { ENCFS_HOME: repo, LogFormat: 'text' })
+  t.teardown(async () => { r.kill(); await r.exited })
+  await waitFor('the mount', r, async () => (await lstat(mp).then((s) => s.isSymbolicLink(), () => false)) && (await readFile(logFile, 'utf8').catch(() => '')).includes('msg="ready:'))
+  t.is((await readFromChild(path.join(mp, 'hello.txt'))).toString(), 'hello, encrypted world\n')
+  const log = await readFile(logFile, 'utf8')
+  t.regex(log, /^time="[^"]+" level=error msg="the attestation and key release API is unavailable \(port 8080 is in use \(another skr sidecar\?\)\): mounting anyway; .*" error=.* port=8080$/m)
+  t.regex(log, /^time="[^"]+" level=warning msg="ready: 1 filesystem\(s\) mounted; API UNAVAILABLE \(port 8080 is in use \(another skr sidecar\?\)\): \/status cannot be reached" api=unavailable /m)
+  t.false(/level=info/.test(log), 'Warn is the warning level: no info lines')
+  t.false(log.includes('{"level"'), 'text, not JSON')
+  r.kill()
+  t.is(await r.exited, 0)
+})
+
+test.serial('a port chosen with -port (or Port) that is taken is fatal, before anything is mounted', async (t) => {
+  const port = await freePort()
+  const held = await holdPort(port)
+  t.teardown(() => held?.close())
+  const tmp = await tempDir()
+  t.teardown(() => tmp.cleanup())
+  await mkdir(path.join(tmp.dir, 'mnt'))
+  const mp = path.join(tmp.dir, 'mnt', 'share')
+  const b64 = Buffer.from(JSON.stringify({ azure_filesystems: [{ mount_point: mp, azure_url: `file://${img.image}`, raw_key: img.key.toString('hex') }] })).toString('base64')
+  for (const [args, env] of [[['-port', String(port)], {}], [[], { Port: String(port) }]] as const) {
+    const r = run(process.execPath, [REMOTEFS_JS, '-base64', b64, '--allow-raw-key', '--runtime-dir', path.join(tmp.dir, 'rt'), ...args], env)
+    t.is(await r.exited, 1)
+    t.regex(r.output(), new RegExp(`cannot serve the API on port ${port}: port ${port} is in use .*\\[API_LISTEN_FAILED\\]`))
+    await t.throwsAsync(lstat(mp), undefined, 'nothing mounted')
+  }
+  const bad = run(process.execPath, [REMOTEFS_JS, '-base64', b64, '--runtime-dir', path.join(tmp.dir, 'rt')], { Port: 'http' })
+  t.is(await bad.exited, 2)
+  t.regex(bad.output(), /env Port "http" is not a port number.*\[API_PORT_INVALID\]/)
+})
+
+test('the Go image\'s /bin/remotefs: remotefs runs through a symlink, with Go\'s flags and log levels', async (t) => {
+  const tmp = await tempDir()
+  t.teardown(() => tmp.cleanup())
+  const dockerfile = await readFile(path.join(repo, 'docker', 'encfs', 'Dockerfile'), 'utf8')
+  t.regex(dockerfile, /ln -sf \/opt\/encfs\/bin\/remotefs\.js \/bin\/remotefs/)
+  t.notRegex(dockerfile, /^ENV Port=/m, 'the image does not choose the port: the default stays non-fatal')
+  const link = path.join(tmp.dir, 'remotefs')
+  await symlink(REMOTEFS_JS, link)
+  const { stdout } = await exec(process.execPath, [link, '--help'])
+  t.regex(stdout, /-logformat/)
+  const level = await exec(process.execPath, [link, '-loglevel', 'INFO', '-base64', 'bm90IGpzb24='], { env: { ...process.env, EncfsSideCarArgs: '' } }).catch((e: { stderr: string }) => e)
+  t.notRegex((level as { stderr: string }).stderr, /LOG_LEVEL_INVALID/)
+  t.regex((level as { stderr: string }).stderr, /CONFIG/, 'it got as far as the configuration')
+  await rm(link)
+})
