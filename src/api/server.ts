@@ -3,7 +3,7 @@ import type { Logger } from '../log/logger.js'
 import type { AttestationContext } from '../attestation/context.js'
 import type { IdentityConfig } from '../storage/credential.js'
 import { maaReportData } from '../attestation/report-data.js'
-import { parseReport } from '../attestation/report.js'
+import { evidence } from '../attestation/evidence.js'
 import { attestSevSnp } from '../maa/client.js'
 import { releaseKey } from '../skr/release.js'
 import { randomBytes } from 'node:crypto'
@@ -105,14 +105,13 @@ export function buildApi(o: ApiOptions): FastifyInstance {
   app.post<{ Body: { runtime_data: string } }>('/attest/combined', { schema: { body: runtimeDataBody } }, async (req) => {
     const data = runtime(req.body.runtime_data)
     return attestStep('getting the attestation evidence', async () => {
-      const { provider, collateral, uvm } = await o.attestation.ready()
-      const report = await provider.getReport(maaReportData(data))
-      const chain = await collateral.chainFor(parseReport(report))
+      const setup = await o.attestation.ready()
+      const { report, chain } = await evidence(setup, maaReportData(data), { logger: req.log as unknown as Logger })
       return {
         endorsed_tcb: chain.tcbm.toString(16).padStart(16, '0'),
         endorsements: Buffer.from(chain.chainPem).toString('base64'),
         evidence: report.toString('base64'),
-        uvm_endorsements: uvm.referenceInfo,
+        uvm_endorsements: setup.uvm.referenceInfo,
       }
     })
   })
@@ -120,10 +119,9 @@ export function buildApi(o: ApiOptions): FastifyInstance {
   app.post<{ Body: { maa_endpoint: string; runtime_data: string } }>('/attest/maa', { schema: { body: maaBody } }, async (req) => {
     const data = runtime(req.body.runtime_data)
     const token = await attestStep('attestation', async () => {
-      const { provider, collateral, uvm } = await o.attestation.ready()
-      const report = await provider.getReport(maaReportData(data))
-      const chain = await collateral.chainFor(parseReport(report))
-      return attestSevSnp({ report, vcekCertChain: chain.chainPem, referenceInfo: uvm.referenceInfo, runtimeData: data, nonce: randomBytes(8).readBigUInt64LE() },
+      const setup = await o.attestation.ready()
+      const { report, chain } = await evidence(setup, maaReportData(data), { logger: req.log as unknown as Logger })
+      return attestSevSnp({ report, vcekCertChain: chain.chainPem, referenceInfo: setup.uvm.referenceInfo, runtimeData: data, nonce: randomBytes(8).readBigUInt64LE() },
         { endpoint: req.body.maa_endpoint, ca: o.ca, userAgent: o.maaUserAgent, logger: req.log as unknown as Logger })
     })
     return { token }

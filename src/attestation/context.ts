@@ -5,6 +5,12 @@ import { Collateral } from './collateral.js'
 import { selectProvider } from './providers/select.js'
 import type { ReportProvider } from './providers/provider.js'
 import { policyHostData } from './report-data.js'
+import { thimAbsent } from './thim.js'
+import type { SimulatedProvider } from './providers/simulated.js'
+
+function isSimulated(p: ReportProvider): p is SimulatedProvider {
+  return p.name === 'simulated' && typeof (p as Partial<SimulatedProvider>).thimCerts === 'function'
+}
 
 export interface AttestationSetup {
   provider: ReportProvider
@@ -19,6 +25,8 @@ export interface AttestationContextOptions {
   logger?: Logger
   /** UVM information given instead of read from the environment (tests). */
   uvm?: UvmInformation
+  /** A report provider given instead of selected from `attestation` (tests). */
+  provider?: ReportProvider
 }
 
 /**
@@ -34,9 +42,14 @@ export class AttestationContext {
   ready(): Promise<AttestationSetup> {
     this.setup ??= (async () => {
       const logger = this.o.logger ?? silentLogger
-      const uvm = this.o.uvm ?? (await readUvmInformation({ logger }))
+      let uvm = this.o.uvm ?? (await readUvmInformation({ logger }))
       const hostData = uvm.securityPolicy ? policyHostData(uvm.securityPolicy) : undefined
-      const provider = await selectProvider(this.o.attestation, { logger, simulated: { stateDir: this.o.simulatedStateDir, hostData } })
+      const provider = this.o.provider ?? (await selectProvider(this.o.attestation, { logger, simulated: { stateDir: this.o.simulatedStateDir, hostData } }))
+      // The simulated chip is its own platform: with no certificate configured, its chain is the collateral.
+      if (isSimulated(provider) && thimAbsent(uvm.hostAmdCertificate) && !this.o.certcache?.endpoint_type) {
+        uvm = { ...uvm, hostAmdCertificate: await provider.thimCerts() }
+        logger.warn({ stateDir: provider.location }, 'no UVM_HOST_AMD_CERTIFICATE, security-context certificate or certcache: using the simulated chip\'s own VCEK chain as the certificate collateral')
+      }
       this.current = { provider, uvm, collateral: new Collateral({ uvm, certcache: this.o.certcache, logger }) }
       return this.current
     })()

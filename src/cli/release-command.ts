@@ -2,11 +2,8 @@ import type { Argv } from 'yargs'
 import { createPrivateKey } from 'node:crypto'
 import { commandLogger } from './command-logger.js'
 import { ATTESTATION_MODES } from '../attestation/providers/provider.js'
-import { selectProvider } from '../attestation/providers/select.js'
 import { defaultSimulatedStateDir } from '../attestation/providers/simulated.js'
-import { readUvmInformation } from '../attestation/uvm-info.js'
-import { policyHostData } from '../attestation/report-data.js'
-import { Collateral } from '../attestation/collateral.js'
+import { AttestationContext } from '../attestation/context.js'
 import { releaseKey } from '../skr/release.js'
 import { deriveKeyFromRsa, DEFAULT_DERIVATION_LABEL } from '../skr/derive.js'
 import { openSource } from '../storage/open-source.js'
@@ -31,12 +28,11 @@ export function releaseCommand<T>(y: Argv<T>): Argv<T> {
       .option('private', { type: 'boolean', default: false, describe: 'read --check-image with the managed / workload identity' }),
     async (args) => {
       const logger = commandLogger(args)
-      const uvm = await readUvmInformation({ logger })
-      const provider = await selectProvider(args.attestation, { logger, simulated: { stateDir: args['simulated-state'], hostData: uvm.securityPolicy ? policyHostData(uvm.securityPolicy) : undefined } })
+      const { provider, uvm, collateral } = await new AttestationContext({ attestation: args.attestation, simulatedStateDir: args['simulated-state'], logger }).ready()
       const identity = args['client-id'] ? { client_id: args['client-id'] } : undefined
       const released = await releaseKey({
         maaEndpoint: args.maa, akvEndpoint: args.akv, kid: args.kid, accessToken: args['access-token'], identity,
-        provider, uvm, collateral: new Collateral({ uvm, logger }), logger,
+        provider, uvm, collateral, logger,
       })
       try {
         // The operator asked for the key: it goes to stdout, never to the log.

@@ -131,7 +131,7 @@ export async function runDemo(o: DemoOptions): Promise<void> {
         UVM_SECURITY_CONTEXT_DIR: emptyContext,
         UVM_SECURITY_POLICY: policyBase64,
         UVM_REFERENCE_INFO: Buffer.from('encfs demo reference info').toString('base64'),
-        UVM_HOST_AMD_CERTIFICATE: Buffer.from(JSON.stringify(certs)).toString('base64'),
+        // No UVM_HOST_AMD_CERTIFICATE: remotefs uses the simulated chip's own chain as collateral.
       },
       stdio: ['ignore', 'inherit', 'inherit'],
     })

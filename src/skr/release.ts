@@ -3,9 +3,8 @@ import { silentLogger, type Logger } from '../log/logger.js'
 import type { ReportProvider } from '../attestation/providers/provider.js'
 import type { Collateral } from '../attestation/collateral.js'
 import type { UvmInformation } from '../attestation/uvm-info.js'
-import { parseReport } from '../attestation/report.js'
 import { maaReportData } from '../attestation/report-data.js'
-import { AttestationError } from '../attestation/errors.js'
+import { evidence } from '../attestation/evidence.js'
 import type { IdentityConfig } from '../storage/credential.js'
 import { attestSevSnp } from '../maa/client.js'
 import { request } from '../http/request.js'
@@ -47,16 +46,7 @@ export async function releaseKey(o: ReleaseOptions): Promise<ReleasedKey> {
   const wrapping = await generateWrappingKey()
 
   step('getting an SNP report', { provider: o.provider.name })
-  let raw = await o.provider.getReport(maaReportData(wrapping.jwks), o.signal)
-  let chain
-  try {
-    chain = await o.collateral.chainFor(parseReport(raw))
-  } catch (err) {
-    // The TCB can move between reports (firmware update): like Go, try one fresh report.
-    if (!(err instanceof AttestationError && err.code === 'ATTEST_TCB_MISMATCH')) throw err
-    raw = await o.provider.getReport(maaReportData(wrapping.jwks), o.signal)
-    chain = await o.collateral.chainFor(parseReport(raw))
-  }
+  const { report: raw, chain } = await evidence(o, maaReportData(wrapping.jwks), { logger, signal: o.signal })
 
   step('attesting with MAA', { maa: o.maaEndpoint })
   const token = await attestSevSnp(
