@@ -1,67 +1,181 @@
 import type { Argv } from 'yargs'
-import { generateKeyPairSync, randomBytes } from 'node:crypto'
-import { mkdir, readFile, writeFile } from 'node:fs/promises'
+import { createPrivateKey, generateKeyPairSync, randomBytes, type KeyObject } from 'node:crypto'
+import { mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises'
 import path from 'node:path'
 import { commandLogger } from './command-logger.js'
 import { EncfsError } from '../errors.js'
 import { importKey, releasePolicy, type ReleasePolicyClaim } from '../skr/import-key.js'
 import { vaultToken } from '../skr/vault-token.js'
 import { deriveKeyFromRsa, DEFAULT_DERIVATION_LABEL } from '../skr/derive.js'
+import { isObject, Reader, type JsonObject } from '../config/go-json.js'
 
-interface ImportKeyConfig {
-  key?: { kid?: string; kty?: string; key_ops?: string[]; authority?: { endpoint?: string }; akv?: { endpoint?: string; bearer_token?: string } }
-  key_derivation?: { salt?: string; label?: string }
-  claims?: ReleasePolicyClaim[][]
+export interface ImportKeyConfig {
+  kid: string
+  kty: string
+  keyOps?: string[]
+  maaEndpoint: string
+  akvEndpoint: string
+  apiVersion?: string
+  bearerToken?: string
+  salt: string
+  label: string
+  claims: ReleasePolicyClaim[][]
   identity?: { client_id?: string }
 }
 
-/** `encfs import-key`: the Go importkey tool, reading the same config file. */
+const fail = (file: string, problems: string[]): never => {
+  throw new EncfsError('IMPORT_CONFIG', `${file}: ${problems.join('; ')}`)
+}
+
+/** importkeyconfig.json read as Go reads it (member names in any case, unknown members ignored), with every problem named. */
+export function parseImportKeyConfig(text: string, file: string): ImportKeyConfig {
+  let raw: unknown
+  try {
+    raw = JSON.parse(text)
+  } catch (err) {
+    return fail(file, [`not JSON: ${(err as Error).message}`])
+  }
+  if (!isObject(raw)) return fail(file, ['must be a JSON object'])
+  const r = new Reader()
+  const key = r.object(raw, 'key', 'key') ?? {}
+  const authority = r.object(key, 'authority', 'key.authority') ?? {}
+  const akv = r.object(key, 'akv', 'key.akv') ?? {}
+  const derivation = r.object(raw, 'key_derivation', 'key_derivation') ?? {}
+  const identity = r.object(raw, 'identity', 'identity')
+  // Go's config type is [][]{claim, equals}; a flat list (as in Go's README) is one allOf group.
+  const claimsRaw = r.member(raw, 'claims')
+  const groups: unknown[] = Array.isArray(claimsRaw) ? (claimsRaw.every((g) => Array.isArray(g)) ? claimsRaw : [claimsRaw]) : []
+  const claims = groups.map((g, i) => (g as unknown[]).map((c, j): ReleasePolicyClaim => {
+    const where = `claims[${i}][${j}]`
+    if (!isObject(c)) {
+      r.add(where, 'must be an object {"claim": …, "equals": "…"}')
+      return { claim: '', equals: '' }
+    }
+    const claim = r.string(c, 'claim', `${where}.claim`) ?? ''
+    const equals = r.string(c, 'equals', `${where}.equals`)
+    if (!claim) r.add(`${where}.claim`, 'is required')
+    if (equals === undefined) r.add(`${where}.equals`, 'is required (a string: "false", "0")')
+    return { claim, equals: equals ?? '' }
+  }))
+  const cfg = {
+    kid: r.string(key, 'kid', 'key.kid') ?? '',
+    kty: r.string(key, 'kty', 'key.kty') ?? '',
+    keyOps: r.stringArray(key, 'key_ops', 'key.key_ops'),
+    maaEndpoint: r.string(authority, 'endpoint', 'key.authority.endpoint') ?? '',
+    akvEndpoint: r.string(akv, 'endpoint', 'key.akv.endpoint') ?? '',
+    apiVersion: r.string(akv, 'api_version', 'key.akv.api_version'),
+    bearerToken: r.string(akv, 'bearer_token', 'key.akv.bearer_token'),
+    salt: r.string(derivation, 'salt', 'key_derivation.salt') ?? '',
+    label: r.string(derivation, 'label', 'key_derivation.label') ?? '',
+    claims,
+    identity: identity ? { client_id: r.string(identity as JsonObject, 'client_id', 'identity.client_id') } : undefined,
+  }
+  const missing = [!cfg.kid && 'key.kid', !cfg.maaEndpoint && 'key.authority.endpoint', !cfg.akvEndpoint && 'key.akv.endpoint', claims.flat().length === 0 && 'claims'].filter((m): m is string => typeof m === 'string')
+  if (missing.length) r.add(missing.join(', '), `${missing.length > 1 ? 'are' : 'is'} required`)
+  if (cfg.salt && !/^([0-9a-fA-F]{2})+$/.test(cfg.salt)) r.add('key_derivation.salt', 'must be hex')
+  if (r.issues.length) fail(file, r.issues.map((i) => `${i.path} ${i.message}`))
+  return cfg
+}
+
+/** Go's -kh: the bytes of the file it names, or else the value itself as hex. */
+async function octKeyFrom(kh: string): Promise<Buffer> {
+  const isFile = await stat(kh).then((s) => s.isFile(), () => false)
+  if (isFile) return readFile(kh)
+  if (!/^([0-9a-fA-F]{2})+$/.test(kh)) throw new EncfsError('IMPORT_KEY_HEX', '-kh: no such file, and not a hex string either (give a key file, or the key as hex)')
+  return Buffer.from(kh, 'hex')
+}
+
+/**
+ * Go's -out is a boolean (-out, -out=true: keyfile.bin in the current directory); encfs also
+ * takes a directory (--out DIR), where private_key.pem goes too.
+ */
+export function outDirectory(out: string | undefined): string | undefined {
+  if (out === undefined || /^(false|0)$/i.test(out)) return undefined
+  if (out === '' || /^(true|1)$/i.test(out)) return '.'
+  return out
+}
+
+/** `encfs import-key`: the Go importkey tool, with its flags, config file and output. */
 export function importKeyCommand<T>(y: Argv<T>): Argv<T> {
   return y.command(
     'import-key',
-    'create a key (oct or RSA) and import it into Key Vault / Managed HSM with a release policy from the config\'s claims (Go importkey)',
+    'create a key (oct or RSA) and import it into Key Vault / Managed HSM with a release policy from the config\'s claims (Go importkey: -c, -kh, -kp, -a, -out)',
     (c) => c
       .option('c', { alias: 'config', type: 'string', demandOption: true, describe: 'importkeyconfig.json (key, key_derivation, claims, identity)' })
-      .option('out', { type: 'string', describe: 'directory to write keyfile.bin (the filesystem key for encfs pack) and, for RSA, private_key.pem' })
-      .option('key-file', { type: 'string', describe: 'oct: use these bytes as the key instead of 32 random bytes' }),
+      .option('kh', { type: 'string', describe: 'oct key: a file whose bytes are the key, or the key as hex (default: 32 random bytes)' })
+      .option('kp', { type: 'string', describe: 'RSA-HSM: import this RSA private key (PKCS#8 PEM) instead of generating one' })
+      .option('a', { type: 'boolean', default: false, describe: 'get the vault token from the managed identity (identity.client_id), not key.akv.bearer_token' })
+      .option('out', { type: 'string', describe: '-out or -out=true: write keyfile.bin (the filesystem key for encfs pack) in the current directory; --out DIR: in DIR' })
+      .option('key-file', { type: 'string', hidden: true, describe: 'the same as -kh FILE' }),
     async (args) => {
       const logger = commandLogger(args)
-      let cfg: ImportKeyConfig
-      try {
-        cfg = JSON.parse(await readFile(args.c, 'utf8')) as ImportKeyConfig
-      } catch (err) {
-        throw new EncfsError('IMPORT_CONFIG', `${args.c}: ${(err as Error).message}`)
-      }
-      const k = cfg.key
-      const missing = [!k?.kid && 'key.kid', !k?.authority?.endpoint && 'key.authority.endpoint', !k?.akv?.endpoint && 'key.akv.endpoint', !cfg.claims?.length && 'claims'].filter(Boolean)
-      if (missing.length) throw new EncfsError('IMPORT_CONFIG', `${args.c}: ${missing.join(', ')} ${missing.length > 1 ? 'are' : 'is'} required`)
-      const akv = k!.akv!.endpoint!
-      const policy = releasePolicy(k!.authority!.endpoint!, cfg.claims!)
-      const kty = k!.kty || 'oct-HSM'
+      const file = args.c
+      const cfg = parseImportKeyConfig(await readFile(file, 'utf8').catch((err: Error) => fail(file, [err.message])), file)
+      const outDir = outDirectory(args.out)
+      const kh = args.kh ?? args['key-file']
+      const lines: string[] = []
       let jwk: Record<string, unknown>
-      let keyfile: Buffer
-      let privatePem: string | undefined
-      if (kty === 'oct-HSM' || kty === 'oct') {
-        keyfile = args['key-file'] ? await readFile(args['key-file']) : randomBytes(32)
-        jwk = { kty: 'oct-HSM', ...(k!.key_ops ? { key_ops: k!.key_ops } : {}), k: keyfile.toString('base64url'), key_size: keyfile.length * 8 }
-      } else if (kty === 'RSA-HSM' || kty === 'RSA') {
-        const { privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048 })
-        privatePem = privateKey.export({ type: 'pkcs8', format: 'pem' }) as string
-        jwk = { ...privateKey.export({ format: 'jwk' }), kty: 'RSA-HSM', key_ops: k!.key_ops ?? [] }
-        keyfile = deriveKeyFromRsa(privateKey, cfg.key_derivation?.salt ?? '', cfg.key_derivation?.label || DEFAULT_DERIVATION_LABEL)
-      } else throw new EncfsError('IMPORT_CONFIG', `key.kty ${kty} is not supported: oct-HSM or RSA-HSM`)
-      try {
-        const bearer = k!.akv!.bearer_token || (await vaultToken(akv, cfg.identity, { logger }))
-        const { kid } = await importKey({ akvEndpoint: akv, name: k!.kid!, key: jwk, policy, bearer })
-        if (args.out) {
-          await mkdir(args.out, { recursive: true })
-          await writeFile(path.join(args.out, 'keyfile.bin'), keyfile, { mode: 0o600 })
-          if (privatePem) await writeFile(path.join(args.out, 'private_key.pem'), privatePem, { mode: 0o600 })
+      let keyfile: Buffer | undefined
+      let generatedPem: { path: string; pem: string } | undefined
+      if (cfg.kty === 'RSA-HSM' || cfg.kty === 'RSA') {
+        let privateKey: KeyObject
+        if (args.kp) {
+          privateKey = createPrivateKey(await readFile(args.kp, 'utf8').catch((err: Error) => { throw new EncfsError('IMPORT_KEY_PEM', `-kp ${args.kp}: ${err.message}`) }))
+          if (privateKey.asymmetricKeyType !== 'rsa') throw new EncfsError('IMPORT_KEY_PEM', `-kp ${args.kp}: not an RSA private key`)
+          // As Go: an imported PEM carries no key_ops.
+          jwk = sortedJwk(privateKey.export({ format: 'jwk' }))
+        } else {
+          privateKey = generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey
+          generatedPem = { path: path.join(outDir ?? '.', 'private_key.pem'), pem: privateKey.export({ type: 'pkcs8', format: 'pem' }) as string }
+          // As Go (jwx): kty RSA, members in name order, key_ops always present ([] when not configured).
+          jwk = sortedJwk({ ...privateKey.export({ format: 'jwk' }), key_ops: cfg.keyOps ?? [] })
         }
-        process.stdout.write(`Key ID: ${kid}\nRelease policy: ${policy}\n${args.out ? `Filesystem key written to ${path.join(args.out, 'keyfile.bin')} (use it with encfs pack --key-file)\n` : ''}`)
+        if (outDir !== undefined) {
+          // Go prints the salt it drew: the same salt must go into key_derivation of the sidecar's config.
+          const salt = cfg.salt || randomBytes(32).toString('hex')
+          const label = cfg.label || DEFAULT_DERIVATION_LABEL
+          keyfile = deriveKeyFromRsa(privateKey, salt, label)
+          lines.push(`Symmetric key ${keyfile.toString('hex')} (salt: ${salt.toLowerCase()} label: ${label})`)
+        }
+      } else if (cfg.kty === 'oct-HSM' || cfg.kty === 'oct' || cfg.kty === '') {
+        const oct = kh ? await octKeyFrom(kh) : randomBytes(32)
+        lines.push(`Symmetric key ${oct.toString('hex')}`)
+        jwk = { kty: 'oct-HSM', ...(cfg.keyOps?.length ? { key_ops: cfg.keyOps } : {}), k: oct.toString('base64url'), key_size: oct.length * 8 }
+        keyfile = oct
+      } else throw new EncfsError('IMPORT_CONFIG', `${file}: key.kty ${cfg.kty} is not supported: oct-HSM (the default) or RSA-HSM`)
+
+      const policy = releasePolicy(cfg.maaEndpoint, cfg.claims)
+      try {
+        // The generated private key is the only copy: written first (never over another one), removed again if the import fails.
+        if (generatedPem) {
+          await mkdir(path.dirname(generatedPem.path), { recursive: true })
+          await writeFile(generatedPem.path, generatedPem.pem, { mode: 0o600, flag: 'wx' }).catch((err: NodeJS.ErrnoException) => {
+            throw new EncfsError('IMPORT_KEY_EXISTS', err.code === 'EEXIST' ? `${generatedPem!.path} exists: move it away first (it may be the only copy of an earlier key), or use --out DIR` : `${generatedPem!.path}: ${err.message}`)
+          })
+        }
+        let kid: string
+        try {
+          const bearer = !args.a && cfg.bearerToken ? cfg.bearerToken : await vaultToken(cfg.akvEndpoint, cfg.identity, { logger })
+          kid = (await importKey({ akvEndpoint: cfg.akvEndpoint, name: cfg.kid, key: jwk, policy, bearer, apiVersion: cfg.apiVersion })).kid
+        } catch (err) {
+          if (generatedPem) await rm(generatedPem.path, { force: true })
+          throw err
+        }
+        if (keyfile && outDir !== undefined) {
+          await mkdir(outDir, { recursive: true })
+          await writeFile(path.join(outDir, 'keyfile.bin'), keyfile, { mode: 0o600 })
+          process.stderr.write(`filesystem key written to ${path.join(outDir, 'keyfile.bin')} (use it with encfs pack --key-file)\n`)
+        }
+        if (generatedPem) process.stderr.write(`RSA private key written to ${generatedPem.path}\n`)
+        // Go's output, less the request body it also prints (it carries the key material).
+        process.stdout.write(`${[...lines, kid, policy].join('\n')}\n`)
       } finally {
-        keyfile.fill(0)
+        keyfile?.fill(0)
       }
     },
   )
+}
+
+function sortedJwk(jwk: Record<string, unknown>): Record<string, unknown> {
+  return Object.fromEntries(Object.entries(jwk).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)))
 }

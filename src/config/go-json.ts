@@ -92,3 +92,11 @@ export class Reader {
     return v as string[]
   }
 }
+
+/**
+ * JSON as Go's encoding/json writes it: compact, members in the order given, and <, >, &,
+ * U+2028 and U+2029 escaped (json.Marshal's HTML-safe default).
+ */
+export function goJson(value: unknown): string {
+  return JSON.stringify(value).replace(/[<>&\u2028\u2029]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`)
+}

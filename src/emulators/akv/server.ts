@@ -29,9 +29,19 @@ export interface AkvEmulatorOptions {
   logger?: Logger
 }
 
+/** What an import request carried, as the service saw it (for tests of importers). */
+export interface ImportRecord {
+  name: string
+  /** The api-version query parameter. */
+  apiVersion: string
+  /** The request body as sent (with the key material: tests only). */
+  body: string
+}
+
 export interface AkvEmulator extends TlsServer {
   readonly audience: string
   readonly releases: number
+  readonly imports: readonly ImportRecord[]
 }
 
 const azureError = (status: number, code: string, message: string, inner?: string) =>
@@ -50,6 +60,7 @@ export async function startAkvEmulator(o: AkvEmulatorOptions): Promise<AkvEmulat
   const audience = o.managedHsm ? 'https://managedhsm.azure.net' : 'https://vault.azure.net'
   const keys = new Map<string, StoredKey[]>()
   const state = { releases: 0 }
+  const imports: ImportRecord[] = []
   const jwksCache = new Map<string, JWK[]>()
   let server: TlsServer | undefined
   let signer: { key: KeyObject; x5c: string[] } | undefined
@@ -73,7 +84,7 @@ export async function startAkvEmulator(o: AkvEmulatorOptions): Promise<AkvEmulat
   }
 
   const importKey = async (name: string, body: Buffer) => {
-    let req: { key?: JWK & { key_ops?: string[] }; release_policy?: { data?: string }; attributes?: { exportable?: boolean } }
+    let req: { key?: JWK & { key_ops?: string[] }; hsm?: boolean; release_policy?: { data?: string }; attributes?: { exportable?: boolean } }
     try {
       req = JSON.parse(body.toString()) as typeof req
     } catch {
@@ -102,7 +113,9 @@ export async function startAkvEmulator(o: AkvEmulatorOptions): Promise<AkvEmulat
     }
     if (req.attributes?.exportable !== true) return azureError(400, 'BadParameter', 'a key with a release policy must be exportable')
     const version = randomBytes(16).toString('hex')
-    const stored: StoredKey = { name, version, kty: jwk.kty as StoredKey['kty'], keyOps: jwk.key_ops ?? [], material, policy, policyData, exportable: true }
+    // As the service does: a key imported with hsm:true is an HSM key whatever kty said.
+    const kty = (req.hsm && !jwk.kty.endsWith('-HSM') ? `${jwk.kty}-HSM` : jwk.kty) as StoredKey['kty']
+    const stored: StoredKey = { name, version, kty, keyOps: jwk.key_ops ?? [], material, policy, policyData, exportable: true }
     keys.set(name, [...(keys.get(name) ?? []), stored])
     logger.info({ name, version, kty: stored.kty }, 'AKV emulator: key imported')
     return { status: 200, body: { key: { kid: `${server!.url}/keys/${name}/${version}`, kty: stored.kty, key_ops: stored.keyOps }, attributes: { enabled: true, exportable: true }, release_policy: { contentType: 'application/json; charset=utf-8', data: policyData } } }
@@ -160,6 +173,7 @@ export async function startAkvEmulator(o: AkvEmulatorOptions): Promise<AkvEmulat
     const denied = await bearer(req.headers.authorization)
     if (denied) return sendJson(res, denied.status, denied.body)
     const [, name, version, isRelease] = m
+    if (req.method === 'PUT' && !isRelease) imports.push({ name: name!, apiVersion: url.searchParams.get('api-version')!, body: body.toString() })
     const answer = req.method === 'PUT' && !isRelease ? await importKey(name!, body)
       : req.method === 'POST' && isRelease ? await release(name!, version, body)
         : azureError(405, 'MethodNotAllowed', `${req.method} is not supported here`)
@@ -172,5 +186,5 @@ export async function startAkvEmulator(o: AkvEmulatorOptions): Promise<AkvEmulat
     x5c: [new X509Certificate(server.pki.certPem).raw.toString('base64'), new X509Certificate(server.pki.caPem).raw.toString('base64')],
   }
   const tls = server
-  return { ...tls, audience, get releases() { return state.releases } }
+  return { ...tls, audience, imports, get releases() { return state.releases } }
 }
