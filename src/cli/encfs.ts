@@ -3,8 +3,8 @@ import { readFile } from 'node:fs/promises'
 import { logOptions, parseLogLevel, parseLogFormat } from '../log/logger.js'
 import { commandLogger } from './command-logger.js'
 import { openSource } from '../storage/open-source.js'
-import { readLuks2Header, payloadRange } from '../luks/header.js'
-import { unlockVolumeKey } from '../luks/unlock.js'
+import { readLuksHeader, payloadRange } from '../luks/header.js'
+import { unlockAnyVolumeKey } from '../luks/volume-key.js'
 import { exitWith } from './fail.js'
 import { decodeRawKey } from '../keys/raw-key.js'
 import { KeyError } from '../keys/errors.js'
@@ -36,7 +36,7 @@ export async function main(argv: string[]): Promise<void> {
     })
     .command(
       'inspect <image>',
-      'validate an image\'s LUKS2 header the way remotefs does, and print what it contains',
+      'validate an image\'s LUKS2 or LUKS1 header the way remotefs does, and print what it contains',
       (y) => y
         .positional('image', { type: 'string', demandOption: true, describe: 'blob URL (SAS ok), file:// URL or path' })
         .option('private', { type: 'boolean', default: false, describe: 'read the blob with the managed / workload identity' })
@@ -45,24 +45,27 @@ export async function main(argv: string[]): Promise<void> {
         const logger = commandLogger(args)
         const source = await openSource(args.image, { private: args.private, logger })
         try {
-          const header = await readLuks2Header(source, { logger })
+          const header = await readLuksHeader(source, { logger })
           const payload = payloadRange(header, source.size)
           const summary = {
+            luks: header.version,
             uuid: header.uuid,
-            label: header.label,
-            headerCopy: header.copy,
+            ...(header.version === 2 ? { label: header.label, headerCopy: header.copy } : {}),
             cipher: header.segment.encryption,
             volumeKeyBits: header.segment.keySize * 8,
             sectorSize: header.segment.sectorSize,
             payloadOffset: payload.offset,
             payloadBytes: payload.length,
-            keyslots: header.keyslots.map((k) => ({ id: k.id, kdf: k.kdf.type, priority: k.priority })),
+            // Which unlock modes can open it: the userspace path, or only cryptsetup (--unlock kernel).
+            unlock: header.userspaceProblem ? `kernel only (${header.userspaceProblem.message})` : 'userspace or kernel',
+            keyslots: header.version === 2 ? header.keyslots.map((k) => ({ id: k.id, kdf: k.kdf.type, priority: k.priority }))
+              : header.keyslots.map((k) => ({ id: k.id, kdf: `pbkdf2-${header.hash}`, priority: 1 })),
           }
           if (args.json) process.stdout.write(`${JSON.stringify(summary, null, 2)}\n`)
           else {
-            process.stdout.write(`LUKS2 image, header valid (${summary.headerCopy} copy)\n`)
+            process.stdout.write(`LUKS${header.version} image, header valid${header.version === 2 ? ` (${header.copy} copy)` : ''}\n`)
             for (const [k, v] of Object.entries(summary)) {
-              if (k !== 'keyslots' && k !== 'headerCopy') process.stdout.write(`  ${k}: ${String(v)}\n`)
+              if (k !== 'keyslots' && k !== 'headerCopy' && k !== 'luks') process.stdout.write(`  ${k}: ${String(v)}\n`)
             }
             for (const k of summary.keyslots) process.stdout.write(`  keyslot ${k.id}: ${k.kdf}, priority ${k.priority}\n`)
           }
@@ -84,8 +87,8 @@ export async function main(argv: string[]): Promise<void> {
         const key = await readKey(args)
         const source = await openSource(args.image, { private: args.private, logger })
         try {
-          const header = await readLuks2Header(source, { logger })
-          const { volumeKey, keyslot } = await unlockVolumeKey(source, header, key, { logger })
+          const header = await readLuksHeader(source, { logger })
+          const { volumeKey, keyslot } = await unlockAnyVolumeKey(source, header, key, { logger })
           volumeKey.fill(0)
           process.stdout.write(`the key opens keyslot ${keyslot}\n`)
         } finally {

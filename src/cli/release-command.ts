@@ -7,8 +7,8 @@ import { AttestationContext } from '../attestation/context.js'
 import { releaseKey } from '../skr/release.js'
 import { deriveKeyFromRsa, DEFAULT_DERIVATION_LABEL } from '../skr/derive.js'
 import { openSource } from '../storage/open-source.js'
-import { readLuks2Header } from '../luks/header.js'
-import { unlockVolumeKey } from '../luks/unlock.js'
+import { readLuksHeader } from '../luks/header.js'
+import { unlockAnyVolumeKey } from '../luks/volume-key.js'
 
 export function releaseCommand<T>(y: Argv<T>): Argv<T> {
   return y.command(
@@ -44,8 +44,8 @@ export function releaseCommand<T>(y: Argv<T>): Argv<T> {
           if (!key) throw new Error(`a released ${released.kty} key cannot open a filesystem`)
           const source = await openSource(args['check-image'], { private: args.private, logger })
           try {
-            const header = await readLuks2Header(source, { logger })
-            const { volumeKey, keyslot } = await unlockVolumeKey(source, header, key, { logger })
+            const header = await readLuksHeader(source, { logger })
+            const { volumeKey, keyslot } = await unlockAnyVolumeKey(source, header, key, { logger })
             volumeKey.fill(0)
             process.stderr.write(`the released key opens keyslot ${keyslot} of the image\n`)
           } finally {

@@ -4,9 +4,11 @@ import { silentLogger } from '../log/logger.js'
 import { HDR_SIZES, readCopy, type CopyResult, type HeaderCopy } from './binary-header.js'
 import { MetadataInvalid, parseMetadata, type Digest, type Keyslot, type Luks2Metadata } from './metadata.js'
 import { LuksError } from './errors.js'
-import { checkCipher } from './sector-cipher.js'
+import { refuseHostileCipher, userspaceCipherProblem } from './cipher-policy.js'
+import { isLuks1, readLuks1Header, type Luks1Header } from './luks1-header.js'
 
 export interface Luks2Header {
+  version: 2
   hdrSize: number
   seqid: bigint
   uuid: string
@@ -18,6 +20,20 @@ export interface Luks2Header {
   keyslots: Keyslot[]
   digests: Digest[]
   metadata: Luks2Metadata
+  /** Why encfs's userspace unlock cannot open this image, when it cannot (cryptsetup may). */
+  userspaceProblem?: { code: string; message: string }
+}
+
+/** A LUKS1 or LUKS2 header, validated. */
+export type LuksHeader = Luks2Header | Luks1Header
+
+/**
+ * Reads and validates the header of a LUKS1 or LUKS2 image (LUKS1 in luks1-header.ts). Either
+ * way, hostile values are refused here, before the userspace reader or cryptsetup sees them.
+ */
+export async function readLuksHeader(source: RangeSource, opts: { logger?: Logger; detached?: boolean } = {}): Promise<LuksHeader> {
+  if (source.size >= 4096 && isLuks1(await source.read(0, 8))) return readLuks1Header(source, opts)
+  return readLuks2Header(source, opts)
 }
 
 interface ValidCopy { header: HeaderCopy; metadata: Luks2Metadata }
@@ -44,7 +60,7 @@ export async function readLuks2Header(source: RangeSource, opts: { logger?: Logg
   if (source.size < 4096) throw new LuksError('LUKS_TOO_SMALL', `not a LUKS device: the image is only ${source.size} bytes (is it the right blob, and fully uploaded?)`)
   const primary = await validate(source, 0, 'primary')
   if (!primary.result.ok && primary.result.version === 1) {
-    throw new LuksError('LUKS1_UNSUPPORTED', 'the image is LUKS1, which encfs does not support: convert it with cryptsetup convert --type luks2 <image>')
+    throw new LuksError('LUKS1_UNSUPPORTED', 'the image is LUKS1: read it with readLuksHeader, which opens both versions')
   }
   if (!primary.result.ok && primary.result.version !== undefined) {
     throw new LuksError('LUKS_VERSION_UNSUPPORTED', `unsupported LUKS version ${primary.result.version}: encfs reads LUKS2 images`)
@@ -93,7 +109,6 @@ function applyPolicy({ header, metadata }: ValidCopy, imageSize: number, detache
   const seg = m.segments[0]!
   if (seg.type !== 'crypt') throw new LuksError('LUKS_SEGMENT_UNSUPPORTED', `unsupported segment type "${seg.type}" (only "crypt"; linear and OPAL segments are refused)`)
   if (seg.flags.length > 0) throw new LuksError('LUKS_SEGMENT_UNSUPPORTED', `unsupported segment flags ${seg.flags.join(', ')} (reencryption in progress?)`)
-  if (seg.integrity !== undefined) throw new LuksError('LUKS_INTEGRITY_UNSUPPORTED', 'LUKS2 authenticated encryption (dm-integrity) is not supported; re-create the image without --integrity')
   if (!SECTOR_SIZES.includes(seg.sectorSize)) throw new LuksError('LUKS_SECTOR_SIZE_UNSUPPORTED', `unsupported sector size ${seg.sectorSize} (512, 1024, 2048 or 4096)`)
   if (seg.ivTweak !== '0') throw new LuksError('LUKS_SEGMENT_UNSUPPORTED', `unsupported IV tweak ${seg.ivTweak} (only 0 on finished images)`)
   if (seg.size !== 'dynamic' && (seg.size === 0 || seg.size % seg.sectorSize !== 0)) {
@@ -109,13 +124,19 @@ function applyPolicy({ header, metadata }: ValidCopy, imageSize: number, detache
   const bound = m.keyslots.filter((k) => digest.keyslots.includes(k.id) && k.type === 'luks2')
   const keySize = bound[0]?.keySize ?? 0
   if (bound.some((k) => k.keySize !== keySize)) throw new LuksError('LUKS_METADATA_INVALID', 'LUKS2 metadata invalid: keyslots of one segment disagree on the key size')
-  checkCipher(seg.encryption, keySize, 'data segment')
-  for (const k of bound) checkCipher(k.area.encryption, k.area.keySize, `keyslot ${k.id} area`)
+  refuseHostileCipher(seg.encryption, 'data segment')
+  for (const k of bound) refuseHostileCipher(k.area.encryption, `keyslot ${k.id} area`)
+  // Sound, but beyond encfs's own decryption: only the userspace path refuses these.
+  const userspaceProblem = seg.integrity !== undefined
+    ? { code: 'LUKS_INTEGRITY_UNSUPPORTED', message: 'LUKS2 authenticated encryption (dm-integrity) is not supported by encfs\'s own decryption' }
+    : [userspaceCipherProblem(seg.encryption, keySize, 'data segment'), ...bound.map((k) => userspaceCipherProblem(k.area.encryption, k.area.keySize, `keyslot ${k.id} area`))]
+      .filter((p): p is string => p !== undefined).map((message) => ({ code: 'LUKS_CIPHER_UNSUPPORTED', message }))[0]
   if (!['sha1', 'sha256', 'sha512'].includes(digest.hash) || ![20, 32, 64].includes(digest.digest.length)) {
     throw new LuksError('LUKS_METADATA_INVALID', `LUKS2 metadata invalid: digest ${digest.id} uses ${digest.hash} with a ${digest.digest.length}-byte value`)
   }
   if (!detached && seg.offset > imageSize) throw new LuksError('LUKS_DATA_SIZE_MISMATCH', `the data segment starts at ${seg.offset}, beyond the end of the ${imageSize}-byte image (truncated upload?)`)
   return {
+    version: 2,
     hdrSize: header.hdrSize,
     seqid: header.seqid,
     uuid: header.uuid,
@@ -126,11 +147,12 @@ function applyPolicy({ header, metadata }: ValidCopy, imageSize: number, detache
     keyslots: m.keyslots,
     digests: m.digests,
     metadata: m,
+    ...(userspaceProblem ? { userspaceProblem } : {}),
   }
 }
 
 /** Where the ciphertext is in a data device of `dataSize` bytes (spec §4.1). */
-export function payloadRange(header: Luks2Header, dataSize: number): { offset: number; length: number } {
+export function payloadRange(header: Pick<LuksHeader, 'segment'>, dataSize: number): { offset: number; length: number } {
   const { offset, size, sectorSize } = header.segment
   const length = size === 'dynamic' ? dataSize - offset : size
   if (length <= 0 || offset + length > dataSize) {

@@ -1,8 +1,8 @@
 import type { RangeSource } from '../storage/range-source.js'
 import { checkRange } from '../storage/range-source.js'
 import { silentLogger, type Logger } from '../log/logger.js'
-import { readLuks2Header, payloadRange, type Luks2Header } from './header.js'
-import { unlockVolumeKey } from './unlock.js'
+import { readLuksHeader, payloadRange, type LuksHeader } from './header.js'
+import { unlockAnyVolumeKey } from './volume-key.js'
 import { SectorCipher } from './sector-cipher.js'
 import type { KdfOptions } from './kdf.js'
 
@@ -13,13 +13,13 @@ export interface VolumeOptions extends KdfOptions {
 }
 
 /**
- * The decrypted payload of a LUKS2 image as a RangeSource: the userspace unlock path, which
+ * The decrypted payload of a LUKS2 (or LUKS1) image as a RangeSource: the userspace unlock path, which
  * needs no device-mapper. Reads and writes at any offset; whole data units are fetched and
  * decrypted underneath. Owns `data` (and a detached header): close() closes them.
  */
 export class Luks2Volume implements RangeSource {
   readonly size: number
-  readonly header: Luks2Header
+  readonly header: LuksHeader
   readonly keyslot: string
   private readonly data: RangeSource
   private readonly headerSource?: RangeSource
@@ -29,7 +29,7 @@ export class Luks2Volume implements RangeSource {
   private writes: Promise<void> = Promise.resolve()
   private closed = false
 
-  private constructor(data: RangeSource, headerSource: RangeSource | undefined, header: Luks2Header, keyslot: string, cipher: SectorCipher, payload: { offset: number; length: number }) {
+  private constructor(data: RangeSource, headerSource: RangeSource | undefined, header: LuksHeader, keyslot: string, cipher: SectorCipher, payload: { offset: number; length: number }) {
     this.data = data
     this.headerSource = headerSource
     this.header = header
@@ -45,9 +45,9 @@ export class Luks2Volume implements RangeSource {
   static async open(data: RangeSource, passphrase: Buffer, opts: VolumeOptions = {}): Promise<Luks2Volume> {
     const logger = opts.logger ?? silentLogger
     const headerSource = opts.header ?? data
-    const header = await readLuks2Header(headerSource, { logger, detached: opts.header !== undefined })
+    const header = await readLuksHeader(headerSource, { logger, detached: opts.header !== undefined })
     const payload = payloadRange(header, data.size)
-    const { volumeKey, keyslot } = await unlockVolumeKey(headerSource, header, passphrase, { ...opts, logger })
+    const { volumeKey, keyslot } = await unlockAnyVolumeKey(headerSource, header, passphrase, { ...opts, logger })
     try {
       const cipher = new SectorCipher(header.segment.encryption, volumeKey)
       return new Luks2Volume(data, opts.header, header, keyslot, cipher, payload)

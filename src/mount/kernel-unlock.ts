@@ -14,6 +14,8 @@ export interface CryptsetupOpenOptions {
   readOnly: boolean
   key: Buffer
   logger: Logger
+  /** The header's version, validated by encfs: cryptsetup gets the image as it is (default luks2). */
+  type?: 'luks1' | 'luks2'
 }
 
 /**
@@ -23,7 +25,7 @@ export interface CryptsetupOpenOptions {
  * the header on the read-only file), retry with the detached header file.
  */
 export async function cryptsetupOpen(run: CommandRunner, o: CryptsetupOpenOptions): Promise<string> {
-  const base = ['open', '--type', 'luks2', '--key-file=-', ...(o.readOnly ? ['--readonly'] : [])]
+  const base = ['open', '--type', o.type ?? 'luks2', '--key-file=-', ...(o.readOnly ? ['--readonly'] : [])]
   try {
     await run('cryptsetup', [...base, o.dataFile, o.name], { input: o.key, timeoutMs: 300_000 })
   } catch (first) {

@@ -7,7 +7,8 @@ import { openSource } from '../storage/open-source.js'
 import { redactUrl } from '../storage/errors.js'
 import { BlockCache } from '../storage/block-cache.js'
 import { SliceSource } from '../storage/slice-source.js'
-import { readLuks2Header, payloadRange } from '../luks/header.js'
+import { readLuksHeader, payloadRange } from '../luks/header.js'
+import { userspaceRefusal } from '../luks/cipher-policy.js'
 import { Luks2Volume } from '../luks/volume.js'
 import { FileServer, type ServedFile } from '../fuse/file-server.js'
 import type { KeyProvider } from '../keys/provider.js'
@@ -96,9 +97,11 @@ export async function mountFilesystem(plan: FilesystemPlan, ctx: MountContext): 
     step('image opened', { bytes: source.size, kind: source.kind, blobType: source.blobType })
 
     // The header comes from storage that an attacker may control: validate it before either path uses it.
-    const header = await readLuks2Header(cache, { logger })
+    const header = await readLuksHeader(cache, { logger })
     payloadRange(header, cache.size)
-    step('LUKS2 header validated', { cipher: header.segment.encryption, sectorSize: header.segment.sectorSize, copy: header.copy })
+    step(`LUKS${header.version} header validated`, { cipher: header.segment.encryption, sectorSize: header.segment.sectorSize, ...(header.version === 2 ? { copy: header.copy } : {}) })
+    // Before any key is released: an image only cryptsetup can open says so now.
+    if (unlock.mode === 'userspace' && header.userspaceProblem) throw userspaceRefusal(header.userspaceProblem)
 
     const key = await ctx.keys.keyFor(plan.key, { index: plan.index, logger, signal: ctx.signal })
     const files: ServedFile[] = []
@@ -132,7 +135,7 @@ export async function mountFilesystem(plan: FilesystemPlan, ctx: MountContext): 
       let device: string
       if (unlock.mode === 'kernel') {
         const name = mapperName(plan.index)
-        device = await cryptsetupOpen(ctx.run, { dataFile: server.pathOf('data'), headerFile: server.pathOf('header'), name, readOnly: !rw, key, logger })
+        device = await cryptsetupOpen(ctx.run, { dataFile: server.pathOf('data'), headerFile: server.pathOf('header'), name, readOnly: !rw, key, logger, type: header.version === 1 ? 'luks1' : 'luks2' })
         undo.push('close dm-crypt mapping', () => cryptsetupClose(ctx.run, name))
         step('dm-crypt mapping opened', { device })
       } else {

@@ -114,16 +114,6 @@ test('N6: a truncated image (payload not whole sectors) is refused as a size mis
   t.regex(err.message, /not a multiple of the 4096-byte sector size/)
 })
 
-test('N7: LUKS1 is refused with the conversion command', async (t) => {
-  const img = path.join(base.dir, 'luks1.img')
-  await writeFile(img, '')
-  await truncate(img, 32 * 1024 * 1024)
-  await exec('cryptsetup', ['luksFormat', '--type', 'luks1', '-q', '--pbkdf-force-iterations', '1000', '--key-file', base.keyFile, img], { env })
-  const err = await openError(img)
-  t.is(err.code, 'LUKS1_UNSUPPORTED')
-  t.regex(err.message, /cryptsetup convert --type luks2/)
-})
-
 test('N8: zeros and a plain ext4 image are "not a LUKS device"; a tiny file says it is too small', async (t) => {
   const zeros = path.join(base.dir, 'zeros.img')
   await writeFile(zeros, Buffer.alloc(8 * 1024 * 1024))

@@ -128,3 +128,33 @@ test.serial('the kernel path validates the header before cryptsetup sees the ima
   t.is(calls.length, 0, 'cryptsetup never ran')
   await tmp.cleanup()
 })
+
+test.serial('a LUKS1 image goes to cryptsetup as it is (--type luks1); one only cryptsetup can open is refused by userspace with the mode that can', async (t) => {
+  const tmp = await tempDir()
+  const { execFile } = await import('node:child_process')
+  const { copyFile, open } = await import('node:fs/promises')
+  const luks1 = path.join(tmp.dir, 'luks1.img')
+  await copyFile(img.image, luks1)
+  await new Promise<void>((resolve, reject) => execFile('cryptsetup', ['luksFormat', '--type', 'luks1', '-q', '--pbkdf-force-iterations', '1000', '--key-file', img.keyFile, luks1], (err) => (err ? reject(err) : resolve())))
+  const runtimeDir = path.join(tmp.dir, 'rt')
+  const p = { ...(await plan(tmp.dir)), url: `file://${luks1}` }
+  const { calls, run } = recorder(() => ({ code: 0 }))
+  const fs = await mountFilesystem(p, { run, caps: dmCaps, keys: rawKeyProvider, runtimeDir, logger: silentLogger })
+  await fs.unmount()
+  t.deepEqual(calls[0]?.args, ['open', '--type', 'luks1', '--key-file=-', '--readonly', path.join(runtimeDir, '0', 'data'), 'remote-crypt-0'])
+
+  // serpent: sound, but not in encfs's own decryption. Kernel: handed over; userspace: refused before any key is fetched.
+  const fh = await open(luks1, 'r+')
+  await fh.write(Buffer.from('serpent\0'), 0, 8, 8)
+  await fh.close()
+  const kernel = recorder(() => ({ code: 0 }))
+  await (await mountFilesystem(p, { run: kernel.run, caps: dmCaps, keys: rawKeyProvider, runtimeDir, logger: silentLogger })).unmount()
+  t.is(kernel.calls[0]?.args[2], 'luks1')
+  let keysAsked = 0
+  const counting = { keyFor: async (...a: Parameters<typeof rawKeyProvider.keyFor>) => { keysAsked++; return rawKeyProvider.keyFor(...a) } }
+  const err = await t.throwsAsync(mountFilesystem({ ...p, unlock: 'userspace' }, { run: recorder(() => ({ code: 0 })).run, caps: dmCaps, keys: counting, runtimeDir, logger: silentLogger }))
+  t.is((err as { code?: string }).code, 'LUKS_USERSPACE_UNSUPPORTED')
+  t.regex(err!.message, /--unlock kernel/)
+  t.is(keysAsked, 0)
+  await tmp.cleanup()
+})
