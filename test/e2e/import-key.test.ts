@@ -26,11 +26,11 @@ test.after.always(async () => { await s?.stop() })
 const claims = () => [[{ claim: 'x-ms-sevsnpvm-hostdata', equals: s.hostData.toString('hex') }, { claim: 'x-ms-sevsnpvm-is-debuggable', equals: 'false' }]]
 
 /** Runs import-key as Go's importkey is run: in a directory of its own, with a config file there. */
-async function importkey(name: string, config: Record<string, unknown>, flags: string[]): Promise<{ cwd: string; code: number; stdout: string; stderr: string }> {
+async function importkey(name: string, config: Record<string, unknown>, flags: string[], extraEnv: Record<string, string> = {}): Promise<{ cwd: string; code: number; stdout: string; stderr: string }> {
   const cwd = path.join(s.dir, name)
   await mkdir(cwd, { recursive: true })
   await writeFile(path.join(cwd, 'importkeyconfig.json'), JSON.stringify(config))
-  return exec(process.execPath, [ENCFS_JS, 'import-key', '-c', 'importkeyconfig.json', ...flags], { cwd, env: { ...process.env, NODE_EXTRA_CA_CERTS: path.join(s.dir, 'ca.pem') } })
+  return exec(process.execPath, [ENCFS_JS, 'import-key', '-c', 'importkeyconfig.json', ...flags], { cwd, env: { ...process.env, NODE_EXTRA_CA_CERTS: path.join(s.dir, 'ca.pem'), ...extraEnv } })
     .then((r) => ({ cwd, code: 0, ...r }), (e: { code: number; stdout: string; stderr: string }) => ({ cwd, code: e.code, stdout: e.stdout, stderr: e.stderr }))
 }
 
@@ -111,6 +111,20 @@ test.serial('-kp imports an existing RSA key (no key_ops, as Go); --out DIR is k
   t.false('key_ops' in sent.key)
   const policy = Buffer.from(sent.release_policy.data, 'base64url').toString()
   t.is(policy, `{"version":"1.0.0","anyOf":[{"authority":"https://${s.maa.endpoint}","allOf":[{"claim":"x-ms-custom","equals":"a\\u003cb\\u0026c"}]}]}`)
+})
+
+test.serial('-a takes the vault token from the managed identity, not key.akv.bearer_token', async (t) => {
+  const { startImdsEmulator } = await import('../../src/emulators/imds/server.js')
+  const imds = await startImdsEmulator(s.authority)
+  t.teardown(() => imds.stop())
+  const config = keyConfig('go-oct-identity', 'oct-HSM', { identity: { client_id: 'operator-identity' } })
+  ;(config.key.akv as Record<string, string>).bearer_token = 'not-a-token'
+  const withoutA = await importkey('identity', config, [], { AZURE_POD_IDENTITY_AUTHORITY_HOST: imds.url })
+  t.is(withoutA.code, 1, 'without -a the configured (bad) bearer token is used')
+  t.regex(withoutA.stderr, /HTTP 401/)
+  const r = await importkey('identity', config, ['-a'], { AZURE_POD_IDENTITY_AUTHORITY_HOST: imds.url })
+  t.is(r.code, 0, r.stderr)
+  t.regex(r.stdout, /\/keys\/go-oct-identity\//)
 })
 
 test('a config without claims or endpoints, or with a non-string claim value, is refused, naming what is wrong', async (t) => {
