@@ -1,10 +1,29 @@
 #!/bin/sh
-# Container entry point, as the Go sidecar's /encfs.sh: environment to flags, then remotefs.
-# exec, so that remotefs is PID 1's direct child under tini and gets SIGTERM itself: it
-# removes the symlinks, unmounts, flushes read-write filesystems and exits 0.
+# Container entry point. Two roles, one image:
+#   encfs: remotefs (mounts + the skr HTTP API), as the Go encfs image's /encfs.sh;
+#   skr:   encfs serve (the HTTP API, or the keyprovider gRPC service with ServerType=grpc), as
+#          the Go skr image's /skr.sh (which this script runs; deployments that set the command
+#          to /skr.sh get that role directly).
+# EncfsRole=encfs|skr chooses. Without it: EncfsSideCarArgs set -> encfs; else SkrSideCarArgs or
+# ServerType set -> skr; else encfs. ENCFS_DRY_RUN=1 prints the command instead of running it.
+# exec, so that the node process is PID 1's direct child under tini and gets SIGTERM itself:
+# remotefs removes the symlinks, unmounts, flushes read-write filesystems and exits 0.
 set -eu
+role="${EncfsRole:-}"
+if [ -z "$role" ]; then
+  if [ -n "${EncfsSideCarArgs:-}" ]; then role=encfs
+  elif [ -n "${SkrSideCarArgs:-}" ] || [ -n "${ServerType:-}" ]; then role=skr
+  else role=encfs
+  fi
+fi
+case "$role" in
+  encfs) ;;
+  skr) exec "$(dirname "$0")/skr.sh" "$@" ;;
+  *) echo "encfs.sh: EncfsRole must be encfs or skr, got \"$role\"" >&2; exit 2 ;;
+esac
 set -- "${ENCFS_HOME:-/opt/encfs}/bin/remotefs.js" "$@"
 if [ -n "${EncfsSideCarArgs:-}" ]; then set -- "$@" -base64 "$EncfsSideCarArgs"; fi
 if [ -n "${LogFile:-}" ]; then set -- "$@" -logfile "$LogFile"; fi
 if [ -n "${LogLevel:-}" ]; then set -- "$@" -loglevel "$LogLevel"; fi
+if [ -n "${ENCFS_DRY_RUN:-}" ]; then printf '%s\n' node "$@"; exit 0; fi
 exec node "$@"

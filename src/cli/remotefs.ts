@@ -12,6 +12,8 @@ import { EncfsError } from '../errors.js'
 import { defaultSimulatedStateDir } from '../attestation/providers/simulated.js'
 import { exitWith } from './fail.js'
 import { ATTESTATION_MODES } from '../attestation/providers/provider.js'
+import { KeyProviderService } from '../keyprovider/service.js'
+import { listenKeyProvider, type KeyProviderServer } from '../keyprovider/server.js'
 
 function envFlag(value: string | undefined): boolean {
   return value !== undefined && /^(1|true|yes|on)$/i.test(value.trim())
@@ -34,7 +36,8 @@ export function parseRemotefsArgs(argv: string[], env: NodeJS.ProcessEnv = proce
     .option('lease-wait', { type: 'number', default: Number(env.EncfsLeaseWait) || 75, describe: 'read-write: seconds to wait for another writer\'s blob lease to be released or expire (env EncfsLeaseWait)' })
     .option('port', { type: 'number', default: Number(env.Port) || 8080, describe: 'port of the attestation and key release API on localhost (env Port)' })
     .option('api', { type: 'boolean', default: env.EncfsApi === undefined ? true : envFlag(env.EncfsApi), describe: 'serve the skr attestation and key release API (--no-api to turn it off; env EncfsApi)' })
-    .option('unsafe-listen', { type: 'string', describe: 'serve the API on this address instead of loopback (exposes key release to whoever can reach it)' })
+    .option('grpc-port', { type: 'number', default: Number(env.EncfsGrpcPort) || undefined, describe: 'also serve the keyprovider gRPC service (skr -server_type grpc) on this port on localhost; off by default (env EncfsGrpcPort)' })
+    .option('unsafe-listen', { type: 'string', describe: 'serve the API (and gRPC) on this address instead of loopback (exposes key release to whoever can reach it)' })
     .option('simulated-state', { type: 'string', default: env.EncfsSimulatedState || defaultSimulatedStateDir(env), describe: 'state directory of the simulated SNP chip (--attestation simulated)' })
     .option('runtime-dir', { type: 'string', default: env.EncfsRuntimeDir || defaultRuntimeDir(), describe: 'where the FUSE files live; one remotefs per directory' })
     .strictOptions()
@@ -65,6 +68,7 @@ export async function main(argv: string[]): Promise<void> {
   let remotefs: Remotefs | undefined
   let status: ServiceStatus | undefined
   let api: ReturnType<typeof buildApi> | undefined
+  let grpc: KeyProviderServer | undefined
   let stopRequested: string | undefined
   const controller = new AbortController()
   const stop = async (signal: string) => {
@@ -79,6 +83,7 @@ export async function main(argv: string[]): Promise<void> {
     if (status) status.phase = 'stopping'
     try {
       await api?.close()
+      await grpc?.close()
       await remotefs.stop()
       logger.warn('stopped cleanly')
       process.exit(0)
@@ -107,6 +112,11 @@ export async function main(argv: string[]): Promise<void> {
         throw new EncfsError('API_LISTEN_FAILED', `cannot serve the API on port ${args.port}: ${err.code === 'EADDRINUSE' ? 'the port is in use (another skr sidecar?)' : err.message}; pick another with -port, or turn the API off with --no-api`, { cause: err })
       })
     }
+    if (args['grpc-port']) {
+      grpc = await listenKeyProvider(new KeyProviderService({ attestation, identity: config.azure_info?.identity, logger }), { port: args['grpc-port'], unsafeListen: args['unsafe-listen'], logger })
+        .catch((err: Error) => { throw new EncfsError('GRPC_LISTEN_FAILED', `${err.message}; pick another with --grpc-port`, { cause: err }) })
+      status.grpc = { serving: true, addresses: grpc.addresses }
+    }
     const s = status
     remotefs = await startRemotefs({
       plans,
@@ -122,6 +132,7 @@ export async function main(argv: string[]): Promise<void> {
     logger.error({ err }, 'start-up failed')
     if (status) status.phase = 'failed'
     await api?.close().catch(() => {})
+    await grpc?.close().catch(() => {})
     exitWith('remotefs', err)
   }
   if (stopRequested) {

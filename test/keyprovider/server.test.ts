@@ -6,7 +6,7 @@ import { writeFile, readFile } from 'node:fs/promises'
 import path from 'node:path'
 import { createRequire } from 'node:module'
 import { pino } from 'pino'
-import { credentials, loadPackageDefinition, status, type Client, type GrpcObject, type ServiceClientConstructor, type ServiceError } from '@grpc/grpc-js'
+import { credentials, loadPackageDefinition, status, type GrpcObject, type ServiceClientConstructor } from '@grpc/grpc-js'
 import { loadSync } from '@grpc/proto-loader'
 import { startSkrStack, type SkrStack } from '../helpers/skr-stack.js'
 import { startImdsEmulator, type ImdsEmulator } from '../../src/emulators/imds/server.js'
@@ -15,7 +15,8 @@ import { AttestationContext } from '../../src/attestation/context.js'
 import { verifyReport } from '../../src/attestation/verify.js'
 import { maaReportData } from '../../src/attestation/report-data.js'
 import { KeyProviderService } from '../../src/keyprovider/service.js'
-import { listenKeyProvider, loadKeyProviderProtos, PACKAGES, type KeyProviderServer, type KeyProviderPackage } from '../../src/keyprovider/server.js'
+import { listenKeyProvider, PACKAGES, type KeyProviderServer } from '../../src/keyprovider/server.js'
+import { keyProviderClients, call, refusal, FIELD, unwrapInput, unwrappedSecret, type Message } from '../helpers/keyprovider-client.js'
 import { vector } from '../helpers/vectors.js'
 
 let s: SkrStack
@@ -27,8 +28,8 @@ const rsa = generateKeyPairSync('rsa', { modulusLength: 3072 })
 const strict = generateKeyPairSync('rsa', { modulusLength: 2048 })
 const oct = randomBytes(32)
 let keyPath: string
-const clients: Partial<Record<KeyProviderPackage, Client>> = {}
-const bareClients: Partial<Record<KeyProviderPackage, Client>> = {}
+let clients: ReturnType<typeof keyProviderClients>
+let bareClients: ReturnType<typeof keyProviderClients>
 
 test.before(async () => {
   s = await startSkrStack()
@@ -49,47 +50,21 @@ test.before(async () => {
   server = await listenKeyProvider(new KeyProviderService({ attestation, logger, ca: s.ca }), { port: 0, logger })
   // A server on a machine without SEV-SNP (this test machine has no /dev/sev-guest, /dev/sev or configfs-tsm).
   bare = await listenKeyProvider(new KeyProviderService({ attestation: new AttestationContext({ attestation: 'auto', uvm: s.uvm, logger }), logger }), { port: 0, logger })
-  const grpcObject = loadPackageDefinition(loadKeyProviderProtos())
-  for (const pkg of PACKAGES) {
-    const Ctor = (grpcObject[pkg] as GrpcObject).KeyProviderService as ServiceClientConstructor
-    clients[pkg] = new Ctor(`localhost:${server.port}`, credentials.createInsecure())
-    bareClients[pkg] = new Ctor(`localhost:${bare.port}`, credentials.createInsecure())
-  }
+  clients = keyProviderClients(`localhost:${server.port}`)
+  bareClients = keyProviderClients(`localhost:${bare.port}`)
 })
 test.after.always(async () => {
-  for (const c of [...Object.values(clients), ...Object.values(bareClients)]) c.close()
+  clients?.close()
+  bareClients?.close()
   await server?.close()
   await bare?.close()
   await imds?.stop()
   await s?.stop()
 })
 
-type Reply = Record<string, unknown>
-function call(client: Client | undefined, method: string, request: Reply): Promise<Reply> {
-  return new Promise((resolve, reject) => {
-    const fn = (client as unknown as Record<string, (req: Reply, cb: (err: ServiceError | null, res: Reply) => void) => void>)[method]!
-    fn.call(client, request, (err, res) => (err ? reject(err) : resolve(res)))
-  })
-}
-async function refusal(p: Promise<unknown>): Promise<ServiceError> {
-  try {
-    await p
-  } catch (err) {
-    return err as ServiceError
-  }
-  throw new Error('the call succeeded; a refusal was expected')
-}
-
+type Reply = Message
 const b64 = (x: string | Buffer) => Buffer.from(x).toString('base64')
-const FIELD: Record<KeyProviderPackage, { in: string; out: string; report: string; reportOut: string; data: string }> = {
-  key_provider: { in: 'key_provider_key_wrap_protocol_input', out: 'key_provider_key_wrap_protocol_output', report: 'report_data_hex_string', reportOut: 'report_hex_string', data: 'b64_runtime_data_string' },
-  keyprovider: { in: 'KeyProviderKeyWrapProtocolInput', out: 'KeyProviderKeyWrapProtocolOutput', report: 'reportDataHexString', reportOut: 'reportHexString', data: 'b64RuntimeDataString' },
-}
 
-/** The keyunwrap JSON as ocicrypt marshals it (keywrapparams present with null members). */
-function unwrapInput(annotation: Buffer | string, agent = 'skr'): Buffer {
-  return Buffer.from(JSON.stringify({ op: 'keyunwrap', keywrapparams: { ec: null, optsdata: null }, keyunwrapparams: { dc: { Parameters: { 'attestation-agent': [b64(agent)] } }, annotation: b64(annotation) } }))
-}
 /** An annotation as Go's skr writes it, made here independently of encfs's wrap code. */
 function goAnnotation(kid: string, secret: Buffer, publicKey = rsa.publicKey): string {
   const wrapped = publicEncrypt({ key: publicKey, padding: constants.RSA_PKCS1_OAEP_PADDING, oaepHash: 'sha256' }, secret)
@@ -192,8 +167,7 @@ test.serial('WrapKey on one path, UnWrapKey on the other: ocicrypt\'s keywrap JS
   t.deepEqual(Object.keys(JSON.parse(annotation) as object), ['kid', 'wrapped_data', 'wrap_type', 'kms_endpoint', 'attester_endpoint'])
   t.like(JSON.parse(annotation), { kid: 'wrapping-key', wrap_type: 'rsa_3072', kms_endpoint: s.akv.endpoint, attester_endpoint: s.maa.endpoint })
   const res = await call(clients.keyprovider, 'UnWrapKey', { KeyProviderKeyWrapProtocolInput: unwrapInput(annotation) })
-  const optsdata = (JSON.parse((res.KeyProviderKeyWrapProtocolOutput as Buffer).toString()) as { keyunwrapresults: { optsdata: string } }).keyunwrapresults.optsdata
-  t.deepEqual(Buffer.from(optsdata, 'base64'), secret)
+  t.deepEqual(unwrappedSecret(res.KeyProviderKeyWrapProtocolOutput), secret)
   const log = logLines.join('')
   t.false(log.includes(secret.toString('base64')), 'the secret is not logged')
   t.regex(log, /WrapKey: data wrapped/)
