@@ -1,6 +1,6 @@
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { Server, ServerCredentials, status, type ServiceDefinition, type UntypedServiceImplementation, type sendUnaryData, type ServerUnaryCall } from '@grpc/grpc-js'
+import { Server, ServerCredentials, setLogger, setLogVerbosity, logVerbosity, status, type ServiceDefinition, type UntypedServiceImplementation, type sendUnaryData, type ServerUnaryCall } from '@grpc/grpc-js'
 import { loadSync, type PackageDefinition } from '@grpc/proto-loader'
 import { ReflectionService } from '@grpc/reflection'
 import type { Logger } from '../log/logger.js'
@@ -108,6 +108,11 @@ export interface ListenOptions {
  */
 export async function listenKeyProvider(service: KeyProviderService, o: ListenOptions): Promise<KeyProviderServer> {
   const logger = o.logger.child({ component: 'grpc' })
+  // grpc-js writes its own diagnostics to the console; keep them in the log, at debug level:
+  // what matters to the operator reaches it as this module's messages and statuses.
+  const library = logger.child({ library: 'grpc-js' })
+  setLogger({ error: (...a: unknown[]) => library.debug(a.join(' ')), info: (...a: unknown[]) => library.debug(a.join(' ')), debug: (...a: unknown[]) => library.debug(a.join(' ')) })
+  setLogVerbosity(logVerbosity.DEBUG)
   const definition = loadKeyProviderProtos()
   const server = new Server()
   for (const pkg of PACKAGES) {

@@ -214,3 +214,20 @@ test.serial('server reflection lists both services and describes each package\'s
     t.true(descriptors.includes('UnWrapKey') && descriptors.includes('GetAttestationData'))
   }
 })
+
+test.serial('a call whose deadline passes aborts the key release in flight (the connection to MAA is closed)', async (t) => {
+  const { createServer } = await import('node:net')
+  let closed!: () => void
+  const connectionClosed = new Promise<void>((resolve) => { closed = resolve })
+  // An MAA that accepts connections and never answers.
+  const silent = createServer((socket) => { socket.on('close', closed).resume() })
+  await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve))
+  t.teardown(() => silent.close())
+  const port = (silent.address() as { port: number }).port
+  const annotation = goAnnotation('wrapping-key', Buffer.from('x')).replace(`"attester_endpoint":"${s.maa.endpoint}"`, `"attester_endpoint":"127.0.0.1:${port}"`)
+  const err = await refusal(call(clients.key_provider, 'UnWrapKey', { key_provider_key_wrap_protocol_input: unwrapInput(annotation) }, 1500))
+  t.is(err.code, status.DEADLINE_EXCEEDED)
+  const started = Date.now()
+  await connectionClosed
+  t.true(Date.now() - started < 5000, 'closed at once, not after the 30 s request timeout')
+})
