@@ -5,7 +5,8 @@ import { loadSync, type PackageDefinition } from '@grpc/proto-loader'
 import { ReflectionService } from '@grpc/reflection'
 import type { Logger } from '../log/logger.js'
 import { EncfsError } from '../errors.js'
-import { KeyProviderService, type AttestationData } from './service.js'
+import { KeyProviderService } from './service.js'
+import type { CombinedEvidence } from '../attestation/combined.js'
 import { grpcStatusOf } from './status.js'
 
 /** The .proto files, shipped next to dist/ (proto/keyprovider in the repository and the image). */
@@ -22,7 +23,7 @@ interface FieldNames {
   reportIn: string
   reportOut: string
   dataIn: string
-  dataOut: Record<keyof AttestationData, string>
+  dataOut: Record<keyof CombinedEvidence, string>
 }
 
 // Field names per package; everything else about the two services is shared.
@@ -33,7 +34,7 @@ const FIELDS: Record<KeyProviderPackage, FieldNames> = {
     reportIn: 'report_data_hex_string',
     reportOut: 'report_hex_string',
     dataIn: 'b64_runtime_data_string',
-    dataOut: { endorsedTcb: 'endorsed_tcb', certs: 'certs', attestationReport: 'attestation_report', uvmReferenceInfo: 'uvm_reference_info' },
+    dataOut: { endorsedTcb: 'endorsed_tcb', certs: 'certs', report: 'attestation_report', uvmReferenceInfo: 'uvm_reference_info' },
   },
   keyprovider: {
     wrapIn: 'KeyProviderKeyWrapProtocolInput',
@@ -41,7 +42,7 @@ const FIELDS: Record<KeyProviderPackage, FieldNames> = {
     reportIn: 'reportDataHexString',
     reportOut: 'reportHexString',
     dataIn: 'b64RuntimeDataString',
-    dataOut: { endorsedTcb: 'endorsedTcb', certs: 'certs', attestationReport: 'attestationReport', uvmReferenceInfo: 'uvmReferenceInfo' },
+    dataOut: { endorsedTcb: 'endorsedTcb', certs: 'certs', report: 'attestationReport', uvmReferenceInfo: 'uvmReferenceInfo' },
   },
 }
 
@@ -83,7 +84,7 @@ function handlers(pkg: KeyProviderPackage, service: KeyProviderService, logger: 
     GetReport: unary('GetReport', async (req, ctx) => ({ [f.reportOut]: await service.getReport(text(req, f.reportIn), ctx) })),
     GetAttestationData: unary('GetAttestationData', async (req, ctx) => {
       const data = await service.getAttestationData(text(req, f.dataIn), ctx)
-      return Object.fromEntries(Object.entries(f.dataOut).map(([k, name]) => [name, data[k as keyof AttestationData]]))
+      return Object.fromEntries(Object.entries(f.dataOut).map(([k, name]) => [name, data[k as keyof CombinedEvidence]]))
     }),
   }
 }

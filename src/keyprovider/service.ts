@@ -3,7 +3,7 @@ import type { Logger } from '../log/logger.js'
 import type { AttestationContext } from '../attestation/context.js'
 import type { IdentityConfig } from '../storage/credential.js'
 import { maaReportData } from '../attestation/report-data.js'
-import { parseReport } from '../attestation/report.js'
+import { combinedEvidence, type CombinedEvidence } from '../attestation/combined.js'
 import { decodeStdBase64 } from '../encoding/base64.js'
 import { releaseKey } from '../skr/release.js'
 import { parseProtocolInput, unwrapRequest, wrapRequest, unwrapOutput, wrapOutput } from './protocol.js'
@@ -17,13 +17,6 @@ export interface KeyProviderOptions {
   logger: Logger
   /** Extra CAs for MAA and the vault (the emulators'); production relies on NODE_EXTRA_CA_CERTS. */
   ca?: string[]
-}
-
-export interface AttestationData {
-  endorsedTcb: string
-  certs: string
-  attestationReport: string
-  uvmReferenceInfo: string
 }
 
 /**
@@ -70,10 +63,13 @@ export class KeyProviderService {
   /** keywrap: wrap optsdata with the public key named by `skr:<key path>` (its -info.json on this machine). */
   async wrapKey(input: Buffer, o: { logger?: Logger } = {}): Promise<Buffer> {
     const { keyPath, optsdata } = wrapRequest(parseProtocolInput(input))
-    const { annotation, fields } = await wrapWithKeyInfo(optsdata, keyPath)
-    optsdata.fill(0)
-    ;(o.logger ?? this.o.logger).info({ kid: fields.kid, akv: fields.kmsEndpoint, maa: fields.attesterEndpoint }, 'WrapKey: data wrapped')
-    return wrapOutput(annotation)
+    try {
+      const { annotation, fields } = await wrapWithKeyInfo(optsdata, keyPath)
+      ;(o.logger ?? this.o.logger).info({ kid: fields.kid, akv: fields.kmsEndpoint, maa: fields.attesterEndpoint }, 'WrapKey: data wrapped')
+      return wrapOutput(annotation)
+    } finally {
+      optsdata.fill(0)
+    }
   }
 
   /** An SNP report whose REPORT_DATA is SHA-256 of the string's UTF-8 bytes (not of its hex value), as skr. */
@@ -84,19 +80,10 @@ export class KeyProviderService {
   }
 
   /** What /attest/combined answers, for runtime data given as standard base64. */
-  async getAttestationData(b64RuntimeData: string, o: { signal?: AbortSignal } = {}): Promise<AttestationData> {
+  async getAttestationData(b64RuntimeData: string, o: { signal?: AbortSignal } = {}): Promise<CombinedEvidence> {
     const runtime = decodeStdBase64(b64RuntimeData)
     if (!runtime) throw KeyProviderError.invalid('request', ['b64_runtime_data_string must be standard base64'])
-    const { provider, collateral, uvm } = await this.setup('getting the attestation evidence')
-    return StepError.wrap('getting the attestation evidence', async () => {
-      const report = await provider.getReport(maaReportData(runtime), o.signal)
-      const chain = await collateral.chainFor(parseReport(report))
-      return {
-        endorsedTcb: chain.tcbm.toString(16).padStart(16, '0'),
-        certs: Buffer.from(chain.chainPem).toString('base64'),
-        attestationReport: report.toString('base64'),
-        uvmReferenceInfo: uvm.referenceInfo,
-      }
-    })
+    const setup = await this.setup('getting the attestation evidence')
+    return StepError.wrap('getting the attestation evidence', () => combinedEvidence(setup, runtime, o.signal))
   }
 }
