@@ -231,3 +231,30 @@ test.serial('a call whose deadline passes aborts the key release in flight (the 
   await connectionClosed
   t.true(Date.now() - started < 5000, 'closed at once, not after the 30 s request timeout')
 })
+
+/** Local addresses of the sockets listening on a TCP port, from /proc/net/tcp{,6}. */
+async function listeningAddresses(port: number): Promise<string[]> {
+  const out: string[] = []
+  for (const file of ['/proc/net/tcp', '/proc/net/tcp6']) {
+    const lines = (await readFile(file, 'utf8').catch(() => '')).split('\n').slice(1)
+    for (const line of lines) {
+      const [, local, , state] = line.trim().split(/\s+/)
+      if (!local || state !== '0A') continue
+      const [addr, hexPort] = local.split(':')
+      if (parseInt(hexPort!, 16) === port) out.push(addr!)
+    }
+  }
+  return out
+}
+
+test.serial('it listens on loopback only, unless --unsafe-listen names another address', async (t) => {
+  const loopback = new Set(['0100007F', '00000000000000000000000001000000'])
+  const addresses = await listeningAddresses(server.port)
+  t.true(addresses.length > 0)
+  t.true(addresses.every((a) => loopback.has(a)), `listening on ${addresses.join(', ')}`)
+  const logger = pino({ level: 'warn' }, { write: (l: string) => { logLines.push(l) } })
+  const open = await listenKeyProvider(new KeyProviderService({ attestation: new AttestationContext({ attestation: 'auto', uvm: s.uvm }), logger }), { port: 0, unsafeListen: '0.0.0.0', logger })
+  t.teardown(() => open.close())
+  t.deepEqual(await listeningAddresses(open.port), ['00000000'])
+  t.true(logLines.some((l) => l.includes('listens beyond loopback (--unsafe-listen)')))
+})
