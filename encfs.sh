@@ -1,14 +1,13 @@
 #!/bin/sh
-# Container entry point. Two roles, one image:
-#   encfs: remotefs (mounts + the skr HTTP API), as the Go encfs image's /encfs.sh;
-#   skr:   encfs serve (the HTTP API, or the keyprovider gRPC service with ServerType=grpc), as
-#          the Go skr image's /skr.sh (which this script runs; deployments that set the command
-#          to /skr.sh get that role directly).
-# EncfsRole=encfs|skr chooses. Without it: EncfsSideCarArgs set -> encfs; else SkrSideCarArgs or
-# ServerType set -> skr; else encfs. ENCFS_DRY_RUN=1 prints the command instead of running it.
-# exec, so that the node process is PID 1's direct child under tini and gets SIGTERM itself:
-# remotefs removes the symlinks, unmounts, flushes read-write filesystems and exits 0.
-set -eu
+# Container entry point, as the Go sidecar's /encfs.sh: environment to flags, then remotefs.
+# exec, so that remotefs is PID 1's direct child under tini and gets SIGTERM itself: it
+# removes the symlinks, unmounts, flushes read-write filesystems and exits 0.
+#
+# The image has a second role, the Go skr sidecar's (encfs serve: the HTTP API, or the
+# keyprovider gRPC service with ServerType=grpc), which /skr.sh runs; deployments that set the
+# command to /skr.sh get it directly. Here EncfsRole=encfs|skr chooses; without it,
+# EncfsSideCarArgs set -> encfs; else SkrSideCarArgs or ServerType set -> skr; else encfs.
+# ENCFS_DRY_RUN=1 prints the command instead of running it.
 role="${EncfsRole:-}"
 if [ -z "$role" ]; then
   if [ -n "${EncfsSideCarArgs:-}" ]; then role=encfs
@@ -21,6 +20,7 @@ case "$role" in
   skr) exec "$(dirname "$0")/skr.sh" "$@" ;;
   *) echo "encfs.sh: EncfsRole must be encfs or skr, got \"$role\"" >&2; exit 2 ;;
 esac
+set -eu
 set -- "${ENCFS_HOME:-/opt/encfs}/bin/remotefs.js" "$@"
 if [ -n "${EncfsSideCarArgs:-}" ]; then set -- "$@" -base64 "$EncfsSideCarArgs"; fi
 if [ -n "${LogFile:-}" ]; then set -- "$@" -logfile "$LogFile"; fi

@@ -6,7 +6,6 @@ import { maaReportData } from '../attestation/report-data.js'
 import { parseReport } from '../attestation/report.js'
 import { attestSevSnp } from '../maa/client.js'
 import { releaseKey } from '../skr/release.js'
-import { combinedEvidence } from '../attestation/combined.js'
 import { randomBytes } from 'node:crypto'
 import { runtimeDataBody, maaBody, releaseBody } from './schemas.js'
 import { decodeStdBase64 } from '../encoding/base64.js'
@@ -106,8 +105,15 @@ export function buildApi(o: ApiOptions): FastifyInstance {
   app.post<{ Body: { runtime_data: string } }>('/attest/combined', { schema: { body: runtimeDataBody } }, async (req) => {
     const data = runtime(req.body.runtime_data)
     return attestStep('getting the attestation evidence', async () => {
-      const e = await combinedEvidence(await o.attestation.ready(), data)
-      return { endorsed_tcb: e.endorsedTcb, endorsements: e.certs, evidence: e.report, uvm_endorsements: e.uvmReferenceInfo }
+      const { provider, collateral, uvm } = await o.attestation.ready()
+      const report = await provider.getReport(maaReportData(data))
+      const chain = await collateral.chainFor(parseReport(report))
+      return {
+        endorsed_tcb: chain.tcbm.toString(16).padStart(16, '0'),
+        endorsements: Buffer.from(chain.chainPem).toString('base64'),
+        evidence: report.toString('base64'),
+        uvm_endorsements: uvm.referenceInfo,
+      }
     })
   })
 
