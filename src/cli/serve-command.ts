@@ -33,18 +33,20 @@ export function serveCommand<T>(y: Argv<T>): Argv<T> {
       .option('keypath', { type: 'string', describe: 'offline wrap: the wrapping key\'s path without -info.json' })
       .option('outfile', { type: 'string', describe: 'offline wrap: where to write the base64 annotation' })
       .option('attestation', { type: 'string', choices: ATTESTATION_MODES, default: env.EncfsAttestation || 'auto' })
-      .option('simulated-state', { type: 'string', default: env.EncfsSimulatedState || defaultSimulatedStateDir(env), describe: 'state directory of the simulated SNP chip (env EncfsSimulatedState)' })
+      .option('simulated-state', { type: 'string', default: defaultSimulatedStateDir() })
       .option('unsafe-listen', { type: 'string', describe: 'listen on this address instead of loopback (exposes key release)' })
       .option('loglevel', { type: 'string', choices: GO_LOG_LEVELS, default: env.LogLevel || 'warning' })
       .option('logfile', { type: 'string', default: env.LogFile || undefined }),
     async (args) => {
       const logger = createLogger({ level: args.loglevel, file: args.logfile, name: 'encfs-serve' })
+      const info = args.base64 ? validateSkrConfig(decodeSidecarArgs(args.base64, args.base64 === env.SkrSideCarArgs ? 'SkrSideCarArgs' : '-base64'), 'the skr configuration') : {}
+      // The simulated chip's directory from EncfsSimulatedState, as remotefs reads it, unless -simulated-state names one.
+      const simulatedStateDir = args['simulated-state'] === defaultSimulatedStateDir() ? env.EncfsSimulatedState || args['simulated-state'] : args['simulated-state']
+      const attestation = new AttestationContext({ attestation: args.attestation, simulatedStateDir, certcache: info.certcache, logger })
       if (args.infile || args.keypath || args.outfile) {
         if (!args.infile || !args.keypath || !args.outfile) throw new EncfsError('USAGE', 'offline wrap needs all of -infile, -keypath and -outfile (or use encfs wrap)')
         return wrapFile({ infile: args.infile, keypath: args.keypath, outfile: args.outfile, logger })
       }
-      const info = args.base64 ? validateSkrConfig(decodeSidecarArgs(args.base64, args.base64 === env.SkrSideCarArgs ? 'SkrSideCarArgs' : '-base64'), 'the skr configuration') : {}
-      const attestation = new AttestationContext({ attestation: args.attestation, simulatedStateDir: args['simulated-state'], certcache: info.certcache, logger })
       let close: () => Promise<void>
       if (args.server_type === 'grpc') {
         const grpc = await listenKeyProvider(new KeyProviderService({ attestation, identity: info.identity, logger }), { port: args.port, unsafeListen: args['unsafe-listen'], logger })
