@@ -5,6 +5,24 @@
 # passed on to remotefs as flags.
 # exec, so that remotefs is PID 1's direct child under tini and gets SIGTERM itself: it
 # removes the symlinks, unmounts, flushes read-write filesystems and exits 0.
+#
+# The image has a second role, the Go skr sidecar's (encfs serve: the HTTP API, or the
+# keyprovider gRPC service with ServerType=grpc), which /skr.sh runs; deployments that set the
+# command to /skr.sh get it directly. Here EncfsRole=encfs|skr chooses; without it,
+# EncfsSideCarArgs set -> encfs; else SkrSideCarArgs or ServerType set -> skr; else encfs.
+# ENCFS_DRY_RUN=1 prints the command instead of running it.
+role="${EncfsRole:-}"
+if [ -z "$role" ]; then
+  if [ -n "${EncfsSideCarArgs:-}" ]; then role=encfs
+  elif [ -n "${SkrSideCarArgs:-}" ] || [ -n "${ServerType:-}" ]; then role=skr
+  else role=encfs
+  fi
+fi
+case "$role" in
+  encfs) ;;
+  skr) exec "$(dirname "$0")/skr.sh" "$@" ;;
+  *) echo "encfs.sh: EncfsRole must be encfs or skr, got \"$role\"" >&2; exit 2 ;;
+esac
 set -eu
 if [ $# -gt 0 ] && [ "${1#-}" = "$1" ]; then
   EncfsSideCarArgs="${EncfsSideCarArgs:-$1}"; shift
@@ -15,4 +33,5 @@ set -- "${ENCFS_HOME:-/opt/encfs}/bin/remotefs.js" "$@"
 if [ -n "${EncfsSideCarArgs:-}" ]; then set -- "$@" -base64 "$EncfsSideCarArgs"; fi
 if [ -n "${LogFile:-}" ]; then set -- "$@" -logfile "$LogFile"; fi
 if [ -n "${LogLevel:-}" ]; then set -- "$@" -loglevel "$LogLevel"; fi
+if [ -n "${ENCFS_DRY_RUN:-}" ]; then printf '%s\n' node "$@"; exit 0; fi
 exec node "$@"

@@ -9,12 +9,16 @@ export interface FilesystemStatus {
   mounter?: string
 }
 
+/** The keyprovider gRPC service next to the API (remotefs --grpc-port): off, or where it listens. */
+export type GrpcStatus = { serving: false } | { serving: true; addresses: string[] }
+
 /**
  * What /status reports. Ready only once start-up (mounts and key releases) has finished, so a
  * readiness probe on /status holds the application back until its files are there.
  */
 export class ServiceStatus {
   phase: 'starting' | 'ready' | 'failed' | 'stopping' = 'starting'
+  grpc: GrpcStatus = { serving: false }
   private readonly filesystems = new Map<number, FilesystemStatus>()
 
   constructor(filesystems: { index: number; mountPoint: string }[] = []) {
@@ -31,7 +35,7 @@ export class ServiceStatus {
     return this.phase === 'ready'
   }
 
-  snapshot(): { ready: boolean; phase: string; filesystems: FilesystemStatus[] } {
-    return { ready: this.ready, phase: this.phase, filesystems: [...this.filesystems.values()].map((f) => JSON.parse(JSON.stringify(f)) as FilesystemStatus) }
+  snapshot(): { ready: boolean; phase: string; filesystems: FilesystemStatus[]; grpc: GrpcStatus } {
+    return { ready: this.ready, phase: this.phase, filesystems: [...this.filesystems.values()].map((f) => JSON.parse(JSON.stringify(f)) as FilesystemStatus), grpc: structuredClone(this.grpc) }
   }
 }

@@ -15,6 +15,7 @@ import { emulatorsCommand } from './emulators-command.js'
 import { serveCommand } from './serve-command.js'
 import { toolsCommands } from './tools-commands.js'
 import { importKeyCommand } from './import-key-command.js'
+import { wrapCommand } from './wrap-command.js'
 
 async function readKey(args: { 'key-file'?: string; 'key-hex'?: string }): Promise<Buffer> {
   if (args['key-file']) return readFile(args['key-file'])
@@ -113,6 +114,7 @@ export async function main(argv: string[]): Promise<void> {
   serveCommand(cli)
   toolsCommands(cli)
   importKeyCommand(cli)
+  wrapCommand(cli)
   cli
     .demandCommand(1, 'name a command (encfs --help lists them)')
     .strict()

@@ -12,6 +12,8 @@ import { EncfsError } from '../errors.js'
 import { defaultSimulatedStateDir } from '../attestation/providers/simulated.js'
 import { exitWith } from './fail.js'
 import { ATTESTATION_MODES } from '../attestation/providers/provider.js'
+import { KeyProviderService } from '../keyprovider/service.js'
+import { listenKeyProvider, type KeyProviderServer } from '../keyprovider/server.js'
 
 /** skr's default port: a group that still runs the Go skr sidecar holds it. */
 export const DEFAULT_API_PORT = 8080
@@ -50,6 +52,7 @@ export function parseRemotefsArgs(argv: string[], env: NodeJS.ProcessEnv = proce
     .option('port', { type: 'number', describe: `port of the attestation and key release API on localhost (env Port; default ${DEFAULT_API_PORT}: if that one is taken, remotefs mounts anyway without the API)` })
     .option('api', { type: 'boolean', default: env.EncfsApi === undefined ? true : envFlag(env.EncfsApi), describe: 'serve the skr attestation and key release API (--no-api to turn it off; env EncfsApi)' })
     .option('unsafe-listen', { type: 'string', describe: 'serve the API on this address instead of loopback (exposes key release to whoever can reach it)' })
+    .option('grpc-port', { type: 'number', default: Number(env.EncfsGrpcPort) || undefined, describe: 'also serve the keyprovider gRPC service (skr -server_type grpc) on this port on localhost (and on --unsafe-listen\'s address if given); off by default (env EncfsGrpcPort)' })
     .option('simulated-state', { type: 'string', default: env.EncfsSimulatedState || defaultSimulatedStateDir(env), describe: 'state directory of the simulated SNP chip (--attestation simulated)' })
     .option('runtime-dir', { type: 'string', default: env.EncfsRuntimeDir || defaultRuntimeDir(), describe: 'where the FUSE files live; one remotefs per directory' })
     .strictOptions()
@@ -89,6 +92,7 @@ export async function main(argv: string[]): Promise<void> {
   let apiUnavailable: string | undefined
   let status: ServiceStatus | undefined
   let api: ReturnType<typeof buildApi> | undefined
+  let grpc: KeyProviderServer | undefined
   let stopRequested: string | undefined
   const controller = new AbortController()
   const stop = async (signal: string) => {
@@ -103,6 +107,7 @@ export async function main(argv: string[]): Promise<void> {
     if (status) status.phase = 'stopping'
     try {
       await api?.close()
+      await grpc?.close()
       await remotefs.stop()
       logger.warn('stopped cleanly')
       process.exit(0)
@@ -143,6 +148,11 @@ export async function main(argv: string[]): Promise<void> {
           `the attestation and key release API is unavailable (${reason}): mounting anyway; /status and the skr endpoints cannot be reached. Set -port/Port to a free port, or --no-api`)
       }
     }
+    if (args['grpc-port']) {
+      grpc = await listenKeyProvider(new KeyProviderService({ attestation, identity: config.azure_info?.identity, logger }), { port: args['grpc-port'], unsafeListen: args['unsafe-listen'], logger })
+        .catch((err: Error) => { throw new EncfsError('GRPC_LISTEN_FAILED', `${err.message}; pick another with --grpc-port`, { cause: err }) })
+      status.grpc = { serving: true, addresses: grpc.addresses }
+    }
     const s = status
     remotefs = await startRemotefs({
       plans,
@@ -158,6 +168,7 @@ export async function main(argv: string[]): Promise<void> {
     logger.error({ err }, 'start-up failed')
     if (status) status.phase = 'failed'
     await api?.close().catch(() => {})
+    await grpc?.close().catch(() => {})
     exitWith('remotefs', err)
   }
   if (stopRequested) {

@@ -31,7 +31,7 @@ function checkUrl(r: Reader, url: string, at: string): void {
   r.add(at, `unsupported scheme "${u.protocol}": use https://, file:// or an absolute path`)
 }
 
-function checkEndpoint(r: Reader, value: string | undefined, at: string): void {
+export function checkEndpoint(r: Reader, value: string | undefined, at: string): void {
   if (value === undefined || value === '') return
   if (/^[a-z]+:\/\//i.test(value)) r.add(at, `must be a host name without a scheme (drop "${value.split('://')[0]}://"), got "${value}"`)
   else if (!HOST_PORT.test(value)) r.add(at, `must be a host name with an optional :port, got "${value}"`)

@@ -1,0 +1,41 @@
+import type { Argv } from 'yargs'
+import { readFile, writeFile } from 'node:fs/promises'
+import type { Logger } from '../log/logger.js'
+import { commandLogger } from './command-logger.js'
+import { wrapWithKeyInfo } from '../keyprovider/wrap.js'
+import { KeyProviderError } from '../keyprovider/errors.js'
+
+/**
+ * Go's `skr -infile F -keypath P -outfile O`: wraps F with the public key named by P-info.json
+ * and writes the standard base64 of the annotation (no newline) to O. Nothing is written when a
+ * step fails.
+ */
+export async function wrapFile(o: { infile: string; keypath: string; outfile: string; logger: Logger }): Promise<void> {
+  const data = await readFile(o.infile).catch((err: NodeJS.ErrnoException) => {
+    throw new KeyProviderError('KEYPROVIDER_INFILE', `cannot read the file to wrap ${o.infile} (${err.code ?? err.message})`, { cause: err })
+  })
+  try {
+    const { annotation, fields } = await wrapWithKeyInfo(data, o.keypath)
+    await writeFile(o.outfile, annotation.toString('base64'))
+    o.logger.info({ kid: fields.kid, akv: fields.kmsEndpoint, maa: fields.attesterEndpoint, outfile: o.outfile }, 'wrapped')
+    process.stderr.write(`wrote the annotation for key ${fields.kid} (${fields.kmsEndpoint}, MAA ${fields.attesterEndpoint}) to ${o.outfile}\n`)
+  } finally {
+    data.fill(0)
+  }
+}
+
+/** `encfs wrap`: make an annotation offline, without a keyprovider server. */
+export function wrapCommand<T>(y: Argv<T>): Argv<T> {
+  return y.command(
+    'wrap',
+    'wrap a secret with an RSA public key into a keyprovider annotation, offline (Go skr -infile -keypath -outfile); UnWrapKey releases the private key to unwrap it',
+    (c) => c
+      .parserConfiguration({ 'short-option-groups': false })
+      .option('infile', { type: 'string', demandOption: true, describe: 'the secret to wrap (at most the key size in bytes minus 66)' })
+      .option('keypath', { type: 'string', demandOption: true, describe: 'the wrapping key\'s path without -info.json; its last element is the key name in the vault' })
+      .option('outfile', { type: 'string', demandOption: true, describe: 'where to write the standard base64 of the annotation' }),
+    async (args) => {
+      await wrapFile({ infile: args.infile, keypath: args.keypath, outfile: args.outfile, logger: commandLogger(args) })
+    },
+  )
+}
