@@ -4,6 +4,7 @@ import type { AttestationContext } from '../attestation/context.js'
 import type { IdentityConfig } from '../storage/credential.js'
 import { maaReportData } from '../attestation/report-data.js'
 import { evidence } from '../attestation/evidence.js'
+import { combinedEvidence } from '../attestation/combined.js'
 import { attestSevSnp } from '../maa/client.js'
 import { releaseKey } from '../skr/release.js'
 import { randomBytes } from 'node:crypto'
@@ -105,14 +106,8 @@ export function buildApi(o: ApiOptions): FastifyInstance {
   app.post<{ Body: { runtime_data: string } }>('/attest/combined', { schema: { body: runtimeDataBody } }, async (req) => {
     const data = runtime(req.body.runtime_data)
     return attestStep('getting the attestation evidence', async () => {
-      const setup = await o.attestation.ready()
-      const { report, chain } = await evidence(setup, maaReportData(data), { logger: req.log as unknown as Logger })
-      return {
-        endorsed_tcb: chain.tcbm.toString(16).padStart(16, '0'),
-        endorsements: Buffer.from(chain.chainPem).toString('base64'),
-        evidence: report.toString('base64'),
-        uvm_endorsements: setup.uvm.referenceInfo,
-      }
+      const e = await combinedEvidence(await o.attestation.ready(), data, { logger: req.log as unknown as Logger })
+      return { endorsed_tcb: e.endorsedTcb, endorsements: e.certs, evidence: e.report, uvm_endorsements: e.uvmReferenceInfo }
     })
   })
 

@@ -1,6 +1,7 @@
 import type { AttestationSetup } from './context.js'
 import { maaReportData } from './report-data.js'
-import { parseReport } from './report.js'
+import { evidence } from './evidence.js'
+import type { Logger } from '../log/logger.js'
 
 /** What skr's /attest/combined and the keyprovider's GetAttestationData answer, in one shape. */
 export interface CombinedEvidence {
@@ -15,9 +16,8 @@ export interface CombinedEvidence {
 }
 
 /** A report binding the runtime data (REPORT_DATA = SHA-256 ‖ 0³²) with the chain that endorses it. */
-export async function combinedEvidence(setup: AttestationSetup, runtimeData: Buffer, signal?: AbortSignal): Promise<CombinedEvidence> {
-  const report = await setup.provider.getReport(maaReportData(runtimeData), signal)
-  const chain = await setup.collateral.chainFor(parseReport(report))
+export async function combinedEvidence(setup: AttestationSetup, runtimeData: Buffer, opts: { signal?: AbortSignal; logger?: Logger } = {}): Promise<CombinedEvidence> {
+  const { report, chain } = await evidence(setup, maaReportData(runtimeData), opts)
   return {
     endorsedTcb: chain.tcbm.toString(16).padStart(16, '0'),
     certs: Buffer.from(chain.chainPem).toString('base64'),

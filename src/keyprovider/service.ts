@@ -84,6 +84,6 @@ export class KeyProviderService {
     const runtime = decodeStdBase64(b64RuntimeData)
     if (!runtime) throw KeyProviderError.invalid('request', ['b64_runtime_data_string must be standard base64'])
     const setup = await this.setup('getting the attestation evidence')
-    return StepError.wrap('getting the attestation evidence', () => combinedEvidence(setup, runtime, o.signal))
+    return StepError.wrap('getting the attestation evidence', () => combinedEvidence(setup, runtime, { signal: o.signal }))
   }
 }
