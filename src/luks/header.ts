@@ -5,6 +5,7 @@ import { HDR_SIZES, readCopy, type CopyResult, type HeaderCopy } from './binary-
 import { MetadataInvalid, parseMetadata, type Digest, type Keyslot, type Luks2Metadata } from './metadata.js'
 import { LuksError } from './errors.js'
 import { checkCipher } from './sector-cipher.js'
+import { hashSize } from './kdf.js'
 
 export interface Luks2Header {
   hdrSize: number
@@ -17,6 +18,8 @@ export interface Luks2Header {
   segment: { offset: number; size: number | 'dynamic'; sectorSize: number; encryption: string; keySize: number }
   keyslots: Keyslot[]
   digests: Digest[]
+  /** The one digest bound to the data segment: the only one that may confirm a key. */
+  segmentDigest: Digest
   metadata: Luks2Metadata
 }
 
@@ -104,14 +107,21 @@ function applyPolicy({ header, metadata }: ValidCopy, imageSize: number, detache
   if (!detached && seg.offset < metadataEnd) {
     throw new LuksError('LUKS_SEGMENT_UNSUPPORTED', `the data segment at ${seg.offset} overlaps the LUKS2 header and keyslots (which end at ${metadataEnd}); refusing a header that would expose metadata as data`)
   }
-  const digest = m.digests.find((d) => d.segments.includes(seg.id))
-  if (!digest) throw new LuksError('LUKS_METADATA_INVALID', `LUKS2 metadata invalid: no digest covers segment ${seg.id}`)
+  // Only the digest bound to the data segment may confirm a key (an extra digest bound to nothing,
+  // with an empty value, would otherwise confirm any key).
+  const covering = m.digests.filter((d) => d.segments.includes(seg.id))
+  if (covering.length === 0) throw new LuksError('LUKS_METADATA_INVALID', `LUKS2 metadata invalid: no digest covers segment ${seg.id}`)
+  if (covering.length > 1) throw new LuksError('LUKS_METADATA_INVALID', `LUKS2 metadata invalid: digests ${covering.map((d) => d.id).join(' and ')} both cover segment ${seg.id}`)
+  const digest = covering[0]!
+  if (digest.type !== 'pbkdf2') throw new LuksError('LUKS_METADATA_INVALID', `LUKS2 metadata invalid: digest ${digest.id} has the unsupported type "${digest.type}"`)
   const bound = m.keyslots.filter((k) => digest.keyslots.includes(k.id) && k.type === 'luks2')
   const keySize = bound[0]?.keySize ?? 0
   if (bound.some((k) => k.keySize !== keySize)) throw new LuksError('LUKS_METADATA_INVALID', 'LUKS2 metadata invalid: keyslots of one segment disagree on the key size')
   checkCipher(seg.encryption, keySize, 'data segment')
   for (const k of bound) checkCipher(k.area.encryption, k.area.keySize, `keyslot ${k.id} area`)
-  if (!['sha1', 'sha256', 'sha512'].includes(digest.hash) || ![20, 32, 64].includes(digest.digest.length)) {
+  // 20 bytes (headers converted from LUKS1) or the hash's own size, as cryptsetup checks it.
+  const size = hashSize(digest.hash)
+  if (size === undefined || (digest.digest.length !== 20 && digest.digest.length !== size)) {
     throw new LuksError('LUKS_METADATA_INVALID', `LUKS2 metadata invalid: digest ${digest.id} uses ${digest.hash} with a ${digest.digest.length}-byte value`)
   }
   if (!detached && seg.offset > imageSize) throw new LuksError('LUKS_DATA_SIZE_MISMATCH', `the data segment starts at ${seg.offset}, beyond the end of the ${imageSize}-byte image (truncated upload?)`)
@@ -125,6 +135,7 @@ function applyPolicy({ header, metadata }: ValidCopy, imageSize: number, detache
     segment: { offset: seg.offset, size: seg.size, sectorSize: seg.sectorSize, encryption: seg.encryption, keySize },
     keyslots: m.keyslots,
     digests: m.digests,
+    segmentDigest: digest,
     metadata: m,
   }
 }

@@ -2,9 +2,10 @@ import { timingSafeEqual } from 'node:crypto'
 import type { RangeSource } from '../storage/range-source.js'
 import { silentLogger, type Logger } from '../log/logger.js'
 import type { Luks2Header } from './header.js'
-import type { Keyslot } from './metadata.js'
+import type { Argon2Kdf, Kdf, Keyslot } from './metadata.js'
+import { KdfBudgetTracker } from './kdf-budget.js'
 import { afMerge } from './af.js'
-import { deriveKey, pbkdf2Async, type KdfOptions } from './kdf.js'
+import { checkArgon2Memory, deriveKey, pbkdf2Async, type KdfOptions } from './kdf.js'
 import { SectorCipher } from './sector-cipher.js'
 import { LuksError } from './errors.js'
 
@@ -18,17 +19,15 @@ export interface Unlocked {
   keyslot: string
 }
 
-/** The keyslots that can yield the data segment's key, in the order cryptsetup tries them (spec §3.2). */
+/** The keyslots that can yield the data segment's key, in the order cryptsetup tries them (priority 2, then 1). */
 export function candidateKeyslots(header: Luks2Header, headerSize: number): { slots: Keyslot[]; skipped: string[] } {
-  const segmentId = header.metadata.segments[0]!.id
   const skipped: string[] = []
   const slots: Keyslot[] = []
   const areaStart = 2 * header.hdrSize
   const areaEnd = Math.min(areaStart + header.metadata.keyslotsSize, headerSize)
   for (const slot of header.keyslots) {
-    const bound = header.digests.some((d) => d.keyslots.includes(slot.id) && d.segments.includes(segmentId))
     if (slot.type !== 'luks2') continue
-    if (!bound) {
+    if (!header.segmentDigest.keyslots.includes(slot.id)) {
       skipped.push(`keyslot ${slot.id}: not bound to the data segment`)
       continue
     }
@@ -41,20 +40,20 @@ export function candidateKeyslots(header: Luks2Header, headerSize: number): { sl
       skipped.push(`keyslot ${slot.id}: area out of range`)
       continue
     }
-    if (slot.priority === 0) {
-      skipped.push(`keyslot ${slot.id}: priority "ignore"`)
+    if (slot.priority !== 1 && slot.priority !== 2) {
+      skipped.push(`keyslot ${slot.id}: priority ${slot.priority === 0 ? '"ignore"' : slot.priority}`)
       continue
     }
     slots.push(slot)
   }
   // Stable sort: priority 2 ("prefer") first, then the rest in id order.
-  slots.sort((a, b) => (b.priority === 2 ? 1 : 0) - (a.priority === 2 ? 1 : 0) || Number(a.id) - Number(b.id))
+  slots.sort((a, b) => b.priority - a.priority || Number(a.id) - Number(b.id))
   return { slots, skipped }
 }
 
 async function tryKeyslot(source: RangeSource, header: Luks2Header, slot: Keyslot, passphrase: Buffer, opts: UnlockOptions): Promise<Buffer | undefined> {
-  const digest = header.digests.find((d) => d.keyslots.includes(slot.id))!
-  const derived = await deriveKey(slot.kdf as never, passphrase, slot.area.keySize, slot.id, opts)
+  const digest = header.segmentDigest
+  const derived = await deriveKey(slot.kdf as Kdf, passphrase, slot.area.keySize, slot.id, opts)
   let material: Buffer | undefined
   let candidate: Buffer | undefined
   try {
@@ -66,7 +65,7 @@ async function tryKeyslot(source: RangeSource, header: Luks2Header, slot: Keyslo
       cipher.destroy()
     }
     candidate = afMerge(material, slot.keySize, slot.af.stripes, slot.af.hash)
-    const check = await pbkdf2Async(candidate, digest.salt, digest.iterations, digest.digest.length, digest.hash)
+    const check = await pbkdf2Async(candidate, digest.salt, digest.iterations, digest.digest.length, digest.hash, opts.signal)
     const ok = timingSafeEqual(check, digest.digest)
     check.fill(0)
     if (ok) {
@@ -85,6 +84,8 @@ async function tryKeyslot(source: RangeSource, header: Luks2Header, slot: Keyslo
 /**
  * Opens a keyslot with `passphrase` (the key file's bytes) and returns the volume key.
  * `source` holds the header and keyslot areas: the image itself, or a detached header.
+ * The work spent deriving keys is bounded by `opts.budget` (docs/kdf-budget.md), and `opts.signal`
+ * stops a derivation in progress at once.
  */
 export async function unlockVolumeKey(source: RangeSource, header: Luks2Header, passphrase: Buffer, opts: UnlockOptions = {}): Promise<Unlocked> {
   const logger = opts.logger ?? silentLogger
@@ -93,31 +94,42 @@ export async function unlockVolumeKey(source: RangeSource, header: Luks2Header, 
   if (slots.length === 0) {
     throw new LuksError('LUKS_NO_USABLE_KEYSLOT', `no usable keyslot in the LUKS2 header${skipped.length ? ` (${skipped.join('; ')})` : ''}; add one with cryptsetup luksAddKey`)
   }
-  let memoryError: LuksError | undefined
-  let tried = 0
+  const budget = new KdfBudgetTracker(opts.budget)
+  // Keyslots not tried because of their cost: if no other opens, the key may be in one of them.
+  let tooCostly: LuksError | undefined
+  const tried: string[] = []
   for (const slot of slots) {
     const kdf = slot.kdf
-    const started = Date.now()
-    logger.info({ keyslot: slot.id, kdf: kdf.type, ...('memory' in kdf ? { memoryMiB: Math.round(kdf.memory / 1024) } : {}) }, `trying keyslot ${slot.id} (${kdf.type})`)
-    let key: Buffer | undefined
-    try {
-      key = await tryKeyslot(source, header, slot, passphrase, opts)
-      tried++
-    } catch (err) {
-      if (err instanceof LuksError && err.code === 'LUKS_KDF_MEMORY') {
-        logger.warn(err.message)
-        memoryError = err
-        continue
-      }
-      throw err
+    const refusal = budget.overBudget(slot, header.segmentDigest) ?? memoryRefusal(slot, opts)
+    if (refusal) {
+      logger.warn({ keyslot: slot.id, code: refusal.code }, refusal.message)
+      tooCostly ??= refusal
+      continue
     }
+    budget.charge(slot, header.segmentDigest)
+    const started = Date.now()
+    logger.info({ keyslot: slot.id, kdf: kdf.type, ...('memory' in kdf ? { memoryMiB: Math.round(kdf.memory / 1024) } : {}), ...('iterations' in kdf ? { iterations: kdf.iterations } : {}) }, `trying keyslot ${slot.id} (${kdf.type})`)
+    const key = await tryKeyslot(source, header, slot, passphrase, opts)
+    tried.push(slot.id)
     if (key) {
       logger.info({ keyslot: slot.id, ms: Date.now() - started }, `keyslot ${slot.id} opened`)
       return { volumeKey: key, keyslot: slot.id }
     }
     logger.debug({ keyslot: slot.id, ms: Date.now() - started }, `keyslot ${slot.id} does not open with this key`)
   }
-  // Only the memory limit stood in the way when no slot could even be tried.
-  if (memoryError && tried === 0) throw memoryError
+  if (tooCostly) {
+    throw tried.length === 0 ? tooCostly : new LuksError(tooCostly.code, `${tooCostly.message} (keyslot(s) ${tried.join(', ')} were tried and do not open with this key)`)
+  }
   throw new LuksError('LUKS_WRONG_KEY', 'no keyslot can be opened with this key: the key does not match the image (check raw_key / the released key, and that the blob is the image it was made for)')
+}
+
+function memoryRefusal(slot: Keyslot, opts: UnlockOptions): LuksError | undefined {
+  if (slot.kdf.type !== 'argon2i' && slot.kdf.type !== 'argon2id') return undefined
+  try {
+    checkArgon2Memory(slot.kdf as Argon2Kdf, slot.id, opts)
+    return undefined
+  } catch (err) {
+    if (err instanceof LuksError) return err
+    throw err
+  }
 }

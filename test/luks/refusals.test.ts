@@ -147,8 +147,12 @@ test('a null cipher in a re-checksummed header is refused before any key is trie
 test('integrity, extra segments, and a segment over the header are each refused', async (t) => {
   const cases: [(m: Record<string, any>) => void, string][] = [
     [(m) => { m.segments['0'].integrity = { type: 'hmac(sha256)', journal_encryption: 'none', journal_integrity: 'none' } }, 'LUKS_INTEGRITY_UNSUPPORTED'],
-    [(m) => { m.segments['1'] = { ...m.segments['0'], offset: '8388608' } }, 'LUKS_SEGMENT_UNSUPPORTED'],
-    [(m) => { m.segments['0'].offset = '16384' }, 'LUKS_SEGMENT_UNSUPPORTED'],
+    // A crypt segment must be covered by a digest (or the copy is invalid, as cryptsetup has it).
+    [(m) => { m.segments['1'] = { ...m.segments['0'], offset: '8388608' }; m.digests['0'].segments.push('1') }, 'LUKS_SEGMENT_UNSUPPORTED'],
+    // Over the keyslots area: cryptsetup's config check makes such a copy invalid.
+    [(m) => { m.segments['0'].offset = '16384' }, 'LUKS_HEADER_CORRUPT'],
+    // At 0 with the header attached (0 would mean a detached header): refused by encfs's policy.
+    [(m) => { m.segments['0'].offset = '0' }, 'LUKS_SEGMENT_UNSUPPORTED'],
     [(m) => { m.segments['0'].type = 'linear' }, 'LUKS_SEGMENT_UNSUPPORTED'],
     [(m) => { m.segments['0'].sector_size = 8192 }, 'LUKS_SECTOR_SIZE_UNSUPPORTED'],
   ]
