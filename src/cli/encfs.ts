@@ -5,7 +5,8 @@ import { commandLogger } from './command-logger.js'
 import { openSource } from '../storage/open-source.js'
 import { readLuks2Header, payloadRange } from '../luks/header.js'
 import { unlockVolumeKey } from '../luks/unlock.js'
-import { exitWith } from './fail.js'
+import { exitWith, usageFailure } from './fail.js'
+import { kdfBudgetOptions, kdfBudgetFrom } from './kdf-options.js'
 import { decodeRawKey } from '../keys/raw-key.js'
 import { KeyError } from '../keys/errors.js'
 import { runDemo } from '../demo/run-demo.js'
@@ -68,7 +69,7 @@ export async function main(argv: string[]): Promise<void> {
     .command(
       'check-key <image>',
       'tell whether a key opens a keyslot of the image, without mounting anything',
-      (y) => y
+      (y) => kdfBudgetOptions(y)
         .positional('image', { type: 'string', demandOption: true })
         .option('key-file', { type: 'string', describe: 'file whose bytes are the key (as cryptsetup --key-file)' })
         .option('key-hex', { type: 'string', describe: 'the key as hex' })
@@ -79,7 +80,7 @@ export async function main(argv: string[]): Promise<void> {
         const source = await openSource(args.image, { private: args.private, logger })
         try {
           const header = await readLuks2Header(source, { logger })
-          const { volumeKey, keyslot } = await unlockVolumeKey(source, header, key, { logger })
+          const { volumeKey, keyslot } = await unlockVolumeKey(source, header, key, { logger, budget: kdfBudgetFrom(args) })
           volumeKey.fill(0)
           process.stdout.write(`the key opens keyslot ${keyslot}\n`)
         } finally {
@@ -110,9 +111,7 @@ export async function main(argv: string[]): Promise<void> {
     .version(false)
     .help()
     .exitProcess(false)
-    .fail((msg, err) => {
-      throw err ?? new Error(msg)
-    })
+    .fail(usageFailure)
   try {
     await cli.parseAsync()
   } catch (err) {

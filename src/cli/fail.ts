@@ -1,7 +1,15 @@
 import { EncfsError } from '../errors.js'
 
+/** A command line that cannot be run as given (unknown flag, missing argument, bad choice): exit 2. */
+export class UsageError extends EncfsError {
+  constructor(message: string) {
+    super('CLI_USAGE', message)
+  }
+}
+
 /** One clear message on stderr and a non-zero exit; a stack trace only for real bugs. */
 export function failureMessage(err: unknown): string {
+  if (err instanceof UsageError) return `${err.message} (see --help) [${err.code}]`
   if (err instanceof EncfsError) return `${err.message} [${err.code}]`
   if (err instanceof Error) return `unexpected error: ${err.stack ?? err.message}`
   return `unexpected error: ${String(err)}`
@@ -9,5 +17,15 @@ export function failureMessage(err: unknown): string {
 
 export function exitWith(prog: string, err: unknown, code = 1): never {
   process.stderr.write(`${prog}: ${failureMessage(err)}\n`)
-  process.exit(code)
+  process.exit(err instanceof UsageError ? 2 : code)
+}
+
+/**
+ * The yargs `.fail` handler of every CLI: yargs's own complaints (unknown flag, missing argument,
+ * bad choice) become UsageErrors; errors thrown by a command or a coerce function pass unchanged.
+ */
+export function usageFailure(msg: string | null | undefined, err: Error | undefined): never {
+  if (err && err.name !== 'YError') throw err
+  // yargs spreads some messages ("Invalid values:") over several lines.
+  throw new UsageError((msg || err?.message || 'invalid command line').replace(/\s*\n\s*/g, ' ').trim())
 }

@@ -10,7 +10,8 @@ import { ServiceStatus } from '../api/status.js'
 import { buildApi, listenApi } from '../api/server.js'
 import { EncfsError } from '../errors.js'
 import { defaultSimulatedStateDir } from '../attestation/providers/simulated.js'
-import { exitWith } from './fail.js'
+import { exitWith, usageFailure } from './fail.js'
+import { kdfBudgetOptions, kdfBudgetFrom } from './kdf-options.js'
 import { ATTESTATION_MODES } from '../attestation/providers/provider.js'
 
 function envFlag(value: string | undefined): boolean {
@@ -18,7 +19,7 @@ function envFlag(value: string | undefined): boolean {
 }
 
 export function parseRemotefsArgs(argv: string[], env: NodeJS.ProcessEnv = process.env) {
-  return yargs(argv)
+  return kdfBudgetOptions(yargs(argv), env)
     .scriptName('remotefs')
     .usage('$0 [-base64 <b64 of the JSON config>] [-loglevel L] [-logfile F] [options]\n\n' +
       'Mounts the encrypted filesystems described by EncfsSideCarArgs and keeps serving them until SIGTERM.')
@@ -41,9 +42,7 @@ export function parseRemotefsArgs(argv: string[], env: NodeJS.ProcessEnv = proce
     .help()
     .version(false)
     .exitProcess(false)
-    .fail((msg, err) => {
-      throw err ?? new Error(msg)
-    })
+    .fail(usageFailure)
     .parseSync()
 }
 
@@ -114,14 +113,21 @@ export async function main(argv: string[]): Promise<void> {
       keys: releaseKeyProvider({ attestation, identity: config.azure_info?.identity, logger }),
       runtimeDir: args['runtime-dir'],
       leaseWaitMs: args['lease-wait'] * 1000,
+      kdfBudget: kdfBudgetFrom(args),
       identity: config.azure_info?.identity,
       logger,
       signal: controller.signal,
     })
   } catch (err) {
+    await api?.close().catch(() => {})
+    // A signal during start-up aborts whatever runs (a key derivation, a key release, a download)
+    // and start-up undoes itself: that is a clean stop, not a failure.
+    if (stopRequested) {
+      logger.warn({ signal: stopRequested, reason: (err as Error).message }, 'stopped during start-up; everything started was undone')
+      process.exit(0)
+    }
     logger.error({ err }, 'start-up failed')
     if (status) status.phase = 'failed'
-    await api?.close().catch(() => {})
     exitWith('remotefs', err)
   }
   if (stopRequested) {

@@ -81,7 +81,7 @@ export class KdfBudgetTracker {
       const total = next.pbkdf2 > b.pbkdf2Iterations
         ? `${next.pbkdf2} pbkdf2 iterations, beyond the budget of ${b.pbkdf2Iterations} (${BUDGET_FLAGS.pbkdf2Iterations})`
         : `${Math.round(next.argon2)} Argon2 MiB-passes, beyond the budget of ${b.argon2MiBPasses} (${BUDGET_FLAGS.argon2MiBPasses})`
-      throw new LuksError('LUKS_KDF_BUDGET', `keyslot ${slot.id} (${describe(slot, digest)}) would bring the key derivation work of this unlock to ${total}; keyslot(s) ${this.tried.join(', ')} were tried and do not open with this key`)
+      throw new LuksError('LUKS_KDF_BUDGET', `keyslot ${slot.id} (${describe(slot, digest)}) would bring the key derivation work of this unlock to ${total}, after keyslot(s) ${this.tried.join(', ')}. A header asking this much is hostile or was made with an unusual --iter-time: raise the budget only if you trust the image (see docs/kdf-budget.md)`)
     }
     this.spent = next
     this.tried.push(slot.id)

@@ -133,3 +133,16 @@ function memoryRefusal(slot: Keyslot, opts: UnlockOptions): LuksError | undefine
     throw err
   }
 }
+
+/**
+ * For the kernel path, where cryptsetup derives the keys and may try every keyslot: refuses a
+ * header whose candidate keyslots together cost more than the budget, before cryptsetup runs.
+ */
+export function checkUnlockCost(header: Luks2Header, headerSize: number, opts: Pick<UnlockOptions, 'budget'> = {}): void {
+  const budget = new KdfBudgetTracker(opts.budget)
+  for (const slot of candidateKeyslots(header, headerSize).slots) {
+    const refusal = budget.overBudget(slot, header.segmentDigest)
+    if (refusal) throw refusal
+    budget.charge(slot, header.segmentDigest)
+  }
+}

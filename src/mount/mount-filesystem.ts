@@ -9,6 +9,8 @@ import { BlockCache } from '../storage/block-cache.js'
 import { SliceSource } from '../storage/slice-source.js'
 import { readLuks2Header, payloadRange } from '../luks/header.js'
 import { Luks2Volume } from '../luks/volume.js'
+import { checkUnlockCost } from '../luks/unlock.js'
+import type { KdfBudget } from '../luks/kdf-budget.js'
 import { FileServer, type ServedFile } from '../fuse/file-server.js'
 import type { KeyProvider } from '../keys/provider.js'
 import { chooseMounter, chooseUnlock, logChoices, type Capabilities, type UnlockMode, type MounterMode } from './capabilities.js'
@@ -28,6 +30,8 @@ export interface MountContext {
   identity?: { client_id?: string; resource_id?: string }
   /** Read-write: how long to wait for another writer's blob lease to go (default 75 s). */
   leaseWaitMs?: number
+  /** The key-derivation budget of the unlock (docs/kdf-budget.md). */
+  kdfBudget?: Partial<KdfBudget>
   logger: Logger
   signal?: AbortSignal
 }
@@ -104,11 +108,13 @@ export async function mountFilesystem(plan: FilesystemPlan, ctx: MountContext): 
     const files: ServedFile[] = []
     try {
       if (unlock.mode === 'userspace') {
-        const volume = await Luks2Volume.open(cache, key, { logger, signal: ctx.signal })
+        const volume = await Luks2Volume.open(cache, key, { logger, signal: ctx.signal, budget: ctx.kdfBudget })
         outer = volume
         files.push({ name: 'data', source: volume, writable: rw })
         step('keyslot unlocked in userspace', { payloadBytes: volume.size })
       } else {
+        // cryptsetup will derive the keys: refuse a header that asks it to work for minutes.
+        checkUnlockCost(header, cache.size, { budget: ctx.kdfBudget })
         files.push({ name: 'data', source: cache, writable: rw })
         files.push({ name: 'header', source: new SliceSource(cache, 0, header.segment.offset), writable: false })
       }
