@@ -1,4 +1,5 @@
 import { EncfsError } from '../errors.js'
+import { redactSecrets } from '../log/redact.js'
 
 /** A command line that cannot be run as given (unknown flag, missing argument, bad choice): exit 2. */
 export class UsageError extends EncfsError {
@@ -9,10 +10,10 @@ export class UsageError extends EncfsError {
 
 /** One clear message on stderr and a non-zero exit; a stack trace only for real bugs. */
 export function failureMessage(err: unknown): string {
-  if (err instanceof UsageError) return `${err.message} (see --help) [${err.code}]`
-  if (err instanceof EncfsError) return `${err.message} [${err.code}]`
-  if (err instanceof Error) return `unexpected error: ${err.stack ?? err.message}`
-  return `unexpected error: ${String(err)}`
+  return redactSecrets(err instanceof UsageError ? `${err.message} (see --help) [${err.code}]`
+    : err instanceof EncfsError ? `${err.message} [${err.code}]`
+      : err instanceof Error ? `unexpected error: ${err.stack ?? err.message}`
+        : `unexpected error: ${String(err)}`)
 }
 
 export function exitWith(prog: string, err: unknown, code = 1): never {

@@ -1,6 +1,6 @@
 import yargs from 'yargs'
 import { createLogger, GO_LOG_LEVELS, type Logger } from '../log/logger.js'
-import { loadConfig, redactConfig } from '../config/load.js'
+import { configSecrets, loadConfig, redactConfig } from '../config/load.js'
 import { planFilesystems } from '../config/plan.js'
 import { startRemotefs, type Remotefs } from '../mount/remotefs.js'
 import { defaultRuntimeDir } from '../mount/runtime-dir.js'
@@ -91,6 +91,10 @@ export async function main(argv: string[]): Promise<void> {
   try {
     const { config, source } = loadConfig({ base64: args.base64, env: process.env })
     logger.debug({ source, config: redactConfig(config) }, 'configuration')
+    const secrets = source === '-base64' ? configSecrets(config) : []
+    if (secrets.length > 0) {
+      logger.warn({ secrets }, `the configuration given with -base64 carries secrets (${secrets.join(', ')}), which any local user can read in /proc/${process.pid}/cmdline; pass it in the EncfsSideCarArgs environment variable instead`)
+    }
     const plans = planFilesystems(config, {
       allowRawKey: args['allow-raw-key'],
       unlock: args.unlock as 'auto' | 'kernel' | 'userspace',

@@ -1,4 +1,5 @@
 import { pino, type Logger, type LevelWithSilent } from 'pino'
+import { redactSecrets } from './redact.js'
 
 export type { Logger }
 
@@ -52,7 +53,9 @@ export function createLogger(options: LoggerOptions = {}): Logger {
       level: pinoLevel(options.level ?? 'warning'),
       redact: { paths: REDACT_PATHS, censor: '[redacted]' },
     },
-    destination,
+    // Credentials in URLs and messages can sit anywhere in a line (an error's stack, a nested
+    // field): the finished line is redacted as a whole.
+    { write: (line: string) => destination.write(redactSecrets(line)) },
   )
 }
 
