@@ -9,6 +9,7 @@ import { AttestationError } from '../attestation/errors.js'
 import type { IdentityConfig } from '../storage/credential.js'
 import { attestSevSnp } from '../maa/client.js'
 import { request } from '../http/request.js'
+import { HttpError } from '../http/errors.js'
 import { SkrError } from './errors.js'
 import { generateWrappingKey } from './wrapping-key.js'
 import { verifyReleaseJws } from './release-jws.js'
@@ -87,7 +88,8 @@ export async function releaseKey(o: ReleaseOptions): Promise<ReleasedKey> {
     const hint = res.status === 401 ? ' (the bearer token is missing, expired or for another resource)'
       : res.status === 403 ? ' (the attestation does not satisfy the key\'s release policy, or the identity lacks the release permission)'
         : res.status === 404 ? ' (check key.kid and key.akv.endpoint)' : ''
-    throw new SkrError('SKR_RELEASE_REFUSED', `key release of ${o.kid} from ${o.akvEndpoint} failed with HTTP ${res.status} ${detail}${hint}`)
+    const unavailable = res.status === 408 || res.status === 429 || res.status >= 500
+    throw new HttpError(unavailable ? 'SKR_RELEASE_UNAVAILABLE' : 'SKR_RELEASE_REFUSED', `key release of ${o.kid} from ${o.akvEndpoint} failed with HTTP ${res.status} ${detail}${hint}`, res.status)
   }
   let jws: unknown
   try {
