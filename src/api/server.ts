@@ -75,8 +75,9 @@ export function buildApi(o: ApiOptions): FastifyInstance {
     bodyLimit: o.bodyLimit ?? 1024 * 1024,
     requestTimeout: timeouts.requestMs,
     keepAliveTimeout: timeouts.keepAliveMs,
-    // Node checks the headers and request timeouts only this often (30 s by default).
-    http: { headersTimeout: timeouts.headersMs, connectionsCheckingInterval: Math.min(1000, timeouts.headersMs) },
+    // Node checks the headers and request timeouts only this often (30 s by default). Without a
+    // Host header Node itself would answer 400 with an empty body: let the API answer instead.
+    http: { headersTimeout: timeouts.headersMs, connectionsCheckingInterval: Math.min(1000, timeouts.headersMs), requireHostHeader: false },
     // Errors Fastify raises before routing (a bad URL encoding...) get the API's shape too.
     frameworkErrors: (err, _req, reply) => { void (reply as FastifyReply).code(err.statusCode ?? 400).send({ error: err.message }) },
     clientErrorHandler: (err, socket) => writeClientError(err as NodeJS.ErrnoException, socket),
