@@ -15,6 +15,8 @@ export interface RequestOptions {
   /** Attempts in all; 408, 429, 5xx and transport errors are retried with exponential backoff and jitter. */
   attempts?: number
   baseDelayMs?: number
+  /** The longest exponential backoff between attempts (default 10 s). */
+  maxDelayMs?: number
   /** Pause before retry n (1-based) instead of exponential backoff with jitter. */
   retryDelayMs?: (retry: number) => number
   /** The longest Retry-After honoured (default 30 s): an answer asking for a longer wait is returned as it is. */
@@ -87,9 +89,10 @@ export async function request(url: string, o: RequestOptions): Promise<Response>
   let retryAfter: number | undefined
   for (let attempt = 1; attempt <= attempts; attempt++) {
     if (attempt > 1) {
-      const base = (o.baseDelayMs ?? 500) * 2 ** (attempt - 2)
+      const base = Math.min(o.maxDelayMs ?? 10_000, (o.baseDelayMs ?? 500) * 2 ** (attempt - 2))
       const backoff = o.retryDelayMs ? o.retryDelayMs(attempt - 1) : base / 2 + Math.random() * base
       const delay = retryAfter !== undefined ? Math.max(retryAfter + Math.random() * Math.min(1000, retryAfter / 4 + 100), o.retryDelayMs ? backoff : 0) : backoff
+      logger.debug({ host: target.host, attempt, delayMs: Math.round(delay), ...(retryAfter !== undefined ? { retryAfterMs: retryAfter } : {}) }, `${o.what}: waiting ${Math.round(delay)} ms before attempt ${attempt}`)
       await sleep(delay, undefined, { signal: o.signal })
     }
     retryAfter = undefined

@@ -36,6 +36,8 @@ export interface ReleaseOptions {
   ca?: string[]
   logger?: Logger
   signal?: AbortSignal
+  /** Attempts for the MAA and the vault request each (429, 5xx and transport errors are retried; default 4 and 3). */
+  attempts?: number
 }
 
 /**
@@ -62,7 +64,7 @@ export async function releaseKey(o: ReleaseOptions): Promise<ReleasedKey> {
   step('attesting with MAA', { maa: o.maaEndpoint })
   const token = await attestSevSnp(
     { report: raw, vcekCertChain: chain.chainPem, referenceInfo: o.uvm.referenceInfo, runtimeData: wrapping.jwks, nonce: randomBytes(8).readBigUInt64LE() },
-    { endpoint: o.maaEndpoint, ca: o.ca, logger, signal: o.signal },
+    { endpoint: o.maaEndpoint, ca: o.ca, logger, signal: o.signal, attempts: o.attempts },
   )
 
   const bearer = o.accessToken || (step('getting a vault token from the identity'), await vaultToken(o.akvEndpoint, o.identity, { logger, signal: o.signal }))
@@ -73,7 +75,7 @@ export async function releaseKey(o: ReleaseOptions): Promise<ReleasedKey> {
     headers: { 'content-type': 'application/json', authorization: `Bearer ${bearer}` },
     body: JSON.stringify({ target: token }),
     what: 'key release',
-    attempts: 3,
+    attempts: o.attempts ?? 3,
     ca: o.ca,
     logger,
     signal: o.signal,
