@@ -36,11 +36,8 @@ class OverlaySource implements RangeSource {
   async read(offset: number, length: number): Promise<Buffer> {
     checkRange(this.size, offset, length)
     const out = Buffer.alloc(length)
-    for (let i = 0; i < length; i++) {
-      const at = offset + i
-      if (at < this.prefix.length) out[i] = this.prefix[at]!
-      else if (at < header.length) out[i] = header[at]!
-    }
+    header.copy(out, 0, Math.min(offset, header.length), Math.min(offset + length, header.length))
+    if (offset < this.prefix.length) this.prefix.copy(out, 0, offset, Math.min(offset + length, this.prefix.length))
     return out
   }
 
