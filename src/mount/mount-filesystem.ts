@@ -102,6 +102,8 @@ export async function mountFilesystem(plan: FilesystemPlan, ctx: MountContext): 
     // The header comes from storage that an attacker may control: validate it before either path uses it.
     const header = await readLuks2Header(cache, { logger })
     payloadRange(header, cache.size)
+    // cryptsetup will derive the keys, trying every keyslot: refuse a header that asks it to work for minutes.
+    if (unlock.mode === 'kernel') checkUnlockCost(header, cache.size, { budget: ctx.kdfBudget })
     step('LUKS2 header validated', { cipher: header.segment.encryption, sectorSize: header.segment.sectorSize, copy: header.copy })
 
     const key = await ctx.keys.keyFor(plan.key, { index: plan.index, logger, signal: ctx.signal })
@@ -113,8 +115,6 @@ export async function mountFilesystem(plan: FilesystemPlan, ctx: MountContext): 
         files.push({ name: 'data', source: volume, writable: rw })
         step('keyslot unlocked in userspace', { payloadBytes: volume.size })
       } else {
-        // cryptsetup will derive the keys: refuse a header that asks it to work for minutes.
-        checkUnlockCost(header, cache.size, { budget: ctx.kdfBudget })
         files.push({ name: 'data', source: cache, writable: rw })
         files.push({ name: 'header', source: new SliceSource(cache, 0, header.segment.offset), writable: false })
       }
