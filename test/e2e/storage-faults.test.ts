@@ -13,7 +13,7 @@ import path from 'node:path'
 import { startAzurite, uploadFile, type Azurite } from '../helpers/azurite.js'
 import { makeEncryptedImage, type TestImage } from '../helpers/images.js'
 import { startSidecar, stopSidecar, waitReady, sidecarArgs, leftovers, mountWorkspace, type Sidecar } from '../helpers/remotefs.js'
-import { startFaultProxy, ALL_FAULTS, type FaultProxy } from '../helpers/fault-proxy.js'
+import { startFaultProxy, ALL_FAULTS } from '../helpers/fault-proxy.js'
 
 const exec = promisify(execFile)
 let az: Azurite
@@ -68,19 +68,20 @@ async function mount(url: string, mp: string, readWrite = false): Promise<Sideca
   return sidecar
 }
 
-async function proxyFor(url: string): Promise<FaultProxy> {
-  const proxy = await startFaultProxy({ port: Number(new URL(url).port) })
+/** The image uploaded as `blob`, a fault proxy in front of Azurite, and remotefs mounting it through the proxy. */
+async function faultyMount(blob: string, o: { kind: 'block' | 'page'; name: string; faults?: boolean }) {
+  const { sasUrl } = await uploadFile(az, img.image, { kind: o.kind, blob })
+  const proxy = await startFaultProxy({ port: Number(new URL(sasUrl).port) })
   cleanups.push(() => proxy.stop())
-  return proxy
+  if (o.faults) proxy.setPlan(tenPercent)
+  const ws = await mountWorkspace(cleanups)
+  const mp = path.join(ws.parent, o.name)
+  const sidecar = await mount(proxy.via(sasUrl), mp, o.kind === 'page')
+  return { sasUrl, proxy, ws, mp, sidecar }
 }
 
 test.serial('read-only under 10 % faults: every file reads back identical, with no error', async (t) => {
-  const { sasUrl } = await uploadFile(az, img.image, { kind: 'block', blob: 'faults-ro.img' })
-  const proxy = await proxyFor(sasUrl)
-  proxy.setPlan(tenPercent)
-  const ws = await mountWorkspace(cleanups)
-  const mp = path.join(ws.parent, 'ro')
-  const sidecar = await mount(proxy.via(sasUrl), mp)
+  const { proxy, mp, sidecar } = await faultyMount('faults-ro.img', { kind: 'block', name: 'ro', faults: true })
   // Three passes, each from storage again (the kernel's page cache dropped, the 2 MiB block cache too small).
   for (let pass = 0; pass < 3; pass++) {
     const before = proxy.requests
@@ -99,11 +100,7 @@ test.serial('read-only under 10 % faults: every file reads back identical, with 
 })
 
 test.serial('an outage longer than the retry budget: EIO within the bound, then reads work again when storage is back', async (t) => {
-  const { sasUrl } = await uploadFile(az, img.image, { kind: 'block', blob: 'faults-outage.img' })
-  const proxy = await proxyFor(sasUrl)
-  const ws = await mountWorkspace(cleanups)
-  const mp = path.join(ws.parent, 'out')
-  const sidecar = await mount(proxy.via(sasUrl), mp)
+  const { proxy, ws, mp, sidecar } = await faultyMount('faults-outage.img', { kind: 'block', name: 'out' })
   t.is((await readHash(path.join(mp, 'docs/small.txt'))).sum, sha(files['docs/small.txt']!))
   for (const how of ['refuse', '503'] as const) {
     await dropCaches(sidecar, mp)
@@ -123,12 +120,7 @@ test.serial('an outage longer than the retry budget: EIO within the bound, then 
 })
 
 test.serial('read-write under 10 % faults: writes and fsyncs succeed, and after unmount the blob holds exactly what was written', async (t) => {
-  const { sasUrl } = await uploadFile(az, img.image, { kind: 'page', blob: 'faults-rw.img' })
-  const proxy = await proxyFor(sasUrl)
-  proxy.setPlan(tenPercent)
-  const ws = await mountWorkspace(cleanups)
-  const mp = path.join(ws.parent, 'rw')
-  const writer = await mount(proxy.via(sasUrl), mp, true)
+  const { sasUrl, proxy, ws, mp, sidecar: writer } = await faultyMount('faults-rw.img', { kind: 'page', name: 'rw', faults: true })
   const written = randomBytes(2 * 1024 * 1024)
   const source = path.join(ws.dir, 'written.bin')
   const { writeFile } = await import('node:fs/promises')

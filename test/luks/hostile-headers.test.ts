@@ -11,7 +11,7 @@ import { Luks2Volume } from '../../src/luks/volume.js'
 import { readLuks2Header } from '../../src/luks/header.js'
 import { deriveKey, pbkdf2Async } from '../../src/luks/kdf.js'
 import { LuksError } from '../../src/luks/errors.js'
-import { editHeader } from '../helpers/luks-edit.js'
+import { editHeader, openRefusal } from '../helpers/luks-edit.js'
 import { makeSmallImage, tempDirFor, cloneKeyslot, type SmallImage } from '../helpers/small-image.js'
 
 let work: { dir: string; cleanup(): Promise<void> }
@@ -42,16 +42,9 @@ type OpenOptions = Parameters<typeof Luks2Volume.open>[2]
 
 /** Opens the image and expects a refusal: returns the error, which must be a LuksError. */
 async function refusal(t: import('ava').ExecutionContext, file: string, key: Buffer = base.key, opts: OpenOptions = {}): Promise<LuksError> {
-  const src = await FileSource.open(file)
-  try {
-    const volume = await Luks2Volume.open(src, key, opts)
-    await volume.close()
-  } catch (err) {
-    await src.close()
-    if (!(err instanceof LuksError)) t.fail(`not a LuksError: ${(err as Error).stack}`)
-    return err as LuksError
-  }
-  throw new Error(`${file} opened, but it should have been refused`)
+  const err = await openRefusal(file, key, opts)
+  if (!(err instanceof LuksError)) t.fail(`not a LuksError: ${(err as Error).stack}`)
+  return err as LuksError
 }
 
 async function opens(file: string, key: Buffer = base.key, opts: OpenOptions = {}): Promise<Luks2Volume> {

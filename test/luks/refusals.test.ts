@@ -10,7 +10,7 @@ import { FileSource } from '../../src/storage/file-source.js'
 import { Luks2Volume } from '../../src/luks/volume.js'
 import { readLuks2Header } from '../../src/luks/header.js'
 import { makeEncryptedImage, type TestImage } from '../../src/demo/test-image.js'
-import { editHeader, corruptJson } from '../helpers/luks-edit.js'
+import { editHeader, corruptJson, openRefusal } from '../helpers/luks-edit.js'
 
 const exec = promisify(execFile)
 const env = { ...process.env, PATH: `${process.env.PATH}:/usr/sbin:/sbin` }
@@ -35,15 +35,7 @@ async function copy(of: TestImage = base): Promise<string> {
 }
 
 async function openError(file: string, key = base.key, opts: Parameters<typeof Luks2Volume.open>[2] = {}): Promise<{ code?: string; message: string }> {
-  const src = await FileSource.open(file)
-  try {
-    const volume = await Luks2Volume.open(src, key, opts)
-    await volume.close()
-  } catch (err) {
-    await src.close()
-    return err as { code?: string; message: string }
-  }
-  throw new Error(`${file} opened, but it should have been refused`)
+  return (await openRefusal(file, key, opts)) as { code?: string; message: string }
 }
 
 function captureLogger() {
