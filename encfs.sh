@@ -24,13 +24,16 @@ case "$role" in
   *) echo "encfs.sh: EncfsRole must be encfs or skr, got \"$role\"" >&2; exit 2 ;;
 esac
 set -eu
+# The configuration goes to remotefs in the environment (exported), never as -base64: on the
+# command line it would sit in /proc/PID/cmdline (raw keys, SAS signatures, bearer tokens) for
+# every local user to read.
 if [ $# -gt 0 ] && [ "${1#-}" = "$1" ]; then
   EncfsSideCarArgs="${EncfsSideCarArgs:-$1}"; shift
   if [ $# -gt 0 ] && [ "${1#-}" = "$1" ]; then LogFile="${LogFile:-$1}"; shift; fi
   if [ $# -gt 0 ] && [ "${1#-}" = "$1" ]; then LogLevel="${LogLevel:-$1}"; shift; fi
 fi
+if [ -n "${EncfsSideCarArgs:-}" ]; then export EncfsSideCarArgs; fi
 set -- "${ENCFS_HOME:-/opt/encfs}/bin/remotefs.js" "$@"
-if [ -n "${EncfsSideCarArgs:-}" ]; then set -- "$@" -base64 "$EncfsSideCarArgs"; fi
 if [ -n "${LogFile:-}" ]; then set -- "$@" -logfile "$LogFile"; fi
 if [ -n "${LogLevel:-}" ]; then set -- "$@" -loglevel "$LogLevel"; fi
 if [ -n "${ENCFS_DRY_RUN:-}" ]; then printf '%s\n' node "$@"; exit 0; fi

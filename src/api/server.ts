@@ -1,4 +1,4 @@
-import Fastify, { type FastifyInstance, type FastifyError, type FastifyBaseLogger } from 'fastify'
+import Fastify, { type FastifyInstance, type FastifyError, type FastifyBaseLogger, type FastifyReply } from 'fastify'
 import type { Logger } from '../log/logger.js'
 import type { AttestationContext } from '../attestation/context.js'
 import type { IdentityConfig } from '../storage/credential.js'
@@ -11,6 +11,10 @@ import { randomBytes } from 'node:crypto'
 import { runtimeDataBody, maaBody, releaseBody } from './schemas.js'
 import { decodeStdBase64 } from '../encoding/base64.js'
 import type { ServiceStatus } from './status.js'
+import { apiStatusFor } from './error-status.js'
+import { EncfsError } from '../errors.js'
+import { STATUS_CODES } from 'node:http'
+import type { Duplex } from 'node:stream'
 
 export interface ApiOptions {
   status: ServiceStatus
@@ -22,12 +26,34 @@ export interface ApiOptions {
   bodyLimit?: number
   /** skr's maaconfig.user_agent, sent to MAA on /attest/maa. */
   maaUserAgent?: string
+  /** Server-side limits for slow or idle clients (defaults in API_TIMEOUTS). */
+  timeouts?: Partial<typeof API_TIMEOUTS>
 }
 
+/**
+ * How long a client may take: to send its headers, to send the whole request, and to leave a
+ * keep-alive connection idle. Handlers themselves may take longer (MAA and the vault with their
+ * retries): no limit applies while the answer is being prepared.
+ */
+export const API_TIMEOUTS = { headersMs: 10_000, requestMs: 30_000, keepAliveMs: 5_000 }
+
 class ApiFailure extends Error {
-  constructor(readonly status: number, message: string) {
-    super(message)
+  constructor(readonly status: number, message: string, cause?: unknown) {
+    super(message, { cause })
   }
+}
+
+/**
+ * Malformed HTTP (garbage, oversized headers, a client too slow to send its request) never
+ * reaches a route: answer it on the socket in the API's shape, then close.
+ */
+function writeClientError(err: NodeJS.ErrnoException, socket: Duplex): void {
+  if (err.code === 'ECONNRESET' || socket.destroyed || !socket.writable) return
+  const [status, message] = err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? [408, 'the request took too long to arrive']
+    : err.code === 'HPE_HEADER_OVERFLOW' ? [431, 'the request headers are too large']
+      : [400, 'malformed HTTP request']
+  const body = JSON.stringify({ error: message })
+  socket.end(`HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`)
 }
 
 const ROUTES: Record<string, string[]> = {
@@ -44,10 +70,22 @@ const ROUTES: Record<string, string[]> = {
  * event loop that also answers FUSE.
  */
 export function buildApi(o: ApiOptions): FastifyInstance {
+  const timeouts = { ...API_TIMEOUTS, ...o.timeouts }
   const app = Fastify({
     loggerInstance: o.logger.child({ component: 'api' }) as FastifyBaseLogger,
     bodyLimit: o.bodyLimit ?? 1024 * 1024,
+    requestTimeout: timeouts.requestMs,
+    keepAliveTimeout: timeouts.keepAliveMs,
+    // Node checks the headers and request timeouts only this often (30 s by default). Without a
+    // Host header Node itself would answer 400 with an empty body: let the API answer instead.
+    http: { headersTimeout: timeouts.headersMs, connectionsCheckingInterval: Math.min(1000, timeouts.headersMs), requireHostHeader: false },
+    // Errors Fastify raises before routing (a bad URL encoding...) get the API's shape too.
+    frameworkErrors: (err, _req, reply) => { void (reply as FastifyReply).code(err.statusCode ?? 400).send({ error: err.message }) },
+    clientErrorHandler: (err, socket) => writeClientError(err as NodeJS.ErrnoException, socket),
   })
+
+  // The API takes JSON only: a text/plain body is 415, not a string that fails validation.
+  app.removeContentTypeParser('text/plain')
 
   const runtime = (b64: string): Buffer => {
     const data = decodeStdBase64(b64)
@@ -59,13 +97,15 @@ export function buildApi(o: ApiOptions): FastifyInstance {
       return await f()
     } catch (err) {
       if (err instanceof ApiFailure) throw err
-      throw new ApiFailure(403, `${what} failed: ${(err as Error).message}`)
+      throw new ApiFailure(apiStatusFor(err), `${what} failed: ${(err as Error).message}`, err)
     }
   }
 
   app.setErrorHandler((err: FastifyError | ApiFailure, req, reply) => {
     if (err instanceof ApiFailure) {
-      req.log.warn({ status: err.status, reason: err.message }, 'request refused')
+      const code = err.cause instanceof EncfsError ? err.cause.code : undefined
+      if (err.status >= 500) req.log.error({ status: err.status, code, reason: err.message }, 'request failed')
+      else req.log.warn({ status: err.status, code, reason: err.message }, 'request refused')
       return reply.code(err.status).send({ error: err.message })
     }
     const validation = (err as FastifyError).validation

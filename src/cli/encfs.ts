@@ -5,7 +5,8 @@ import { commandLogger } from './command-logger.js'
 import { openSource } from '../storage/open-source.js'
 import { readLuksHeader, payloadRange } from '../luks/header.js'
 import { unlockAnyVolumeKey } from '../luks/volume-key.js'
-import { exitWith } from './fail.js'
+import { exitWith, usageFailure, UsageError } from './fail.js'
+import { kdfBudgetOptions, kdfBudgetFrom } from './kdf-options.js'
 import { decodeRawKey } from '../keys/raw-key.js'
 import { KeyError } from '../keys/errors.js'
 import { runDemo } from '../demo/run-demo.js'
@@ -32,8 +33,12 @@ export async function main(argv: string[]): Promise<void> {
     .options(logOptions())
     .global(['loglevel', 'logfile', 'logformat'])
     .middleware((argv) => {
-      parseLogLevel(String(argv.loglevel))
-      parseLogFormat(String(argv.logformat))
+      try {
+        parseLogLevel(String(argv.loglevel))
+        parseLogFormat(String(argv.logformat))
+      } catch (err) {
+        throw UsageError.of(err)
+      }
     })
     .command(
       'inspect <image>',
@@ -78,7 +83,7 @@ export async function main(argv: string[]): Promise<void> {
     .command(
       'check-key <image>',
       'tell whether a key opens a keyslot of the image, without mounting anything',
-      (y) => y
+      (y) => kdfBudgetOptions(y)
         .positional('image', { type: 'string', demandOption: true })
         .option('key-file', { type: 'string', describe: 'file whose bytes are the key (as cryptsetup --key-file)' })
         .option('key-hex', { type: 'string', describe: 'the key as hex' })
@@ -89,7 +94,7 @@ export async function main(argv: string[]): Promise<void> {
         const source = await openSource(args.image, { private: args.private, logger })
         try {
           const header = await readLuksHeader(source, { logger })
-          const { volumeKey, keyslot } = await unlockAnyVolumeKey(source, header, key, { logger })
+          const { volumeKey, keyslot } = await unlockAnyVolumeKey(source, header, key, { logger, budget: kdfBudgetFrom(args) })
           volumeKey.fill(0)
           process.stdout.write(`the key opens keyslot ${keyslot}\n`)
         } finally {
@@ -121,9 +126,7 @@ export async function main(argv: string[]): Promise<void> {
     .version(false)
     .help()
     .exitProcess(false)
-    .fail((msg, err) => {
-      throw err ?? new Error(msg)
-    })
+    .fail(usageFailure)
   try {
     await cli.parseAsync()
   } catch (err) {

@@ -1,13 +1,37 @@
 import { EncfsError } from '../errors.js'
+import { redactSecrets } from '../log/redact.js'
+
+/** A command line that cannot be run as given (unknown flag, missing argument, bad choice): exit 2. */
+export class UsageError extends EncfsError {
+  constructor(message: string, code = 'CLI_USAGE', options?: { cause?: unknown }) {
+    super(code, message, options)
+  }
+
+  /** A flag's value refused by its own parser (a log level, a format): still a usage error, with that parser's code. */
+  static of(err: unknown): UsageError {
+    return err instanceof EncfsError ? new UsageError(err.message, err.code, { cause: err }) : new UsageError(String((err as Error)?.message ?? err))
+  }
+}
 
 /** One clear message on stderr and a non-zero exit; a stack trace only for real bugs. */
 export function failureMessage(err: unknown): string {
-  if (err instanceof EncfsError) return `${err.message} [${err.code}]`
-  if (err instanceof Error) return `unexpected error: ${err.stack ?? err.message}`
-  return `unexpected error: ${String(err)}`
+  return redactSecrets(err instanceof UsageError && err.code === 'CLI_USAGE' ? `${err.message} (see --help) [${err.code}]`
+    : err instanceof EncfsError ? `${err.message} [${err.code}]`
+      : err instanceof Error ? `unexpected error: ${err.stack ?? err.message}`
+        : `unexpected error: ${String(err)}`)
 }
 
 export function exitWith(prog: string, err: unknown, code = 1): never {
   process.stderr.write(`${prog}: ${failureMessage(err)}\n`)
-  process.exit(code)
+  process.exit(err instanceof UsageError ? 2 : code)
+}
+
+/**
+ * The yargs `.fail` handler of every CLI: yargs's own complaints (unknown flag, missing argument,
+ * bad choice) become UsageErrors; errors thrown by a command or a coerce function pass unchanged.
+ */
+export function usageFailure(msg: string | null | undefined, err: Error | undefined): never {
+  if (err && err.name !== 'YError') throw err
+  // yargs spreads some messages ("Invalid values:") over several lines.
+  throw new UsageError((msg || err?.message || 'invalid command line').replace(/\s*\n\s*/g, ' ').trim())
 }

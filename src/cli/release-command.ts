@@ -9,6 +9,7 @@ import { deriveKeyFromRsa, DEFAULT_DERIVATION_LABEL } from '../skr/derive.js'
 import { openSource } from '../storage/open-source.js'
 import { readLuksHeader } from '../luks/header.js'
 import { unlockAnyVolumeKey } from '../luks/volume-key.js'
+import { KeyError } from '../keys/errors.js'
 
 export function releaseCommand<T>(y: Argv<T>): Argv<T> {
   return y.command(
@@ -41,7 +42,7 @@ export function releaseCommand<T>(y: Argv<T>): Argv<T> {
           const key = released.kty === 'oct' ? Buffer.from(released.material)
             : released.kty === 'RSA' ? deriveKeyFromRsa(createPrivateKey({ key: released.material, format: 'der', type: 'pkcs8' }), args.salt, args.label)
               : undefined
-          if (!key) throw new Error(`a released ${released.kty} key cannot open a filesystem`)
+          if (!key) throw new KeyError('KEY_RELEASED_TYPE', `a released ${released.kty} key cannot open a filesystem: filesystems take oct or RSA keys`)
           const source = await openSource(args['check-image'], { private: args.private, logger })
           try {
             const header = await readLuksHeader(source, { logger })

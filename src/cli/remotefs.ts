@@ -1,6 +1,6 @@
 import yargs from 'yargs'
 import { createLogger, logOptions, type Logger } from '../log/logger.js'
-import { loadConfig, redactConfig } from '../config/load.js'
+import { configSecrets, loadConfig, redactConfig } from '../config/load.js'
 import { planFilesystems } from '../config/plan.js'
 import { startRemotefs, type Remotefs } from '../mount/remotefs.js'
 import { defaultRuntimeDir } from '../mount/runtime-dir.js'
@@ -10,7 +10,8 @@ import { ServiceStatus } from '../api/status.js'
 import { buildApi, listenApi } from '../api/server.js'
 import { EncfsError } from '../errors.js'
 import { defaultSimulatedStateDir } from '../attestation/providers/simulated.js'
-import { exitWith } from './fail.js'
+import { exitWith, usageFailure } from './fail.js'
+import { kdfBudgetOptions, kdfBudgetFrom } from './kdf-options.js'
 import { ATTESTATION_MODES } from '../attestation/providers/provider.js'
 import { KeyProviderService } from '../keyprovider/service.js'
 import { listenKeyProvider, type KeyProviderServer } from '../keyprovider/server.js'
@@ -36,7 +37,7 @@ function envFlag(value: string | undefined): boolean {
 }
 
 export function parseRemotefsArgs(argv: string[], env: NodeJS.ProcessEnv = process.env) {
-  return yargs(argv)
+  return kdfBudgetOptions(yargs(argv), env)
     .scriptName('remotefs')
     .usage('$0 [-base64 <b64 of the JSON config>] [-loglevel L] [-logfile F] [options]\n\n' +
       'Mounts the encrypted filesystems described by EncfsSideCarArgs and keeps serving them until SIGTERM.')
@@ -59,9 +60,7 @@ export function parseRemotefsArgs(argv: string[], env: NodeJS.ProcessEnv = proce
     .help()
     .version(false)
     .exitProcess(false)
-    .fail((msg, err) => {
-      throw err ?? new Error(msg)
-    })
+    .fail(usageFailure)
     .parseSync()
 }
 
@@ -121,6 +120,10 @@ export async function main(argv: string[]): Promise<void> {
   try {
     const { config, source } = loadConfig({ base64: args.base64, env: process.env })
     logger.debug({ source, config: redactConfig(config) }, 'configuration')
+    const secrets = source === '-base64' ? configSecrets(config) : []
+    if (secrets.length > 0) {
+      logger.warn({ secrets }, `the configuration given with -base64 carries secrets (${secrets.join(', ')}), which any local user can read in /proc/${process.pid}/cmdline; pass it in the EncfsSideCarArgs environment variable instead`)
+    }
     const plans = planFilesystems(config, {
       allowRawKey: args['allow-raw-key'],
       unlock: args.unlock as 'auto' | 'kernel' | 'userspace',
@@ -160,15 +163,22 @@ export async function main(argv: string[]): Promise<void> {
       keys: releaseKeyProvider({ attestation, identity: config.azure_info?.identity, logger }),
       runtimeDir: args['runtime-dir'],
       leaseWaitMs: args['lease-wait'] * 1000,
+      kdfBudget: kdfBudgetFrom(args),
       identity: config.azure_info?.identity,
       logger,
       signal: controller.signal,
     })
   } catch (err) {
-    logger.error({ err }, 'start-up failed')
-    if (status) status.phase = 'failed'
     await api?.close().catch(() => {})
     await grpc?.close().catch(() => {})
+    // A signal during start-up aborts whatever runs (a key derivation, a key release, a download)
+    // and start-up undoes itself: that is a clean stop, not a failure.
+    if (stopRequested) {
+      logger.warn({ signal: stopRequested, reason: (err as Error).message }, 'stopped during start-up; everything started was undone')
+      process.exit(0)
+    }
+    logger.error({ err }, 'start-up failed')
+    if (status) status.phase = 'failed'
     exitWith('remotefs', err)
   }
   if (stopRequested) {

@@ -2,6 +2,7 @@ import { ConfigError } from './errors.js'
 import { decodeSidecarArgs } from './decode.js'
 import { validateConfig } from './validate.js'
 import type { EncfsConfig } from './schema.js'
+import { redactUrl } from '../log/redact.js'
 
 export interface LoadedConfig {
   config: EncfsConfig
@@ -27,20 +28,31 @@ export function loadConfig(o: { base64?: string; env?: NodeJS.ProcessEnv }): Loa
   return { config: validateConfig(decodeSidecarArgs(text, source), source), source }
 }
 
-function stripQuery(url: string): string {
-  const q = url.indexOf('?')
-  return q < 0 ? url : `${url.slice(0, q)}?[redacted]`
-}
-
 /** The configuration as it may be logged: no raw keys, bearer tokens or SAS signatures. */
 export function redactConfig(cfg: EncfsConfig): EncfsConfig {
   return {
     ...cfg,
     azure_filesystems: cfg.azure_filesystems.map((fs) => ({
       ...fs,
-      azure_url: stripQuery(fs.azure_url),
+      azure_url: redactUrl(fs.azure_url),
       ...(fs.raw_key ? { raw_key: '[redacted]' } : {}),
       ...(fs.key ? { key: { ...fs.key, ...(fs.key.akv ? { akv: { ...fs.key.akv, ...(fs.key.akv.bearer_token ? { bearer_token: '[redacted]' } : {}) } } : {}) } } : {}),
     })),
   }
+}
+
+/**
+ * The secrets a configuration carries, by JSON path: given with -base64 they sit in
+ * /proc/PID/cmdline, which every local user can read.
+ */
+export function configSecrets(cfg: EncfsConfig): string[] {
+  const found: string[] = []
+  cfg.azure_filesystems.forEach((fs, i) => {
+    const at = `azure_filesystems[${i}]`
+    if (fs.raw_key) found.push(`${at}.raw_key`)
+    if (/[?&]sig=/i.test(fs.azure_url)) found.push(`a SAS signature in ${at}.azure_url`)
+    if (/^[a-z][a-z0-9+.-]*:\/\/[^/?#]*@/i.test(fs.azure_url)) found.push(`a user:password in ${at}.azure_url`)
+    if (fs.key?.akv?.bearer_token) found.push(`${at}.key.akv.bearer_token`)
+  })
+  return found
 }

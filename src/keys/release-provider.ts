@@ -16,6 +16,9 @@ export interface ReleaseProviderOptions {
   ca?: string[]
 }
 
+/** Attempts per MAA and vault request when remotefs releases a filesystem key (docs/startup-storms.md). */
+export const STARTUP_RELEASE_ATTEMPTS = 8
+
 /**
  * Keys for filesystems by secure key release (spec §8.3): an oct key's 32 bytes are the key
  * file, an RSA key becomes 32 bytes by HKDF with the filesystem's salt and label. Attestation is
@@ -29,6 +32,9 @@ export function releaseKeyProvider(o: ReleaseProviderOptions): KeyProvider {
       const released = await releaseKey({
         maaEndpoint: spec.maaEndpoint, akvEndpoint: spec.akvEndpoint, kid: spec.kid, accessToken: spec.bearerToken,
         identity: o.identity, provider, collateral, uvm, ca: o.ca, logger, signal,
+        // Start-up has nothing better to do than to wait for a throttled MAA or vault (many pods
+        // starting at once): more attempts than an API caller gets, each after Retry-After.
+        attempts: STARTUP_RELEASE_ATTEMPTS,
       })
       try {
         if (released.kty === 'oct') {

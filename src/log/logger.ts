@@ -1,5 +1,6 @@
 import { pino, type Logger, type LevelWithSilent, type DestinationStream } from 'pino'
 import { EncfsError } from '../errors.js'
+import { redactSecrets } from './redact.js'
 
 export type { Logger }
 
@@ -122,7 +123,11 @@ export function createLogger(options: LoggerOptions = {}): Logger {
   const destination = options.file
     ? pino.destination({ dest: options.file, append: true, mkdir: true, sync: true })
     : pino.destination({ fd: 2, sync: true })
-  const stream: DestinationStream = format === 'text' ? { write: (line: string) => destination.write(logrusLine(line)) } : destination
+  // Credentials in URLs and messages can sit anywhere in a line (an error's stack, a nested
+  // field): the finished JSON line is redacted as a whole, before it is formatted.
+  const stream: DestinationStream = format === 'text'
+    ? { write: (line: string) => destination.write(logrusLine(redactSecrets(line))) }
+    : { write: (line: string) => destination.write(redactSecrets(line)) }
   return pino(
     {
       name: options.name ?? 'encfs',

@@ -6,6 +6,7 @@ import { MetadataInvalid, parseMetadata, type Digest, type Keyslot, type Luks2Me
 import { LuksError } from './errors.js'
 import { refuseHostileCipher, userspaceCipherProblem } from './cipher-policy.js'
 import { isLuks1, readLuks1Header, type Luks1Header } from './luks1-header.js'
+import { hashSize } from './kdf.js'
 
 export interface Luks2Header {
   version: 2
@@ -19,6 +20,8 @@ export interface Luks2Header {
   segment: { offset: number; size: number | 'dynamic'; sectorSize: number; encryption: string; keySize: number }
   keyslots: Keyslot[]
   digests: Digest[]
+  /** The one digest bound to the data segment: the only one that may confirm a key. */
+  segmentDigest: Digest
   metadata: Luks2Metadata
   /** Why encfs's userspace unlock cannot open this image, when it cannot (cryptsetup may). */
   userspaceProblem?: { code: string; message: string }
@@ -119,8 +122,13 @@ function applyPolicy({ header, metadata }: ValidCopy, imageSize: number, detache
   if (!detached && seg.offset < metadataEnd) {
     throw new LuksError('LUKS_SEGMENT_UNSUPPORTED', `the data segment at ${seg.offset} overlaps the LUKS2 header and keyslots (which end at ${metadataEnd}); refusing a header that would expose metadata as data`)
   }
-  const digest = m.digests.find((d) => d.segments.includes(seg.id))
-  if (!digest) throw new LuksError('LUKS_METADATA_INVALID', `LUKS2 metadata invalid: no digest covers segment ${seg.id}`)
+  // Only the digest bound to the data segment may confirm a key (an extra digest bound to nothing,
+  // with an empty value, would otherwise confirm any key).
+  const covering = m.digests.filter((d) => d.segments.includes(seg.id))
+  if (covering.length === 0) throw new LuksError('LUKS_METADATA_INVALID', `LUKS2 metadata invalid: no digest covers segment ${seg.id}`)
+  if (covering.length > 1) throw new LuksError('LUKS_METADATA_INVALID', `LUKS2 metadata invalid: digests ${covering.map((d) => d.id).join(' and ')} both cover segment ${seg.id}`)
+  const digest = covering[0]!
+  if (digest.type !== 'pbkdf2') throw new LuksError('LUKS_METADATA_INVALID', `LUKS2 metadata invalid: digest ${digest.id} has the unsupported type "${digest.type}"`)
   const bound = m.keyslots.filter((k) => digest.keyslots.includes(k.id) && k.type === 'luks2')
   const keySize = bound[0]?.keySize ?? 0
   if (bound.some((k) => k.keySize !== keySize)) throw new LuksError('LUKS_METADATA_INVALID', 'LUKS2 metadata invalid: keyslots of one segment disagree on the key size')
@@ -131,7 +139,9 @@ function applyPolicy({ header, metadata }: ValidCopy, imageSize: number, detache
     ? { code: 'LUKS_INTEGRITY_UNSUPPORTED', message: 'LUKS2 authenticated encryption (dm-integrity) is not supported by encfs\'s own decryption' }
     : [userspaceCipherProblem(seg.encryption, keySize, 'data segment'), ...bound.map((k) => userspaceCipherProblem(k.area.encryption, k.area.keySize, `keyslot ${k.id} area`))]
       .filter((p): p is string => p !== undefined).map((message) => ({ code: 'LUKS_CIPHER_UNSUPPORTED', message }))[0]
-  if (!['sha1', 'sha256', 'sha512'].includes(digest.hash) || ![20, 32, 64].includes(digest.digest.length)) {
+  // 20 bytes (headers converted from LUKS1) or the hash's own size, as cryptsetup checks it.
+  const size = hashSize(digest.hash)
+  if (size === undefined || (digest.digest.length !== 20 && digest.digest.length !== size)) {
     throw new LuksError('LUKS_METADATA_INVALID', `LUKS2 metadata invalid: digest ${digest.id} uses ${digest.hash} with a ${digest.digest.length}-byte value`)
   }
   if (!detached && seg.offset > imageSize) throw new LuksError('LUKS_DATA_SIZE_MISMATCH', `the data segment starts at ${seg.offset}, beyond the end of the ${imageSize}-byte image (truncated upload?)`)
@@ -146,6 +156,7 @@ function applyPolicy({ header, metadata }: ValidCopy, imageSize: number, detache
     segment: { offset: seg.offset, size: seg.size, sectorSize: seg.sectorSize, encryption: seg.encryption, keySize },
     keyslots: m.keyslots,
     digests: m.digests,
+    segmentDigest: digest,
     metadata: m,
     ...(userspaceProblem ? { userspaceProblem } : {}),
   }

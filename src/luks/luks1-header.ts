@@ -12,8 +12,6 @@ const KEYSLOT_ENABLED = 0x00ac71f3
 const KEYSLOT_DISABLED = 0x0000dead
 /** cryptsetup writes and accepts only 4000 stripes. */
 const LUKS1_STRIPES = 4000
-/** The volume-key digest and keyslot PBKDF2 above this many iterations: refused by the userspace path (hours of CPU). */
-export const LUKS1_MAX_ITERATIONS = 50_000_000
 
 export interface Luks1Keyslot {
   id: string
@@ -116,8 +114,6 @@ export async function readLuks1Header(source: RangeSource, o: { detached?: boole
   const problems = [
     userspaceCipherProblem(encryption, keyBytes, 'LUKS1 data and keyslots'),
     !getHashes().includes(hash) ? `hash ${hash} is not available to encfs (Node/OpenSSL)` : undefined,
-    mkDigestIterations > LUKS1_MAX_ITERATIONS || keyslots.some((k) => k.iterations > LUKS1_MAX_ITERATIONS)
-      ? `PBKDF2 iterations above ${LUKS1_MAX_ITERATIONS} (the volume key digest has ${mkDigestIterations}; keyslots ${keyslots.map((k) => k.iterations).join(', ')})` : undefined,
   ].filter((p): p is string => p !== undefined)
   return {
     version: 1,

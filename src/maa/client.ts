@@ -33,7 +33,9 @@ export async function attestSevSnp(inputs: AttestInputs, o: MaaOptions): Promise
   })
   const text = res.body.toString('utf8')
   if (res.status < 200 || res.status > 207) {
-    throw new HttpError('MAA_ATTEST_FAILED', `MAA attestation at ${o.endpoint} failed with HTTP ${res.status}: ${text.slice(0, 500)}`, res.status, text)
+    // A 4xx is MAA's verdict on the evidence; 408, 429 and 5xx (after the retries) say MAA is not working for us now.
+    const unavailable = res.status === 408 || res.status === 429 || res.status >= 500
+    throw new HttpError(unavailable ? 'MAA_UNAVAILABLE' : 'MAA_ATTEST_FAILED', `MAA attestation at ${o.endpoint} failed with HTTP ${res.status}: ${text.slice(0, 500)}`, res.status, text)
   }
   let token: unknown
   try {
@@ -42,6 +44,6 @@ export async function attestSevSnp(inputs: AttestInputs, o: MaaOptions): Promise
   } catch {
     token = undefined
   }
-  if (typeof token !== 'string' || token === '') throw new HttpError('MAA_ATTEST_FAILED', `MAA at ${o.endpoint} answered HTTP ${res.status} without a token`, res.status)
+  if (typeof token !== 'string' || token === '') throw new HttpError('MAA_BAD_ANSWER', `MAA at ${o.endpoint} answered HTTP ${res.status} without a token`, res.status)
   return token
 }

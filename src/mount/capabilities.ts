@@ -34,9 +34,9 @@ export async function hasProgram(name: string): Promise<boolean> {
  * The device node alone proves nothing: installing cryptsetup creates /dev/mapper/control even
  * where the kernel has no device-mapper, so the kernel's own list of misc devices decides.
  */
-async function deviceMapperAvailable(): Promise<boolean> {
-  if (!(await exists('/dev/mapper/control'))) return false
-  const misc = await readFile('/proc/misc', 'utf8').catch(() => '')
+export async function deviceMapperAvailable(o: { control?: string; misc?: string } = {}): Promise<boolean> {
+  if (!(await exists(o.control ?? '/dev/mapper/control'))) return false
+  const misc = await readFile(o.misc ?? '/proc/misc', 'utf8').catch(() => '')
   return /^\s*\d+\s+device-mapper$/m.test(misc)
 }
 

@@ -10,6 +10,8 @@ import { SliceSource } from '../storage/slice-source.js'
 import { readLuksHeader, payloadRange } from '../luks/header.js'
 import { userspaceRefusal } from '../luks/cipher-policy.js'
 import { Luks2Volume } from '../luks/volume.js'
+import { checkAnyUnlockCost } from '../luks/volume-key.js'
+import type { KdfBudget } from '../luks/kdf-budget.js'
 import { FileServer, type ServedFile } from '../fuse/file-server.js'
 import type { KeyProvider } from '../keys/provider.js'
 import { chooseMounter, chooseUnlock, logChoices, type Capabilities, type UnlockMode, type MounterMode } from './capabilities.js'
@@ -29,6 +31,8 @@ export interface MountContext {
   identity?: { client_id?: string; resource_id?: string }
   /** Read-write: how long to wait for another writer's blob lease to go (default 75 s). */
   leaseWaitMs?: number
+  /** The key-derivation budget of the unlock (docs/kdf-budget.md). */
+  kdfBudget?: Partial<KdfBudget>
   logger: Logger
   signal?: AbortSignal
 }
@@ -99,15 +103,17 @@ export async function mountFilesystem(plan: FilesystemPlan, ctx: MountContext): 
     // The header comes from storage that an attacker may control: validate it before either path uses it.
     const header = await readLuksHeader(cache, { logger })
     payloadRange(header, cache.size)
-    step(`LUKS${header.version} header validated`, { cipher: header.segment.encryption, sectorSize: header.segment.sectorSize, ...(header.version === 2 ? { copy: header.copy } : {}) })
     // Before any key is released: an image only cryptsetup can open says so now.
     if (unlock.mode === 'userspace' && header.userspaceProblem) throw userspaceRefusal(header.userspaceProblem)
+    // cryptsetup will derive the keys, trying every keyslot: refuse a header that asks it to work for minutes.
+    if (unlock.mode === 'kernel') checkAnyUnlockCost(header, cache.size, { budget: ctx.kdfBudget })
+    step(`LUKS${header.version} header validated`, { cipher: header.segment.encryption, sectorSize: header.segment.sectorSize, ...(header.version === 2 ? { copy: header.copy } : {}) })
 
     const key = await ctx.keys.keyFor(plan.key, { index: plan.index, logger, signal: ctx.signal })
     const files: ServedFile[] = []
     try {
       if (unlock.mode === 'userspace') {
-        const volume = await Luks2Volume.open(cache, key, { logger, signal: ctx.signal })
+        const volume = await Luks2Volume.open(cache, key, { logger, signal: ctx.signal, budget: ctx.kdfBudget })
         outer = volume
         files.push({ name: 'data', source: volume, writable: rw })
         step('keyslot unlocked in userspace', { payloadBytes: volume.size })

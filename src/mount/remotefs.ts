@@ -7,6 +7,7 @@ import { clearStale } from './stale.js'
 import { claimRuntimeDir } from './runtime-dir.js'
 import { mountFilesystem, preflight, type MountedFilesystem } from './mount-filesystem.js'
 import { MountError } from './errors.js'
+import type { KdfBudget } from '../luks/kdf-budget.js'
 
 export interface RemotefsOptions {
   plans: FilesystemPlan[]
@@ -14,6 +15,8 @@ export interface RemotefsOptions {
   runtimeDir: string
   identity?: { client_id?: string; resource_id?: string }
   leaseWaitMs?: number
+  /** The key-derivation budget of each unlock (docs/kdf-budget.md). */
+  kdfBudget?: Partial<KdfBudget>
   logger: Logger
   run?: CommandRunner
   caps?: Capabilities
@@ -60,7 +63,7 @@ export async function startRemotefs(o: RemotefsOptions): Promise<Remotefs> {
     for (const plan of o.plans) {
       try {
         o.onState?.(plan.index, 'mounting')
-        const fs = await mountFilesystem(plan, { run, caps, keys: o.keys, runtimeDir: o.runtimeDir, identity: o.identity, leaseWaitMs: o.leaseWaitMs, logger, signal: o.signal })
+        const fs = await mountFilesystem(plan, { run, caps, keys: o.keys, runtimeDir: o.runtimeDir, identity: o.identity, leaseWaitMs: o.leaseWaitMs, kdfBudget: o.kdfBudget, logger, signal: o.signal })
         mounted.push(fs)
         o.onState?.(plan.index, 'mounted', { unlock: fs.unlock, mounter: fs.mounter })
       } catch (err) {

@@ -1,9 +1,10 @@
-import { lstat, readlink, unlink, access } from 'node:fs/promises'
+import { lstat, readlink, unlink, access, rmdir } from 'node:fs/promises'
 import path from 'node:path'
 import type { Logger } from '../log/logger.js'
 import type { CommandRunner } from './exec.js'
-import { readMounts } from './proc-mounts.js'
-import { listLoops, detachLoop } from './loop.js'
+import { readMounts, isMounted, type MountEntry } from './proc-mounts.js'
+import { listLoops, detachLoop, type LoopDevice } from './loop.js'
+import { MountError } from './errors.js'
 import { unmountPath } from './ext4.js'
 import { cryptsetupClose, mapperName } from './kernel-unlock.js'
 
@@ -21,12 +22,37 @@ function under(dir: string, p: string): boolean {
 }
 
 /**
+ * Whether a mount at `.filesystem-N` is one remotefs makes: ext4 (or fuse2fs) over a loop device
+ * backed by a FUSE file in our runtime directory, over that FUSE file itself, or over our
+ * dm-crypt mapping for filesystem N. Anything else belongs to someone else.
+ */
+function isOurs(m: MountEntry, t: StaleTarget, runtimeDir: string, loops: LoopDevice[]): boolean {
+  if (under(runtimeDir, m.source)) return true
+  if (m.source === `/dev/mapper/${mapperName(t.index)}`) return true
+  const loop = loops.find((l) => l.name === m.source)
+  return loop !== undefined && under(runtimeDir, loop.backingFile)
+}
+
+/**
  * A run that was killed (SIGKILL, OOM, node crash) leaves its symlinks, ext4 mounts, loop devices,
- * dm mappings and dead FUSE mounts (ENOTCONN) behind. Clear exactly those, top-down, before
- * mounting again; never touch anything that is not ours.
+ * dm mappings, dead FUSE mounts (ENOTCONN) and empty mount directories behind. Clear exactly
+ * those, top-down, before mounting again; never touch anything that is not ours: a filesystem
+ * someone else mounted at `.filesystem-N` stops start-up with MOUNT_DIR_FOREIGN.
  */
 export async function clearStale(run: CommandRunner, runtimeDir: string, targets: StaleTarget[], logger: Logger): Promise<number> {
   let cleared = 0
+  const loops = await listLoops(run).catch((err: unknown) => {
+    logger.debug({ err }, 'cannot list loop devices')
+    return [] as LoopDevice[]
+  })
+  const mounts = await readMounts()
+  // Refuse before changing anything at all.
+  for (const t of targets) {
+    const foreign = mounts.find((m) => (m.target === t.mountDir || under(t.mountDir, m.target)) && !isOurs(m, t, runtimeDir, loops))
+    if (foreign) {
+      throw new MountError('MOUNT_DIR_FOREIGN', `${foreign.target} has a filesystem remotefs did not mount (${foreign.fstype} from ${foreign.source}); remotefs mounts filesystem ${t.index} at ${t.mountDir}: unmount it, or choose another mount_point`)
+    }
+  }
   for (const t of targets) {
     const st = await lstat(t.mountPoint).catch(() => undefined)
     if (st?.isSymbolicLink() && OUR_LINK.test(await readlink(t.mountPoint))) {
@@ -35,12 +61,11 @@ export async function clearStale(run: CommandRunner, runtimeDir: string, targets
       cleared++
     }
   }
-  const mounts = await readMounts()
   for (const t of targets) {
     // Deepest first, in case something was mounted below it.
     const here = mounts.filter((m) => m.target === t.mountDir || under(t.mountDir, m.target)).reverse()
     for (const m of here) {
-      logger.warn({ target: m.target, fstype: m.fstype }, 'unmounting a stale filesystem left by an earlier run')
+      logger.warn({ target: m.target, fstype: m.fstype, source: m.source }, 'unmounting a stale filesystem left by an earlier run')
       await unmountPath(run, m.target, logger, 2_000)
       cleared++
     }
@@ -51,10 +76,6 @@ export async function clearStale(run: CommandRunner, runtimeDir: string, targets
       cleared++
     }
   }
-  const loops = await listLoops(run).catch((err: unknown) => {
-    logger.debug({ err }, 'cannot list loop devices')
-    return []
-  })
   for (const loop of loops) {
     if (under(runtimeDir, loop.backingFile)) {
       logger.warn({ device: loop.name, file: loop.backingFile }, 'detaching a stale loop device left by an earlier run')
@@ -66,6 +87,14 @@ export async function clearStale(run: CommandRunner, runtimeDir: string, targets
     logger.warn({ target: m.target }, 'unmounting a dead FUSE mount left by an earlier run')
     await run('fusermount', ['-u', '-z', m.target]).catch(() => run('umount', ['--lazy', m.target]))
     cleared++
+  }
+  // The mount directory itself: a start finding it would not know it may remove it at stop.
+  for (const t of targets) {
+    if (!OUR_LINK.test(path.basename(t.mountDir)) || (await isMounted(t.mountDir))) continue
+    if (await rmdir(t.mountDir).then(() => true, () => false)) {
+      logger.warn({ path: t.mountDir }, 'removed an empty mount directory left by an earlier run')
+      cleared++
+    }
   }
   if (cleared > 0) logger.warn({ cleared, runtimeDir: path.resolve(runtimeDir) }, 'cleared what an earlier run left behind')
   return cleared

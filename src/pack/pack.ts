@@ -1,4 +1,5 @@
-import { open, mkdtemp, rm, stat, readdir, lstat, truncate, writeFile } from 'node:fs/promises'
+import { open, mkdtemp, rm, stat, readdir, lstat, truncate, writeFile, rename } from 'node:fs/promises'
+import { randomBytes } from 'node:crypto'
 import os from 'node:os'
 import path from 'node:path'
 import { silentLogger, type Logger } from '../log/logger.js'
@@ -53,6 +54,9 @@ export async function pack(o: PackOptions): Promise<{ bytes: number; fsBytes: nu
   if (fsBytes % 4096 !== 0) throw new EncfsError('PACK_SIZE', `--size must be a multiple of 4096 bytes, got ${fsBytes}`)
   const tmp = await mkdtemp(path.join(os.tmpdir(), 'encfs-pack-'))
   const plain = path.join(tmp, 'plain.ext4')
+  // The image is written next to --out and renamed over it only when complete: a failure never
+  // destroys a file that was there before, nor leaves a half-written image under its name.
+  const partial = `${o.out}.${randomBytes(4).toString('hex')}.partial`
   try {
     await writeFile(plain, '')
     await truncate(plain, fsBytes)
@@ -66,7 +70,7 @@ export async function pack(o: PackOptions): Promise<{ bytes: number; fsBytes: nu
     const cipher = new SectorCipher('aes-xts-plain64', volumeKey)
     volumeKey.fill(0)
     const src = await open(plain, 'r')
-    const dst = await open(o.out, 'w', 0o644)
+    const dst = await open(partial, 'wx', 0o644)
     try {
       await dst.write(header, 0, header.length, 0)
       const chunk = Buffer.alloc(4 * MiB)
@@ -82,11 +86,12 @@ export async function pack(o: PackOptions): Promise<{ bytes: number; fsBytes: nu
       await src.close()
       await dst.close()
     }
+    await rename(partial, o.out)
     const bytes = DATA_OFFSET + fsBytes
     logger.info({ out: o.out, bytes }, 'encrypted image written')
     return { bytes, fsBytes }
   } catch (err) {
-    await rm(o.out, { force: true })
+    await rm(partial, { force: true })
     throw err
   } finally {
     await rm(tmp, { recursive: true, force: true })

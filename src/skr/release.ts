@@ -8,6 +8,7 @@ import { evidence } from '../attestation/evidence.js'
 import type { IdentityConfig } from '../storage/credential.js'
 import { attestSevSnp } from '../maa/client.js'
 import { request } from '../http/request.js'
+import { HttpError } from '../http/errors.js'
 import { SkrError } from './errors.js'
 import { generateWrappingKey } from './wrapping-key.js'
 import { verifyReleaseJws } from './release-jws.js'
@@ -34,6 +35,8 @@ export interface ReleaseOptions {
   ca?: string[]
   logger?: Logger
   signal?: AbortSignal
+  /** Attempts for the MAA and the vault request each (429, 5xx and transport errors are retried; default 4 and 3). */
+  attempts?: number
 }
 
 /**
@@ -51,7 +54,7 @@ export async function releaseKey(o: ReleaseOptions): Promise<ReleasedKey> {
   step('attesting with MAA', { maa: o.maaEndpoint })
   const token = await attestSevSnp(
     { report: raw, vcekCertChain: chain.chainPem, referenceInfo: o.uvm.referenceInfo, runtimeData: wrapping.jwks, nonce: randomBytes(8).readBigUInt64LE() },
-    { endpoint: o.maaEndpoint, ca: o.ca, logger, signal: o.signal },
+    { endpoint: o.maaEndpoint, ca: o.ca, logger, signal: o.signal, attempts: o.attempts },
   )
 
   const bearer = o.accessToken || (step('getting a vault token from the identity'), await vaultToken(o.akvEndpoint, o.identity, { logger, signal: o.signal }))
@@ -62,7 +65,7 @@ export async function releaseKey(o: ReleaseOptions): Promise<ReleasedKey> {
     headers: { 'content-type': 'application/json', authorization: `Bearer ${bearer}` },
     body: JSON.stringify({ target: token }),
     what: 'key release',
-    attempts: 3,
+    attempts: o.attempts ?? 3,
     ca: o.ca,
     logger,
     signal: o.signal,
@@ -77,7 +80,8 @@ export async function releaseKey(o: ReleaseOptions): Promise<ReleasedKey> {
     const hint = res.status === 401 ? ' (the bearer token is missing, expired or for another resource)'
       : res.status === 403 ? ' (the attestation does not satisfy the key\'s release policy, or the identity lacks the release permission)'
         : res.status === 404 ? ' (check key.kid and key.akv.endpoint)' : ''
-    throw new SkrError('SKR_RELEASE_REFUSED', `key release of ${o.kid} from ${o.akvEndpoint} failed with HTTP ${res.status} ${detail}${hint}`)
+    const unavailable = res.status === 408 || res.status === 429 || res.status >= 500
+    throw new HttpError(unavailable ? 'SKR_RELEASE_UNAVAILABLE' : 'SKR_RELEASE_REFUSED', `key release of ${o.kid} from ${o.akvEndpoint} failed with HTTP ${res.status} ${detail}${hint}`, res.status)
   }
   let jws: unknown
   try {

@@ -1,22 +1,17 @@
 import { X509Certificate } from 'node:crypto'
-import { readFileSync } from 'node:fs'
-import { rootCertificates } from 'node:tls'
 import { isIP } from 'node:net'
 import { SkrError } from './errors.js'
+import { defaultCaPems } from '../http/trust-store.js'
 
 const SERVER_AUTH = '1.3.6.1.5.5.7.3.1'
 
 /** What Node's TLS trusts: its bundled roots plus the certificates in NODE_EXTRA_CA_CERTS. */
 export function defaultTrustedRoots(env: NodeJS.ProcessEnv = process.env): X509Certificate[] {
-  const pems = [...rootCertificates]
-  if (env.NODE_EXTRA_CA_CERTS) {
-    try {
-      pems.push(...(readFileSync(env.NODE_EXTRA_CA_CERTS, 'utf8').match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? []))
-    } catch (err) {
-      throw new SkrError('SKR_TRUST_STORE', `NODE_EXTRA_CA_CERTS=${env.NODE_EXTRA_CA_CERTS} cannot be read: ${(err as Error).message}`, { cause: err })
-    }
+  try {
+    return defaultCaPems(env).map((p) => new X509Certificate(p))
+  } catch (err) {
+    throw new SkrError('SKR_TRUST_STORE', (err as Error).message, { cause: err })
   }
-  return pems.map((p) => new X509Certificate(p))
 }
 
 function valid(cert: X509Certificate, at: Date): boolean {

@@ -7,6 +7,7 @@ import type { Logger } from '../log/logger.js'
 import { silentLogger } from '../log/logger.js'
 import { checkRange, type RangeSource } from './range-source.js'
 import { StorageError, redactUrl } from './errors.js'
+import { withStorageRetry, StorageHealth, type RetryContext, type StorageRetryOptions } from './retry.js'
 
 export type BlobType = 'BlockBlob' | 'PageBlob' | 'AppendBlob'
 
@@ -16,10 +17,12 @@ export interface BlobSourceOptions {
   credential?: TokenCredential
   logger?: Logger
   signal?: AbortSignal
-  /** Attempts per request (the SDK's exponential retry policy). */
+  /** Attempts per request (src/storage/retry.ts). */
   maxTries?: number
-  /** Per-attempt timeout. */
+  /** Per-attempt timeout (plus STORAGE_RETRY.perMiBMs per MiB moved). */
   tryTimeoutMs?: number
+  /** The rest of the retry policy (docs/storage-faults.md). */
+  retry?: Partial<StorageRetryOptions>
   /**
    * Read-write (page blobs only): the blob is leased while open, so a second writer is refused.
    * The lease id is kept in `leaseIdFile` so that a restart after a crash takes its lease back.
@@ -62,6 +65,13 @@ export function storageError(err: unknown, o: BlobSourceOptions, what: string): 
   return new StorageError('STORAGE_UNREACHABLE', `${what}: cannot reach ${new URL(o.url).host}: ${e?.message ?? String(err)}`, { cause: err })
 }
 
+function retryContextOf(o: BlobSourceOptions, what: string, signal?: AbortSignal, bytes?: number): RetryContext {
+  return {
+    what, signal, bytes, logger: o.logger,
+    options: { ...o.retry, ...(o.maxTries !== undefined ? { maxTries: o.maxTries } : {}), ...(o.tryTimeoutMs !== undefined ? { attemptTimeoutMs: o.tryTimeoutMs } : {}) },
+  }
+}
+
 /**
  * An Azure blob (block or page) read with ranged GETs. The ETag seen at open is pinned and sent
  * as If-Match on every read, so a blob replaced during a mount is a loud error, never a mix of two
@@ -85,7 +95,9 @@ export class BlobSource implements RangeSource {
       this.write = async (offset, data) => {
         checkRange(this.size, offset, data.length)
         try {
-          await pages.uploadPages(data, offset, data.length, { conditions: { leaseId: lease.id } })
+          // Put Page is idempotent: retrying a write whose answer was lost writes the same bytes again.
+        await withStorageRetry(this.retryContext(`writing ${data.length} bytes at ${offset}`, undefined, data.length), (abortSignal) =>
+          pages.uploadPages(data, offset, data.length, { conditions: { leaseId: lease.id }, abortSignal }))
         } catch (err) {
           throw storageError(err, this.options, `writing ${data.length} bytes at ${offset}`)
         }
@@ -103,12 +115,19 @@ export class BlobSource implements RangeSource {
   write?: (offset: number, data: Buffer) => Promise<void>
   flush?: () => Promise<void>
 
+  private readonly health = new StorageHealth()
+
+  private retryContext(what: string, signal?: AbortSignal, bytes?: number): RetryContext {
+    return { ...retryContextOf(this.options, what, signal, bytes), health: this.health }
+  }
+
   static async open(o: BlobSourceOptions): Promise<BlobSource> {
     const logger = o.logger ?? silentLogger
     let client: BlobClient
     try {
       client = new BlobClient(o.url, o.credential ?? new AnonymousCredential(), {
-        retryOptions: { maxTries: o.maxTries ?? 5, tryTimeoutInMs: o.tryTimeoutMs ?? 120_000, retryDelayInMs: 200, maxRetryDelayInMs: 10_000 },
+        // Retries are ours (withStorageRetry): the SDK's skip 429 and Retry-After, and never time out.
+        retryOptions: { maxTries: 1 },
         userAgentOptions: { userAgentPrefix: 'encfs' },
       })
     } catch (err) {
@@ -121,7 +140,7 @@ export class BlobSource implements RangeSource {
     }
     let props
     try {
-      props = await client.getProperties({ abortSignal: o.signal })
+      props = await withStorageRetry(retryContextOf(o, 'opening the image', o.signal), (abortSignal) => client.getProperties({ abortSignal }))
     } catch (err) {
       throw storageError(err, o, 'opening the image')
     }
@@ -149,21 +168,24 @@ export class BlobSource implements RangeSource {
     try {
       // One ranged GET per call (the block cache above decides sizes and parallelism), If-Match
       // the pinned ETag. The body is copied chunk by chunk: the SDK's downloadToBuffer fills with
-      // Buffer.fill, which cost a third of remotefs's CPU in bench/read-throughput.ts.
-      const res = await this.client.download(offset, length, {
-        abortSignal: signal,
-        conditions: this.lease ? {} : this.etag ? { ifMatch: this.etag } : {},
-        maxRetryRequests: 3,
+      // Buffer.fill, which cost a third of remotefs's CPU in bench/read-throughput.ts. A body cut
+      // short is retried whole.
+      await withStorageRetry(this.retryContext(`reading ${length} bytes at ${offset}`, signal, length), async (abortSignal) => {
+        const res = await this.client.download(offset, length, {
+          abortSignal,
+          conditions: this.lease ? {} : this.etag ? { ifMatch: this.etag } : {},
+          maxRetryRequests: 3,
+        })
+        const body = res.readableStreamBody
+        if (!body) throw new Error('the response has no body')
+        let pos = 0
+        for await (const chunk of body as AsyncIterable<Buffer>) {
+          if (pos + chunk.length > length) throw new Error(`the server sent more than the ${length} bytes asked for`)
+          chunk.copy(buf, pos)
+          pos += chunk.length
+        }
+        if (pos !== length) throw new Error(`the download ended after ${pos} of ${length} bytes`)
       })
-      const body = res.readableStreamBody
-      if (!body) throw new Error('the response has no body')
-      let pos = 0
-      for await (const chunk of body as AsyncIterable<Buffer>) {
-        if (pos + chunk.length > length) throw new Error(`the server sent more than the ${length} bytes asked for`)
-        chunk.copy(buf, pos)
-        pos += chunk.length
-      }
-      if (pos !== length) throw new Error(`the download ended after ${pos} of ${length} bytes`)
     } catch (err) {
       throw storageError(err, this.options, `reading ${length} bytes at ${offset}`)
     }
@@ -192,7 +214,7 @@ async function acquireLease(client: BlobClient, o: BlobSourceOptions, logger: Lo
   const deadline = Date.now() + (w.leaseWaitMs ?? 75_000)
   for (let attempt = 1; ; attempt++) {
     try {
-      await leaseClient.acquireLease(w.leaseSeconds ?? 60, { abortSignal: o.signal })
+      await withStorageRetry(retryContextOf(o, 'leasing the blob for writing', o.signal), (abortSignal) => leaseClient.acquireLease(w.leaseSeconds ?? 60, { abortSignal }))
       if (stored) logger.warn({ url: redactUrl(o.url) }, 'took back the lease of an earlier run of this remotefs')
       return { client: leaseClient, id }
     } catch (err) {

@@ -1,4 +1,4 @@
-import { open, type FileHandle } from 'node:fs/promises'
+import { open, stat, constants, type FileHandle } from 'node:fs/promises'
 import { fileURLToPath } from 'node:url'
 import { checkRange, type RangeSource } from './range-source.js'
 import { StorageError } from './errors.js'
@@ -25,19 +25,22 @@ export class FileSource implements RangeSource {
 
   static async open(location: string, o: { writable?: boolean } = {}): Promise<FileSource> {
     const file = location.startsWith('file:') ? fileURLToPath(location) : location
-    let handle: FileHandle
-    try {
-      handle = await open(file, o.writable ? 'r+' : 'r')
-    } catch (err) {
+    const fail = (err: unknown): never => {
       const e = err as NodeJS.ErrnoException
       if (e.code === 'ENOENT') throw new StorageError('STORAGE_NOT_FOUND', `image file ${file} does not exist`, { cause: err })
       if (e.code === 'EACCES' || e.code === 'EPERM') throw new StorageError('STORAGE_ACCESS_DENIED', `cannot open image file ${file}: permission denied`, { cause: err })
       throw new StorageError('STORAGE_READ_FAILED', `cannot open image file ${file}: ${e.message}`, { cause: err })
     }
+    const notAFile = (): StorageError => new StorageError('STORAGE_NOT_A_FILE', `${file} is not a regular file or block device; give the image file itself`)
+    // open() of a FIFO waits for a writer, forever and beyond SIGTERM: look at the type first,
+    // and open without blocking in case it changed in between (then fstat tells).
+    const before = await stat(file).catch(fail)
+    if (!before.isFile() && !before.isBlockDevice()) throw notAFile()
+    const handle = await open(file, (o.writable ? constants.O_RDWR : constants.O_RDONLY) | constants.O_NONBLOCK).catch(fail)
     const st = await handle.stat()
-    if (!st.isFile() && !st.isBlockDevice()) {
+    if ((!st.isFile() && !st.isBlockDevice()) || st.ino !== before.ino || st.dev !== before.dev) {
       await handle.close()
-      throw new StorageError('STORAGE_BAD_URL', `${file} is not a regular file`)
+      throw notAFile()
     }
     return new FileSource(handle, file, st.size, o.writable ?? false)
   }

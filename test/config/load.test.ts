@@ -1,5 +1,5 @@
 import test from 'ava'
-import { loadConfig, redactConfig } from '../../src/config/load.js'
+import { configSecrets, loadConfig, redactConfig } from '../../src/config/load.js'
 import { planFilesystems } from '../../src/config/plan.js'
 import { validateConfig } from '../../src/config/validate.js'
 import { BLOB_URL, asConfigError, b64, b64json, b64url, rawFs, releaseFs, sampleJson, sampleText } from './fixtures.js'
@@ -168,7 +168,7 @@ test('redactConfig hides raw_key, bearer_token and SAS queries, and keeps everyt
   for (const secret of [SECRET_RAW, SECRET_TOKEN, SECRET_SIG, 'dGhpc2lz', 'sv=2022-11-02']) t.false(text.includes(secret), secret)
   const [a, b] = redacted.azure_filesystems
   t.is(a!.raw_key, '[redacted]')
-  t.is(a!.azure_url, `${BLOB_URL}?[redacted]`)
+  t.is(a!.azure_url, `${BLOB_URL}?[sas redacted]`)
   t.is(a!.mount_point, '/m/a')
   t.is(b!.key?.akv?.bearer_token, '[redacted]')
   t.is(b!.key?.akv?.endpoint, 'v.vault.azure.net')
@@ -212,4 +212,21 @@ test('error messages of an invalid configuration never contain its secrets', (t)
     const text = `${err.message}\n${JSON.stringify(err.issues)}`
     for (const secret of [SECRET_RAW, SECRET_TOKEN, 'dGhpc2lz', SECRET_RAW.slice(0, 10)]) t.false(text.includes(secret), `${secret} in ${err.message}`)
   }
+})
+
+test('configSecrets names what a configuration carries that must not sit on a command line', (t) => {
+  const config = validateConfig({
+    azure_filesystems: [
+      rawFs({ mount_point: '/m/a', raw_key: SECRET_RAW, azure_url: `${BLOB_URL}?sv=2022-11-02&sp=r&${SECRET_SIG}` }),
+      releaseFs({ mount_point: '/m/b', azure_url: 'https://u:p@acct.blob.core.windows.net/c/b.img', key: { kid: 'k', kty: 'oct-HSM', authority: { endpoint: 'm.example.net' }, akv: { endpoint: 'v.vault.azure.net', bearer_token: SECRET_TOKEN } } }),
+      releaseFs({ mount_point: '/m/c' }),
+    ],
+  })
+  t.deepEqual(configSecrets(config), [
+    'azure_filesystems[0].raw_key',
+    'a SAS signature in azure_filesystems[0].azure_url',
+    'a user:password in azure_filesystems[1].azure_url',
+    'azure_filesystems[1].key.akv.bearer_token',
+  ])
+  t.deepEqual(configSecrets(validateConfig({ azure_filesystems: [releaseFs({ mount_point: '/m/c' })] })), [])
 })

@@ -121,6 +121,11 @@ test.serial('encfs.sh, the container entry point: env to flags, and SIGTERM reac
   }
   const { stdout } = await exec('cat', [path.join(mp, 'hello.txt')])
   t.is(stdout, 'hello, encrypted world\n')
+  // The configuration (here with a raw key) stays in the environment, out of /proc/PID/cmdline.
+  const cmdline = await readFile(`/proc/${child.pid}/cmdline`, 'utf8')
+  t.regex(cmdline, /remotefs\.js/, 'sh exec-ed remotefs')
+  t.false(cmdline.includes(Buffer.from(JSON.stringify(config)).toString('base64')), 'the configuration is not on the command line')
+  t.false(cmdline.includes('-base64'))
   child.kill('SIGTERM')
   t.is(await exited, 0, 'exec: the signal reached remotefs, not a shell that ignores it')
   await t.throwsAsync(lstat(mp), undefined, 'symlink removed')

@@ -108,10 +108,11 @@ test.serial('the entry point picks the role from the environment (dry run)', asy
     t.is(r.code, 0, r.stderr)
     return r.stdout.trim().split('\n').slice(1).join(' ')
   }
-  t.is(await dry({ EncfsSideCarArgs: 'e30=', LogLevel: 'info' }), '/opt/encfs/bin/remotefs.js -base64 e30= -loglevel info')
+  // The configuration stays in the environment (never -base64 on the command line, readable in /proc).
+  t.is(await dry({ EncfsSideCarArgs: 'e30=', LogLevel: 'info' }), '/opt/encfs/bin/remotefs.js -loglevel info')
   t.is(await dry({ SkrSideCarArgs: 'e30=', Port: '8080' }), '/opt/encfs/bin/encfs.js serve -base64 e30= -port 8080')
   t.is(await dry({ ServerType: 'grpc', Port: '50000', LogLevel: 'debug', LogFile: '/tmp/skr.log' }), '/opt/encfs/bin/encfs.js serve -port 50000 -logfile /tmp/skr.log -loglevel debug -server_type grpc')
-  t.is(await dry({ EncfsSideCarArgs: 'e30=', SkrSideCarArgs: 'e30=' }), '/opt/encfs/bin/remotefs.js -base64 e30=', 'encfs wins when both are set')
+  t.is(await dry({ EncfsSideCarArgs: 'e30=', SkrSideCarArgs: 'e30=' }), '/opt/encfs/bin/remotefs.js', 'encfs wins when both are set')
   t.is(await dry({ EncfsRole: 'skr' }), '/opt/encfs/bin/encfs.js serve')
   t.is(await dry({}), '/opt/encfs/bin/remotefs.js', 'no configuration: the encfs role, which says what is missing')
   t.is(await dry({}, 'skr.sh'), '/opt/encfs/bin/encfs.js serve')

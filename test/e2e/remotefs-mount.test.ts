@@ -1,5 +1,5 @@
 import test from 'ava'
-import { readlink, readFile, lstat, rm } from 'node:fs/promises'
+import { readlink, readFile, readdir, lstat, rm } from 'node:fs/promises'
 import path from 'node:path'
 import { startAzurite, uploadFile, type Azurite } from '../helpers/azurite.js'
 import { makeEncryptedImage, type TestImage } from '../helpers/images.js'
@@ -113,5 +113,6 @@ test.serial('after SIGKILL, the next start clears the stale mounts and mounts ag
   t.regex(await second.log(), /stale/)
   t.is(await stopSidecar(second), 0)
   t.deepEqual(await leftovers(second.runtimeDir, [path.join(ws.parent, '.filesystem-0')]), [])
+  t.deepEqual(await readdir(ws.parent), [], 'no mount point and no empty .filesystem-0 left')
   await rm(first.logFile, { force: true })
 })

@@ -117,7 +117,9 @@ test.serial('a second writer is refused while the first holds the lease; block b
     await rm(s.runtimeDir, { recursive: true, force: true })
     return { code, output: s.output() }
   }
-  const second = await run(sasUrl, path.join(ws.parent, 'two'), ['--lease-wait', '3'])
+  // In another directory: in the same one, both would want .filesystem-0 (MOUNT_DIR_FOREIGN, test/mount/stale.test.ts).
+  const ws2 = await mountWorkspace(cleanups)
+  const second = await run(sasUrl, path.join(ws2.parent, 'two'), ['--lease-wait', '3'])
   t.not(second.code, 0)
   t.regex(second.output, /leased by another writer.*\[STORAGE_LEASED\]/s)
   t.is(await stopSidecar(first), 0)

@@ -134,9 +134,15 @@ test.serial('encfs emulators starts everything, writes the CA and endpoints, and
   t.teardown(() => rm(dir, { recursive: true, force: true }))
   const child = spawn(process.execPath, [ENCFS_JS, 'emulators', '--dir', dir, '--simulated-state', `${s.dir}/snp`], { stdio: ['ignore', 'pipe', 'pipe'] })
   let out = ''
-  child.stdout.on('data', (d: Buffer) => { out += d.toString() })
   const exited = new Promise<number | null>((resolve) => child.on('exit', resolve))
-  for (let i = 0; i < 200 && !out.includes('NODE_EXTRA_CA_CERTS'); i++) await new Promise((r) => setTimeout(r, 100))
+  // The endpoints are printed once everything listens: wait for that line (or the exit).
+  await new Promise<void>((resolve, reject) => {
+    child.stdout.on('data', (d: Buffer) => {
+      out += d.toString()
+      if (out.includes('NODE_EXTRA_CA_CERTS')) resolve()
+    })
+    void exited.then((code) => reject(new Error(`encfs emulators exited with ${code} before printing its endpoints: ${out}`)))
+  })
   const endpoints = JSON.parse(await readFile(path.join(dir, 'endpoints.json'), 'utf8')) as { maa: string; akv: string; managedHsm: string; imds: string; caFile: string }
   t.regex(endpoints.maa, /^127\.0\.0\.1:\d+$/)
   t.regex(await readFile(endpoints.caFile, 'utf8'), /BEGIN CERTIFICATE/)

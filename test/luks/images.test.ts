@@ -5,6 +5,7 @@ import { execFile } from 'node:child_process'
 import { promisify } from 'node:util'
 import { writeFile, stat } from 'node:fs/promises'
 import path from 'node:path'
+import { pino } from 'pino'
 import { FileSource } from '../../src/storage/file-source.js'
 import { Luks2Volume } from '../../src/luks/volume.js'
 import { readLuks2Header } from '../../src/luks/header.js'
@@ -132,6 +133,12 @@ test('R8: 64k metadata, label, a second keyslot with priority prefer, and a toke
   t.deepEqual(header.keyslots.map((k) => [k.id, k.priority]), [['0', 1], ['1', 2]])
   t.is((await expectDecrypts(t, img)).keyslot, '0')
   t.is((await expectDecrypts(t, img, pass2)).keyslot, '1', 'the preferred slot opens with its own passphrase')
+  // The order is observable in what is tried: the preferred slot 1 first, even for slot 0's key.
+  const tried: string[] = []
+  const logger = pino({ level: 'info' }, { write: (line: string) => { const m = /"msg":"trying keyslot (\d+)/.exec(line); if (m) tried.push(m[1]!) } })
+  const volume = await Luks2Volume.open(await FileSource.open(img.image), img.key, { logger })
+  await volume.close()
+  t.deepEqual(tried, ['1', '0'], 'keyslot 1 (priority prefer) is tried before keyslot 0')
 })
 
 test('unaligned reads return exactly the bytes asked for', async (t) => {

@@ -10,7 +10,7 @@ import { FileSource } from '../../src/storage/file-source.js'
 import { Luks2Volume } from '../../src/luks/volume.js'
 import { readLuks2Header } from '../../src/luks/header.js'
 import { makeEncryptedImage, type TestImage } from '../../src/demo/test-image.js'
-import { editHeader, corruptJson } from '../helpers/luks-edit.js'
+import { editHeader, corruptJson, openRefusal } from '../helpers/luks-edit.js'
 
 const exec = promisify(execFile)
 const env = { ...process.env, PATH: `${process.env.PATH}:/usr/sbin:/sbin` }
@@ -35,15 +35,7 @@ async function copy(of: TestImage = base): Promise<string> {
 }
 
 async function openError(file: string, key = base.key, opts: Parameters<typeof Luks2Volume.open>[2] = {}): Promise<{ code?: string; message: string }> {
-  const src = await FileSource.open(file)
-  try {
-    const volume = await Luks2Volume.open(src, key, opts)
-    await volume.close()
-  } catch (err) {
-    await src.close()
-    return err as { code?: string; message: string }
-  }
-  throw new Error(`${file} opened, but it should have been refused`)
+  return (await openRefusal(file, key, opts)) as { code?: string; message: string }
 }
 
 function captureLogger() {
@@ -137,8 +129,12 @@ test('a null cipher in a re-checksummed header is refused before any key is trie
 test('integrity, extra segments, and a segment over the header are each refused', async (t) => {
   const cases: [(m: Record<string, any>) => void, string][] = [
     [(m) => { m.segments['0'].integrity = { type: 'hmac(sha256)', journal_encryption: 'none', journal_integrity: 'none' } }, 'LUKS_INTEGRITY_UNSUPPORTED'],
-    [(m) => { m.segments['1'] = { ...m.segments['0'], offset: '8388608' } }, 'LUKS_SEGMENT_UNSUPPORTED'],
-    [(m) => { m.segments['0'].offset = '16384' }, 'LUKS_SEGMENT_UNSUPPORTED'],
+    // A crypt segment must be covered by a digest (or the copy is invalid, as cryptsetup has it).
+    [(m) => { m.segments['1'] = { ...m.segments['0'], offset: '8388608' }; m.digests['0'].segments.push('1') }, 'LUKS_SEGMENT_UNSUPPORTED'],
+    // Over the keyslots area: cryptsetup's config check makes such a copy invalid.
+    [(m) => { m.segments['0'].offset = '16384' }, 'LUKS_HEADER_CORRUPT'],
+    // At 0 with the header attached (0 would mean a detached header): refused by encfs's policy.
+    [(m) => { m.segments['0'].offset = '0' }, 'LUKS_SEGMENT_UNSUPPORTED'],
     [(m) => { m.segments['0'].type = 'linear' }, 'LUKS_SEGMENT_UNSUPPORTED'],
     [(m) => { m.segments['0'].sector_size = 8192 }, 'LUKS_SECTOR_SIZE_UNSUPPORTED'],
   ]

@@ -1,5 +1,5 @@
 import test from 'ava'
-import { chooseMounter, chooseUnlock, probeCapabilities, type Capabilities } from '../../src/mount/capabilities.js'
+import { chooseMounter, chooseUnlock, deviceMapperAvailable, probeCapabilities, type Capabilities } from '../../src/mount/capabilities.js'
 
 const all: Capabilities = { deviceMapper: true, cryptsetup: true, loop: true, fuse2fs: true, fuse: true }
 
@@ -28,12 +28,27 @@ test('auto mounter prefers loop devices and falls back to fuse2fs', (t) => {
   t.is(chooseMounter('fuse2fs', all).mode, 'fuse2fs')
 })
 
-test('on this machine: FUSE and loop devices are there, device-mapper is not, so auto is userspace', async (t) => {
+test('device-mapper counts as available only when the kernel lists it, not because the device node exists', async (t) => {
+  const { mkdtemp, writeFile, rm } = await import('node:fs/promises')
+  const os = await import('node:os')
+  const path = await import('node:path')
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'encfs-caps-'))
+  t.teardown(() => rm(dir, { recursive: true, force: true }))
+  const control = path.join(dir, 'control')
+  const misc = path.join(dir, 'misc')
+  await writeFile(control, '')
+  await writeFile(misc, '229 fuse\n237 loop-control\n')
+  t.false(await deviceMapperAvailable({ control, misc }), 'installing cryptsetup creates the node even without dm')
+  await writeFile(misc, '229 fuse\n236 device-mapper\n237 loop-control\n')
+  t.true(await deviceMapperAvailable({ control, misc }))
+  t.false(await deviceMapperAvailable({ control: path.join(dir, 'absent'), misc }))
+})
+
+test('on this machine: the test suite\'s prerequisites are there', async (t) => {
   const caps = await probeCapabilities()
   t.true(caps.fuse, '/dev/fuse is required by the test suite')
   t.true(caps.loop, 'loop devices are required by the test suite')
   t.true(caps.fuse2fs, 'fuse2fs is required: apt-get install fuse2fs')
   t.true(caps.cryptsetup, 'cryptsetup is required: apt-get install cryptsetup-bin')
-  if (!caps.deviceMapper) t.is(chooseUnlock('auto', caps).mode, 'userspace')
-  else t.is(chooseUnlock('auto', caps).mode, 'kernel')
+  t.is(caps.deviceMapper, await deviceMapperAvailable(), 'the probe reports what the kernel lists')
 })

@@ -158,3 +158,19 @@ test.serial('a LUKS1 image goes to cryptsetup as it is (--type luks1); one only 
   t.is(keysAsked, 0)
   await tmp.cleanup()
 })
+
+test.serial('the kernel path refuses a header that would make cryptsetup work for minutes, before cryptsetup runs', async (t) => {
+  const tmp = await tempDir()
+  const { copyFile } = await import('node:fs/promises')
+  const { editHeader } = await import('../helpers/luks-edit.js')
+  const hostile = path.join(tmp.dir, 'hostile.img')
+  await copyFile(img.image, hostile)
+  for (const c of ['primary', 'secondary'] as const) await editHeader(hostile, c, { json: (m) => { m.keyslots['0'].kdf.iterations = 2 ** 31 - 1 } })
+  const p = { ...(await plan(tmp.dir)), url: hostile }
+  const { calls, run } = recorder(() => ({ code: 0 }))
+  const err = await t.throwsAsync(mountFilesystem(p, { run, caps: dmCaps, keys: rawKeyProvider, runtimeDir: path.join(tmp.dir, 'rt'), logger: silentLogger }))
+  t.is((err as { code?: string }).code, 'LUKS_KDF_BUDGET')
+  t.regex(err!.message, /keyslot 0 asks for 2147483647 pbkdf2 iterations/)
+  t.is(calls.filter((c) => c.command === 'cryptsetup').length, 0, 'cryptsetup never ran')
+  await tmp.cleanup()
+})

@@ -1,6 +1,6 @@
 // encfs's own LUKS2 writer, checked by real cryptsetup both ways.
 import test from 'ava'
-import { mkdtemp, mkdir, writeFile, readFile, rm, copyFile, stat } from 'node:fs/promises'
+import { mkdtemp, mkdir, writeFile, readFile, readdir, rm, copyFile, stat } from 'node:fs/promises'
 import { execFile } from 'node:child_process'
 import { promisify } from 'node:util'
 import { randomBytes } from 'node:crypto'
@@ -68,4 +68,18 @@ test('encfs pack and encfs policy-digest from the command line', async (t) => {
   const policy = (await readFile(vector('snp', 'uvm_security_policy.base64'), 'utf8')).trim()
   const digest = await exec(process.execPath, [ENCFS_JS, 'policy-digest', '-p', policy])
   t.is(digest.stdout, 'cadd74f71ebb8fbf9782baab649612520f3c416bc5ce9ac768808ddc8d9b031c\n')
+})
+
+test('a failed pack never deletes or damages an --out file it did not finish writing', async (t) => {
+  const out = path.join(dir, 'precious.img')
+  const precious = randomBytes(4096)
+  await writeFile(out, precious)
+  // mkfs fails: 1 MiB cannot hold the 3 MiB of files.
+  const err = await t.throwsAsync(pack({ from: path.join(dir, 'src'), out, key: randomBytes(32), size: 1024 * 1024, iterations: 1000 }))
+  t.is((err as { code?: string }).code, 'PACK_MKFS_FAILED')
+  t.deepEqual(await readFile(out), precious, 'the existing file is untouched')
+  t.deepEqual((await readdir(dir)).filter((f) => f.startsWith('precious.img.')), [], 'no temporary file left next to it')
+  // A pack that succeeds replaces it, whole.
+  const r = await pack({ from: path.join(dir, 'src'), out, key: randomBytes(32), iterations: 1000 })
+  t.is((await stat(out)).size, r.bytes)
 })

@@ -1,6 +1,6 @@
 // The whole secure key release against the emulators: simulated SNP, MAA, Key Vault.
 import test from 'ava'
-import { generateKeyPairSync, randomBytes } from 'node:crypto'
+import { generateKeyPairSync, randomBytes, type KeyObject } from 'node:crypto'
 import { startSkrStack, type SkrStack } from '../helpers/skr-stack.js'
 import { releaseKey } from '../../src/skr/release.js'
 import { importKey, releasePolicy } from '../../src/skr/import-key.js'
@@ -10,6 +10,7 @@ import { simulatedProvider } from '../../src/attestation/providers/simulated.js'
 let s: SkrStack
 let bearer: string
 const octKey = randomBytes(32)
+let rsa: KeyObject
 
 test.before(async () => {
   s = await startSkrStack()
@@ -21,7 +22,7 @@ test.before(async () => {
     { claim: 'x-ms-sevsnpvm-vmpl', equals: '0' },
   ]]
   await importKey({ akvEndpoint: s.akv.endpoint, name: 'fs-oct', key: { kty: 'oct-HSM', k: octKey.toString('base64url'), key_size: 256, key_ops: ['encrypt', 'decrypt'] }, policy: releasePolicy(s.maa.endpoint, claims), bearer, ca: s.ca })
-  const rsa = generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey
+  rsa = generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey
   await importKey({ akvEndpoint: s.akv.endpoint, name: 'fs-rsa', key: { ...rsa.export({ format: 'jwk' }), kty: 'RSA-HSM' }, policy: releasePolicy(s.maa.endpoint, claims), bearer, ca: s.ca })
   await importKey({ akvEndpoint: s.akv.endpoint, name: 'other-pod', key: { kty: 'oct-HSM', k: randomBytes(32).toString('base64url') }, policy: releasePolicy(s.maa.endpoint, [[{ claim: 'x-ms-sevsnpvm-hostdata', equals: '00'.repeat(32) }]]), bearer, ca: s.ca })
 })
@@ -45,7 +46,10 @@ test('an RSA key is released as a private JWK and derives the same filesystem ke
   t.truthy(jwk.d)
   const { createPrivateKey } = await import('node:crypto')
   const released = createPrivateKey({ key: key.material, format: 'der', type: 'pkcs8' })
-  t.is(deriveKeyFromRsa(released, 'ab'.repeat(32), 'Label').length, 32)
+  const derived = deriveKeyFromRsa(released, 'ab'.repeat(32), 'Label')
+  t.is(derived.length, 32)
+  t.deepEqual(derived, deriveKeyFromRsa(rsa, 'ab'.repeat(32), 'Label'), 'the same filesystem key as the imported original')
+  t.notDeepEqual(derived, deriveKeyFromRsa(rsa, 'ab'.repeat(32), 'Other label'))
 })
 
 test('refusals name the step, the endpoint and the reason', async (t) => {

@@ -76,9 +76,16 @@ test('close flushes what is dirty; a read-only source gives a cache without writ
 test('the timer writes dirty data back without a flush', async (t) => {
   const src = new WritableMemorySource(256 * KiB)
   const cache = new BlockCache(src, { ...opts, writeBackIntervalMs: 50 })
+  const write = src.write.bind(src)
+  const writtenBack = new Promise<number>((resolve) => {
+    src.write = async (offset: number, buf: Buffer) => { await write(offset, buf); resolve(Date.now()) }
+  })
   const data = randomBytes(512)
+  const started = Date.now()
   await cache.write!(0, data)
-  await new Promise((r) => setTimeout(r, 300))
+  const timeout = new Promise<never>((_, reject) => setTimeout(() => reject(new Error('no write-back within 5 s')), 5000).unref())
+  const at = await Promise.race([writtenBack, timeout])
+  t.true(at - started >= 40, `written back by the timer after ${at - started} ms, not at once`)
   t.deepEqual(src.bytes.subarray(0, 512), data)
   await cache.close()
 })

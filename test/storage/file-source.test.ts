@@ -82,7 +82,7 @@ test('a directory is refused as not a regular file', async (t) => {
   try {
     await mkdir(path.join(dir, 'sub'))
     const err = await t.throwsAsync(FileSource.open(path.join(dir, 'sub')), { instanceOf: StorageError })
-    t.is(err.code, 'STORAGE_BAD_URL')
+    t.is(err.code, 'STORAGE_NOT_A_FILE')
     t.true(err.message.includes(path.join(dir, 'sub')))
   } finally {
     await rm(dir, { recursive: true, force: true })
@@ -107,13 +107,9 @@ test('a read-only FileSource cannot modify the image; a writable one can', async
   await withImage(async (file, bytes) => {
     const ro = await FileSource.open(file)
     try {
-      // Either it offers no write() at all, or write() is refused: the bytes must not change.
-      if (ro.write) {
-        const err = await t.throwsAsync(ro.write(0, Buffer.from('xxxx')), { instanceOf: StorageError })
-        t.is(err.code, 'STORAGE_READ_ONLY')
-      } else {
-        t.pass('no write() on a read-only source')
-      }
+      // Layers above decide read-only vs read-write by the presence of write(): it must be absent.
+      t.is(ro.write, undefined, 'no write() on a read-only source')
+      t.is(ro.flush, undefined, 'no flush() on a read-only source')
       t.true((await readFile(file)).subarray(0, 4).equals(bytes.subarray(0, 4)))
     } finally {
       await ro.close()
@@ -149,6 +145,34 @@ test('openSource opens file:// URLs and absolute paths as the same bytes', async
       } finally {
         await src.close()
       }
+    }
+  })
+})
+
+test('a FIFO, a character device or a socket as the image is refused at once, without blocking', async (t) => {
+  const { execFile } = await import('node:child_process')
+  const { promisify } = await import('node:util')
+  const { createServer } = await import('node:net')
+  await withImage(async (_file, _bytes, dir) => {
+    const fifo = path.join(dir, 'fifo.img')
+    await promisify(execFile)('mkfifo', [fifo])
+    const sock = path.join(dir, 'sock.img')
+    const server = createServer()
+    await new Promise<void>((resolve) => server.listen(sock, resolve))
+    try {
+      for (const [special, writable] of [[fifo, false], [fifo, true], ['/dev/zero', false], ['/dev/tty', false], [sock, false]] as const) {
+        const started = Date.now()
+        // Nothing writes to the FIFO: an open() that waits for a writer would hang here.
+        const err = await t.throwsAsync(Promise.race([
+          openSource(special, writable ? { writable: { leaseIdFile: path.join(dir, 'lease') } } : {}),
+          new Promise((_, reject) => setTimeout(() => reject(new Error(`opening ${special} blocked`)), 3000)),
+        ]), { instanceOf: StorageError }, special)
+        t.is(err?.code, 'STORAGE_NOT_A_FILE', special)
+        t.regex(err?.message ?? '', /not a regular file or block device/)
+        t.true(Date.now() - started < 1000, `${special} refused in ${Date.now() - started} ms`)
+      }
+    } finally {
+      server.close()
     }
   })
 })

@@ -1,0 +1,136 @@
+import { RestError } from '@azure/storage-blob'
+import { setTimeout as sleep } from 'node:timers/promises'
+import type { Logger } from '../log/logger.js'
+import { silentLogger } from '../log/logger.js'
+import { retryAfterMs } from '../http/request.js'
+import { StorageError } from './errors.js'
+
+/**
+ * How storage requests are retried (docs/storage-faults.md). The Azure SDK's own policy retries
+ * only 500 and 503, without jitter and without Retry-After, and does not bound an attempt that
+ * gets no answer: a throttled (429) read became EIO for the application, and a connection cut in
+ * the middle of a body too. This policy replaces it for every request the data path makes.
+ */
+export interface StorageRetryOptions {
+  /** Attempts per request. */
+  maxTries: number
+  /** No attempt starts later than this after the first one: the retry budget. */
+  budgetMs: number
+  /** Backoff before retry n is between half and all of min(maxDelayMs, baseDelayMs * 2^(n-1)). */
+  baseDelayMs: number
+  maxDelayMs: number
+  /** The longest Retry-After honoured; an answer asking for more ends the retries. */
+  maxRetryAfterMs: number
+  /** One attempt may take this long plus perMiBMs for each MiB it moves, then it is abandoned. */
+  attemptTimeoutMs: number
+  perMiBMs: number
+}
+
+export const STORAGE_RETRY: StorageRetryOptions = {
+  maxTries: 6,
+  budgetMs: 60_000,
+  baseDelayMs: 250,
+  maxDelayMs: 8_000,
+  maxRetryAfterMs: 20_000,
+  attemptTimeoutMs: 30_000,
+  // 256 KiB/s: slower than that, an attempt is taken for stuck.
+  perMiBMs: 4_000,
+}
+
+/** Statuses that say "not now" rather than "no". */
+const RETRIED_STATUS = new Set([408, 429, 500, 502, 503, 504])
+
+class AttemptTimeout extends Error {}
+
+function retryable(err: unknown): boolean {
+  if (err instanceof AttemptTimeout) return true
+  if (err instanceof RestError) return err.statusCode === undefined || err.statusCode === 0 || RETRIED_STATUS.has(err.statusCode)
+  // Transport failures: a reset or cut connection (also in the middle of a body), a short body.
+  return err instanceof Error && !(err instanceof StorageError)
+}
+
+function retryAfterOf(err: unknown): number | undefined {
+  if (!(err instanceof RestError)) return undefined
+  return retryAfterMs(err.response?.headers.get('retry-after') ?? undefined)
+}
+
+function describe(err: unknown): string {
+  if (err instanceof RestError && err.statusCode) return `HTTP ${err.statusCode}`
+  return (err as Error).message.split('\n')[0] ?? String(err)
+}
+
+/**
+ * Shared by the requests of one blob: once a request has used up its retries, storage is taken
+ * for down for a few seconds, and requests in that window try once instead of retrying again.
+ * Without it, the kernel's retry of a failed read (after its readahead failed) doubled the time
+ * an application waits for EIO during an outage.
+ */
+export class StorageHealth {
+  private failFastUntil = 0
+
+  constructor(private readonly windowMs = 5_000) {}
+
+  get down(): boolean {
+    return Date.now() < this.failFastUntil
+  }
+
+  failed(): void {
+    this.failFastUntil = Date.now() + this.windowMs
+  }
+
+  recovered(): void {
+    this.failFastUntil = 0
+  }
+}
+
+export interface RetryContext {
+  what: string
+  logger?: Logger
+  /** The caller's signal: aborting it stops at once, without retries. */
+  signal?: AbortSignal
+  /** Bytes the request moves, for its attempt timeout. */
+  bytes?: number
+  options?: Partial<StorageRetryOptions>
+  health?: StorageHealth
+}
+
+/**
+ * Runs `attempt` until it succeeds, a failure is final (a 4xx other than 408/429, the caller's
+ * abort), or the tries or the budget run out; then the last failure is thrown.
+ */
+export async function withStorageRetry<T>(ctx: RetryContext, attempt: (signal: AbortSignal) => Promise<T>): Promise<T> {
+  const o = { ...STORAGE_RETRY, ...ctx.options, ...(ctx.health?.down ? { maxTries: 1 } : {}) }
+  const logger = ctx.logger ?? silentLogger
+  const started = Date.now()
+  const timeoutMs = o.attemptTimeoutMs + Math.ceil(((ctx.bytes ?? 0) / (1024 * 1024)) * o.perMiBMs)
+  for (let n = 1; ; n++) {
+    const controller = new AbortController()
+    const onAbort = (): void => controller.abort(ctx.signal?.reason)
+    ctx.signal?.addEventListener('abort', onAbort, { once: true })
+    let timedOut = false
+    const timer = setTimeout(() => { timedOut = true; controller.abort(new AttemptTimeout(`no answer from storage within ${timeoutMs} ms`)) }, timeoutMs)
+    try {
+      const result = await attempt(controller.signal)
+      ctx.health?.recovered()
+      return result
+    } catch (caught) {
+      const err = timedOut ? new AttemptTimeout(`no answer from storage within ${timeoutMs} ms`) : caught
+      if (ctx.signal?.aborted || !retryable(err)) throw err
+      const retryAfter = retryAfterOf(err)
+      const backoff = Math.min(o.maxDelayMs, o.baseDelayMs * 2 ** (n - 1))
+      const delay = retryAfter !== undefined ? retryAfter + Math.random() * Math.min(1000, retryAfter / 4 + 100) : backoff / 2 + Math.random() * (backoff / 2)
+      const elapsed = Date.now() - started
+      if (n >= o.maxTries || elapsed + delay > o.budgetMs || (retryAfter !== undefined && retryAfter > o.maxRetryAfterMs)) {
+        if (n > 1) logger.warn({ what: ctx.what, attempts: n, ms: elapsed, reason: describe(err) }, `storage: ${ctx.what} failed after ${n} attempt(s) in ${elapsed} ms`)
+        ctx.health?.failed()
+        if (err instanceof AttemptTimeout) throw new StorageError('STORAGE_TIMEOUT', `${ctx.what}: ${err.message} (${n} attempt(s))`, { cause: err })
+        throw err
+      }
+      logger.warn({ what: ctx.what, attempt: n, reason: describe(err), delayMs: Math.round(delay), ...(retryAfter !== undefined ? { retryAfterMs: retryAfter } : {}) }, `storage: ${describe(err)}; retrying ${ctx.what}`)
+      await sleep(delay, undefined, ctx.signal ? { signal: ctx.signal } : undefined)
+    } finally {
+      clearTimeout(timer)
+      ctx.signal?.removeEventListener('abort', onAbort)
+    }
+  }
+}
