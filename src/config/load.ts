@@ -40,6 +40,7 @@ export function redactConfig(cfg: EncfsConfig): EncfsConfig {
       ...fs,
       azure_url: stripQuery(fs.azure_url),
       ...(fs.raw_key ? { raw_key: '[redacted]' } : {}),
+      ...(fs.verity?.hash_url ? { verity: { ...fs.verity, hash_url: stripQuery(fs.verity.hash_url) } } : {}),
       ...(fs.key ? { key: { ...fs.key, ...(fs.key.akv ? { akv: { ...fs.key.akv, ...(fs.key.akv.bearer_token ? { bearer_token: '[redacted]' } : {}) } } : {}) } } : {}),
     })),
   }
