@@ -1,5 +1,6 @@
 import { timingSafeEqual } from 'node:crypto'
 import { checkRange, type RangeSource } from '../storage/range-source.js'
+import { SliceSource } from '../storage/slice-source.js'
 import { silentLogger, type Logger } from '../log/logger.js'
 import { BLOCK_SIZE, DIGEST_SIZE, SUPERBLOCK_SIZE, parseSuperblock, type VeritySuperblock } from './superblock.js'
 import { FANOUT, TreeGeometry } from './geometry.js'
@@ -149,6 +150,11 @@ export class VeritySource implements RangeSource {
     if (result instanceof VerityMismatchError) throw inconsistent('does not verify along the path to the last of them (or that part of the tree was modified)')
     const entry = (last % FANOUT) * DIGEST_SIZE
     if (result.subarray(entry, entry + DIGEST_SIZE).every((b) => b === 0)) throw inconsistent('has no hash for the last of them')
+  }
+
+  /** The raw hash area (superblock and tree), for dm-verity in the kernel, which checks it itself. */
+  hashArea(): RangeSource {
+    return new SliceSource(this.hash, this.hashOffset, this.geometry.hashAreaBytes)
   }
 
   async read(offset: number, length: number, signal?: AbortSignal): Promise<Buffer> {
