@@ -32,6 +32,8 @@ test.serial('encfs demo --once: emulators, a key released by SKR, a packed image
   t.is(r.code, 0, r.stderr)
   t.regex(r.stdout, /key released by secure key release; mounted: .*remote\/share -> \.filesystem-0 \(unlock userspace/)
   t.regex(r.stdout, /GET \/status -> "Status OK", filesystem 0 mounted/)
+  t.regex(r.stdout, /appended a dm-verity hash tree \(encfs pack --verity\); root hash [0-9a-f]{64} pinned in the configuration/)
+  t.regex(r.stdout, /filesystem 0 mounted, [1-9]\d* blocks verified against the root hash, 0 failed/)
   t.regex(r.stdout, /Hello from an encrypted filesystem, streamed from blob storage and mounted by encfs\./)
   t.regex(r.stdout, /remotefs stopped \(exit 0\)/)
   const workDir = /work directory (\S+)/.exec(r.stdout)?.[1]
