@@ -8,6 +8,8 @@ export interface NativeAddon {
   xtsCrypt(encrypt: boolean, key: Buffer, input: Buffer, output: Buffer, firstSector: number, unitSize: number, plain64: boolean): void
   /** SHA-256(salt || block) of every `blockSize` block of `input`, 32 bytes each into `output`. */
   sha256Blocks(salt: Buffer, input: Buffer, blockSize: number, output: Buffer): void
+  /** The same on the libuv thread pool; the buffers must not be touched until it resolves. */
+  sha256BlocksAsync(salt: Buffer, input: Buffer, blockSize: number, output: Buffer): Promise<void>
 }
 
 let addon: NativeAddon | undefined

@@ -4,7 +4,7 @@ import { SliceSource } from '../storage/slice-source.js'
 import { silentLogger, type Logger } from '../log/logger.js'
 import { BLOCK_SIZE, DIGEST_SIZE, SUPERBLOCK_SIZE, parseSuperblock, type VeritySuperblock } from './superblock.js'
 import { FANOUT, TreeGeometry } from './geometry.js'
-import { hashBlock, hashBlocks } from './hash-blocks.js'
+import { hashBlock, hashBlocks, hashBlocksAsync } from './hash-blocks.js'
 import { VerityError, VerityMismatchError, type BadRange } from './errors.js'
 
 export interface VeritySourceOptions {
@@ -184,7 +184,7 @@ export class VeritySource implements RangeSource {
       this.data.readInto ? this.data.readInto(first * BLOCK_SIZE, buf, signal) : this.data.read(first * BLOCK_SIZE, buf.length, signal).then((b) => { b.copy(buf) }),
       Promise.all(hashBlocksWanted.map((i) => this.hashBlockResult(0, i))),
     ])
-    const digests = hashBlocks(this.salt, buf)
+    const digests = await hashBlocksAsync(this.salt, buf)
     const bad: BadRange[] = []
     let why: string | undefined
     if (g.levels === 0) {
