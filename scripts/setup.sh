@@ -9,6 +9,7 @@ say() { printf 'setup: %s\n' "$*" >&2; }
 # Debian packages: command (or file) -> package that provides it.
 declare -A need=(
   [cryptsetup]=cryptsetup-bin
+  [veritysetup]=cryptsetup-bin
   [mkfs.ext4]=e2fsprogs
   [e2fsck]=e2fsprogs
   [fuse2fs]=fuse2fs
