@@ -11,11 +11,11 @@
 //  - through the mount: remotefs serving the image from Azurite, a 256 MiB file read by dd in a
 //    child process from a cold mount (what an application sees).
 // The target is a ratio of at least 0.90 (verification costs at most 10% of throughput).
-import { spawn } from 'node:child_process'
-import { mkdir, rm, stat } from 'node:fs/promises'
+import { mkdir, rm } from 'node:fs/promises'
 import { randomBytes } from 'node:crypto'
 import path from 'node:path'
 import yargs from 'yargs'
+import { ddRead, mbps, runBench } from './measure.js'
 import { startAzurite, uploadFile } from '../src/demo/azurite.js'
 import { makeEncryptedImage } from '../src/demo/test-image.js'
 import { startSidecar, stopSidecar, waitReady, sidecarArgs, tempDir } from '../test/helpers/remotefs.js'
@@ -29,9 +29,6 @@ import type { RangeSource } from '../src/storage/range-source.js'
 
 const MiB = 1024 * 1024
 
-function mbps(bytes: number, ms: number): number {
-  return bytes / 1e6 / (ms / 1000)
-}
 
 interface Sample { mbps: number; cpuMs: number }
 
@@ -69,19 +66,6 @@ async function inProcess(image: string, hash: string | undefined, root: string, 
   }
 }
 
-function ddRead(file: string): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const started = performance.now()
-    const child = spawn('dd', [`if=${file}`, 'of=/dev/null', 'bs=1M'], { stdio: ['ignore', 'ignore', 'pipe'] })
-    let err = ''
-    child.stderr.on('data', (d: Buffer) => { err += d.toString() })
-    child.on('exit', async (code) => {
-      const ms = performance.now() - started
-      if (code !== 0) return reject(new Error(`dd failed: ${err}`))
-      resolve(mbps((await stat(file)).size, ms))
-    })
-  })
-}
 
 function summary(samples: Sample[]): string {
   const xs = samples.map((x) => x.mbps)
@@ -160,7 +144,4 @@ async function main(): Promise<void> {
   }
 }
 
-main().catch((err: unknown) => {
-  process.stderr.write(`bench failed: ${err instanceof Error ? err.stack ?? err.message : String(err)}\n`)
-  process.exit(1)
-})
+runBench(main)

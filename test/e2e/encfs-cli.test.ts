@@ -3,7 +3,7 @@ import test from 'ava'
 import { execFile } from 'node:child_process'
 import { readFile } from 'node:fs/promises'
 import { promisify } from 'node:util'
-import { ENCFS_JS } from '../helpers/remotefs.js'
+import { ENCFS_JS, runEncfs } from '../helpers/remotefs.js'
 import { makeEncryptedImage, type TestImage } from '../helpers/images.js'
 import { vector } from '../helpers/vectors.js'
 
@@ -17,15 +17,7 @@ test.after.always(async () => {
   await img?.cleanup()
 })
 
-async function encfs(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  try {
-    const { stdout, stderr } = await exec(process.execPath, [ENCFS_JS, ...args], { timeout: 240_000 })
-    return { code: 0, stdout, stderr }
-  } catch (err) {
-    const e = err as { code?: number; stdout?: string; stderr?: string }
-    return { code: e.code ?? -1, stdout: e.stdout ?? '', stderr: e.stderr ?? '' }
-  }
-}
+const encfs = runEncfs
 
 test.serial('encfs demo --once: emulators, a key released by SKR, a packed image from Azurite, a real mount, the files printed, and nothing left', async (t) => {
   const r = await encfs(['demo', '--once'])

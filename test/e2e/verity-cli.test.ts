@@ -1,18 +1,15 @@
 // The dm-verity tools as a user runs them: encfs pack --verity (appended, or --hash-out), checked
 // by real veritysetup; encfs upload of both; the printed configuration mounted from Azurite;
 // encfs inspect and encfs verify.
-import test from 'ava'
-import { execFile } from 'node:child_process'
-import { promisify } from 'node:util'
+import test, { type ExecutionContext } from 'ava'
 import { mkdir, writeFile, readFile, rm, stat } from 'node:fs/promises'
 import path from 'node:path'
 import { randomBytes } from 'node:crypto'
 import { BlobSASPermissions, StorageSharedKeyCredential, generateBlobSASQueryParameters } from '@azure/storage-blob'
 import { startAzurite, type Azurite } from '../helpers/azurite.js'
-import { ENCFS_JS, startSidecar, stopSidecar, waitReady, sidecarArgs, readFromChild, tempDir, mountWorkspace } from '../helpers/remotefs.js'
+import { runEncfs, startSidecar, stopSidecar, waitReady, sidecarArgs, readFromChild, tempDir, mountWorkspace } from '../helpers/remotefs.js'
 import { veritysetupVerify } from '../helpers/verity.js'
 
-const exec = promisify(execFile)
 let az: Azurite
 let work: { dir: string; cleanup(): Promise<void> }
 const cleanups: (() => Promise<void>)[] = []
@@ -34,15 +31,7 @@ test.after.always(async () => {
   await az?.stop()
 })
 
-async function encfs(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  try {
-    const { stdout, stderr } = await exec(process.execPath, [ENCFS_JS, ...args], { timeout: 240_000 })
-    return { code: 0, stdout, stderr }
-  } catch (err) {
-    const e = err as { code?: number; stdout?: string; stderr?: string }
-    return { code: e.code ?? -1, stdout: e.stdout ?? '', stderr: e.stderr ?? '' }
-  }
-}
+const encfs = runEncfs
 
 async function pack(name: string, extra: string[]): Promise<{ image: string; out: string; verity: { root_hash: string; hash_offset?: number; hash_url?: string } }> {
   const image = path.join(work.dir, name)
@@ -57,6 +46,18 @@ function sas(container: string, blob: string, permissions: string): string {
   const cred = new StorageSharedKeyCredential(az.accountName, az.accountKey)
   const q = generateBlobSASQueryParameters({ containerName: container, blobName: blob, permissions: BlobSASPermissions.parse(permissions), startsOn: new Date(Date.now() - 60_000), expiresOn: new Date(Date.now() + 3600_000) }, cred).toString()
   return `${az.blobEndpoint}/${container}/${blob}?${q}`
+}
+
+/** Mounts the uploaded image with the printed verity member, as the pod would, and reads every file. */
+async function mountAndRead(t: ExecutionContext, url: string, verity: Record<string, unknown>): Promise<void> {
+  const ws = await mountWorkspace(cleanups)
+  const mp = path.join(ws.parent, 'share')
+  const sidecar = await startSidecar(sidecarArgs([{ mount_point: mp, azure_url: url, raw_key: KEY.toString('hex'), verity }]), { args: ['--allow-raw-key'] })
+  cleanups.push(async () => { await stopSidecar(sidecar) })
+  await waitReady(sidecar, [mp])
+  for (const [rel, content] of Object.entries(FILES)) t.true((await readFromChild(path.join(mp, rel))).equals(content), rel)
+  t.is(await stopSidecar(sidecar), 0)
+  await rm(sidecar.logFile, { force: true })
 }
 
 test.serial('encfs pack --verity appends a tree that veritysetup verify accepts; inspect shows it; verify checks it; upload prints the configuration; it mounts', async (t) => {
@@ -85,14 +86,7 @@ test.serial('encfs pack --verity appends a tree that veritysetup verify accepts;
   t.true(up.stdout.includes(`"verity": {"root_hash":"${verity.root_hash}","hash_offset":${verity.hash_offset}}`), up.stdout)
   t.false(up.stdout.includes('sig='), 'no SAS in the output')
 
-  const ws = await mountWorkspace(cleanups)
-  const mp = path.join(ws.parent, 'share')
-  const sidecar = await startSidecar(sidecarArgs([{ mount_point: mp, azure_url: sas('verity', 'appended.img', 'r'), raw_key: KEY.toString('hex'), verity }]), { args: ['--allow-raw-key'] })
-  cleanups.push(async () => { await stopSidecar(sidecar) })
-  await waitReady(sidecar, [mp])
-  for (const [rel, content] of Object.entries(FILES)) t.true((await readFromChild(path.join(mp, rel))).equals(content), rel)
-  t.is(await stopSidecar(sidecar), 0)
-  await rm(sidecar.logFile, { force: true })
+  await mountAndRead(t, sas('verity', 'appended.img', 'r'), verity)
 })
 
 test.serial('encfs pack --hash-out writes the tree apart (veritysetup verify accepts it); encfs upload --hash-file uploads both and prints hash_url; it mounts', async (t) => {
@@ -110,15 +104,7 @@ test.serial('encfs pack --hash-out writes the tree apart (veritysetup verify acc
   t.true(up.stdout.includes(`"verity": {"root_hash":"${verity.root_hash}","hash_url":"${az.blobEndpoint}/verity/separate.img.verity"}`), up.stdout)
   t.deepEqual(await az.service.getContainerClient('verity').getBlobClient('separate.img.verity').downloadToBuffer(), await readFile(hashOut))
 
-  const ws = await mountWorkspace(cleanups)
-  const mp = path.join(ws.parent, 'share')
-  const fs = { mount_point: mp, azure_url: sas('verity', 'separate.img', 'r'), raw_key: KEY.toString('hex'), verity: { root_hash: verity.root_hash, hash_url: sas('verity', 'separate.img.verity', 'r') } }
-  const sidecar = await startSidecar(sidecarArgs([fs]), { args: ['--allow-raw-key'] })
-  cleanups.push(async () => { await stopSidecar(sidecar) })
-  await waitReady(sidecar, [mp])
-  for (const [rel, content] of Object.entries(FILES)) t.true((await readFromChild(path.join(mp, rel))).equals(content), rel)
-  t.is(await stopSidecar(sidecar), 0)
-  await rm(sidecar.logFile, { force: true })
+  await mountAndRead(t, sas('verity', 'separate.img', 'r'), { root_hash: verity.root_hash, hash_url: sas('verity', 'separate.img.verity', 'r') })
 })
 
 test.serial('encfs verify lists modified blocks and exits non-zero; a wrong root hash or no tree is one clear line', async (t) => {
