@@ -3,7 +3,8 @@ import type { VerityPlan } from '../config/plan.js'
 import type { RangeSource } from '../storage/range-source.js'
 import { openSource } from '../storage/open-source.js'
 import type { IdentityConfig } from '../storage/credential.js'
-import { redactUrl } from '../storage/errors.js'
+import { StorageError, redactUrl } from '../storage/errors.js'
+import { EncfsError } from '../errors.js'
 import { VeritySource } from './verity-source.js'
 
 export interface OpenVerityOptions {
@@ -25,7 +26,11 @@ export async function openVerity(image: RangeSource, plan: VerityPlan, o: OpenVe
   if (plan.hashUrl === undefined) {
     return VeritySource.open(image, image, { rootHash, hashOffset: plan.hashOffset, where: `the image at verity.hash_offset ${plan.hashOffset}`, logger: o.logger })
   }
-  const hash = await openSource(plan.hashUrl, { private: o.private, identity: o.identity, logger: o.logger, signal: o.signal })
+  const hash = await openSource(plan.hashUrl, { private: o.private, identity: o.identity, logger: o.logger, signal: o.signal }).catch((err: unknown) => {
+    // The storage layer speaks of "the image": say which blob this is.
+    if (err instanceof EncfsError) throw new StorageError(err.code, `verity.hash_url (the hash tree): ${err.message}`, { cause: err })
+    throw err
+  })
   try {
     return await VeritySource.open(image, hash, { rootHash, hashOffset: 0, where: `verity.hash_url ${redactUrl(plan.hashUrl)}`, logger: o.logger })
   } catch (err) {
