@@ -7,12 +7,12 @@
 // reference), the Go azmount strategy (one 512 KiB range at a time), and remotefs mounted with
 // several block-cache settings, read by `dd` in a child process from a cold mount. The ratio
 // column divides by the best raw rate. Everything shares the machine's cores with Azurite.
-import { spawn } from 'node:child_process'
 import { mkdir, rm, stat } from 'node:fs/promises'
 import { randomBytes } from 'node:crypto'
 import path from 'node:path'
 import { BlobClient } from '@azure/storage-blob'
 import yargs from 'yargs'
+import { ddRead, mbps, runBench } from './measure.js'
 import { startAzurite, uploadFile } from '../src/demo/azurite.js'
 import { makeEncryptedImage } from '../src/demo/test-image.js'
 import { startSidecar, stopSidecar, waitReady, sidecarArgs, tempDir } from '../test/helpers/remotefs.js'
@@ -21,9 +21,6 @@ const MiB = 1024 * 1024
 
 interface Row { name: string; mbps: number; note?: string }
 
-function mbps(bytes: number, ms: number): number {
-  return bytes / 1e6 / (ms / 1000)
-}
 
 async function timeRaw(url: string, size: number, blockSize: number, concurrency: number): Promise<number> {
   const client = new BlobClient(url)
@@ -41,20 +38,6 @@ async function timeGoLike(url: string, size: number): Promise<number> {
   return mbps(size, performance.now() - started)
 }
 
-/** `dd` in a child process, as an application container reads: returns MB/s of the whole file. */
-function ddRead(file: string): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const started = performance.now()
-    const child = spawn('dd', [`if=${file}`, 'of=/dev/null', 'bs=1M'], { stdio: ['ignore', 'ignore', 'pipe'] })
-    let err = ''
-    child.stderr.on('data', (d: Buffer) => { err += d.toString() })
-    child.on('exit', async (code) => {
-      const ms = performance.now() - started
-      if (code !== 0) return reject(new Error(`dd failed: ${err}`))
-      resolve(mbps((await stat(file)).size, ms))
-    })
-  })
-}
 
 async function peakRssMiB(pid: number): Promise<number> {
   const { readFile } = await import('node:fs/promises')
@@ -141,7 +124,4 @@ async function main(): Promise<void> {
   }
 }
 
-main().catch((err: unknown) => {
-  process.stderr.write(`bench failed: ${err instanceof Error ? err.stack ?? err.message : String(err)}\n`)
-  process.exit(1)
-})
+runBench(main)

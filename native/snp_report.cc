@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 void RegisterXts(Napi::Env env, Napi::Object exports);
+void RegisterVerityHash(Napi::Env env, Napi::Object exports);
 
 namespace {
 
@@ -173,6 +174,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("getReport", Napi::Function::New(env, GetReport));
   exports.Set("layout", Napi::Function::New(env, Layout));
   RegisterXts(env, exports);
+  RegisterVerityHash(env, exports);
   return exports;
 }
 

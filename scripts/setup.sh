@@ -9,6 +9,7 @@ say() { printf 'setup: %s\n' "$*" >&2; }
 # Debian packages: command (or file) -> package that provides it.
 declare -A need=(
   [cryptsetup]=cryptsetup-bin
+  [veritysetup]=cryptsetup-bin
   [mkfs.ext4]=e2fsprogs
   [e2fsck]=e2fsprogs
   [fuse2fs]=fuse2fs
@@ -52,7 +53,7 @@ fi
 
 # The SEV-SNP report addon (native/): built with npm's own node-gyp against Node's headers.
 addon=native/build/Release/snp_report.node
-if [ ! -f "$addon" ] || [ native/snp_report.cc -nt "$addon" ] || [ native/binding.gyp -nt "$addon" ]; then
+if [ ! -f "$addon" ] || [ native/binding.gyp -nt "$addon" ] || [ -n "$(find native -maxdepth 1 -name '*.cc' -newer "$addon")" ]; then
   say "building the SEV-SNP report addon (native/)"
   npm run --silent build:native >/tmp/encfs-native-build.log 2>&1 || { cat /tmp/encfs-native-build.log >&2; rm -f /tmp/encfs-native-build.log; say "the native addon did not build: it needs g++, make and python3 (apt-get install g++ make python3)"; exit 1; }
   rm -f /tmp/encfs-native-build.log

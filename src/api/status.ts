@@ -7,6 +7,25 @@ export interface FilesystemStatus {
   reason?: string
   unlock?: string
   mounter?: string
+  /** dm-verity counters, live, for filesystems with a `verity` section. */
+  verity?: VerityStatus
+}
+
+export interface VerityStatus {
+  rootHash: string
+  verifiedBlocks: number
+  failedReads: number
+  badDataBlocks: number
+  badHashBlocks: number
+  firstFailure?: string
+}
+
+export interface StateDetail {
+  reason?: string
+  unlock?: string
+  mounter?: string
+  /** Read on every snapshot, so /status shows the counters as they are now. */
+  verity?: () => VerityStatus
 }
 
 /** The keyprovider gRPC service next to the API (remotefs --grpc-port): off, or where it listens. */
@@ -20,15 +39,18 @@ export class ServiceStatus {
   phase: 'starting' | 'ready' | 'failed' | 'stopping' = 'starting'
   grpc: GrpcStatus = { serving: false }
   private readonly filesystems = new Map<number, FilesystemStatus>()
+  private readonly verity = new Map<number, () => VerityStatus>()
 
   constructor(filesystems: { index: number; mountPoint: string }[] = []) {
     for (const f of filesystems) this.filesystems.set(f.index, { index: f.index, mountPoint: f.mountPoint, state: 'pending' })
     if (filesystems.length === 0) this.phase = 'ready'
   }
 
-  update(index: number, state: FilesystemState, detail: { reason?: string; unlock?: string; mounter?: string } = {}): void {
+  update(index: number, state: FilesystemState, detail: StateDetail = {}): void {
+    const { verity, ...rest } = detail
+    if (verity) this.verity.set(index, verity)
     const f = this.filesystems.get(index)
-    if (f) Object.assign(f, { state, ...detail }, state === 'failed' ? {} : { reason: undefined })
+    if (f) Object.assign(f, { state, ...rest }, state === 'failed' ? {} : { reason: undefined })
   }
 
   get ready(): boolean {
@@ -36,6 +58,14 @@ export class ServiceStatus {
   }
 
   snapshot(): { ready: boolean; phase: string; filesystems: FilesystemStatus[]; grpc: GrpcStatus } {
-    return { ready: this.ready, phase: this.phase, filesystems: [...this.filesystems.values()].map((f) => JSON.parse(JSON.stringify(f)) as FilesystemStatus), grpc: structuredClone(this.grpc) }
+    return {
+      ready: this.ready,
+      phase: this.phase,
+      filesystems: [...this.filesystems.values()].map((f) => {
+        const verity = this.verity.get(f.index)?.()
+        return JSON.parse(JSON.stringify(verity ? { ...f, verity } : f)) as FilesystemStatus
+      }),
+      grpc: structuredClone(this.grpc),
+    }
   }
 }

@@ -17,6 +17,7 @@ import { serveCommand } from './serve-command.js'
 import { toolsCommands } from './tools-commands.js'
 import { importKeyCommand } from './import-key-command.js'
 import { wrapCommand } from './wrap-command.js'
+import { verityCommands, locateTree, describeTree, TREE_OPTIONS } from './verity-commands.js'
 
 async function readKey(args: { 'key-file'?: string; 'key-hex'?: string }): Promise<Buffer> {
   if (args['key-file']) return readFile(args['key-file'])
@@ -42,17 +43,23 @@ export async function main(argv: string[]): Promise<void> {
     })
     .command(
       'inspect <image>',
-      'validate an image\'s LUKS2 or LUKS1 header the way remotefs does, and print what it contains',
+      'validate an image\'s LUKS2 or LUKS1 header the way remotefs does, and print what it contains (and its dm-verity superblock, if any)',
       (y) => y
         .positional('image', { type: 'string', demandOption: true, describe: 'blob URL (SAS ok), file:// URL or path' })
         .option('private', { type: 'boolean', default: false, describe: 'read the blob with the managed / workload identity' })
-        .option('json', { type: 'boolean', default: false }),
+        .option('json', { type: 'boolean', default: false })
+        .options(TREE_OPTIONS),
       async (args) => {
         const logger = commandLogger(args)
         const source = await openSource(args.image, { private: args.private, logger })
+        const tree = await locateTree(source, { hash: args.hash, hashOffset: args['hash-offset'], private: args.private, logger }).catch(async (err: unknown) => {
+          await source.close()
+          throw err
+        })
         try {
           const header = await readLuksHeader(source, { logger })
-          const payload = payloadRange(header, source.size)
+          // A tree inside the image is not LUKS payload: the image proper is the data before it.
+          const payload = payloadRange(header, tree?.inImage ? tree.tree.geometry.dataBytes : source.size)
           const summary = {
             luks: header.version,
             uuid: header.uuid,
@@ -66,16 +73,22 @@ export async function main(argv: string[]): Promise<void> {
             unlock: header.userspaceProblem ? `kernel only (${header.userspaceProblem.message})` : 'userspace or kernel',
             keyslots: header.version === 2 ? header.keyslots.map((k) => ({ id: k.id, kdf: k.kdf.type, priority: k.priority }))
               : header.keyslots.map((k) => ({ id: k.id, kdf: `pbkdf2-${header.hash}`, priority: 1 })),
+            ...(tree ? { verity: describeTree(tree) } : {}),
           }
           if (args.json) process.stdout.write(`${JSON.stringify(summary, null, 2)}\n`)
           else {
             process.stdout.write(`LUKS${header.version} image, header valid${header.version === 2 ? ` (${header.copy} copy)` : ''}\n`)
             for (const [k, v] of Object.entries(summary)) {
-              if (k !== 'keyslots' && k !== 'headerCopy' && k !== 'luks') process.stdout.write(`  ${k}: ${String(v)}\n`)
+              if (k !== 'keyslots' && k !== 'headerCopy' && k !== 'luks' && k !== 'verity') process.stdout.write(`  ${k}: ${String(v)}\n`)
             }
             for (const k of summary.keyslots) process.stdout.write(`  keyslot ${k.id}: ${k.kdf}, priority ${k.priority}\n`)
+            if (summary.verity) {
+              process.stdout.write('dm-verity superblock (the root hash is computed from the tree as stored; verity.root_hash must equal it)\n')
+              for (const [k, v] of Object.entries(summary.verity)) process.stdout.write(`  ${k}: ${String(v)}\n`)
+            }
           }
         } finally {
+          if (tree && tree.hash !== source) await tree.hash.close()
           await source.close()
         }
       },
@@ -120,6 +133,7 @@ export async function main(argv: string[]): Promise<void> {
   toolsCommands(cli)
   importKeyCommand(cli)
   wrapCommand(cli)
+  verityCommands(cli)
   cli
     .demandCommand(1, 'name a command (encfs --help lists them)')
     .strict()

@@ -36,6 +36,7 @@ export function redactConfig(cfg: EncfsConfig): EncfsConfig {
       ...fs,
       azure_url: redactUrl(fs.azure_url),
       ...(fs.raw_key ? { raw_key: '[redacted]' } : {}),
+      ...(fs.verity?.hash_url ? { verity: { ...fs.verity, hash_url: redactUrl(fs.verity.hash_url) } } : {}),
       ...(fs.key ? { key: { ...fs.key, ...(fs.key.akv ? { akv: { ...fs.key.akv, ...(fs.key.akv.bearer_token ? { bearer_token: '[redacted]' } : {}) } } : {}) } } : {}),
     })),
   }
@@ -52,6 +53,7 @@ export function configSecrets(cfg: EncfsConfig): string[] {
     if (fs.raw_key) found.push(`${at}.raw_key`)
     if (/[?&]sig=/i.test(fs.azure_url)) found.push(`a SAS signature in ${at}.azure_url`)
     if (/^[a-z][a-z0-9+.-]*:\/\/[^/?#]*@/i.test(fs.azure_url)) found.push(`a user:password in ${at}.azure_url`)
+    if (fs.verity?.hash_url && /[?&]sig=/i.test(fs.verity.hash_url)) found.push(`a SAS signature in ${at}.verity.hash_url`)
     if (fs.key?.akv?.bearer_token) found.push(`${at}.key.akv.bearer_token`)
   })
   return found

@@ -24,8 +24,12 @@ export interface FilesystemPlan {
   unlock: UnlockMode
   mounter: MounterMode
   cache?: CacheSettings
+  /** dm-verity: the pinned root hash, and where the hash area is (its own blob, or in the image). */
+  verity?: VerityPlan
   key: KeySpec
 }
+
+export type VerityPlan = { rootHash: string } & ({ hashUrl: string; hashOffset?: undefined } | { hashOffset: number; hashUrl?: undefined })
 
 export interface PlanOptions {
   /** The operator opted in to raw_key (--allow-raw-key or EncfsAllowRawKey=true). */
@@ -73,6 +77,7 @@ export function planFilesystems(cfg: EncfsConfig, o: PlanOptions): FilesystemPla
       unlock: fs.unlock ?? o.unlock ?? 'auto',
       mounter: fs.mounter ?? o.mounter ?? 'auto',
       ...(fs.cache ? { cache: fs.cache } : {}),
+      ...(fs.verity ? { verity: fs.verity.hash_url !== undefined ? { rootHash: fs.verity.root_hash, hashUrl: fs.verity.hash_url } : { rootHash: fs.verity.root_hash, hashOffset: fs.verity.hash_offset ?? 0 } } : {}),
       key,
     })
   })

@@ -43,6 +43,20 @@ export interface CacheSettings {
   readahead_blocks?: number
 }
 
+/**
+ * Extension: the image is checked against a dm-verity hash tree whose root hash is pinned here
+ * (docs/dm-verity.md). The tree is its own blob (hash_url) or follows the data in the image's
+ * blob (hash_offset); exactly one of the two.
+ */
+export interface VeritySettings {
+  /** sha256 root hash, 64 hex digits, as veritysetup format / encfs pack --verity print it. */
+  root_hash: string
+  /** Blob URL (or file) of the hash area; read with the same credential rules as azure_url. */
+  hash_url?: string
+  /** Byte offset of the hash area inside the image blob; the image is the data before it. */
+  hash_offset?: number
+}
+
 export interface AzureFilesystem {
   mount_point: string
   azure_url: string
@@ -57,6 +71,8 @@ export interface AzureFilesystem {
   mounter?: MounterMode
   /** Extension: block cache settings. */
   cache?: CacheSettings
+  /** Extension: tamper evidence with a dm-verity hash tree (read-only filesystems). */
+  verity?: VeritySettings
 }
 
 export interface EncfsConfig {

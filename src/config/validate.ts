@@ -3,7 +3,7 @@ import { ConfigError } from './errors.js'
 import { Reader, isObject, typeName, type JsonObject } from './go-json.js'
 import {
   CERTCACHE_TYPES, MOUNTER_MODES, UNLOCK_MODES,
-  type AzureFilesystem, type AzureInfo, type EncfsConfig, type KeyBlob, type CacheSettings,
+  type AzureFilesystem, type AzureInfo, type EncfsConfig, type KeyBlob, type CacheSettings, type VeritySettings,
 } from './schema.js'
 
 const HEX = /^[0-9a-fA-F]*$/
@@ -76,6 +76,43 @@ function readCache(r: Reader, fs: JsonObject, at: string): CacheSettings | undef
   }
 }
 
+const ROOT_HASH = /^[0-9a-fA-F]{64}$/
+
+/** The verity extension; `readWrite` because a hash tree cannot follow writes. */
+function readVerity(r: Reader, fs: JsonObject, at: string, readWrite: boolean): VeritySettings | undefined {
+  const v = r.object(fs, 'verity', `${at}.verity`)
+  if (!v) return undefined
+  const before = r.issues.length
+  const root = r.string(v, 'root_hash', `${at}.verity.root_hash`)
+  if (root === undefined || root === '') {
+    if (root === '' || r.member(v, 'root_hash') == null) r.add(`${at}.verity.root_hash`, 'is required: the sha256 root hash (64 hex digits) that encfs pack --verity or veritysetup format printed')
+  } else if (!ROOT_HASH.test(root)) {
+    r.add(`${at}.verity.root_hash`, `must be 64 hex digits (a sha256 root hash, as encfs pack --verity or veritysetup format print it), got ${root.length} characters${HEX.test(root) ? '' : ' that are not all hex'}`)
+  }
+  const url = r.string(v, 'hash_url', `${at}.verity.hash_url`)
+  if (url) checkUrl(r, url, `${at}.verity.hash_url`)
+  else if (url === '') r.add(`${at}.verity.hash_url`, 'must not be empty: give the blob URL of the hash tree, or use hash_offset instead')
+  const rawOffset = r.member(v, 'hash_offset')
+  let offset: number | undefined
+  if (rawOffset !== undefined && rawOffset !== null) {
+    if (typeof rawOffset !== 'number' || !Number.isSafeInteger(rawOffset) || rawOffset < 0 || rawOffset % 4096 !== 0) {
+      r.add(`${at}.verity.hash_offset`, `must be a byte offset that is a non-negative multiple of 4096 (where the hash area starts in the image blob, as encfs pack --verity printed it), got ${JSON.stringify(rawOffset)}`)
+    } else offset = rawOffset
+  }
+  const hasUrl = url !== undefined
+  const hasOffset = rawOffset !== undefined && rawOffset !== null
+  if (hasUrl === hasOffset) {
+    r.add(`${at}.verity`, hasUrl
+      ? 'give hash_url or hash_offset, not both: the hash tree is either its own blob (hash_url) or inside the image blob after the data (hash_offset)'
+      : 'needs hash_url (the hash tree as its own blob) or hash_offset (the hash tree inside the image blob, after the data)')
+  }
+  if (readWrite) {
+    r.add(`${at}.verity`, 'cannot be used with read_write: true: a dm-verity hash tree covers one fixed version of the image and cannot follow writes; mount this filesystem read-only or remove verity')
+  }
+  if (r.issues.length > before || root === undefined) return undefined
+  return { root_hash: root.toLowerCase(), ...(url ? { hash_url: url } : {}), ...(offset !== undefined ? { hash_offset: offset } : {}) }
+}
+
 function readFilesystem(r: Reader, v: unknown, at: string): AzureFilesystem | undefined {
   if (!isObject(v)) {
     r.add(at, `must be an object, got ${typeName(v)}`)
@@ -128,6 +165,7 @@ function readFilesystem(r: Reader, v: unknown, at: string): AzureFilesystem | un
     mounter: r.oneOf(v, 'mounter', `${at}.mounter`, MOUNTER_MODES),
     cache: readCache(r, v, at),
   }
+  const verity = readVerity(r, v, at, rest.read_write)
   if (mountPoint === undefined || url === undefined) return undefined
   return {
     mount_point: mountPoint,
@@ -140,6 +178,7 @@ function readFilesystem(r: Reader, v: unknown, at: string): AzureFilesystem | un
     unlock: rest.unlock,
     mounter: rest.mounter,
     cache: rest.cache,
+    ...(verity ? { verity } : {}),
   }
 }
 

@@ -18,6 +18,7 @@ import { startAkvEmulator } from '../emulators/akv/server.js'
 import { startImdsEmulator } from '../emulators/imds/server.js'
 import { importKey, releasePolicy } from '../skr/import-key.js'
 import { pack } from '../pack/pack.js'
+import { formatImageTree } from '../verity/image-tree.js'
 
 export interface DemoOptions {
   once: boolean
@@ -28,7 +29,7 @@ export interface DemoOptions {
 
 const SAMPLE: Record<string, string> = {
   'hello.txt': 'Hello from an encrypted filesystem, streamed from blob storage and mounted by encfs.\n',
-  'docs/how-it-works.txt': 'Blob (LUKS2 ciphertext) -> block cache -> LUKS2 unlock -> FUSE file -> loop -> ext4 -> symlink.\n',
+  'docs/how-it-works.txt': 'Blob (LUKS2 ciphertext) -> dm-verity check -> block cache -> LUKS2 unlock -> FUSE file -> loop -> ext4 -> symlink.\n',
   'data/numbers.csv': 'n,square\n1,1\n2,4\n3,9\n4,16\n',
 }
 
@@ -105,6 +106,9 @@ export async function runDemo(o: DemoOptions): Promise<void> {
     await pack({ from: files, out: imagePath, key, iterations: 1000, size: 16 * 1024 * 1024 })
     key.fill(0)
     step(`packed ${Object.keys(SAMPLE).length} files into an encrypted image with encfs pack (LUKS2, aes-xts-plain64, 4096-byte sectors)`)
+    // Tamper evidence: the tree covers the ciphertext as stored; its root hash goes into the configuration.
+    const tree = await formatImageTree(imagePath)
+    step(`appended a dm-verity hash tree (encfs pack --verity); root hash ${tree.rootHash} pinned in the configuration`)
     const az = await startAzurite()
     cleanups.push(() => az.stop())
     const { sasUrl } = await uploadFile(az, imagePath, { container: 'encfs', blob: 'demo.img', kind: 'block' })
@@ -115,7 +119,11 @@ export async function runDemo(o: DemoOptions): Promise<void> {
     const mountPoint = path.join(parent, 'share')
     const config = {
       azure_info: { identity: { client_id: 'encfs-demo-pod' } },
-      azure_filesystems: [{ mount_point: mountPoint, azure_url: sasUrl, key: { kid: 'encfs-demo-key', kty: 'oct-HSM', authority: { endpoint: maa.endpoint }, akv: { endpoint: akv.endpoint } } }],
+      azure_filesystems: [{
+        mount_point: mountPoint, azure_url: sasUrl,
+        key: { kid: 'encfs-demo-key', kty: 'oct-HSM', authority: { endpoint: maa.endpoint }, akv: { endpoint: akv.endpoint } },
+        verity: { root_hash: tree.rootHash, hash_offset: tree.hashOffset },
+      }],
     }
     const logFile = path.join(work, 'remotefs.log')
     const runtimeDir = path.join(work, 'runtime')
@@ -155,8 +163,9 @@ export async function runDemo(o: DemoOptions): Promise<void> {
       }
     })[0]
     step(`key released by secure key release; mounted: ${mountPoint} -> .filesystem-0${choice ? ` (unlock ${choice.unlock}, because ${choice.unlockReason}; mounted with ${choice.mounter})` : ''}`)
-    const status = await fetch(`http://127.0.0.1:${apiPort}/status`).then(async (r) => (await r.json()) as { message: string; filesystems: { state: string }[] }, () => undefined)
-    step(`API on http://localhost:${apiPort}: GET /status -> ${status ? `"${status.message}", filesystem 0 ${status.filesystems[0]?.state}` : 'no answer'}`)
+    const status = await fetch(`http://127.0.0.1:${apiPort}/status`).then(async (r) => (await r.json()) as { message: string; filesystems: { state: string; verity?: { verifiedBlocks: number; failedReads: number } }[] }, () => undefined)
+    const verity = status?.filesystems[0]?.verity
+    step(`API on http://localhost:${apiPort}: GET /status -> ${status ? `"${status.message}", filesystem 0 ${status.filesystems[0]?.state}${verity ? `, ${verity.verifiedBlocks} blocks verified against the root hash, ${verity.failedReads} failed` : ''}` : 'no answer'}`)
     out.write(`    try: curl -s localhost:${apiPort}/status  |  curl -s -X POST localhost:${apiPort}/attest/maa -d '{"maa_endpoint":"${maa.endpoint}","runtime_data":"e30="}' -H 'content-type: application/json'\n`)
     out.write('\n')
     for (const rel of await walk(mountPoint)) {

@@ -21,6 +21,7 @@ export type CommandRunner = (command: string, args: string[], options?: CommandO
 /** Debian package that provides each program we run, for "install X" messages. */
 const PACKAGE_OF: Record<string, string> = {
   cryptsetup: 'cryptsetup-bin',
+  veritysetup: 'cryptsetup-bin',
   losetup: 'util-linux',
   mount: 'mount',
   umount: 'mount',

@@ -22,6 +22,10 @@ import { attachLoop, detachLoop } from './loop.js'
 import { mountExt4, mountFuse2fs, unmountFuse2fs, unmountPath } from './ext4.js'
 import { cryptsetupClose, cryptsetupOpen, mapperName } from './kernel-unlock.js'
 import { fuseDirOf } from './runtime-dir.js'
+import { openVerity } from '../verity/open-verity.js'
+import { IntactReads } from '../verity/intact-reads.js'
+import type { VeritySource } from '../verity/verity-source.js'
+import { veritysetupClose, veritysetupOpen, verityMapperName } from './kernel-verity.js'
 
 export interface MountContext {
   run: CommandRunner
@@ -47,6 +51,8 @@ export interface MountedFilesystem {
   /** The chain under FUSE, for statistics. */
   readonly cache: BlockCache
   readonly server: FileServer
+  /** Present when the image is checked against a dm-verity tree (its counters go to /status). */
+  readonly verity?: VeritySource
   unmount(): Promise<void>
 }
 
@@ -96,30 +102,36 @@ export async function mountFilesystem(plan: FilesystemPlan, ctx: MountContext): 
     })
     let outer: RangeSource = source
     undo.push('close image source', () => outer.close())
-    const cache = new BlockCache(source, { ...cacheOptions(plan), logger })
+    // dm-verity sits below the cache: blocks are verified as they are fetched, so nothing
+    // unverified is cached, decrypted or served (docs/dm-verity.md).
+    const verity = plan.verity ? await openVerity(source, plan.verity, { private: plan.private, identity: ctx.identity, logger, signal: ctx.signal }) : undefined
+    if (verity) outer = verity
+    const cache = new BlockCache(verity ?? source, { ...cacheOptions(plan), logger })
     outer = cache
-    step('image opened', { bytes: source.size, kind: source.kind, blobType: source.blobType })
+    const image: RangeSource = verity ? new IntactReads(cache, verity) : cache
+    step('image opened', { bytes: source.size, kind: source.kind, blobType: source.blobType, ...(verity ? { verifiedBytes: verity.size } : {}) })
 
     // The header comes from storage that an attacker may control: validate it before either path uses it.
-    const header = await readLuksHeader(cache, { logger })
-    payloadRange(header, cache.size)
+    const header = await readLuksHeader(image, { logger })
+    payloadRange(header, image.size)
     // Before any key is released: an image only cryptsetup can open says so now.
     if (unlock.mode === 'userspace' && header.userspaceProblem) throw userspaceRefusal(header.userspaceProblem)
     // cryptsetup will derive the keys, trying every keyslot: refuse a header that asks it to work for minutes.
-    if (unlock.mode === 'kernel') checkAnyUnlockCost(header, cache.size, { budget: ctx.kdfBudget })
+    if (unlock.mode === 'kernel') checkAnyUnlockCost(header, image.size, { budget: ctx.kdfBudget })
     step(`LUKS${header.version} header validated`, { cipher: header.segment.encryption, sectorSize: header.segment.sectorSize, ...(header.version === 2 ? { copy: header.copy } : {}) })
 
     const key = await ctx.keys.keyFor(plan.key, { index: plan.index, logger, signal: ctx.signal })
     const files: ServedFile[] = []
     try {
       if (unlock.mode === 'userspace') {
-        const volume = await Luks2Volume.open(cache, key, { logger, signal: ctx.signal, budget: ctx.kdfBudget })
+        const volume = await Luks2Volume.open(image, key, { logger, signal: ctx.signal, budget: ctx.kdfBudget })
         outer = volume
         files.push({ name: 'data', source: volume, writable: rw })
         step('keyslot unlocked in userspace', { payloadBytes: volume.size })
       } else {
-        files.push({ name: 'data', source: cache, writable: rw })
-        files.push({ name: 'header', source: new SliceSource(cache, 0, header.segment.offset), writable: false })
+        files.push({ name: 'data', source: image, writable: rw })
+        files.push({ name: 'header', source: new SliceSource(image, 0, header.segment.offset), writable: false })
+        if (verity) files.push({ name: 'hash', source: verity.hashArea(), writable: false })
       }
 
       const fuseDir = fuseDirOf(ctx.runtimeDir, plan.index)
@@ -141,7 +153,13 @@ export async function mountFilesystem(plan: FilesystemPlan, ctx: MountContext): 
       let device: string
       if (unlock.mode === 'kernel') {
         const name = mapperName(plan.index)
-        device = await cryptsetupOpen(ctx.run, { dataFile: server.pathOf('data'), headerFile: server.pathOf('header'), name, readOnly: !rw, key, logger, type: header.version === 1 ? 'luks1' : 'luks2' })
+        let ciphertext = server.pathOf('data')
+        if (verity) {
+          const verityName = verityMapperName(plan.index)
+          ciphertext = await veritysetupOpen(ctx.run, { dataFile: ciphertext, hashFile: server.pathOf('hash'), name: verityName, rootHash: plan.verity!.rootHash, logger })
+          undo.push('close dm-verity mapping', () => veritysetupClose(ctx.run, verityName))
+        }
+        device = await cryptsetupOpen(ctx.run, { dataFile: ciphertext, headerFile: server.pathOf('header'), name, readOnly: !rw, key, logger, type: header.version === 1 ? 'luks1' : 'luks2' })
         undo.push('close dm-crypt mapping', () => cryptsetupClose(ctx.run, name))
         step('dm-crypt mapping opened', { device })
       } else {
@@ -182,6 +200,7 @@ export async function mountFilesystem(plan: FilesystemPlan, ctx: MountContext): 
         mounter: mounter.mode,
         cache,
         server,
+        ...(verity ? { verity } : {}),
         async unmount() {
           logger.info({ mountPoint: plan.mountPoint }, 'unmounting')
           const failures = await undo.unwind()

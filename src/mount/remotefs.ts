@@ -8,6 +8,7 @@ import { claimRuntimeDir } from './runtime-dir.js'
 import { mountFilesystem, preflight, type MountedFilesystem } from './mount-filesystem.js'
 import { MountError } from './errors.js'
 import type { KdfBudget } from '../luks/kdf-budget.js'
+import type { StateDetail } from '../api/status.js'
 
 export interface RemotefsOptions {
   plans: FilesystemPlan[]
@@ -22,7 +23,7 @@ export interface RemotefsOptions {
   caps?: Capabilities
   signal?: AbortSignal
   /** Told of every filesystem's state as it changes (the API's /status). */
-  onState?: (index: number, state: 'mounting' | 'mounted' | 'failed' | 'unmounting' | 'unmounted', detail?: { reason?: string; unlock?: string; mounter?: string }) => void
+  onState?: (index: number, state: 'mounting' | 'mounted' | 'failed' | 'unmounting' | 'unmounted', detail?: StateDetail) => void
 }
 
 export interface Remotefs {
@@ -65,7 +66,8 @@ export async function startRemotefs(o: RemotefsOptions): Promise<Remotefs> {
         o.onState?.(plan.index, 'mounting')
         const fs = await mountFilesystem(plan, { run, caps, keys: o.keys, runtimeDir: o.runtimeDir, identity: o.identity, leaseWaitMs: o.leaseWaitMs, kdfBudget: o.kdfBudget, logger, signal: o.signal })
         mounted.push(fs)
-        o.onState?.(plan.index, 'mounted', { unlock: fs.unlock, mounter: fs.mounter })
+        const verity = fs.verity
+        o.onState?.(plan.index, 'mounted', { unlock: fs.unlock, mounter: fs.mounter, ...(verity ? { verity: () => verity.stats() } : {}) })
       } catch (err) {
         const e = err as Error & { code?: string }
         o.onState?.(plan.index, 'failed', { reason: e.message })

@@ -7,6 +7,7 @@ import { listLoops, detachLoop, type LoopDevice } from './loop.js'
 import { MountError } from './errors.js'
 import { unmountPath } from './ext4.js'
 import { cryptsetupClose, mapperName } from './kernel-unlock.js'
+import { veritysetupClose, verityMapperName } from './kernel-verity.js'
 
 export interface StaleTarget {
   index: number
@@ -73,6 +74,13 @@ export async function clearStale(run: CommandRunner, runtimeDir: string, targets
     if (await access(`/dev/mapper/${mapper}`).then(() => true, () => false)) {
       logger.warn({ mapper }, 'closing a stale dm-crypt mapping left by an earlier run')
       await cryptsetupClose(run, mapper).catch((err: unknown) => logger.error({ err, mapper }, 'cannot close stale mapping'))
+      cleared++
+    }
+    // dm-verity lies under dm-crypt: closed after it.
+    const verityMapper = verityMapperName(t.index)
+    if (await access(`/dev/mapper/${verityMapper}`).then(() => true, () => false)) {
+      logger.warn({ mapper: verityMapper }, 'closing a stale dm-verity mapping left by an earlier run')
+      await veritysetupClose(run, verityMapper).catch((err: unknown) => logger.error({ err, mapper: verityMapper }, 'cannot close stale mapping'))
       cleared++
     }
   }

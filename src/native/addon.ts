@@ -6,6 +6,10 @@ export interface NativeAddon {
   layout(): Record<string, number>
   /** AES-XTS over whole data units in one call, IV = sector number (plain64) or its low 32 bits (plain). */
   xtsCrypt(encrypt: boolean, key: Buffer, input: Buffer, output: Buffer, firstSector: number, unitSize: number, plain64: boolean): void
+  /** SHA-256(salt || block) of every `blockSize` block of `input`, 32 bytes each into `output`. */
+  sha256Blocks(salt: Buffer, input: Buffer, blockSize: number, output: Buffer): void
+  /** The same on the libuv thread pool; the buffers must not be touched until it resolves. */
+  sha256BlocksAsync(salt: Buffer, input: Buffer, blockSize: number, output: Buffer): Promise<void>
 }
 
 let addon: NativeAddon | undefined

@@ -3,7 +3,7 @@ import test from 'ava'
 import { execFile } from 'node:child_process'
 import { readFile } from 'node:fs/promises'
 import { promisify } from 'node:util'
-import { ENCFS_JS } from '../helpers/remotefs.js'
+import { ENCFS_JS, runEncfs } from '../helpers/remotefs.js'
 import { makeEncryptedImage, type TestImage } from '../helpers/images.js'
 import { vector } from '../helpers/vectors.js'
 
@@ -17,21 +17,15 @@ test.after.always(async () => {
   await img?.cleanup()
 })
 
-async function encfs(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  try {
-    const { stdout, stderr } = await exec(process.execPath, [ENCFS_JS, ...args], { timeout: 240_000 })
-    return { code: 0, stdout, stderr }
-  } catch (err) {
-    const e = err as { code?: number; stdout?: string; stderr?: string }
-    return { code: e.code ?? -1, stdout: e.stdout ?? '', stderr: e.stderr ?? '' }
-  }
-}
+const encfs = runEncfs
 
 test.serial('encfs demo --once: emulators, a key released by SKR, a packed image from Azurite, a real mount, the files printed, and nothing left', async (t) => {
   const r = await encfs(['demo', '--once'])
   t.is(r.code, 0, r.stderr)
   t.regex(r.stdout, /key released by secure key release; mounted: .*remote\/share -> \.filesystem-0 \(unlock userspace/)
   t.regex(r.stdout, /GET \/status -> "Status OK", filesystem 0 mounted/)
+  t.regex(r.stdout, /appended a dm-verity hash tree \(encfs pack --verity\); root hash [0-9a-f]{64} pinned in the configuration/)
+  t.regex(r.stdout, /filesystem 0 mounted, [1-9]\d* blocks verified against the root hash, 0 failed/)
   t.regex(r.stdout, /Hello from an encrypted filesystem, streamed from blob storage and mounted by encfs\./)
   t.regex(r.stdout, /remotefs stopped \(exit 0\)/)
   const workDir = /work directory (\S+)/.exec(r.stdout)?.[1]

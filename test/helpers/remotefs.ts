@@ -83,6 +83,17 @@ export async function stopSidecar(sidecar: Sidecar, signal: NodeJS.Signals = 'SI
   return code
 }
 
+/** Runs the encfs CLI as a user does; resolves with its exit code and output (never rejects on a non-zero exit). */
+export async function runEncfs(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  try {
+    const { stdout, stderr } = await exec(process.execPath, [ENCFS_JS, ...args], { timeout: 240_000 })
+    return { code: 0, stdout, stderr }
+  } catch (err) {
+    const e = err as { code?: number; stdout?: string; stderr?: string }
+    return { code: e.code ?? -1, stdout: e.stdout ?? '', stderr: e.stderr ?? '' }
+  }
+}
+
 /** Reads a file from a child process, as an application container would (never through this process's thread pool). */
 export async function readFromChild(file: string): Promise<Buffer> {
   const { stdout } = await exec('cat', [file], { encoding: 'buffer', maxBuffer: 1 << 30 })

@@ -1,0 +1,30 @@
+import type { RangeSource } from '../storage/range-source.js'
+import { VerityMismatchError } from './errors.js'
+
+/**
+ * Sits above the block cache. A cache block is fetched and verified whole, so one modified 4 KiB
+ * block fails the fetch for all its neighbours; those neighbours are then read around the cache,
+ * straight from the verifying source (which checks them again), while reads that touch the failed
+ * blocks keep failing. Offsets are the same on both sides (the cache adds none).
+ */
+export class IntactReads implements RangeSource {
+  readonly size: number
+
+  constructor(private readonly cached: RangeSource, private readonly verified: RangeSource) {
+    this.size = cached.size
+  }
+
+  async read(offset: number, length: number, signal?: AbortSignal): Promise<Buffer> {
+    try {
+      return await this.cached.read(offset, length, signal)
+    } catch (err) {
+      if (!(err instanceof VerityMismatchError) || err.touches(offset, offset + length)) throw err
+      return this.verified.read(offset, length, signal)
+    }
+  }
+
+  /** Closes the cache, which closes the verifying source under it. */
+  close(): Promise<void> {
+    return this.cached.close()
+  }
+}

@@ -1,0 +1,40 @@
+import type { Logger } from '../log/logger.js'
+import type { VerityPlan } from '../config/plan.js'
+import type { RangeSource } from '../storage/range-source.js'
+import { openSource } from '../storage/open-source.js'
+import type { IdentityConfig } from '../storage/credential.js'
+import { StorageError, redactUrl } from '../storage/errors.js'
+import { EncfsError } from '../errors.js'
+import { VeritySource } from './verity-source.js'
+
+export interface OpenVerityOptions {
+  /** azure_url_private: the hash blob is read with the same credential as the image. */
+  private: boolean
+  identity?: IdentityConfig
+  logger: Logger
+  signal?: AbortSignal
+}
+
+/**
+ * The image's data area, verified against the configured tree: the hash area is its own blob
+ * (hash_url, opened with the image's credential rules and ETag-pinned like it) or follows the
+ * data in the image blob (hash_offset). On success the VeritySource owns `image` and the hash
+ * blob; on failure only what this opened is closed.
+ */
+export async function openVerity(image: RangeSource, plan: VerityPlan, o: OpenVerityOptions): Promise<VeritySource> {
+  const rootHash = Buffer.from(plan.rootHash, 'hex')
+  if (plan.hashUrl === undefined) {
+    return VeritySource.open(image, image, { rootHash, hashOffset: plan.hashOffset, where: `the image at verity.hash_offset ${plan.hashOffset}`, logger: o.logger })
+  }
+  const hash = await openSource(plan.hashUrl, { private: o.private, identity: o.identity, logger: o.logger, signal: o.signal }).catch((err: unknown) => {
+    // The storage layer speaks of "the image": say which blob this is.
+    if (err instanceof EncfsError) throw new StorageError(err.code, `verity.hash_url (the hash tree): ${err.message}`, { cause: err })
+    throw err
+  })
+  try {
+    return await VeritySource.open(image, hash, { rootHash, hashOffset: 0, where: `verity.hash_url ${redactUrl(plan.hashUrl)}`, logger: o.logger })
+  } catch (err) {
+    await hash.close()
+    throw err
+  }
+}

@@ -1,0 +1,190 @@
+import test from 'ava'
+import { randomBytes } from 'node:crypto'
+import { readFile, writeFile } from 'node:fs/promises'
+import path from 'node:path'
+import { VeritySource } from '../../src/verity/verity-source.js'
+import { IntactReads } from '../../src/verity/intact-reads.js'
+import { VerityMismatchError } from '../../src/verity/errors.js'
+import { BlockCache } from '../../src/storage/block-cache.js'
+import { pino } from 'pino'
+import { MemorySource } from '../helpers/memory-source.js'
+import { tempDir } from '../helpers/remotefs.js'
+import { veritysetupFormat } from '../helpers/verity.js'
+
+const BLOCKS = 3000 // two levels, 24 level-0 hash blocks
+
+interface Fixture { data: Buffer; area: Buffer; root: Buffer }
+
+/** Data and the hash area real veritysetup made for it (separate files). */
+async function fixture(blocks = BLOCKS): Promise<Fixture> {
+  const tmp = await tempDir()
+  try {
+    const data = randomBytes(blocks * 4096)
+    await writeFile(path.join(tmp.dir, 'd'), data)
+    const root = await veritysetupFormat(path.join(tmp.dir, 'd'), path.join(tmp.dir, 'h'))
+    return { data, area: await readFile(path.join(tmp.dir, 'h')), root }
+  } finally {
+    await tmp.cleanup()
+  }
+}
+
+let f: Fixture
+test.before(async () => {
+  f = await fixture()
+})
+
+function memoryLogger() {
+  const lines: Record<string, unknown>[] = []
+  return { lines, logger: pino({ level: 'debug' }, { write: (s: string) => { lines.push(JSON.parse(s) as Record<string, unknown>) } }) }
+}
+
+function open(data: Buffer, area: Buffer, root: Buffer, extra: Partial<Parameters<typeof VeritySource.open>[2]> = {}) {
+  const dataSource = new MemorySource(Buffer.from(data))
+  const hashSource = new MemorySource(Buffer.from(area))
+  return { dataSource, hashSource, opened: VeritySource.open(dataSource, hashSource, { rootHash: root, hashOffset: 0, ...extra }) }
+}
+
+test('a tree made by veritysetup format verifies: every range reads back exactly, aligned or not', async (t) => {
+  const { opened, hashSource, dataSource } = open(f.data, f.area, f.root)
+  const v = await opened
+  t.is(v.size, BLOCKS * 4096)
+  t.true((await v.read(0, v.size)).equals(f.data))
+  for (const [off, len] of [[1, 1], [4095, 2], [123_457, 300_001], [v.size - 10, 10], [8 * 1024 * 1024 - 5, 70_000]] as const) {
+    t.true((await v.read(off, len)).equals(f.data.subarray(off, off + len)), `[${off}, +${len})`)
+  }
+  const stats = v.stats()
+  t.true(stats.verifiedBlocks >= BLOCKS)
+  t.is(stats.failedReads, 0)
+  t.is(stats.hashBlocksFetched, 25, 'every hash block fetched once, then cached')
+  const before = hashSource.reads
+  await v.read(0, v.size)
+  t.is(hashSource.reads, before, 'verified hash blocks come from the cache')
+  t.is(dataSource.readLog.at(-1)?.length, v.size, 'one data fetch per range')
+  await v.close()
+  t.true(dataSource.closed && hashSource.closed)
+})
+
+test('the tree after the data in the same source (hash_offset): the verified size is the data area only', async (t) => {
+  const tmp = await tempDir()
+  try {
+    const file = path.join(tmp.dir, 'img')
+    const data = randomBytes(500 * 4096)
+    await writeFile(file, data)
+    const hashOffset = 520 * 4096 // a gap after the data is allowed
+    const root = await veritysetupFormat(file, file, { hashOffset, dataBlocks: 500 })
+    const whole = new MemorySource(await readFile(file))
+    const v = await VeritySource.open(whole, whole, { rootHash: root, hashOffset })
+    t.is(v.size, 500 * 4096, 'what is above sees the data area, never the tree')
+    t.true((await v.read(0, v.size)).equals(data))
+    await v.close()
+    const bad = await t.throwsAsync(VeritySource.open(whole, whole, { rootHash: root, hashOffset: 4096 }))
+    t.is((bad as { code?: string }).code, 'VERITY_NO_SUPERBLOCK')
+  } finally {
+    await tmp.cleanup()
+  }
+})
+
+test('a flipped data byte fails the reads that touch its block, loudly once, counted; other blocks keep reading', async (t) => {
+  const data = Buffer.from(f.data)
+  data[1234 * 4096 + 77]! ^= 0x01
+  const { lines, logger } = memoryLogger()
+  const { opened } = open(data, f.area, f.root, { logger })
+  const v = await opened
+  const err = await t.throwsAsync(v.read(1230 * 4096, 10 * 4096))
+  t.true(err instanceof VerityMismatchError)
+  t.regex(err!.message, /data block 1234 \(image bytes 5054464-5058559\)/)
+  t.deepEqual((err as VerityMismatchError).bad, [{ start: 1234 * 4096, end: 1235 * 4096 }])
+  await t.throwsAsync(v.read(1234 * 4096 + 100, 1), { instanceOf: VerityMismatchError }, 'a second read of the block fails too')
+  t.true((await v.read(1233 * 4096, 4096)).equals(f.data.subarray(1233 * 4096, 1234 * 4096)), 'the block before reads fine')
+  t.true((await v.read(1235 * 4096, 8192)).equals(f.data.subarray(1235 * 4096, 1237 * 4096)), 'the blocks after read fine')
+  const loud = lines.filter((l) => String(l.msg).startsWith('INTEGRITY VIOLATION'))
+  t.is(loud.length, 1, 'loud once')
+  t.is(loud[0]!.block, 1234)
+  const s = v.stats()
+  t.is(s.badDataBlocks, 1)
+  t.is(s.failedReads, 2)
+  t.regex(s.firstFailure!, /data block 1234/)
+})
+
+test('a block copied from another offset fails (each block is bound to its position by the tree)', async (t) => {
+  const data = Buffer.from(f.data)
+  data.copy(data, 100 * 4096, 2000 * 4096, 2001 * 4096)
+  const v = await open(data, f.area, f.root).opened
+  const err = await t.throwsAsync(v.read(0, v.size), { instanceOf: VerityMismatchError })
+  t.regex(err!.message, /data block 100 /)
+})
+
+test('a flipped byte in a level-0 hash block fails the 128 data blocks under it, only them', async (t) => {
+  const area = Buffer.from(f.area)
+  // Hash area: superblock, top block, then level 0; level-0 block 5 covers data blocks 640-767.
+  area[4096 * (2 + 5) + 9]! ^= 0x80
+  const { lines, logger } = memoryLogger()
+  const v = await open(f.data, area, f.root, { logger }).opened
+  const err = await t.throwsAsync(v.read(700 * 4096, 4096), { instanceOf: VerityMismatchError })
+  t.regex(err!.message, /hash block 5 of tree level 0 .* data blocks 640-767 cannot be verified/)
+  t.true((await v.read(639 * 4096, 4096)).equals(f.data.subarray(639 * 4096, 640 * 4096)))
+  t.true((await v.read(768 * 4096, 4096)).equals(f.data.subarray(768 * 4096, 769 * 4096)))
+  t.is(v.stats().badHashBlocks, 1)
+  t.true(lines.some((l) => String(l.msg).startsWith('INTEGRITY VIOLATION: hash block 5 of tree level 0')))
+})
+
+test('a wrong root hash, a modified top block or salt: refused at open', async (t) => {
+  const wrong = Buffer.from(f.root)
+  wrong[0]! ^= 1
+  t.is(((await t.throwsAsync(open(f.data, f.area, wrong).opened)) as { code?: string }).code, 'VERITY_ROOT_MISMATCH')
+  const top = Buffer.from(f.area)
+  top[4096 + 100]! ^= 1
+  t.is(((await t.throwsAsync(open(f.data, top, f.root).opened)) as { code?: string }).code, 'VERITY_ROOT_MISMATCH')
+  const salt = Buffer.from(f.area)
+  salt[88]! ^= 1
+  t.is(((await t.throwsAsync(open(f.data, salt, f.root).opened)) as { code?: string }).code, 'VERITY_ROOT_MISMATCH')
+})
+
+test('a superblock edited to cover fewer or more data blocks than the tree was built for is refused at open', async (t) => {
+  for (const blocks of [BLOCKS - 1, BLOCKS + 1, 2 * 128]) {
+    const area = Buffer.from(f.area)
+    area.writeBigUInt64LE(BigInt(blocks), 72)
+    const err = await t.throwsAsync(open(f.data, area, f.root).opened)
+    t.is((err as { code?: string }).code, blocks === BLOCKS + 1 ? 'VERITY_TRUNCATED' : 'VERITY_SUPERBLOCK_MISMATCH', `${blocks} blocks`)
+  }
+  // More blocks than the image holds, with the data long enough: the tree has no hash for them.
+  const area = Buffer.from(f.area)
+  area.writeBigUInt64LE(BigInt(BLOCKS + 1), 72)
+  const err = await t.throwsAsync(VeritySource.open(new MemorySource(Buffer.concat([f.data, Buffer.alloc(4096)])), new MemorySource(area), { rootHash: f.root, hashOffset: 0 }))
+  t.is((err as { code?: string }).code, 'VERITY_SUPERBLOCK_MISMATCH')
+})
+
+test('a truncated tree or image is refused at open', async (t) => {
+  t.is(((await t.throwsAsync(open(f.data, f.area.subarray(0, f.area.length - 4096), f.root).opened)) as { code?: string }).code, 'VERITY_TRUNCATED')
+  t.is(((await t.throwsAsync(open(f.data.subarray(0, 4096 * 100), f.area, f.root).opened)) as { code?: string }).code, 'VERITY_TRUNCATED')
+})
+
+test('one data block: no tree levels, the root is the block\'s own hash', async (t) => {
+  const one = await fixture(1)
+  const v = await open(one.data, one.area, one.root).opened
+  t.true((await v.read(0, 4096)).equals(one.data))
+  const bad = Buffer.from(one.data)
+  bad[0]! ^= 1
+  const w = await open(bad, one.area, one.root).opened
+  await t.throwsAsync(w.read(10, 10), { instanceOf: VerityMismatchError })
+})
+
+test('under a block cache: a bad block never enters the cache, and its neighbours in the same cache block still read', async (t) => {
+  const data = Buffer.from(f.data)
+  data[300 * 4096]! ^= 0xff
+  const { dataSource, opened } = open(data, f.area, f.root)
+  const v = await opened
+  const cache = new BlockCache(v, { blockSize: 1024 * 1024, memoryBytes: 8 * 1024 * 1024, readaheadBlocks: 0 })
+  const image = new IntactReads(cache, v)
+  // Cache block 1 (bytes 1 MiB - 2 MiB, data blocks 256-511) holds the bad block.
+  await t.throwsAsync(image.read(300 * 4096 + 5, 10), { instanceOf: VerityMismatchError })
+  t.true((await image.read(256 * 4096, 44 * 4096)).equals(f.data.subarray(256 * 4096, 300 * 4096)), 'the blocks before it in the cache block')
+  t.true((await image.read(301 * 4096, 4096)).equals(f.data.subarray(301 * 4096, 302 * 4096)), 'a block after it')
+  t.true((await image.read(0, 1024 * 1024)).equals(f.data.subarray(0, 1024 * 1024)), 'another cache block')
+  t.is(cache.stats().cachedBlocks, 1, 'only the intact cache block is cached')
+  const fetches = dataSource.reads
+  await t.throwsAsync(image.read(300 * 4096, 4096))
+  t.is(dataSource.reads, fetches, 'a known-bad block is refused without fetching it again')
+  await image.close()
+  t.true(dataSource.closed)
+})
