@@ -2,7 +2,7 @@ import { mkdtemp, mkdir, writeFile, rm, truncate, copyFile } from 'node:fs/promi
 import { randomBytes } from 'node:crypto'
 import os from 'node:os'
 import path from 'node:path'
-import { runCommand } from '../mount/exec.js'
+import { runCommand } from '../process/run.js'
 
 
 export interface TestImage {

@@ -1,7 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process'
 import { setTimeout as sleep } from 'node:timers/promises'
 import type { Logger } from '../log/logger.js'
-import type { CommandRunner } from './exec.js'
+import type { CommandRunner } from '../process/run.js'
 import { MountError } from './errors.js'
 import { isMounted } from './proc-mounts.js'
 

@@ -4,7 +4,7 @@ import os from 'node:os'
 import path from 'node:path'
 import { silentLogger, type Logger } from '../log/logger.js'
 import { EncfsError } from '../errors.js'
-import { runCommand } from '../mount/exec.js'
+import { runCommand } from '../process/run.js'
 import { formatLuks2, DATA_OFFSET, type FormatOptions } from '../luks/format.js'
 import { SectorCipher } from '../luks/sector-cipher.js'
 
