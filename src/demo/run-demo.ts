@@ -1,10 +1,10 @@
 import { spawn } from 'node:child_process'
 import { mkdtemp, mkdir, rm, readFile, lstat, readdir, stat, access, writeFile } from 'node:fs/promises'
-import { setTimeout as sleep } from 'node:timers/promises'
 import os from 'node:os'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { EncfsError } from '../errors.js'
+import { waitFor } from '../retry/retry.js'
 import { hasProgram } from '../mount/capabilities.js'
 import { freePort, startAzurite, uploadFile } from './azurite.js'
 import { randomBytes } from 'node:crypto'
@@ -147,12 +147,12 @@ export async function runDemo(o: DemoOptions): Promise<void> {
     let exitCode: number | null | undefined
     void exited.then((c) => { exitCode = c })
     step('started remotefs with EncfsSideCarArgs: report -> MAA token -> key release (managed identity via IMDS) -> unlock -> mount')
-    for (;;) {
+    await waitFor(async () => {
       const link = await lstat(mountPoint).then((st) => st.isSymbolicLink(), () => false)
-      if (link && (await readFile(logFile, 'utf8').catch(() => '')).includes('"msg":"ready:')) break
+      if (link && (await readFile(logFile, 'utf8').catch(() => '')).includes('"msg":"ready:')) return true
       if (exitCode !== undefined) throw new EncfsError('DEMO_REMOTEFS_FAILED', `remotefs exited with ${exitCode}; its log: ${logFile}`)
-      await sleep(100)
-    }
+      return false
+    }, { intervalMs: 100 })
     const log = await readFile(logFile, 'utf8')
     const choice = log.split('\n').flatMap((line) => {
       try {
