@@ -1,7 +1,7 @@
 import Fastify, { type FastifyInstance, type FastifyError, type FastifyBaseLogger, type FastifyReply } from 'fastify'
 import type { Logger } from '../log/logger.js'
 import type { AttestationContext } from '../attestation/context.js'
-import type { IdentityConfig } from '../storage/credential.js'
+import type { IdentityConfig } from '../identity/credential.js'
 import { maaReportData } from '../attestation/report-data.js'
 import { evidence } from '../attestation/evidence.js'
 import { combinedEvidence } from '../attestation/combined.js'

@@ -1,7 +1,7 @@
 import { createPrivateKey } from 'node:crypto'
 import type { Logger } from '../log/logger.js'
 import type { AttestationContext } from '../attestation/context.js'
-import type { IdentityConfig } from '../storage/credential.js'
+import type { IdentityConfig } from '../identity/credential.js'
 import { maaReportData } from '../attestation/report-data.js'
 import { combinedEvidence, type CombinedEvidence } from '../attestation/combined.js'
 import { decodeStdBase64 } from '../encoding/base64.js'

@@ -1,6 +1,6 @@
 import { createPrivateKey } from 'node:crypto'
 import type { Logger } from '../log/logger.js'
-import type { IdentityConfig } from '../storage/credential.js'
+import type { IdentityConfig } from '../identity/credential.js'
 import type { AttestationContext } from '../attestation/context.js'
 import { releaseKey } from '../skr/release.js'
 import { deriveKeyFromRsa } from '../skr/derive.js'
