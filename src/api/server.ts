@@ -9,7 +9,7 @@ import { attestSevSnp } from '../maa/client.js'
 import { releaseKey } from '../skr/release.js'
 import { randomBytes } from 'node:crypto'
 import { runtimeDataBody, maaBody, releaseBody } from './schemas.js'
-import { decodeStdBase64 } from '../encoding/base64.js'
+import { decodeGoStdBase64 } from '../encoding/base64.js'
 import type { ServiceStatus } from './status.js'
 import { apiStatusFor } from './error-status.js'
 import { EncfsError } from '../errors.js'
@@ -88,7 +88,7 @@ export function buildApi(o: ApiOptions): FastifyInstance {
   app.removeContentTypeParser('text/plain')
 
   const runtime = (b64: string): Buffer => {
-    const data = decodeStdBase64(b64)
+    const data = decodeGoStdBase64(b64)
     if (!data) throw new ApiFailure(400, 'runtime_data is not valid standard base64')
     return data
   }

@@ -3,7 +3,7 @@ import { readFile } from 'node:fs/promises'
 import { commandLogger } from './command-logger.js'
 import { pack } from '../pack/pack.js'
 import { createHash } from 'node:crypto'
-import { decodeStdBase64 } from '../encoding/base64.js'
+import { decodeGoStdBase64 } from '../encoding/base64.js'
 import { EncfsError } from '../errors.js'
 import { uploadImage } from '../storage/upload.js'
 import { storageCredential } from '../storage/credential.js'
@@ -123,7 +123,7 @@ export function toolsCommands<T>(y: Argv<T>): Argv<T> {
         if (args.p !== undefined && args.f !== undefined) throw new EncfsError('POLICY_BOTH', 'give the policy with -p <base64> or -f <file>, not both (as Go\'s securitypolicydigest: "Cannot specify both -p and -f")')
         const b64 = args.p ?? (args.f !== undefined ? await readFile(args.f, 'utf8').catch((err: Error) => { throw new EncfsError('POLICY_FILE', `-f ${args.f}: ${err.message}`) }) : undefined)
         if (b64 === undefined) throw new EncfsError('POLICY_MISSING', 'give the policy with -p <base64> or -f <file>')
-        const policy = decodeStdBase64(b64)
+        const policy = decodeGoStdBase64(b64)
         if (!policy) throw new EncfsError('POLICY_BASE64', `${args.p !== undefined ? '-p' : args.f}: could not decode: standard base64 with padding is required (as the ccePolicy in the ARM template)`)
         const digest = createHash('sha256').update(policy).digest('hex')
         if (args.v) process.stdout.write(`inittimeData ${policy.toString('utf8')}\ninittimeData sha-256 digest ${digest}\n`)

@@ -1,3 +1,4 @@
+import { decodeStdBase64 } from '../encoding/base64.js'
 import { hashSize } from './kdf.js'
 
 /** A problem that makes a header copy unusable (cryptsetup would treat the copy as corrupt). */
@@ -92,8 +93,9 @@ function u64(o: Obj, k: string, what: string): number {
 
 function b64(o: Obj, k: string, what: string): Buffer {
   const v = str(o, k, what)
-  if (!/^[A-Za-z0-9+/]*={0,2}$/.test(v) || v.length % 4 !== 0) throw new MetadataInvalid(`${what}.${k} is not base64`)
-  return Buffer.from(v, 'base64')
+  const bytes = decodeStdBase64(v)
+  if (!bytes) throw new MetadataInvalid(`${what}.${k} is not base64`)
+  return bytes
 }
 
 function strings(v: unknown, what: string): string[] {
