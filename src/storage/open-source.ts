@@ -3,7 +3,8 @@ import { BlobSource, type BlobType } from './blob-source.js'
 import { FileSource } from './file-source.js'
 import { storageCredential } from './credential.js'
 import type { IdentityConfig, IdentityRetryOptions } from '../identity/credential.js'
-import { StorageError, redactUrl } from './errors.js'
+import { StorageError } from './errors.js'
+import { redactUrl } from '../log/redact.js'
 import type { RangeSource } from './range-source.js'
 
 export type OpenedSource = RangeSource & { kind: 'file' | 'blob'; blobType?: BlobType; etag?: string }
