@@ -5,6 +5,7 @@ import { commandLogger } from './command-logger.js'
 import { openSource } from '../storage/open-source.js'
 import { readLuksHeader, payloadRange } from '../luks/header.js'
 import { unlockAnyVolumeKey } from '../luks/volume-key.js'
+import { kdfName } from '../luks/kdf-params.js'
 import { exitWith, usageFailure, UsageError } from './fail.js'
 import { kdfBudgetOptions, kdfBudgetFrom } from './kdf-options.js'
 import { decodeRawKey } from '../keys/raw-key.js'
@@ -71,7 +72,7 @@ export async function main(argv: string[]): Promise<void> {
             payloadBytes: payload.length,
             // Which unlock modes can open it: the userspace path, or only cryptsetup (--unlock kernel).
             unlock: header.userspaceProblem ? `kernel only (${header.userspaceProblem.message})` : 'userspace or kernel',
-            keyslots: header.version === 2 ? header.keyslots.map((k) => ({ id: k.id, kdf: k.kdf.type, priority: k.priority }))
+            keyslots: header.version === 2 ? header.keyslots.map((k) => ({ id: k.id, kdf: kdfName(k.kdf), priority: k.priority }))
               : header.keyslots.map((k) => ({ id: k.id, kdf: `pbkdf2-${header.hash}`, priority: 1 })),
             ...(tree ? { verity: describeTree(tree) } : {}),
           }

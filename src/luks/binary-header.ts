@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto'
-import { hashSize } from './kdf.js'
+import { hashSize } from './kdf-params.js'
 import type { RangeSource } from '../storage/range-source.js'
 
 /** The allowed header sizes (binary header + JSON area); the secondary copy sits at hdr_size. */

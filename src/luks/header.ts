@@ -6,7 +6,7 @@ import { MetadataInvalid, parseMetadata, type Digest, type Keyslot, type Luks2Me
 import { LuksError } from './errors.js'
 import { refuseHostileCipher, userspaceCipherProblem } from './cipher-policy.js'
 import { isLuks1, readLuks1Header, type Luks1Header } from './luks1-header.js'
-import { hashSize } from './kdf.js'
+import { hashSize } from './kdf-params.js'
 
 export interface Luks2Header {
   version: 2
