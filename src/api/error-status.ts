@@ -1,4 +1,4 @@
-import { EncfsError } from '../errors.js'
+import { EncfsError } from '../errors/encfs-error.js'
 import { HttpError } from '../http/errors.js'
 
 /**

@@ -12,7 +12,7 @@ import { runtimeDataBody, maaBody, releaseBody } from './schemas.js'
 import { decodeGoStdBase64 } from '../encoding/base64.js'
 import type { ServiceStatus } from './status.js'
 import { apiStatusFor } from './error-status.js'
-import { EncfsError } from '../errors.js'
+import { EncfsError } from '../errors/encfs-error.js'
 import { STATUS_CODES } from 'node:http'
 import type { Duplex } from 'node:stream'
 

@@ -1,5 +1,5 @@
 import { silentLogger, type Logger } from '../log/logger.js'
-import type { CertCache } from '../config/schema.js'
+import type { CertCache } from './cert-fetch.js'
 import { AttestationError } from './errors.js'
 import { fetchCertChain, fetchLocalThim, type FetchedChain, type FetchOptions } from './cert-fetch.js'
 import { parseTcbm, thimAbsent, thimChainPem } from './thim.js'

@@ -1,4 +1,4 @@
-import { EncfsError } from '../errors.js'
+import { EncfsError } from '../errors/encfs-error.js'
 import { redactSecrets } from '../log/redact.js'
 
 /** A command line that cannot be run as given (unknown flag, missing argument, bad choice): exit 2. */

@@ -3,11 +3,11 @@ import { createPrivateKey, generateKeyPairSync, randomBytes, type KeyObject } fr
 import { mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises'
 import path from 'node:path'
 import { commandLogger } from './command-logger.js'
-import { EncfsError } from '../errors.js'
+import { EncfsError } from '../errors/encfs-error.js'
 import { importKey, releasePolicy, type ReleasePolicyClaim } from '../skr/import-key.js'
 import { vaultToken } from '../skr/vault-token.js'
 import { deriveKeyFromRsa, DEFAULT_DERIVATION_LABEL } from '../skr/derive.js'
-import { isObject, Reader, type JsonObject } from '../config/go-json.js'
+import { isObject, Reader, type JsonObject } from '../encoding/go-json.js'
 
 export interface ImportKeyConfig {
   kid: string

@@ -1,10 +1,8 @@
-import { EncfsError } from '../errors.js'
+import type { JsonIssue } from '../encoding/go-json.js'
+import { EncfsError } from '../errors/encfs-error.js'
 
-export interface ConfigIssue {
-  /** JSON path of the offending member, e.g. `azure_filesystems[1].mount_point`. */
-  path: string
-  message: string
-}
+/** A problem in the configuration, by JSON path. */
+export type ConfigIssue = JsonIssue
 
 export class ConfigError extends EncfsError {
   readonly issues: ConfigIssue[]

@@ -7,7 +7,7 @@ import path from 'node:path'
 import {
   BlobServiceClient, StorageSharedKeyCredential, BlobSASPermissions, generateBlobSASQueryParameters,
 } from '@azure/storage-blob'
-import { EncfsError } from '../errors.js'
+import { EncfsError } from '../errors/encfs-error.js'
 import { constantBackoff, retry, RETRY, STOP } from '../retry/retry.js'
 import { uploadImage } from '../storage/upload.js'
 

@@ -3,7 +3,7 @@ import { mkdtemp, mkdir, rm, readFile, lstat, readdir, stat, access, writeFile }
 import os from 'node:os'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { EncfsError } from '../errors.js'
+import { EncfsError } from '../errors/encfs-error.js'
 import { waitFor } from '../retry/retry.js'
 import { hasProgram } from '../mount/capabilities.js'
 import { freePort, startAzurite, uploadFile } from './azurite.js'

@@ -1,7 +1,7 @@
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
 import os from 'node:os'
 import path from 'node:path'
-import { EncfsError } from '../errors.js'
+import { EncfsError } from '../errors/encfs-error.js'
 import { runCommand } from '../process/run.js'
 
 

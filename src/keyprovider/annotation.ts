@@ -1,4 +1,4 @@
-import { Reader, isObject, typeName } from '../config/go-json.js'
+import { Reader, isObject, typeName } from '../encoding/go-json.js'
 import { checkEndpoint } from '../config/validate.js'
 import { releaseBody } from '../api/schemas.js'
 import { decodeGoStdBase64 } from '../encoding/base64.js'

@@ -1,4 +1,4 @@
-import { EncfsError } from '../errors.js'
+import { EncfsError } from '../errors/encfs-error.js'
 
 /**
  * Errors of the keyprovider service. Codes: KEYPROVIDER_INPUT_INVALID (the request's JSON,

@@ -1,4 +1,4 @@
-import { Reader, isObject, typeName, type JsonObject } from '../config/go-json.js'
+import { Reader, isObject, typeName, type JsonObject } from '../encoding/go-json.js'
 import { decodeGoStdBase64 } from '../encoding/base64.js'
 import { KeyProviderError } from './errors.js'
 

@@ -1,5 +1,5 @@
 import { status } from '@grpc/grpc-js'
-import { EncfsError } from '../errors.js'
+import { EncfsError } from '../errors/encfs-error.js'
 import { HttpError } from '../http/errors.js'
 
 /** Attestation cannot work here at all (no SEV-SNP device, no addon): FAILED_PRECONDITION, as skr's "SEV guest driver is missing". */

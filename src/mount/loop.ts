@@ -1,6 +1,6 @@
 import type { CommandRunner } from '../process/run.js'
 import { MountError } from './errors.js'
-import { hasCode } from '../errors.js'
+import { hasCode } from '../errors/encfs-error.js'
 
 export async function attachLoop(run: CommandRunner, file: string, readOnly: boolean): Promise<string> {
   const args = ['--find', '--show', ...(readOnly ? ['--read-only'] : []), file]

@@ -1,5 +1,5 @@
 import { request } from '../http/request.js'
-import { goJson } from '../config/go-json.js'
+import { goJson } from '../encoding/go-json.js'
 import { SkrError } from './errors.js'
 
 export interface ReleasePolicyClaim { claim: string; equals: string }

@@ -1,4 +1,4 @@
-import { EncfsError } from '../errors.js'
+import { EncfsError } from '../errors/encfs-error.js'
 
 export class StorageError extends EncfsError {}
 
