@@ -1,5 +1,6 @@
 import type { JsonIssue } from '../encoding/go-json.js'
-import { EncfsError } from '../errors/encfs-error.js'
+import { EncfsError, type EncfsErrorOptions } from '../errors/encfs-error.js'
+import type { ErrorCode } from '../errors/codes.js'
 
 /** A problem in the configuration, by JSON path. */
 export type ConfigIssue = JsonIssue
@@ -7,7 +8,7 @@ export type ConfigIssue = JsonIssue
 export class ConfigError extends EncfsError {
   readonly issues: ConfigIssue[]
 
-  constructor(code: string, message: string, options?: { cause?: unknown; issues?: ConfigIssue[] }) {
+  constructor(code: ErrorCode, message: string, options?: EncfsErrorOptions & { issues?: ConfigIssue[] }) {
     super(code, message, options)
     this.issues = options?.issues ?? []
   }

@@ -115,5 +115,5 @@ export async function request(url: string, o: RequestOptions): Promise<Response>
   const reason = lastError?.message ?? 'aborted'
   const hint = /self[- ]signed|unable to verify|certificate/i.test(reason) ? ' (is its CA trusted? NODE_EXTRA_CA_CERTS)' : ''
   const timedOut = lastError?.code === 'ETIMEDOUT'
-  throw new HttpError(timedOut ? 'HTTP_TIMEOUT' : 'HTTP_UNREACHABLE', `${o.what}: ${target.host} ${timedOut ? 'did not answer' : 'cannot be reached'} after ${attempts} attempt(s): ${reason}${hint}`, undefined, undefined, { cause: lastError })
+  throw new HttpError(timedOut ? 'HTTP_TIMEOUT' : 'HTTP_UNREACHABLE', `${o.what}: ${target.host} ${timedOut ? 'did not answer' : 'cannot be reached'} after ${attempts} attempt(s): ${reason}${hint}`, { cause: lastError })
 }

@@ -1,3 +1,4 @@
+import { withContext } from '../errors/encfs-error.js'
 import type { Logger } from '../log/logger.js'
 import type { FilesystemPlan } from '../config/plan.js'
 import type { KeyProvider } from '../keys/provider.js'
@@ -71,7 +72,7 @@ export async function startRemotefs(o: RemotefsOptions): Promise<Remotefs> {
       } catch (err) {
         const e = err as Error & { code?: string }
         o.onState?.(plan.index, 'failed', { reason: e.message })
-        throw new MountError(e.code ?? 'MOUNT_FAILED', `filesystem ${plan.index} (${plan.mountPoint}): ${e.message}`, { cause: err })
+        throw withContext(err, `filesystem ${plan.index} (${plan.mountPoint})`)
       }
     }
   } catch (err) {

@@ -8,7 +8,6 @@ import { evidence } from '../attestation/evidence.js'
 import type { IdentityConfig } from '../identity/credential.js'
 import { attestSevSnp } from '../maa/client.js'
 import { request } from '../http/request.js'
-import { HttpError } from '../http/errors.js'
 import { SkrError } from './errors.js'
 import { generateWrappingKey } from './wrapping-key.js'
 import { verifyReleaseJws } from './release-jws.js'
@@ -81,7 +80,7 @@ export async function releaseKey(o: ReleaseOptions): Promise<ReleasedKey> {
       : res.status === 403 ? ' (the attestation does not satisfy the key\'s release policy, or the identity lacks the release permission)'
         : res.status === 404 ? ' (check key.kid and key.akv.endpoint)' : ''
     const unavailable = res.status === 408 || res.status === 429 || res.status >= 500
-    throw new HttpError(unavailable ? 'SKR_RELEASE_UNAVAILABLE' : 'SKR_RELEASE_REFUSED', `key release of ${o.kid} from ${o.akvEndpoint} failed with HTTP ${res.status} ${detail}${hint}`, res.status)
+    throw new SkrError(unavailable ? 'SKR_RELEASE_UNAVAILABLE' : 'SKR_RELEASE_REFUSED', `key release of ${o.kid} from ${o.akvEndpoint} failed with HTTP ${res.status} ${detail}${hint}`, { upstreamStatus: res.status })
   }
   let jws: unknown
   try {
