@@ -6,7 +6,8 @@ import { commandLogger } from './command-logger.js'
 import { EncfsError } from '../errors/encfs-error.js'
 import { importKey, releasePolicy, type ReleasePolicyClaim } from '../skr/import-key.js'
 import { vaultToken } from '../skr/vault-token.js'
-import { deriveKeyFromRsa, DEFAULT_DERIVATION_LABEL } from '../skr/derive.js'
+import { DEFAULT_DERIVATION_LABEL } from '../skr/derive.js'
+import { filesystemKey } from '../keys/filesystem-key.js'
 import { isObject, Reader, type JsonObject } from '../encoding/go-json.js'
 
 export interface ImportKeyConfig {
@@ -134,7 +135,7 @@ export function importKeyCommand<T>(y: Argv<T>): Argv<T> {
           // Go prints the salt it drew: the same salt must go into key_derivation of the sidecar's config.
           const salt = cfg.salt || randomBytes(32).toString('hex')
           const label = cfg.label || DEFAULT_DERIVATION_LABEL
-          keyfile = deriveKeyFromRsa(privateKey, salt, label)
+          keyfile = filesystemKey({ kty: 'RSA', privateKey }, { salt, label }, `the RSA key for ${cfg.kid}`)
           lines.push(`Symmetric key ${keyfile.toString('hex')} (salt: ${salt.toLowerCase()} label: ${label})`)
         }
       } else if (cfg.kty === 'oct-HSM' || cfg.kty === 'oct' || cfg.kty === '') {
