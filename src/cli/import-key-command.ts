@@ -156,7 +156,7 @@ export function importKeyCommand<T>(y: Argv<T>): Argv<T> {
         }
         let kid: string
         try {
-          const bearer = !args.a && cfg.bearerToken ? cfg.bearerToken : await vaultToken(cfg.akvEndpoint, cfg.identity, { logger })
+          const bearer = !args.a && cfg.bearerToken ? cfg.bearerToken : await vaultToken(cfg.akvEndpoint, cfg.identity, { logger, purpose: 'import' })
           kid = (await importKey({ akvEndpoint: cfg.akvEndpoint, name: cfg.kid, key: jwk, policy, bearer, apiVersion: cfg.apiVersion })).kid
         } catch (err) {
           if (generatedPem) await rm(generatedPem.path, { force: true })
