@@ -69,7 +69,7 @@ export async function fetchLocalThim(endpoint: string | undefined, o: FetchOptio
   return { chainPem: thimChainPem(thim), tcbm: parseTcbm(thim.tcbm, url) }
 }
 
-/** The VCEK chain for a report from the configured `certcache` (spec §3.3, §3.4). */
+/** The VCEK chain for a report from the configured `certcache` (docs/attestation.md#certificate-sources). */
 export async function fetchCertChain(cc: CertCache, report: SnpReport, o: FetchOptions = {}): Promise<FetchedChain> {
   const scheme = o.scheme ?? 'https'
   if (!cc.endpoint) throw new AttestationError('ATTEST_CERT_FETCH', 'failed to retrieve cert chain: certificate endpoint not set (azure_info.certcache.endpoint)')

@@ -1,7 +1,7 @@
 import { AttestationError } from './errors.js'
 import { decodeGoStdBase64 } from '../encoding/base64.js'
 
-/** The THIM certificate JSON (spec §3.2): the platform's VCEK, its TCBM and the ASK/ARK chain. */
+/** The THIM certificate JSON (docs/attestation.md#thim-json): the platform's VCEK, its TCBM and the ASK/ARK chain. */
 export interface ThimCerts {
   vcekCert: string
   tcbm: string

@@ -49,7 +49,7 @@ function binaryHeader(copy: 'primary' | 'secondary', json: Buffer, uuid: string,
 
 /**
  * A LUKS2 header with one keyslot for `passphrase`, laid out as cryptsetup lays it out
- * (spec/luks2.md §3.5, §1.7): aes-xts-plain64 with a 512-bit key, AF-split keyslot, pbkdf2 digest.
+ * (docs/luks2.md#writing-a-header): aes-xts-plain64 with a 512-bit key, AF-split keyslot, pbkdf2 digest.
  * Our own writer, so that images can be made without device-mapper or root.
  */
 export async function formatLuks2(o: FormatOptions): Promise<FormattedHeader> {

@@ -162,7 +162,7 @@ function applyPolicy({ header, metadata }: ValidCopy, imageSize: number, detache
   }
 }
 
-/** Where the ciphertext is in a data device of `dataSize` bytes (spec §4.1). */
+/** Where the ciphertext is in a data device of `dataSize` bytes (docs/luks2.md#data-segment). */
 export function payloadRange(header: Pick<LuksHeader, 'segment'>, dataSize: number): { offset: number; length: number } {
   const { offset, size, sectorSize } = header.segment
   const length = size === 'dynamic' ? dataSize - offset : size

@@ -17,7 +17,7 @@ export interface MaaOptions {
   userAgent?: string
 }
 
-/** Trades a report for an MAA token (spec §4). */
+/** Trades a report for an MAA token (docs/attestation.md#maa). */
 export async function attestSevSnp(inputs: AttestInputs, o: MaaOptions): Promise<string> {
   const url = `https://${o.endpoint}/attest/${o.teeType ?? 'SevSnpVM'}?${o.apiVersion ?? 'api-version=2020-10-01'}`
   const res = await request(url, {

@@ -5,7 +5,7 @@ import { SkrError } from './errors.js'
 export const DEFAULT_DERIVATION_LABEL = 'Symmetric Encryption Key'
 
 /**
- * The 32-byte LUKS passphrase the Go sidecar derives from a released RSA key (spec §6.3):
+ * The 32-byte LUKS passphrase the Go sidecar derives from a released RSA key (docs/key-release.md#rsa-key-derivation):
  * HKDF-SHA256 over the private exponent as minimal big-endian bytes, salt = hex, info = label.
  */
 export function deriveKeyFromRsa(privateKey: KeyObject, saltHex: string, label = DEFAULT_DERIVATION_LABEL): Buffer {

@@ -39,7 +39,7 @@ export interface ReleaseOptions {
 }
 
 /**
- * Secure key release as the Go sidecar performs it (spec §4, §5): an ephemeral RSA key, an SNP
+ * Secure key release as the Go sidecar performs it (docs/key-release.md#release-flow): an ephemeral RSA key, an SNP
  * report binding it, an MAA token, the vault's release, the JWS verified, the key unwrapped.
  */
 export async function releaseKey(o: ReleaseOptions): Promise<ReleasedKey> {

@@ -98,3 +98,14 @@ test('the foundations import nothing from the domains', (t) => {
   const upward = FOUNDATIONS.flatMap((f) => [...(folderEdges.get(f) ?? [])].filter(([to]) => !FOUNDATIONS.includes(to)).flatMap(([, why]) => why))
   t.deepEqual(upward, [], `foundation folders (${FOUNDATIONS.join(', ')}) importing domain code:\n${upward.join('\n')}`)
 })
+
+test("README's layout and docs/architecture.md's table name every folder of src/", (t) => {
+  const folders = readdirSync(src, { withFileTypes: true }).filter((e) => e.isDirectory()).map((e) => e.name)
+  const readme = readFileSync(path.join(root, 'README.md'), 'utf8')
+  const layout = readme.slice(readme.indexOf('- Layout:'), readme.indexOf('\n## ', readme.indexOf('- Layout:')))
+  const table = readFileSync(path.join(root, 'docs', 'architecture.md'), 'utf8').split('<a id="source-layout"></a>')[1] ?? ''
+  for (const f of folders) {
+    t.true(layout.includes(`\`${f}\``), `README's layout names src/${f}/`)
+    t.true(table.includes(`\`src/${f}/\``), `docs/architecture.md#source-layout names src/${f}/`)
+  }
+})

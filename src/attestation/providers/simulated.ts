@@ -93,7 +93,7 @@ export interface SimulatedProvider extends ReportProvider {
   thimCerts(): Promise<ThimCerts>
 }
 
-/** Builds and signs a report with the simulated VCEK, with the real layout (spec §1.1). */
+/** Builds and signs a report with the simulated VCEK, with the real layout (docs/attestation.md#report-layout). */
 function buildReport(state: State, reportData: Buffer, hostData: Buffer): Buffer {
   const r = Buffer.alloc(REPORT_SIZE)
   r.writeUInt32LE(3, 0x00) // version
