@@ -68,33 +68,9 @@ export function inspectCommand<T>(y: Argv<T>): Argv<T> {
         const header = await readLuksHeader(source, { logger })
         // A tree inside the image is not LUKS payload: the image proper is the data before it.
         const payload = payloadRange(header, tree?.inImage ? tree.tree.geometry.dataBytes : source.size)
-        const summary = {
-          luks: header.version,
-          uuid: header.uuid,
-          ...(header.version === 2 ? { label: header.label, headerCopy: header.copy } : {}),
-          cipher: header.segment.encryption,
-          volumeKeyBits: header.segment.keySize * 8,
-          sectorSize: header.segment.sectorSize,
-          payloadOffset: payload.offset,
-          payloadBytes: payload.length,
-          // Which unlock modes can open it: the userspace path, or only cryptsetup (--unlock kernel).
-          unlock: header.userspaceProblem ? `kernel only (${header.userspaceProblem.message})` : 'userspace or kernel',
-          keyslots: header.version === 2 ? header.keyslots.map((k) => ({ id: k.id, kdf: kdfName(k.kdf), priority: k.priority }))
-            : header.keyslots.map((k) => ({ id: k.id, kdf: `pbkdf2-${header.hash}`, priority: 1 })),
-          ...(tree ? { verity: describeTree(tree) } : {}),
-        }
+        const summary = summarize(header, payload, tree ? describeTree(tree) : undefined)
         if (args.json) process.stdout.write(`${JSON.stringify(summary, null, 2)}\n`)
-        else {
-          process.stdout.write(`LUKS${header.version} image, header valid${header.version === 2 ? ` (${header.copy} copy)` : ''}\n`)
-          for (const [k, v] of Object.entries(summary)) {
-            if (k !== 'keyslots' && k !== 'headerCopy' && k !== 'luks' && k !== 'verity') process.stdout.write(`  ${k}: ${String(v)}\n`)
-          }
-          for (const k of summary.keyslots) process.stdout.write(`  keyslot ${k.id}: ${k.kdf}, priority ${k.priority}\n`)
-          if (summary.verity) {
-            process.stdout.write('dm-verity superblock (the root hash is computed from the tree as stored; verity.root_hash must equal it)\n')
-            for (const [k, v] of Object.entries(summary.verity)) process.stdout.write(`  ${k}: ${String(v)}\n`)
-          }
-        }
+        else printSummary(header, summary)
       } finally {
         if (tree && tree.hash !== source) await tree.hash.close()
         await source.close()
