@@ -83,3 +83,10 @@ test('nothing points outside the repository: no spec §, spec/luks2.md, DESIGN.m
     .map(({ file, i }) => `${path.relative(root, file)}:${i + 1}`)
   t.deepEqual(offending, [])
 })
+
+test('source paths the documents name exist', (t) => {
+  const docs = [path.join(root, 'README.md'), ...files(path.join(root, 'docs'), /\.md$/)]
+  const missing = docs.flatMap((file) => [...readFileSync(file, 'utf8').matchAll(/\b((?:src|test|bench|scripts)\/[\w/.-]+\.ts)\b/g)]
+    .map((m) => m[1]!).filter((p) => !existsSync(path.join(root, p))).map((p) => `${path.relative(root, file)}: ${p}`))
+  t.deepEqual(missing, [])
+})
