@@ -60,3 +60,6 @@ if [ ! -f "$addon" ] || [ native/binding.gyp -nt "$addon" ] || [ -n "$(find nati
 fi
 
 npx --no-install tsc -p .
+
+# Compiled files whose source was moved or deleted would still run as tests: remove them.
+find dist -name '*.js' | while read -r js; do rel=${js#dist/}; [ -f "${rel%.js}.ts" ] || rm -f "$js" "$js.map"; done

@@ -1,5 +1,6 @@
 // Request bodies as JSON schemas: fastify validates them before a handler runs.
-const base64 = '^[A-Za-z0-9+/\\r\\n]*={0,2}$'
+import { GO_STD_BASE64_PATTERN as base64 } from '../encoding/base64.js'
+
 const host = '^[A-Za-z0-9.-]+(:[0-9]{1,5})?$'
 
 export const runtimeDataBody = {

@@ -1,7 +1,7 @@
 import Fastify, { type FastifyInstance, type FastifyError, type FastifyBaseLogger, type FastifyReply } from 'fastify'
 import type { Logger } from '../log/logger.js'
 import type { AttestationContext } from '../attestation/context.js'
-import type { IdentityConfig } from '../storage/credential.js'
+import type { IdentityConfig } from '../identity/credential.js'
 import { maaReportData } from '../attestation/report-data.js'
 import { evidence } from '../attestation/evidence.js'
 import { combinedEvidence } from '../attestation/combined.js'
@@ -9,10 +9,10 @@ import { attestSevSnp } from '../maa/client.js'
 import { releaseKey } from '../skr/release.js'
 import { randomBytes } from 'node:crypto'
 import { runtimeDataBody, maaBody, releaseBody } from './schemas.js'
-import { decodeStdBase64 } from '../encoding/base64.js'
+import { decodeGoStdBase64 } from '../encoding/base64.js'
 import type { ServiceStatus } from './status.js'
 import { apiStatusFor } from './error-status.js'
-import { EncfsError } from '../errors.js'
+import { EncfsError } from '../errors/encfs-error.js'
 import { STATUS_CODES } from 'node:http'
 import type { Duplex } from 'node:stream'
 
@@ -64,43 +64,22 @@ const ROUTES: Record<string, string[]> = {
   '/key/release': ['POST'],
 }
 
-/**
- * The skr sidecar's HTTP API (spec §7.2): same paths, bodies and answers, errors as
- * {"error": message}. Handlers only await: report signing, MAA and the vault never block the
- * event loop that also answers FUSE.
- */
-export function buildApi(o: ApiOptions): FastifyInstance {
-  const timeouts = { ...API_TIMEOUTS, ...o.timeouts }
-  const app = Fastify({
-    loggerInstance: o.logger.child({ component: 'api' }) as FastifyBaseLogger,
-    bodyLimit: o.bodyLimit ?? 1024 * 1024,
-    requestTimeout: timeouts.requestMs,
-    keepAliveTimeout: timeouts.keepAliveMs,
-    // Node checks the headers and request timeouts only this often (30 s by default). Without a
-    // Host header Node itself would answer 400 with an empty body: let the API answer instead.
-    http: { headersTimeout: timeouts.headersMs, connectionsCheckingInterval: Math.min(1000, timeouts.headersMs), requireHostHeader: false },
-    // Errors Fastify raises before routing (a bad URL encoding...) get the API's shape too.
-    frameworkErrors: (err, _req, reply) => { void (reply as FastifyReply).code(err.statusCode ?? 400).send({ error: err.message }) },
-    clientErrorHandler: (err, socket) => writeClientError(err as NodeJS.ErrnoException, socket),
+/** What a failed body validation says: each field and what is wrong with it. */
+function validationMessage(validation: NonNullable<FastifyError['validation']>): string {
+  const problems = validation.map((v) => {
+    const field = (v.instancePath.replace(/^\//, '') || String((v.params as { missingProperty?: string }).missingProperty ?? 'body'))
+    const what = v.keyword === 'required' ? 'is required'
+      : v.keyword === 'minLength' ? 'must not be empty'
+        : v.keyword === 'type' ? `must be a ${String((v.params as { type?: string }).type)}`
+          : v.keyword === 'pattern' ? (field === 'runtime_data' ? 'must be standard base64' : field === 'kid' ? 'must be a key name, or name/version' : 'must be a host name (and :port), without https://')
+            : v.message ?? 'is invalid'
+    return `${field} ${what}`
   })
+  return `invalid request: ${problems.join('; ')}`
+}
 
-  // The API takes JSON only: a text/plain body is 415, not a string that fails validation.
-  app.removeContentTypeParser('text/plain')
-
-  const runtime = (b64: string): Buffer => {
-    const data = decodeStdBase64(b64)
-    if (!data) throw new ApiFailure(400, 'runtime_data is not valid standard base64')
-    return data
-  }
-  const attestStep = async <T>(what: string, f: () => Promise<T>): Promise<T> => {
-    try {
-      return await f()
-    } catch (err) {
-      if (err instanceof ApiFailure) throw err
-      throw new ApiFailure(apiStatusFor(err), `${what} failed: ${(err as Error).message}`, err)
-    }
-  }
-
+/** Every error the API answers is {"error": message}: failed steps, validation, Fastify's own, unknown paths and methods. */
+function answerErrorsAsJson(app: FastifyInstance, bodyLimit: number): void {
   app.setErrorHandler((err: FastifyError | ApiFailure, req, reply) => {
     if (err instanceof ApiFailure) {
       const code = err.cause instanceof EncfsError ? err.cause.code : undefined
@@ -109,21 +88,10 @@ export function buildApi(o: ApiOptions): FastifyInstance {
       return reply.code(err.status).send({ error: err.message })
     }
     const validation = (err as FastifyError).validation
-    if (validation) {
-      const problems = validation.map((v) => {
-        const field = (v.instancePath.replace(/^\//, '') || String((v.params as { missingProperty?: string }).missingProperty ?? 'body'))
-        const what = v.keyword === 'required' ? 'is required'
-          : v.keyword === 'minLength' ? 'must not be empty'
-            : v.keyword === 'type' ? `must be a ${String((v.params as { type?: string }).type)}`
-              : v.keyword === 'pattern' ? (field === 'runtime_data' ? 'must be standard base64' : field === 'kid' ? 'must be a key name, or name/version' : 'must be a host name (and :port), without https://')
-                : v.message ?? 'is invalid'
-        return `${field} ${what}`
-      })
-      return reply.code(400).send({ error: `invalid request: ${problems.join('; ')}` })
-    }
+    if (validation) return reply.code(400).send({ error: validationMessage(validation) })
     const status = (err as FastifyError).statusCode ?? 500
     if (status >= 500) req.log.error({ err }, 'internal error')
-    return reply.code(status).send({ error: status === 413 ? `the request body is larger than ${o.bodyLimit ?? 1024 * 1024} bytes` : status >= 500 ? 'internal error' : err.message })
+    return reply.code(status).send({ error: status === 413 ? `the request body is larger than ${bodyLimit} bytes` : status >= 500 ? 'internal error' : err.message })
   })
   app.setNotFoundHandler((req, reply) => {
     const path = req.url.split('?')[0] ?? ''
@@ -131,7 +99,26 @@ export function buildApi(o: ApiOptions): FastifyInstance {
     if (allowed) return reply.code(405).header('allow', allowed.join(', ')).send({ error: `${req.method} is not allowed on ${path}; use ${allowed.join(', ')}` })
     return reply.code(404).send({ error: `no such endpoint: ${req.method} ${path}` })
   })
+}
 
+const runtime = (b64: string): Buffer => {
+  const data = decodeGoStdBase64(b64)
+  if (!data) throw new ApiFailure(400, 'runtime_data is not valid standard base64')
+  return data
+}
+
+/** A step that calls on attestation, MAA or the vault: its failure is answered with the status its error code has. */
+async function attestStep<T>(what: string, f: () => Promise<T>): Promise<T> {
+  try {
+    return await f()
+  } catch (err) {
+    if (err instanceof ApiFailure) throw err
+    throw new ApiFailure(apiStatusFor(err), `${what} failed: ${(err as Error).message}`, err)
+  }
+}
+
+/** /status, the three attestation routes and key release (docs/http-api.md). */
+function routes(app: FastifyInstance, o: ApiOptions): void {
   app.get('/status', async (_req, reply) => {
     const s = o.status.snapshot()
     return reply.code(s.ready ? 200 : 503).send({ message: s.ready ? 'Status OK' : `not ready: ${s.phase}`, ...s, attestation: o.attestation.describe() })
@@ -175,6 +162,32 @@ export function buildApi(o: ApiOptions): FastifyInstance {
       released.material.fill(0)
     }
   })
+}
+
+/**
+ * The skr sidecar's HTTP API (docs/http-api.md): same paths, bodies and answers, errors as
+ * {"error": message}. Handlers only await: report signing, MAA and the vault never block the
+ * event loop that also answers FUSE.
+ */
+export function buildApi(o: ApiOptions): FastifyInstance {
+  const timeouts = { ...API_TIMEOUTS, ...o.timeouts }
+  const bodyLimit = o.bodyLimit ?? 1024 * 1024
+  const app = Fastify({
+    loggerInstance: o.logger.child({ component: 'api' }) as FastifyBaseLogger,
+    bodyLimit,
+    requestTimeout: timeouts.requestMs,
+    keepAliveTimeout: timeouts.keepAliveMs,
+    // Node checks the headers and request timeouts only this often (30 s by default). Without a
+    // Host header Node itself would answer 400 with an empty body: let the API answer instead.
+    http: { headersTimeout: timeouts.headersMs, connectionsCheckingInterval: Math.min(1000, timeouts.headersMs), requireHostHeader: false },
+    // Errors Fastify raises before routing (a bad URL encoding...) get the API's shape too.
+    frameworkErrors: (err, _req, reply) => { void (reply as FastifyReply).code(err.statusCode ?? 400).send({ error: err.message }) },
+    clientErrorHandler: (err, socket) => writeClientError(err as NodeJS.ErrnoException, socket),
+  })
+  // The API takes JSON only: a text/plain body is 415, not a string that fails validation.
+  app.removeContentTypeParser('text/plain')
+  answerErrorsAsJson(app, bodyLimit)
+  routes(app, o)
   return app
 }
 

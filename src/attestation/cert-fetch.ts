@@ -1,12 +1,22 @@
 import { X509Certificate } from 'node:crypto'
 import type { Logger } from '../log/logger.js'
 import { request } from '../http/request.js'
-import type { CertCache } from '../config/schema.js'
 import { AttestationError } from './errors.js'
 import { parseThimJson, parseTcbm, thimChainPem } from './thim.js'
 import { parsePemChain } from './cert-chain.js'
 import { vcekTcbm } from './vcek-tcb.js'
 import type { SnpReport } from './report.js'
+
+/** `azure_info.certcache` of the configuration: where the VCEK chain comes from (docs/attestation.md#certificate-sources). */
+export interface CertCache {
+  endpoint_type?: 'AMD' | 'AzCache' | 'LocalTHIM'
+  endpoint?: string
+  tee_type?: string
+  api_version?: string
+  client_id?: string
+}
+
+export const CERTCACHE_TYPES = ['AMD', 'AzCache', 'LocalTHIM'] as const
 
 export const DEFAULT_LOCAL_THIM = '169.254.169.254/metadata/THIM/amd/certification'
 
@@ -59,7 +69,7 @@ export async function fetchLocalThim(endpoint: string | undefined, o: FetchOptio
   return { chainPem: thimChainPem(thim), tcbm: parseTcbm(thim.tcbm, url) }
 }
 
-/** The VCEK chain for a report from the configured `certcache` (spec §3.3, §3.4). */
+/** The VCEK chain for a report from the configured `certcache` (docs/attestation.md#certificate-sources). */
 export async function fetchCertChain(cc: CertCache, report: SnpReport, o: FetchOptions = {}): Promise<FetchedChain> {
   const scheme = o.scheme ?? 'https'
   if (!cc.endpoint) throw new AttestationError('ATTEST_CERT_FETCH', 'failed to retrieve cert chain: certificate endpoint not set (azure_info.certcache.endpoint)')

@@ -1,5 +1,5 @@
 import { silentLogger, type Logger } from '../log/logger.js'
-import type { CertCache } from '../config/schema.js'
+import type { CertCache } from './cert-fetch.js'
 import { AttestationError } from './errors.js'
 import { fetchCertChain, fetchLocalThim, type FetchedChain, type FetchOptions } from './cert-fetch.js'
 import { parseTcbm, thimAbsent, thimChainPem } from './thim.js'
@@ -9,7 +9,7 @@ import type { SnpReport } from './report.js'
 const hex = (v: bigint) => v.toString(16).padStart(16, '0')
 
 /**
- * The VCEK chain MAA needs for a report (spec §3.7): the platform's host certificate when its
+ * The VCEK chain MAA needs for a report (docs/attestation.md#certificate-sources): the platform's host certificate when its
  * TCBM matches the report, else the configured certcache (AMD KDS, AzCache or a THIM endpoint),
  * else the local THIM endpoint. The chain last fetched is kept for the next report.
  */

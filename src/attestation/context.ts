@@ -1,5 +1,5 @@
 import { silentLogger, type Logger } from '../log/logger.js'
-import type { CertCache } from '../config/schema.js'
+import type { CertCache } from './cert-fetch.js'
 import { readUvmInformation, type UvmInformation } from './uvm-info.js'
 import { Collateral } from './collateral.js'
 import { selectProvider } from './providers/select.js'

@@ -1,3 +1,3 @@
-import { EncfsError } from '../errors.js'
+import { EncfsError } from '../errors/encfs-error.js'
 
 export class AttestationError extends EncfsError {}

@@ -3,7 +3,7 @@ import type { ReportProvider } from './providers/provider.js'
 import type { Collateral } from './collateral.js'
 import type { FetchedChain } from './cert-fetch.js'
 import { parseReport } from './report.js'
-import { hasCode } from '../errors.js'
+import { hasCode } from '../errors/encfs-error.js'
 
 export interface Evidence {
   /** The raw report the chain was matched to (never an earlier one). */

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto'
 
-/** REPORT_DATA for MAA: SHA-256 of the runtime data, then 32 zero bytes (spec §1.6). */
+/** REPORT_DATA for MAA: SHA-256 of the runtime data, then 32 zero bytes (docs/attestation.md#report-data-and-host-data). */
 export function maaReportData(runtimeData: Buffer): Buffer {
   return Buffer.concat([createHash('sha256').update(runtimeData).digest(), Buffer.alloc(32)])
 }

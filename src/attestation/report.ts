@@ -2,10 +2,10 @@ import { AttestationError } from './errors.js'
 import { parseTcb, type TcbVersion } from './tcb.js'
 
 export const REPORT_SIZE = 0x4a0
-/** The signature covers bytes 0x000..0x29F (spec §1.5). */
+/** The signature covers bytes 0x000..0x29F (docs/attestation.md#report-signature). */
 export const SIGNED_LENGTH = 0x2a0
 
-/** Every field of an SNP ATTESTATION_REPORT (AMD ABI 56860; spec §1.1), byte arrays as lowercase hex. */
+/** Every field of an SNP ATTESTATION_REPORT (AMD ABI 56860; docs/attestation.md#report-layout), byte arrays as lowercase hex. */
 export interface SnpReport {
   version: number
   guestSvn: number

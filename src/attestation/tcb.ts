@@ -1,4 +1,4 @@
-/** A TCB_VERSION as the Milan/Genoa firmware lays it out (spec §1.3). */
+/** A TCB_VERSION as the Milan/Genoa firmware lays it out (docs/attestation.md#tcb-version). */
 export interface TcbVersion {
   /** The Go code's "TCBM": the 8 bytes as a little-endian u64, in hex (16 digits). */
   hex: string

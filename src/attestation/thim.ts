@@ -1,7 +1,7 @@
 import { AttestationError } from './errors.js'
-import { decodeStdBase64 } from '../encoding/base64.js'
+import { decodeGoStdBase64 } from '../encoding/base64.js'
 
-/** The THIM certificate JSON (spec §3.2): the platform's VCEK, its TCBM and the ASK/ARK chain. */
+/** The THIM certificate JSON (docs/attestation.md#thim-json): the platform's VCEK, its TCBM and the ASK/ARK chain. */
 export interface ThimCerts {
   vcekCert: string
   tcbm: string
@@ -10,7 +10,7 @@ export interface ThimCerts {
 }
 
 function requireStdBase64(text: string, what: string): Buffer {
-  const bytes = decodeStdBase64(text)
+  const bytes = decodeGoStdBase64(text)
   if (!bytes) throw new AttestationError('ATTEST_BASE64', `${what} is not valid standard base64`)
   return bytes
 }

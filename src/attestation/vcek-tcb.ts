@@ -32,7 +32,7 @@ function tcbComponent(der: Buffer, component: number): number | undefined {
 }
 
 /**
- * The TCBM a VCEK certificate was issued for (spec §3.6). Go's parser reads the byte after the
+ * The TCBM a VCEK certificate was issued for (docs/attestation.md#vcek-tcb-extensions). Go's parser reads the byte after the
  * INTEGER header and so turns 0xdb into 0; this decodes the INTEGER.
  */
 export function vcekTcbm(cert: X509Certificate): bigint {

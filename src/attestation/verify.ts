@@ -4,7 +4,7 @@ import { AttestationError } from './errors.js'
 import { parseReport, signatureComponent, SIGNED_LENGTH, type SnpReport } from './report.js'
 import { parsePemChain, verifyAmdChain, type AmdChain } from './cert-chain.js'
 
-/** ECDSA P-384 / SHA-384 over bytes 0x000..0x29F with the VCEK (or VLEK) key (spec §1.5). */
+/** ECDSA P-384 / SHA-384 over bytes 0x000..0x29F with the VCEK (or VLEK) key (docs/attestation.md#report-signature). */
 export function verifyReportSignature(raw: Buffer, key: KeyObject): void {
   const algo = raw.readUInt32LE(0x34)
   if (algo !== 1) throw new AttestationError('ATTEST_REPORT_SIGNATURE', `unsupported signature algorithm ${algo} (1 = ECDSA P-384 with SHA-384)`)

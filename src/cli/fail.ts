@@ -1,15 +1,18 @@
-import { EncfsError } from '../errors.js'
+import { EncfsError, type EncfsErrorOptions } from '../errors/encfs-error.js'
+import { ERROR_CODES, isUsageCode, type UsageCode } from '../errors/codes.js'
 import { redactSecrets } from '../log/redact.js'
 
 /** A command line that cannot be run as given (unknown flag, missing argument, bad choice): exit 2. */
 export class UsageError extends EncfsError {
-  constructor(message: string, code = 'CLI_USAGE', options?: { cause?: unknown }) {
+  declare readonly code: UsageCode
+
+  constructor(message: string, code: UsageCode = 'CLI_USAGE', options?: EncfsErrorOptions) {
     super(code, message, options)
   }
 
   /** A flag's value refused by its own parser (a log level, a format): still a usage error, with that parser's code. */
   static of(err: unknown): UsageError {
-    return err instanceof EncfsError ? new UsageError(err.message, err.code, { cause: err }) : new UsageError(String((err as Error)?.message ?? err))
+    return err instanceof EncfsError && isUsageCode(err.code) ? new UsageError(err.message, err.code, { cause: err }) : new UsageError(String((err as Error)?.message ?? err), 'CLI_USAGE', { cause: err })
   }
 }
 
@@ -21,9 +24,14 @@ export function failureMessage(err: unknown): string {
         : `unexpected error: ${String(err)}`)
 }
 
-export function exitWith(prog: string, err: unknown, code = 1): never {
+/** The exit status for a failure: its code's (src/errors/codes.ts), else `fallback`. */
+export function exitStatus(err: unknown, fallback = 1): number {
+  return err instanceof EncfsError ? ERROR_CODES[err.code].exit : fallback
+}
+
+export function exitWith(prog: string, err: unknown, fallback = 1): never {
   process.stderr.write(`${prog}: ${failureMessage(err)}\n`)
-  process.exit(err instanceof UsageError ? 2 : code)
+  process.exit(exitStatus(err, fallback))
 }
 
 /**

@@ -3,11 +3,12 @@ import { createPrivateKey, generateKeyPairSync, randomBytes, type KeyObject } fr
 import { mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises'
 import path from 'node:path'
 import { commandLogger } from './command-logger.js'
-import { EncfsError } from '../errors.js'
+import { EncfsError } from '../errors/encfs-error.js'
 import { importKey, releasePolicy, type ReleasePolicyClaim } from '../skr/import-key.js'
 import { vaultToken } from '../skr/vault-token.js'
-import { deriveKeyFromRsa, DEFAULT_DERIVATION_LABEL } from '../skr/derive.js'
-import { isObject, Reader, type JsonObject } from '../config/go-json.js'
+import { DEFAULT_DERIVATION_LABEL } from '../skr/derive.js'
+import { filesystemKey } from '../keys/filesystem-key.js'
+import { isObject, Reader, type JsonObject } from '../encoding/go-json.js'
 
 export interface ImportKeyConfig {
   kid: string
@@ -95,6 +96,40 @@ export function outDirectory(out: string | undefined): string | undefined {
   return out
 }
 
+/** The key to import, as Go's importkey makes it: the JWK to send, the filesystem key for --out, the RSA key file to write, and the lines to print. */
+async function keyToImport(cfg: ImportKeyConfig, file: string, o: { kh?: string; kp?: string; outDir?: string }): Promise<{ jwk: Record<string, unknown>; keyfile?: Buffer; generatedPem?: { path: string; pem: string }; lines: string[] }> {
+  const lines: string[] = []
+  if (cfg.kty === 'RSA-HSM' || cfg.kty === 'RSA') {
+    let privateKey: KeyObject
+    let jwk: Record<string, unknown>
+    let generatedPem: { path: string; pem: string } | undefined
+    if (o.kp) {
+      privateKey = createPrivateKey(await readFile(o.kp, 'utf8').catch((err: Error) => { throw new EncfsError('IMPORT_KEY_PEM', `-kp ${o.kp}: ${err.message}`) }))
+      if (privateKey.asymmetricKeyType !== 'rsa') throw new EncfsError('IMPORT_KEY_PEM', `-kp ${o.kp}: not an RSA private key`)
+      // As Go: an imported PEM carries no key_ops.
+      jwk = sortedJwk(privateKey.export({ format: 'jwk' }))
+    } else {
+      privateKey = generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey
+      generatedPem = { path: path.join(o.outDir ?? '.', 'private_key.pem'), pem: privateKey.export({ type: 'pkcs8', format: 'pem' }) as string }
+      // As Go (jwx): kty RSA, members in name order, key_ops always present ([] when not configured).
+      jwk = sortedJwk({ ...privateKey.export({ format: 'jwk' }), key_ops: cfg.keyOps ?? [] })
+    }
+    if (o.outDir === undefined) return { jwk, generatedPem, lines }
+    // Go prints the salt it drew: the same salt must go into key_derivation of the sidecar's config.
+    const salt = cfg.salt || randomBytes(32).toString('hex')
+    const label = cfg.label || DEFAULT_DERIVATION_LABEL
+    const keyfile = filesystemKey({ kty: 'RSA', privateKey }, { salt, label }, `the RSA key for ${cfg.kid}`)
+    lines.push(`Symmetric key ${keyfile.toString('hex')} (salt: ${salt.toLowerCase()} label: ${label})`)
+    return { jwk, keyfile, generatedPem, lines }
+  }
+  if (cfg.kty === 'oct-HSM' || cfg.kty === 'oct' || cfg.kty === '') {
+    const oct = o.kh ? await octKeyFrom(o.kh) : randomBytes(32)
+    lines.push(`Symmetric key ${oct.toString('hex')}`)
+    return { jwk: { kty: 'oct-HSM', ...(cfg.keyOps?.length ? { key_ops: cfg.keyOps } : {}), k: oct.toString('base64url'), key_size: oct.length * 8 }, keyfile: oct, lines }
+  }
+  throw new EncfsError('IMPORT_CONFIG', `${file}: key.kty ${cfg.kty} is not supported: oct-HSM (the default) or RSA-HSM`)
+}
+
 /** `encfs import-key`: the Go importkey tool, with its flags, config file and output. */
 export function importKeyCommand<T>(y: Argv<T>): Argv<T> {
   return y.command(
@@ -113,37 +148,7 @@ export function importKeyCommand<T>(y: Argv<T>): Argv<T> {
       const cfg = parseImportKeyConfig(await readFile(file, 'utf8').catch((err: Error) => fail(file, [err.message])), file)
       const outDir = outDirectory(args.out)
       const kh = args.kh ?? args['key-file']
-      const lines: string[] = []
-      let jwk: Record<string, unknown>
-      let keyfile: Buffer | undefined
-      let generatedPem: { path: string; pem: string } | undefined
-      if (cfg.kty === 'RSA-HSM' || cfg.kty === 'RSA') {
-        let privateKey: KeyObject
-        if (args.kp) {
-          privateKey = createPrivateKey(await readFile(args.kp, 'utf8').catch((err: Error) => { throw new EncfsError('IMPORT_KEY_PEM', `-kp ${args.kp}: ${err.message}`) }))
-          if (privateKey.asymmetricKeyType !== 'rsa') throw new EncfsError('IMPORT_KEY_PEM', `-kp ${args.kp}: not an RSA private key`)
-          // As Go: an imported PEM carries no key_ops.
-          jwk = sortedJwk(privateKey.export({ format: 'jwk' }))
-        } else {
-          privateKey = generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey
-          generatedPem = { path: path.join(outDir ?? '.', 'private_key.pem'), pem: privateKey.export({ type: 'pkcs8', format: 'pem' }) as string }
-          // As Go (jwx): kty RSA, members in name order, key_ops always present ([] when not configured).
-          jwk = sortedJwk({ ...privateKey.export({ format: 'jwk' }), key_ops: cfg.keyOps ?? [] })
-        }
-        if (outDir !== undefined) {
-          // Go prints the salt it drew: the same salt must go into key_derivation of the sidecar's config.
-          const salt = cfg.salt || randomBytes(32).toString('hex')
-          const label = cfg.label || DEFAULT_DERIVATION_LABEL
-          keyfile = deriveKeyFromRsa(privateKey, salt, label)
-          lines.push(`Symmetric key ${keyfile.toString('hex')} (salt: ${salt.toLowerCase()} label: ${label})`)
-        }
-      } else if (cfg.kty === 'oct-HSM' || cfg.kty === 'oct' || cfg.kty === '') {
-        const oct = kh ? await octKeyFrom(kh) : randomBytes(32)
-        lines.push(`Symmetric key ${oct.toString('hex')}`)
-        jwk = { kty: 'oct-HSM', ...(cfg.keyOps?.length ? { key_ops: cfg.keyOps } : {}), k: oct.toString('base64url'), key_size: oct.length * 8 }
-        keyfile = oct
-      } else throw new EncfsError('IMPORT_CONFIG', `${file}: key.kty ${cfg.kty} is not supported: oct-HSM (the default) or RSA-HSM`)
-
+      const { jwk, keyfile, generatedPem, lines } = await keyToImport(cfg, file, { kh, kp: args.kp, outDir })
       const policy = releasePolicy(cfg.maaEndpoint, cfg.claims)
       try {
         // The generated private key is the only copy: written first (never over another one), removed again if the import fails.
@@ -155,7 +160,7 @@ export function importKeyCommand<T>(y: Argv<T>): Argv<T> {
         }
         let kid: string
         try {
-          const bearer = !args.a && cfg.bearerToken ? cfg.bearerToken : await vaultToken(cfg.akvEndpoint, cfg.identity, { logger })
+          const bearer = !args.a && cfg.bearerToken ? cfg.bearerToken : await vaultToken(cfg.akvEndpoint, cfg.identity, { logger, purpose: 'import' })
           kid = (await importKey({ akvEndpoint: cfg.akvEndpoint, name: cfg.kid, key: jwk, policy, bearer, apiVersion: cfg.apiVersion })).kid
         } catch (err) {
           if (generatedPem) await rm(generatedPem.path, { force: true })

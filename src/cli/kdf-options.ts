@@ -1,6 +1,6 @@
 import type { Argv } from 'yargs'
 import { DEFAULT_KDF_BUDGET, BUDGET_FLAGS, type KdfBudget } from '../luks/kdf-budget.js'
-import { ARGON2_ENGINE_MAX_KIB } from '../luks/kdf.js'
+import { ARGON2_ENGINE_MAX_KIB } from '../luks/kdf-params.js'
 import { UsageError } from './fail.js'
 
 function positive(flag: string, max = Number.MAX_SAFE_INTEGER) {

@@ -1,15 +1,14 @@
 import type { Argv } from 'yargs'
-import { createPrivateKey } from 'node:crypto'
 import { commandLogger } from './command-logger.js'
 import { ATTESTATION_MODES } from '../attestation/providers/provider.js'
 import { defaultSimulatedStateDir } from '../attestation/providers/simulated.js'
 import { AttestationContext } from '../attestation/context.js'
 import { releaseKey } from '../skr/release.js'
-import { deriveKeyFromRsa, DEFAULT_DERIVATION_LABEL } from '../skr/derive.js'
+import { DEFAULT_DERIVATION_LABEL } from '../skr/derive.js'
+import { filesystemKey } from '../keys/filesystem-key.js'
 import { openSource } from '../storage/open-source.js'
 import { readLuksHeader } from '../luks/header.js'
 import { unlockAnyVolumeKey } from '../luks/volume-key.js'
-import { KeyError } from '../keys/errors.js'
 
 export function releaseCommand<T>(y: Argv<T>): Argv<T> {
   return y.command(
@@ -39,10 +38,7 @@ export function releaseCommand<T>(y: Argv<T>): Argv<T> {
         // The operator asked for the key: it goes to stdout, never to the log.
         process.stdout.write(`${JSON.stringify(released.jwk())}\n`)
         if (args['check-image']) {
-          const key = released.kty === 'oct' ? Buffer.from(released.material)
-            : released.kty === 'RSA' ? deriveKeyFromRsa(createPrivateKey({ key: released.material, format: 'der', type: 'pkcs8' }), args.salt, args.label)
-              : undefined
-          if (!key) throw new KeyError('KEY_RELEASED_TYPE', `a released ${released.kty} key cannot open a filesystem: filesystems take oct or RSA keys`)
+          const key = filesystemKey(released, { salt: args.salt, label: args.label }, `the released key ${args.kid}`)
           const source = await openSource(args['check-image'], { private: args.private, logger })
           try {
             const header = await readLuksHeader(source, { logger })

@@ -6,9 +6,10 @@ import { startRemotefs, type Remotefs } from '../mount/remotefs.js'
 import { defaultRuntimeDir } from '../mount/runtime-dir.js'
 import { releaseKeyProvider } from '../keys/release-provider.js'
 import { AttestationContext } from '../attestation/context.js'
+import type { IdentityConfig } from '../identity/credential.js'
 import { ServiceStatus } from '../api/status.js'
 import { buildApi, listenApi } from '../api/server.js'
-import { EncfsError } from '../errors.js'
+import { EncfsError } from '../errors/encfs-error.js'
 import { defaultSimulatedStateDir } from '../attestation/providers/simulated.js'
 import { exitWith, usageFailure } from './fail.js'
 import { kdfBudgetOptions, kdfBudgetFrom } from './kdf-options.js'
@@ -64,50 +65,106 @@ export function parseRemotefsArgs(argv: string[], env: NodeJS.ProcessEnv = proce
     .parseSync()
 }
 
-export async function main(argv: string[]): Promise<void> {
-  let args: ReturnType<typeof parseRemotefsArgs>
-  try {
-    args = parseRemotefsArgs(argv)
-  } catch (err) {
-    exitWith('remotefs', err, 2)
-  }
-  if (args.help) return
+type RemotefsArgs = ReturnType<typeof parseRemotefsArgs>
+
+/** The command line, the logger and the API port, or exit 2 naming what is wrong with them. */
+function startupArgs(argv: string[]): { args: RemotefsArgs; logger: Logger; port: ReturnType<typeof apiPort> } | undefined {
+  let args: RemotefsArgs
   let logger: Logger
   try {
+    args = parseRemotefsArgs(argv)
+    if (args.help) return undefined
     logger = createLogger({ level: args.loglevel, file: args.logfile, format: args.logformat, name: 'remotefs' })
+    return { args, logger, port: apiPort(args.port) }
   } catch (err) {
     exitWith('remotefs', err, 2)
   }
+}
 
-  let port: ReturnType<typeof apiPort>
-  try {
-    port = apiPort(args.port)
-  } catch (err) {
-    exitWith('remotefs', err, 2)
-  }
-
-  let remotefs: Remotefs | undefined
+/** What runs, for the signal handler: each part is stopped in reverse order of start. */
+interface Running {
+  remotefs?: Remotefs
+  status?: ServiceStatus
+  api?: ReturnType<typeof buildApi>
+  grpc?: KeyProviderServer
   /** Why the API is not served although it was asked for (the default port was taken). */
-  let apiUnavailable: string | undefined
-  let status: ServiceStatus | undefined
-  let api: ReturnType<typeof buildApi> | undefined
-  let grpc: KeyProviderServer | undefined
-  let stopRequested: string | undefined
+  apiUnavailable?: string
+  stopRequested?: string
+}
+
+/**
+ * The API on its port. A port the user chose that cannot be bound stops remotefs; the default
+ * one being taken costs the API, not the mounts.
+ */
+async function serveApi(run: Running, o: { args: RemotefsArgs; port: ReturnType<typeof apiPort>; attestation: AttestationContext; identity?: IdentityConfig; logger: Logger }): Promise<void> {
+  const { port, logger } = o
+  run.api = buildApi({ status: run.status!, attestation: o.attestation, identity: o.identity, logger })
+  try {
+    await listenApi(run.api, { port: port.port, unsafeListen: o.args['unsafe-listen'], logger })
+  } catch (e) {
+    const err = e as NodeJS.ErrnoException
+    const reason = err.code === 'EADDRINUSE' ? `port ${port.port} is in use (another skr sidecar?)` : err.message
+    if (port.explicit) {
+      throw new EncfsError('API_LISTEN_FAILED', `cannot serve the API on port ${port.port}: ${reason}; pick another with -port, or turn the API off with --no-api`, { cause: err })
+    }
+    // The mounts are the job: without the API, applications still get their filesystems.
+    await run.api.close().catch(() => {})
+    run.api = undefined
+    run.apiUnavailable = reason
+    logger.error({ port: port.port, err: new EncfsError('API_LISTEN_FAILED', reason) },
+      `the attestation and key release API is unavailable (${reason}): mounting anyway; /status and the skr endpoints cannot be reached. Set -port/Port to a free port, or --no-api`)
+  }
+}
+
+/** The configuration (EncfsSideCarArgs or -base64) and a plan per filesystem; a warning when -base64 exposes secrets. */
+function planned(args: RemotefsArgs, logger: Logger) {
+  const { config, source } = loadConfig({ base64: args.base64, env: process.env })
+  logger.debug({ source, config: redactConfig(config) }, 'configuration')
+  const secrets = source === '-base64' ? configSecrets(config) : []
+  if (secrets.length > 0) {
+    logger.warn({ secrets }, `the configuration given with -base64 carries secrets (${secrets.join(', ')}), which any local user can read in /proc/${process.pid}/cmdline; pass it in the EncfsSideCarArgs environment variable instead`)
+  }
+  const plans = planFilesystems(config, {
+    allowRawKey: args['allow-raw-key'],
+    unlock: args.unlock as 'auto' | 'kernel' | 'userspace',
+    mounter: args.mounter as 'auto' | 'loop' | 'fuse2fs',
+    logger,
+  })
+  logger.info({ filesystems: plans.length, source }, 'starting')
+  return { config, plans }
+}
+
+function logReady(run: Running, args: RemotefsArgs, port: number, logger: Logger): void {
+  const remotefs = run.remotefs!
+  const apiNote = !args.api ? 'API off (--no-api)'
+    : run.apiUnavailable ? `API UNAVAILABLE (${run.apiUnavailable}): /status cannot be reached`
+      : `API on ${args['unsafe-listen'] ?? 'localhost'}:${port}`
+  logger.warn({
+    mounts: remotefs.filesystems.map((f) => ({ mountPoint: f.mountPoint, unlock: f.unlock, mounter: f.mounter })),
+    api: !args.api ? 'off' : run.apiUnavailable ? 'unavailable' : 'listening',
+  }, `ready: ${remotefs.filesystems.length} filesystem(s) mounted; ${apiNote}`)
+}
+
+export async function main(argv: string[]): Promise<void> {
+  const parsed = startupArgs(argv)
+  if (!parsed) return
+  const { args, logger, port } = parsed
+  const run: Running = {}
   const controller = new AbortController()
   const stop = async (signal: string) => {
-    if (stopRequested) {
+    if (run.stopRequested) {
       logger.warn({ signal }, 'already stopping')
       return
     }
-    stopRequested = signal
+    run.stopRequested = signal
     controller.abort()
-    if (!remotefs) return // start-up notices and undoes itself
+    if (!run.remotefs) return // start-up notices and undoes itself
     logger.warn({ signal }, 'stopping: unmounting all filesystems')
-    if (status) status.phase = 'stopping'
+    if (run.status) run.status.phase = 'stopping'
     try {
-      await api?.close()
-      await grpc?.close()
-      await remotefs.stop()
+      await run.api?.close()
+      await run.grpc?.close()
+      await run.remotefs.stop()
       logger.warn('stopped cleanly')
       process.exit(0)
     } catch (err) {
@@ -118,46 +175,17 @@ export async function main(argv: string[]): Promise<void> {
   process.on('SIGINT', () => void stop('SIGINT'))
 
   try {
-    const { config, source } = loadConfig({ base64: args.base64, env: process.env })
-    logger.debug({ source, config: redactConfig(config) }, 'configuration')
-    const secrets = source === '-base64' ? configSecrets(config) : []
-    if (secrets.length > 0) {
-      logger.warn({ secrets }, `the configuration given with -base64 carries secrets (${secrets.join(', ')}), which any local user can read in /proc/${process.pid}/cmdline; pass it in the EncfsSideCarArgs environment variable instead`)
-    }
-    const plans = planFilesystems(config, {
-      allowRawKey: args['allow-raw-key'],
-      unlock: args.unlock as 'auto' | 'kernel' | 'userspace',
-      mounter: args.mounter as 'auto' | 'loop' | 'fuse2fs',
-      logger,
-    })
-    logger.info({ filesystems: plans.length, source }, 'starting')
+    const { config, plans } = planned(args, logger)
     const attestation = new AttestationContext({ attestation: args.attestation, simulatedStateDir: args['simulated-state'], certcache: config.azure_info?.certcache, logger })
-    status = new ServiceStatus(plans.map((p) => ({ index: p.index, mountPoint: p.mountPoint })))
-    if (args.api) {
-      api = buildApi({ status, attestation, identity: config.azure_info?.identity, logger })
-      try {
-        await listenApi(api, { port: port.port, unsafeListen: args['unsafe-listen'], logger })
-      } catch (e) {
-        const err = e as NodeJS.ErrnoException
-        const reason = err.code === 'EADDRINUSE' ? `port ${port.port} is in use (another skr sidecar?)` : err.message
-        if (port.explicit) {
-          throw new EncfsError('API_LISTEN_FAILED', `cannot serve the API on port ${port.port}: ${reason}; pick another with -port, or turn the API off with --no-api`, { cause: err })
-        }
-        // The mounts are the job: without the API, applications still get their filesystems.
-        await api.close().catch(() => {})
-        api = undefined
-        apiUnavailable = reason
-        logger.error({ port: port.port, err: new EncfsError('API_LISTEN_FAILED', reason) },
-          `the attestation and key release API is unavailable (${reason}): mounting anyway; /status and the skr endpoints cannot be reached. Set -port/Port to a free port, or --no-api`)
-      }
-    }
+    const s = new ServiceStatus(plans.map((p) => ({ index: p.index, mountPoint: p.mountPoint })))
+    run.status = s
+    if (args.api) await serveApi(run, { args, port, attestation, identity: config.azure_info?.identity, logger })
     if (args['grpc-port']) {
-      grpc = await listenKeyProvider(new KeyProviderService({ attestation, identity: config.azure_info?.identity, logger }), { port: args['grpc-port'], unsafeListen: args['unsafe-listen'], logger })
+      run.grpc = await listenKeyProvider(new KeyProviderService({ attestation, identity: config.azure_info?.identity, logger }), { port: args['grpc-port'], unsafeListen: args['unsafe-listen'], logger })
         .catch((err: Error) => { throw new EncfsError('GRPC_LISTEN_FAILED', `${err.message}; pick another with --grpc-port`, { cause: err }) })
-      status.grpc = { serving: true, addresses: grpc.addresses }
+      s.grpc = { serving: true, addresses: run.grpc.addresses }
     }
-    const s = status
-    remotefs = await startRemotefs({
+    run.remotefs = await startRemotefs({
       plans,
       onState: (index, state, detail) => s.update(index, state, detail),
       keys: releaseKeyProvider({ attestation, identity: config.azure_info?.identity, logger }),
@@ -169,29 +197,23 @@ export async function main(argv: string[]): Promise<void> {
       signal: controller.signal,
     })
   } catch (err) {
-    await api?.close().catch(() => {})
-    await grpc?.close().catch(() => {})
+    await run.api?.close().catch(() => {})
+    await run.grpc?.close().catch(() => {})
     // A signal during start-up aborts whatever runs (a key derivation, a key release, a download)
     // and start-up undoes itself: that is a clean stop, not a failure.
-    if (stopRequested) {
-      logger.warn({ signal: stopRequested, reason: (err as Error).message }, 'stopped during start-up; everything started was undone')
+    if (run.stopRequested) {
+      logger.warn({ signal: run.stopRequested, reason: (err as Error).message }, 'stopped during start-up; everything started was undone')
       process.exit(0)
     }
     logger.error({ err }, 'start-up failed')
-    if (status) status.phase = 'failed'
+    if (run.status) run.status.phase = 'failed'
     exitWith('remotefs', err)
   }
-  if (stopRequested) {
-    await remotefs.stop().catch((err: unknown) => exitWith('remotefs', err))
+  if (run.stopRequested) {
+    await run.remotefs.stop().catch((err: unknown) => exitWith('remotefs', err))
     process.exit(0)
   }
-  status!.phase = 'ready'
-  const apiNote = !args.api ? 'API off (--no-api)'
-    : apiUnavailable ? `API UNAVAILABLE (${apiUnavailable}): /status cannot be reached`
-      : `API on ${args['unsafe-listen'] ?? 'localhost'}:${port.port}`
-  logger.warn({
-    mounts: remotefs.filesystems.map((f) => ({ mountPoint: f.mountPoint, unlock: f.unlock, mounter: f.mounter })),
-    api: !args.api ? 'off' : apiUnavailable ? 'unavailable' : 'listening',
-  }, `ready: ${remotefs.filesystems.length} filesystem(s) mounted; ${apiNote}`)
+  run.status!.phase = 'ready'
+  logReady(run, args, port.port, logger)
   // FUSE keeps the event loop alive; nothing else to do until a signal arrives.
 }

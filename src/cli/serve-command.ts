@@ -7,7 +7,8 @@ import { defaultSimulatedStateDir } from '../attestation/providers/simulated.js'
 import { AttestationContext } from '../attestation/context.js'
 import { ServiceStatus } from '../api/status.js'
 import { buildApi, listenApi } from '../api/server.js'
-import { EncfsError } from '../errors.js'
+import { EncfsError } from '../errors/encfs-error.js'
+import { UsageError } from './fail.js'
 import { KeyProviderService } from '../keyprovider/service.js'
 import { listenKeyProvider } from '../keyprovider/server.js'
 import { wrapFile } from './wrap-command.js'
@@ -42,7 +43,7 @@ export function serveCommand<T>(y: Argv<T>): Argv<T> {
       const simulatedStateDir = args['simulated-state'] === defaultSimulatedStateDir() ? env.EncfsSimulatedState || args['simulated-state'] : args['simulated-state']
       const attestation = new AttestationContext({ attestation: args.attestation, simulatedStateDir, certcache: info.certcache, logger })
       if (args.infile || args.keypath || args.outfile) {
-        if (!args.infile || !args.keypath || !args.outfile) throw new EncfsError('USAGE', 'offline wrap needs all of -infile, -keypath and -outfile (or use encfs wrap)')
+        if (!args.infile || !args.keypath || !args.outfile) throw new UsageError('offline wrap needs all of -infile, -keypath and -outfile (or use encfs wrap)')
         return wrapFile({ infile: args.infile, keypath: args.keypath, outfile: args.outfile, logger })
       }
       let close: () => Promise<void>

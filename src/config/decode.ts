@@ -1,3 +1,4 @@
+import { decodeStdOrUrlBase64 } from '../encoding/base64.js'
 import { ConfigError } from './errors.js'
 
 /**
@@ -7,10 +8,9 @@ import { ConfigError } from './errors.js'
 export function decodeSidecarArgs(b64: string, source: string): unknown {
   const text = b64.replace(/[\r\n]/g, '').trim()
   if (text.length === 0) throw new ConfigError('CONFIG_BASE64', `${source} is empty: it must be the standard base64 of the JSON configuration`)
-  if (!/^[A-Za-z0-9+/_-]+={0,2}$/.test(text) || /[+/]/.test(text) && /[-_]/.test(text) || text.replace(/=+$/, '').length % 4 === 1) {
-    throw new ConfigError('CONFIG_BASE64', `${source} is not base64: it must be the standard base64 of the JSON configuration (for example: base64 -w0 config.json)`)
-  }
-  const json = Buffer.from(text.replace(/-/g, '+').replace(/_/g, '/'), 'base64').toString('utf8')
+  const bytes = decodeStdOrUrlBase64(text)
+  if (!bytes) throw new ConfigError('CONFIG_BASE64', `${source} is not base64: it must be the standard base64 of the JSON configuration (for example: base64 -w0 config.json)`)
+  const json = bytes.toString('utf8')
   try {
     return JSON.parse(json) as unknown
   } catch (err) {

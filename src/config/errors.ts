@@ -1,15 +1,14 @@
-import { EncfsError } from '../errors.js'
+import type { JsonIssue } from '../encoding/go-json.js'
+import { EncfsError, type EncfsErrorOptions } from '../errors/encfs-error.js'
+import type { ErrorCode } from '../errors/codes.js'
 
-export interface ConfigIssue {
-  /** JSON path of the offending member, e.g. `azure_filesystems[1].mount_point`. */
-  path: string
-  message: string
-}
+/** A problem in the configuration, by JSON path. */
+export type ConfigIssue = JsonIssue
 
 export class ConfigError extends EncfsError {
   readonly issues: ConfigIssue[]
 
-  constructor(code: string, message: string, options?: { cause?: unknown; issues?: ConfigIssue[] }) {
+  constructor(code: ErrorCode, message: string, options?: EncfsErrorOptions & { issues?: ConfigIssue[] }) {
     super(code, message, options)
     this.issues = options?.issues ?? []
   }

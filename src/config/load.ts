@@ -2,7 +2,7 @@ import { ConfigError } from './errors.js'
 import { decodeSidecarArgs } from './decode.js'
 import { validateConfig } from './validate.js'
 import type { EncfsConfig } from './schema.js'
-import { redactUrl } from '../log/redact.js'
+import { redactUrl, urlCredentials } from '../log/redact.js'
 
 export interface LoadedConfig {
   config: EncfsConfig
@@ -51,9 +51,8 @@ export function configSecrets(cfg: EncfsConfig): string[] {
   cfg.azure_filesystems.forEach((fs, i) => {
     const at = `azure_filesystems[${i}]`
     if (fs.raw_key) found.push(`${at}.raw_key`)
-    if (/[?&]sig=/i.test(fs.azure_url)) found.push(`a SAS signature in ${at}.azure_url`)
-    if (/^[a-z][a-z0-9+.-]*:\/\/[^/?#]*@/i.test(fs.azure_url)) found.push(`a user:password in ${at}.azure_url`)
-    if (fs.verity?.hash_url && /[?&]sig=/i.test(fs.verity.hash_url)) found.push(`a SAS signature in ${at}.verity.hash_url`)
+    for (const kind of urlCredentials(fs.azure_url)) found.push(`${kind} in ${at}.azure_url`)
+    for (const kind of urlCredentials(fs.verity?.hash_url ?? '')) found.push(`${kind} in ${at}.verity.hash_url`)
     if (fs.key?.akv?.bearer_token) found.push(`${at}.key.akv.bearer_token`)
   })
   return found

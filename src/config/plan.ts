@@ -2,11 +2,11 @@ import path from 'node:path'
 import type { Logger } from '../log/logger.js'
 import { silentLogger } from '../log/logger.js'
 import type { KeySpec } from '../keys/provider.js'
+import { DEFAULT_DERIVATION_LABEL } from '../skr/derive.js'
+import type { VerityPlan } from '../verity/open-verity.js'
 import { ConfigError, type ConfigIssue } from './errors.js'
 import type { CacheSettings, EncfsConfig, MounterMode, UnlockMode } from './schema.js'
 
-/** The Go sidecar's default HKDF label for RSA-derived filesystem keys. */
-export const DEFAULT_DERIVATION_LABEL = 'Symmetric Encryption Key'
 
 /** Everything remotefs needs to mount one filesystem, resolved from the configuration. */
 export interface FilesystemPlan {
@@ -29,7 +29,6 @@ export interface FilesystemPlan {
   key: KeySpec
 }
 
-export type VerityPlan = { rootHash: string } & ({ hashUrl: string; hashOffset?: undefined } | { hashOffset: number; hashUrl?: undefined })
 
 export interface PlanOptions {
   /** The operator opted in to raw_key (--allow-raw-key or EncfsAllowRawKey=true). */

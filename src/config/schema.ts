@@ -1,20 +1,15 @@
 /**
  * The Go sidecar's configuration (`RemoteFilesystemsInformation`), member names as Go spells
- * them, plus our extensions (marked). Values here are already validated.
+ * them, plus our extensions (marked). Values here are already validated. The parts a domain
+ * consumes as they are (certcache, identity) are declared by that domain.
  */
-export interface CertCache {
-  endpoint_type?: 'AMD' | 'AzCache' | 'LocalTHIM'
-  endpoint?: string
-  tee_type?: string
-  api_version?: string
-  client_id?: string
-}
+import type { CertCache } from '../attestation/cert-fetch.js'
+import type { IdentityConfig } from '../identity/credential.js'
 
-export interface Identity {
-  client_id?: string
-  /** Extension: user-assigned identity by ARM resource id (IMDS `mi_res_id`). */
-  resource_id?: string
-}
+export type { CertCache }
+export { CERTCACHE_TYPES } from '../attestation/cert-fetch.js'
+/** `azure_info.identity`; `resource_id` is an extension (IMDS `mi_res_id`). */
+export type Identity = IdentityConfig
 
 export interface AzureInfo {
   certcache?: CertCache
@@ -82,4 +77,3 @@ export interface EncfsConfig {
 
 export const UNLOCK_MODES: readonly UnlockMode[] = ['auto', 'kernel', 'userspace']
 export const MOUNTER_MODES: readonly MounterMode[] = ['auto', 'loop', 'fuse2fs']
-export const CERTCACHE_TYPES = ['AMD', 'AzCache', 'LocalTHIM'] as const

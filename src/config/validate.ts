@@ -1,6 +1,6 @@
 import path from 'node:path'
 import { ConfigError } from './errors.js'
-import { Reader, isObject, typeName, type JsonObject } from './go-json.js'
+import { Reader, isObject, typeName, type JsonObject } from '../encoding/go-json.js'
 import {
   CERTCACHE_TYPES, MOUNTER_MODES, UNLOCK_MODES,
   type AzureFilesystem, type AzureInfo, type EncfsConfig, type KeyBlob, type CacheSettings, type VeritySettings,

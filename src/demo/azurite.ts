@@ -4,11 +4,11 @@ import { mkdtemp, rm } from 'node:fs/promises'
 import { createRequire } from 'node:module'
 import os from 'node:os'
 import path from 'node:path'
-import { setTimeout as sleep } from 'node:timers/promises'
 import {
   BlobServiceClient, StorageSharedKeyCredential, BlobSASPermissions, generateBlobSASQueryParameters,
 } from '@azure/storage-blob'
-import { EncfsError } from '../errors.js'
+import { EncfsError } from '../errors/encfs-error.js'
+import { constantBackoff, retry, RETRY, STOP } from '../retry/retry.js'
 import { uploadImage } from '../storage/upload.js'
 
 /** Azurite's fixed development account (public, documented by Microsoft; not a secret). */
@@ -68,18 +68,11 @@ export async function startAzurite(): Promise<Azurite> {
     }
     await rm(location, { recursive: true, force: true })
   }
-  const deadline = Date.now() + 30_000
-  for (;;) {
-    try {
-      await service.getProperties()
-      break
-    } catch (err) {
-      if (exited || Date.now() > deadline) {
-        await stop()
-        throw new EncfsError('AZURITE_FAILED', `Azurite did not start on 127.0.0.1:${port}: ${stderr.trim() || (err as Error).message}`)
-      }
-      await sleep(100)
-    }
+  try {
+    await retry(() => service.getProperties(), { budgetMs: 30_000, backoff: constantBackoff(100), classify: () => (exited ? STOP : RETRY) })
+  } catch (err) {
+    await stop()
+    throw new EncfsError('AZURITE_FAILED', `Azurite did not start on 127.0.0.1:${port}: ${stderr.trim() || (err as Error).message}`)
   }
   return { blobEndpoint, accountName: ACCOUNT, accountKey: ACCOUNT_KEY, connectionString, service, stop }
 }

@@ -2,7 +2,7 @@ import { mkdtemp, mkdir, writeFile, rm, truncate, copyFile } from 'node:fs/promi
 import { randomBytes } from 'node:crypto'
 import os from 'node:os'
 import path from 'node:path'
-import { runCommand } from '../mount/exec.js'
+import { runCommand } from '../process/run.js'
 
 
 export interface TestImage {
@@ -61,7 +61,7 @@ export function randomKey(): Buffer {
 
 /**
  * An ext4 filesystem holding `files`, encrypted in place by real cryptsetup (offline
- * `reencrypt --encrypt`, which needs no device-mapper), as spec/luks2.md §5.2 describes.
+ * `reencrypt --encrypt`, which needs no device-mapper), as docs/luks2.md#test-images describes.
  */
 export async function makeEncryptedImage(o: ImageOptions = {}): Promise<TestImage> {
   const dir = o.dir ?? (await mkdtemp(path.join(os.tmpdir(), 'encfs-img-')))

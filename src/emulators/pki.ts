@@ -1,8 +1,8 @@
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
 import os from 'node:os'
 import path from 'node:path'
-import { EncfsError } from '../errors.js'
-import { runCommand } from '../mount/exec.js'
+import { EncfsError } from '../errors/encfs-error.js'
+import { runCommand } from '../process/run.js'
 
 
 export interface ServerPki {

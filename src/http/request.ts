@@ -1,7 +1,7 @@
 import { request as httpsRequest } from 'node:https'
 import { request as httpRequest } from 'node:http'
-import { setTimeout as sleep } from 'node:timers/promises'
 import { silentLogger, type Logger } from '../log/logger.js'
+import { exponentialBackoff, retry, RETRY, STOP } from '../retry/retry.js'
 import { HttpError } from './errors.js'
 import { defaultCaPems } from './trust-store.js'
 
@@ -77,7 +77,7 @@ const RETRIED = (status: number) => status === 408 || status === 429 || status >
 /**
  * One HTTP exchange with retries; a non-2xx final answer is returned, not thrown. Between
  * attempts: the answer's Retry-After when it has one (plus a little jitter, so that many clients
- * told the same do not come back at the same instant), else exponential backoff with full jitter.
+ * told the same do not come back at the same instant), else exponential backoff with jitter.
  * Transport failures throw HTTP_TIMEOUT (no answer in time) or HTTP_UNREACHABLE.
  */
 export async function request(url: string, o: RequestOptions): Promise<Response> {
@@ -86,36 +86,34 @@ export async function request(url: string, o: RequestOptions): Promise<Response>
   const maxRetryAfter = o.maxRetryAfterMs ?? 30_000
   const target = new URL(url)
   let lastError: (Error & { code?: string }) | undefined
-  let retryAfter: number | undefined
-  for (let attempt = 1; attempt <= attempts; attempt++) {
-    if (attempt > 1) {
-      const base = Math.min(o.maxDelayMs ?? 10_000, (o.baseDelayMs ?? 500) * 2 ** (attempt - 2))
-      const backoff = o.retryDelayMs ? o.retryDelayMs(attempt - 1) : base / 2 + Math.random() * base
-      const delay = retryAfter !== undefined ? Math.max(retryAfter + Math.random() * Math.min(1000, retryAfter / 4 + 100), o.retryDelayMs ? backoff : 0) : backoff
-      logger.debug({ host: target.host, attempt, delayMs: Math.round(delay), ...(retryAfter !== undefined ? { retryAfterMs: retryAfter } : {}) }, `${o.what}: waiting ${Math.round(delay)} ms before attempt ${attempt}`)
-      await sleep(delay, undefined, { signal: o.signal })
-    }
-    retryAfter = undefined
-    try {
-      const res = await once(target, o)
-      if (RETRIED(res.status) && attempt < attempts) {
-        retryAfter = retryAfterMs(res.headers['retry-after'])
-        if (retryAfter !== undefined && retryAfter > maxRetryAfter) {
-          logger.warn({ host: target.host, status: res.status, retryAfterMs: retryAfter }, `${o.what}: HTTP ${res.status} asking to retry after ${Math.round(retryAfter / 1000)} s, longer than ${maxRetryAfter / 1000} s; giving up`)
-          return res
-        }
-        logger.warn({ host: target.host, status: res.status, attempt, attempts, ...(retryAfter !== undefined ? { retryAfterMs: retryAfter } : {}) }, `${o.what}: HTTP ${res.status}; retrying`)
-        continue
-      }
-      return res
-    } catch (err) {
-      lastError = err as Error & { code?: string }
-      if (o.signal?.aborted) break
-      logger.warn({ host: target.host, attempt, attempts, reason: lastError.message }, `${o.what}: ${lastError.message}${attempt < attempts ? '; retrying' : ''}`)
-    }
+  try {
+    return await retry(() => once(target, o).catch((err: Error & { code?: string }) => { lastError = err; throw err }), {
+      attempts,
+      backoff: o.retryDelayMs ?? exponentialBackoff(o.baseDelayMs ?? 500, o.maxDelayMs ?? 10_000, [0.5, 1.5]),
+      retryAfter: o.retryDelayMs ? 'at-least' : 'instead',
+      maxRetryAfterMs: maxRetryAfter,
+      signal: o.signal,
+      retryResult: (res) => (RETRIED(res.status) ? { retry: true, retryAfterMs: retryAfterMs(res.headers['retry-after']) } : STOP),
+      classify: (err, attempt) => {
+        const reason = (err as Error).message
+        logger.warn({ host: target.host, attempt, attempts, reason }, `${o.what}: ${reason}${attempt < attempts ? '; retrying' : ''}`)
+        return RETRY
+      },
+      onRetry: ({ attempt, result, retryAfterMs: ra, delayMs }) => {
+        const wait = ra !== undefined ? { retryAfterMs: ra } : {}
+        if (result) logger.warn({ host: target.host, status: result.status, attempt, attempts, ...wait }, `${o.what}: HTTP ${result.status}; retrying`)
+        logger.debug({ host: target.host, attempt: attempt + 1, delayMs: Math.round(delayMs), ...wait }, `${o.what}: waiting ${Math.round(delayMs)} ms before attempt ${attempt + 1}`)
+      },
+      onGiveUp: ({ reason, result, retryAfterMs: ra }) => {
+        if (reason === 'retry-after' && result) logger.warn({ host: target.host, status: result.status, retryAfterMs: ra }, `${o.what}: HTTP ${result.status} asking to retry after ${Math.round((ra ?? 0) / 1000)} s, longer than ${maxRetryAfter / 1000} s; giving up`)
+      },
+    })
+  } catch (err) {
+    // The wait between attempts was aborted: that AbortError, as it is.
+    if (err !== lastError) throw err
   }
   const reason = lastError?.message ?? 'aborted'
   const hint = /self[- ]signed|unable to verify|certificate/i.test(reason) ? ' (is its CA trusted? NODE_EXTRA_CA_CERTS)' : ''
   const timedOut = lastError?.code === 'ETIMEDOUT'
-  throw new HttpError(timedOut ? 'HTTP_TIMEOUT' : 'HTTP_UNREACHABLE', `${o.what}: ${target.host} ${timedOut ? 'did not answer' : 'cannot be reached'} after ${attempts} attempt(s): ${reason}${hint}`, undefined, undefined, { cause: lastError })
+  throw new HttpError(timedOut ? 'HTTP_TIMEOUT' : 'HTTP_UNREACHABLE', `${o.what}: ${target.host} ${timedOut ? 'did not answer' : 'cannot be reached'} after ${attempts} attempt(s): ${reason}${hint}`, { cause: lastError })
 }

@@ -16,7 +16,7 @@ export function defaultCaPems(env: NodeJS.ProcessEnv = process.env): string[] {
     try {
       pems.push(...(readFileSync(env.NODE_EXTRA_CA_CERTS, 'utf8').match(PEM) ?? []))
     } catch (err) {
-      throw new HttpError('HTTP_TRUST_STORE', `NODE_EXTRA_CA_CERTS=${env.NODE_EXTRA_CA_CERTS} cannot be read: ${(err as Error).message}`, undefined, undefined, { cause: err })
+      throw new HttpError('HTTP_TRUST_STORE', `NODE_EXTRA_CA_CERTS=${env.NODE_EXTRA_CA_CERTS} cannot be read: ${(err as Error).message}`, { cause: err })
     }
   }
   return pems

@@ -1,7 +1,7 @@
-import { Reader, isObject, typeName } from '../config/go-json.js'
+import { Reader, isObject, typeName } from '../encoding/go-json.js'
 import { checkEndpoint } from '../config/validate.js'
 import { releaseBody } from '../api/schemas.js'
-import { decodeStdBase64 } from '../encoding/base64.js'
+import { decodeGoStdBase64 } from '../encoding/base64.js'
 import { KeyProviderError } from './errors.js'
 
 /**
@@ -41,7 +41,7 @@ export function parseAnnotation(bytes: Buffer, at = 'annotation'): Annotation {
   r.string(json, 'iv', `${at}.iv`)
   if (!kid) r.add(`${at}.kid`, 'is required: the name of the RSA key in the vault')
   else if (!KID.test(kid)) r.add(`${at}.kid`, `must be a key name, or name/version, got "${kid}"`)
-  const wrappedData = wrapped ? decodeStdBase64(wrapped) : undefined
+  const wrappedData = wrapped ? decodeGoStdBase64(wrapped) : undefined
   if (!wrapped) r.add(`${at}.wrapped_data`, 'is required: the standard base64 of the RSA-OAEP-SHA256 ciphertext')
   else if (!wrappedData) r.add(`${at}.wrapped_data`, 'must be standard base64')
   if (!kmsEndpoint) r.add(`${at}.kms_endpoint`, 'is required: the Key Vault or Managed HSM host holding kid')

@@ -1,4 +1,5 @@
-import { EncfsError } from '../errors.js'
+import { EncfsError, type EncfsErrorOptions } from '../errors/encfs-error.js'
+import type { ErrorCode } from '../errors/codes.js'
 
 /**
  * Errors of the keyprovider service. Codes: KEYPROVIDER_INPUT_INVALID (the request's JSON,
@@ -9,7 +10,7 @@ export class KeyProviderError extends EncfsError {
   /** What is wrong with the request, one entry per problem, each naming its JSON path. */
   readonly problems: string[]
 
-  constructor(code: string, message: string, options?: { cause?: unknown; problems?: string[] }) {
+  constructor(code: ErrorCode, message: string, options?: EncfsErrorOptions & { problems?: string[] }) {
     super(code, message, options)
     this.problems = options?.problems ?? []
   }

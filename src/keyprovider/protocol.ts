@@ -1,5 +1,5 @@
-import { Reader, isObject, typeName, type JsonObject } from '../config/go-json.js'
-import { decodeStdBase64 } from '../encoding/base64.js'
+import { Reader, isObject, typeName, type JsonObject } from '../encoding/go-json.js'
+import { decodeGoStdBase64 } from '../encoding/base64.js'
 import { KeyProviderError } from './errors.js'
 
 // The ocicrypt keyprovider protocol JSON carried in field 1 of the gRPC messages (see
@@ -21,7 +21,7 @@ export interface ProtocolInput {
 function bytesMember(r: Reader, obj: JsonObject, name: string, path: string): Buffer | undefined {
   const text = r.string(obj, name, path)
   if (text === undefined) return undefined
-  const bytes = decodeStdBase64(text)
+  const bytes = decodeGoStdBase64(text)
   if (!bytes) r.add(path, 'must be standard base64')
   return bytes
 }
@@ -83,7 +83,7 @@ function agentParameter(parameters: Record<string, string[]>, path: string, expe
   const at = `${path}.Parameters["${AGENT_PARAMETER}"]`
   const first = parameters[AGENT_PARAMETER]?.[0]
   if (first === undefined) throw KeyProviderError.invalid('keyprovider input', [`${at} is missing: it must hold the standard base64 of "${expect}"`])
-  const decoded = decodeStdBase64(first)
+  const decoded = decodeGoStdBase64(first)
   if (!decoded) throw KeyProviderError.invalid('keyprovider input', [`${at}[0] is not standard base64 (it must encode "${expect}")`])
   return decoded.toString('utf8')
 }

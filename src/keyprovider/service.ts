@@ -1,10 +1,10 @@
 import { createPrivateKey } from 'node:crypto'
 import type { Logger } from '../log/logger.js'
 import type { AttestationContext } from '../attestation/context.js'
-import type { IdentityConfig } from '../storage/credential.js'
+import type { IdentityConfig } from '../identity/credential.js'
 import { maaReportData } from '../attestation/report-data.js'
 import { combinedEvidence, type CombinedEvidence } from '../attestation/combined.js'
-import { decodeStdBase64 } from '../encoding/base64.js'
+import { decodeGoStdBase64 } from '../encoding/base64.js'
 import { releaseKey } from '../skr/release.js'
 import { parseProtocolInput, unwrapRequest, wrapRequest, unwrapOutput, wrapOutput } from './protocol.js'
 import { parseAnnotation } from './annotation.js'
@@ -81,7 +81,7 @@ export class KeyProviderService {
 
   /** What /attest/combined answers, for runtime data given as standard base64. */
   async getAttestationData(b64RuntimeData: string, o: { signal?: AbortSignal } = {}): Promise<CombinedEvidence> {
-    const runtime = decodeStdBase64(b64RuntimeData)
+    const runtime = decodeGoStdBase64(b64RuntimeData)
     if (!runtime) throw KeyProviderError.invalid('request', ['b64_runtime_data_string must be standard base64'])
     const setup = await this.setup('getting the attestation evidence')
     return StepError.wrap('getting the attestation evidence', () => combinedEvidence(setup, runtime, { signal: o.signal }))

@@ -1,13 +1,12 @@
 import { status } from '@grpc/grpc-js'
-import { EncfsError } from '../errors.js'
-import { HttpError } from '../http/errors.js'
+import { EncfsError } from '../errors/encfs-error.js'
 
 /** Attestation cannot work here at all (no SEV-SNP device, no addon): FAILED_PRECONDITION, as skr's "SEV guest driver is missing". */
 const NO_ATTESTATION = new Set(['ATTEST_NO_PROVIDER', 'ATTEST_DEVICE_MISSING', 'ATTEST_DEVICE_PERMISSION', 'ATTEST_ADDON_MISSING', 'NATIVE_ADDON_MISSING', 'ATTEST_MODE_INVALID'])
 
 function httpStatus(err: EncfsError): number | undefined {
   for (let e: unknown = err; e instanceof Error; e = e.cause) {
-    if (e instanceof HttpError && e.status !== undefined) return e.status
+    if (e instanceof EncfsError && e.upstreamStatus !== undefined) return e.upstreamStatus
   }
   // The release step reports the vault's answer in its message ("failed with HTTP 403 …").
   const m = /failed with HTTP (\d{3})/.exec(err.message)

@@ -1,7 +1,7 @@
 import { readFile } from 'node:fs/promises'
 import path from 'node:path'
 import { constants, createPublicKey, privateDecrypt, publicEncrypt, type KeyObject } from 'node:crypto'
-import { Reader, isObject } from '../config/go-json.js'
+import { Reader, isObject } from '../encoding/go-json.js'
 import { checkEndpoint } from '../config/validate.js'
 import { KeyProviderError } from './errors.js'
 import { formatAnnotation, type Annotation } from './annotation.js'

@@ -1,10 +1,8 @@
-import { createPrivateKey } from 'node:crypto'
 import type { Logger } from '../log/logger.js'
-import type { IdentityConfig } from '../storage/credential.js'
+import type { IdentityConfig } from '../identity/credential.js'
 import type { AttestationContext } from '../attestation/context.js'
 import { releaseKey } from '../skr/release.js'
-import { deriveKeyFromRsa } from '../skr/derive.js'
-import { KeyError } from './errors.js'
+import { filesystemKey } from './filesystem-key.js'
 import { decodeRawKey } from './raw-key.js'
 import type { KeyProvider } from './provider.js'
 
@@ -20,9 +18,8 @@ export interface ReleaseProviderOptions {
 export const STARTUP_RELEASE_ATTEMPTS = 8
 
 /**
- * Keys for filesystems by secure key release (spec §8.3): an oct key's 32 bytes are the key
- * file, an RSA key becomes 32 bytes by HKDF with the filesystem's salt and label. Attestation is
- * set up on first use, so raw-key-only configurations never touch SNP.
+ * Keys for filesystems by secure key release, turned into filesystem keys by filesystemKey().
+ * Attestation is set up on first use, so raw-key-only configurations never touch SNP.
  */
 export function releaseKeyProvider(o: ReleaseProviderOptions): KeyProvider {
   return {
@@ -37,16 +34,7 @@ export function releaseKeyProvider(o: ReleaseProviderOptions): KeyProvider {
         attempts: STARTUP_RELEASE_ATTEMPTS,
       })
       try {
-        if (released.kty === 'oct') {
-          if (released.material.length !== 32) {
-            throw new KeyError('KEY_RELEASED_SIZE', `azure_filesystems[${index}].key: the released oct key ${spec.kid} has ${released.material.length} bytes; filesystem keys are 32 bytes`)
-          }
-          return Buffer.from(released.material)
-        }
-        if (released.kty === 'RSA') {
-          return deriveKeyFromRsa(createPrivateKey({ key: released.material, format: 'der', type: 'pkcs8' }), spec.derivation.salt, spec.derivation.label)
-        }
-        throw new KeyError('KEY_RELEASED_TYPE', `azure_filesystems[${index}].key: the released key ${spec.kid} is ${released.kty}; filesystems take oct or RSA keys`)
+        return filesystemKey(released, spec.derivation, `azure_filesystems[${index}].key: the released key ${spec.kid}`)
       } finally {
         released.material.fill(0)
       }

@@ -1,5 +1,5 @@
 import { pino, type Logger, type LevelWithSilent, type DestinationStream } from 'pino'
-import { EncfsError } from '../errors.js'
+import { EncfsError } from '../errors/encfs-error.js'
 import { redactSecrets } from './redact.js'
 
 export type { Logger }

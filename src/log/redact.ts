@@ -8,6 +8,14 @@ const USERINFO = /\b([a-z][a-z0-9+.-]*:\/\/)[^\s/?#@"'<>\\]+@/gi
 const SAS_SIGNATURE = /([?&]sig=)[^&\s"'#<>\\]+/gi
 const BEARER = /\b(bearer\s+)[A-Za-z0-9._~+/=-]{8,}/gi
 
+/** The credentials a URL carries, by kind: what redactUrl and redactSecrets would hide. */
+export function urlCredentials(url: string): ('a SAS signature' | 'a user:password')[] {
+  const found: ('a SAS signature' | 'a user:password')[] = []
+  if (new RegExp(SAS_SIGNATURE.source, 'i').test(url)) found.push('a SAS signature')
+  if (/^[a-z][a-z0-9+.-]*:\/\/[^/?#]*@/i.test(url)) found.push('a user:password')
+  return found
+}
+
 /** A URL as it may appear in a log line or message: no `user:password@`, no query (a SAS is a bearer secret). */
 export function redactUrl(url: string): string {
   const q = url.indexOf('?')

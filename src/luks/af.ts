@@ -6,7 +6,7 @@ function digestSize(hash: string): number {
   return DIGEST_SIZES[hash] ?? createHash(hash).digest().length
 }
 
-/** One diffusion round: each `d`-byte chunk j becomes H(BE32(j) || chunk), truncated (spec §3.4). */
+/** One diffusion round: each `d`-byte chunk j becomes H(BE32(j) || chunk), truncated (docs/luks2.md#anti-forensic-splitter). */
 function diffuse(block: Buffer, hash: string): void {
   const d = digestSize(hash)
   const counter = Buffer.alloc(4)

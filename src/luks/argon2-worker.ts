@@ -1,5 +1,5 @@
 // Runs Argon2 off the main thread: a 1 GiB derivation takes seconds in WebAssembly, and a
-// process that serves FUSE must never stall its event loop (see DESIGN.md).
+// process that serves FUSE must never stall its event loop (docs/architecture.md#never-block-the-main-thread).
 import { parentPort } from 'node:worker_threads'
 import { argon2i, argon2id } from 'hash-wasm'
 

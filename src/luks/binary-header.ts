@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto'
-import { hashSize } from './kdf.js'
+import { hashSize } from './kdf-params.js'
 import type { RangeSource } from '../storage/range-source.js'
 
 /** The allowed header sizes (binary header + JSON area); the secondary copy sits at hdr_size. */
@@ -35,7 +35,7 @@ async function readAt(source: RangeSource, offset: number, length: number): Prom
   return source.read(offset, length)
 }
 
-/** Checks one binary header copy and its JSON area (spec §1.5 steps 1–7, except the JSON semantics). */
+/** Checks one binary header copy and its JSON area (docs/luks2.md#copy-validation, except the JSON semantics). */
 export async function readCopy(source: RangeSource, offset: number, copy: 'primary' | 'secondary'): Promise<CopyResult> {
   const bin = await readAt(source, offset, BIN_SIZE)
   if (!bin) return { ok: false, reason: 'beyond the end of the image', magic: false, passedChecksum: false }

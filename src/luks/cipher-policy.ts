@@ -1,3 +1,4 @@
+import type { ErrorCode } from '../errors/codes.js'
 import { LuksError } from './errors.js'
 import { checkCipher } from './sector-cipher.js'
 
@@ -24,7 +25,13 @@ export function userspaceCipherProblem(spec: string, keySize: number, where: str
   }
 }
 
+/** Why only cryptsetup can open an image: the code the userspace path refuses it with, and why. */
+export interface UserspaceProblem {
+  code: ErrorCode
+  message: string
+}
+
 /** The error for an image only cryptsetup can open, naming the mode that can. */
-export function userspaceRefusal(problem: { code: string; message: string }): LuksError {
+export function userspaceRefusal(problem: UserspaceProblem): LuksError {
   return new LuksError(problem.code, `${problem.message}. encfs's userspace unlock cannot open this image; cryptsetup can: run remotefs with --unlock kernel (needs device-mapper and cryptsetup)`)
 }

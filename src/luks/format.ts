@@ -2,7 +2,7 @@ import { createHash, randomBytes, randomUUID } from 'node:crypto'
 import { afSplit } from './af.js'
 import { deriveKey, pbkdf2Async } from './kdf.js'
 import { SectorCipher } from './sector-cipher.js'
-import type { Kdf } from './metadata.js'
+import type { SupportedKdf } from './kdf-params.js'
 
 /** The header layout cryptsetup uses by default: 16 KiB headers, data at 16 MiB. */
 export const HDR_SIZE = 16384
@@ -49,7 +49,7 @@ function binaryHeader(copy: 'primary' | 'secondary', json: Buffer, uuid: string,
 
 /**
  * A LUKS2 header with one keyslot for `passphrase`, laid out as cryptsetup lays it out
- * (spec/luks2.md §3.5, §1.7): aes-xts-plain64 with a 512-bit key, AF-split keyslot, pbkdf2 digest.
+ * (docs/luks2.md#writing-a-header): aes-xts-plain64 with a 512-bit key, AF-split keyslot, pbkdf2 digest.
  * Our own writer, so that images can be made without device-mapper or root.
  */
 export async function formatLuks2(o: FormatOptions): Promise<FormattedHeader> {
@@ -62,7 +62,7 @@ export async function formatLuks2(o: FormatOptions): Promise<FormattedHeader> {
   const digest = await pbkdf2Async(volumeKey, digestSalt, digestIterations, 32, 'sha256')
 
   const kdfSalt = randomBytes(32)
-  const kdf: Kdf = o.pbkdf === 'argon2id'
+  const kdf: SupportedKdf = o.pbkdf === 'argon2id'
     ? { type: 'argon2id', time: o.argon2?.time ?? 4, memory: o.argon2?.memoryKiB ?? 65536, cpus: o.argon2?.cpus ?? 2, salt: kdfSalt }
     : { type: 'pbkdf2', hash: 'sha256', iterations: o.iterations ?? 200_000, salt: kdfSalt }
   const derived = await deriveKey(kdf, o.passphrase, KEY_SIZE, '0')
@@ -76,8 +76,8 @@ export async function formatLuks2(o: FormatOptions): Promise<FormattedHeader> {
   const areaOffset = 2 * HDR_SIZE
   const areaSize = Math.ceil((KEY_SIZE * STRIPES) / 4096) * 4096
   const kdfJson = kdf.type === 'pbkdf2'
-    ? { type: 'pbkdf2', hash: 'sha256', iterations: (kdf as { iterations: number }).iterations, salt: kdfSalt.toString('base64') }
-    : { type: 'argon2id', time: (kdf as { time: number }).time, memory: (kdf as { memory: number }).memory, cpus: (kdf as { cpus: number }).cpus, salt: kdfSalt.toString('base64') }
+    ? { type: 'pbkdf2', hash: 'sha256', iterations: kdf.iterations, salt: kdfSalt.toString('base64') }
+    : { type: 'argon2id', time: kdf.time, memory: kdf.memory, cpus: kdf.cpus, salt: kdfSalt.toString('base64') }
   const metadata = {
     keyslots: {
       0: {

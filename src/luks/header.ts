@@ -4,9 +4,9 @@ import { silentLogger } from '../log/logger.js'
 import { HDR_SIZES, readCopy, type CopyResult, type HeaderCopy } from './binary-header.js'
 import { MetadataInvalid, parseMetadata, type Digest, type Keyslot, type Luks2Metadata } from './metadata.js'
 import { LuksError } from './errors.js'
-import { refuseHostileCipher, userspaceCipherProblem } from './cipher-policy.js'
+import { refuseHostileCipher, userspaceCipherProblem, type UserspaceProblem } from './cipher-policy.js'
 import { isLuks1, readLuks1Header, type Luks1Header } from './luks1-header.js'
-import { hashSize } from './kdf.js'
+import { hashSize } from './kdf-params.js'
 
 export interface Luks2Header {
   version: 2
@@ -24,7 +24,7 @@ export interface Luks2Header {
   segmentDigest: Digest
   metadata: Luks2Metadata
   /** Why encfs's userspace unlock cannot open this image, when it cannot (cryptsetup may). */
-  userspaceProblem?: { code: string; message: string }
+  userspaceProblem?: UserspaceProblem
 }
 
 /** A LUKS1 or LUKS2 header, validated. */
@@ -135,10 +135,10 @@ function applyPolicy({ header, metadata }: ValidCopy, imageSize: number, detache
   refuseHostileCipher(seg.encryption, 'data segment')
   for (const k of bound) refuseHostileCipher(k.area.encryption, `keyslot ${k.id} area`)
   // Sound, but beyond encfs's own decryption: only the userspace path refuses these.
-  const userspaceProblem = seg.integrity !== undefined
+  const userspaceProblem: UserspaceProblem | undefined = seg.integrity !== undefined
     ? { code: 'LUKS_INTEGRITY_UNSUPPORTED', message: 'LUKS2 authenticated encryption (dm-integrity) is not supported by encfs\'s own decryption' }
     : [userspaceCipherProblem(seg.encryption, keySize, 'data segment'), ...bound.map((k) => userspaceCipherProblem(k.area.encryption, k.area.keySize, `keyslot ${k.id} area`))]
-      .filter((p): p is string => p !== undefined).map((message) => ({ code: 'LUKS_CIPHER_UNSUPPORTED', message }))[0]
+      .filter((p): p is string => p !== undefined).map((message): UserspaceProblem => ({ code: 'LUKS_CIPHER_UNSUPPORTED', message }))[0]
   // 20 bytes (headers converted from LUKS1) or the hash's own size, as cryptsetup checks it.
   const size = hashSize(digest.hash)
   if (size === undefined || (digest.digest.length !== 20 && digest.digest.length !== size)) {
@@ -162,7 +162,7 @@ function applyPolicy({ header, metadata }: ValidCopy, imageSize: number, detache
   }
 }
 
-/** Where the ciphertext is in a data device of `dataSize` bytes (spec §4.1). */
+/** Where the ciphertext is in a data device of `dataSize` bytes (docs/luks2.md#data-segment). */
 export function payloadRange(header: Pick<LuksHeader, 'segment'>, dataSize: number): { offset: number; length: number } {
   const { offset, size, sectorSize } = header.segment
   const length = size === 'dynamic' ? dataSize - offset : size

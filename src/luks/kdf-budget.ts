@@ -1,10 +1,9 @@
-import type { Argon2Kdf, Kdf, Pbkdf2Kdf } from './metadata.js'
+import { LuksError } from './errors.js'
+import { ARGON2_ENGINE_MAX_KIB, type Kdf } from './kdf-params.js'
 
 /** What the budget looks at: a keyslot's KDF, and the PBKDF2 count of the check that confirms its key. */
-type Slot = { id: string; kdf: Kdf | { type: string } }
+type Slot = { id: string; kdf: Kdf }
 type Check = { iterations: number }
-import { LuksError } from './errors.js'
-import { ARGON2_ENGINE_MAX_KIB } from './kdf.js'
 
 /**
  * How much key-derivation work one unlock may spend, summed over the keyslots it tries (each
@@ -43,16 +42,22 @@ export interface KdfCost {
 /** What trying one keyslot costs: its KDF and the PBKDF2 of the digest that confirms its key. */
 export function keyslotCost(slot: Slot, digest: Check): KdfCost {
   const kdf = slot.kdf
-  const pbkdf2 = (kdf.type === 'pbkdf2' ? (kdf as Pbkdf2Kdf).iterations : 0) + digest.iterations
-  const argon2 = kdf.type === 'argon2i' || kdf.type === 'argon2id' ? (kdf as Argon2Kdf).time * ((kdf as Argon2Kdf).memory / 1024) : 0
+  const pbkdf2 = (kdf.type === 'pbkdf2' ? kdf.iterations : 0) + digest.iterations
+  const argon2 = kdf.type === 'argon2i' || kdf.type === 'argon2id' ? kdf.time * (kdf.memory / 1024) : 0
   return { pbkdf2, argon2 }
 }
 
 function describe(slot: Slot, digest: Check): string {
   const kdf = slot.kdf
-  if (kdf.type === 'pbkdf2') return `${(kdf as Pbkdf2Kdf).iterations} pbkdf2 iterations plus ${digest.iterations} for the digest`
-  const a = kdf as Argon2Kdf
-  return `Argon2 time ${a.time} x ${Math.round(a.memory / 1024)} MiB (${Math.round(a.time * (a.memory / 1024))} MiB-passes) plus ${digest.iterations} pbkdf2 iterations for the digest`
+  switch (kdf.type) {
+    case 'pbkdf2':
+      return `${kdf.iterations} pbkdf2 iterations plus ${digest.iterations} for the digest`
+    case 'argon2i':
+    case 'argon2id':
+      return `Argon2 time ${kdf.time} x ${Math.round(kdf.memory / 1024)} MiB (${Math.round(kdf.time * (kdf.memory / 1024))} MiB-passes) plus ${digest.iterations} pbkdf2 iterations for the digest`
+    case 'unsupported':
+      return `${kdf.name} (not computed) plus ${digest.iterations} pbkdf2 iterations for the digest`
+  }
 }
 
 /** Counts what an unlock spends and refuses what would go beyond the budget. */

@@ -1,24 +1,11 @@
-import { createHash, pbkdf2 } from 'node:crypto'
+import { pbkdf2 } from 'node:crypto'
 import { fork } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
 import { Worker } from 'node:worker_threads'
-import type { Argon2Kdf, Kdf, Pbkdf2Kdf } from './metadata.js'
+import { ARGON2_ENGINE_MAX_KIB, HASHES, hashSize, MAX_PBKDF2_ITERATIONS, type Argon2Kdf, type Kdf } from './kdf-params.js'
 import type { Pbkdf2Job, Pbkdf2Reply } from './kdf-child.js'
 import type { KdfBudget } from './kdf-budget.js'
 import { LuksError } from './errors.js'
-
-/** cryptsetup's own ceiling for Argon2 memory (4 GiB). */
-export const MAX_ARGON2_MEMORY_KIB = 4 * 1024 * 1024
-
-/**
- * The most Argon2 memory encfs can compute with: hash-wasm addresses its WebAssembly memory with
- * signed 32-bit sizes, so memory + 1 KiB must stay below 2 GiB. Larger keyslots are refused up
- * front, naming this limit (see docs/kdf-budget.md).
- */
-export const ARGON2_ENGINE_MAX_KIB = 2 * 1024 * 1024 - 2
-
-/** Node's (OpenSSL's) PBKDF2 takes a signed 32-bit iteration count. */
-export const MAX_PBKDF2_ITERATIONS = 2 ** 31 - 1
 
 /**
  * Below this much work (iterations x output blocks) PBKDF2 runs in this process's thread pool: a
@@ -35,29 +22,6 @@ export interface KdfOptions {
   signal?: AbortSignal
 }
 
-/**
- * The hashes PBKDF2, the AF splitter and the digest may name: cryptsetup's hashes that Node can
- * use in an HMAC. Extendable-output functions (shake128...) have no fixed size and fail in OpenSSL
- * as "Deriving bits failed"; they are refused by name instead.
- */
-const HASHES = ['sha1', 'sha224', 'sha256', 'sha384', 'sha512', 'sha512-224', 'sha512-256', 'sha3-224', 'sha3-256', 'sha3-384', 'sha3-512', 'ripemd160', 'whirlpool', 'sm3']
-const hashSizes = new Map<string, number | undefined>()
-
-/** The digest size of a hash LUKS2 may use, or undefined when encfs does not support it. */
-export function hashSize(hash: string): number | undefined {
-  if (!hashSizes.has(hash)) {
-    let size: number | undefined
-    if (HASHES.includes(hash)) {
-      try {
-        size = createHash(hash).digest().length
-      } catch {
-        size = undefined // not in this OpenSSL build (whirlpool needs the legacy provider)
-      }
-    }
-    hashSizes.set(hash, size)
-  }
-  return hashSizes.get(hash)
-}
 
 function abortError(signal: AbortSignal): Error {
   return signal.reason instanceof Error ? signal.reason : new LuksError('LUKS_KDF_ABORTED', 'key derivation stopped')
@@ -163,19 +127,19 @@ export function checkArgon2Memory(kdf: Argon2Kdf, keyslotId: string, opts: KdfOp
 
 /** Derives a keyslot key (docs/kdf-budget.md says what it may cost). */
 export async function deriveKey(kdf: Kdf, password: Buffer, length: number, keyslotId: string, opts: KdfOptions = {}): Promise<Buffer> {
-  if (kdf.type === 'pbkdf2') {
-    const k = kdf as Pbkdf2Kdf
-    try {
-      return await pbkdf2Async(password, k.salt, k.iterations, length, k.hash, opts.signal)
-    } catch (err) {
-      if (err instanceof LuksError && err.code === 'LUKS_KDF_UNSUPPORTED') throw new LuksError(err.code, `keyslot ${keyslotId}: ${err.message}`)
-      throw err
-    }
+  switch (kdf.type) {
+    case 'pbkdf2':
+      try {
+        return await pbkdf2Async(password, kdf.salt, kdf.iterations, length, kdf.hash, opts.signal)
+      } catch (err) {
+        if (err instanceof LuksError && err.code === 'LUKS_KDF_UNSUPPORTED') throw new LuksError(err.code, `keyslot ${keyslotId}: ${err.message}`)
+        throw err
+      }
+    case 'argon2i':
+    case 'argon2id':
+      checkArgon2Memory(kdf, keyslotId, opts)
+      return argon2(kdf, password, length, opts.signal)
+    case 'unsupported':
+      throw new LuksError('LUKS_KDF_UNSUPPORTED', `keyslot ${keyslotId}: unsupported KDF ${kdf.name}`)
   }
-  if (kdf.type === 'argon2i' || kdf.type === 'argon2id') {
-    const k = kdf as Argon2Kdf
-    checkArgon2Memory(k, keyslotId, opts)
-    return argon2(k, password, length, opts.signal)
-  }
-  throw new LuksError('LUKS_KDF_UNSUPPORTED', `keyslot ${keyslotId}: unsupported KDF ${kdf.type}`)
 }

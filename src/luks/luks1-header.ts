@@ -1,7 +1,7 @@
 import { getHashes } from 'node:crypto'
 import type { RangeSource } from '../storage/range-source.js'
 import { LuksError } from './errors.js'
-import { refuseHostileCipher, userspaceCipherProblem } from './cipher-policy.js'
+import { refuseHostileCipher, userspaceCipherProblem, type UserspaceProblem } from './cipher-policy.js'
 
 // The LUKS1 on-disk header (see docs/luks1.md): 592 big-endian bytes at offset 0, no checksum, no
 // second copy, eight fixed keyslots. Everything in it comes from storage an attacker may write.
@@ -36,7 +36,7 @@ export interface Luks1Header {
   /** Active keyslots only, in slot order (the order cryptsetup tries them). */
   keyslots: Luks1Keyslot[]
   /** Why encfs's userspace unlock cannot open this image, when it cannot (cryptsetup may). */
-  userspaceProblem?: { code: string; message: string }
+  userspaceProblem?: UserspaceProblem
 }
 
 function cString(buf: Buffer, start: number, length: number, what: string): string {

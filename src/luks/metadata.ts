@@ -1,11 +1,10 @@
-import { hashSize } from './kdf.js'
+import { decodeStdBase64 } from '../encoding/base64.js'
+import { hashSize, type Kdf } from './kdf-params.js'
 
 /** A problem that makes a header copy unusable (cryptsetup would treat the copy as corrupt). */
 export class MetadataInvalid extends Error {}
 
-export interface Pbkdf2Kdf { type: 'pbkdf2'; hash: string; iterations: number; salt: Buffer }
-export interface Argon2Kdf { type: 'argon2i' | 'argon2id'; time: number; memory: number; cpus: number; salt: Buffer }
-export type Kdf = Pbkdf2Kdf | Argon2Kdf
+export type { Argon2Kdf, Kdf, Pbkdf2Kdf, SupportedKdf, UnsupportedKdf } from './kdf-params.js'
 
 export interface Keyslot {
   id: string
@@ -15,7 +14,7 @@ export interface Keyslot {
   /** Why this slot cannot be used, if it cannot (other slots may still open). */
   unusable?: string
   area: { type: string; offset: number; size: number; encryption: string; keySize: number }
-  kdf: Kdf | { type: string }
+  kdf: Kdf
   af: { type: string; stripes: number; hash: string }
 }
 
@@ -92,8 +91,9 @@ function u64(o: Obj, k: string, what: string): number {
 
 function b64(o: Obj, k: string, what: string): Buffer {
   const v = str(o, k, what)
-  if (!/^[A-Za-z0-9+/]*={0,2}$/.test(v) || v.length % 4 !== 0) throw new MetadataInvalid(`${what}.${k} is not base64`)
-  return Buffer.from(v, 'base64')
+  const bytes = decodeStdBase64(v)
+  if (!bytes) throw new MetadataInvalid(`${what}.${k} is not base64`)
+  return bytes
 }
 
 function strings(v: unknown, what: string): string[] {
@@ -115,7 +115,7 @@ function entries(top: Obj, table: keyof typeof MAX_IDS): [string, Obj][] {
   })
 }
 
-function parseKdf(k: Obj, what: string): Kdf | { type: string } {
+function parseKdf(k: Obj, what: string): Kdf {
   const type = str(k, 'type', what)
   const members = Object.keys(k).length
   if (type === 'pbkdf2') {
@@ -126,7 +126,7 @@ function parseKdf(k: Obj, what: string): Kdf | { type: string } {
     if (members !== 5) throw new MetadataInvalid(`${what} must have exactly type, time, memory, cpus and salt`)
     return { type, time: u32(k, 'time', what), memory: u32(k, 'memory', what), cpus: u32(k, 'cpus', what), salt: b64(k, 'salt', what) }
   }
-  return { type }
+  return { type: 'unsupported', name: type }
 }
 
 /** Values of the right type that encfs still cannot use: the slot is skipped, others may open. */
@@ -135,16 +135,19 @@ function keyslotProblem(s: Keyslot): string | undefined {
   if (s.af.stripes !== 4000) return `AF stripes ${s.af.stripes}`
   if (hashSize(s.af.hash) === undefined) return `AF hash ${s.af.hash}`
   const kdf = s.kdf
-  if (kdf.type === 'pbkdf2') {
-    const k = kdf as Pbkdf2Kdf
-    if (hashSize(k.hash) === undefined) return `kdf hash ${k.hash}`
-    if (k.salt.length !== 32) return 'kdf salt is not 32 bytes'
-    if (k.iterations < 1) return 'kdf iterations 0'
-  } else if (kdf.type === 'argon2i' || kdf.type === 'argon2id') {
-    const k = kdf as Argon2Kdf
-    if (k.salt.length !== 32) return 'kdf salt is not 32 bytes'
-    if (k.time < 1 || k.cpus < 1 || k.cpus > 16 || k.memory < 8 * k.cpus) return 'argon2 parameters out of range'
-  } else return `kdf ${kdf.type}`
+  switch (kdf.type) {
+    case 'unsupported':
+      return `kdf ${kdf.name}`
+    case 'pbkdf2':
+      if (hashSize(kdf.hash) === undefined) return `kdf hash ${kdf.hash}`
+      if (kdf.salt.length !== 32) return 'kdf salt is not 32 bytes'
+      if (kdf.iterations < 1) return 'kdf iterations 0'
+      break
+    case 'argon2i':
+    case 'argon2id':
+      if (kdf.salt.length !== 32) return 'kdf salt is not 32 bytes'
+      if (kdf.time < 1 || kdf.cpus < 1 || kdf.cpus > 16 || kdf.memory < 8 * kdf.cpus) return 'argon2 parameters out of range'
+  }
   if (s.area.size < Math.ceil((s.keySize * 4000) / 512) * 512) return 'area too small for its key'
   return undefined
 }
@@ -161,7 +164,7 @@ function parseKeyslot(id: string, k: Obj): Keyslot {
   const size = u64(area, 'size', areaWhat)
   if (type !== 'luks2') {
     // Only the area matters for other types (it must not overlap the others).
-    return { id, type, keySize, priority, area: { type: typeof area.type === 'string' ? area.type : '', offset, size, encryption: '', keySize: 0 }, kdf: { type: 'none' }, af: { type: '', stripes: 0, hash: '' } }
+    return { id, type, keySize, priority, area: { type: typeof area.type === 'string' ? area.type : '', offset, size, encryption: '', keySize: 0 }, kdf: { type: 'unsupported', name: 'none' }, af: { type: '', stripes: 0, hash: '' } }
   }
   // cryptsetup's luks2 keyslot handler knows one area type and one AF type; anything else makes the copy invalid.
   if (str(area, 'type', areaWhat) !== 'raw') throw new MetadataInvalid(`${areaWhat}.type is not "raw"`)

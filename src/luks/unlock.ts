@@ -2,7 +2,8 @@ import { timingSafeEqual } from 'node:crypto'
 import type { RangeSource } from '../storage/range-source.js'
 import { silentLogger, type Logger } from '../log/logger.js'
 import type { Luks2Header } from './header.js'
-import type { Kdf, Keyslot } from './metadata.js'
+import type { Keyslot } from './metadata.js'
+import { kdfName, type SupportedKdf } from './kdf-params.js'
 import { KdfBudgetTracker } from './kdf-budget.js'
 import { afMerge } from './af.js'
 import { checkArgon2Memory, deriveKey, pbkdf2Async, type KdfOptions } from './kdf.js'
@@ -19,10 +20,13 @@ export interface Unlocked {
   keyslot: string
 }
 
+/** A keyslot encfs can try: one whose KDF it computes. */
+export type CandidateKeyslot = Keyslot & { kdf: SupportedKdf }
+
 /** The keyslots that can yield the data segment's key, in the order cryptsetup tries them (priority 2, then 1). */
-export function candidateKeyslots(header: Luks2Header, headerSize: number): { slots: Keyslot[]; skipped: string[] } {
+export function candidateKeyslots(header: Luks2Header, headerSize: number): { slots: CandidateKeyslot[]; skipped: string[] } {
   const skipped: string[] = []
-  const slots: Keyslot[] = []
+  const slots: CandidateKeyslot[] = []
   const areaStart = 2 * header.hdrSize
   const areaEnd = Math.min(areaStart + header.metadata.keyslotsSize, headerSize)
   for (const slot of header.keyslots) {
@@ -31,8 +35,10 @@ export function candidateKeyslots(header: Luks2Header, headerSize: number): { sl
       skipped.push(`keyslot ${slot.id}: not bound to the data segment`)
       continue
     }
-    if (slot.unusable) {
-      skipped.push(`keyslot ${slot.id}: unsupported ${slot.unusable}`)
+    const kdf = slot.kdf
+    // An unsupported KDF always makes the slot unusable; the second test tells the type so.
+    if (slot.unusable || kdf.type === 'unsupported') {
+      skipped.push(`keyslot ${slot.id}: unsupported ${slot.unusable ?? `kdf ${kdfName(kdf)}`}`)
       continue
     }
     const length = Math.ceil((slot.keySize * slot.af.stripes) / 512) * 512
@@ -44,7 +50,7 @@ export function candidateKeyslots(header: Luks2Header, headerSize: number): { sl
       skipped.push(`keyslot ${slot.id}: priority ${slot.priority === 0 ? '"ignore"' : slot.priority}`)
       continue
     }
-    slots.push(slot)
+    slots.push({ ...slot, kdf })
   }
   // Stable sort: priority 2 ("prefer") first, then the rest in id order.
   slots.sort((a, b) => b.priority - a.priority || Number(a.id) - Number(b.id))
@@ -58,7 +64,7 @@ export function candidateKeyslots(header: Luks2Header, headerSize: number): { sl
  */
 export interface OpenableKeyslot {
   id: string
-  kdf: Kdf
+  kdf: SupportedKdf
   area: { offset: number; length: number; encryption: string; keySize: number }
   keySize: number
   stripes: number
@@ -108,7 +114,7 @@ export function luks2Openable(header: Luks2Header, headerSize: number): { slots:
     check: { salt: d.salt, iterations: d.iterations, digest: d.digest, hash: d.hash },
     slots: slots.map((k) => ({
       id: k.id,
-      kdf: k.kdf as Kdf,
+      kdf: k.kdf,
       area: { offset: k.area.offset, length: Math.ceil((k.keySize * k.af.stripes) / 512) * 512, encryption: k.area.encryption, keySize: k.area.keySize },
       keySize: k.keySize,
       stripes: k.af.stripes,

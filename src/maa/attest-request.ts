@@ -16,7 +16,7 @@ export interface AttestInputs {
 }
 
 /**
- * The body of `POST /attest/SevSnpVM` byte for byte as the Go sidecar sends it (spec §4.2), so
+ * The body of `POST /attest/SevSnpVM` byte for byte as the Go sidecar sends it (docs/attestation.md#maa-request), so
  * that MAA sees the same request from either: member order, padded url base64, an empty
  * initTimeData and the nonce as an unsigned 64-bit JSON number.
  */

@@ -1,6 +1,6 @@
 import type { Logger } from '../log/logger.js'
 import { request } from '../http/request.js'
-import { HttpError } from '../http/errors.js'
+import { MaaError } from './errors.js'
 import { attestRequestBody, type AttestInputs } from './attest-request.js'
 
 export interface MaaOptions {
@@ -17,7 +17,7 @@ export interface MaaOptions {
   userAgent?: string
 }
 
-/** Trades a report for an MAA token (spec §4). */
+/** Trades a report for an MAA token (docs/attestation.md#maa). */
 export async function attestSevSnp(inputs: AttestInputs, o: MaaOptions): Promise<string> {
   const url = `https://${o.endpoint}/attest/${o.teeType ?? 'SevSnpVM'}?${o.apiVersion ?? 'api-version=2020-10-01'}`
   const res = await request(url, {
@@ -35,7 +35,7 @@ export async function attestSevSnp(inputs: AttestInputs, o: MaaOptions): Promise
   if (res.status < 200 || res.status > 207) {
     // A 4xx is MAA's verdict on the evidence; 408, 429 and 5xx (after the retries) say MAA is not working for us now.
     const unavailable = res.status === 408 || res.status === 429 || res.status >= 500
-    throw new HttpError(unavailable ? 'MAA_UNAVAILABLE' : 'MAA_ATTEST_FAILED', `MAA attestation at ${o.endpoint} failed with HTTP ${res.status}: ${text.slice(0, 500)}`, res.status, text)
+    throw new MaaError(unavailable ? 'MAA_UNAVAILABLE' : 'MAA_ATTEST_FAILED', `MAA attestation at ${o.endpoint} failed with HTTP ${res.status}: ${text.slice(0, 500)}`, { upstreamStatus: res.status })
   }
   let token: unknown
   try {
@@ -44,6 +44,6 @@ export async function attestSevSnp(inputs: AttestInputs, o: MaaOptions): Promise
   } catch {
     token = undefined
   }
-  if (typeof token !== 'string' || token === '') throw new HttpError('MAA_BAD_ANSWER', `MAA at ${o.endpoint} answered HTTP ${res.status} without a token`, res.status)
+  if (typeof token !== 'string' || token === '') throw new MaaError('MAA_BAD_ANSWER', `MAA at ${o.endpoint} answered HTTP ${res.status} without a token`, { upstreamStatus: res.status })
   return token
 }

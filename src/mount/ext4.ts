@@ -1,7 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process'
-import { setTimeout as sleep } from 'node:timers/promises'
 import type { Logger } from '../log/logger.js'
-import type { CommandRunner } from './exec.js'
+import type { CommandRunner } from '../process/run.js'
+import { constantBackoff, retry, RETRY, STOP, waitFor } from '../retry/retry.js'
 import { MountError } from './errors.js'
 import { isMounted } from './proc-mounts.js'
 
@@ -21,23 +21,17 @@ export async function mountExt4(run: CommandRunner, device: string, target: stri
  * after `busyTimeoutMs` it detaches lazily so that shutdown can proceed.
  */
 export async function unmountPath(run: CommandRunner, target: string, logger: Logger, busyTimeoutMs = 10_000): Promise<void> {
-  const deadline = Date.now() + busyTimeoutMs
-  for (;;) {
-    if (!(await isMounted(target))) return
-    try {
-      await run('umount', [target], { timeoutMs: 120_000 })
-      return
-    } catch (err) {
-      const busy = /busy/i.test((err as Error).message)
-      if (!busy || Date.now() > deadline) {
-        logger.warn({ target, err }, busy ? 'still busy; detaching lazily' : 'umount failed; detaching lazily')
-        await run('umount', ['--lazy', target], { timeoutMs: 60_000 })
-        return
-      }
-      await sleep(250)
-    }
+  try {
+    await retry(async () => {
+      if (await isMounted(target)) await run('umount', [target], { timeoutMs: 120_000 })
+    }, { budgetMs: busyTimeoutMs, backoff: constantBackoff(250), classify: (err) => (isBusy(err) ? RETRY : STOP) })
+  } catch (err) {
+    logger.warn({ target, err }, isBusy(err) ? 'still busy; detaching lazily' : 'umount failed; detaching lazily')
+    await run('umount', ['--lazy', target], { timeoutMs: 60_000 })
   }
 }
+
+const isBusy = (err: unknown): boolean => /busy/i.test((err as Error).message)
 
 export interface Fuse2fsMount {
   child: ChildProcess
@@ -56,18 +50,17 @@ export async function mountFuse2fs(file: string, target: string, readOnly: boole
   let exited: string | undefined
   child.on('exit', (code, signal) => { exited = signal ?? `code ${code}` })
   child.on('error', (e: NodeJS.ErrnoException) => { exited = e.code === 'ENOENT' ? 'not installed' : e.message })
-  const deadline = Date.now() + readyTimeoutMs
-  while (!(await isMounted(target))) {
+  const mounted = await waitFor(async () => {
     if (exited !== undefined) {
       throw new MountError('FUSE2FS_FAILED', exited === 'not installed'
         ? 'fuse2fs is not installed: apt-get install fuse2fs'
         : `fuse2fs could not mount the decrypted image at ${target} (${exited}): ${stderr.trim().split('\n').slice(-2).join(' | ')}`)
     }
-    if (Date.now() > deadline) {
-      child.kill('SIGKILL')
-      throw new MountError('FUSE2FS_FAILED', `fuse2fs did not mount ${target} within ${readyTimeoutMs} ms`)
-    }
-    await sleep(50)
+    return isMounted(target)
+  }, { intervalMs: 50, timeoutMs: readyTimeoutMs })
+  if (!mounted) {
+    child.kill('SIGKILL')
+    throw new MountError('FUSE2FS_FAILED', `fuse2fs did not mount ${target} within ${readyTimeoutMs} ms`)
   }
   logger.debug({ target, pid: child.pid }, 'fuse2fs mounted')
   return { child, target }

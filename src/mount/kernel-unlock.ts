@@ -1,6 +1,7 @@
-import type { CommandRunner } from './exec.js'
+import type { CommandRunner } from '../process/run.js'
 import type { Logger } from '../log/logger.js'
 import { MountError } from './errors.js'
+import { LuksError } from '../luks/errors.js'
 
 export function mapperName(index: number): string {
   return `remote-crypt-${index}`
@@ -42,8 +43,9 @@ export async function cryptsetupOpen(run: CommandRunner, o: CryptsetupOpenOption
   return `/dev/mapper/${o.name}`
 }
 
-function wrongKey(cause: unknown): MountError {
-  return new MountError('LUKS_WRONG_KEY', 'cryptsetup: no keyslot of the image opens with the released key (was the image made with this key?)', { cause })
+/** The same error the userspace unlock gives for a key that opens no keyslot. */
+function wrongKey(cause: unknown): LuksError {
+  return new LuksError('LUKS_WRONG_KEY', 'cryptsetup: no keyslot of the image opens with the released key (was the image made with this key?)', { cause })
 }
 
 function openFailed(cause: unknown): MountError {

@@ -1,4 +1,4 @@
-import type { CommandRunner } from './exec.js'
+import type { CommandRunner } from '../process/run.js'
 import type { Logger } from '../log/logger.js'
 import { MountError } from './errors.js'
 

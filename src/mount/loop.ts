@@ -1,5 +1,6 @@
-import type { CommandRunner } from './exec.js'
+import type { CommandRunner } from '../process/run.js'
 import { MountError } from './errors.js'
+import { hasCode } from '../errors/encfs-error.js'
 
 export async function attachLoop(run: CommandRunner, file: string, readOnly: boolean): Promise<string> {
   const args = ['--find', '--show', ...(readOnly ? ['--read-only'] : []), file]
@@ -9,7 +10,7 @@ export async function attachLoop(run: CommandRunner, file: string, readOnly: boo
     if (!device.startsWith('/dev/')) throw new MountError('LOOP_ATTACH_FAILED', `losetup printed no device for ${file}`)
     return device
   } catch (err) {
-    if (err instanceof MountError && err.code === 'COMMAND_MISSING') throw err
+    if (hasCode(err, 'COMMAND_MISSING')) throw err
     throw new MountError('LOOP_ATTACH_FAILED', `cannot attach a loop device to ${file}: ${(err as Error).message}. ` +
       'Where loop devices are not allowed, use --mounter fuse2fs.', { cause: err })
   }

@@ -1,8 +1,9 @@
+import { withContext } from '../errors/encfs-error.js'
 import type { Logger } from '../log/logger.js'
 import type { FilesystemPlan } from '../config/plan.js'
 import type { KeyProvider } from '../keys/provider.js'
 import { probeCapabilities, type Capabilities } from './capabilities.js'
-import { runCommand, type CommandRunner } from './exec.js'
+import { runCommand, type CommandRunner } from '../process/run.js'
 import { clearStale } from './stale.js'
 import { claimRuntimeDir } from './runtime-dir.js'
 import { mountFilesystem, preflight, type MountedFilesystem } from './mount-filesystem.js'
@@ -71,7 +72,7 @@ export async function startRemotefs(o: RemotefsOptions): Promise<Remotefs> {
       } catch (err) {
         const e = err as Error & { code?: string }
         o.onState?.(plan.index, 'failed', { reason: e.message })
-        throw new MountError(e.code ?? 'MOUNT_FAILED', `filesystem ${plan.index} (${plan.mountPoint}): ${e.message}`, { cause: err })
+        throw withContext(err, `filesystem ${plan.index} (${plan.mountPoint})`)
       }
     }
   } catch (err) {

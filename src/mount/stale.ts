@@ -1,7 +1,7 @@
 import { lstat, readlink, unlink, access, rmdir } from 'node:fs/promises'
 import path from 'node:path'
 import type { Logger } from '../log/logger.js'
-import type { CommandRunner } from './exec.js'
+import type { CommandRunner } from '../process/run.js'
 import { readMounts, isMounted, type MountEntry } from './proc-mounts.js'
 import { listLoops, detachLoop, type LoopDevice } from './loop.js'
 import { MountError } from './errors.js'

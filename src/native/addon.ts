@@ -1,5 +1,5 @@
 import { createRequire } from 'node:module'
-import { EncfsError } from '../errors.js'
+import { EncfsError } from '../errors/encfs-error.js'
 
 export interface NativeAddon {
   getReport(kind: 'sev-guest' | 'sev', path: string, reportData: Buffer): Promise<{ report: Buffer; reportSize: number }>

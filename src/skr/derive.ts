@@ -1,11 +1,11 @@
 import { hkdfSync, type KeyObject } from 'node:crypto'
-import { DEFAULT_DERIVATION_LABEL } from '../config/plan.js'
 import { SkrError } from './errors.js'
 
-export { DEFAULT_DERIVATION_LABEL }
+/** The Go sidecar's default HKDF label for RSA-derived filesystem keys. */
+export const DEFAULT_DERIVATION_LABEL = 'Symmetric Encryption Key'
 
 /**
- * The 32-byte LUKS passphrase the Go sidecar derives from a released RSA key (spec §6.3):
+ * The 32-byte LUKS passphrase the Go sidecar derives from a released RSA key (docs/key-release.md#rsa-key-derivation):
  * HKDF-SHA256 over the private exponent as minimal big-endian bytes, salt = hex, info = label.
  */
 export function deriveKeyFromRsa(privateKey: KeyObject, saltHex: string, label = DEFAULT_DERIVATION_LABEL): Buffer {

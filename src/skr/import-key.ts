@@ -1,5 +1,5 @@
 import { request } from '../http/request.js'
-import { goJson } from '../config/go-json.js'
+import { goJson } from '../encoding/go-json.js'
 import { SkrError } from './errors.js'
 
 export interface ReleasePolicyClaim { claim: string; equals: string }
@@ -19,7 +19,7 @@ export function vaultApiVersion(configured: string | undefined): string {
   return v.includes('=') ? v : `api-version=${v}`
 }
 
-/** PUT a key with a release policy into Key Vault / Managed HSM, as Go's importkey does (spec §6.1). */
+/** PUT a key with a release policy into Key Vault / Managed HSM, as Go's importkey does (docs/key-release.md#key-import). */
 export async function importKey(o: { akvEndpoint: string; name: string; key: Record<string, unknown>; policy: string; bearer: string; ca?: string[]; apiVersion?: string }): Promise<{ kid: string }> {
   const body = goJson({
     key: o.key,

@@ -9,7 +9,7 @@ export interface ReleasePayload {
 }
 
 /**
- * Verifies the key-release JWS (spec §5.5): the signature with the x5c leaf, the leaf's chain to a
+ * Verifies the key-release JWS (docs/key-release.md#release-jws): the signature with the x5c leaf, the leaf's chain to a
  * trusted root, and that the leaf is the vault's own TLS certificate. Returns the payload.
  */
 export async function verifyReleaseJws(jws: string, o: { host: string; roots: X509Certificate[]; at?: Date }): Promise<ReleasePayload> {

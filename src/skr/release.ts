@@ -5,10 +5,9 @@ import type { Collateral } from '../attestation/collateral.js'
 import type { UvmInformation } from '../attestation/uvm-info.js'
 import { maaReportData } from '../attestation/report-data.js'
 import { evidence } from '../attestation/evidence.js'
-import type { IdentityConfig } from '../storage/credential.js'
+import type { IdentityConfig } from '../identity/credential.js'
 import { attestSevSnp } from '../maa/client.js'
 import { request } from '../http/request.js'
-import { HttpError } from '../http/errors.js'
 import { SkrError } from './errors.js'
 import { generateWrappingKey } from './wrapping-key.js'
 import { verifyReleaseJws } from './release-jws.js'
@@ -40,7 +39,7 @@ export interface ReleaseOptions {
 }
 
 /**
- * Secure key release as the Go sidecar performs it (spec §4, §5): an ephemeral RSA key, an SNP
+ * Secure key release as the Go sidecar performs it (docs/key-release.md#release-flow): an ephemeral RSA key, an SNP
  * report binding it, an MAA token, the vault's release, the JWS verified, the key unwrapped.
  */
 export async function releaseKey(o: ReleaseOptions): Promise<ReleasedKey> {
@@ -81,7 +80,7 @@ export async function releaseKey(o: ReleaseOptions): Promise<ReleasedKey> {
       : res.status === 403 ? ' (the attestation does not satisfy the key\'s release policy, or the identity lacks the release permission)'
         : res.status === 404 ? ' (check key.kid and key.akv.endpoint)' : ''
     const unavailable = res.status === 408 || res.status === 429 || res.status >= 500
-    throw new HttpError(unavailable ? 'SKR_RELEASE_UNAVAILABLE' : 'SKR_RELEASE_REFUSED', `key release of ${o.kid} from ${o.akvEndpoint} failed with HTTP ${res.status} ${detail}${hint}`, res.status)
+    throw new SkrError(unavailable ? 'SKR_RELEASE_UNAVAILABLE' : 'SKR_RELEASE_REFUSED', `key release of ${o.kid} from ${o.akvEndpoint} failed with HTTP ${res.status} ${detail}${hint}`, { upstreamStatus: res.status })
   }
   let jws: unknown
   try {

@@ -17,7 +17,7 @@ function sorted(o: Record<string, unknown>): JsonWebKey {
   return Object.fromEntries(Object.entries(o).sort(([a], [b]) => (a < b ? -1 : 1))) as JsonWebKey
 }
 
-/** Interprets the unwrapped plaintext by the released key's kty (spec §5.7). */
+/** Interprets the unwrapped plaintext by the released key's kty (docs/key-release.md#released-key-types). */
 export function interpretReleasedKey(kty: string | undefined, keyOps: string[] | undefined, plaintext: Buffer): ReleasedKey {
   const ops = keyOps ?? []
   const badOp = ops.find((op) => !JWK_OPS.includes(op))

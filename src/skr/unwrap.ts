@@ -1,7 +1,7 @@
 import { constants, createDecipheriv, privateDecrypt, type KeyObject } from 'node:crypto'
 import { SkrError } from './errors.js'
 
-/** The RSA-OAEP hash (also MGF1's) of each key wrapping algorithm Key Vault names (spec §5.6). */
+/** The RSA-OAEP hash (also MGF1's) of each key wrapping algorithm Key Vault names (docs/key-release.md#unwrapping). */
 export const OAEP_HASH: Record<string, string> = {
   CKM_RSA_AES_KEY_WRAP: 'sha1',
   RSA_AES_KEY_WRAP_256: 'sha256',
@@ -10,7 +10,7 @@ export const OAEP_HASH: Record<string, string> = {
 export const WRAP_ALGORITHMS = Object.keys(OAEP_HASH)
 
 /**
- * Unwraps a key released by Key Vault / Managed HSM (spec §5.6): RSA-OAEP gives the AES key
+ * Unwraps a key released by Key Vault / Managed HSM (docs/key-release.md#unwrapping): RSA-OAEP gives the AES key
  * encryption key, which unwraps the rest with AES key wrap with padding (RFC 5649).
  */
 export function unwrapReleasedKey(ciphertext: Buffer, enc: string, wrappingKey: KeyObject): Buffer {

@@ -2,7 +2,7 @@ import { createHash, generateKeyPair, type KeyObject } from 'node:crypto'
 
 export interface WrappingKey {
   privateKey: KeyObject
-  /** The exact runtime-data bytes the Go sidecar sends: a JWK set of the public key (spec §4.4). */
+  /** The exact runtime-data bytes the Go sidecar sends: a JWK set of the public key (docs/key-release.md#wrapping-key). */
   jwks: Buffer
 }
 

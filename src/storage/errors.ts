@@ -1,6 +1,7 @@
-import { EncfsError } from '../errors.js'
+import { EncfsError } from '../errors/encfs-error.js'
 
 export class StorageError extends EncfsError {}
 
-// One redaction helper for the whole project (URLs with a SAS or user:password).
+// The redaction helper lives in log/redact.ts; re-exported for blob-source.ts and mount-filesystem.ts
+// until they import it from there (kept while the data-path work on those files is merged).
 export { redactUrl } from '../log/redact.js'

@@ -1,8 +1,10 @@
 import type { Logger } from '../log/logger.js'
 import { BlobSource, type BlobType } from './blob-source.js'
 import { FileSource } from './file-source.js'
-import { storageCredential, type IdentityConfig, type RetryOptions } from './credential.js'
-import { StorageError, redactUrl } from './errors.js'
+import { storageCredential } from './credential.js'
+import type { IdentityConfig, IdentityRetryOptions } from '../identity/credential.js'
+import { StorageError } from './errors.js'
+import { redactUrl } from '../log/redact.js'
 import type { RangeSource } from './range-source.js'
 
 export type OpenedSource = RangeSource & { kind: 'file' | 'blob'; blobType?: BlobType; etag?: string }
@@ -10,7 +12,7 @@ export type OpenedSource = RangeSource & { kind: 'file' | 'blob'; blobType?: Blo
 export interface OpenSourceOptions {
   private?: boolean
   identity?: IdentityConfig
-  identityRetry?: RetryOptions
+  identityRetry?: IdentityRetryOptions
   logger?: Logger
   signal?: AbortSignal
   /** Read-write: a writable file, or a page blob leased while open (lease id kept in leaseIdFile). */

@@ -1,8 +1,8 @@
 import { RestError } from '@azure/storage-blob'
-import { setTimeout as sleep } from 'node:timers/promises'
 import type { Logger } from '../log/logger.js'
 import { silentLogger } from '../log/logger.js'
 import { retryAfterMs } from '../http/request.js'
+import { exponentialBackoff, retry, STOP } from '../retry/retry.js'
 import { StorageError } from './errors.js'
 
 /**
@@ -101,36 +101,41 @@ export interface RetryContext {
 export async function withStorageRetry<T>(ctx: RetryContext, attempt: (signal: AbortSignal) => Promise<T>): Promise<T> {
   const o = { ...STORAGE_RETRY, ...ctx.options, ...(ctx.health?.down ? { maxTries: 1 } : {}) }
   const logger = ctx.logger ?? silentLogger
-  const started = Date.now()
   const timeoutMs = o.attemptTimeoutMs + Math.ceil(((ctx.bytes ?? 0) / (1024 * 1024)) * o.perMiBMs)
-  for (let n = 1; ; n++) {
-    const controller = new AbortController()
-    const onAbort = (): void => controller.abort(ctx.signal?.reason)
-    ctx.signal?.addEventListener('abort', onAbort, { once: true })
-    let timedOut = false
-    const timer = setTimeout(() => { timedOut = true; controller.abort(new AttemptTimeout(`no answer from storage within ${timeoutMs} ms`)) }, timeoutMs)
-    try {
-      const result = await attempt(controller.signal)
-      ctx.health?.recovered()
-      return result
-    } catch (caught) {
-      const err = timedOut ? new AttemptTimeout(`no answer from storage within ${timeoutMs} ms`) : caught
-      if (ctx.signal?.aborted || !retryable(err)) throw err
-      const retryAfter = retryAfterOf(err)
-      const backoff = Math.min(o.maxDelayMs, o.baseDelayMs * 2 ** (n - 1))
-      const delay = retryAfter !== undefined ? retryAfter + Math.random() * Math.min(1000, retryAfter / 4 + 100) : backoff / 2 + Math.random() * (backoff / 2)
-      const elapsed = Date.now() - started
-      if (n >= o.maxTries || elapsed + delay > o.budgetMs || (retryAfter !== undefined && retryAfter > o.maxRetryAfterMs)) {
-        if (n > 1) logger.warn({ what: ctx.what, attempts: n, ms: elapsed, reason: describe(err) }, `storage: ${ctx.what} failed after ${n} attempt(s) in ${elapsed} ms`)
-        ctx.health?.failed()
-        if (err instanceof AttemptTimeout) throw new StorageError('STORAGE_TIMEOUT', `${ctx.what}: ${err.message} (${n} attempt(s))`, { cause: err })
-        throw err
-      }
-      logger.warn({ what: ctx.what, attempt: n, reason: describe(err), delayMs: Math.round(delay), ...(retryAfter !== undefined ? { retryAfterMs: retryAfter } : {}) }, `storage: ${describe(err)}; retrying ${ctx.what}`)
-      await sleep(delay, undefined, ctx.signal ? { signal: ctx.signal } : undefined)
-    } finally {
-      clearTimeout(timer)
-      ctx.signal?.removeEventListener('abort', onAbort)
-    }
+  const result = await retry(() => withAttemptTimeout(ctx.signal, timeoutMs, attempt), {
+    attempts: o.maxTries,
+    budgetMs: o.budgetMs,
+    backoff: exponentialBackoff(o.baseDelayMs, o.maxDelayMs, [0.5, 1]),
+    maxRetryAfterMs: o.maxRetryAfterMs,
+    signal: ctx.signal,
+    classify: (err) => (retryable(err) ? { retry: true, retryAfterMs: retryAfterOf(err) } : STOP),
+    onRetry: ({ attempt: n, error, delayMs, retryAfterMs }) => {
+      logger.warn({ what: ctx.what, attempt: n, reason: describe(error), delayMs: Math.round(delayMs), ...(retryAfterMs !== undefined ? { retryAfterMs } : {}) }, `storage: ${describe(error)}; retrying ${ctx.what}`)
+    },
+    onGiveUp: ({ reason, attempt: n, error, elapsedMs }) => {
+      if (reason === 'final') return
+      if (n > 1) logger.warn({ what: ctx.what, attempts: n, ms: elapsedMs, reason: describe(error) }, `storage: ${ctx.what} failed after ${n} attempt(s) in ${elapsedMs} ms`)
+      ctx.health?.failed()
+      if (error instanceof AttemptTimeout) throw new StorageError('STORAGE_TIMEOUT', `${ctx.what}: ${error.message} (${n} attempt(s))`, { cause: error })
+    },
+  })
+  ctx.health?.recovered()
+  return result
+}
+
+/** One attempt, abandoned (AttemptTimeout) when it takes longer than `timeoutMs`; the caller's abort passes through. */
+async function withAttemptTimeout<T>(signal: AbortSignal | undefined, timeoutMs: number, attempt: (signal: AbortSignal) => Promise<T>): Promise<T> {
+  const controller = new AbortController()
+  const onAbort = (): void => controller.abort(signal?.reason)
+  signal?.addEventListener('abort', onAbort, { once: true })
+  let timedOut = false
+  const timer = setTimeout(() => { timedOut = true; controller.abort(new AttemptTimeout(`no answer from storage within ${timeoutMs} ms`)) }, timeoutMs)
+  try {
+    return await attempt(controller.signal)
+  } catch (caught) {
+    throw timedOut ? new AttemptTimeout(`no answer from storage within ${timeoutMs} ms`) : caught
+  } finally {
+    clearTimeout(timer)
+    signal?.removeEventListener('abort', onAbort)
   }
 }

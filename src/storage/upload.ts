@@ -2,7 +2,7 @@ import { open, stat } from 'node:fs/promises'
 import { AnonymousCredential, BlobClient, type StorageSharedKeyCredential } from '@azure/storage-blob'
 import type { TokenCredential } from '@azure/identity'
 import { silentLogger, type Logger } from '../log/logger.js'
-import { redactUrl } from './errors.js'
+import { redactUrl } from '../log/redact.js'
 import { storageError } from './blob-source.js'
 
 /**

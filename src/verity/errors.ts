@@ -1,4 +1,4 @@
-import { EncfsError } from '../errors.js'
+import { EncfsError } from '../errors/encfs-error.js'
 
 /** A dm-verity superblock or hash tree that encfs cannot use, or a root hash that does not match it. */
 export class VerityError extends EncfsError {}

@@ -1,11 +1,14 @@
 import type { Logger } from '../log/logger.js'
-import type { VerityPlan } from '../config/plan.js'
 import type { RangeSource } from '../storage/range-source.js'
 import { openSource } from '../storage/open-source.js'
-import type { IdentityConfig } from '../storage/credential.js'
-import { StorageError, redactUrl } from '../storage/errors.js'
-import { EncfsError } from '../errors.js'
+import type { IdentityConfig } from '../identity/credential.js'
+import { StorageError } from '../storage/errors.js'
+import { redactUrl } from '../log/redact.js'
+import { EncfsError } from '../errors/encfs-error.js'
 import { VeritySource } from './verity-source.js'
+
+/** dm-verity as planned from the configuration: the pinned root hash, and where the hash area is (its own blob, or in the image). */
+export type VerityPlan = { rootHash: string } & ({ hashUrl: string; hashOffset?: undefined } | { hashOffset: number; hashUrl?: undefined })
 
 export interface OpenVerityOptions {
   /** azure_url_private: the hash blob is read with the same credential as the image. */

@@ -12,6 +12,7 @@ import { ServiceStatus } from '../../src/api/status.js'
 import { AttestationContext } from '../../src/attestation/context.js'
 import { HttpError } from '../../src/http/errors.js'
 import { SkrError } from '../../src/skr/errors.js'
+import { MaaError } from '../../src/maa/errors.js'
 import { AttestationError } from '../../src/attestation/errors.js'
 
 let s: SkrStack
@@ -86,12 +87,12 @@ test('how errors map to statuses', (t) => {
   t.is(apiStatusFor(new HttpError('HTTP_TIMEOUT', 'x')), 504)
   t.is(apiStatusFor(new HttpError('HTTP_UNREACHABLE', 'x')), 503)
   t.is(apiStatusFor(new SkrError('SKR_IDENTITY', 'x', { cause: new HttpError('HTTP_TIMEOUT', 'y') })), 504, 'the cause decides')
-  t.is(apiStatusFor(new HttpError('SKR_RELEASE_REFUSED', 'x', 403)), 403)
-  t.is(apiStatusFor(new HttpError('SKR_RELEASE_REFUSED', 'x', 401)), 403)
-  t.is(apiStatusFor(new HttpError('SKR_RELEASE_UNAVAILABLE', 'x', 503)), 502)
-  t.is(apiStatusFor(new HttpError('SKR_RELEASE_UNAVAILABLE', 'x', 429)), 503)
-  t.is(apiStatusFor(new HttpError('MAA_ATTEST_FAILED', 'x', 408)), 504)
-  t.is(apiStatusFor(new HttpError('MAA_BAD_ANSWER', 'x', 200)), 502)
+  t.is(apiStatusFor(new SkrError('SKR_RELEASE_REFUSED', 'x', { upstreamStatus: 403 })), 403)
+  t.is(apiStatusFor(new SkrError('SKR_RELEASE_REFUSED', 'x', { upstreamStatus: 401 })), 403)
+  t.is(apiStatusFor(new SkrError('SKR_RELEASE_UNAVAILABLE', 'x', { upstreamStatus: 503 })), 502)
+  t.is(apiStatusFor(new SkrError('SKR_RELEASE_UNAVAILABLE', 'x', { upstreamStatus: 429 })), 503)
+  t.is(apiStatusFor(new MaaError('MAA_ATTEST_FAILED', 'x', { upstreamStatus: 408 })), 504)
+  t.is(apiStatusFor(new MaaError('MAA_BAD_ANSWER', 'x', { upstreamStatus: 200 })), 502)
   t.is(apiStatusFor(new SkrError('SKR_JWS_INVALID', 'x')), 502)
   t.is(apiStatusFor(new SkrError('SKR_CHAIN_UNTRUSTED', 'x')), 502)
   t.is(apiStatusFor(new AttestationError('ATTEST_NO_PROVIDER', 'x')), 500)

@@ -2,7 +2,7 @@ import test from 'ava'
 import { inspect } from 'node:util'
 import { decodeSidecarArgs } from '../../src/config/decode.js'
 import { ConfigError } from '../../src/config/errors.js'
-import { EncfsError } from '../../src/errors.js'
+import { EncfsError } from '../../src/errors/encfs-error.js'
 import { b64, b64url, sampleJson, sampleText } from './fixtures.js'
 
 const SAMPLE = 'remotefs-readme-sample.json'

@@ -4,7 +4,7 @@ import { pino, type Logger } from 'pino'
 import { ConfigError } from '../../src/config/errors.js'
 import { vector } from '../helpers/vectors.js'
 
-/** The spec's sample configurations (test/vectors/config), or ENCFS_SPEC_CONFIG_DIR. */
+/** The sample configurations (test/vectors/config, docs/test-vectors.md#config), or ENCFS_SPEC_CONFIG_DIR. */
 export const SAMPLES_DIR = process.env.ENCFS_SPEC_CONFIG_DIR ?? vector('config')
 
 export function sampleText(name: string): string {

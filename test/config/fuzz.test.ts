@@ -6,7 +6,7 @@ import fc from 'fast-check'
 import { loadConfig, redactConfig, configSecrets } from '../../src/config/load.js'
 import { planFilesystems } from '../../src/config/plan.js'
 import { validateSkrConfig } from '../../src/config/validate.js'
-import { EncfsError } from '../../src/errors.js'
+import { EncfsError } from '../../src/errors/encfs-error.js'
 import { fuzzParameters, mutate, mutation } from '../helpers/fuzz.js'
 import { sampleJson, b64json } from './fixtures.js'
 

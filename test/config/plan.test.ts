@@ -1,5 +1,6 @@
 import test from 'ava'
-import { DEFAULT_DERIVATION_LABEL, planFilesystems } from '../../src/config/plan.js'
+import { planFilesystems } from '../../src/config/plan.js'
+import { DEFAULT_DERIVATION_LABEL } from '../../src/skr/derive.js'
 import { validateConfig } from '../../src/config/validate.js'
 import type { EncfsConfig } from '../../src/config/schema.js'
 import { asConfigError, captureLogger, rawFs, releaseFs, sampleJson } from './fixtures.js'

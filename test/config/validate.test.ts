@@ -28,7 +28,7 @@ function oneIssue(json: unknown): { path: string; message: string; err: ConfigEr
 
 const cfg = (...filesystems: unknown[]) => ({ azure_filesystems: filesystems })
 
-// --- the spec's samples -------------------------------------------------------------------
+// --- the sample configurations (docs/test-vectors.md#config) -------------------------------------------------------------------
 
 test('the remotefs README sample validates with the values it spells out', (t) => {
   const config = validateConfig(sampleJson('remotefs-readme-sample.json'))

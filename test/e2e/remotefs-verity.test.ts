@@ -11,7 +11,7 @@ import { startAzurite, uploadFile, freePort, type Azurite } from '../helpers/azu
 import { makeEncryptedImage, type TestImage } from '../helpers/images.js'
 import { startSidecar, stopSidecar, waitReady, sidecarArgs, readFromChild, leftovers, mountWorkspace, type FsConfig, type Sidecar } from '../helpers/remotefs.js'
 import { veritysetupFormat } from '../helpers/verity.js'
-import { runCommand } from '../../src/mount/exec.js'
+import { runCommand } from '../../src/process/run.js'
 import { TreeGeometry } from '../../src/verity/geometry.js'
 import { FileSource } from '../../src/storage/file-source.js'
 import { Luks2Volume } from '../../src/luks/volume.js'

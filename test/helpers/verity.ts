@@ -1,5 +1,5 @@
 import { readFile, rm } from 'node:fs/promises'
-import { runCommand } from '../../src/mount/exec.js'
+import { runCommand } from '../../src/process/run.js'
 
 export interface VeritysetupFormat {
   dataBlocks?: number

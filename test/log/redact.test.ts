@@ -2,7 +2,7 @@ import test from 'ava'
 import { mkdtemp, readFile, rm } from 'node:fs/promises'
 import os from 'node:os'
 import path from 'node:path'
-import { redactSecrets, redactUrl } from '../../src/log/redact.js'
+import { redactSecrets, redactUrl, urlCredentials } from '../../src/log/redact.js'
 import { createLogger } from '../../src/log/logger.js'
 import { StorageError } from '../../src/storage/errors.js'
 import { failureMessage } from '../../src/cli/fail.js'
@@ -42,4 +42,11 @@ test('error messages printed by the CLIs are redacted too', (t) => {
   const msg = failureMessage(new StorageError('STORAGE_NOT_FOUND', `blob ${URL_WITH_ALL} not found`))
   t.false(msg.includes('s3cr3t-pw'))
   t.false(msg.includes('AbC%2Bdef'))
+})
+
+test('urlCredentials names what a URL carries', (t) => {
+  t.deepEqual(urlCredentials('https://a.blob.core.windows.net/c/b?sv=1&sig=abc'), ['a SAS signature'])
+  t.deepEqual(urlCredentials('https://user:pw@host/c/b?sig=x'), ['a SAS signature', 'a user:password'])
+  t.deepEqual(urlCredentials('https://a.blob.core.windows.net/c/b?sv=1&signature=abc'), [])
+  t.deepEqual(urlCredentials(''), [])
 })

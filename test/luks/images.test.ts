@@ -1,4 +1,4 @@
-// The userspace reader against images made by real cryptsetup (spec/luks2.md §7, R1–R11).
+// The userspace reader against images made by real cryptsetup (docs/luks2.md#reference-images, R1–R11).
 import test from 'ava'
 import { createHash } from 'node:crypto'
 import { execFile } from 'node:child_process'

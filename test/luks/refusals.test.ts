@@ -1,4 +1,4 @@
-// Images the reader must refuse, or open with a warning (spec/luks2.md §6.4 and §7, N1–N8),
+// Images the reader must refuse, or open with a warning (docs/luks2.md#refusals and #reference-images, N1–N8),
 // and headers an attacker controlling the blob could write (CVE-2025-59054 and relatives).
 import test from 'ava'
 import { copyFile, truncate, writeFile, stat } from 'node:fs/promises'
@@ -54,7 +54,7 @@ test('N1: a wrong key opens no keyslot, and the message does not say which slot 
 })
 
 test('N2: an interrupted reencryption (mandatory requirement) is refused with the way out', async (t) => {
-  // The N2 fixture of the spec: reencryption initialised but never run.
+  // The N2 image (docs/luks2.md#reference-images): reencryption initialised but never run.
   const fresh = path.join(base.dir, `n2-${n++}.img`)
   await copyFile(base.plain, fresh)
   await truncate(fresh, (await stat(base.plain)).size + 8 * 1024 * 1024)

@@ -1,5 +1,5 @@
 // Writes through the userspace volume must be what dm-crypt would have written: checked by
-// letting real cryptsetup decrypt the result (spec/luks2.md §7, W3).
+// letting real cryptsetup decrypt the result (docs/luks2.md#reference-images, W3).
 import test from 'ava'
 import { copyFile, readFile } from 'node:fs/promises'
 import { execFile } from 'node:child_process'

@@ -4,10 +4,11 @@ import { mkdir, readlink } from 'node:fs/promises'
 import { createHash } from 'node:crypto'
 import { mountFilesystem } from '../../src/mount/mount-filesystem.js'
 import { mapperName } from '../../src/mount/kernel-unlock.js'
-import type { CommandRunner, CommandOptions } from '../../src/mount/exec.js'
+import type { CommandRunner, CommandOptions } from '../../src/process/run.js'
 import type { Capabilities } from '../../src/mount/capabilities.js'
 import { rawKeyProvider } from '../../src/keys/provider.js'
 import { silentLogger } from '../../src/log/logger.js'
+import { LuksError } from '../../src/luks/errors.js'
 import type { FilesystemPlan } from '../../src/config/plan.js'
 import { makeEncryptedImage, type TestImage } from '../helpers/images.js'
 import { readFromChild, tempDir } from '../helpers/remotefs.js'
@@ -112,6 +113,7 @@ test.serial('cryptsetup refusing the key (exit 2) is reported as a wrong key, an
   const { calls, run } = recorder((c) => (c.command === 'cryptsetup' ? { code: 2, stderr: 'No key available with this passphrase.' } : { code: 0 }))
   const err = await t.throwsAsync(mountFilesystem(p, { run, caps: dmCaps, keys: rawKeyProvider, runtimeDir, logger: silentLogger }))
   t.is((err as { code?: string }).code, 'LUKS_WRONG_KEY')
+  t.true(err instanceof LuksError, 'the class the userspace unlock uses for the same failure')
   t.is(calls.filter((c) => c.command === 'mount').length, 0)
   const { readFile, lstat } = await import('node:fs/promises')
   t.false((await readFile('/proc/self/mounts', 'utf8')).includes(runtimeDir), 'FUSE unmounted again')

@@ -7,7 +7,7 @@ import os from 'node:os'
 import path from 'node:path'
 import { pino } from 'pino'
 import { clearStale } from '../../src/mount/stale.js'
-import { runCommand } from '../../src/mount/exec.js'
+import { runCommand } from '../../src/process/run.js'
 import { isMounted } from '../../src/mount/proc-mounts.js'
 import { listLoops } from '../../src/mount/loop.js'
 

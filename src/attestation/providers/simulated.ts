@@ -4,7 +4,7 @@ import os from 'node:os'
 import path from 'node:path'
 import { silentLogger, type Logger } from '../../log/logger.js'
 import { AttestationError } from '../errors.js'
-import { runCommand } from '../../mount/exec.js'
+import { runCommand } from '../../process/run.js'
 import { REPORT_SIZE, SIGNED_LENGTH } from '../report.js'
 import type { ThimCerts } from '../thim.js'
 import { reportDataBlock, type ReportProvider } from './provider.js'
@@ -93,7 +93,7 @@ export interface SimulatedProvider extends ReportProvider {
   thimCerts(): Promise<ThimCerts>
 }
 
-/** Builds and signs a report with the simulated VCEK, with the real layout (spec §1.1). */
+/** Builds and signs a report with the simulated VCEK, with the real layout (docs/attestation.md#report-layout). */
 function buildReport(state: State, reportData: Buffer, hostData: Buffer): Buffer {
   const r = Buffer.alloc(REPORT_SIZE)
   r.writeUInt32LE(3, 0x00) // version

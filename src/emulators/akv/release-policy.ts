@@ -1,4 +1,4 @@
-/** Azure's secure key release policy grammar (spec §6.2), evaluated against MAA token claims. */
+/** Azure's secure key release policy grammar (docs/key-release.md#release-policy), evaluated against MAA token claims. */
 export interface Condition {
   claim?: string
   equals?: unknown

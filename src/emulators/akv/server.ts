@@ -2,6 +2,7 @@ import { createPrivateKey, createPublicKey, randomBytes, X509Certificate, type J
 import { CompactSign, decodeJwt, decodeProtectedHeader, importJWK, jwtVerify, type JWK } from 'jose'
 import { silentLogger, type Logger } from '../../log/logger.js'
 import { request } from '../../http/request.js'
+import type { IncomingMessage, ServerResponse } from 'node:http'
 import { startTlsServer, sendJson, type TlsServer } from '../tls-server.js'
 import type { TokenAuthority } from '../token-authority.js'
 import { policyRefusal, type ReleasePolicy } from './release-policy.js'
@@ -44,107 +45,128 @@ export interface AkvEmulator extends TlsServer {
   readonly imports: readonly ImportRecord[]
 }
 
-const azureError = (status: number, code: string, message: string, inner?: string) =>
-  ({ status, body: { error: { code, message, ...(inner ? { innererror: { code: inner } } : {}) } } })
+/** A refusal in the service's shape; a class, so that a request body can never pass for one. */
+class AzureError {
+  readonly body: unknown
+  constructor(readonly status: number, code: string, message: string, inner?: string) {
+    this.body = { error: { code, message, ...(inner ? { innererror: { code: inner } } : {}) } }
+  }
+}
+
+const azureError = (status: number, code: string, message: string, inner?: string) => new AzureError(status, code, message, inner)
 
 const b64url = (b: Buffer | string) => Buffer.from(b).toString('base64url')
 
-/**
- * Azure Key Vault / Managed HSM keys over TLS on loopback: import with a release policy (PUT),
- * then secure key release (POST .../release): bearer token check, MAA token verification with
- * the MAA's published keys, policy evaluation, wrapping to the token's runtime key, and an
- * answer signed as a JWS by this server's own TLS certificate (x5c chained to its CA).
- */
-export async function startAkvEmulator(o: AkvEmulatorOptions): Promise<AkvEmulator> {
-  const logger = o.logger ?? silentLogger
-  const audience = o.managedHsm ? 'https://managedhsm.azure.net' : 'https://vault.azure.net'
-  const keys = new Map<string, StoredKey[]>()
-  const state = { releases: 0 }
-  const imports: ImportRecord[] = []
-  const jwksCache = new Map<string, JWK[]>()
-  let server: TlsServer | undefined
-  let signer: { key: KeyObject; x5c: string[] } | undefined
+type Answer = { status: number; body: unknown }
+type ImportRequest = { key?: JWK & { key_ops?: string[] }; hsm?: boolean; release_policy?: { data?: string }; attributes?: { exportable?: boolean } }
 
-  const bearer = async (auth: string | undefined) => {
+/** An imported JWK's material as a release hands it out: oct bytes, or RSA as PKCS#8 DER. */
+function keyMaterial(jwk: JWK): Buffer | AzureError {
+  if (jwk.kty === 'oct-HSM' || jwk.kty === 'oct') {
+    if (!jwk.k) return azureError(400, 'BadParameter', 'key.k is required for oct keys')
+    return Buffer.from(jwk.k, 'base64url')
+  }
+  if (jwk.kty === 'RSA-HSM' || jwk.kty === 'RSA') {
+    try {
+      return createPrivateKey({ key: { ...jwk, kty: 'RSA' } as JsonWebKey, format: 'jwk' }).export({ type: 'pkcs8', format: 'der' })
+    } catch (err) {
+      return azureError(400, 'BadParameter', `key is not an RSA private key: ${(err as Error).message}`)
+    }
+  }
+  return azureError(400, 'BadParameter', `kty ${jwk.kty} is not supported by this emulator`)
+}
+
+/** release_policy.data: base64 (either alphabet, as the service takes both) of the JSON policy. */
+function releasePolicyOf(policyData: string): ReleasePolicy | AzureError {
+  try {
+    return JSON.parse(Buffer.from(policyData, policyData.includes('+') || policyData.includes('/') ? 'base64' : 'base64url').toString()) as ReleasePolicy
+  } catch {
+    return azureError(400, 'BadParameter', 'release_policy.data is not base64 of a JSON policy')
+  }
+}
+
+function parseJson<T>(body: Buffer): T | AzureError {
+  try {
+    return JSON.parse(body.toString()) as T
+  } catch {
+    return azureError(400, 'BadParameter', 'The request body is not valid JSON')
+  }
+}
+
+/** The vault's keys and what happened to them: import, release (with the MAA token's checks), and the router. */
+class AkvService {
+  private readonly keys = new Map<string, StoredKey[]>()
+  private readonly jwksCache = new Map<string, JWK[]>()
+  readonly imports: ImportRecord[] = []
+  releases = 0
+  url = ''
+  signer?: { key: KeyObject; x5c: string[] }
+
+  constructor(private readonly o: AkvEmulatorOptions, readonly audience: string, private readonly logger: Logger) {}
+
+  private async authorize(auth: string | undefined): Promise<AzureError | undefined> {
     const token = /^Bearer (.+)$/i.exec(auth ?? '')?.[1]
     if (!token) return azureError(401, 'Unauthorized', 'AKV10000: Request is missing a Bearer or PoP token.')
-    const checked = await o.authority.check(token, audience)
+    const checked = await this.o.authority.check(token, this.audience)
     if (!checked.ok) return azureError(401, 'Unauthorized', `AKV10022: Invalid audience or token: ${checked.reason}`)
     return undefined
   }
 
-  const maaKeys = async (issuer: string): Promise<JWK[]> => {
-    const cached = jwksCache.get(issuer)
+  /** The MAA's published signing keys (`{iss}/certs`), fetched once per issuer. */
+  private async maaKeys(issuer: string): Promise<JWK[]> {
+    const cached = this.jwksCache.get(issuer)
     if (cached) return cached
-    const res = await request(`${issuer.replace(/\/$/, '')}/certs`, { what: 'MAA signing keys', ca: o.maaCas, attempts: 2 })
+    const res = await request(`${issuer.replace(/\/$/, '')}/certs`, { what: 'MAA signing keys', ca: this.o.maaCas, attempts: 2 })
     if (res.status !== 200) throw new Error(`${issuer}/certs answered HTTP ${res.status}`)
     const set = (JSON.parse(res.body.toString()) as { keys: JWK[] }).keys
-    jwksCache.set(issuer, set)
+    this.jwksCache.set(issuer, set)
     return set
   }
 
-  const importKey = async (name: string, body: Buffer) => {
-    let req: { key?: JWK & { key_ops?: string[] }; hsm?: boolean; release_policy?: { data?: string }; attributes?: { exportable?: boolean } }
-    try {
-      req = JSON.parse(body.toString()) as typeof req
-    } catch {
-      return azureError(400, 'BadParameter', 'The request body is not valid JSON')
-    }
+  async importKey(name: string, body: Buffer): Promise<Answer> {
+    const req = parseJson<ImportRequest>(body)
+    if (req instanceof AzureError) return req
     const jwk = req.key
     if (!jwk?.kty) return azureError(400, 'BadParameter', 'key.kty is required')
-    let material: Buffer
-    if (jwk.kty === 'oct-HSM' || jwk.kty === 'oct') {
-      if (!jwk.k) return azureError(400, 'BadParameter', 'key.k is required for oct keys')
-      material = Buffer.from(jwk.k, 'base64url')
-    } else if (jwk.kty === 'RSA-HSM' || jwk.kty === 'RSA') {
-      try {
-        material = createPrivateKey({ key: { ...jwk, kty: 'RSA' } as JsonWebKey, format: 'jwk' }).export({ type: 'pkcs8', format: 'der' })
-      } catch (err) {
-        return azureError(400, 'BadParameter', `key is not an RSA private key: ${(err as Error).message}`)
-      }
-    } else return azureError(400, 'BadParameter', `kty ${jwk.kty} is not supported by this emulator`)
-    let policy: ReleasePolicy
+    const material = keyMaterial(jwk)
+    if (material instanceof AzureError) return material
     const policyData = req.release_policy?.data ?? ''
-    try {
-      const text = Buffer.from(policyData, policyData.includes('+') || policyData.includes('/') ? 'base64' : 'base64url').toString()
-      policy = JSON.parse(text) as ReleasePolicy
-    } catch {
-      return azureError(400, 'BadParameter', 'release_policy.data is not base64 of a JSON policy')
-    }
+    const policy = releasePolicyOf(policyData)
+    if (policy instanceof AzureError) return policy
     if (req.attributes?.exportable !== true) return azureError(400, 'BadParameter', 'a key with a release policy must be exportable')
     const version = randomBytes(16).toString('hex')
     // As the service does: a key imported with hsm:true is an HSM key whatever kty said.
     const kty = (req.hsm && !jwk.kty.endsWith('-HSM') ? `${jwk.kty}-HSM` : jwk.kty) as StoredKey['kty']
     const stored: StoredKey = { name, version, kty, keyOps: jwk.key_ops ?? [], material, policy, policyData, exportable: true }
-    keys.set(name, [...(keys.get(name) ?? []), stored])
-    logger.info({ name, version, kty: stored.kty }, 'AKV emulator: key imported')
-    return { status: 200, body: { key: { kid: `${server!.url}/keys/${name}/${version}`, kty: stored.kty, key_ops: stored.keyOps }, attributes: { enabled: true, exportable: true }, release_policy: { contentType: 'application/json; charset=utf-8', data: policyData } } }
+    this.keys.set(name, [...(this.keys.get(name) ?? []), stored])
+    this.logger.info({ name, version, kty: stored.kty }, 'AKV emulator: key imported')
+    return { status: 200, body: { key: { kid: `${this.url}/keys/${name}/${version}`, kty: stored.kty, key_ops: stored.keyOps }, attributes: { enabled: true, exportable: true }, release_policy: { contentType: 'application/json; charset=utf-8', data: policyData } } }
   }
 
-  const release = async (name: string, version: string | undefined, body: Buffer) => {
-    const stored = version ? keys.get(name)?.find((k) => k.version === version) : keys.get(name)?.at(-1)
-    if (!stored) return azureError(404, 'KeyNotFound', `A key with (name/id) ${name}${version ? `/${version}` : ''} was not found in this key vault.`)
-    let req: { target?: string; enc?: string }
+  /** The MAA token's claims once its signature verifies with the issuer's published key. */
+  private async verifiedClaims(target: string): Promise<{ issuer: string; claims: Record<string, unknown> } | AzureError> {
     try {
-      req = JSON.parse(body.toString()) as typeof req
-    } catch {
-      return azureError(400, 'BadParameter', 'The request body is not valid JSON')
-    }
-    if (!req.target) return azureError(400, 'BadParameter', 'target (the attestation token) is required')
-    let claims: Record<string, unknown>
-    let issuer: string
-    try {
-      issuer = String(decodeJwt(req.target).iss ?? '')
-      const { kid } = decodeProtectedHeader(req.target)
-      const jwk = (await maaKeys(issuer)).find((k) => k.kid === kid)
+      const issuer = String(decodeJwt(target).iss ?? '')
+      const { kid } = decodeProtectedHeader(target)
+      const jwk = (await this.maaKeys(issuer)).find((k) => k.kid === kid)
       if (!jwk) throw new Error(`no signing key ${kid} at ${issuer}/certs`)
-      claims = (await jwtVerify(req.target, await importJWK(jwk, 'RS256'), { issuer })).payload as Record<string, unknown>
+      return { issuer, claims: (await jwtVerify(target, await importJWK(jwk, 'RS256'), { issuer })).payload as Record<string, unknown> }
     } catch (err) {
       return azureError(403, 'Forbidden', `Target environment attestation statement cannot be verified: ${(err as Error).message}`, 'AccessDenied')
     }
-    const refusal = policyRefusal(stored.policy, issuer, claims)
+  }
+
+  async release(name: string, version: string | undefined, body: Buffer): Promise<Answer> {
+    const stored = version ? this.keys.get(name)?.find((k) => k.version === version) : this.keys.get(name)?.at(-1)
+    if (!stored) return azureError(404, 'KeyNotFound', `A key with (name/id) ${name}${version ? `/${version}` : ''} was not found in this key vault.`)
+    const req = parseJson<{ target?: string; enc?: string }>(body)
+    if (req instanceof AzureError) return req
+    if (!req.target) return azureError(400, 'BadParameter', 'target (the attestation token) is required')
+    const verified = await this.verifiedClaims(req.target)
+    if (verified instanceof AzureError) return verified
+    const refusal = policyRefusal(stored.policy, verified.issuer, verified.claims)
     if (refusal) return azureError(403, 'Forbidden', `Target environment attestation statement cannot be verified. The key release policy is not satisfied: ${refusal}`, 'AccessDenied')
-    const runtimeJwk = ((claims['x-ms-runtime'] as { keys?: JsonWebKey[] } | undefined)?.keys ?? [])[0]
+    const runtimeJwk = ((verified.claims['x-ms-runtime'] as { keys?: JsonWebKey[] } | undefined)?.keys ?? [])[0]
     if (!runtimeJwk) return azureError(400, 'BadParameter', 'the attestation token has no x-ms-runtime.keys[0] to wrap the key to')
     const enc = req.enc ?? 'CKM_RSA_AES_KEY_WRAP'
     let blob: Buffer
@@ -153,38 +175,55 @@ export async function startAkvEmulator(o: AkvEmulatorOptions): Promise<AkvEmulat
     } catch (err) {
       return azureError(400, 'BadParameter', `cannot wrap to the runtime key: ${(err as Error).message}`)
     }
-    const kid = `${server!.url}/keys/${name}/${stored.version}`
+    const jws = await this.signRelease(stored, enc, blob)
+    this.releases++
+    this.logger.info({ name, version: stored.version, enc }, 'AKV emulator: key released')
+    return { status: 200, body: { value: jws } }
+  }
+
+  /** The release answer: a JWS signed with this server's certificate, the wrapped key in key_hsm. */
+  private async signRelease(stored: StoredKey, enc: string, blob: Buffer): Promise<string> {
+    const kid = `${this.url}/keys/${stored.name}/${stored.version}`
     const keyHsm = b64url(JSON.stringify({ schema_version: '1.0', header: { kid, alg: 'dir', enc }, ciphertext: b64url(blob) }))
     const payload = {
       request: { 'api-version': '7.4', enc, kid },
       response: { key: { attributes: { enabled: true, exportable: true }, key: { kid, kty: stored.kty, key_ops: stored.keyOps, key_hsm: keyHsm }, release_policy: { contentType: 'application/json; charset=utf-8', data: stored.policyData } } },
     }
-    const jws = await new CompactSign(Buffer.from(JSON.stringify(payload))).setProtectedHeader({ alg: 'RS256', x5c: signer!.x5c }).sign(signer!.key)
-    state.releases++
-    logger.info({ name, version: stored.version, enc }, 'AKV emulator: key released')
-    return { status: 200, body: { value: jws } }
+    return new CompactSign(Buffer.from(JSON.stringify(payload))).setProtectedHeader({ alg: 'RS256', x5c: this.signer!.x5c }).sign(this.signer!.key)
   }
 
-  server = await startTlsServer(async (req, body, res) => {
+  /** PUT /keys/{name} imports, POST /keys/{name}[/{version}]/release releases; every request needs api-version and a bearer token. */
+  async route(req: IncomingMessage, body: Buffer, res: ServerResponse): Promise<void> {
     const url = new URL(req.url ?? '/', 'https://x')
     if (url.searchParams.get('api-version') === null) return sendJson(res, 400, { error: { code: 'BadParameter', message: 'api-version is required' } })
     const m = /^\/keys\/([A-Za-z0-9-]+)(?:\/([0-9a-f]+))?(\/release)?$/.exec(url.pathname)
     if (!m) return sendJson(res, 404, { error: { code: 'NotFound', message: `${req.method} ${url.pathname}` } })
-    const denied = await bearer(req.headers.authorization)
+    const denied = await this.authorize(req.headers.authorization)
     if (denied) return sendJson(res, denied.status, denied.body)
     const [, name, version, isRelease] = m
-    if (req.method === 'PUT' && !isRelease) imports.push({ name: name!, apiVersion: url.searchParams.get('api-version')!, body: body.toString() })
-    const answer = req.method === 'PUT' && !isRelease ? await importKey(name!, body)
-      : req.method === 'POST' && isRelease ? await release(name!, version, body)
+    if (req.method === 'PUT' && !isRelease) this.imports.push({ name: name!, apiVersion: url.searchParams.get('api-version')!, body: body.toString() })
+    const answer = req.method === 'PUT' && !isRelease ? await this.importKey(name!, body)
+      : req.method === 'POST' && isRelease ? await this.release(name!, version, body)
         : azureError(405, 'MethodNotAllowed', `${req.method} is not supported here`)
-    if (answer.status >= 400) logger.warn({ status: answer.status, error: answer.body }, 'AKV emulator: request refused')
+    if (answer.status >= 400) this.logger.warn({ status: answer.status, error: answer.body }, 'AKV emulator: request refused')
     sendJson(res, answer.status, answer.body)
-  }, { port: o.port, name: o.managedHsm ? 'Managed HSM' : 'Key Vault' })
+  }
+}
+
+/**
+ * Azure Key Vault / Managed HSM keys over TLS on loopback: import with a release policy (PUT),
+ * then secure key release (POST .../release): bearer token check, MAA token verification with
+ * the MAA's published keys, policy evaluation, wrapping to the token's runtime key, and an
+ * answer signed as a JWS by this server's own TLS certificate (x5c chained to its CA).
+ */
+export async function startAkvEmulator(o: AkvEmulatorOptions): Promise<AkvEmulator> {
+  const service = new AkvService(o, o.managedHsm ? 'https://managedhsm.azure.net' : 'https://vault.azure.net', o.logger ?? silentLogger)
+  const server = await startTlsServer((req, body, res) => service.route(req, body, res), { port: o.port, name: o.managedHsm ? 'Managed HSM' : 'Key Vault' })
+  service.url = server.url
   // Key Vault signs release answers with a certificate for its own host name; so do we.
-  signer = {
+  service.signer = {
     key: createPrivateKey(server.pki.keyPem),
     x5c: [new X509Certificate(server.pki.certPem).raw.toString('base64'), new X509Certificate(server.pki.caPem).raw.toString('base64')],
   }
-  const tls = server
-  return { ...tls, audience, imports, get releases() { return state.releases } }
+  return { ...server, audience: service.audience, imports: service.imports, get releases() { return service.releases } }
 }

@@ -1,6 +1,6 @@
 import type { SnpReport } from '../../attestation/report.js'
 
-/** The SNP claims MAA puts in its token (spec §4.5), from a verified report. */
+/** The SNP claims MAA puts in its token (docs/attestation.md#maa-token-claims), from a verified report. */
 export function snpClaims(r: SnpReport): Record<string, unknown> {
   return {
     'x-ms-attestation-type': 'sevsnpvm',

@@ -36,6 +36,37 @@ function bad(message: string): { status: number; body: unknown } {
   return { status: 400, body: { error: { code: 'InvalidParameter', message } } }
 }
 
+interface AttestRequest {
+  bundle: { SnpReport: string; VcekCertChain: string; Endorsements?: string }
+  runtime: Buffer
+  runtimeJson: unknown
+  nonce: unknown
+}
+
+/** The attest request's members, each decoded (the report bundle and runtime data are base64url JSON), or the 400 to answer. */
+function readAttestRequest(body: Buffer): AttestRequest | { status: number; body: unknown } {
+  let req: { report?: string; runtimeData?: { data?: string; dataType?: string }; nonce?: unknown }
+  try {
+    req = JSON.parse(body.toString('utf8')) as typeof req
+  } catch {
+    return bad('the request body is not JSON')
+  }
+  if (typeof req.report !== 'string' || typeof req.runtimeData?.data !== 'string') return bad('report and runtimeData.data are required')
+  let bundle: { SnpReport?: string; VcekCertChain?: string; Endorsements?: string }
+  try {
+    bundle = JSON.parse(decodeUrl64(req.report).toString('utf8')) as typeof bundle
+  } catch {
+    return bad('report is not base64url of the JSON report bundle')
+  }
+  if (!bundle.SnpReport || !bundle.VcekCertChain) return bad('the report bundle needs SnpReport and VcekCertChain')
+  const runtime = decodeUrl64(req.runtimeData.data)
+  try {
+    return { bundle: { ...bundle, SnpReport: bundle.SnpReport, VcekCertChain: bundle.VcekCertChain }, runtime, runtimeJson: JSON.parse(runtime.toString('utf8')), nonce: req.nonce }
+  } catch {
+    return bad('runtimeData.data is not JSON (dataType JSON)')
+  }
+}
+
 /**
  * Microsoft Azure Attestation for SEV-SNP, on loopback over TLS: checks the report's signature
  * against the VCEK chain it is sent, report_data against the runtime data, host_data when
@@ -54,33 +85,14 @@ export async function startMaaEmulator(o: MaaEmulatorOptions = {}): Promise<MaaE
   let server: TlsServer | undefined
 
   const attest = async (body: Buffer): Promise<{ status: number; body: unknown }> => {
-    let req: { report?: string; runtimeData?: { data?: string; dataType?: string }; nonce?: unknown }
-    try {
-      req = JSON.parse(body.toString('utf8')) as typeof req
-    } catch {
-      return bad('the request body is not JSON')
-    }
-    if (typeof req.report !== 'string' || typeof req.runtimeData?.data !== 'string') return bad('report and runtimeData.data are required')
-    let bundle: { SnpReport?: string; VcekCertChain?: string; Endorsements?: string }
-    try {
-      bundle = JSON.parse(decodeUrl64(req.report).toString('utf8')) as typeof bundle
-    } catch {
-      return bad('report is not base64url of the JSON report bundle')
-    }
-    if (!bundle.SnpReport || !bundle.VcekCertChain) return bad('the report bundle needs SnpReport and VcekCertChain')
-    const runtime = decodeUrl64(req.runtimeData.data)
-    let runtimeJson: unknown
-    try {
-      runtimeJson = JSON.parse(runtime.toString('utf8'))
-    } catch {
-      return bad('runtimeData.data is not JSON (dataType JSON)')
-    }
+    const r = readAttestRequest(body)
+    if ('status' in r) return r
     let verified
     try {
-      verified = verifyReport(decodeUrl64(bundle.SnpReport), {
-        chain: decodeUrl64(bundle.VcekCertChain).toString('utf8'),
+      verified = verifyReport(decodeUrl64(r.bundle.SnpReport), {
+        chain: decodeUrl64(r.bundle.VcekCertChain).toString('utf8'),
         trustedArks: o.trustedArks,
-        reportData: maaReportData(runtime),
+        reportData: maaReportData(r.runtime),
         hostData: o.expectedHostData,
       })
     } catch (err) {
@@ -89,11 +101,11 @@ export async function startMaaEmulator(o: MaaEmulatorOptions = {}): Promise<MaaE
     const now = Math.floor(Date.now() / 1000)
     const token = await new SignJWT({
       ...snpClaims(verified.report),
-      'x-ms-runtime': runtimeJson,
-      'x-ms-compliance-status': bundle.Endorsements ? (o.complianceStatus ?? 'azure-compliant-uvm') : 'not-endorsed',
+      'x-ms-runtime': r.runtimeJson,
+      'x-ms-compliance-status': r.bundle.Endorsements ? (o.complianceStatus ?? 'azure-compliant-uvm') : 'not-endorsed',
       'x-ms-policy-hash': createHash('sha256').update('encfs MAA emulator default policy').digest('base64url'),
       'x-ms-ver': '1.0',
-      ...(req.nonce !== undefined ? { nonce: String(req.nonce) } : {}),
+      ...(r.nonce !== undefined ? { nonce: String(r.nonce) } : {}),
     })
       .setProtectedHeader({ alg: 'RS256', kid, typ: 'JWT', jku: `${server!.url}/certs` })
       .setIssuer(server!.url)

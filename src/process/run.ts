@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process'
-import { MountError } from './errors.js'
+import { ProcessError } from './errors.js'
 
 export interface CommandResult {
   stdout: string
@@ -15,7 +15,7 @@ export interface CommandOptions {
   cwd?: string
 }
 
-/** How the mount code runs programs; tests substitute a recorder to check the exact commands. */
+/** How encfs runs programs; the mount code takes one as a parameter so tests can substitute a recorder that checks the exact commands. */
 export type CommandRunner = (command: string, args: string[], options?: CommandOptions) => Promise<CommandResult & { code: number }>
 
 /** Debian package that provides each program we run, for "install X" messages. */
@@ -59,9 +59,9 @@ export const runCommand: CommandRunner = (command, args, options = {}) =>
     child.on('error', (e: NodeJS.ErrnoException) => {
       if (timer) clearTimeout(timer)
       if (e.code === 'ENOENT') {
-        reject(new MountError('COMMAND_MISSING', `${command} is not installed: install the Debian package ${packageFor(command)} (apt-get install ${packageFor(command)})`, { cause: e }))
+        reject(new ProcessError('COMMAND_MISSING', `${command} is not installed: install the Debian package ${packageFor(command)} (apt-get install ${packageFor(command)})`, { cause: e }))
       } else {
-        reject(new MountError('COMMAND_FAILED', `cannot run ${command}: ${e.message}`, { cause: e }))
+        reject(new ProcessError('COMMAND_FAILED', `cannot run ${command}: ${e.message}`, { cause: e }))
       }
     })
     child.on('close', (code, signal) => {
@@ -70,7 +70,7 @@ export const runCommand: CommandRunner = (command, args, options = {}) =>
       if (code === 0 || (code !== null && options.okCodes?.includes(code))) return resolve(result)
       const why = signal ? `was killed by ${signal}${options.timeoutMs ? ` (timeout ${options.timeoutMs} ms)` : ''}` : `exited with code ${code}`
       const detail = [...new Set((result.stderr.trim() || result.stdout.trim()).split('\n'))].slice(-3).join(' | ')
-      reject(Object.assign(new MountError('COMMAND_FAILED', `${command} ${args.join(' ')} ${why}${detail ? `: ${detail}` : ''}`), { result }))
+      reject(Object.assign(new ProcessError('COMMAND_FAILED', `${command} ${args.join(' ')} ${why}${detail ? `: ${detail}` : ''}`), { result }))
     })
     // stdin errors (EPIPE when the child exits early) surface through the exit code instead.
     child.stdin.on('error', () => {})

@@ -2,7 +2,8 @@ import test from 'ava'
 import { createServer, type IncomingMessage } from 'node:http'
 import { pino } from 'pino'
 import type { AccessToken, GetTokenOptions, TokenCredential } from '@azure/identity'
-import { retryingCredential, storageCredential, describeIdentity, usesWorkloadIdentity } from '../../src/storage/credential.js'
+import { retryingCredential as identityRetrying, describeIdentity, usesWorkloadIdentity, type IdentityRetryOptions } from '../../src/identity/credential.js'
+import { storageCredential } from '../../src/storage/credential.js'
 import { StorageError } from '../../src/storage/errors.js'
 import { freePort } from '../helpers/azurite.js'
 
@@ -23,6 +24,10 @@ class FakeCredential implements TokenCredential {
     return a ?? null
   }
 }
+
+/** Retries as storage uses them: its wording, StorageError STORAGE_IDENTITY. */
+const STORAGE = { what: 'blob storage', needs: 'has a role on the storage account', error: (m: string, cause: unknown) => new StorageError('STORAGE_IDENTITY', m, { cause }) }
+const retryingCredential = (inner: TokenCredential, who: string, o: IdentityRetryOptions) => identityRetrying(inner, who, STORAGE, o)
 
 const TOKEN: AccessToken = { token: 'fake-token', expiresOnTimestamp: Date.now() + 3600_000 }
 

@@ -1,10 +1,16 @@
-import type { ConfigIssue } from './errors.js'
 
 // Go's encoding/json matches member names case-insensitively (an exact match wins) and ignores
 // unknown members, but fails on wrong types. No schema library does the first; this does, and
 // records every problem with its JSON path instead of stopping at the first.
 
 export type JsonObject = Record<string, unknown>
+
+/** One problem found reading a document. */
+export interface JsonIssue {
+  /** JSON path of the offending member, e.g. `azure_filesystems[1].mount_point`. */
+  path: string
+  message: string
+}
 
 export function isObject(v: unknown): v is JsonObject {
   return typeof v === 'object' && v !== null && !Array.isArray(v)
@@ -18,7 +24,7 @@ export function typeName(v: unknown): string {
 }
 
 export class Reader {
-  readonly issues: ConfigIssue[] = []
+  readonly issues: JsonIssue[] = []
 
   add(path: string, message: string): void {
     this.issues.push({ path, message })
