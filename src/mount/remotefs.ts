@@ -7,6 +7,7 @@ import { clearStale } from './stale.js'
 import { claimRuntimeDir } from './runtime-dir.js'
 import { mountFilesystem, preflight, type MountedFilesystem } from './mount-filesystem.js'
 import { MountError } from './errors.js'
+import { chooseFuseBackend, type FuseBackendMode } from '../fuse/backend.js'
 
 export interface RemotefsOptions {
   plans: FilesystemPlan[]
@@ -18,6 +19,8 @@ export interface RemotefsOptions {
   run?: CommandRunner
   caps?: Capabilities
   signal?: AbortSignal
+  /** FUSE backend: auto (libfuse3 addon when it loads, else fuse-native), libfuse3 or libfuse2. */
+  fuse?: FuseBackendMode
   /** Told of every filesystem's state as it changes (the API's /status). */
   onState?: (index: number, state: 'mounting' | 'mounted' | 'failed' | 'unmounting' | 'unmounted', detail?: { reason?: string; unlock?: string; mounter?: string }) => void
 }
@@ -39,6 +42,8 @@ export async function startRemotefs(o: RemotefsOptions): Promise<Remotefs> {
   const caps = o.caps ?? (await probeCapabilities())
   if (!caps.fuse) throw new MountError('FUSE_UNAVAILABLE', '/dev/fuse is missing: run remotefs privileged or with --device /dev/fuse')
   logger.info({ caps }, 'platform capabilities')
+  const fuse = chooseFuseBackend(o.fuse ?? 'auto')
+  logger.info({ backend: fuse.backend, reason: fuse.reason }, `FUSE backend ${fuse.backend} (${fuse.reason})`)
 
   const claim = await claimRuntimeDir(o.runtimeDir)
   const mounted: MountedFilesystem[] = []
@@ -60,7 +65,7 @@ export async function startRemotefs(o: RemotefsOptions): Promise<Remotefs> {
     for (const plan of o.plans) {
       try {
         o.onState?.(plan.index, 'mounting')
-        const fs = await mountFilesystem(plan, { run, caps, keys: o.keys, runtimeDir: o.runtimeDir, identity: o.identity, leaseWaitMs: o.leaseWaitMs, logger, signal: o.signal })
+        const fs = await mountFilesystem(plan, { run, caps, keys: o.keys, runtimeDir: o.runtimeDir, identity: o.identity, leaseWaitMs: o.leaseWaitMs, logger, signal: o.signal, fuse: fuse.backend })
         mounted.push(fs)
         o.onState?.(plan.index, 'mounted', { unlock: fs.unlock, mounter: fs.mounter })
       } catch (err) {

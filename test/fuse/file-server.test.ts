@@ -3,7 +3,7 @@ import { execFile } from 'node:child_process'
 import { promisify } from 'node:util'
 import { createHash } from 'node:crypto'
 import { readFile } from 'node:fs/promises'
-import { FileServer } from '../../src/fuse/file-server.js'
+import { mountFileServer } from '../../src/fuse/file-server.js'
 import { MemorySource } from '../helpers/memory-source.js'
 import { tempDir, readFromChild } from '../helpers/remotefs.js'
 
@@ -13,7 +13,7 @@ const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex')
 test('serves a source as a read-only file whose bytes, size and mode match', async (t) => {
   const tmp = await tempDir()
   const source = new MemorySource(5 * 1024 * 1024 + 123)
-  const server = await FileServer.mount({ mountpoint: `${tmp.dir}/fuse`, files: [{ name: 'data', source, writable: false }] })
+  const server = await mountFileServer({ backend: 'libfuse2', mountpoint: `${tmp.dir}/fuse`, files: [{ name: 'data', source, writable: false }] })
   try {
     const { stdout } = await exec('stat', ['-c', '%s %a %F', server.pathOf('data')])
     t.is(stdout.trim(), `${source.size} 444 regular file`)
@@ -38,7 +38,7 @@ test('serves a source as a read-only file whose bytes, size and mode match', asy
 test('a failing source surfaces as EIO to the reader, and the server keeps serving', async (t) => {
   const tmp = await tempDir()
   const source = new MemorySource(1024 * 1024)
-  const server = await FileServer.mount({ mountpoint: `${tmp.dir}/fuse`, files: [{ name: 'data', source, writable: false }] })
+  const server = await mountFileServer({ backend: 'libfuse2', mountpoint: `${tmp.dir}/fuse`, files: [{ name: 'data', source, writable: false }] })
   try {
     source.failReads = true
     const err = await t.throwsAsync(exec('dd', [`if=${server.pathOf('data')}`, 'of=/dev/null', 'bs=4096', 'count=1', 'iflag=direct', 'status=none']))
@@ -56,7 +56,7 @@ test('serves several files from one mount', async (t) => {
   const tmp = await tempDir()
   const a = new MemorySource(70_000)
   const b = new MemorySource(4096)
-  const server = await FileServer.mount({ mountpoint: `${tmp.dir}/fuse`, files: [{ name: 'data', source: a, writable: false }, { name: 'header', source: b, writable: false }] })
+  const server = await mountFileServer({ backend: 'libfuse2', mountpoint: `${tmp.dir}/fuse`, files: [{ name: 'data', source: a, writable: false }, { name: 'header', source: b, writable: false }] })
   try {
     const { stdout } = await exec('ls', [server.mountpoint])
     t.deepEqual(stdout.trim().split('\n').sort(), ['data', 'header'])
