@@ -1,5 +1,6 @@
 import type { RangeSource } from '../storage/range-source.js'
 import { checkRange } from '../storage/range-source.js'
+import type { NativeView } from '../storage/native-view.js'
 import { silentLogger, type Logger } from '../log/logger.js'
 import { readLuks2Header, payloadRange, type Luks2Header } from './header.js'
 import { unlockVolumeKey } from './unlock.js'
@@ -61,11 +62,34 @@ export class Luks2Volume implements RangeSource {
     if (length === 0) return Buffer.alloc(0)
     const start = Math.floor(offset / this.unit) * this.unit
     const end = Math.ceil((offset + length) / this.unit) * this.unit
-    // The ciphertext may be a shared cache block: decrypt into a buffer of our own.
-    const cipherText = await this.data.read(this.offset + start, end - start, signal)
-    const buf = this.cipher.decrypt(cipherText, start / 512, this.unit)
+    const buf = Buffer.allocUnsafe(end - start)
+    await this.decryptUnits(start, buf, signal)
     if (start === offset && end === offset + length) return buf
     return buf.subarray(offset - start, offset - start + length)
+  }
+
+  /** Decrypts straight into `target` (a FUSE reply buffer) when the range is whole units: one copy, no allocation. */
+  async readInto(offset: number, target: Buffer, signal?: AbortSignal): Promise<void> {
+    checkRange(this.size, offset, target.length)
+    if (target.length === 0) return
+    if (offset % this.unit === 0 && target.length % this.unit === 0) return this.decryptUnits(offset, target, signal)
+    const buf = await this.read(offset, target.length, signal)
+    buf.copy(target)
+  }
+
+  /** Ciphertext of whole units into `buf` (a buffer of ours, never a shared cache block), decrypted where it lies. */
+  private async decryptUnits(start: number, buf: Buffer, signal?: AbortSignal): Promise<void> {
+    if (this.data.readInto) await this.data.readInto(this.offset + start, buf, signal)
+    else (await this.data.read(this.offset + start, buf.length, signal)).copy(buf)
+    this.cipher.decryptInPlace(buf, start / 512, this.unit)
+  }
+
+  /** The native data plane may decrypt from the cache under `data` itself (AES-XTS only). */
+  nativeView(): NativeView | undefined {
+    const inner = this.data.nativeView?.()
+    const xts = this.cipher.xts()
+    if (!inner || inner.xts || !xts) return undefined
+    return { cache: inner.cache, offset: inner.offset + this.offset, xts: { key: xts.key, unit: this.unit, plain64: xts.plain64 } }
   }
 
   write?: (offset: number, data: Buffer) => Promise<void>

@@ -1,3 +1,5 @@
+import type { NativeView } from './native-view.js'
+
 /**
  * The one shape every layer between blob storage and the FUSE file has: a random-access byte
  * range. BlockCache wraps one and is one; Luks2Volume wraps one and is one; the FUSE server
@@ -14,6 +16,8 @@ export interface RangeSource {
   /** Durable once resolved. */
   flush?(): Promise<void>
   close(): Promise<void>
+  /** When the bytes are a (decrypted) window onto a cache the native data plane can read (see native-view.ts). */
+  nativeView?(): NativeView | undefined
 }
 
 export function checkRange(size: number, offset: number, length: number): void {

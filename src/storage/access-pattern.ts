@@ -1,0 +1,90 @@
+/**
+ * Tells sequential readers from random ones, per stream, so that the block cache fetches small
+ * ranges for random reads and large, growing ones ahead of a real sequential reader (rclone's
+ * chunk doubling, blobfuse2's prefetch ramp). Several streams are followed at once, so a random
+ * reader beside a sequential one breaks neither. See docs/data-path.md.
+ */
+
+/**
+ * A read this close to where a stream stands continues it, before or after (the kernel sends a
+ * readahead window as several concurrent requests, which arrive in any order): four of the
+ * stream's last reads, so small random reads near a stream rarely join it.
+ */
+function tolerance(s: Stream): number {
+  return Math.min(8 * 1024 * 1024, Math.max(64 * 1024, 4 * s.lastLength))
+}
+/** A stream is sequential once it has read this much in adjacent reads, in at least two reads. */
+export const STREAK_BYTES = 256 * 1024
+/** Smallest fetch of a sequential stream; it grows with the streak up to the block size. */
+export const FIRST_CHUNK = 256 * 1024
+/** Fetch granularity of random reads: the largest LUKS2 sector, so a unit is never fetched twice. */
+export const RANDOM_UNIT = 4096
+const MAX_STREAMS = 8
+
+export interface Stream {
+  readonly id: number
+  /** Where the stream's next read is expected. */
+  next: number
+  /** Bytes read by the stream so far. */
+  bytes: number
+  reads: number
+  lastLength: number
+  /** How far readahead has been issued (absolute offset). */
+  aheadTo: number
+  lastUse: number
+}
+
+export interface Access {
+  stream: Stream
+  sequential: boolean
+  /** Fetch granularity for what this read misses. */
+  unit: number
+  /** Bytes to keep fetched ahead of the stream (0: none). */
+  window: number
+}
+
+function floorPow2(n: number): number {
+  return 2 ** Math.floor(Math.log2(Math.max(1, n)))
+}
+
+export class AccessPattern {
+  private readonly streams: Stream[] = []
+  private clock = 0
+  private ids = 0
+
+  constructor(private readonly o: { blockSize: number; maxWindow: number; onDrop?: (s: Stream) => void }) {}
+
+  /** Records a read and says how to fetch around it. */
+  observe(offset: number, length: number): Access {
+    const end = offset + length
+    this.clock++
+    let s = this.streams.find((x) => offset >= x.next - tolerance(x) && offset <= x.next + tolerance(x))
+    if (s) {
+      s.next = Math.max(s.next, end)
+      s.bytes += length
+      s.reads++
+      s.lastLength = length
+      s.lastUse = this.clock
+    } else {
+      s = { id: ++this.ids, next: end, bytes: length, reads: 1, lastLength: length, aheadTo: end, lastUse: this.clock }
+      this.streams.push(s)
+      if (this.streams.length > MAX_STREAMS) {
+        let oldest = 0
+        for (let i = 1; i < this.streams.length; i++) if (this.streams[i]!.lastUse < this.streams[oldest]!.lastUse) oldest = i
+        const [dropped] = this.streams.splice(oldest, 1)
+        this.o.onDrop?.(dropped!)
+      }
+    }
+    const sequential = s.reads >= 2 && s.bytes >= STREAK_BYTES
+    if (!sequential) return { stream: s, sequential, unit: RANDOM_UNIT, window: 0 }
+    // Chunks twice what the stream has read (rclone doubles its chunk per chunk read), a window
+    // four times: full speed after 16 MiB, while a short file read costs little more than itself.
+    const unit = Math.min(this.o.blockSize, Math.max(FIRST_CHUNK, floorPow2(2 * s.bytes)))
+    return { stream: s, sequential, unit, window: Math.min(this.o.maxWindow, Math.max(unit, 4 * s.bytes)) }
+  }
+
+  /** Streams still followed (for tests and statistics). */
+  active(): readonly Stream[] {
+    return this.streams
+  }
+}
