@@ -50,7 +50,9 @@ export class Fuse2FileServer implements FileServer {
         mkdir: true,
         fsname: options.fsname ?? 'encfs',
         subtype: options.subtype ?? 'encfs',
-        timeout: options.requestTimeoutMs ?? 120_000,
+        // fuse-native arms a timer per request for this; the sources bound their own I/O (the
+        // blob client's per-try timeout and retries), so by default no request pays for one.
+        timeout: options.requestTimeoutMs ?? false,
         // The images are pinned by ETag (read-only) or written only through us, so the kernel
         // may keep file pages across opens.
         kernelCache: true,
@@ -130,9 +132,13 @@ export class Fuse2FileServer implements FileServer {
         if (!file) return cb(-E.ENOENT)
         const n = Math.max(0, Math.min(len, file.source.size - pos))
         if (n === 0) return cb(0)
-        file.source.read(pos, n).then(
-          (data) => {
-            data.copy(buf, 0, 0, n)
+        // Straight into libfuse's buffer (a userspace volume decrypts there): no copy of ours.
+        const target = buf.length === n ? buf : buf.subarray(0, n)
+        const done = file.source.readInto
+          ? file.source.readInto(pos, target)
+          : file.source.read(pos, n).then((data) => { data.copy(target) })
+        done.then(
+          () => {
             this.counters.reads++
             this.counters.bytesRead += n
             cb(n)
@@ -150,8 +156,8 @@ export class Fuse2FileServer implements FileServer {
         const write = file.source.write?.bind(file.source)
         if (!file.writable || !write) return cb(-E.EROFS)
         if (pos + len > file.source.size) return cb(-E.ENOSPC)
-        // The buffer belongs to libfuse and is reused once we answer: copy before awaiting.
-        write(pos, Buffer.from(buf.subarray(0, len))).then(
+        // libfuse's buffer stays ours until we answer, and the sources copy what they keep.
+        write(pos, buf.length === len ? buf : buf.subarray(0, len)).then(
           () => {
             this.counters.writes++
             this.counters.bytesWritten += len
