@@ -173,10 +173,15 @@ export async function peakRssMiB(pid: number): Promise<number> {
   return parseVmHwmMiB(await readFile(`/proc/${pid}/status`, 'utf8'))
 }
 
-/** Cold reads: write back dirty pages and drop the page cache (root only). */
-export async function dropCaches(): Promise<void> {
+/**
+ * Cold reads: write back dirty pages and drop the page cache (root only); then read `warm`
+ * (Azurite's data) back in, so that storage answers from memory for every contender alike and
+ * only the reader's side is cold.
+ */
+export async function dropCaches(warm: string[] = []): Promise<void> {
   await exec('sync')
   await writeFile('/proc/sys/vm/drop_caches', '3\n')
+  for (const dir of warm) await exec('sh', ['-c', 'find "$1" -type f -exec cat {} + > /dev/null', 'sh', dir], { maxBuffer: MiB })
 }
 
 /** `dd` in a child process, as an application would read; resolves with the elapsed ms. */

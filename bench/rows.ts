@@ -134,7 +134,7 @@ export interface MountedSeq {
 /** Cold sequential read of big.bin inside a fresh mount (page cache dropped), by dd in a child. */
 export async function mountedSequential(scn: Scenario, backend?: string): Promise<MountedSeq> {
   const r = await withMount(scn, { backend }, async (run) => {
-    await dropCaches()
+    await dropCaches([scn.az.location])
     const cpu0 = await processCpuSeconds(run.pid)
     const ms = await ddRead(path.join(run.mountPoint, 'big.bin'))
     const cpu = (await processCpuSeconds(run.pid)) - cpu0
@@ -147,7 +147,7 @@ export async function mountedSequential(scn: Scenario, backend?: string): Promis
 /** Cold `dd bs=1M` of the FUSE data file itself (no loop, no ext4), as much as big.bin holds. */
 export async function fuseFileRead(scn: Scenario, backend?: string): Promise<number> {
   const r = await withMount(scn, { backend }, async (run) => {
-    await dropCaches()
+    await dropCaches([scn.az.location])
     return mbps(scn.sizes.bigMiB * MiB, await ddRead(run.dataFile, { count: scn.sizes.bigMiB }))
   })
   return r.value
@@ -157,7 +157,7 @@ export async function fuseFileRead(scn: Scenario, backend?: string): Promise<num
 export async function rcloneRead(scn: Scenario): Promise<number> {
   const m = await startRclone({ blobEndpoint: scn.az.blobEndpoint, container: scn.blockBlob.container, blob: scn.blockBlob.name, dir: scn.dir })
   try {
-    await dropCaches()
+    await dropCaches([scn.az.location])
     return mbps(scn.sizes.bigMiB * MiB, await ddRead(m.file, { count: scn.sizes.bigMiB }))
   } finally {
     await m.stop()
@@ -195,7 +195,7 @@ export interface MountedRandom {
 /** fio randread, psync, 4 jobs, 4 KiB, O_DIRECT, on a fresh mount with the page cache dropped. */
 export async function mountedRandom(scn: Scenario, seconds: number, backend?: string): Promise<MountedRandom> {
   const r = await withMount(scn, { backend }, async (run) => {
-    await dropCaches()
+    await dropCaches([scn.az.location])
     const [g] = await runFio([randJob(run.mountPoint, seconds)])
     return g!
   })
@@ -206,7 +206,7 @@ export async function mountedRandom(scn: Scenario, seconds: number, backend?: st
 /** fio: one cold pass of 1 MiB O_DIRECT reads over big.bin, alone. */
 export async function mountedSeqFio(scn: Scenario, backend?: string): Promise<number> {
   const r = await withMount(scn, { backend }, async (run) => {
-    await dropCaches()
+    await dropCaches([scn.az.location])
     const [g] = await runFio([seqJob(run.mountPoint)])
     return g!.bw / 1e6
   })
@@ -219,7 +219,7 @@ export async function mountedSeqFio(scn: Scenario, backend?: string): Promise<nu
  */
 export async function mountedMixed(scn: Scenario, seconds: number, backend?: string): Promise<{ seqMBps: number; randIops: number }> {
   const r = await withMount(scn, { backend }, async (run) => {
-    await dropCaches()
+    await dropCaches([scn.az.location])
     const prefix = path.join(scn.dir, `fio-${Date.now()}`)
     try {
       const [seq] = await runFio([seqJob(run.mountPoint), randJob(run.mountPoint, 2 * seconds, prefix)])

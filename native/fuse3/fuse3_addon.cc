@@ -130,7 +130,16 @@ struct File {
   std::vector<double> touched;  // (offset, length) in table coordinates, not yet reported
 };
 
-enum EventKind { kRead = 1, kWrite = 2, kFsync = 3, kTouch = 4, kStopped = 5 };
+// kRead: a miss, JavaScript decides; kReadData: JavaScript must answer with the bytes itself
+// (a retry found the range gone again, or the file has no table).
+enum EventKind { kRead = 1, kWrite = 2, kFsync = 3, kTouch = 4, kStopped = 5, kReadData = 6 };
+
+struct Pending {
+  fuse_req_t req = nullptr;
+  int file = 0;
+  uint64_t offset = 0;
+  size_t size = 0;
+};
 
 struct Event {
   explicit Event(int k) : kind(k) {}
@@ -156,6 +165,7 @@ class Session : public Napi::ObjectWrap<Session> {
   static Napi::Function Define(Napi::Env env) {
     return DefineClass(env, "Session", {
       InstanceMethod("replyData", &Session::ReplyData),
+      InstanceMethod("retry", &Session::Retry),
       InstanceMethod("replyWrite", &Session::ReplyWrite),
       InstanceMethod("replyError", &Session::ReplyError),
       InstanceMethod("drainTouches", &Session::DrainTouches),
@@ -186,16 +196,19 @@ class Session : public Napi::ObjectWrap<Session> {
   static Session* Of(fuse_req_t req) { return static_cast<Session*>(fuse_req_userdata(req)); }
   File* FileOf(fuse_ino_t ino) { return ino >= 2 && ino - 2 < files.size() ? &files[ino - 2] : nullptr; }
   void Attr(fuse_ino_t ino, struct stat* st);
-  bool ServeNative(fuse_req_t req, File& f, uint64_t off, size_t size);
-  void NoteTouch(File& f, uint64_t offset, uint64_t length);
+  bool ServeNative(fuse_req_t req, File& f, uint64_t off, size_t size, bool loaded);
+  void PostRead(int kind, const Pending& p);
+  void RetryWorker();
+  void NoteTouch(File& f, uint64_t offset, double length);
   bool Post(Event* ev);
-  double Remember(fuse_req_t req);
-  fuse_req_t Take(double id);
+  double Remember(const Pending& p);
+  Pending Take(double id);
   void RunLoop();
   void Stop();
   void ZeroKeys();
 
   Napi::Value ReplyData(const Napi::CallbackInfo& info);
+  Napi::Value Retry(const Napi::CallbackInfo& info);
   Napi::Value ReplyWrite(const Napi::CallbackInfo& info);
   Napi::Value ReplyError(const Napi::CallbackInfo& info);
   Napi::Value DrainTouches(const Napi::CallbackInfo& info);
@@ -218,8 +231,15 @@ class Session : public Napi::ObjectWrap<Session> {
   bool closed = false;
 
   std::mutex pendingMu;
-  std::unordered_map<uint64_t, fuse_req_t> pending;
+  std::unordered_map<uint64_t, Pending> pending;
   uint64_t nextId = 1;
+
+  // Misses JavaScript has fetched: served by these threads as cache hits, off the main thread.
+  std::vector<std::thread> retryThreads;
+  std::mutex retryMu;
+  std::condition_variable retryCv;
+  std::vector<Pending> retries;
+  bool retryStop = false;
 
   std::mutex touchMu;
   bool touchPosted = false;
@@ -296,6 +316,7 @@ Session::Session(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Session>(inf
   tsfn = Napi::ThreadSafeFunction::New(env, info[1].As<Napi::Function>(), "encfs-fuse3", 0, 1);
   // The FUSE threads use this object until close(): JavaScript dropping it must not free it.
   Ref();
+  for (int i = 0; i < 2; i++) retryThreads.emplace_back([this] { RetryWorker(); });
   loop = std::thread([this] { RunLoop(); });
 }
 
@@ -307,6 +328,7 @@ Session::~Session() {
     umount2(mountpoint.c_str(), MNT_DETACH);
     loop.detach();
   }
+  for (auto& t : retryThreads) if (t.joinable()) t.detach();
   ZeroKeys();
 }
 
@@ -355,28 +377,55 @@ bool Session::Post(Event* ev) {
   return tsfn.NonBlockingCall(ev, call) == napi_ok;
 }
 
-double Session::Remember(fuse_req_t req) {
+double Session::Remember(const Pending& p) {
   std::lock_guard<std::mutex> lock(pendingMu);
   const uint64_t id = nextId++;
-  pending.emplace(id, req);
+  pending.emplace(id, p);
   return static_cast<double>(id);
 }
 
-fuse_req_t Session::Take(double id) {
+Pending Session::Take(double id) {
   std::lock_guard<std::mutex> lock(pendingMu);
   auto it = pending.find(static_cast<uint64_t>(id));
-  if (it == pending.end()) return nullptr;
-  fuse_req_t req = it->second;
+  if (it == pending.end()) return Pending{};
+  Pending p = it->second;
   pending.erase(it);
-  return req;
+  return p;
 }
 
-void Session::NoteTouch(File& f, uint64_t offset, uint64_t length) {
+void Session::PostRead(int kind, const Pending& p) {
+  auto* ev = new Event(kind);
+  ev->id = Remember(p);
+  ev->file = p.file;
+  ev->offset = p.offset;
+  ev->length = p.size;
+  if (!Post(ev)) {
+    const double id = ev->id;
+    delete ev;
+    if (fuse_req_t r = Take(id).req) fuse_reply_err(r, EIO);
+  }
+}
+
+void Session::RetryWorker() {
+  for (;;) {
+    Pending p;
+    {
+      std::unique_lock<std::mutex> lock(retryMu);
+      retryCv.wait(lock, [this] { return retryStop || !retries.empty(); });
+      if (retries.empty()) return;
+      p = retries.back();
+      retries.pop_back();
+    }
+    if (!ServeNative(p.req, files[p.file], p.offset, p.size, true)) PostRead(kReadData, p);
+  }
+}
+
+void Session::NoteTouch(File& f, uint64_t offset, double length) {
   bool post = false;
   {
     std::lock_guard<std::mutex> lock(touchMu);
     f.touched.push_back(static_cast<double>(f.offset + offset));
-    f.touched.push_back(static_cast<double>(length));
+    f.touched.push_back(length);
     if (!touchPosted) post = touchPosted = true;
   }
   if (post) {
@@ -387,7 +436,7 @@ void Session::NoteTouch(File& f, uint64_t offset, uint64_t length) {
 
 // ---- the native read path ----
 
-bool Session::ServeNative(fuse_req_t req, File& f, uint64_t off, size_t size) {
+bool Session::ServeNative(fuse_req_t req, File& f, uint64_t off, size_t size, bool loaded) {
   if (!f.table) return false;
   Table& t = *f.table;
   const uint64_t unit = f.xts ? f.unit : 1;
@@ -464,7 +513,9 @@ bool Session::ServeNative(fuse_req_t req, File& f, uint64_t off, size_t size) {
   }
   nativeReads++;
   nativeBytes += size;
-  NoteTouch(f, off, size);
+  // Reported for the cache's access pattern and eviction order; a negative length says that
+  // JavaScript counted this read already when it loaded the range.
+  NoteTouch(f, off, loaded ? -static_cast<double>(size) : static_cast<double>(size));
   return true;
 }
 
@@ -570,18 +621,9 @@ void Session::OnRead(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fus
   const uint64_t o = static_cast<uint64_t>(off);
   if (o >= f->size || size == 0) return (void)fuse_reply_buf(req, nullptr, 0);
   size = static_cast<size_t>(std::min<uint64_t>(size, f->size - o));
-  if (s->ServeNative(req, *f, o, size)) return;
-  auto* ev = new Event(kRead);
-  ev->id = s->Remember(req);
-  ev->file = static_cast<int>(ino - 2);
-  ev->offset = o;
-  ev->length = size;
+  if (s->ServeNative(req, *f, o, size, false)) return;
   s->postedReads++;
-  if (!s->Post(ev)) {
-    const double id = ev->id;
-    delete ev;
-    if (fuse_req_t r = s->Take(id)) fuse_reply_err(r, EIO);
-  }
+  s->PostRead(f->table ? kRead : kReadData, Pending{req, static_cast<int>(ino - 2), o, size});
 }
 
 void Session::OnWrite(fuse_req_t req, fuse_ino_t ino, const char* buf, size_t size, off_t off, fuse_file_info*) {
@@ -597,7 +639,7 @@ void Session::OnWrite(fuse_req_t req, fuse_ino_t ino, const char* buf, size_t si
   if (!data) return (void)fuse_reply_err(req, ENOMEM);
   std::memcpy(data, buf, size);
   auto* ev = new Event(kWrite);
-  ev->id = s->Remember(req);
+  ev->id = s->Remember(Pending{req, static_cast<int>(ino - 2), o, size});
   ev->file = static_cast<int>(ino - 2);
   ev->offset = o;
   ev->length = size;
@@ -607,7 +649,7 @@ void Session::OnWrite(fuse_req_t req, fuse_ino_t ino, const char* buf, size_t si
     const double id = ev->id;
     free(ev->data);
     delete ev;
-    if (fuse_req_t r = s->Take(id)) fuse_reply_err(r, EIO);
+    if (fuse_req_t r = s->Take(id).req) fuse_reply_err(r, EIO);
   }
 }
 
@@ -617,13 +659,13 @@ void Session::OnFsync(fuse_req_t req, fuse_ino_t ino, int, fuse_file_info*) {
   if (!f) return (void)fuse_reply_err(req, ENOENT);
   if (!f->writable) return (void)fuse_reply_err(req, 0);
   auto* ev = new Event(kFsync);
-  ev->id = s->Remember(req);
+  ev->id = s->Remember(Pending{req, static_cast<int>(ino - 2), 0, 0});
   ev->file = static_cast<int>(ino - 2);
   s->postedFsyncs++;
   if (!s->Post(ev)) {
     const double id = ev->id;
     delete ev;
-    if (fuse_req_t r = s->Take(id)) fuse_reply_err(r, EIO);
+    if (fuse_req_t r = s->Take(id).req) fuse_reply_err(r, EIO);
   }
 }
 
@@ -642,19 +684,32 @@ void Session::OnStatfs(fuse_req_t req, fuse_ino_t) {
 Napi::Value Session::ReplyData(const Napi::CallbackInfo& info) {
   if (info.Length() < 2 || !info[0].IsNumber() || !info[1].IsBuffer()) throw Napi::TypeError::New(info.Env(), "replyData(id, buffer)");
   auto buf = info[1].As<Napi::Buffer<uint8_t>>();
-  if (fuse_req_t req = Take(info[0].As<Napi::Number>().DoubleValue())) fuse_reply_buf(req, reinterpret_cast<const char*>(buf.Data()), buf.Length());
+  if (fuse_req_t req = Take(info[0].As<Napi::Number>().DoubleValue()).req) fuse_reply_buf(req, reinterpret_cast<const char*>(buf.Data()), buf.Length());
+  return info.Env().Undefined();
+}
+
+// A kRead miss whose bytes JavaScript has now cached: answered by a retry thread from the table.
+Napi::Value Session::Retry(const Napi::CallbackInfo& info) {
+  if (info.Length() != 1 || !info[0].IsNumber()) throw Napi::TypeError::New(info.Env(), "retry(id)");
+  Pending p = Take(info[0].As<Napi::Number>().DoubleValue());
+  if (!p.req) return info.Env().Undefined();
+  {
+    std::lock_guard<std::mutex> lock(retryMu);
+    retries.push_back(p);
+  }
+  retryCv.notify_one();
   return info.Env().Undefined();
 }
 
 Napi::Value Session::ReplyWrite(const Napi::CallbackInfo& info) {
   if (info.Length() != 2 || !info[0].IsNumber() || !info[1].IsNumber()) throw Napi::TypeError::New(info.Env(), "replyWrite(id, count)");
-  if (fuse_req_t req = Take(info[0].As<Napi::Number>().DoubleValue())) fuse_reply_write(req, info[1].As<Napi::Number>().Uint32Value());
+  if (fuse_req_t req = Take(info[0].As<Napi::Number>().DoubleValue()).req) fuse_reply_write(req, info[1].As<Napi::Number>().Uint32Value());
   return info.Env().Undefined();
 }
 
 Napi::Value Session::ReplyError(const Napi::CallbackInfo& info) {
   if (info.Length() != 2 || !info[0].IsNumber() || !info[1].IsNumber()) throw Napi::TypeError::New(info.Env(), "replyError(id, errno)");
-  if (fuse_req_t req = Take(info[0].As<Napi::Number>().DoubleValue())) fuse_reply_err(req, info[1].As<Napi::Number>().Int32Value());
+  if (fuse_req_t req = Take(info[0].As<Napi::Number>().DoubleValue()).req) fuse_reply_err(req, info[1].As<Napi::Number>().Int32Value());
   return info.Env().Undefined();
 }
 
@@ -722,13 +777,22 @@ void Session::Stop() {
     if (abort) abort << "1" << std::endl;
     ended = waitLoop(10);
   }
+  {
+    std::lock_guard<std::mutex> lock(retryMu);
+    retryStop = true;
+  }
+  retryCv.notify_all();
+  for (auto& t : retryThreads) t.join();
+  retryThreads.clear();
   if (ended) {
     loop.join();
     {
       // Requests JavaScript never answered: the kernel connection is gone, free them.
       std::lock_guard<std::mutex> lock(pendingMu);
-      for (auto& [id, req] : pending) fuse_reply_err(req, EIO);
+      for (auto& [id, p] : pending) fuse_reply_err(p.req, EIO);
       pending.clear();
+      for (auto& p : retries) fuse_reply_err(p.req, EIO);
+      retries.clear();
     }
     fuse_session_unmount(se);
     fuse_session_destroy(se);

@@ -17,6 +17,8 @@ const ACCOUNT_KEY = 'Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I
 
 export interface Azurite {
   blobEndpoint: string
+  /** Where Azurite keeps its data. */
+  location: string
   accountName: string
   accountKey: string
   connectionString: string
@@ -81,7 +83,7 @@ export async function startAzurite(): Promise<Azurite> {
       await sleep(100)
     }
   }
-  return { blobEndpoint, accountName: ACCOUNT, accountKey: ACCOUNT_KEY, connectionString, service, stop }
+  return { blobEndpoint, location, accountName: ACCOUNT, accountKey: ACCOUNT_KEY, connectionString, service, stop }
 }
 
 export interface UploadOptions {

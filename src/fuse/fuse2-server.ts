@@ -4,6 +4,7 @@ import { mkdir } from 'node:fs/promises'
 import path from 'node:path'
 import { silentLogger, type Logger } from '../log/logger.js'
 import { FuseError } from './errors.js'
+import { DEFAULT_FUSE_READAHEAD, setMountReadahead } from './readahead.js'
 import { mountFailed, type FileServer, type FileServerOptions, type FileServerStats, type ServedFile } from './file-server.js'
 
 const S_IFDIR = 0o040000
@@ -41,7 +42,7 @@ export class Fuse2FileServer implements FileServer {
     this.mountpoint = path.resolve(options.mountpoint)
     this.logger = options.logger ?? silentLogger
     this.files = new Map(options.files.map((f) => [`/${f.name}`, f]))
-    const extra = ['big_writes', `max_readahead=${options.maxReadahead ?? 4 * 1024 * 1024}`]
+    const extra = ['big_writes', `max_readahead=${options.maxReadahead ?? DEFAULT_FUSE_READAHEAD}`]
     this.fuse = new TunedFuse(
       this.mountpoint,
       this.operations(),
@@ -72,6 +73,7 @@ export class Fuse2FileServer implements FileServer {
       })
     })
     server.mounted = true
+    await setMountReadahead(server.mountpoint, options.maxReadahead ?? DEFAULT_FUSE_READAHEAD, server.logger)
     server.logger.debug({ mountpoint: server.mountpoint, files: options.files.map((f) => f.name) }, 'FUSE file server mounted')
     return server
   }

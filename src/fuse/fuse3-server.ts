@@ -3,10 +3,10 @@ import { constants as osConstants } from 'node:os'
 import path from 'node:path'
 import { silentLogger, type Logger } from '../log/logger.js'
 import { loadFuse3Addon, Fuse3Event, type Fuse3Session, type Fuse3SessionFile, type Fuse3Table } from '../native/fuse3.js'
-import type { MirroredCache } from '../storage/native-view.js'
+import type { MirroredCache, NativeView } from '../storage/native-view.js'
 import { FuseError } from './errors.js'
 import { mountFailed, type FileServer, type FileServerOptions, type FileServerStats, type ServedFile } from './file-server.js'
-import { setMountReadahead } from './readahead.js'
+import { DEFAULT_FUSE_READAHEAD, setMountReadahead } from './readahead.js'
 
 const E = osConstants.errno
 
@@ -35,7 +35,7 @@ export class Fuse3FileServer implements FileServer {
   readonly mountpoint: string
   private readonly logger: Logger
   private readonly files: ServedFile[]
-  private readonly caches: (MirroredCache | undefined)[]
+  private readonly views: (NativeView | undefined)[]
   private readonly tables = new Map<MirroredCache, Fuse3Table>()
   private session?: Fuse3Session
   private readonly pool: BufferPool
@@ -48,7 +48,7 @@ export class Fuse3FileServer implements FileServer {
     this.mountpoint = path.resolve(options.mountpoint)
     this.logger = options.logger ?? silentLogger
     this.files = options.files
-    this.caches = options.files.map(() => undefined)
+    this.views = options.files.map(() => undefined)
     this.pool = new BufferPool(loadFuse3Addon().maxRequest, 4)
   }
 
@@ -61,7 +61,7 @@ export class Fuse3FileServer implements FileServer {
       if (!view) return { name: f.name, size: f.source.size, writable: f.writable }
       let table = server.tables.get(view.cache)
       if (!table) server.tables.set(view.cache, (table = new addon.Table()))
-      server.caches[i] = view.cache
+      server.views[i] = view
       return { name: f.name, size: f.source.size, writable: f.writable, table, offset: view.offset, ...(view.xts ? { xts: view.xts } : {}) }
     })
     // What is cached already (the LUKS header, ext4's first blocks) is served natively from the first request.
@@ -74,8 +74,8 @@ export class Fuse3FileServer implements FileServer {
       throw mountFailed(server.mountpoint, err as Error)
     }
     server.mounted = true
-    await setMountReadahead(server.mountpoint, options.maxReadahead ?? 8 * 1024 * 1024, server.logger)
-    server.logger.debug({ mountpoint: server.mountpoint, libfuse: addon.libfuseVersion(), files: options.files.map((f, i) => ({ name: f.name, native: server.caches[i] !== undefined })) }, 'FUSE file server mounted (libfuse3)')
+    await setMountReadahead(server.mountpoint, options.maxReadahead ?? DEFAULT_FUSE_READAHEAD, server.logger)
+    server.logger.debug({ mountpoint: server.mountpoint, libfuse: addon.libfuseVersion(), files: options.files.map((f, i) => ({ name: f.name, native: server.views[i] !== undefined })) }, 'FUSE file server mounted (libfuse3)')
     return server
   }
 
@@ -117,7 +117,13 @@ export class Fuse3FileServer implements FileServer {
   private onEvent(kind: Fuse3Event, id: number, file: number, offset: number, length: number, data?: Buffer | string): void {
     const session = this.session
     switch (kind) {
-      case Fuse3Event.Read:
+      case Fuse3Event.Read: {
+        const view = this.views[file]
+        if (session && view) this.load(session, id, view, this.files[file]!, offset, length)
+        else if (session) this.read(session, id, this.files[file]!, offset, length)
+        return
+      }
+      case Fuse3Event.ReadData:
         if (session) this.read(session, id, this.files[file]!, offset, length)
         return
       case Fuse3Event.Write:
@@ -129,7 +135,7 @@ export class Fuse3FileServer implements FileServer {
       case Fuse3Event.Touch: {
         if (!session) return
         session.drainTouches().forEach((ranges, i) => {
-          if (ranges) this.caches[i]?.noteReads(ranges)
+          if (ranges) this.views[i]?.cache.noteReads(ranges)
         })
         return
       }
@@ -138,6 +144,24 @@ export class Fuse3FileServer implements FileServer {
         else this.logger.error({ mountpoint: this.mountpoint, reason: data }, 'the FUSE mount went away while serving (was it unmounted from outside?)')
         return
     }
+  }
+
+  /**
+   * A miss of a mirrored file: JavaScript only gets the ciphertext into the cache; a native retry
+   * thread then decrypts and answers, so the main thread is left to receive from storage.
+   */
+  private load(session: Fuse3Session, id: number, view: NativeView, file: ServedFile, offset: number, length: number): void {
+    const unit = view.xts?.unit ?? 1
+    const start = Math.floor(offset / unit) * unit
+    const end = Math.ceil((offset + length) / unit) * unit
+    view.cache.load(view.offset + start, end - start).then(
+      () => session.retry(id),
+      (err: unknown) => {
+        this.counters.errors++
+        this.logger.error({ err, file: file.name, offset, length }, 'read failed; answering EIO')
+        session.replyError(id, E.EIO)
+      },
+    )
   }
 
   private read(session: Fuse3Session, id: number, file: ServedFile, offset: number, length: number): void {

@@ -1,6 +1,9 @@
 import { readFile, writeFile } from 'node:fs/promises'
 import type { Logger } from '../log/logger.js'
 
+/** Kernel readahead on served files: a whole 8 MiB block in flight ahead of a sequential reader of the FUSE file. */
+export const DEFAULT_FUSE_READAHEAD = 8 * 1024 * 1024
+
 /** The "major:minor" of the filesystem mounted at `mountpoint`, from /proc/self/mountinfo (no request to the mount itself). */
 export async function mountDevice(mountpoint: string): Promise<string | undefined> {
   const info = await readFile('/proc/self/mountinfo', 'utf8')

@@ -61,6 +61,9 @@ export async function preflight(plan: FilesystemPlan): Promise<void> {
   }
 }
 
+/** LUKS2 headers (two 16 KiB copies by default) and keyslot areas (about 256 KiB per 512-bit key) fit. */
+const HEADER_PREFETCH = 1024 * 1024
+
 function cacheOptions(plan: FilesystemPlan): ConstructorParameters<typeof BlockCache>[1] {
   const c = plan.cache
   return {
@@ -98,6 +101,9 @@ export async function mountFilesystem(plan: FilesystemPlan, ctx: MountContext): 
     outer = cache
     step('image opened', { bytes: source.size, kind: source.kind, blobType: source.blobType })
 
+    // One ranged GET for the LUKS2 header and keyslot area instead of a round trip per read the
+    // header parser makes (the cache fetches small reads at their size).
+    await cache.load(0, Math.min(cache.size, HEADER_PREFETCH))
     // The header comes from storage that an attacker may control: validate it before either path uses it.
     const header = await readLuks2Header(cache, { logger })
     payloadRange(header, cache.size)

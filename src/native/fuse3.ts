@@ -15,7 +15,8 @@ export interface Fuse3SessionFile {
   xts?: XtsView
 }
 
-export const Fuse3Event = { Read: 1, Write: 2, Fsync: 3, Touch: 4, Stopped: 5 } as const
+/** Read: a miss of a file with a table (load it, then retry); ReadData: answer with the bytes. */
+export const Fuse3Event = { Read: 1, Write: 2, Fsync: 3, Touch: 4, Stopped: 5, ReadData: 6 } as const
 export type Fuse3Event = (typeof Fuse3Event)[keyof typeof Fuse3Event]
 
 /** kind, request id, file index, offset, length, and the written bytes (Write) or a message (Stopped). */
@@ -31,6 +32,8 @@ export interface Fuse3SessionStats {
 
 export interface Fuse3Session {
   replyData(id: number, data: Buffer): void
+  /** After a Read miss: the range is cached now; a native thread answers from the table. */
+  retry(id: number): void
   replyWrite(id: number, count: number): void
   replyError(id: number, errno: number): void
   /** Reads served natively since the last call, per file, as (offset, length) pairs in cache coordinates. */

@@ -7,11 +7,11 @@
 
 /**
  * A read this close to where a stream stands continues it, before or after (the kernel sends a
- * readahead window as several concurrent requests, which arrive in any order): four of the
+ * readahead window as several concurrent requests, which arrive in any order): eight of the
  * stream's last reads, so small random reads near a stream rarely join it.
  */
 function tolerance(s: Stream): number {
-  return Math.min(8 * 1024 * 1024, Math.max(64 * 1024, 4 * s.lastLength))
+  return Math.min(16 * 1024 * 1024, Math.max(64 * 1024, 8 * s.lastLength))
 }
 /** A stream is sequential once it has read this much in adjacent reads, in at least two reads. */
 export const STREAK_BYTES = 256 * 1024
@@ -75,12 +75,23 @@ export class AccessPattern {
         this.o.onDrop?.(dropped!)
       }
     }
+    return this.classify(s)
+  }
+
+  private classify(s: Stream): Access {
     const sequential = s.reads >= 2 && s.bytes >= STREAK_BYTES
     if (!sequential) return { stream: s, sequential, unit: RANDOM_UNIT, window: 0 }
     // Chunks twice what the stream has read (rclone doubles its chunk per chunk read), a window
     // four times: full speed after 16 MiB, while a short file read costs little more than itself.
     const unit = Math.min(this.o.blockSize, Math.max(FIRST_CHUNK, floorPow2(2 * s.bytes)))
     return { stream: s, sequential, unit, window: Math.min(this.o.maxWindow, Math.max(unit, 4 * s.bytes)) }
+  }
+
+  /** How a read would be classified, without recording it. */
+  peek(offset: number, length: number): Access {
+    const s = this.streams.find((x) => offset >= x.next - tolerance(x) && offset <= x.next + tolerance(x))
+    if (!s) return { stream: { id: 0, next: offset + length, bytes: length, reads: 1, lastLength: length, aheadTo: offset + length, lastUse: 0 }, sequential: false, unit: RANDOM_UNIT, window: 0 }
+    return this.classify(s)
   }
 
   /** Streams still followed (for tests and statistics). */

@@ -239,13 +239,25 @@ export class BlockCache implements RangeSource {
   }
 
   async readInto(offset: number, target: Buffer, signal?: AbortSignal): Promise<void> {
-    const length = target.length
+    return this.fill(offset, target.length, target, signal)
+  }
+
+  /**
+   * Makes sure [offset, offset + length) is cached, as a read of it would (the access pattern
+   * and readahead see it), without copying it anywhere: the native data plane serves it next.
+   */
+  load(offset: number, length: number, signal?: AbortSignal): Promise<void> {
+    return this.fill(offset, length, undefined, signal)
+  }
+
+  private async fill(offset: number, length: number, target: Buffer | undefined, signal?: AbortSignal): Promise<void> {
     checkRange(this.size, offset, length)
     if (this.closed) throw new Error('block cache is closed')
     if (length === 0) return
     const access = this.pattern.observe(offset, length)
     const end = offset + length
     const copy = (e: Extent) => {
+      if (!target) return
       const from = Math.max(offset, e.start)
       const to = Math.min(end, e.start + e.length)
       e.data!.copy(target, from - offset, from - e.start, to - e.start)
@@ -272,10 +284,10 @@ export class BlockCache implements RangeSource {
           copy(e)
         }
       } finally {
-        for (const e of pinned) this.unpin(e, access, end)
+        for (const e of pinned) this.unpin(e, access, end, target !== undefined)
       }
     } else {
-      for (const e of pinned) this.unpin(e, access, end)
+      for (const e of pinned) this.unpin(e, access, end, false)
       // No room for all of it now: one range at a time, waiting for room for each.
       for (p = offset; p < end;) {
         const e = await this.pinWaiting(p, end, access, signal)
@@ -283,7 +295,7 @@ export class BlockCache implements RangeSource {
           if (!e.data) await e.promise
           copy(e)
         } finally {
-          this.unpin(e, access, end)
+          this.unpin(e, access, end, target !== undefined)
         }
         p = e.start + e.length
       }
@@ -293,15 +305,17 @@ export class BlockCache implements RangeSource {
 
   /**
    * Reads served elsewhere (the native data plane's cache hits), reported so that the access
-   * pattern, readahead and eviction order see them as if they had been read here.
+   * pattern, readahead and eviction order see them as if they had been read here. A negative
+   * length marks a read that load() has already counted: only the eviction order learns of it.
    */
   noteReads(ranges: ArrayLike<number>): void {
     if (this.closed) return
     for (let i = 0; i + 1 < ranges.length; i += 2) {
       const offset = ranges[i]!
-      const length = ranges[i + 1]!
-      if (length <= 0 || offset + length > this.size) continue
-      const access = this.pattern.observe(offset, length)
+      const loaded = ranges[i + 1]! < 0
+      const length = Math.abs(ranges[i + 1]!)
+      if (length === 0 || offset + length > this.size) continue
+      const access = loaded ? this.pattern.peek(offset, length) : this.pattern.observe(offset, length)
       const end = offset + length
       for (let p = offset; p < end;) {
         const at = this.locate(p)
@@ -310,11 +324,12 @@ export class BlockCache implements RangeSource {
           continue
         }
         const e = at.extent
-        if (e.data) this.counters.hits++
+        if (e.data && !loaded) this.counters.hits++
         this.unmarkAhead(e)
         this.afterRead(e, access, end)
         p = e.start + e.length
       }
+      if (loaded) continue
       this.counters.bytesRead += length
       this.readAhead(access)
     }
@@ -351,9 +366,10 @@ export class BlockCache implements RangeSource {
     }
   }
 
-  private unpin(e: Extent, access: Access, readEnd: number): void {
+  /** `read`: the bytes were read now (a load() leaves them for the native reader, who reports its read). */
+  private unpin(e: Extent, access: Access, readEnd: number, read: boolean): void {
     e.pins--
-    this.afterRead(e, access, readEnd)
+    if (read) this.afterRead(e, access, readEnd)
     if (e.pins === 0) this.wakeSpaceWaiter()
   }
 
@@ -427,13 +443,14 @@ export class BlockCache implements RangeSource {
       e.stream = undefined
       if (!e.prefetched || e.data || e.pins > 0 || e.gone) continue
       this.counters.cancelled++
+      // Out of the index at once: a reader arriving now starts a fetch of its own.
+      this.remove(e)
       if (e.queued) {
         const i = this.prefetchQueue.indexOf(e)
         if (i >= 0) this.prefetchQueue.splice(i, 1)
         e.queued = undefined
-        this.remove(e)
         this.releaseBuffer(e)
-      } else e.abort?.abort()
+      } else e.abort?.abort() // its buffer is released when the request settles
     }
     this.wakeSpaceWaiter()
   }
@@ -460,8 +477,10 @@ export class BlockCache implements RangeSource {
           this.running--
           e.abort = undefined
           if (e.gone) {
-            // Dropped while on the way (the cache closed): nothing to keep.
+            // Dropped while on the way: nothing to keep.
+            if (!this.closed) this.releaseBuffer(e)
             resolve()
+            this.wakeSpaceWaiter()
             this.pump()
             return
           }
@@ -478,10 +497,8 @@ export class BlockCache implements RangeSource {
           this.running--
           e.abort = undefined
           // Not cached: the next reader tries again.
-          if (!e.gone) {
-            this.remove(e)
-            this.releaseBuffer(e)
-          }
+          this.remove(e)
+          if (!this.closed) this.releaseBuffer(e)
           if (prefetch) this.logger.debug({ err, offset: e.start, length: e.length }, 'readahead failed')
           reject(err)
           this.wakeSpaceWaiter()

@@ -19,6 +19,8 @@ export interface MirroredCache {
   detachMirror(): void
   /** Reads served natively, as (offset, length) pairs, for the access pattern and eviction order. */
   noteReads(ranges: ArrayLike<number>): void
+  /** Caches a range as a read of it would, without copying it (the native side reads it next). */
+  load(offset: number, length: number): Promise<void>
 }
 
 export interface XtsView {
