@@ -132,7 +132,8 @@ struct File {
 
 // kRead: a miss, JavaScript decides; kReadData: JavaScript must answer with the bytes itself
 // (a retry found the range gone again, or the file has no table).
-enum EventKind { kRead = 1, kWrite = 2, kFsync = 3, kTouch = 4, kStopped = 5, kReadData = 6 };
+// kWriteEncrypted: whole data units of an AES-XTS file, encrypted here on the FUSE thread.
+enum EventKind { kRead = 1, kWrite = 2, kFsync = 3, kTouch = 4, kStopped = 5, kReadData = 6, kWriteEncrypted = 7 };
 
 struct Pending {
   fuse_req_t req = nullptr;
@@ -634,11 +635,14 @@ void Session::OnWrite(fuse_req_t req, fuse_ino_t ino, const char* buf, size_t si
   const uint64_t o = static_cast<uint64_t>(off);
   if (o + size > f->size) return (void)fuse_reply_err(req, ENOSPC);
   if (size == 0) return (void)fuse_reply_write(req, 0);
-  // libfuse reuses its buffer once this returns: JavaScript gets a copy it owns.
+  // libfuse reuses its buffer once this returns: JavaScript gets a copy it owns. Whole units of
+  // a userspace volume are encrypted on the way (off the main thread), partial ones go as they are.
   auto* data = static_cast<uint8_t*>(malloc(size));
   if (!data) return (void)fuse_reply_err(req, ENOMEM);
-  std::memcpy(data, buf, size);
-  auto* ev = new Event(kWrite);
+  const bool encrypt = f->xts && o % f->unit == 0 && size % f->unit == 0 &&
+                       encfs::XtsCrypt(true, f->key, f->keyLen, reinterpret_cast<const uint8_t*>(buf), data, size, o / 512, f->unit, f->plain64);
+  if (!encrypt) std::memcpy(data, buf, size);
+  auto* ev = new Event(encrypt ? kWriteEncrypted : kWrite);
   ev->id = s->Remember(Pending{req, static_cast<int>(ino - 2), o, size});
   ev->file = static_cast<int>(ino - 2);
   ev->offset = o;

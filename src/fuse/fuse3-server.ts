@@ -127,7 +127,10 @@ export class Fuse3FileServer implements FileServer {
         if (session) this.read(session, id, this.files[file]!, offset, length)
         return
       case Fuse3Event.Write:
-        if (session) this.write(session, id, this.files[file]!, offset, data as Buffer)
+        if (session) this.write(session, id, this.files[file]!, offset, data as Buffer, false)
+        return
+      case Fuse3Event.WriteEncrypted:
+        if (session) this.write(session, id, this.files[file]!, offset, data as Buffer, true)
         return
       case Fuse3Event.Fsync:
         if (session) this.fsync(session, id, this.files[file]!)
@@ -183,10 +186,12 @@ export class Fuse3FileServer implements FileServer {
     )
   }
 
-  private write(session: Fuse3Session, id: number, file: ServedFile, offset: number, data: Buffer): void {
-    const write = file.source.write?.bind(file.source)
-    if (!write) return session.replyError(id, E.EROFS)
-    write(offset, data).then(
+  /** The bytes are ours (the addon's copy of the request): handed over to the cache, which keeps them. */
+  private write(session: Fuse3Session, id: number, file: ServedFile, offset: number, data: Buffer, encrypted: boolean): void {
+    const index = this.files.indexOf(file)
+    const write = encrypted ? this.views[index]?.writeEncrypted : file.source.write?.bind(file.source)
+    if (!write) return session.replyError(id, encrypted ? E.EIO : E.EROFS)
+    write(offset, data, true).then(
       () => {
         this.counters.writes++
         this.counters.bytesWritten += data.length

@@ -89,7 +89,10 @@ export class Luks2Volume implements RangeSource {
     const inner = this.data.nativeView?.()
     const xts = this.cipher.xts()
     if (!inner || inner.xts || !xts) return undefined
-    return { cache: inner.cache, offset: inner.offset + this.offset, xts: { key: xts.key, unit: this.unit, plain64: xts.plain64 } }
+    return {
+      cache: inner.cache, offset: inner.offset + this.offset, xts: { key: xts.key, unit: this.unit, plain64: xts.plain64 },
+      ...(this.data.write ? { writeEncrypted: (offset: number, ciphertext: Buffer) => this.writeCiphertext(offset, ciphertext) } : {}),
+    }
   }
 
   write?: (offset: number, data: Buffer) => Promise<void>
@@ -107,8 +110,17 @@ export class Luks2Volume implements RangeSource {
         buf = await this.read(start, end - start)
         data.copy(buf, offset - start)
       }
-      await this.data.write!(this.offset + start, this.cipher.encrypt(buf, start / 512, this.unit))
+      await this.data.write!(this.offset + start, this.cipher.encrypt(buf, start / 512, this.unit), true)
     })
+    this.writes = run.catch(() => {})
+    return run
+  }
+
+  /** Whole units encrypted by the caller (the native data plane), in the same order as every other write. */
+  private writeCiphertext(offset: number, ciphertext: Buffer): Promise<void> {
+    checkRange(this.size, offset, ciphertext.length)
+    if (offset % this.unit !== 0 || ciphertext.length % this.unit !== 0) return Promise.reject(new RangeError(`encrypted write at ${offset} (+${ciphertext.length}) is not whole ${this.unit}-byte units`))
+    const run = this.writes.then(() => this.data.write!(this.offset + offset, ciphertext, true))
     this.writes = run.catch(() => {})
     return run
   }

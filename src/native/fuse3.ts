@@ -15,8 +15,11 @@ export interface Fuse3SessionFile {
   xts?: XtsView
 }
 
-/** Read: a miss of a file with a table (load it, then retry); ReadData: answer with the bytes. */
-export const Fuse3Event = { Read: 1, Write: 2, Fsync: 3, Touch: 4, Stopped: 5, ReadData: 6 } as const
+/**
+ * Read: a miss of a file with a table (load it, then retry); ReadData: answer with the bytes;
+ * WriteEncrypted: whole units of an AES-XTS file, already encrypted by the FUSE thread.
+ */
+export const Fuse3Event = { Read: 1, Write: 2, Fsync: 3, Touch: 4, Stopped: 5, ReadData: 6, WriteEncrypted: 7 } as const
 export type Fuse3Event = (typeof Fuse3Event)[keyof typeof Fuse3Event]
 
 /** kind, request id, file index, offset, length, and the written bytes (Write) or a message (Stopped). */

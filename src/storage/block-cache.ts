@@ -85,6 +85,8 @@ interface Extent {
   dirty?: { lo: number; hi: number }
   /** Write-backs of this range under way; never evicted while > 0 (a failure re-dirties it). */
   uploading: number
+  /** The last write-back of this range: the next one waits for it, so storage ends with the newest bytes. */
+  upload?: Promise<void>
   gone: boolean
 }
 
@@ -117,6 +119,8 @@ export class BlockCache implements RangeSource {
   private spareBytes = 0
   private readonly dirty = new Set<Extent>()
   private readonly uploads = new Set<Promise<void>>()
+  /** Write-back copies, reused: 4 MiB allocations per piece kept the GC busy in the bench. */
+  private readonly snapshots: Buffer[] = []
   private running = 0
   private readonly demandQueue: (() => void)[] = []
   private readonly prefetchQueue: Extent[] = []
@@ -147,7 +151,7 @@ export class BlockCache implements RangeSource {
     this.writeAttempts = Math.max(1, o.writeAttempts ?? 3)
     this.writeRetryDelayMs = o.writeRetryDelayMs ?? 1000
     if (inner.write) {
-      this.write = (offset, data) => this.writeRange(offset, data)
+      this.write = (offset, data, owned) => this.writeRange(offset, data, owned === true)
       this.flush = () => this.flushAll()
       // Bounds how long written data waits in memory; unref: it must not keep the process alive.
       this.timer = setInterval(() => void this.writeBackDirty().catch(() => {}), o.writeBackIntervalMs ?? 5000)
@@ -156,7 +160,7 @@ export class BlockCache implements RangeSource {
   }
 
   /** Present only over a writable source. Acknowledged into memory; durable once flush() resolves. */
-  write?: (offset: number, data: Buffer) => Promise<void>
+  write?: (offset: number, data: Buffer, owned?: boolean) => Promise<void>
   flush?: () => Promise<void>
 
   stats(): BlockCacheStats {
@@ -407,9 +411,10 @@ export class BlockCache implements RangeSource {
     e.stream = undefined
   }
 
-  private newExtent(start: number, length: number, prefetch: boolean): Extent {
+  private newExtent(start: number, length: number, prefetch: boolean, adopt?: Buffer): Extent {
     const e: Extent = { start, length, pins: 0, prefetched: prefetch, consumed: false, uploading: 0, gone: false, promise: Promise.resolve() }
-    e.buffer = this.takeBuffer(length)
+    if (adopt) this.usedBytes += adopt.length
+    e.buffer = adopt ?? this.takeBuffer(length)
     this.counters.peakBytes = Math.max(this.counters.peakBytes, this.usedBytes)
     this.insert(e)
     return e
@@ -625,7 +630,7 @@ export class BlockCache implements RangeSource {
 
   // ---- writing ----
 
-  private async writeRange(offset: number, data: Buffer): Promise<void> {
+  private async writeRange(offset: number, data: Buffer, owned: boolean): Promise<void> {
     checkRange(this.size, offset, data.length)
     if (this.closed) throw new Error('block cache is closed')
     const end = offset + data.length
@@ -662,9 +667,10 @@ export class BlockCache implements RangeSource {
           await this.waitForRoom()
           continue
         }
-        const e = this.newExtent(start, last - start, false)
+        // A buffer handed over is kept as it is: no allocation, no copy (and less for the GC).
+        const e = this.newExtent(start, last - start, false, owned ? data.subarray(p - offset, stop - offset) : undefined)
         e.data = e.buffer!.length === e.length ? e.buffer! : e.buffer!.subarray(0, e.length)
-        data.copy(e.data, 0, p - offset, stop - offset)
+        if (!owned) data.copy(e.data, 0, p - offset, stop - offset)
         this.mirror?.publish(e.start, e.data)
         this.markDirty(e, 0, stop - start)
         p = stop
@@ -685,8 +691,12 @@ export class BlockCache implements RangeSource {
       }
       // The next turn of the loop finds the fetched range and writes into it.
     }
-    // Under memory pressure, start writing back so that dirty ranges become evictable.
-    if (this.dirtyBytes() > this.memoryBytes / 2) void this.writeBackDirty().catch(() => {})
+    // Under memory pressure, write everything back so that dirty ranges become evictable; else
+    // stream whole 4 MiB pieces out as a sequential writer fills them, so that an fsync after a
+    // large write finds little left to do (blobfuse2 stages blocks the same way).
+    const dirty = this.dirtyBytes()
+    if (dirty > this.memoryBytes / 2) void this.writeBackDirty().catch(() => {})
+    else if (dirty >= 2 * MAX_WRITE && this.uploads.size < this.concurrency) void this.writeBackDirty(true).catch(() => {})
   }
 
   private async waitForRoom(): Promise<void> {
@@ -743,14 +753,19 @@ export class BlockCache implements RangeSource {
   /** Writes one piece back, with retries; a failure puts the dirty marks back. */
   private uploadPiece(piece: { at: number; parts: { e: Extent; lo: number; hi: number }[]; length: number }): Promise<void> {
     // A copy: the ranges may be written again while this one is on the way.
-    const snapshot = Buffer.allocUnsafe(piece.length)
+    const whole = this.snapshots.pop() ?? Buffer.allocUnsafe(MAX_WRITE)
+    const snapshot = whole.subarray(0, piece.length)
     let pos = 0
+    const earlier: Promise<void>[] = []
     for (const { e, lo, hi } of piece.parts) {
       e.data!.copy(snapshot, pos, lo, hi)
       pos += hi - lo
       e.uploading++
+      if (e.upload) earlier.push(e.upload)
     }
     const run = async () => {
+      // An older snapshot of the same range still on the way must land first.
+      if (earlier.length > 0) await Promise.allSettled(earlier)
       for (let attempt = 1; ; attempt++) {
         try {
           await this.inner.write!(piece.at, snapshot)
@@ -770,21 +785,34 @@ export class BlockCache implements RangeSource {
       }
     }
     const upload = run().finally(() => {
-      for (const { e } of piece.parts) e.uploading--
+      if (this.snapshots.length < 4) this.snapshots.push(whole)
+      for (const { e } of piece.parts) {
+        e.uploading--
+        if (e.upload === upload) e.upload = undefined
+      }
       this.uploads.delete(upload)
       this.wakeSpaceWaiter()
     })
+    for (const { e } of piece.parts) e.upload = upload
     this.uploads.add(upload)
     upload.catch(() => {})
     return upload
   }
 
-  /** Writes back everything dirty, `concurrency` pieces at a time; rejects with the first failure. */
-  private async writeBackDirty(): Promise<void> {
+  /**
+   * Writes back everything dirty, `concurrency` pieces at a time; rejects with the first failure.
+   * `fullOnly`: only whole 4 MiB pieces, the rest stays dirty (a sequential writer's tail).
+   */
+  private async writeBackDirty(fullOnly = false): Promise<void> {
     if (this.dirty.size === 0) return
-    const pieces = this.writeBackPieces()
+    let pieces = this.writeBackPieces()
     for (const e of this.dirty) e.dirty = undefined
     this.dirty.clear()
+    if (fullOnly) {
+      const rest = pieces.filter((p) => p.length < MAX_WRITE)
+      for (const p of rest) for (const { e, lo, hi } of p.parts) this.markDirty(e, lo, hi)
+      pieces = pieces.filter((p) => p.length === MAX_WRITE)
+    }
     let failure: unknown
     let next = 0
     const worker = async () => {

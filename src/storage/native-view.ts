@@ -36,4 +36,6 @@ export interface NativeView {
   /** Where byte 0 of the source is in the cache. */
   offset: number
   xts?: XtsView
+  /** Whole data units the native side has encrypted already (`offset` in the source's coordinates; the buffer is handed over). */
+  writeEncrypted?(offset: number, ciphertext: Buffer): Promise<void>
 }

@@ -11,8 +11,11 @@ export interface RangeSource {
   read(offset: number, length: number, signal?: AbortSignal): Promise<Buffer>
   /** Fills `target` with the bytes at `offset` (sources that can, so a cache can reuse its buffers). */
   readInto?(offset: number, target: Buffer, signal?: AbortSignal): Promise<void>
-  /** Read-write sources only. */
-  write?(offset: number, data: Buffer): Promise<void>
+  /**
+   * Read-write sources only. `owned`: the caller hands `data` over and never touches it again,
+   * so a cache may keep it instead of copying it.
+   */
+  write?(offset: number, data: Buffer, owned?: boolean): Promise<void>
   /** Durable once resolved. */
   flush?(): Promise<void>
   close(): Promise<void>
