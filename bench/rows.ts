@@ -1,11 +1,11 @@
 // One function per bench row: each measures once and returns its rate (and what it saw on the way).
 import { BlobClient, PageBlobClient } from '@azure/storage-blob'
-import { createDefaultHttpClient, createEmptyPipeline, createHttpHeaders, createPipelineRequest } from '@azure/core-rest-pipeline'
 import { mkdir, rm } from 'node:fs/promises'
 import path from 'node:path'
 import { execFile } from 'node:child_process'
 import { promisify } from 'node:util'
 import { BlobSource } from '../src/storage/blob-source.js'
+import { RangedGet } from '../src/storage/ranged-get.js'
 import { BlockCache } from '../src/storage/block-cache.js'
 import { Luks2Volume } from '../src/luks/volume.js'
 import { MiB, ddRead, dropCaches, iosWithin, mbps, peakRssMiB, processCpuSeconds, runFio, type FioJob } from './harness.js'
@@ -37,7 +37,7 @@ async function parallelRanges(bytes: number, range: number, concurrency: number,
   return mbps(bytes, performance.now() - started)
 }
 
-/** What BlobSource did before: BlobClient.download() per range, the body copied chunk by chunk. */
+/** BlobClient.download() per range (what BlobSource used before RangedGet), the body copied chunk by chunk. */
 export async function sdkDownloadRanges(url: string, bytes: number, range: number, concurrency: number, into: Buffer): Promise<number> {
   const client = new BlobClient(url)
   return parallelRanges(bytes, range, concurrency, async (off, len) => {
@@ -50,24 +50,10 @@ export async function sdkDownloadRanges(url: string, bytes: number, range: numbe
   })
 }
 
-/** A ranged GET sent straight through a core-rest-pipeline HTTP client (keep-alive), body streamed into the buffer. */
+/** RangedGet (what BlobSource reads with): one GET per range straight through the SDK's HTTP pipeline. */
 export async function pipelineRanges(url: string, bytes: number, range: number, concurrency: number, into: Buffer): Promise<number> {
-  const http = createDefaultHttpClient()
-  const pipeline = createEmptyPipeline()
-  return parallelRanges(bytes, range, concurrency, async (off, len) => {
-    const req = createPipelineRequest({
-      url, method: 'GET',
-      headers: createHttpHeaders({ 'x-ms-range': `bytes=${off}-${off + len - 1}`, 'x-ms-version': '2025-01-05' }),
-      streamResponseStatusCodes: new Set([200, 206]),
-      allowInsecureConnection: url.startsWith('http:'),
-    })
-    const res = await pipeline.sendRequest(http, req)
-    let pos = off
-    for await (const chunk of res.readableStreamBody as AsyncIterable<Buffer>) {
-      chunk.copy(into, pos)
-      pos += chunk.length
-    }
-  })
+  const get = new RangedGet(url)
+  return parallelRanges(bytes, range, concurrency, (off, len) => get.readInto(off, into.subarray(off, off + len)))
 }
 
 /** What Go's azmount does on a cold sequential read: one 512 KiB ranged GET after another. */
@@ -165,16 +151,21 @@ export async function rcloneRead(scn: Scenario): Promise<number> {
 }
 
 /** Random 4 KiB ranged GETs straight to storage, `concurrency` at a time, for `seconds`: IOPS. */
-export async function rawRandom4k(url: string, span: number, seconds: number, concurrency: number): Promise<number> {
-  const client = new BlobClient(url)
+export async function rawRandom4k(url: string, span: number, seconds: number, concurrency: number, client: 'sdk' | 'pipeline'): Promise<number> {
+  const sdk = new BlobClient(url)
+  const get = new RangedGet(url)
   const end = performance.now() + seconds * 1000
   let done = 0
   const started = performance.now()
   const worker = async () => {
+    const buf = Buffer.alloc(4096)
     while (performance.now() < end) {
       const off = Math.floor(Math.random() * (span / 4096)) * 4096
-      const res = await client.download(off, 4096)
-      for await (const _ of res.readableStreamBody as AsyncIterable<Buffer>) void _
+      if (client === 'pipeline') await get.readInto(off, buf)
+      else {
+        const res = await sdk.download(off, 4096)
+        for await (const _ of res.readableStreamBody as AsyncIterable<Buffer>) void _
+      }
       done++
     }
   }

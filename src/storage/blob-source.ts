@@ -7,6 +7,7 @@ import type { Logger } from '../log/logger.js'
 import { silentLogger } from '../log/logger.js'
 import { checkRange, type RangeSource } from './range-source.js'
 import { StorageError, redactUrl } from './errors.js'
+import { RangedGet } from './ranged-get.js'
 
 export type BlobType = 'BlockBlob' | 'PageBlob' | 'AppendBlob'
 
@@ -71,6 +72,7 @@ export class BlobSource implements RangeSource {
   readonly kind = 'blob' as const
 
   private renewTimer?: NodeJS.Timeout
+  private readonly getter: RangedGet
 
   private constructor(
     private readonly client: BlobClient,
@@ -80,6 +82,7 @@ export class BlobSource implements RangeSource {
     readonly blobType: BlobType,
     private readonly lease?: { client: BlobLeaseClient; id: string },
   ) {
+    this.getter = new RangedGet(options.url, { credential: options.credential, maxTries: options.maxTries ?? 5, tryTimeoutMs: options.tryTimeoutMs ?? 120_000 })
     if (lease) {
       const pages: PageBlobClient = client.getPageBlobClient()
       this.write = async (offset, data) => {
@@ -148,22 +151,8 @@ export class BlobSource implements RangeSource {
     if (length === 0) return
     try {
       // One ranged GET per call (the block cache above decides sizes and parallelism), If-Match
-      // the pinned ETag. The body is copied chunk by chunk: the SDK's downloadToBuffer fills with
-      // Buffer.fill, which cost a third of remotefs's CPU in bench/read-throughput.ts.
-      const res = await this.client.download(offset, length, {
-        abortSignal: signal,
-        conditions: this.lease ? {} : this.etag ? { ifMatch: this.etag } : {},
-        maxRetryRequests: 3,
-      })
-      const body = res.readableStreamBody
-      if (!body) throw new Error('the response has no body')
-      let pos = 0
-      for await (const chunk of body as AsyncIterable<Buffer>) {
-        if (pos + chunk.length > length) throw new Error(`the server sent more than the ${length} bytes asked for`)
-        chunk.copy(buf, pos)
-        pos += chunk.length
-      }
-      if (pos !== length) throw new Error(`the download ended after ${pos} of ${length} bytes`)
+      // the pinned ETag (a leased blob is written only by us).
+      await this.getter.readInto(offset, buf, { signal, ...(this.lease || !this.etag ? {} : { etag: this.etag }) })
     } catch (err) {
       throw storageError(err, this.options, `reading ${length} bytes at ${offset}`)
     }
