@@ -173,6 +173,13 @@ export async function peakRssMiB(pid: number): Promise<number> {
   return parseVmHwmMiB(await readFile(`/proc/${pid}/status`, 'utf8'))
 }
 
+/** Resident set now (VmRSS) in MiB. */
+export async function rssMiB(pid: number): Promise<number> {
+  const kb = /VmRSS:\s+(\d+)\s*kB/.exec(await readFile(`/proc/${pid}/status`, 'utf8'))?.[1]
+  if (kb === undefined) throw new Error('no VmRSS in /proc/PID/status')
+  return Number(kb) / 1024
+}
+
 /**
  * Cold reads: write back dirty pages and drop the page cache (root only); then read `warm`
  * (Azurite's data) back in, so that storage answers from memory for every contender alike and

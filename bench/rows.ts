@@ -8,7 +8,7 @@ import { BlobSource } from '../src/storage/blob-source.js'
 import { RangedGet } from '../src/storage/ranged-get.js'
 import { BlockCache } from '../src/storage/block-cache.js'
 import { Luks2Volume } from '../src/luks/volume.js'
-import { MiB, ddRead, dropCaches, iosWithin, mbps, peakRssMiB, processCpuSeconds, runFio, type FioJob } from './harness.js'
+import { MiB, ddRead, dropCaches, iosWithin, mbps, peakRssMiB, processCpuSeconds, rssMiB, runFio, type FioJob } from './harness.js'
 import { startRclone, startRemotefs, type CacheCounters, type RemotefsRun } from './mounts.js'
 import type { Scenario } from './scenario.js'
 
@@ -92,11 +92,20 @@ async function mountParent(scn: Scenario): Promise<string> {
   return parent
 }
 
-async function withMount<T>(scn: Scenario, o: { backend?: string; readWrite?: boolean }, f: (run: RemotefsRun) => Promise<T>): Promise<{ value: T; run: RemotefsRun; atEnd?: CacheCounters; backend?: string }> {
+/** Switches the loop device under a mount to direct I/O (no page cache of the FUSE file in between). */
+async function loopDirectIo(run: RemotefsRun): Promise<void> {
+  const { stdout } = await exec('losetup', ['--list', '--noheadings', '--output', 'NAME,BACK-FILE'])
+  const line = stdout.split('\n').find((l) => l.includes(run.sidecar.runtimeDir))
+  if (!line) throw new Error(`no loop device over ${run.dataFile}`)
+  await exec('losetup', ['--direct-io=on', line.trim().split(/\s+/)[0]!])
+}
+
+async function withMount<T>(scn: Scenario, o: { backend?: string; readWrite?: boolean; loopDio?: boolean }, f: (run: RemotefsRun) => Promise<T>): Promise<{ value: T; run: RemotefsRun; atEnd?: CacheCounters; backend?: string }> {
   const parent = await mountParent(scn)
   const run = await startRemotefs({ url: o.readWrite ? scn.pageUrl : scn.blockUrl, key: scn.image.key, parent, name: 'fs', readWrite: o.readWrite, backend: o.backend })
   let value: T
   try {
+    if (o.loopDio) await loopDirectIo(run)
     value = await f(run)
   } catch (err) {
     await run.stop().catch(() => {})
@@ -112,20 +121,23 @@ export interface MountedSeq {
   /** remotefs CPU seconds per GB served. */
   cpuPerGB: number
   peakRssMiB: number
+  /** Resident set once mounted, before the read: Node.js, the SDK, the header and ext4's first blocks. */
+  idleRssMiB: number
   startMs: number
   kdfMs: number
   backend?: string
 }
 
 /** Cold sequential read of big.bin inside a fresh mount (page cache dropped), by dd in a child. */
-export async function mountedSequential(scn: Scenario, backend?: string): Promise<MountedSeq> {
-  const r = await withMount(scn, { backend }, async (run) => {
+export async function mountedSequential(scn: Scenario, backend?: string, loopDio = false): Promise<MountedSeq> {
+  const r = await withMount(scn, { backend, loopDio }, async (run) => {
     await dropCaches([scn.az.location])
+    const idleRssMiB = await rssMiB(run.pid)
     const cpu0 = await processCpuSeconds(run.pid)
     const ms = await ddRead(path.join(run.mountPoint, 'big.bin'))
     const cpu = (await processCpuSeconds(run.pid)) - cpu0
     const bytes = scn.sizes.bigMiB * MiB
-    return { mbps: mbps(bytes, ms), cpuPerGB: cpu / (bytes / 1e9), peakRssMiB: await peakRssMiB(run.pid) }
+    return { mbps: mbps(bytes, ms), cpuPerGB: cpu / (bytes / 1e9), peakRssMiB: await peakRssMiB(run.pid), idleRssMiB }
   })
   return { ...r.value, startMs: r.run.startMs, kdfMs: r.run.kdfMs, ...(r.backend ? { backend: r.backend } : {}) }
 }
@@ -184,8 +196,8 @@ export interface MountedRandom {
 }
 
 /** fio randread, psync, 4 jobs, 4 KiB, O_DIRECT, on a fresh mount with the page cache dropped. */
-export async function mountedRandom(scn: Scenario, seconds: number, backend?: string): Promise<MountedRandom> {
-  const r = await withMount(scn, { backend }, async (run) => {
+export async function mountedRandom(scn: Scenario, seconds: number, backend?: string, loopDio = false): Promise<MountedRandom> {
+  const r = await withMount(scn, { backend, loopDio }, async (run) => {
     await dropCaches([scn.az.location])
     const [g] = await runFio([randJob(run.mountPoint, seconds)])
     return g!
@@ -195,8 +207,8 @@ export async function mountedRandom(scn: Scenario, seconds: number, backend?: st
 }
 
 /** fio: one cold pass of 1 MiB O_DIRECT reads over big.bin, alone. */
-export async function mountedSeqFio(scn: Scenario, backend?: string): Promise<number> {
-  const r = await withMount(scn, { backend }, async (run) => {
+export async function mountedSeqFio(scn: Scenario, backend?: string, loopDio = false): Promise<number> {
+  const r = await withMount(scn, { backend, loopDio }, async (run) => {
     await dropCaches([scn.az.location])
     const [g] = await runFio([seqJob(run.mountPoint)])
     return g!.bw / 1e6
@@ -208,8 +220,8 @@ export async function mountedSeqFio(scn: Scenario, backend?: string): Promise<nu
  * Both fio readers at once on one mount: MB/s of the sequential pass, and IOPS of the random
  * reader counted only while the sequential one ran (from fio's per-I/O log).
  */
-export async function mountedMixed(scn: Scenario, seconds: number, backend?: string): Promise<{ seqMBps: number; randIops: number }> {
-  const r = await withMount(scn, { backend }, async (run) => {
+export async function mountedMixed(scn: Scenario, seconds: number, backend?: string, loopDio = false): Promise<{ seqMBps: number; randIops: number }> {
+  const r = await withMount(scn, { backend, loopDio }, async (run) => {
     await dropCaches([scn.az.location])
     const prefix = path.join(scn.dir, `fio-${Date.now()}`)
     try {

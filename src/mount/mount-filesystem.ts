@@ -157,7 +157,9 @@ export async function mountFilesystem(plan: FilesystemPlan, ctx: MountContext): 
 
       if (mounter.mode === 'loop') {
         if (unlock.mode === 'userspace') {
-          const loop = await attachLoop(ctx.run, device, !rw)
+          // The libfuse3 data plane answers O_DIRECT reads from its threads at once; measured in
+          // bench/: random 4 KiB 0.61x -> 1.09x raw GETs, cold sequential 0.33x -> 0.43x raw.
+          const loop = await attachLoop(ctx.run, device, !rw, { directIo: server.backend === 'libfuse3' })
           undo.push('detach loop device', () => detachLoop(ctx.run, loop))
           step('loop device attached', { loop })
           device = loop

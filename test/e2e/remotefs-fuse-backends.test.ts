@@ -3,7 +3,7 @@
 import test from 'ava'
 import { execFile } from 'node:child_process'
 import { promisify } from 'node:util'
-import { rm } from 'node:fs/promises'
+import { readFile, rm } from 'node:fs/promises'
 import path from 'node:path'
 import { startAzurite, uploadFile, type Azurite } from '../helpers/azurite.js'
 import { makeEncryptedImage, type TestImage } from '../helpers/images.js'
@@ -37,15 +37,19 @@ async function mount(url: string, mp: string, o: { args?: string[]; env?: Record
 test.serial('auto picks libfuse3 and logs why; --fuse libfuse2 and EncfsFuse=libfuse2 pick fuse-native; each serves the files', async (t) => {
   const { sasUrl } = await uploadFile(az, img.image, { kind: 'block' })
   const ws = await mountWorkspace(cleanups)
-  const cases: [string, { args?: string[]; env?: Record<string, string> }, RegExp][] = [
-    ['auto', {}, /FUSE backend libfuse3 \(the libfuse3 addon loads/],
-    ['flag', { args: ['--fuse', 'libfuse2'] }, /FUSE backend libfuse2 \(requested\)/],
-    ['env', { env: { EncfsFuse: 'libfuse2' } }, /FUSE backend libfuse2 \(requested\)/],
+  const cases: [string, { args?: string[]; env?: Record<string, string> }, RegExp, string][] = [
+    ['auto', {}, /FUSE backend libfuse3 \(the libfuse3 addon loads/, '1'],
+    ['flag', { args: ['--fuse', 'libfuse2'] }, /FUSE backend libfuse2 \(requested\)/, '0'],
+    ['env', { env: { EncfsFuse: 'libfuse2' } }, /FUSE backend libfuse2 \(requested\)/, '0'],
   ]
-  for (const [name, o, expected] of cases) {
+  for (const [name, o, expected, dio] of cases) {
     const mp = path.join(ws.parent, name)
     const sidecar = await mount(sasUrl, mp, o)
     t.regex(await sidecar.log(), expected, name)
+    // The loop device over a libfuse3 file reads it with direct I/O (concurrent requests, no second page cache).
+    const { stdout } = await exec('losetup', ['--list', '--noheadings', '--output', 'NAME,BACK-FILE'])
+    const loop = stdout.split('\n').find((l) => l.includes(sidecar.runtimeDir))!.trim().split(/\s+/)[0]!
+    t.is((await readFile(`/sys/block/${path.basename(loop)}/loop/dio`, 'utf8')).trim(), dio, `${name}: loop direct I/O`)
     t.is((await readFromChild(path.join(mp, 'hello.txt'))).toString(), 'hello from encfs\n')
     t.true((await readFromChild(path.join(mp, 'big.bin'))).equals(Buffer.alloc(3 * 1024 * 1024, 5)))
     t.is(await stopSidecar(sidecar), 0)
