@@ -92,20 +92,20 @@ async function mountParent(scn: Scenario): Promise<string> {
   return parent
 }
 
-/** Switches the loop device under a mount to direct I/O (no page cache of the FUSE file in between). */
-async function loopDirectIo(run: RemotefsRun): Promise<void> {
+/** Switches the loop device under a mount to buffered I/O (remotefs attaches it with direct I/O over libfuse3). */
+async function loopBuffered(run: RemotefsRun): Promise<void> {
   const { stdout } = await exec('losetup', ['--list', '--noheadings', '--output', 'NAME,BACK-FILE'])
   const line = stdout.split('\n').find((l) => l.includes(run.sidecar.runtimeDir))
   if (!line) throw new Error(`no loop device over ${run.dataFile}`)
-  await exec('losetup', ['--direct-io=on', line.trim().split(/\s+/)[0]!])
+  await exec('losetup', ['--direct-io=off', line.trim().split(/\s+/)[0]!])
 }
 
-async function withMount<T>(scn: Scenario, o: { backend?: string; readWrite?: boolean; loopDio?: boolean }, f: (run: RemotefsRun) => Promise<T>): Promise<{ value: T; run: RemotefsRun; atEnd?: CacheCounters; backend?: string }> {
+async function withMount<T>(scn: Scenario, o: { backend?: string; readWrite?: boolean; loopBuffered?: boolean }, f: (run: RemotefsRun) => Promise<T>): Promise<{ value: T; run: RemotefsRun; atEnd?: CacheCounters; backend?: string }> {
   const parent = await mountParent(scn)
   const run = await startRemotefs({ url: o.readWrite ? scn.pageUrl : scn.blockUrl, key: scn.image.key, parent, name: 'fs', readWrite: o.readWrite, backend: o.backend })
   let value: T
   try {
-    if (o.loopDio) await loopDirectIo(run)
+    if (o.loopBuffered) await loopBuffered(run)
     value = await f(run)
   } catch (err) {
     await run.stop().catch(() => {})
@@ -129,8 +129,8 @@ export interface MountedSeq {
 }
 
 /** Cold sequential read of big.bin inside a fresh mount (page cache dropped), by dd in a child. */
-export async function mountedSequential(scn: Scenario, backend?: string, loopDio = false): Promise<MountedSeq> {
-  const r = await withMount(scn, { backend, loopDio }, async (run) => {
+export async function mountedSequential(scn: Scenario, backend?: string, loopBuffered = false): Promise<MountedSeq> {
+  const r = await withMount(scn, { backend, loopBuffered }, async (run) => {
     await dropCaches([scn.az.location])
     const idleRssMiB = await rssMiB(run.pid)
     const cpu0 = await processCpuSeconds(run.pid)
@@ -196,8 +196,8 @@ export interface MountedRandom {
 }
 
 /** fio randread, psync, 4 jobs, 4 KiB, O_DIRECT, on a fresh mount with the page cache dropped. */
-export async function mountedRandom(scn: Scenario, seconds: number, backend?: string, loopDio = false): Promise<MountedRandom> {
-  const r = await withMount(scn, { backend, loopDio }, async (run) => {
+export async function mountedRandom(scn: Scenario, seconds: number, backend?: string, loopBuffered = false): Promise<MountedRandom> {
+  const r = await withMount(scn, { backend, loopBuffered }, async (run) => {
     await dropCaches([scn.az.location])
     const [g] = await runFio([randJob(run.mountPoint, seconds)])
     return g!
@@ -207,8 +207,8 @@ export async function mountedRandom(scn: Scenario, seconds: number, backend?: st
 }
 
 /** fio: one cold pass of 1 MiB O_DIRECT reads over big.bin, alone. */
-export async function mountedSeqFio(scn: Scenario, backend?: string, loopDio = false): Promise<number> {
-  const r = await withMount(scn, { backend, loopDio }, async (run) => {
+export async function mountedSeqFio(scn: Scenario, backend?: string, loopBuffered = false): Promise<number> {
+  const r = await withMount(scn, { backend, loopBuffered }, async (run) => {
     await dropCaches([scn.az.location])
     const [g] = await runFio([seqJob(run.mountPoint)])
     return g!.bw / 1e6
@@ -220,8 +220,8 @@ export async function mountedSeqFio(scn: Scenario, backend?: string, loopDio = f
  * Both fio readers at once on one mount: MB/s of the sequential pass, and IOPS of the random
  * reader counted only while the sequential one ran (from fio's per-I/O log).
  */
-export async function mountedMixed(scn: Scenario, seconds: number, backend?: string, loopDio = false): Promise<{ seqMBps: number; randIops: number }> {
-  const r = await withMount(scn, { backend, loopDio }, async (run) => {
+export async function mountedMixed(scn: Scenario, seconds: number, backend?: string, loopBuffered = false): Promise<{ seqMBps: number; randIops: number }> {
+  const r = await withMount(scn, { backend, loopBuffered }, async (run) => {
     await dropCaches([scn.az.location])
     const prefix = path.join(scn.dir, `fio-${Date.now()}`)
     try {
@@ -233,6 +233,18 @@ export async function mountedMixed(scn: Scenario, seconds: number, backend?: str
     }
   })
   return r.value
+}
+
+/** Raw random 4 KiB GETs while a raw parallel download of the blob runs beside them: what storage itself allows a mixed load. */
+export async function rawMixed(scn: Scenario, seconds: number, download: () => Promise<number>): Promise<number> {
+  let stop = false
+  const bg = (async () => {
+    while (!stop) await download()
+  })()
+  const iops = await rawRandom4k(scn.blockUrl, scn.blobBytes, seconds, 4, 'pipeline')
+  stop = true
+  await bg
+  return iops
 }
 
 /** Put Page uploads of the write source to a new page blob, 4 MiB x 8: the write reference. */

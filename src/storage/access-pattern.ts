@@ -20,6 +20,12 @@ export const FIRST_CHUNK = 256 * 1024
 /** Fetch granularity of random reads: the largest LUKS2 sector, so a unit is never fetched twice. */
 export const RANDOM_UNIT = 4096
 const MAX_STREAMS = 8
+/** A sequential stream not read for this long has stopped: its readahead is dropped. */
+const IDLE_MS = 5000
+
+function isSequential(s: Stream): boolean {
+  return s.reads >= 2 && s.bytes >= STREAK_BYTES
+}
 
 export interface Stream {
   readonly id: number
@@ -32,6 +38,7 @@ export interface Stream {
   /** How far readahead has been issued (absolute offset). */
   aheadTo: number
   lastUse: number
+  lastUseMs: number
 }
 
 export interface Access {
@@ -66,20 +73,19 @@ export class AccessPattern {
       s.lastLength = length
       s.lastUse = this.clock
     } else {
-      s = { id: ++this.ids, next: end, bytes: length, reads: 1, lastLength: length, aheadTo: end, lastUse: this.clock }
+      this.expire()
+      s = { id: ++this.ids, next: end, bytes: length, reads: 1, lastLength: length, aheadTo: end, lastUse: this.clock, lastUseMs: Date.now() }
       this.streams.push(s)
-      if (this.streams.length > MAX_STREAMS) {
-        let oldest = 0
-        for (let i = 1; i < this.streams.length; i++) if (this.streams[i]!.lastUse < this.streams[oldest]!.lastUse) oldest = i
-        const [dropped] = this.streams.splice(oldest, 1)
-        this.o.onDrop?.(dropped!)
-      }
+      this.evict(false, s)
     }
+    s.lastUseMs = Date.now()
+    // A stream that has become sequential takes a sequential place.
+    if (isSequential(s)) this.evict(true, s)
     return this.classify(s)
   }
 
   private classify(s: Stream): Access {
-    const sequential = s.reads >= 2 && s.bytes >= STREAK_BYTES
+    const sequential = isSequential(s)
     if (!sequential) return { stream: s, sequential, unit: RANDOM_UNIT, window: 0 }
     // Chunks twice what the stream has read (rclone doubles its chunk per chunk read), a window
     // four times: full speed after 16 MiB, while a short file read costs little more than itself.
@@ -87,10 +93,37 @@ export class AccessPattern {
     return { stream: s, sequential, unit, window: Math.min(this.o.maxWindow, Math.max(unit, 4 * s.bytes)) }
   }
 
+  /**
+   * Keeps at most MAX_STREAMS streams of each kind, dropping the one used longest ago. Random
+   * readers make a new candidate stream per read, so they only push each other out: a sequential
+   * stream (the only kind with readahead) gives way only to another sequential one.
+   */
+  private evict(sequential: boolean, keep: Stream): void {
+    const kind = this.streams.filter((x) => isSequential(x) === sequential)
+    if (kind.length <= MAX_STREAMS) return
+    let victim: Stream | undefined
+    for (const x of kind) if (x !== keep && (!victim || x.lastUse < victim.lastUse)) victim = x
+    if (!victim) return
+    this.streams.splice(this.streams.indexOf(victim), 1)
+    this.o.onDrop?.(victim)
+  }
+
+  /** A sequential stream whose reader has gone quiet gives its readahead back. */
+  private expire(): void {
+    const now = Date.now()
+    for (let i = this.streams.length - 1; i >= 0; i--) {
+      const x = this.streams[i]!
+      if (isSequential(x) && now - x.lastUseMs > IDLE_MS) {
+        this.streams.splice(i, 1)
+        this.o.onDrop?.(x)
+      }
+    }
+  }
+
   /** How a read would be classified, without recording it. */
   peek(offset: number, length: number): Access {
     const s = this.streams.find((x) => offset >= x.next - tolerance(x) && offset <= x.next + tolerance(x))
-    if (!s) return { stream: { id: 0, next: offset + length, bytes: length, reads: 1, lastLength: length, aheadTo: offset + length, lastUse: 0 }, sequential: false, unit: RANDOM_UNIT, window: 0 }
+    if (!s) return { stream: { id: 0, next: offset + length, bytes: length, reads: 1, lastLength: length, aheadTo: offset + length, lastUse: 0, lastUseMs: 0 }, sequential: false, unit: RANDOM_UNIT, window: 0 }
     return this.classify(s)
   }
 

@@ -55,6 +55,10 @@ export const DEFAULT_BLOCK_SIZE = 8 * 1024 * 1024
 export const DEFAULT_MEMORY_BYTES = 128 * 1024 * 1024
 export const DEFAULT_READAHEAD_BLOCKS = 8
 export const DEFAULT_CONCURRENCY = 12
+/** A random reader counts as active this long after its last fetch... */
+const RANDOM_ACTIVE_MS = 200
+/** ...and readahead is held to this many requests meanwhile. */
+const SHARED_PREFETCH = 3
 /** Azure's largest Put Page. */
 const MAX_WRITE = 4 * 1024 * 1024
 const SECTOR = 512
@@ -128,6 +132,8 @@ export class BlockCache implements RangeSource {
   private readonly ahead = new Map<number, Set<Extent>>()
   private readonly spaceWaiters: (() => void)[] = []
   private readonly pattern: AccessPattern
+  /** When a random read last had to fetch (performance.now()). */
+  private randomDemandAt = Number.NEGATIVE_INFINITY
   private mirror?: CacheMirror
   private closed = false
   private readonly counters = { hits: 0, misses: 0, fetches: 0, prefetches: 0, cancelled: 0, bytesFetched: 0, bytesRead: 0, evictions: 0, peakBytes: 0, bytesWritten: 0, writeBacks: 0, writeFailures: 0 }
@@ -353,6 +359,7 @@ export class BlockCache implements RangeSource {
     }
     const e = this.newFetch(at, p, end, access.unit, false)
     if (!e) return undefined
+    if (!access.sequential) this.randomDemandAt = performance.now()
     this.counters.misses++
     e.pins++
     return e
@@ -532,9 +539,15 @@ export class BlockCache implements RangeSource {
     this.pump()
   }
 
+  /**
+   * Demand first; readahead takes what is left, but only a few requests while a random reader
+   * is active: storage (and this thread) answer a 4 KiB read late behind many 8 MiB transfers,
+   * and the bench's mixed row showed the random reader keeping 0.09 of its rate without this.
+   */
   private pump(): void {
     while (this.demandQueue.length > 0 && this.running < this.concurrency) this.demandQueue.shift()!()
-    while (this.prefetchQueue.length > 0 && this.running < this.prefetchConcurrency && this.demandQueue.length === 0) {
+    const limit = performance.now() - this.randomDemandAt < RANDOM_ACTIVE_MS ? Math.min(this.prefetchConcurrency, SHARED_PREFETCH) : this.prefetchConcurrency
+    while (this.prefetchQueue.length > 0 && this.running < limit && this.demandQueue.length === 0) {
       const e = this.prefetchQueue.shift()!
       e.queued!()
     }
