@@ -3,6 +3,7 @@ import { constants as osConstants } from 'node:os'
 import { mkdir } from 'node:fs/promises'
 import path from 'node:path'
 import { silentLogger, type Logger } from '../log/logger.js'
+import { readInto } from '../storage/range-source.js'
 import { FuseError } from './errors.js'
 import { DEFAULT_FUSE_READAHEAD, setMountReadahead } from './readahead.js'
 import { mountFailed, type FileServer, type FileServerOptions, type FileServerStats, type ServedFile } from './file-server.js'
@@ -136,10 +137,7 @@ export class Fuse2FileServer implements FileServer {
         if (n === 0) return cb(0)
         // Straight into libfuse's buffer (a userspace volume decrypts there): no copy of ours.
         const target = buf.length === n ? buf : buf.subarray(0, n)
-        const done = file.source.readInto
-          ? file.source.readInto(pos, target)
-          : file.source.read(pos, n).then((data) => { data.copy(target) })
-        done.then(
+        readInto(file.source, pos, target).then(
           () => {
             this.counters.reads++
             this.counters.bytesRead += n

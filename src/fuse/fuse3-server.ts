@@ -4,6 +4,7 @@ import path from 'node:path'
 import { silentLogger, type Logger } from '../log/logger.js'
 import { loadFuse3Addon, Fuse3Event, type Fuse3Session, type Fuse3SessionFile, type Fuse3Table } from '../native/fuse3.js'
 import type { MirroredCache, NativeView } from '../storage/native-view.js'
+import { readInto } from '../storage/range-source.js'
 import { FuseError } from './errors.js'
 import { mountFailed, type FileServer, type FileServerOptions, type FileServerStats, type ServedFile } from './file-server.js'
 import { DEFAULT_FUSE_READAHEAD, setMountReadahead } from './readahead.js'
@@ -169,8 +170,7 @@ export class Fuse3FileServer implements FileServer {
 
   private read(session: Fuse3Session, id: number, file: ServedFile, offset: number, length: number): void {
     const buf = this.pool.take(length)
-    const done = file.source.readInto ? file.source.readInto(offset, buf) : file.source.read(offset, length).then((d) => { d.copy(buf) })
-    done.then(
+    readInto(file.source, offset, buf).then(
       () => {
         session.replyData(id, buf)
         this.pool.give(buf)

@@ -1,5 +1,5 @@
 import type { RangeSource } from '../storage/range-source.js'
-import { checkRange } from '../storage/range-source.js'
+import { checkRange, readInto } from '../storage/range-source.js'
 import type { NativeView } from '../storage/native-view.js'
 import { silentLogger, type Logger } from '../log/logger.js'
 import { readLuks2Header, payloadRange, type Luks2Header } from './header.js'
@@ -79,8 +79,7 @@ export class Luks2Volume implements RangeSource {
 
   /** Ciphertext of whole units into `buf` (a buffer of ours, never a shared cache block), decrypted where it lies. */
   private async decryptUnits(start: number, buf: Buffer, signal?: AbortSignal): Promise<void> {
-    if (this.data.readInto) await this.data.readInto(this.offset + start, buf, signal)
-    else (await this.data.read(this.offset + start, buf.length, signal)).copy(buf)
+    await readInto(this.data, this.offset + start, buf, signal)
     this.cipher.decryptInPlace(buf, start / 512, this.unit)
   }
 

@@ -16,7 +16,7 @@ function tolerance(s: Stream): number {
 /** A stream is sequential once it has read this much in adjacent reads, in at least two reads. */
 export const STREAK_BYTES = 256 * 1024
 /** Smallest fetch of a sequential stream; it grows with the streak up to the block size. */
-export const FIRST_CHUNK = 256 * 1024
+export const FIRST_CHUNK = 1024 * 1024
 /** Fetch granularity of random reads: the largest LUKS2 sector, so a unit is never fetched twice. */
 export const RANDOM_UNIT = 4096
 const MAX_STREAMS = 8
@@ -87,10 +87,11 @@ export class AccessPattern {
   private classify(s: Stream): Access {
     const sequential = isSequential(s)
     if (!sequential) return { stream: s, sequential, unit: RANDOM_UNIT, window: 0 }
-    // Chunks twice what the stream has read (rclone doubles its chunk per chunk read), a window
-    // four times: full speed after 16 MiB, while a short file read costs little more than itself.
-    const unit = Math.min(this.o.blockSize, Math.max(FIRST_CHUNK, floorPow2(2 * s.bytes)))
-    return { stream: s, sequential, unit, window: Math.min(this.o.maxWindow, Math.max(unit, 4 * s.bytes)) }
+    // Chunks and window eight times what the stream has read (rclone doubles its chunk per chunk
+    // read): whole blocks after 1 MiB, the full window after 8 MiB. Small GETs are dear (each costs
+    // storage about what a whole block does), so the ramp is short; a short file costs a few MiB.
+    const unit = Math.min(this.o.blockSize, Math.max(FIRST_CHUNK, floorPow2(8 * s.bytes)))
+    return { stream: s, sequential, unit, window: Math.min(this.o.maxWindow, Math.max(unit, 8 * s.bytes)) }
   }
 
   /**

@@ -391,12 +391,14 @@ export class BlockCache implements RangeSource {
   }
 
   /**
-   * Creates and starts (or queues) a fetch from `p` (4 KiB-aligned) for at least `unit` bytes and
-   * to the end of the read, within the free interval; undefined when there is no room now.
+   * Creates and starts (or queues) a fetch from `p` (4 KiB-aligned) to the end of the read and on
+   * to a `unit` boundary at least half a unit away, within the free interval; undefined when there
+   * is no room now. Ending on unit boundaries keeps a stream's later GETs aligned with the blob's
+   * blocks: Azurite spent three times the CPU per byte on 1-4 MiB ranges as on aligned 8 MiB ones.
    */
   private newFetch(free: { lo: number; hi: number }, p: number, end: number, unit: number, prefetch: boolean, stream?: Stream): Extent | undefined {
     const start = Math.max(free.lo, alignDown(p, RANDOM_UNIT))
-    const stop = Math.min(free.hi, this.size, Math.max(alignUp(end, RANDOM_UNIT), start + unit))
+    const stop = Math.min(free.hi, this.size, Math.max(alignUp(end, RANDOM_UNIT), alignUp(start + unit / 2, unit)))
     const length = stop - start
     if (!this.makeRoom(length, prefetch)) return undefined
     const e = this.newExtent(start, length, prefetch)

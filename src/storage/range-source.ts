@@ -31,3 +31,9 @@ export function checkRange(size: number, offset: number, length: number): void {
     throw new RangeError(`range [${offset}, ${offset + length}) is past the end (${size} bytes)`)
   }
 }
+
+/** `source`'s bytes at `offset` into `target`: with readInto where the source has it (no copy), else read and copy. */
+export async function readInto(source: RangeSource, offset: number, target: Buffer, signal?: AbortSignal): Promise<void> {
+  if (source.readInto) return source.readInto(offset, target, signal)
+  ;(await source.read(offset, target.length, signal)).copy(target)
+}

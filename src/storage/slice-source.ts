@@ -1,4 +1,4 @@
-import { checkRange, type RangeSource } from './range-source.js'
+import { checkRange, readInto, type RangeSource } from './range-source.js'
 import type { NativeView } from './native-view.js'
 
 /** A read-only window onto part of another source; it does not own (or close) what it views. */
@@ -19,8 +19,7 @@ export class SliceSource implements RangeSource {
 
   async readInto(offset: number, target: Buffer, signal?: AbortSignal): Promise<void> {
     checkRange(this.size, offset, target.length)
-    if (this.inner.readInto) return this.inner.readInto(this.offset + offset, target, signal)
-    ;(await this.inner.read(this.offset + offset, target.length, signal)).copy(target)
+    return readInto(this.inner, this.offset + offset, target, signal)
   }
 
   nativeView(): NativeView | undefined {

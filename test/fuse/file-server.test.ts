@@ -9,6 +9,7 @@ import type { FuseBackend } from '../../src/fuse/backend.js'
 import { loadFuse3Addon } from '../../src/native/fuse3.js'
 import { BlockCache } from '../../src/storage/block-cache.js'
 import { FileSource } from '../../src/storage/file-source.js'
+import { SliceSource } from '../../src/storage/slice-source.js'
 import { Luks2Volume } from '../../src/luks/volume.js'
 import { makeEncryptedImage } from '../helpers/images.js'
 import { MemorySource, WritableMemorySource } from '../helpers/memory-source.js'
@@ -145,7 +146,11 @@ test('libfuse3: reads are up to 1 MiB; cached ranges are answered without JavaSc
   const source = new MemorySource(64 * MiB)
   const plain = new MemorySource(4 * MiB)
   const cache = new BlockCache(source, { blockSize: 4 * MiB, memoryBytes: 64 * MiB })
-  const server = await mountFileServer({ backend: 'libfuse3', mountpoint: `${tmp.dir}/fuse`, files: [{ name: 'data', source: cache, writable: false }, { name: 'plain', source: plain, writable: false }] })
+  // As in kernel unlock mode: the header file is a slice of the same cache, served from the same table.
+  const header = new SliceSource(cache, 0, 3 * MiB + 512)
+  const server = await mountFileServer({ backend: 'libfuse3', mountpoint: `${tmp.dir}/fuse`, files: [
+    { name: 'data', source: cache, writable: false }, { name: 'plain', source: plain, writable: false }, { name: 'header', source: header, writable: false },
+  ] })
   try {
     // No cache behind 'plain': every read comes to JavaScript, and O_DIRECT 1 MiB reads arrive whole.
     t.true((await ddDirect(server.pathOf('plain'))).equals(plain.bytes))
@@ -164,6 +169,9 @@ test('libfuse3: reads are up to 1 MiB; cached ranges are answered without JavaSc
     const s = cache.stats()
     t.true(s.prefetches > 0, 'readahead ran')
     t.true(server.stats().nativeReads > before.native + 16 + 8, `most of the scan was native: ${JSON.stringify(server.stats())}`)
+    const js = server.stats().reads - server.stats().nativeReads
+    t.true((await ddDirect(server.pathOf('header'), '256k')).equals(source.bytes.subarray(0, 3 * MiB + 512)))
+    t.is(server.stats().reads - server.stats().nativeReads, js, 'the slice is served from the same table by the native threads')
   } finally {
     await server.unmount()
     await cache.close()
