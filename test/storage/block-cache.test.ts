@@ -1,11 +1,19 @@
 import test from 'ava'
-import { setTimeout as sleep } from 'node:timers/promises'
 import { BlockCache } from '../../src/storage/block-cache.js'
 import type { CacheMirror } from '../../src/storage/native-view.js'
 import { MemorySource } from '../helpers/memory-source.js'
 
 const KIB = 1024
 const BS = 64 * KIB
+
+/** Resolves once nothing is in flight (readahead scheduled by a read is queued at once). */
+async function settled(cache: BlockCache, ms = 10_000): Promise<void> {
+  const deadline = Date.now() + ms
+  while (cache.stats().inFlight > 0) {
+    if (Date.now() > deadline) throw new Error(`still ${cache.stats().inFlight} range(s) in flight after ${ms} ms`)
+    await new Promise((r) => setImmediate(r))
+  }
+}
 
 /** Fails the test with a clear message instead of hanging until ava's global timeout. */
 async function within<T>(ms: number, what: string, p: Promise<T>): Promise<T> {
@@ -112,7 +120,8 @@ test('random 4 KiB reads fetch only the 4 KiB they read: no readahead, amplifica
     const got = await cache.read(off, 4096)
     if (!got.equals(source.bytes.subarray(off, off + 4096))) t.fail(`bytes at ${off}`)
   }
-  await sleep(20)
+  // Readahead would have been queued by the reads themselves: nothing may be in flight now.
+  t.is(cache.stats().inFlight, 0)
   const s = cache.stats()
   t.is(s.prefetches, 0)
   t.true(source.readLog.every((r) => r.length === 4096), 'every fetch is one 4 KiB unit')
@@ -125,7 +134,7 @@ test('two reads inside one block are not a streak: no readahead, nothing fetched
   await cache.read(3 * BS, 4096)
   await cache.read(3 * BS + 4096, 4096)
   await cache.read(3 * BS + 40 * KIB, 4096)
-  await sleep(20)
+  t.is(cache.stats().inFlight, 0)
   t.is(cache.stats().prefetches, 0)
   t.is(cache.stats().bytesFetched, 3 * 4096)
 })
@@ -183,7 +192,7 @@ test('readahead of a stream that went away is dropped before it is fetched; rand
   }))
   const s = cache.stats()
   t.true(s.cancelled > 0, `cancelled ${s.cancelled}`)
-  await sleep(300)
+  await settled(cache)
   const late = source.readLog.slice(queuedAt).filter((r) => r.offset < 100 * BS && r.offset >= 9 * BS)
   t.true(late.length <= 1, `readahead fetched after the stream went away: ${JSON.stringify(late)}`)
 })
@@ -253,12 +262,12 @@ test('a failed readahead does not poison the ranges it was fetching', async (t) 
   const source = new MemorySource(16 * BS)
   const cache = new BlockCache(source, { blockSize: BS, memoryBytes: 16 * BS, readaheadBlocks: 4 })
   for (let off = 0; off < 256 * KIB; off += 32 * KIB) await cache.read(off, 32 * KIB)
-  await sleep(20)
+  await settled(cache)
   const before = cache.stats().prefetches
   source.failReads = true
   // Still sequential: these start more readahead, all of which fails (and so may the reads).
   for (let off = 256 * KIB; off < 8 * BS; off += 32 * KIB) await cache.read(off, 32 * KIB).catch(() => {})
-  await sleep(20)
+  await settled(cache)
   t.true(cache.stats().prefetches > before, 'readahead was attempted while the source failed')
   source.failReads = false
   for (let off = 0; off < source.size; off += 32 * KIB) {
@@ -296,7 +305,7 @@ test('a mirror sees every cached range, loses each before its buffer is reused, 
     await cache.read(off, 64 * KIB)
     cache.noteReads([off, 64 * KIB])
   }
-  await sleep(20)
+  await settled(cache)
   t.true(cache.stats().prefetches > 0)
   for (const [start, data] of published) if (!data.equals(source.bytes.subarray(start, start + data.length))) t.fail(`published bytes at ${start}`)
   // Scanning far past the budget evicts: every evicted range was retracted first.
