@@ -11,11 +11,11 @@
 //  - through the mount: remotefs serving the image from Azurite, a 256 MiB file read by dd in a
 //    child process from a cold mount (what an application sees).
 // The target is a ratio of at least 0.90 (verification costs at most 10% of throughput).
-import { mkdir, rm } from 'node:fs/promises'
+import { mkdir, rm, stat } from 'node:fs/promises'
 import { randomBytes } from 'node:crypto'
 import path from 'node:path'
 import yargs from 'yargs'
-import { ddRead, mbps, runBench } from './measure.js'
+import { MiB, ddRead, mbps, runBench } from './harness.js'
 import { startAzurite, uploadFile } from '../src/demo/azurite.js'
 import { makeEncryptedImage } from '../src/demo/test-image.js'
 import { startSidecar, stopSidecar, waitReady, sidecarArgs, tempDir } from '../test/helpers/remotefs.js'
@@ -27,7 +27,6 @@ import { IntactReads } from '../src/verity/intact-reads.js'
 import { Luks2Volume } from '../src/luks/volume.js'
 import type { RangeSource } from '../src/storage/range-source.js'
 
-const MiB = 1024 * 1024
 
 
 interface Sample { mbps: number; cpuMs: number }
@@ -118,7 +117,8 @@ async function main(): Promise<void> {
       try {
         await waitReady(sidecar, [mp])
         const cpu = await cpuMsOf(sidecar.child.pid!)
-        const rate = await ddRead(path.join(mp, 'big.bin'))
+        const file = path.join(mp, 'big.bin')
+        const rate = mbps((await stat(file)).size, await ddRead(file))
         return { mbps: rate, cpuMs: (await cpuMsOf(sidecar.child.pid!)) - cpu }
       } finally {
         const code = await stopSidecar(sidecar)

@@ -2,7 +2,7 @@
   "targets": [
     {
       "target_name": "snp_report",
-      "sources": ["snp_report.cc", "xts.cc", "verity-hash.cc"],
+      "sources": ["snp_report.cc", "xts.cc", "xts_core.cc", "verity-hash.cc"],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       "defines": ["NAPI_VERSION=8"],
       "cflags!": ["-fno-exceptions"],

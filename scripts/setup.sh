@@ -26,6 +26,8 @@ for cmd in "${!need[@]}"; do
   command -v "$cmd" >/dev/null 2>&1 || PATH="$PATH:/sbin:/usr/sbin" command -v "$cmd" >/dev/null 2>&1 || missing+=("${need[$cmd]}")
 done
 [ -e /usr/lib/x86_64-linux-gnu/libfuse.so.2 ] || [ -e /lib/x86_64-linux-gnu/libfuse.so.2 ] || ldconfig -p 2>/dev/null | grep -q 'libfuse.so.2 ' || missing+=(libfuse2)
+# The libfuse3 data plane (native/fuse3) builds against libfuse3-dev (which brings libfuse3-3).
+[ -e /usr/include/fuse3/fuse_lowlevel.h ] || missing+=(libfuse3-dev)
 if [ ${#missing[@]} -gt 0 ]; then
   mapfile -t pkgs < <(printf '%s\n' "${missing[@]}" | sort -u)
   if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1; then
@@ -51,12 +53,25 @@ if ! err=$(node -e "require('fuse-native')" 2>&1); then
   exit 1
 fi
 
-# The SEV-SNP report addon (native/): built with npm's own node-gyp against Node's headers.
-addon=native/build/Release/snp_report.node
-if [ ! -f "$addon" ] || [ native/binding.gyp -nt "$addon" ] || [ -n "$(find native -maxdepth 1 -name '*.cc' -newer "$addon")" ]; then
-  say "building the SEV-SNP report addon (native/)"
+# True when $1 is missing or older than any of the other files.
+stale() { local out=$1; shift; [ ! -f "$out" ] && return 0; for f in "$@"; do [ "$f" -nt "$out" ] && return 0; done; return 1; }
+
+# The SEV-SNP report and AES-XTS addon (native/): built with npm's own node-gyp against Node's headers.
+if stale native/build/Release/snp_report.node native/*.cc native/*.h native/binding.gyp; then
+  say "building the SEV-SNP report and AES-XTS addon (native/)"
   npm run --silent build:native >/tmp/encfs-native-build.log 2>&1 || { cat /tmp/encfs-native-build.log >&2; rm -f /tmp/encfs-native-build.log; say "the native addon did not build: it needs g++, make and python3 (apt-get install g++ make python3)"; exit 1; }
   rm -f /tmp/encfs-native-build.log
+fi
+
+# The libfuse3 data plane (native/fuse3), a separate addon: where it cannot be built, remotefs
+# falls back to fuse-native (libfuse2) and says so (--fuse auto).
+if stale native/fuse3/build/Release/encfs_fuse3.node native/fuse3/*.cc native/xts_core.* native/fuse3/binding.gyp; then
+  say "building the libfuse3 data plane (native/fuse3)"
+  if ! npm run --silent build:native-fuse3 >/tmp/encfs-native-fuse3.log 2>&1; then
+    cat /tmp/encfs-native-fuse3.log >&2
+    say "the libfuse3 addon did not build (it needs libfuse3-dev: apt-get install libfuse3-dev); remotefs will use fuse-native (libfuse2)"
+  fi
+  rm -f /tmp/encfs-native-fuse3.log
 fi
 
 npx --no-install tsc -p .

@@ -32,6 +32,7 @@ export function apiPort(flag: number | undefined, env: NodeJS.ProcessEnv = proce
   }
   return { port: given, explicit: true }
 }
+import { FUSE_BACKEND_MODES, type FuseBackendMode } from '../fuse/backend.js'
 
 function envFlag(value: string | undefined): boolean {
   return value !== undefined && /^(1|true|yes|on)$/i.test(value.trim())
@@ -49,6 +50,7 @@ export function parseRemotefsArgs(argv: string[], env: NodeJS.ProcessEnv = proce
     .option('allow-raw-key', { type: 'boolean', default: envFlag(env.EncfsAllowRawKey), describe: 'honour raw_key (testing only; env EncfsAllowRawKey=true)' })
     .option('unlock', { type: 'string', choices: ['auto', 'kernel', 'userspace'] as const, default: env.EncfsUnlock || 'auto', describe: 'decrypt with dm-crypt (kernel) or in encfs (userspace)' })
     .option('mounter', { type: 'string', choices: ['auto', 'loop', 'fuse2fs'] as const, default: env.EncfsMounter || 'auto', describe: 'mount ext4 with a loop device or with fuse2fs' })
+    .option('fuse', { type: 'string', choices: FUSE_BACKEND_MODES, default: env.EncfsFuse || 'auto', describe: 'FUSE backend: libfuse3 (encfs\'s native data plane), libfuse2 (fuse-native), or auto (libfuse3 when its addon loads; env EncfsFuse)' })
     .option('attestation', { type: 'string', choices: ATTESTATION_MODES, default: env.EncfsAttestation || 'auto', describe: 'SEV-SNP report source for key release (env EncfsAttestation); simulated is for the local stack only' })
     .option('lease-wait', { type: 'number', default: Number(env.EncfsLeaseWait) || 75, describe: 'read-write: seconds to wait for another writer\'s blob lease to be released or expire (env EncfsLeaseWait)' })
     .option('port', { type: 'number', describe: `port of the attestation and key release API on localhost (env Port; default ${DEFAULT_API_PORT}: if that one is taken, remotefs mounts anyway without the API)` })
@@ -192,6 +194,7 @@ export async function main(argv: string[]): Promise<void> {
       runtimeDir: args['runtime-dir'],
       leaseWaitMs: args['lease-wait'] * 1000,
       kdfBudget: kdfBudgetFrom(args),
+      fuse: args.fuse as FuseBackendMode,
       identity: config.azure_info?.identity,
       logger,
       signal: controller.signal,

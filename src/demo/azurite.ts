@@ -17,6 +17,8 @@ const ACCOUNT_KEY = 'Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I
 
 export interface Azurite {
   blobEndpoint: string
+  /** Where Azurite keeps its data. */
+  location: string
   accountName: string
   accountKey: string
   connectionString: string
@@ -74,7 +76,7 @@ export async function startAzurite(): Promise<Azurite> {
     await stop()
     throw new EncfsError('AZURITE_FAILED', `Azurite did not start on 127.0.0.1:${port}: ${stderr.trim() || (err as Error).message}`)
   }
-  return { blobEndpoint, accountName: ACCOUNT, accountKey: ACCOUNT_KEY, connectionString, service, stop }
+  return { blobEndpoint, location, accountName: ACCOUNT, accountKey: ACCOUNT_KEY, connectionString, service, stop }
 }
 
 export interface UploadOptions {

@@ -100,6 +100,8 @@ export const ERROR_CODES = {
   FUSE_MOUNT_FAILED: failure('the FUSE file server could not be mounted'),
   FUSE_UNMOUNT_FAILED: failure('the FUSE file server could not be unmounted'),
   FUSE_BAD_NAME: failure('a served file name FUSE cannot carry'),
+  FUSE_BACKEND_UNAVAILABLE: failure('the FUSE backend asked for (--fuse / EncfsFuse) cannot be used here'),
+  FUSE3_ADDON_MISSING: failure('the libfuse3 data plane addon (native/fuse3) is not built or does not load'),
   UNLOCK_KERNEL_UNAVAILABLE: failure('--unlock kernel without dm-crypt here'),
   MOUNTER_LOOP_UNAVAILABLE: failure('--mounter loop without loop devices here'),
   MOUNTER_FUSE2FS_UNAVAILABLE: failure('--mounter fuse2fs without fuse2fs installed'),

@@ -1,10 +1,7 @@
-import Fuse, { type Stat } from 'fuse-native'
-import { constants as osConstants } from 'node:os'
-import { mkdir } from 'node:fs/promises'
-import path from 'node:path'
 import type { RangeSource } from '../storage/range-source.js'
-import { silentLogger, type Logger } from '../log/logger.js'
+import type { Logger } from '../log/logger.js'
 import { FuseError } from './errors.js'
+import type { FuseBackend } from './backend.js'
 
 /** One file, served from a RangeSource, in a directory of its own. */
 export interface ServedFile {
@@ -22,200 +19,46 @@ export interface FileServerOptions {
   fsname?: string
   subtype?: string
   /**
-   * Kernel readahead on the served file. A loop device reads its backing file through the page
-   * cache, so this decides how much of the image each FUSE READ asks for when ext4 reads
-   * sequentially; the Go azmount left it at 0 and paid one round trip per 4 KiB page.
+   * Kernel readahead on the served files, in bytes. A loop device in buffered mode and `dd` of
+   * the FUSE file read through the page cache, so this decides how much each FUSE READ asks
+   * for; the Go azmount left it at 0 and paid one round trip per 4 KiB page.
    */
   maxReadahead?: number
-  /** How long one FUSE request may take before the kernel gets ETIMEDOUT instead of hanging. */
+  /** How long one FUSE request may take before the kernel gets ETIMEDOUT instead of hanging (libfuse2). */
   requestTimeoutMs?: number
 }
 
 export interface FileServerStats {
   reads: number
   bytesRead: number
+  /** Reads answered by the native data plane from cached blocks, without entering JavaScript (libfuse3). */
+  nativeReads: number
   writes: number
   bytesWritten: number
   errors: number
 }
 
-const S_IFDIR = 0o040000
-const S_IFREG = 0o100000
-const O_ACCMODE = 3
+/**
+ * RangeSources served as regular files through FUSE. Two implementations: libfuse3 through
+ * encfs's own addon (large requests, cache hits answered in native threads) and libfuse2 through
+ * fuse-native (everything answered by JavaScript on the main thread). See docs/data-path.md.
+ */
+export interface FileServer {
+  readonly mountpoint: string
+  readonly backend: FuseBackend
+  pathOf(name: string): string
+  stats(): FileServerStats
+  /** Unmounts FUSE. The sources stay open: their owner closes them. */
+  unmount(): Promise<void>
+}
 
-/** fuse-native builds the -o string itself and knows only some options; append the ones it lacks. */
-class TunedFuse extends Fuse {
-  constructor(mnt: string, ops: ConstructorParameters<typeof Fuse>[1], opts: ConstructorParameters<typeof Fuse>[2], private readonly extra: string[]) {
-    super(mnt, ops, opts)
-  }
-  protected override _fuseOptions(): string {
-    const base = super._fuseOptions()
-    if (this.extra.length === 0) return base
-    return base ? `${base},${this.extra.join(',')}` : `-o${this.extra.join(',')}`
+export function checkServedNames(files: ServedFile[]): void {
+  for (const f of files) {
+    if (!/^[A-Za-z0-9._-]+$/.test(f.name)) throw new FuseError('FUSE_BAD_NAME', `invalid served file name "${f.name}"`)
   }
 }
 
-/**
- * Serves RangeSources as regular files through FUSE. Every request is answered on the main
- * thread by awaiting the source, so nothing here may block: the sources do their I/O
- * asynchronously and the request handlers only copy bytes.
- */
-export class FileServer {
-  readonly mountpoint: string
-  private readonly fuse: TunedFuse
-  private readonly files: Map<string, ServedFile>
-  private readonly logger: Logger
-  private readonly mountedAt = new Date()
-  private mounted = false
-  private readonly counters: FileServerStats = { reads: 0, bytesRead: 0, writes: 0, bytesWritten: 0, errors: 0 }
-
-  private constructor(options: FileServerOptions) {
-    this.mountpoint = path.resolve(options.mountpoint)
-    this.logger = options.logger ?? silentLogger
-    this.files = new Map(options.files.map((f) => [`/${f.name}`, f]))
-    const extra = ['big_writes', `max_readahead=${options.maxReadahead ?? 4 * 1024 * 1024}`]
-    this.fuse = new TunedFuse(
-      this.mountpoint,
-      this.operations(),
-      {
-        force: true,
-        mkdir: true,
-        fsname: options.fsname ?? 'encfs',
-        subtype: options.subtype ?? 'encfs',
-        timeout: options.requestTimeoutMs ?? 120_000,
-        // The images are pinned by ETag (read-only) or written only through us, so the kernel
-        // may keep file pages across opens.
-        kernelCache: true,
-        maxRead: 1024 * 1024,
-      },
-      extra,
-    )
-  }
-
-  static async mount(options: FileServerOptions): Promise<FileServer> {
-    for (const f of options.files) {
-      if (!/^[A-Za-z0-9._-]+$/.test(f.name)) throw new FuseError('FUSE_BAD_NAME', `invalid served file name "${f.name}"`)
-    }
-    const server = new FileServer(options)
-    await mkdir(server.mountpoint, { recursive: true })
-    await new Promise<void>((resolve, reject) => {
-      server.fuse.mount((err) => {
-        if (err) {
-          reject(new FuseError('FUSE_MOUNT_FAILED', `cannot mount FUSE at ${server.mountpoint}: ${err.message}. ` +
-            'Check that /dev/fuse exists and the process may use it (root, or the container needs --device /dev/fuse and CAP_SYS_ADMIN).', { cause: err }))
-        } else resolve()
-      })
-    })
-    server.mounted = true
-    server.logger.debug({ mountpoint: server.mountpoint, files: options.files.map((f) => f.name) }, 'FUSE file server mounted')
-    return server
-  }
-
-  pathOf(name: string): string {
-    return path.join(this.mountpoint, name)
-  }
-
-  stats(): FileServerStats {
-    return { ...this.counters }
-  }
-
-  /** Unmounts FUSE. The sources stay open: their owner closes them. */
-  async unmount(): Promise<void> {
-    if (!this.mounted) return
-    await new Promise<void>((resolve, reject) => {
-      this.fuse.unmount((err) => (err ? reject(new FuseError('FUSE_UNMOUNT_FAILED', `cannot unmount FUSE at ${this.mountpoint}: ${err.message}`, { cause: err })) : resolve()))
-    })
-    this.mounted = false
-  }
-
-  private stat(file: ServedFile | undefined): Stat {
-    const t = this.mountedAt
-    if (!file) return { mtime: t, atime: t, ctime: t, size: 4096, mode: S_IFDIR | 0o755, uid: 0, gid: 0, nlink: 2 }
-    return {
-      mtime: t, atime: t, ctime: t,
-      size: file.source.size,
-      mode: S_IFREG | (file.writable ? 0o600 : 0o444),
-      uid: 0, gid: 0, nlink: 1,
-      blksize: 4096,
-      blocks: Math.ceil(file.source.size / 512),
-    }
-  }
-
-  private operations(): ConstructorParameters<typeof Fuse>[1] {
-    const E = osConstants.errno
-    return {
-      getattr: (p, cb) => {
-        if (p === '/') return cb(0, this.stat(undefined))
-        const file = this.files.get(p)
-        if (!file) return cb(-E.ENOENT)
-        cb(0, this.stat(file))
-      },
-      readdir: (p, cb) => {
-        if (p !== '/') return cb(-E.ENOTDIR)
-        cb(0, [...this.files.keys()].map((k) => k.slice(1)))
-      },
-      open: (p, flags, cb) => {
-        const file = this.files.get(p)
-        if (!file) return cb(-E.ENOENT)
-        if ((flags & O_ACCMODE) !== 0 && !file.writable) return cb(-E.EROFS)
-        cb(0, 0)
-      },
-      release: (_p, _fd, cb) => cb(0),
-      truncate: (p, size, cb) => cb(this.files.get(p)?.source.size === size ? 0 : -E.EPERM),
-      ftruncate: (p, _fd, size, cb) => cb(this.files.get(p)?.source.size === size ? 0 : -E.EPERM),
-      read: (p, _fd, buf, len, pos, cb) => {
-        const file = this.files.get(p)
-        if (!file) return cb(-E.ENOENT)
-        const n = Math.max(0, Math.min(len, file.source.size - pos))
-        if (n === 0) return cb(0)
-        file.source.read(pos, n).then(
-          (data) => {
-            data.copy(buf, 0, 0, n)
-            this.counters.reads++
-            this.counters.bytesRead += n
-            cb(n)
-          },
-          (err: unknown) => {
-            this.counters.errors++
-            this.logger.error({ err, file: file.name, offset: pos, length: n }, 'read failed; answering EIO')
-            cb(-E.EIO)
-          },
-        )
-      },
-      write: (p, _fd, buf, len, pos, cb) => {
-        const file = this.files.get(p)
-        if (!file) return cb(-E.ENOENT)
-        const write = file.source.write?.bind(file.source)
-        if (!file.writable || !write) return cb(-E.EROFS)
-        if (pos + len > file.source.size) return cb(-E.ENOSPC)
-        // The buffer belongs to libfuse and is reused once we answer: copy before awaiting.
-        write(pos, Buffer.from(buf.subarray(0, len))).then(
-          () => {
-            this.counters.writes++
-            this.counters.bytesWritten += len
-            cb(len)
-          },
-          (err: unknown) => {
-            this.counters.errors++
-            this.logger.error({ err, file: file.name, offset: pos, length: len }, 'write failed; answering EIO')
-            cb(-E.EIO)
-          },
-        )
-      },
-      flush: (_p, _fd, cb) => cb(0),
-      fsync: (p, _datasync, _fd, cb) => {
-        const file = this.files.get(p)
-        const flush = file?.source.flush?.bind(file.source)
-        if (!file || !file.writable || !flush) return cb(0)
-        flush().then(
-          () => cb(0),
-          (err: unknown) => {
-            this.counters.errors++
-            this.logger.error({ err, file: file.name }, 'fsync failed; answering EIO')
-            cb(-E.EIO)
-          },
-        )
-      },
-    }
-  }
+export function mountFailed(mountpoint: string, err: Error): FuseError {
+  return new FuseError('FUSE_MOUNT_FAILED', `cannot mount FUSE at ${mountpoint}: ${err.message}. ` +
+    'Check that /dev/fuse exists and the process may use it (root, or the container needs --device /dev/fuse and CAP_SYS_ADMIN).', { cause: err })
 }

@@ -61,16 +61,25 @@ export class SectorCipher {
    * block). `firstSector` is the 512-byte IV number of the first unit.
    */
   decrypt(input: Buffer, firstSector: number, unitSize: number): Buffer {
-    return this.run(input, firstSector, unitSize, false)
+    return this.run(input, Buffer.allocUnsafe(input.length), firstSector, unitSize, false)
+  }
+
+  /** Decrypts whole units where they are: the read path's buffers are its own (no copy). */
+  decryptInPlace(buf: Buffer, firstSector: number, unitSize: number): void {
+    this.run(buf, buf, firstSector, unitSize, false)
   }
 
   encrypt(input: Buffer, firstSector: number, unitSize: number): Buffer {
-    return this.run(input, firstSector, unitSize, true)
+    return this.run(input, Buffer.allocUnsafe(input.length), firstSector, unitSize, true)
   }
 
-  private run(input: Buffer, firstSector: number, unitSize: number, encrypt: boolean): Buffer {
+  /** The key and IV mode for the native data plane; undefined for CBC-ESSIV, which only JavaScript serves. */
+  xts(): { key: Buffer; plain64: boolean } | undefined {
+    return this.mode === 'cbc-essiv' ? undefined : { key: this.key, plain64: this.mode === 'xts-plain64' }
+  }
+
+  private run(input: Buffer, out: Buffer, firstSector: number, unitSize: number, encrypt: boolean): Buffer {
     if (input.length % unitSize !== 0) throw new RangeError(`buffer of ${input.length} bytes is not whole ${unitSize}-byte units`)
-    const out = Buffer.allocUnsafe(input.length)
     const native = this.mode === 'cbc-essiv' ? undefined : optionalAddon()
     if (native) {
       // One cipher context for the whole request (DESIGN: no allocation per 4 KiB on hot paths).

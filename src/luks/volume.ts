@@ -1,5 +1,6 @@
 import type { RangeSource } from '../storage/range-source.js'
-import { checkRange } from '../storage/range-source.js'
+import { checkRange, readInto } from '../storage/range-source.js'
+import type { NativeView } from '../storage/native-view.js'
 import { silentLogger, type Logger } from '../log/logger.js'
 import { readLuksHeader, payloadRange, type LuksHeader } from './header.js'
 import { unlockAnyVolumeKey } from './volume-key.js'
@@ -61,11 +62,36 @@ export class Luks2Volume implements RangeSource {
     if (length === 0) return Buffer.alloc(0)
     const start = Math.floor(offset / this.unit) * this.unit
     const end = Math.ceil((offset + length) / this.unit) * this.unit
-    // The ciphertext may be a shared cache block: decrypt into a buffer of our own.
-    const cipherText = await this.data.read(this.offset + start, end - start, signal)
-    const buf = this.cipher.decrypt(cipherText, start / 512, this.unit)
+    const buf = Buffer.allocUnsafe(end - start)
+    await this.decryptUnits(start, buf, signal)
     if (start === offset && end === offset + length) return buf
     return buf.subarray(offset - start, offset - start + length)
+  }
+
+  /** Decrypts straight into `target` (a FUSE reply buffer) when the range is whole units: one copy, no allocation. */
+  async readInto(offset: number, target: Buffer, signal?: AbortSignal): Promise<void> {
+    checkRange(this.size, offset, target.length)
+    if (target.length === 0) return
+    if (offset % this.unit === 0 && target.length % this.unit === 0) return this.decryptUnits(offset, target, signal)
+    const buf = await this.read(offset, target.length, signal)
+    buf.copy(target)
+  }
+
+  /** Ciphertext of whole units into `buf` (a buffer of ours, never a shared cache block), decrypted where it lies. */
+  private async decryptUnits(start: number, buf: Buffer, signal?: AbortSignal): Promise<void> {
+    await readInto(this.data, this.offset + start, buf, signal)
+    this.cipher.decryptInPlace(buf, start / 512, this.unit)
+  }
+
+  /** The native data plane may decrypt from the cache under `data` itself (AES-XTS only). */
+  nativeView(): NativeView | undefined {
+    const inner = this.data.nativeView?.()
+    const xts = this.cipher.xts()
+    if (!inner || inner.xts || !xts) return undefined
+    return {
+      cache: inner.cache, offset: inner.offset + this.offset, xts: { key: xts.key, unit: this.unit, plain64: xts.plain64 },
+      ...(this.data.write ? { writeEncrypted: (offset: number, ciphertext: Buffer) => this.writeCiphertext(offset, ciphertext) } : {}),
+    }
   }
 
   write?: (offset: number, data: Buffer) => Promise<void>
@@ -83,8 +109,17 @@ export class Luks2Volume implements RangeSource {
         buf = await this.read(start, end - start)
         data.copy(buf, offset - start)
       }
-      await this.data.write!(this.offset + start, this.cipher.encrypt(buf, start / 512, this.unit))
+      await this.data.write!(this.offset + start, this.cipher.encrypt(buf, start / 512, this.unit), true)
     })
+    this.writes = run.catch(() => {})
+    return run
+  }
+
+  /** Whole units encrypted by the caller (the native data plane), in the same order as every other write. */
+  private writeCiphertext(offset: number, ciphertext: Buffer): Promise<void> {
+    checkRange(this.size, offset, ciphertext.length)
+    if (offset % this.unit !== 0 || ciphertext.length % this.unit !== 0) return Promise.reject(new RangeError(`encrypted write at ${offset} (+${ciphertext.length}) is not whole ${this.unit}-byte units`))
+    const run = this.writes.then(() => this.data.write!(this.offset + offset, ciphertext, true))
     this.writes = run.catch(() => {})
     return run
   }

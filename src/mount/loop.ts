@@ -2,8 +2,13 @@ import type { CommandRunner } from '../process/run.js'
 import { MountError } from './errors.js'
 import { hasCode } from '../errors/encfs-error.js'
 
-export async function attachLoop(run: CommandRunner, file: string, readOnly: boolean): Promise<string> {
-  const args = ['--find', '--show', ...(readOnly ? ['--read-only'] : []), file]
+/**
+ * `directIo`: the loop device reads and writes its backing file with O_DIRECT, so requests stay
+ * concurrent (a buffered loop device handles them one at a time) and the FUSE file's pages are
+ * not cached a second time under ext4's (see docs/data-path.md).
+ */
+export async function attachLoop(run: CommandRunner, file: string, readOnly: boolean, o: { directIo?: boolean } = {}): Promise<string> {
+  const args = ['--find', '--show', ...(readOnly ? ['--read-only'] : []), ...(o.directIo ? ['--direct-io=on'] : []), file]
   try {
     const { stdout } = await run('losetup', args, { timeoutMs: 60_000 })
     const device = stdout.trim()

@@ -10,6 +10,7 @@ import { mountFilesystem, preflight, type MountedFilesystem } from './mount-file
 import { MountError } from './errors.js'
 import type { KdfBudget } from '../luks/kdf-budget.js'
 import type { StateDetail } from '../api/status.js'
+import { chooseFuseBackend, type FuseBackendMode } from '../fuse/backend.js'
 
 export interface RemotefsOptions {
   plans: FilesystemPlan[]
@@ -23,6 +24,8 @@ export interface RemotefsOptions {
   run?: CommandRunner
   caps?: Capabilities
   signal?: AbortSignal
+  /** FUSE backend: auto (libfuse3 addon when it loads, else fuse-native), libfuse3 or libfuse2. */
+  fuse?: FuseBackendMode
   /** Told of every filesystem's state as it changes (the API's /status). */
   onState?: (index: number, state: 'mounting' | 'mounted' | 'failed' | 'unmounting' | 'unmounted', detail?: StateDetail) => void
 }
@@ -44,6 +47,8 @@ export async function startRemotefs(o: RemotefsOptions): Promise<Remotefs> {
   const caps = o.caps ?? (await probeCapabilities())
   if (!caps.fuse) throw new MountError('FUSE_UNAVAILABLE', '/dev/fuse is missing: run remotefs privileged or with --device /dev/fuse')
   logger.info({ caps }, 'platform capabilities')
+  const fuse = chooseFuseBackend(o.fuse ?? 'auto')
+  logger.info({ backend: fuse.backend, reason: fuse.reason }, `FUSE backend ${fuse.backend} (${fuse.reason})`)
 
   const claim = await claimRuntimeDir(o.runtimeDir)
   const mounted: MountedFilesystem[] = []
@@ -65,7 +70,7 @@ export async function startRemotefs(o: RemotefsOptions): Promise<Remotefs> {
     for (const plan of o.plans) {
       try {
         o.onState?.(plan.index, 'mounting')
-        const fs = await mountFilesystem(plan, { run, caps, keys: o.keys, runtimeDir: o.runtimeDir, identity: o.identity, leaseWaitMs: o.leaseWaitMs, kdfBudget: o.kdfBudget, logger, signal: o.signal })
+        const fs = await mountFilesystem(plan, { run, caps, keys: o.keys, runtimeDir: o.runtimeDir, identity: o.identity, leaseWaitMs: o.leaseWaitMs, kdfBudget: o.kdfBudget, logger, signal: o.signal, fuse: fuse.backend })
         mounted.push(fs)
         const verity = fs.verity
         o.onState?.(plan.index, 'mounted', { unlock: fs.unlock, mounter: fs.mounter, ...(verity ? { verity: () => verity.stats() } : {}) })

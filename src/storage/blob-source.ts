@@ -8,6 +8,7 @@ import { silentLogger } from '../log/logger.js'
 import { checkRange, type RangeSource } from './range-source.js'
 import { StorageError, redactUrl } from './errors.js'
 import { withStorageRetry, StorageHealth, type RetryContext, type StorageRetryOptions } from './retry.js'
+import { RangedGet } from './ranged-get.js'
 
 export type BlobType = 'BlockBlob' | 'PageBlob' | 'AppendBlob'
 
@@ -81,6 +82,7 @@ export class BlobSource implements RangeSource {
   readonly kind = 'blob' as const
 
   private renewTimer?: NodeJS.Timeout
+  private readonly getter: RangedGet
 
   private constructor(
     private readonly client: BlobClient,
@@ -90,6 +92,8 @@ export class BlobSource implements RangeSource {
     readonly blobType: BlobType,
     private readonly lease?: { client: BlobLeaseClient; id: string },
   ) {
+    // One attempt per call: withStorageRetry around it does the retrying (and bounds each attempt).
+    this.getter = new RangedGet(options.url, { credential: options.credential, maxTries: 1, tryTimeoutMs: options.tryTimeoutMs ?? 120_000 })
     if (lease) {
       const pages: PageBlobClient = client.getPageBlobClient()
       this.write = async (offset, data) => {
@@ -167,25 +171,10 @@ export class BlobSource implements RangeSource {
     if (length === 0) return
     try {
       // One ranged GET per call (the block cache above decides sizes and parallelism), If-Match
-      // the pinned ETag. The body is copied chunk by chunk: the SDK's downloadToBuffer fills with
-      // Buffer.fill, which cost a third of remotefs's CPU in bench/read-throughput.ts. A body cut
-      // short is retried whole.
-      await withStorageRetry(this.retryContext(`reading ${length} bytes at ${offset}`, signal, length), async (abortSignal) => {
-        const res = await this.client.download(offset, length, {
-          abortSignal,
-          conditions: this.lease ? {} : this.etag ? { ifMatch: this.etag } : {},
-          maxRetryRequests: 3,
-        })
-        const body = res.readableStreamBody
-        if (!body) throw new Error('the response has no body')
-        let pos = 0
-        for await (const chunk of body as AsyncIterable<Buffer>) {
-          if (pos + chunk.length > length) throw new Error(`the server sent more than the ${length} bytes asked for`)
-          chunk.copy(buf, pos)
-          pos += chunk.length
-        }
-        if (pos !== length) throw new Error(`the download ended after ${pos} of ${length} bytes`)
-      })
+      // the pinned ETag (a leased blob is written only by us). Retries are withStorageRetry's (429
+      // and Retry-After included); a body that breaks off part-way is resumed inside the attempt.
+      await withStorageRetry(this.retryContext(`reading ${length} bytes at ${offset}`, signal, length), (abortSignal) =>
+        this.getter.readInto(offset, buf, { signal: abortSignal, ...(this.lease || !this.etag ? {} : { etag: this.etag }) }))
     } catch (err) {
       throw storageError(err, this.options, `reading ${length} bytes at ${offset}`)
     }

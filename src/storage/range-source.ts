@@ -1,3 +1,5 @@
+import type { NativeView } from './native-view.js'
+
 /**
  * The one shape every layer between blob storage and the FUSE file has: a random-access byte
  * range. BlockCache wraps one and is one; Luks2Volume wraps one and is one; the FUSE server
@@ -9,11 +11,16 @@ export interface RangeSource {
   read(offset: number, length: number, signal?: AbortSignal): Promise<Buffer>
   /** Fills `target` with the bytes at `offset` (sources that can, so a cache can reuse its buffers). */
   readInto?(offset: number, target: Buffer, signal?: AbortSignal): Promise<void>
-  /** Read-write sources only. */
-  write?(offset: number, data: Buffer): Promise<void>
+  /**
+   * Read-write sources only. `owned`: the caller hands `data` over and never touches it again,
+   * so a cache may keep it instead of copying it.
+   */
+  write?(offset: number, data: Buffer, owned?: boolean): Promise<void>
   /** Durable once resolved. */
   flush?(): Promise<void>
   close(): Promise<void>
+  /** When the bytes are a (decrypted) window onto a cache the native data plane can read (see native-view.ts). */
+  nativeView?(): NativeView | undefined
 }
 
 export function checkRange(size: number, offset: number, length: number): void {
@@ -23,4 +30,10 @@ export function checkRange(size: number, offset: number, length: number): void {
   if (offset + length > size) {
     throw new RangeError(`range [${offset}, ${offset + length}) is past the end (${size} bytes)`)
   }
+}
+
+/** `source`'s bytes at `offset` into `target`: with readInto where the source has it (no copy), else read and copy. */
+export async function readInto(source: RangeSource, offset: number, target: Buffer, signal?: AbortSignal): Promise<void> {
+  if (source.readInto) return source.readInto(offset, target, signal)
+  ;(await source.read(offset, target.length, signal)).copy(target)
 }

@@ -23,15 +23,34 @@ test('writes are read back at once and reach the source, 512-aligned and coalesc
   await cache.close()
 })
 
-test('a write across blocks, and many blocks written back at once', async (t) => {
-  const src = new WritableMemorySource(1024 * KiB)
+test('a write across blocks is written back joined, in 512-aligned pieces of at most 4 MiB, without reading what it covers', async (t) => {
+  const src = new WritableMemorySource(16 * 1024 * KiB)
   const cache = new BlockCache(src, opts)
   const data = randomBytes(300 * KiB)
   await cache.write!(50 * KiB, data)
   await cache.flush!()
   t.deepEqual(src.bytes.subarray(50 * KiB, 350 * KiB), data)
-  t.is(cache.stats().writeBacks, 6, 'one write-back per block touched (blocks 0 to 5)')
+  t.is(cache.stats().writeBacks, 1, 'adjacent ranges in several blocks make one write-back')
+  t.is(src.reads, 0, 'whole sectors written need no read')
   await cache.close()
+  // 9 MiB in 1 MiB writes, as FUSE sends them: joined, cut at 4 MiB, and whole pieces streamed
+  // out while the writer goes on, so that the flush finds only the tail left.
+  const roomy = new BlockCache(src, { ...opts, blockSize: 2048 * KiB, memoryBytes: 32 * 1024 * KiB })
+  const big = randomBytes(9 * 1024 * KiB)
+  const before = src.writeLog.length
+  for (let off = 0; off < big.length; off += 1024 * KiB) await roomy.write!(4 * 1024 * KiB + off, big.subarray(off, off + 1024 * KiB))
+  await new Promise((r) => setTimeout(r, 20))
+  const early = src.writeLog.length - before
+  t.true(early >= 1, 'whole 4 MiB pieces went out before the flush')
+  await roomy.flush!()
+  t.deepEqual(src.writeLog.slice(before).map((w) => w.length).sort((a, b) => a - b), [1024 * KiB, 4096 * KiB, 4096 * KiB])
+  t.deepEqual(src.writeLog.slice(before + early).map((w) => w.length), [1024 * KiB], 'the flush wrote the tail only')
+  t.deepEqual(src.bytes.subarray(4 * 1024 * KiB, 13 * 1024 * KiB), big)
+  // A write that does not cover whole sectors reads them first.
+  await roomy.write!(14 * 1024 * KiB + 100, Buffer.from('x'))
+  t.is(src.reads, 1)
+  t.deepEqual(src.readLog[0], { offset: 14 * 1024 * KiB, length: 512 })
+  await roomy.close()
 })
 
 test('a failing write-back rejects the flush, keeps the data dirty, and the next flush delivers it', async (t) => {

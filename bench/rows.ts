@@ -1,0 +1,285 @@
+// One function per bench row: each measures once and returns its rate (and what it saw on the way).
+import { BlobClient, PageBlobClient } from '@azure/storage-blob'
+import { mkdir, rm } from 'node:fs/promises'
+import path from 'node:path'
+import { execFile } from 'node:child_process'
+import { promisify } from 'node:util'
+import { BlobSource } from '../src/storage/blob-source.js'
+import { RangedGet } from '../src/storage/ranged-get.js'
+import { BlockCache } from '../src/storage/block-cache.js'
+import { Luks2Volume } from '../src/luks/volume.js'
+import { MiB, ddRead, dropCaches, iosWithin, mbps, peakRssMiB, processCpuSeconds, rssMiB, runFio, type FioJob } from './harness.js'
+import { startRclone, startRemotefs, type CacheCounters, type RemotefsRun } from './mounts.js'
+import type { Scenario } from './scenario.js'
+
+const exec = promisify(execFile)
+
+/** The SDK's parallel download (downloadToBuffer), the reference every streaming row divides by. */
+export async function rawDownload(url: string, bytes: number, blockSize: number, concurrency: number, into: Buffer): Promise<number> {
+  const client = new BlobClient(url)
+  const started = performance.now()
+  await client.downloadToBuffer(into, 0, bytes, { blockSize, concurrency })
+  return mbps(bytes, performance.now() - started)
+}
+
+/** Ranged GETs of `range` bytes, `concurrency` at a time, each body copied into one buffer. */
+async function parallelRanges(bytes: number, range: number, concurrency: number, get: (offset: number, length: number) => Promise<void>): Promise<number> {
+  let next = 0
+  const started = performance.now()
+  const worker = async () => {
+    while (next < bytes) {
+      const off = next
+      next += range
+      await get(off, Math.min(range, bytes - off))
+    }
+  }
+  await Promise.all(Array.from({ length: concurrency }, worker))
+  return mbps(bytes, performance.now() - started)
+}
+
+/** BlobClient.download() per range (what BlobSource used before RangedGet), the body copied chunk by chunk. */
+export async function sdkDownloadRanges(url: string, bytes: number, range: number, concurrency: number, into: Buffer): Promise<number> {
+  const client = new BlobClient(url)
+  return parallelRanges(bytes, range, concurrency, async (off, len) => {
+    const res = await client.download(off, len)
+    let pos = off
+    for await (const chunk of res.readableStreamBody as AsyncIterable<Buffer>) {
+      chunk.copy(into, pos)
+      pos += chunk.length
+    }
+  })
+}
+
+/** RangedGet (what BlobSource reads with): one GET per range straight through the SDK's HTTP pipeline. */
+export async function pipelineRanges(url: string, bytes: number, range: number, concurrency: number, into: Buffer): Promise<number> {
+  const get = new RangedGet(url)
+  return parallelRanges(bytes, range, concurrency, (off, len) => get.readInto(off, into.subarray(off, off + len)))
+}
+
+/** What Go's azmount does on a cold sequential read: one 512 KiB ranged GET after another. */
+export async function goSerial(url: string, bytes: number, into: Buffer): Promise<number> {
+  return sdkDownloadRanges(url, bytes, 512 * 1024, 1, into)
+}
+
+/** BlobSource + BlockCache + Luks2Volume in this process (no FUSE): 1 MiB reads, 4 in flight, as the kernel asks. */
+export async function inProcess(url: string, key: Buffer, bytes: number): Promise<{ mbps: number; cpuPerGB: number }> {
+  const source = await BlobSource.open({ url })
+  const volume = await Luks2Volume.open(new BlockCache(source), key)
+  try {
+    const cpu0 = process.cpuUsage()
+    const started = performance.now()
+    let next = 0
+    const reader = async () => {
+      while (next < bytes) {
+        const off = next
+        next += MiB
+        await volume.read(off, Math.min(MiB, bytes - off))
+      }
+    }
+    await Promise.all(Array.from({ length: 4 }, reader))
+    const ms = performance.now() - started
+    const cpu = process.cpuUsage(cpu0)
+    return { mbps: mbps(bytes, ms), cpuPerGB: (cpu.user + cpu.system) / 1e6 / (bytes / 1e9) }
+  } finally {
+    await volume.close()
+  }
+}
+
+let mountSeq = 0
+async function mountParent(scn: Scenario): Promise<string> {
+  const parent = path.join(scn.dir, `m${mountSeq++}`)
+  await mkdir(parent)
+  return parent
+}
+
+/** Switches the loop device under a mount to buffered I/O (remotefs attaches it with direct I/O over libfuse3). */
+async function loopBuffered(run: RemotefsRun): Promise<void> {
+  const { stdout } = await exec('losetup', ['--list', '--noheadings', '--output', 'NAME,BACK-FILE'])
+  const line = stdout.split('\n').find((l) => l.includes(run.sidecar.runtimeDir))
+  if (!line) throw new Error(`no loop device over ${run.dataFile}`)
+  await exec('losetup', ['--direct-io=off', line.trim().split(/\s+/)[0]!])
+}
+
+async function withMount<T>(scn: Scenario, o: { backend?: string; readWrite?: boolean; loopBuffered?: boolean }, f: (run: RemotefsRun) => Promise<T>): Promise<{ value: T; run: RemotefsRun; atEnd?: CacheCounters; backend?: string }> {
+  const parent = await mountParent(scn)
+  const run = await startRemotefs({ url: o.readWrite ? scn.pageUrl : scn.blockUrl, key: scn.image.key, parent, name: 'fs', readWrite: o.readWrite, backend: o.backend })
+  let value: T
+  try {
+    if (o.loopBuffered) await loopBuffered(run)
+    value = await f(run)
+  } catch (err) {
+    await run.stop().catch(() => {})
+    throw err
+  }
+  const end = await run.stop()
+  await rm(parent, { recursive: true, force: true })
+  return { value, run, ...end }
+}
+
+export interface MountedSeq {
+  mbps: number
+  /** remotefs CPU seconds per GB served. */
+  cpuPerGB: number
+  peakRssMiB: number
+  /** Resident set once mounted, before the read: Node.js, the SDK, the header and ext4's first blocks. */
+  idleRssMiB: number
+  startMs: number
+  kdfMs: number
+  backend?: string
+}
+
+/** Cold sequential read of big.bin inside a fresh mount (page cache dropped), by dd in a child. */
+export async function mountedSequential(scn: Scenario, backend?: string, loopBuffered = false): Promise<MountedSeq> {
+  const r = await withMount(scn, { backend, loopBuffered }, async (run) => {
+    await dropCaches([scn.az.location])
+    const idleRssMiB = await rssMiB(run.pid)
+    const cpu0 = await processCpuSeconds(run.pid)
+    const ms = await ddRead(path.join(run.mountPoint, 'big.bin'))
+    const cpu = (await processCpuSeconds(run.pid)) - cpu0
+    const bytes = scn.sizes.bigMiB * MiB
+    return { mbps: mbps(bytes, ms), cpuPerGB: cpu / (bytes / 1e9), peakRssMiB: await peakRssMiB(run.pid), idleRssMiB }
+  })
+  return { ...r.value, startMs: r.run.startMs, kdfMs: r.run.kdfMs, ...(r.backend ? { backend: r.backend } : {}) }
+}
+
+/** Cold `dd bs=1M` of the FUSE data file itself (no loop, no ext4), as much as big.bin holds. */
+export async function fuseFileRead(scn: Scenario, backend?: string): Promise<number> {
+  const r = await withMount(scn, { backend }, async (run) => {
+    await dropCaches([scn.az.location])
+    return mbps(scn.sizes.bigMiB * MiB, await ddRead(run.dataFile, { count: scn.sizes.bigMiB }))
+  })
+  return r.value
+}
+
+/** rclone mount of the same (encrypted) blob, read cold by dd: the peer. */
+export async function rcloneRead(scn: Scenario): Promise<number> {
+  const m = await startRclone({ blobEndpoint: scn.az.blobEndpoint, container: scn.blockBlob.container, blob: scn.blockBlob.name, dir: scn.dir })
+  try {
+    await dropCaches([scn.az.location])
+    return mbps(scn.sizes.bigMiB * MiB, await ddRead(m.file, { count: scn.sizes.bigMiB }))
+  } finally {
+    await m.stop()
+  }
+}
+
+/** Random 4 KiB ranged GETs straight to storage, `concurrency` at a time, for `seconds`: IOPS. */
+export async function rawRandom4k(url: string, span: number, seconds: number, concurrency: number, client: 'sdk' | 'pipeline'): Promise<number> {
+  const sdk = new BlobClient(url)
+  const get = new RangedGet(url)
+  const end = performance.now() + seconds * 1000
+  let done = 0
+  const started = performance.now()
+  const worker = async () => {
+    const buf = Buffer.alloc(4096)
+    while (performance.now() < end) {
+      const off = Math.floor(Math.random() * (span / 4096)) * 4096
+      if (client === 'pipeline') await get.readInto(off, buf)
+      else {
+        const res = await sdk.download(off, 4096)
+        for await (const _ of res.readableStreamBody as AsyncIterable<Buffer>) void _
+      }
+      done++
+    }
+  }
+  await Promise.all(Array.from({ length: concurrency }, worker))
+  return done / ((performance.now() - started) / 1000)
+}
+
+const randJob = (mp: string, seconds: number, iopsLog?: string): FioJob => ({ name: 'rand', file: path.join(mp, 'rand.bin'), rw: 'randread', bs: '4k', numjobs: 4, seconds, ...(iopsLog ? { iopsLog } : {}) })
+/** One pass over big.bin: a second pass could be served from the FUSE file's page cache (loop in buffered mode). */
+const seqJob = (mp: string): FioJob => ({ name: 'seq', file: path.join(mp, 'big.bin'), rw: 'read', bs: '1M' })
+
+export interface MountedRandom {
+  iops: number
+  /** Bytes fetched from storage per byte fio read. */
+  amplification: number
+}
+
+/** fio randread, psync, 4 jobs, 4 KiB, O_DIRECT, on a fresh mount with the page cache dropped. */
+export async function mountedRandom(scn: Scenario, seconds: number, backend?: string, loopBuffered = false): Promise<MountedRandom> {
+  const r = await withMount(scn, { backend, loopBuffered }, async (run) => {
+    await dropCaches([scn.az.location])
+    const [g] = await runFio([randJob(run.mountPoint, seconds)])
+    return g!
+  })
+  const fetched = (r.atEnd?.bytesFetched ?? Number.NaN) - (r.run.atReady?.bytesFetched ?? 0)
+  return { iops: r.value.iops, amplification: fetched / r.value.ioBytes }
+}
+
+/** fio: one cold pass of 1 MiB O_DIRECT reads over big.bin, alone. */
+export async function mountedSeqFio(scn: Scenario, backend?: string, loopBuffered = false): Promise<number> {
+  const r = await withMount(scn, { backend, loopBuffered }, async (run) => {
+    await dropCaches([scn.az.location])
+    const [g] = await runFio([seqJob(run.mountPoint)])
+    return g!.bw / 1e6
+  })
+  return r.value
+}
+
+/**
+ * Both fio readers at once on one mount: MB/s of the sequential pass, and IOPS of the random
+ * reader counted only while the sequential one ran (from fio's per-I/O log).
+ */
+export async function mountedMixed(scn: Scenario, seconds: number, backend?: string, loopBuffered = false): Promise<{ seqMBps: number; randIops: number }> {
+  const r = await withMount(scn, { backend, loopBuffered }, async (run) => {
+    await dropCaches([scn.az.location])
+    const prefix = path.join(scn.dir, `fio-${Date.now()}`)
+    try {
+      const [seq] = await runFio([seqJob(run.mountPoint), randJob(run.mountPoint, 2 * seconds, prefix)])
+      const ms = Math.min(seq!.runtimeMs, 2 * seconds * 1000)
+      return { seqMBps: seq!.bw / 1e6, randIops: (await iosWithin(prefix, ms)) / (ms / 1000) }
+    } finally {
+      await exec('sh', ['-c', `rm -f ${prefix}_iops.*.log`])
+    }
+  })
+  return r.value
+}
+
+/** Raw random 4 KiB GETs while a raw parallel download of the blob runs beside them: what storage itself allows a mixed load. */
+export async function rawMixed(scn: Scenario, seconds: number, download: () => Promise<number>): Promise<number> {
+  let stop = false
+  const bg = (async () => {
+    while (!stop) await download()
+  })()
+  const iops = await rawRandom4k(scn.blockUrl, scn.blobBytes, seconds, 4, 'pipeline')
+  stop = true
+  await bg
+  return iops
+}
+
+/** Put Page uploads of the write source to a new page blob, 4 MiB x 8: the write reference. */
+export async function rawPutPages(scn: Scenario, data: Buffer): Promise<number> {
+  const container = scn.az.service.getContainerClient('bench')
+  const client: PageBlobClient = container.getPageBlobClient(`put-${Date.now()}-${Math.random().toString(16).slice(2, 6)}`)
+  await client.create(data.length)
+  try {
+    const chunk = 4 * MiB
+    let next = 0
+    const started = performance.now()
+    const worker = async () => {
+      while (next < data.length) {
+        const off = next
+        next += chunk
+        const len = Math.min(chunk, data.length - off)
+        await client.uploadPages(data.subarray(off, off + len), off, len)
+      }
+    }
+    await Promise.all(Array.from({ length: 8 }, worker))
+    return mbps(data.length, performance.now() - started)
+  } finally {
+    await client.delete().catch(() => {})
+  }
+}
+
+/** Sequential write of the source into the read-write mount, then fsync: dd conv=fsync in a child. */
+export async function mountedWrite(scn: Scenario, backend?: string): Promise<number> {
+  const r = await withMount(scn, { backend, readWrite: true }, async (run) => {
+    const started = performance.now()
+    await exec('dd', [`if=${scn.writeSource}`, `of=${path.join(run.mountPoint, 'written.bin')}`, 'bs=1M', 'conv=fsync', 'status=none'])
+    const ms = performance.now() - started
+    await exec('rm', ['-f', path.join(run.mountPoint, 'written.bin')])
+    await exec('sync', ['-f', run.mountPoint])
+    return mbps(scn.sizes.writeMiB * MiB, ms)
+  })
+  return r.value
+}

@@ -1,0 +1,199 @@
+// The data-path bench: every row of issue #11 measured side by side in one run, contenders
+// interleaved round by round (A B C A B C ...), each ratio taken within a round and printed with
+// its spread across rounds. Needs root (FUSE, loop, dropping the page cache), fio and rclone.
+//
+//   npm run bench                 full run, about 12 minutes on 2 cores
+//   npm run bench -- --quick      small sizes, 2 rounds: a smoke test in about 4 minutes
+//
+// See docs/data-path.md for what the rows mean and what they showed.
+import yargs from 'yargs'
+import os from 'node:os'
+import { MiB, ensureTools, runBench, formatRatio, formatValue, interleave, pairedRatios, summarize, table, type Contender } from './harness.js'
+import { buildScenario } from './scenario.js'
+import * as rows from './rows.js'
+import { availableFuseBackends } from '../src/fuse/backend.js'
+import { DEFAULT_MEMORY_BYTES } from '../src/storage/block-cache.js'
+
+const args = yargs(process.argv.slice(2))
+  .option('quick', { type: 'boolean', default: false, describe: 'small sizes and 2 rounds (smoke test)' })
+  .option('rounds', { type: 'number', describe: 'rounds of every group (default 4, quick 2)' })
+  .option('seconds', { type: 'number', describe: 'length of each timed fio / random run (default 6, quick 2)' })
+  .option('big-mib', { type: 'number', describe: 'sequential file size (default 256, quick 160; larger than the 128 MiB cache, so a second pass is cold too)' })
+  .option('rand-mib', { type: 'number', describe: 'random file size (default 256, quick 64)' })
+  .option('write-mib', { type: 'number', describe: 'read-write row size (default 256, quick 32)' })
+  .option('groups', { type: 'string', default: 'seq,random,mixed,write,http', describe: 'comma-separated groups to run' })
+  .option('loop-buffered', { type: 'boolean', default: false, describe: 'also measure the libfuse3 mounted rows with the loop device in buffered mode (the libfuse2 default)' })
+  .strict().parseSync()
+
+const quick = args.quick
+const rounds = args.rounds ?? (quick ? 2 : 4)
+const seconds = args.seconds ?? (quick ? 2 : 6)
+const sizes = { bigMiB: args['big-mib'] ?? (quick ? 160 : 256), randMiB: args['rand-mib'] ?? (quick ? 64 : 256), writeMiB: args['write-mib'] ?? (quick ? 32 : 256) }
+const groups = new Set(args.groups.split(','))
+const log = (s: string) => process.stderr.write(`bench: ${s}\n`)
+const out = (s = '') => process.stdout.write(`${s}\n`)
+
+async function main(): Promise<void> {
+  if (process.getuid?.() !== 0) throw new Error('the bench mounts FUSE and loop devices and drops the page cache: run it as root')
+  await ensureTools(['fio', 'rclone', 'fusermount', 'dd'], log)
+  const backends = await availableFuseBackends()
+  log(`FUSE backends: ${backends.join(', ')}; ${rounds} rounds; ${os.cpus().length} CPUs; load ${os.loadavg().map((l) => l.toFixed(1)).join(' ')}`)
+  const began = performance.now()
+  const scn = await buildScenario(sizes, log)
+  const bigBytes = sizes.bigMiB * MiB
+  const buf = Buffer.alloc(Math.max(bigBytes, sizes.writeMiB * MiB))
+  const report: string[] = []
+  const section = (title: string, body: string) => {
+    report.push(`\n## ${title}\n\n${body}`)
+    out(`\n## ${title}\n\n${body}`)
+  }
+  try {
+    out(`# encfs data-path bench  (${quick ? 'quick' : 'full'}: ${rounds} rounds, blob ${(scn.blobBytes / MiB).toFixed(0)} MiB, big.bin ${sizes.bigMiB} MiB, rand.bin ${sizes.randMiB} MiB, timed runs ${seconds} s)`)
+    out('values: median (min-max) over rounds; ratios are taken within each round, then summarised the same way')
+
+    // Which parallel download is best here: its setting is the reference of every streaming row.
+    // A first download warms Azurite and the JIT; then each setting is tried, interleaved.
+    const configs: [string, number, number][] = quick
+      ? [['sdk', 8, 8], ['sdk', 16, 8], ['get', 8, 8]]
+      : [['sdk', 4, 4], ['sdk', 8, 4], ['sdk', 8, 8], ['sdk', 16, 4], ['sdk', 16, 8], ['get', 8, 8], ['get', 16, 8]]
+    const rawName = (kind: string, bs: number, c: number) => `raw ${kind === 'sdk' ? 'downloadToBuffer' : 'RangedGet'} ${bs} MiB x ${c}`
+    const rawRun = (kind: string, bs: number, c: number) => kind === 'sdk' ? rows.rawDownload(scn.blockUrl, bigBytes, bs * MiB, c, buf) : rows.pipelineRanges(scn.blockUrl, bigBytes, bs * MiB, c, buf)
+    await rows.rawDownload(scn.blockUrl, bigBytes, 8 * MiB, 8, buf)
+    const cal = await interleave(quick ? 1 : 2, configs.map(([k, bs, c]) => ({ name: rawName(k, bs, c), run: () => rawRun(k, bs, c) })),
+      (n, r, v) => log(`calibration ${r + 1}: ${n}: ${v.toFixed(0)} MB/s`))
+    const calibration = [...cal.entries()].map(([n, v]) => [n, formatValue(v)])
+    let best: { k: string; bs: number; c: number; mbps: number } = { k: 'sdk', bs: 8, c: 8, mbps: 0 }
+    configs.forEach(([k, bs, c], i) => {
+      const m = summarize([...cal.values()][i]!).median
+      if (m > best.mbps) best = { k, bs, c, mbps: m }
+    })
+    section('raw parallel download settings (the best median is the reference below)', table(['setting', 'MB/s'], calibration))
+    const ref = rawName(best.k, best.bs, best.c)
+    const raw = () => rawRun(best.k, best.bs, best.c)
+
+    const seqNotes = new Map<string, rows.MountedSeq[]>()
+    let inProcCpu: number[] = []
+    if (groups.has('seq')) {
+      const contenders: Contender[] = [
+        { name: ref, run: raw },
+        { name: 'in-process: BlobSource+BlockCache+Luks2Volume', run: async () => { const r = await rows.inProcess(scn.blockUrl, scn.image.key, bigBytes); inProcCpu.push(r.cpuPerGB); return r.mbps } },
+        ...backends.map((b): Contender => ({ name: `FUSE data file, dd bs=1M (${b})`, run: () => rows.fuseFileRead(scn, b) })),
+        ...backends.map((b): Contender => ({
+          name: `mounted: dd of big.bin in ext4 (${b})`,
+          run: async () => {
+            const r = await rows.mountedSequential(scn, b)
+            seqNotes.set(b, [...(seqNotes.get(b) ?? []), r])
+            return r.mbps
+          },
+        })),
+        ...(args['loop-buffered'] ? [{ name: `mounted: dd of big.bin in ext4 (${backends[0]!}, loop buffered)`, run: async () => (await rows.mountedSequential(scn, backends[0]!, true)).mbps }] : []),
+        { name: 'rclone mount of the blob (peer)', run: () => rows.rcloneRead(scn) },
+        { name: 'Go azmount: 512 KiB ranges, serial', run: () => rows.goSerial(scn.blockUrl, Math.min(bigBytes, 64 * MiB), buf) },
+      ]
+      const s = await interleave(rounds, contenders, (n, r, v) => log(`seq round ${r + 1}: ${n}: ${v.toFixed(0)} MB/s`))
+      const refS = s.get(ref)!
+      const rclone = s.get('rclone mount of the blob (peer)')!
+      section(`sequential read, cold (reference: ${ref})`, table(['what', 'MB/s', 'ratio to raw', 'ratio to rclone'],
+        [...s.entries()].map(([n, v]) => [n, formatValue(v), formatRatio(pairedRatios(v, refS)), formatRatio(pairedRatios(v, rclone))])))
+
+      const budget = DEFAULT_MEMORY_BYTES / MiB
+      const resRows: string[][] = []
+      for (const [b, notes] of seqNotes) {
+        const cpuRatio = notes.map((n, i) => n.cpuPerGB / (inProcCpu[i] ?? Number.NaN))
+        resRows.push([`peak RSS, MiB (${b}); target <= ${budget + 64}`, formatValue(notes.map((n) => n.peakRssMiB))])
+        resRows.push([`  RSS once mounted, before reading (Node.js, SDK, modules)`, formatValue(notes.map((n) => n.idleRssMiB))])
+        resRows.push([`  peak - mounted: what reading added; target <= ${budget + 64}`, formatValue(notes.map((n) => n.peakRssMiB - n.idleRssMiB))])
+        resRows.push([`CPU s per GB served (${b})`, formatValue(notes.map((n) => n.cpuPerGB), 2)])
+        resRows.push([`  / in-process CPU s per GB (${formatValue(inProcCpu, 2)}); target <= 1.3`, formatRatio(cpuRatio)])
+        resRows.push([`start to mounted, ms, KDF excluded (${b}); target <= 1000`, formatValue(notes.map((n) => n.startMs - n.kdfMs))])
+        resRows.push([`  KDF (pbkdf2 keyslot), ms`, formatValue(notes.map((n) => n.kdfMs))])
+      }
+      section(`remotefs resources during the mounted sequential read (cache budget ${budget} MiB)`, table(['what', 'value'], resRows))
+    }
+
+    if (groups.has('random') || groups.has('mixed')) {
+      const def = backends[0]!
+      const amp: number[] = []
+      const contenders: Contender[] = [
+        { name: 'raw 4 KiB ranged GETs x 4', run: () => rows.rawRandom4k(scn.blockUrl, scn.blobBytes, seconds, 4, 'pipeline') },
+        { name: 'raw 4 KiB BlobClient.download() x 4', run: () => rows.rawRandom4k(scn.blockUrl, scn.blobBytes, seconds, 4, 'sdk') },
+        { name: `mounted: fio randread 4k psync 4 jobs (${def})`, run: async () => { const r = await rows.mountedRandom(scn, seconds, def); amp.push(r.amplification); return r.iops } },
+        ...(args['loop-buffered'] ? [{ name: `mounted: fio randread 4k psync 4 jobs (${def}, loop buffered)`, run: async () => (await rows.mountedRandom(scn, seconds, def, true)).iops }] : []),
+      ]
+      const mixedSeq: number[] = []
+      const mixedSeqBuffered: number[] = []
+      if (groups.has('mixed')) {
+        contenders.push({ name: 'raw 4 KiB ranged GETs x 4 while a raw download runs', run: () => rows.rawMixed(scn, Math.min(seconds, 2), raw) })
+        contenders.push({ name: `mounted: fio read 1M, one pass, alone (${def})`, run: () => rows.mountedSeqFio(scn, def) })
+        contenders.push({ name: `mounted: fio randread 4k x 4 while the fio read 1M pass runs (${def})`, run: async () => { const r = await rows.mountedMixed(scn, seconds, def); mixedSeq.push(r.seqMBps); return r.randIops } })
+        if (args['loop-buffered']) {
+          contenders.push({ name: `mounted: fio read 1M, one pass, alone (${def}, loop buffered)`, run: () => rows.mountedSeqFio(scn, def, true) })
+          contenders.push({ name: `mounted: fio randread 4k x 4 while the fio read 1M pass runs (${def}, loop buffered)`, run: async () => { const r = await rows.mountedMixed(scn, seconds, def, true); mixedSeqBuffered.push(r.seqMBps); return r.randIops } })
+        }
+      }
+      const s = await interleave(rounds, contenders, (n, r, v) => log(`random round ${r + 1}: ${n}: ${v.toFixed(0)}`))
+      const rawS = s.get('raw 4 KiB ranged GETs x 4')!
+      const randS = s.get(`mounted: fio randread 4k psync 4 jobs (${def})`)!
+      const sdkS = s.get('raw 4 KiB BlobClient.download() x 4')!
+      const bufferedS = s.get(`mounted: fio randread 4k psync 4 jobs (${def}, loop buffered)`)
+      const body: string[][] = [
+        ['raw 4 KiB ranged GETs x 4 (RangedGet), IOPS', formatValue(rawS), '1.00'],
+        ['raw 4 KiB BlobClient.download() x 4, IOPS', formatValue(sdkS), formatRatio(pairedRatios(sdkS, rawS))],
+        [`mounted fio randread 4k x 4, IOPS (${def})`, formatValue(randS), formatRatio(pairedRatios(randS, rawS))],
+        ['  read amplification (bytes fetched / bytes read); target <= 2', formatValue(amp, 2), ''],
+      ]
+      if (bufferedS) body.push([`mounted fio randread 4k x 4, IOPS (${def}, loop buffered)`, formatValue(bufferedS), formatRatio(pairedRatios(bufferedS, rawS))])
+      section('random 4 KiB reads (target: mounted >= 0.7 x raw at the same concurrency)', table(['what', 'value', 'ratio to raw'], body))
+      if (groups.has('mixed')) {
+        const seqAlone = s.get(`mounted: fio read 1M, one pass, alone (${def})`)!
+        const randMixed = s.get(`mounted: fio randread 4k x 4 while the fio read 1M pass runs (${def})`)!
+        const rawMixed = s.get('raw 4 KiB ranged GETs x 4 while a raw download runs')!
+        const mixedRows = [
+          ['storage alone: raw random GETs beside a raw download, IOPS', formatValue(rawS), formatValue(rawMixed), formatRatio(pairedRatios(rawMixed, rawS))],
+          ['sequential fio read 1M, one pass, MB/s', formatValue(seqAlone), formatValue(mixedSeq), formatRatio(pairedRatios(mixedSeq, seqAlone))],
+          ['random fio randread 4k x 4, IOPS', formatValue(randS), formatValue(randMixed), formatRatio(pairedRatios(randMixed, randS))],
+        ]
+        const seqAloneBuffered = s.get(`mounted: fio read 1M, one pass, alone (${def}, loop buffered)`)
+        const randMixedBuffered = s.get(`mounted: fio randread 4k x 4 while the fio read 1M pass runs (${def}, loop buffered)`)
+        if (seqAloneBuffered && randMixedBuffered && bufferedS) {
+          mixedRows.push(['sequential, loop buffered, MB/s', formatValue(seqAloneBuffered), formatValue(mixedSeqBuffered), formatRatio(pairedRatios(mixedSeqBuffered, seqAloneBuffered))])
+          mixedRows.push(['random, loop buffered, IOPS', formatValue(bufferedS), formatValue(randMixedBuffered), formatRatio(pairedRatios(randMixedBuffered, bufferedS))])
+        }
+        section('mixed: a sequential and a random reader at once (target: each keeps >= 0.5 of its solo rate)', table(['what', 'alone', 'together', 'kept'], mixedRows))
+      }
+    }
+
+    if (groups.has('write')) {
+      const data = buf.subarray(0, sizes.writeMiB * MiB)
+      const { readFile } = await import('node:fs/promises')
+      ;(await readFile(scn.writeSource)).copy(data)
+      const def = backends[0]!
+      const contenders: Contender[] = [
+        { name: 'raw Put Page upload 4 MiB x 8', run: () => rows.rawPutPages(scn, data) },
+        ...backends.map((b): Contender => ({ name: `mounted read-write: dd bs=1M conv=fsync (${b})`, run: () => rows.mountedWrite(scn, b) })),
+      ]
+      const s = await interleave(Math.max(2, Math.ceil(rounds / 2)), contenders, (n, r, v) => log(`write round ${r + 1}: ${n}: ${v.toFixed(0)} MB/s`))
+      const rawS = s.get('raw Put Page upload 4 MiB x 8')!
+      section(`read-write: ${sizes.writeMiB} MiB written and fsynced on a page blob (target >= 0.7 x raw; default backend ${def})`,
+        table(['what', 'MB/s', 'ratio to raw'], [...s.entries()].map(([n, v]) => [n, formatValue(v), formatRatio(pairedRatios(v, rawS))])))
+    }
+
+    if (groups.has('http')) {
+      const range = 8 * MiB
+      const contenders: Contender[] = [
+        { name: 'SDK downloadToBuffer 8 MiB x 8', run: () => rows.rawDownload(scn.blockUrl, bigBytes, range, 8, buf) },
+        { name: 'SDK BlobClient.download() 8 MiB x 8, body copied', run: () => rows.sdkDownloadRanges(scn.blockUrl, bigBytes, range, 8, buf) },
+        { name: 'RangedGet (core-rest-pipeline) 8 MiB x 8', run: () => rows.pipelineRanges(scn.blockUrl, bigBytes, range, 8, buf) },
+      ]
+      const s = await interleave(rounds, contenders, (n, r, v) => log(`http round ${r + 1}: ${n}: ${v.toFixed(0)} MB/s`))
+      const refS = s.values().next().value!
+      section('HTTP client: the SDK download path against a direct ranged GET', table(['what', 'MB/s', 'ratio'],
+        [...s.entries()].map(([n, v]) => [n, formatValue(v), formatRatio(pairedRatios(v, refS))])))
+    }
+    out(`\nbench took ${((performance.now() - began) / 60000).toFixed(1)} min; load now ${os.loadavg().map((l) => l.toFixed(1)).join(' ')}`)
+  } finally {
+    await scn.cleanup()
+  }
+}
+
+runBench(main)

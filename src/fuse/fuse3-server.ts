@@ -1,0 +1,220 @@
+import { mkdir } from 'node:fs/promises'
+import { constants as osConstants } from 'node:os'
+import path from 'node:path'
+import { silentLogger, type Logger } from '../log/logger.js'
+import { loadFuse3Addon, Fuse3Event, type Fuse3Session, type Fuse3SessionFile, type Fuse3Table } from '../native/fuse3.js'
+import type { MirroredCache, NativeView } from '../storage/native-view.js'
+import { readInto } from '../storage/range-source.js'
+import { FuseError } from './errors.js'
+import { mountFailed, type FileServer, type FileServerOptions, type FileServerStats, type ServedFile } from './file-server.js'
+import { DEFAULT_FUSE_READAHEAD, setMountReadahead } from './readahead.js'
+
+const E = osConstants.errno
+
+/** Reply buffers for reads answered by JavaScript, kept for the next ones (a fresh 1 MiB allocation page-faults). */
+class BufferPool {
+  private readonly free: Buffer[] = []
+  constructor(private readonly size: number, private readonly keep: number) {}
+  take(length: number): Buffer {
+    if (length > this.size) return Buffer.allocUnsafe(length)
+    const b = this.free.pop() ?? Buffer.allocUnsafe(this.size)
+    return b.subarray(0, length)
+  }
+  give(b: Buffer): void {
+    if (b.buffer.byteLength === this.size && b.byteOffset === 0 && this.free.length < this.keep) this.free.push(Buffer.from(b.buffer, 0, this.size))
+  }
+}
+
+/**
+ * The libfuse3 backend: encfs's own addon (native/fuse3). READs of cached ranges are answered by
+ * its FUSE threads (decrypting AES-XTS there for userspace volumes); misses, writes and fsync
+ * come here as events and are answered by request id, so the main thread never waits for the
+ * kernel and the FUSE threads never wait for JavaScript. Requests are up to 1 MiB.
+ */
+export class Fuse3FileServer implements FileServer {
+  readonly backend = 'libfuse3' as const
+  readonly mountpoint: string
+  private readonly logger: Logger
+  private readonly files: ServedFile[]
+  private readonly views: (NativeView | undefined)[]
+  private readonly tables = new Map<MirroredCache, Fuse3Table>()
+  private session?: Fuse3Session
+  private readonly pool: BufferPool
+  private readonly counters = { reads: 0, bytesRead: 0, writes: 0, bytesWritten: 0, errors: 0 }
+  private stopped?: (ended: boolean) => void
+  private mounted = false
+  private lastStats?: FileServerStats
+
+  private constructor(options: FileServerOptions) {
+    this.mountpoint = path.resolve(options.mountpoint)
+    this.logger = options.logger ?? silentLogger
+    this.files = options.files
+    this.views = options.files.map(() => undefined)
+    this.pool = new BufferPool(loadFuse3Addon().maxRequest, 4)
+  }
+
+  static async mount(options: FileServerOptions): Promise<Fuse3FileServer> {
+    const addon = loadFuse3Addon()
+    const server = new Fuse3FileServer(options)
+    await mkdir(server.mountpoint, { recursive: true })
+    const files: Fuse3SessionFile[] = options.files.map((f, i) => {
+      const view = f.source.nativeView?.()
+      if (!view) return { name: f.name, size: f.source.size, writable: f.writable }
+      let table = server.tables.get(view.cache)
+      if (!table) server.tables.set(view.cache, (table = new addon.Table()))
+      server.views[i] = view
+      return { name: f.name, size: f.source.size, writable: f.writable, table, offset: view.offset, ...(view.xts ? { xts: view.xts } : {}) }
+    })
+    // What is cached already (the LUKS header, ext4's first blocks) is served natively from the first request.
+    for (const [cache, table] of server.tables) cache.attachMirror(table)
+    try {
+      server.session = new addon.Session({ mountpoint: server.mountpoint, fsname: options.fsname ?? 'encfs', subtype: options.subtype ?? 'encfs', files },
+        (kind, id, file, offset, length, data) => server.onEvent(kind, id, file, offset, length, data))
+    } catch (err) {
+      for (const cache of server.tables.keys()) cache.detachMirror()
+      throw mountFailed(server.mountpoint, err as Error)
+    }
+    server.mounted = true
+    await setMountReadahead(server.mountpoint, options.maxReadahead ?? DEFAULT_FUSE_READAHEAD, server.logger)
+    server.logger.debug({ mountpoint: server.mountpoint, libfuse: addon.libfuseVersion(), files: options.files.map((f, i) => ({ name: f.name, native: server.views[i] !== undefined })) }, 'FUSE file server mounted (libfuse3)')
+    return server
+  }
+
+  pathOf(name: string): string {
+    return path.join(this.mountpoint, name)
+  }
+
+  stats(): FileServerStats {
+    if (!this.session && this.lastStats) return { ...this.lastStats }
+    const s = this.session?.stats()
+    return {
+      reads: this.counters.reads + (s?.nativeReads ?? 0),
+      bytesRead: this.counters.bytesRead + (s?.nativeBytes ?? 0),
+      nativeReads: s?.nativeReads ?? 0,
+      writes: this.counters.writes,
+      bytesWritten: this.counters.bytesWritten,
+      errors: this.counters.errors,
+    }
+  }
+
+  async unmount(): Promise<void> {
+    if (!this.mounted || !this.session) return
+    this.mounted = false
+    const session = this.session
+    const ended = await new Promise<boolean>((resolve) => {
+      this.stopped = resolve
+      session.unmount()
+    })
+    const last = this.stats()
+    session.close()
+    this.session = undefined
+    this.lastStats = last
+    for (const cache of this.tables.keys()) cache.detachMirror()
+    if (!ended) {
+      throw new FuseError('FUSE_UNMOUNT_FAILED', `cannot unmount FUSE at ${this.mountpoint}: something still holds it open (a loop device, a mapping or a process); its threads were left running`)
+    }
+  }
+
+  private onEvent(kind: Fuse3Event, id: number, file: number, offset: number, length: number, data?: Buffer | string): void {
+    const session = this.session
+    switch (kind) {
+      case Fuse3Event.Read: {
+        const view = this.views[file]
+        if (session && view) this.load(session, id, view, this.files[file]!, offset, length)
+        else if (session) this.read(session, id, this.files[file]!, offset, length)
+        return
+      }
+      case Fuse3Event.ReadData:
+        if (session) this.read(session, id, this.files[file]!, offset, length)
+        return
+      case Fuse3Event.Write:
+        if (session) this.write(session, id, this.files[file]!, offset, data as Buffer, false)
+        return
+      case Fuse3Event.WriteEncrypted:
+        if (session) this.write(session, id, this.files[file]!, offset, data as Buffer, true)
+        return
+      case Fuse3Event.Fsync:
+        if (session) this.fsync(session, id, this.files[file]!)
+        return
+      case Fuse3Event.Touch: {
+        if (!session) return
+        session.drainTouches().forEach((ranges, i) => {
+          if (ranges) this.views[i]?.cache.noteReads(ranges)
+        })
+        return
+      }
+      case Fuse3Event.Stopped:
+        if (data === 'unmounted') this.stopped?.(offset === 1)
+        else this.logger.error({ mountpoint: this.mountpoint, reason: data }, 'the FUSE mount went away while serving (was it unmounted from outside?)')
+        return
+    }
+  }
+
+  /**
+   * A miss of a mirrored file: JavaScript only gets the ciphertext into the cache; a native retry
+   * thread then decrypts and answers, so the main thread is left to receive from storage.
+   */
+  private load(session: Fuse3Session, id: number, view: NativeView, file: ServedFile, offset: number, length: number): void {
+    const unit = view.xts?.unit ?? 1
+    const start = Math.floor(offset / unit) * unit
+    const end = Math.ceil((offset + length) / unit) * unit
+    view.cache.load(view.offset + start, end - start).then(
+      () => session.retry(id),
+      (err: unknown) => {
+        this.counters.errors++
+        this.logger.error({ err, file: file.name, offset, length }, 'read failed; answering EIO')
+        session.replyError(id, E.EIO)
+      },
+    )
+  }
+
+  private read(session: Fuse3Session, id: number, file: ServedFile, offset: number, length: number): void {
+    const buf = this.pool.take(length)
+    readInto(file.source, offset, buf).then(
+      () => {
+        session.replyData(id, buf)
+        this.pool.give(buf)
+        this.counters.reads++
+        this.counters.bytesRead += length
+      },
+      (err: unknown) => {
+        this.pool.give(buf)
+        this.counters.errors++
+        this.logger.error({ err, file: file.name, offset, length }, 'read failed; answering EIO')
+        session.replyError(id, E.EIO)
+      },
+    )
+  }
+
+  /** The bytes are ours (the addon's copy of the request): handed over to the cache, which keeps them. */
+  private write(session: Fuse3Session, id: number, file: ServedFile, offset: number, data: Buffer, encrypted: boolean): void {
+    const index = this.files.indexOf(file)
+    const write = encrypted ? this.views[index]?.writeEncrypted : file.source.write?.bind(file.source)
+    if (!write) return session.replyError(id, encrypted ? E.EIO : E.EROFS)
+    write(offset, data, true).then(
+      () => {
+        this.counters.writes++
+        this.counters.bytesWritten += data.length
+        session.replyWrite(id, data.length)
+      },
+      (err: unknown) => {
+        this.counters.errors++
+        this.logger.error({ err, file: file.name, offset, length: data.length }, 'write failed; answering EIO')
+        session.replyError(id, E.EIO)
+      },
+    )
+  }
+
+  private fsync(session: Fuse3Session, id: number, file: ServedFile): void {
+    const flush = file.source.flush?.bind(file.source)
+    if (!flush) return session.replyError(id, 0)
+    flush().then(
+      () => session.replyError(id, 0),
+      (err: unknown) => {
+        this.counters.errors++
+        this.logger.error({ err, file: file.name }, 'fsync failed; answering EIO')
+        session.replyError(id, E.EIO)
+      },
+    )
+  }
+}

@@ -1,0 +1,101 @@
+import {
+  RestError, bearerTokenAuthenticationPolicy, createDefaultHttpClient, createEmptyPipeline, createHttpHeaders,
+  createPipelineRequest, defaultRetryPolicy, userAgentPolicy, type HttpClient, type Pipeline,
+} from '@azure/core-rest-pipeline'
+import type { TokenCredential } from '@azure/identity'
+import type { Readable } from 'node:stream'
+
+/** The Blob service version the reads ask for (the one @azure/storage-blob 12.x sends). */
+const SERVICE_VERSION = '2026-04-06'
+const STORAGE_SCOPE = 'https://storage.azure.com/.default'
+
+export interface RangedGetOptions {
+  credential?: TokenCredential
+  /** Attempts per request (exponential back-off, Retry-After honoured). */
+  maxTries?: number
+  /** Per-attempt timeout. */
+  tryTimeoutMs?: number
+  /** A body that breaks off is asked for again from where it stopped, this many times. */
+  resumeTries?: number
+}
+
+/**
+ * Blob reads as single ranged GETs sent straight through the SDK's own HTTP pipeline
+ * (core-rest-pipeline: keep-alive agent, retry policy, bearer tokens) without the generated
+ * client around it. Measured in bench/ and docs/data-path.md: per 4 KiB read it halves the
+ * client CPU and cuts a third of the latency of BlobClient.download(); for 8 MiB reads both are
+ * bound by the socket. The body is copied once, chunk by chunk, into the caller's buffer.
+ */
+export class RangedGet {
+  private readonly pipeline: Pipeline
+  private readonly http: HttpClient
+
+  constructor(private readonly url: string, private readonly o: RangedGetOptions = {}) {
+    this.pipeline = createEmptyPipeline()
+    this.pipeline.addPolicy(userAgentPolicy({ userAgentPrefix: 'encfs' }))
+    this.pipeline.addPolicy(defaultRetryPolicy({ maxRetries: Math.max(0, (o.maxTries ?? 5) - 1), retryDelayInMs: 200, maxRetryDelayInMs: 10_000 }), { phase: 'Retry' })
+    if (o.credential) this.pipeline.addPolicy(bearerTokenAuthenticationPolicy({ credential: o.credential, scopes: STORAGE_SCOPE }), { phase: 'Sign' })
+    this.http = createDefaultHttpClient()
+  }
+
+  /** Fills `target` with the blob's bytes at `offset`; If-Match `etag` when given (412 when the blob changed). */
+  async readInto(offset: number, target: Buffer, o: { etag?: string; signal?: AbortSignal } = {}): Promise<void> {
+    let pos = 0
+    for (let attempt = 0; ; attempt++) {
+      try {
+        pos = await this.fetch(offset, target, pos, o)
+        return
+      } catch (err) {
+        // Only a body cut off part-way is resumed here; the pipeline has retried everything else.
+        if (!(err instanceof BodyCutOff) || attempt >= (this.o.resumeTries ?? 3) || o.signal?.aborted) throw err instanceof BodyCutOff ? err.cause : err
+        pos = err.received
+      }
+    }
+  }
+
+  private async fetch(offset: number, target: Buffer, from: number, o: { etag?: string; signal?: AbortSignal }): Promise<number> {
+    const first = offset + from
+    const last = offset + target.length - 1
+    const headers = createHttpHeaders({ 'x-ms-version': SERVICE_VERSION, 'x-ms-range': `bytes=${first}-${last}` })
+    if (o.etag) headers.set('If-Match', o.etag)
+    const req = createPipelineRequest({
+      url: this.url, method: 'GET', headers, abortSignal: o.signal, timeout: this.o.tryTimeoutMs ?? 120_000,
+      allowInsecureConnection: this.url.startsWith('http:'), streamResponseStatusCodes: new Set([200, 206]),
+    })
+    const res = await this.pipeline.sendRequest(this.http, req)
+    if (res.status !== 206 && res.status !== 200) {
+      const code = res.headers.get('x-ms-error-code') ?? undefined
+      throw new RestError(`the blob service answered ${res.status}${code ? ` ${code}` : ''}`, { statusCode: res.status, ...(code ? { code } : {}), request: req, response: res })
+    }
+    const body = res.readableStreamBody as Readable | undefined
+    if (!body) throw new Error('the response has no body')
+    let pos = from
+    let overflow: Error | undefined
+    try {
+      await new Promise<void>((resolve, reject) => {
+        body.on('data', (chunk: Buffer) => {
+          if (pos + chunk.length > target.length) {
+            body.destroy()
+            reject((overflow = new Error(`the server sent more than the ${target.length - from} bytes asked for`)))
+            return
+          }
+          chunk.copy(target, pos)
+          pos += chunk.length
+        })
+        body.once('end', resolve)
+        body.once('error', reject)
+      })
+    } catch (err) {
+      if (o.signal?.aborted || overflow) throw err
+      throw new BodyCutOff(pos, err)
+    }
+    if (pos !== target.length) throw new BodyCutOff(pos, new Error(`the download ended after ${pos} of ${target.length} bytes`))
+    return pos
+  }
+}
+
+class BodyCutOff extends Error {
+  constructor(readonly received: number, override readonly cause: unknown) {
+    super('the response body broke off')
+  }
+}
