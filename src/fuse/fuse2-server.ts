@@ -153,11 +153,10 @@ export class Fuse2FileServer implements FileServer {
       write: (p, _fd, buf, len, pos, cb) => {
         const file = this.files.get(p)
         if (!file) return cb(-E.ENOENT)
-        const write = file.source.write?.bind(file.source)
-        if (!file.writable || !write) return cb(-E.EROFS)
+        if (!file.writable) return cb(-E.EROFS)
         if (pos + len > file.source.size) return cb(-E.ENOSPC)
         // libfuse's buffer stays ours until we answer, and the sources copy what they keep.
-        write(pos, buf.length === len ? buf : buf.subarray(0, len)).then(
+        file.source.write(pos, buf.length === len ? buf : buf.subarray(0, len)).then(
           () => {
             this.counters.writes++
             this.counters.bytesWritten += len
@@ -173,9 +172,8 @@ export class Fuse2FileServer implements FileServer {
       flush: (_p, _fd, cb) => cb(0),
       fsync: (p, _datasync, _fd, cb) => {
         const file = this.files.get(p)
-        const flush = file?.source.flush?.bind(file.source)
-        if (!file || !file.writable || !flush) return cb(0)
-        flush().then(
+        if (!file?.writable) return cb(0)
+        file.source.flush().then(
           () => cb(0),
           (err: unknown) => {
             this.counters.errors++

@@ -188,8 +188,7 @@ export class Fuse3FileServer implements FileServer {
 
   /** The bytes are ours (the addon's copy of the request): handed over to the cache, which keeps them. */
   private write(session: Fuse3Session, id: number, file: ServedFile, offset: number, data: Buffer, encrypted: boolean): void {
-    const index = this.files.indexOf(file)
-    const write = encrypted ? this.views[index]?.writeEncrypted : file.source.write?.bind(file.source)
+    const write = this.writerOf(file, encrypted)
     if (!write) return session.replyError(id, encrypted ? E.EIO : E.EROFS)
     write(offset, data, true).then(
       () => {
@@ -205,10 +204,15 @@ export class Fuse3FileServer implements FileServer {
     )
   }
 
+  /** Where a write goes: ciphertext the native side encrypted to the view under the volume, plaintext to the file's source. */
+  private writerOf(file: ServedFile, encrypted: boolean): ((offset: number, data: Buffer, owned: boolean) => Promise<void>) | undefined {
+    if (encrypted) return this.views[this.files.indexOf(file)]?.writeEncrypted
+    return file.writable ? (offset, data, owned) => file.source.write(offset, data, owned) : undefined
+  }
+
   private fsync(session: Fuse3Session, id: number, file: ServedFile): void {
-    const flush = file.source.flush?.bind(file.source)
-    if (!flush) return session.replyError(id, 0)
-    flush().then(
+    if (!file.writable) return session.replyError(id, 0)
+    file.source.flush().then(
       () => session.replyError(id, 0),
       (err: unknown) => {
         this.counters.errors++

@@ -1,7 +1,7 @@
 import { mkdir, rmdir, symlink, unlink, lstat } from 'node:fs/promises'
 import path from 'node:path'
 import type { Logger } from '../log/logger.js'
-import type { RangeSource } from '../storage/range-source.js'
+import { isWritable, type RangeSource } from '../storage/range-source.js'
 import type { FilesystemPlan } from '../config/plan.js'
 import { openSource } from '../storage/open-source.js'
 import { redactUrl } from '../storage/errors.js'
@@ -113,7 +113,7 @@ export async function mountFilesystem(plan: FilesystemPlan, ctx: MountContext): 
     // unverified is cached, decrypted or served (docs/dm-verity.md).
     const verity = plan.verity ? await openVerity(source, plan.verity, { private: plan.private, identity: ctx.identity, logger, signal: ctx.signal }) : undefined
     if (verity) outer = verity
-    const cache = new BlockCache(verity ?? source, { ...cacheOptions(plan), logger })
+    const cache = BlockCache.over(verity ?? source, { ...cacheOptions(plan), logger })
     outer = cache
     const image: RangeSource = verity ? new IntactReads(cache, verity) : cache
     step('image opened', { bytes: source.size, kind: source.kind, blobType: source.blobType, ...(verity ? { verifiedBytes: verity.size } : {}) })
@@ -136,10 +136,10 @@ export async function mountFilesystem(plan: FilesystemPlan, ctx: MountContext): 
       if (unlock.mode === 'userspace') {
         const volume = await Luks2Volume.open(image, key, { logger, signal: ctx.signal, budget: ctx.kdfBudget })
         outer = volume
-        files.push({ name: 'data', source: volume, writable: rw })
+        files.push(served('data', volume, rw))
         step('keyslot unlocked in userspace', { payloadBytes: volume.size })
       } else {
-        files.push({ name: 'data', source: image, writable: rw })
+        files.push(served('data', image, rw))
         files.push({ name: 'header', source: new SliceSource(image, 0, header.segment.offset), writable: false })
         if (verity) files.push({ name: 'hash', source: verity.hashArea(), writable: false })
       }
@@ -147,10 +147,10 @@ export async function mountFilesystem(plan: FilesystemPlan, ctx: MountContext): 
       const fuseDir = fuseDirOf(ctx.runtimeDir, plan.index)
       const server = await mountFileServer({ mountpoint: fuseDir, files, logger, backend: ctx.fuse ?? 'libfuse2' })
       undo.push('unmount FUSE', async () => {
-        if (rw) {
+        if (isWritable(outer)) {
           // ext4 and the loop device are gone by now: what is dirty here is all that is left to save.
           const before = cache.stats()
-          await outer.flush!()
+          await outer.flush()
           const after = cache.stats()
           logger.warn({ bytes: after.bytesWritten - before.bytesWritten, blocks: after.writeBacks - before.writeBacks, totalBytesWritten: after.bytesWritten }, `flushed ${after.bytesWritten - before.bytesWritten} bytes to storage before unmounting`)
         }
@@ -232,4 +232,11 @@ export async function mountFilesystem(plan: FilesystemPlan, ctx: MountContext): 
     await undo.unwind()
     throw err
   }
+}
+
+/** A file served read-write must come from a writable chain: a read-write plan opened its image writable. */
+function served(name: string, source: RangeSource, writable: boolean): ServedFile {
+  if (!writable) return { name, source, writable }
+  if (!isWritable(source)) throw new MountError('MOUNT_SOURCE_READ_ONLY', `read_write: the ${name} file would be served read-write, but the image's source takes no writes`)
+  return { name, source, writable }
 }

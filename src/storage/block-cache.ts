@@ -1,6 +1,6 @@
 import type { Logger } from '../log/logger.js'
 import { silentLogger } from '../log/logger.js'
-import { checkRange, type RangeSource } from './range-source.js'
+import { checkRange, isWritable, type RangeSource, type WritableRangeSource } from './range-source.js'
 import { StorageError } from './errors.js'
 import { AccessPattern, RANDOM_UNIT, type Access, type Stream } from './access-pattern.js'
 import type { CacheMirror, NativeView } from './native-view.js'
@@ -109,9 +109,9 @@ export class BlockCache implements RangeSource {
   readonly size: number
   readonly blockSize: number
   readonly memoryBytes: number
-  private readonly concurrency: number
+  protected readonly concurrency: number
   private readonly prefetchConcurrency: number
-  private readonly logger: Logger
+  protected readonly logger: Logger
   /** Extents of each block, sorted by start. */
   private readonly slots = new Map<number, Extent[]>()
   /** Eviction order: least recently used first. */
@@ -121,10 +121,8 @@ export class BlockCache implements RangeSource {
   /** Buffers of evicted extents, by size, for the next fetch of that size (fresh ones page-fault). */
   private readonly spare = new Map<number, Buffer[]>()
   private spareBytes = 0
-  private readonly dirty = new Set<Extent>()
-  private readonly uploads = new Set<Promise<void>>()
-  /** Write-back copies, reused: 4 MiB allocations per piece kept the GC busy in the bench. */
-  private readonly snapshots: Buffer[] = []
+  /** Written ranges not yet on the source (a WritableBlockCache's). */
+  protected readonly dirty = new Set<Extent>()
   private running = 0
   private readonly demandQueue: (() => void)[] = []
   private readonly prefetchQueue: Extent[] = []
@@ -134,13 +132,18 @@ export class BlockCache implements RangeSource {
   private readonly pattern: AccessPattern
   /** When a random read last had to fetch (performance.now()). */
   private randomDemandAt = Number.NEGATIVE_INFINITY
-  private mirror?: CacheMirror
-  private closed = false
-  private readonly counters = { hits: 0, misses: 0, fetches: 0, prefetches: 0, cancelled: 0, bytesFetched: 0, bytesRead: 0, evictions: 0, peakBytes: 0, bytesWritten: 0, writeBacks: 0, writeFailures: 0 }
-  private readonly writeAttempts: number
-  private readonly writeRetryDelayMs: number
-  private timer?: NodeJS.Timeout
+  protected mirror?: CacheMirror
+  protected closed = false
+  protected readonly counters = { hits: 0, misses: 0, fetches: 0, prefetches: 0, cancelled: 0, bytesFetched: 0, bytesRead: 0, evictions: 0, peakBytes: 0, bytesWritten: 0, writeBacks: 0, writeFailures: 0 }
 
+  /** Over a writable source, a WritableBlockCache (writes cached and written back); else a read-only one. */
+  static over(inner: WritableRangeSource, o?: BlockCacheOptions): WritableBlockCache
+  static over(inner: RangeSource, o?: BlockCacheOptions): BlockCache
+  static over(inner: RangeSource, o: BlockCacheOptions = {}): BlockCache {
+    return isWritable(inner) ? new WritableBlockCache(inner, o) : new BlockCache(inner, o)
+  }
+
+  /** A read-only cache (also over a writable source: it never writes); BlockCache.over() picks. */
   constructor(private readonly inner: RangeSource, o: BlockCacheOptions = {}) {
     this.size = inner.size
     this.blockSize = o.blockSize ?? DEFAULT_BLOCK_SIZE
@@ -154,20 +157,7 @@ export class BlockCache implements RangeSource {
     this.concurrency = Math.max(1, o.concurrency ?? DEFAULT_CONCURRENCY)
     this.prefetchConcurrency = Math.max(1, this.concurrency - Math.min(4, Math.floor(this.concurrency / 4)))
     this.logger = o.logger ?? silentLogger
-    this.writeAttempts = Math.max(1, o.writeAttempts ?? 3)
-    this.writeRetryDelayMs = o.writeRetryDelayMs ?? 1000
-    if (inner.write) {
-      this.write = (offset, data, owned) => this.writeRange(offset, data, owned === true)
-      this.flush = () => this.flushAll()
-      // Bounds how long written data waits in memory; unref: it must not keep the process alive.
-      this.timer = setInterval(() => void this.writeBackDirty().catch(() => {}), o.writeBackIntervalMs ?? 5000)
-      this.timer.unref()
-    }
   }
-
-  /** Present only over a writable source. Acknowledged into memory; durable once flush() resolves. */
-  write?: (offset: number, data: Buffer, owned?: boolean) => Promise<void>
-  flush?: () => Promise<void>
 
   stats(): BlockCacheStats {
     let inFlight = 0
@@ -183,7 +173,7 @@ export class BlockCache implements RangeSource {
   }
 
   /** The extent holding `offset`, or the free interval around it (within its block). */
-  private locate(offset: number): { extent: Extent } | { lo: number; hi: number } {
+  protected locate(offset: number): { extent: Extent } | { lo: number; hi: number } {
     const slot = this.slotOf(offset)
     const list = this.slots.get(slot)
     let lo = slot * this.blockSize
@@ -235,7 +225,7 @@ export class BlockCache implements RangeSource {
     this.lru.delete(e)
   }
 
-  private touch(e: Extent): void {
+  protected touch(e: Extent): void {
     this.lru.delete(e)
     this.lru.add(e)
   }
@@ -370,12 +360,19 @@ export class BlockCache implements RangeSource {
       const e = this.pinAt(p, end, access)
       if (e) return e
       signal?.throwIfAborted()
-      // Full of dirty data: writing it back is what frees room.
-      if (this.dirty.size > 0) void this.writeBackDirty().catch(() => {})
-      await new Promise<void>((resolve) => this.spaceWaiters.push(resolve))
-      if (this.closed) throw new Error('block cache is closed')
+      await this.waitForRoom()
     }
   }
+
+  /** Waits until a range is released or evictable, after asking for dirty data to be written back. */
+  protected async waitForRoom(): Promise<void> {
+    this.relieve()
+    await new Promise<void>((resolve) => this.spaceWaiters.push(resolve))
+    if (this.closed) throw new Error('block cache is closed')
+  }
+
+  /** Memory is short: a read-only cache has nothing to write back to free it. */
+  protected relieve(): void {}
 
   /** `read`: the bytes were read now (a load() leaves them for the native reader, who reports its read). */
   private unpin(e: Extent, access: Access, readEnd: number, read: boolean): void {
@@ -413,14 +410,14 @@ export class BlockCache implements RangeSource {
   }
 
   /** Read at last: no longer readahead to protect or to drop. */
-  private unmarkAhead(e: Extent): void {
+  protected unmarkAhead(e: Extent): void {
     e.prefetched = false
     if (e.stream === undefined) return
     this.ahead.get(e.stream)?.delete(e)
     e.stream = undefined
   }
 
-  private newExtent(start: number, length: number, prefetch: boolean, adopt?: Buffer): Extent {
+  protected newExtent(start: number, length: number, prefetch: boolean, adopt?: Buffer): Extent {
     const e: Extent = { start, length, pins: 0, prefetched: prefetch, consumed: false, uploading: 0, gone: false, promise: Promise.resolve() }
     if (adopt) this.usedBytes += adopt.length
     e.buffer = adopt ?? this.takeBuffer(length)
@@ -469,7 +466,7 @@ export class BlockCache implements RangeSource {
     this.wakeSpaceWaiter()
   }
 
-  private startFetch(e: Extent, prefetch: boolean): void {
+  protected startFetch(e: Extent, prefetch: boolean): void {
     let resolve!: () => void
     let reject!: (err: unknown) => void
     e.promise = new Promise<void>((res, rej) => { resolve = res; reject = rej })
@@ -592,7 +589,7 @@ export class BlockCache implements RangeSource {
    * the fetches that follow: writing into fresh multi-MiB allocations page-faulted on every
    * block and cost more CPU than decryption in the bench. Readers only ever get copies.
    */
-  private makeRoom(bytes: number, forPrefetch: boolean): boolean {
+  protected makeRoom(bytes: number, forPrefetch: boolean): boolean {
     const fits = () => (this.spare.get(bytes)?.length ?? 0) > 0 || this.usedBytes - this.spareBytes + bytes <= this.memoryBytes
     if (fits()) return this.trimSpare(bytes)
     for (const pass of [true, false]) {
@@ -621,7 +618,7 @@ export class BlockCache implements RangeSource {
     return this.usedBytes + bytes <= this.memoryBytes
   }
 
-  private wakeSpaceWaiter(): void {
+  protected wakeSpaceWaiter(): void {
     const w = this.spaceWaiters.shift()
     if (w) w()
   }
@@ -643,7 +640,70 @@ export class BlockCache implements RangeSource {
     this.mirror = undefined
   }
 
-  // ---- writing ----
+  async close(): Promise<void> {
+    this.closed = true
+    this.detachMirror()
+    for (const list of this.slots.values()) for (const e of list) { e.gone = true; e.abort?.abort() }
+    this.slots.clear()
+    this.lru.clear()
+    this.ahead.clear()
+    this.usedBytes = 0
+    this.spare.clear()
+    this.spareBytes = 0
+    this.demandQueue.length = 0
+    this.prefetchQueue.length = 0
+    for (const w of this.spaceWaiters.splice(0)) w()
+    await this.inner.close()
+  }
+}
+
+/**
+ * A block cache over a writable source: writes are acknowledged into memory and written back in
+ * 512-aligned pieces of at most 4 MiB (as page blobs take them) on flush, by a timer, or when
+ * memory runs short. Dirty ranges are never evicted; a failed write-back keeps them dirty.
+ */
+export class WritableBlockCache extends BlockCache implements WritableRangeSource {
+  private readonly writer: WritableRangeSource
+  private readonly uploads = new Set<Promise<void>>()
+  /** Write-back copies, reused: 4 MiB allocations per piece kept the GC busy in the bench. */
+  private readonly snapshots: Buffer[] = []
+  private readonly writeAttempts: number
+  private readonly writeRetryDelayMs: number
+  private readonly timer: NodeJS.Timeout
+
+  constructor(inner: WritableRangeSource, o: BlockCacheOptions = {}) {
+    super(inner, o)
+    this.writer = inner
+    this.writeAttempts = Math.max(1, o.writeAttempts ?? 3)
+    this.writeRetryDelayMs = o.writeRetryDelayMs ?? 1000
+    // Bounds how long written data waits in memory; unref: it must not keep the process alive.
+    this.timer = setInterval(() => void this.writeBackDirty().catch(() => {}), o.writeBackIntervalMs ?? 5000)
+    this.timer.unref()
+  }
+
+  /** Acknowledged into memory; durable once flush() resolves. */
+  write(offset: number, data: Buffer, owned?: boolean): Promise<void> {
+    return this.writeRange(offset, data, owned === true)
+  }
+
+  flush(): Promise<void> {
+    return this.flushAll()
+  }
+
+  override async close(): Promise<void> {
+    clearInterval(this.timer)
+    if (!this.closed && (this.dirty.size > 0 || this.uploads.size > 0)) {
+      // Nothing acknowledged may be dropped silently: flush, and refuse to close if that fails.
+      await this.flush()
+    }
+    await super.close()
+  }
+
+  /** Full of dirty data: writing it back is what frees room. */
+  protected override relieve(): void {
+    if (this.dirty.size > 0) void this.writeBackDirty().catch(() => {})
+  }
+
 
   private async writeRange(offset: number, data: Buffer, owned: boolean): Promise<void> {
     checkRange(this.size, offset, data.length)
@@ -714,12 +774,6 @@ export class BlockCache implements RangeSource {
     else if (dirty >= 2 * MAX_WRITE && this.uploads.size < this.concurrency) void this.writeBackDirty(true).catch(() => {})
   }
 
-  private async waitForRoom(): Promise<void> {
-    if (this.dirty.size > 0) void this.writeBackDirty().catch(() => {})
-    await new Promise<void>((resolve) => this.spaceWaiters.push(resolve))
-    if (this.closed) throw new Error('block cache is closed')
-  }
-
   private markDirty(e: Extent, lo: number, hi: number): void {
     e.dirty = e.dirty ? { lo: Math.min(e.dirty.lo, lo), hi: Math.max(e.dirty.hi, hi) } : { lo, hi }
     this.dirty.add(e)
@@ -783,7 +837,7 @@ export class BlockCache implements RangeSource {
       if (earlier.length > 0) await Promise.allSettled(earlier)
       for (let attempt = 1; ; attempt++) {
         try {
-          await this.inner.write!(piece.at, snapshot)
+          await this.writer.write(piece.at, snapshot)
           this.counters.bytesWritten += snapshot.length
           this.counters.writeBacks++
           return
@@ -852,26 +906,5 @@ export class BlockCache implements RangeSource {
     }
     await Promise.allSettled(pending())
     if (this.dirty.size > 0) this.logger.debug({ ranges: this.dirty.size }, 'ranges written during the flush stay dirty for the next one')
-  }
-
-  async close(): Promise<void> {
-    if (this.timer) clearInterval(this.timer)
-    if (this.flush && !this.closed && (this.dirty.size > 0 || this.uploads.size > 0)) {
-      // Nothing acknowledged may be dropped silently: flush, and refuse to close if that fails.
-      await this.flush()
-    }
-    this.closed = true
-    this.detachMirror()
-    for (const list of this.slots.values()) for (const e of list) { e.gone = true; e.abort?.abort() }
-    this.slots.clear()
-    this.lru.clear()
-    this.ahead.clear()
-    this.usedBytes = 0
-    this.spare.clear()
-    this.spareBytes = 0
-    this.demandQueue.length = 0
-    this.prefetchQueue.length = 0
-    for (const w of this.spaceWaiters.splice(0)) w()
-    await this.inner.close()
   }
 }

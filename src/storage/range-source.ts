@@ -4,6 +4,7 @@ import type { NativeView } from './native-view.js'
  * The one shape every layer between blob storage and the FUSE file has: a random-access byte
  * range. BlockCache wraps one and is one; Luks2Volume wraps one and is one; the FUSE server
  * serves any one. A wrapper owns what it wraps: closing the outermost closes the whole chain.
+ * Read-only: a source that also takes writes is a WritableRangeSource.
  */
 export interface RangeSource {
   readonly size: number
@@ -11,16 +12,29 @@ export interface RangeSource {
   read(offset: number, length: number, signal?: AbortSignal): Promise<Buffer>
   /** Fills `target` with the bytes at `offset` (sources that can, so a cache can reuse its buffers). */
   readInto?(offset: number, target: Buffer, signal?: AbortSignal): Promise<void>
-  /**
-   * Read-write sources only. `owned`: the caller hands `data` over and never touches it again,
-   * so a cache may keep it instead of copying it.
-   */
-  write?(offset: number, data: Buffer, owned?: boolean): Promise<void>
-  /** Durable once resolved. */
-  flush?(): Promise<void>
   close(): Promise<void>
   /** When the bytes are a (decrypted) window onto a cache the native data plane can read (see native-view.ts). */
   nativeView?(): NativeView | undefined
+}
+
+/**
+ * A source that takes writes: a writable file, a leased page blob, and the layers over them
+ * (the block cache, a userspace volume). Layers decide read-only vs read-write by whether what
+ * they wrap is one (isWritable), so a read-only image can never be written by mistake.
+ */
+export interface WritableRangeSource extends RangeSource {
+  /**
+   * `data` at `offset`, within `size` (writes never grow a source). `owned`: the caller hands
+   * `data` over and never touches it again, so a cache may keep it instead of copying it.
+   */
+  write(offset: number, data: Buffer, owned?: boolean): Promise<void>
+  /** Resolves once everything written before the call is durable. */
+  flush(): Promise<void>
+}
+
+export function isWritable(source: RangeSource): source is WritableRangeSource {
+  const s = source as Partial<WritableRangeSource>
+  return typeof s.write === 'function' && typeof s.flush === 'function'
 }
 
 export function checkRange(size: number, offset: number, length: number): void {
@@ -37,3 +51,4 @@ export async function readInto(source: RangeSource, offset: number, target: Buff
   if (source.readInto) return source.readInto(offset, target, signal)
   ;(await source.read(offset, target.length, signal)).copy(target)
 }
+

@@ -149,7 +149,7 @@ test.serial('the blob replaced by an older image under the same key: the rolled-
   const source = await FileSource.open(newer, { writable: true })
   const volume = await Luks2Volume.open(source, img.key)
   const first = (await dataBlockOf('victim.bin', 0)) * 4096 - img.payloadOffset
-  await volume.write!(first, randomBytes(64 * 1024))
+  await volume.write(first, randomBytes(64 * 1024))
   await volume.close()
   const hashFile = path.join(img.dir, 'newer.verity')
   const root = await veritysetupFormat(newer, hashFile)

@@ -5,6 +5,7 @@ import os from 'node:os'
 import path from 'node:path'
 import { pathToFileURL } from 'node:url'
 import { FileSource } from '../../src/storage/file-source.js'
+import { isWritable, type WritableRangeSource } from '../../src/storage/range-source.js'
 import { openSource } from '../../src/storage/open-source.js'
 import { StorageError } from '../../src/storage/errors.js'
 
@@ -108,18 +109,19 @@ test('a read-only FileSource cannot modify the image; a writable one can', async
     const ro = await FileSource.open(file)
     try {
       // Layers above decide read-only vs read-write by the presence of write(): it must be absent.
-      t.is(ro.write, undefined, 'no write() on a read-only source')
-      t.is(ro.flush, undefined, 'no flush() on a read-only source')
+      t.false(isWritable(ro), 'no write() on a read-only source')
+      t.is((ro as Partial<WritableRangeSource>).write, undefined, 'no write() on a read-only source')
+      t.is((ro as Partial<WritableRangeSource>).flush, undefined, 'no flush() on a read-only source')
       t.true((await readFile(file)).subarray(0, 4).equals(bytes.subarray(0, 4)))
     } finally {
       await ro.close()
     }
     const rw = await FileSource.open(file, { writable: true })
     try {
-      t.truthy(rw.write)
-      await rw.write!(4096, Buffer.from('hello'))
-      await rw.flush?.()
-      await t.throwsAsync(rw.write!(SIZE - 2, Buffer.from('abc')), { instanceOf: RangeError })
+      t.true(isWritable(rw))
+      await rw.write(4096, Buffer.from('hello'))
+      await rw.flush()
+      await t.throwsAsync(rw.write(SIZE - 2, Buffer.from('abc')), { instanceOf: RangeError })
       t.is(rw.size, SIZE, 'writes never grow the image')
       t.is((await rw.read(4096, 5)).toString(), 'hello')
     } finally {
