@@ -1,7 +1,6 @@
 import { BlobClient, RestError, AnonymousCredential, type BlobLeaseClient, type PageBlobClient } from '@azure/storage-blob'
 import { randomUUID } from 'node:crypto'
 import { readFile, writeFile, rm } from 'node:fs/promises'
-import { setTimeout as sleep } from 'node:timers/promises'
 import type { TokenCredential } from '@azure/identity'
 import type { Logger } from '../log/logger.js'
 import { silentLogger } from '../log/logger.js'
@@ -9,6 +8,7 @@ import { checkRange, type RangeSource, type WritableRangeSource } from './range-
 import { StorageError, redactUrl } from './errors.js'
 import { withStorageRetry, StorageHealth, type RetryContext, type StorageRetryOptions } from './retry.js'
 import { RangedGet } from './ranged-get.js'
+import { constantBackoff, retry, RETRY, STOP } from '../retry/retry.js'
 
 export type BlobType = 'BlockBlob' | 'PageBlob' | 'AppendBlob'
 
@@ -246,20 +246,21 @@ async function acquireLease(client: BlobClient, o: BlobSourceOptions, w: Writabl
   const id = stored || randomUUID()
   if (!stored) await writeFile(w.leaseIdFile, `${id}\n`, { mode: 0o600 })
   const leaseClient = client.getBlobLeaseClient(id)
-  const deadline = Date.now() + (w.leaseWaitMs ?? 75_000)
-  for (let attempt = 1; ; attempt++) {
-    try {
-      await withStorageRetry(retryContextOf(o, 'leasing the blob for writing', o.signal), (abortSignal) => leaseClient.acquireLease(w.leaseSeconds ?? 60, { abortSignal }))
-      if (stored) logger.warn({ url: redactUrl(o.url) }, 'took back the lease of an earlier run of this remotefs')
-      return { client: leaseClient, id }
-    } catch (err) {
-      const held = err instanceof RestError && err.statusCode === 409
-      if (!held) throw storageError(err, o, 'leasing the blob for writing')
-      if (Date.now() > deadline) {
-        throw new StorageError('STORAGE_LEASED', `${redactUrl(o.url)} is leased by another writer (another remotefs mounting it read-write?); two writers would corrupt the filesystem. Stop the other one, or mount read-only`, { cause: err })
-      }
-      if (attempt === 1) logger.warn({ url: redactUrl(o.url) }, 'the blob is leased by another writer; waiting for the lease to be released or to expire')
-      await sleep(2000, undefined, { signal: o.signal })
-    }
+  const heldByAnother = (err: unknown) => err instanceof RestError && err.statusCode === 409
+  try {
+    await retry(() => withStorageRetry(retryContextOf(o, 'leasing the blob for writing', o.signal), (abortSignal) => leaseClient.acquireLease(w.leaseSeconds ?? 60, { abortSignal })), {
+      budgetMs: w.leaseWaitMs ?? 75_000,
+      backoff: constantBackoff(2000),
+      signal: o.signal,
+      classify: (err) => (heldByAnother(err) ? RETRY : STOP),
+      onRetry: ({ attempt }) => {
+        if (attempt === 1) logger.warn({ url: redactUrl(o.url) }, 'the blob is leased by another writer; waiting for the lease to be released or to expire')
+      },
+    })
+  } catch (err) {
+    if (!heldByAnother(err)) throw storageError(err, o, 'leasing the blob for writing')
+    throw new StorageError('STORAGE_LEASED', `${redactUrl(o.url)} is leased by another writer (another remotefs mounting it read-write?); two writers would corrupt the filesystem. Stop the other one, or mount read-only`, { cause: err })
   }
+  if (stored) logger.warn({ url: redactUrl(o.url) }, 'took back the lease of an earlier run of this remotefs')
+  return { client: leaseClient, id }
 }

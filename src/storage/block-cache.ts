@@ -2,6 +2,7 @@ import type { Logger } from '../log/logger.js'
 import { silentLogger } from '../log/logger.js'
 import { checkRange, isWritable, type RangeSource, type WritableRangeSource } from './range-source.js'
 import { StorageError } from './errors.js'
+import { retry } from '../retry/retry.js'
 import { AccessPattern, RANDOM_UNIT, type Access, type Stream } from './access-pattern.js'
 import type { CacheMirror, NativeView } from './native-view.js'
 
@@ -835,23 +836,18 @@ export class WritableBlockCache extends BlockCache implements WritableRangeSourc
     const run = async () => {
       // An older snapshot of the same range still on the way must land first.
       if (earlier.length > 0) await Promise.allSettled(earlier)
-      for (let attempt = 1; ; attempt++) {
-        try {
-          await this.writer.write(piece.at, snapshot)
-          this.counters.bytesWritten += snapshot.length
-          this.counters.writeBacks++
-          return
-        } catch (err) {
-          if (attempt >= this.writeAttempts) {
-            this.counters.writeFailures++
-            for (const { e, lo, hi } of piece.parts) this.markDirty(e, lo, hi)
-            this.logger.error({ err, offset: piece.at, length: snapshot.length, attempts: attempt }, 'write-back failed; the data stays dirty in memory and the next flush retries')
-            throw err
-          }
-          this.logger.warn({ offset: piece.at, length: snapshot.length, attempt, reason: (err as Error).message }, 'write-back failed; retrying')
-          await new Promise((r) => setTimeout(r, this.writeRetryDelayMs * 2 ** (attempt - 1)))
-        }
-      }
+      await retry(() => this.writer.write(piece.at, snapshot), {
+        attempts: this.writeAttempts,
+        backoff: (n) => this.writeRetryDelayMs * 2 ** (n - 1),
+        onRetry: ({ attempt, error }) => this.logger.warn({ offset: piece.at, length: snapshot.length, attempt, reason: (error as Error).message }, 'write-back failed; retrying'),
+        onGiveUp: ({ attempt, error }) => {
+          this.counters.writeFailures++
+          for (const { e, lo, hi } of piece.parts) this.markDirty(e, lo, hi)
+          this.logger.error({ err: error, offset: piece.at, length: snapshot.length, attempts: attempt }, 'write-back failed; the data stays dirty in memory and the next flush retries')
+        },
+      })
+      this.counters.bytesWritten += snapshot.length
+      this.counters.writeBacks++
     }
     const upload = run().finally(() => {
       if (this.snapshots.length < 4) this.snapshots.push(whole)

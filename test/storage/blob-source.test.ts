@@ -9,6 +9,7 @@ import { BlobSource } from '../../src/storage/blob-source.js'
 import { BlockCache } from '../../src/storage/block-cache.js'
 import { openSource } from '../../src/storage/open-source.js'
 import { StorageError, redactUrl } from '../../src/storage/errors.js'
+import { pino } from 'pino'
 
 const SIZE = 5 * 1024 * 1024 + 1234 // not a multiple of 512: the page blob gets padded
 
@@ -212,4 +213,44 @@ test('redactUrl removes the SAS of a real Azurite SAS URL', async (t) => {
   t.false(r.includes('sig='))
   t.false(r.includes(sigOf(sasUrl)))
   t.false(r.includes(encodeURIComponent(sigOf(sasUrl))))
+})
+
+test('a lease held by another writer is waited for (the wait is logged) and taken once released; no wait at all: STORAGE_LEASED at once', async (t) => {
+  const { sasUrl, url } = await uploadFile(az, file, { kind: 'page' })
+  const name = decodeURIComponent(new URL(url).pathname.split('/').pop()!)
+  const other = az.service.getContainerClient('private').getBlobClient(name).getBlobLeaseClient()
+  await other.acquireLease(-1)
+  const leaseIdFile = path.join(dir, `lease-${name}`)
+  const refused = await t.throwsAsync(BlobSource.open({ url: sasUrl, writable: { leaseIdFile, leaseWaitMs: 0 } }), { instanceOf: StorageError })
+  t.is(refused?.code, 'STORAGE_LEASED')
+  t.regex(String(refused?.message), /leased by another writer/)
+  // The other writer lets go as soon as this one says it waits: the open then succeeds.
+  const lines: string[] = []
+  const logger = pino({ level: 'info' }, { write: (line: string) => {
+    lines.push(line)
+    if (line.includes('waiting for the lease')) void other.releaseLease()
+  } })
+  const src = await BlobSource.open({ url: sasUrl, logger, writable: { leaseIdFile, leaseWaitMs: 30_000 } })
+  try {
+    t.true(lines.some((l) => l.includes('the blob is leased by another writer; waiting')), 'the wait is logged')
+    t.true(lines.some((l) => l.includes('lease held')))
+    await src.write(0, Buffer.alloc(512, 1))
+    t.true((await src.read(0, 512)).equals(Buffer.alloc(512, 1)))
+  } finally {
+    await src.close()
+  }
+})
+
+test('waiting for a lease ends at once when the caller aborts', async (t) => {
+  const { sasUrl, url } = await uploadFile(az, file, { kind: 'page' })
+  const name = decodeURIComponent(new URL(url).pathname.split('/').pop()!)
+  const other = az.service.getContainerClient('private').getBlobClient(name).getBlobLeaseClient()
+  await other.acquireLease(-1)
+  const ac = new AbortController()
+  const logger = pino({ level: 'info' }, { write: (line: string) => { if (line.includes('waiting for the lease')) ac.abort() } })
+  const started = Date.now()
+  const err = await t.throwsAsync(BlobSource.open({ url: sasUrl, logger, signal: ac.signal, writable: { leaseIdFile: path.join(dir, `lease-${name}`), leaseWaitMs: 60_000 } }))
+  t.true(Date.now() - started < 10_000, `ended after ${Date.now() - started} ms`)
+  t.regex(String(err?.message), /abort/i)
+  await other.releaseLease()
 })
