@@ -8,7 +8,8 @@ import { startAzurite, uploadFile, freePort, type Azurite } from '../helpers/azu
 import { BlobSource } from '../../src/storage/blob-source.js'
 import { BlockCache } from '../../src/storage/block-cache.js'
 import { openSource } from '../../src/storage/open-source.js'
-import { StorageError, redactUrl } from '../../src/storage/errors.js'
+import { StorageError } from '../../src/storage/errors.js'
+import { redactUrl } from '../../src/log/redact.js'
 import { pino } from 'pino'
 
 const SIZE = 5 * 1024 * 1024 + 1234 // not a multiple of 512: the page blob gets padded
