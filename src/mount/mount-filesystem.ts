@@ -29,11 +29,8 @@ import { IntactReads } from '../verity/intact-reads.js'
 import type { VeritySource, VerityStats } from '../verity/verity-source.js'
 import { veritysetupClose, veritysetupOpen, verityMapperName } from './kernel-verity.js'
 
-export interface MountContext {
-  run: CommandRunner
-  caps: Capabilities
-  keys: KeyProvider
-  runtimeDir: string
+/** What every filesystem of one remotefs shares (RemotefsOptions carries the same). */
+export interface MountSettings {
   identity?: { client_id?: string; resource_id?: string }
   /** Read-write: how long to wait for another writer's blob lease to go (default 75 s). */
   leaseWaitMs?: number
@@ -41,6 +38,13 @@ export interface MountContext {
   kdfBudget?: Partial<KdfBudget>
   logger: Logger
   signal?: AbortSignal
+}
+
+export interface MountContext extends MountSettings {
+  run: CommandRunner
+  caps: Capabilities
+  keys: KeyProvider
+  runtimeDir: string
   /** FUSE backend, chosen once per process (chooseFuseBackend); default libfuse2. */
   fuse?: FuseBackend
 }

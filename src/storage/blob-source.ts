@@ -4,7 +4,7 @@ import { readFile, writeFile, rm } from 'node:fs/promises'
 import type { TokenCredential } from '@azure/identity'
 import type { Logger } from '../log/logger.js'
 import { silentLogger } from '../log/logger.js'
-import { checkRange, type RangeSource, type WritableRangeSource } from './range-source.js'
+import { checkRange, FillingSource, type WritableRangeSource } from './range-source.js'
 import { StorageError } from './errors.js'
 import { redactUrl } from '../log/redact.js'
 import { withStorageRetry, StorageHealth, type RetryContext, type StorageRetryOptions } from './retry.js'
@@ -87,7 +87,7 @@ function retryContextOf(o: BlobSourceOptions, what: string, signal?: AbortSignal
  * as If-Match on every read, so a blob replaced during a mount is a loud error, never a mix of two
  * versions. Opened writable, it is a WritableBlobSource (a leased page blob).
  */
-export class BlobSource implements RangeSource {
+export class BlobSource extends FillingSource {
   readonly kind = 'blob' as const
 
   private readonly getter: RangedGet
@@ -100,6 +100,7 @@ export class BlobSource implements RangeSource {
     readonly etag: string,
     readonly blobType: BlobType,
   ) {
+    super()
     // One attempt per call: withStorageRetry around it does the retrying (and bounds each attempt).
     this.getter = new RangedGet(options.url, { credential: options.credential, maxTries: 1, tryTimeoutMs: options.tryTimeoutMs ?? 120_000 })
   }
@@ -135,16 +136,8 @@ export class BlobSource implements RangeSource {
     return new WritableBlobSource(client, o, size, etag, blobType, lease, o.writable)
   }
 
-  async read(offset: number, length: number, signal?: AbortSignal): Promise<Buffer> {
-    const buf = Buffer.allocUnsafe(length)
-    await this.readInto(offset, buf, signal)
-    return buf
-  }
-
-  async readInto(offset: number, buf: Buffer, signal?: AbortSignal): Promise<void> {
+  protected async fill(offset: number, buf: Buffer, signal?: AbortSignal): Promise<void> {
     const length = buf.length
-    checkRange(this.size, offset, length)
-    if (length === 0) return
     try {
       // One ranged GET per call (the block cache above decides sizes and parallelism), If-Match
       // the pinned ETag (a leased blob is written only by us). Retries are withStorageRetry's (429

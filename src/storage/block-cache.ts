@@ -1,6 +1,6 @@
 import type { Logger } from '../log/logger.js'
 import { silentLogger } from '../log/logger.js'
-import { checkRange, isWritable, type RangeSource, type WritableRangeSource } from './range-source.js'
+import { checkRange, isWritable, readByFilling, type RangeSource, type WritableRangeSource } from './range-source.js'
 import { StorageError } from './errors.js'
 import { retry } from '../retry/retry.js'
 import { AccessPattern, RANDOM_UNIT, type Access, type Stream } from './access-pattern.js'
@@ -233,10 +233,8 @@ export class BlockCache implements RangeSource {
 
   // ---- reading ----
 
-  async read(offset: number, length: number, signal?: AbortSignal): Promise<Buffer> {
-    const out = Buffer.allocUnsafe(length)
-    await this.readInto(offset, out, signal)
-    return out
+  read(offset: number, length: number, signal?: AbortSignal): Promise<Buffer> {
+    return readByFilling(this, offset, length, signal)
   }
 
   async readInto(offset: number, target: Buffer, signal?: AbortSignal): Promise<void> {

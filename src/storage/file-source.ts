@@ -1,20 +1,22 @@
 import { open, stat, constants, type FileHandle } from 'node:fs/promises'
 import { fileURLToPath } from 'node:url'
-import { checkRange, type RangeSource, type WritableRangeSource } from './range-source.js'
+import { checkRange, FillingSource, type WritableRangeSource } from './range-source.js'
 import { StorageError } from './errors.js'
 
 /**
  * A local image file, as Go's azmount allows for testing (`file://` URL or absolute path).
  * Opened writable, it is a WritableFileSource.
  */
-export class FileSource implements RangeSource {
+export class FileSource extends FillingSource {
   readonly kind = 'file' as const
 
   protected constructor(
     protected readonly handle: FileHandle,
     readonly path: string,
     readonly size: number,
-  ) {}
+  ) {
+    super()
+  }
 
   static open(location: string, o: { writable: true }): Promise<WritableFileSource>
   static open(location: string, o?: { writable?: boolean }): Promise<FileSource>
@@ -40,15 +42,8 @@ export class FileSource implements RangeSource {
     return o.writable ? new WritableFileSource(handle, file, st.size) : new FileSource(handle, file, st.size)
   }
 
-  async read(offset: number, length: number): Promise<Buffer> {
-    const buf = Buffer.allocUnsafe(length)
-    await this.readInto(offset, buf)
-    return buf
-  }
-
-  async readInto(offset: number, buf: Buffer): Promise<void> {
+  protected async fill(offset: number, buf: Buffer): Promise<void> {
     const length = buf.length
-    checkRange(this.size, offset, length)
     let done = 0
     while (done < length) {
       const { bytesRead } = await this.handle.read(buf, done, length - done, offset + done)

@@ -52,3 +52,33 @@ export async function readInto(source: RangeSource, offset: number, target: Buff
   ;(await source.read(offset, target.length, signal)).copy(target)
 }
 
+/** read() of a source whose readInto() is the real reader: a new buffer, filled by it. */
+export async function readByFilling(source: { readInto(offset: number, target: Buffer, signal?: AbortSignal): Promise<void> }, offset: number, length: number, signal?: AbortSignal): Promise<Buffer> {
+  checkRange(Number.MAX_SAFE_INTEGER, offset, length)
+  const buf = Buffer.allocUnsafe(length)
+  await source.readInto(offset, buf, signal)
+  return buf
+}
+
+/**
+ * A source that reads straight into the caller's buffer (a file, a blob, the dm-verity layer):
+ * it implements fill(), and gets read() and readInto() with the range checked (a range past the
+ * end is a rejected promise) and empty reads answered without asking it.
+ */
+export abstract class FillingSource implements RangeSource {
+  abstract readonly size: number
+
+  read(offset: number, length: number, signal?: AbortSignal): Promise<Buffer> {
+    return readByFilling(this, offset, length, signal)
+  }
+
+  async readInto(offset: number, target: Buffer, signal?: AbortSignal): Promise<void> {
+    checkRange(this.size, offset, target.length)
+    if (target.length > 0) await this.fill(offset, target, signal)
+  }
+
+  /** Exactly target.length (> 0) bytes at `offset`, within the source, into `target`. */
+  protected abstract fill(offset: number, target: Buffer, signal?: AbortSignal): Promise<void>
+
+  abstract close(): Promise<void>
+}
