@@ -1,6 +1,6 @@
 import type { Logger } from '../log/logger.js'
 import { silentLogger } from '../log/logger.js'
-import { checkRange, isWritable, readByFilling, type RangeSource, type WritableRangeSource } from './range-source.js'
+import { checkRange, isWritable, readByFilling, readInto, type RangeSource, type WritableRangeSource } from './range-source.js'
 import { StorageError } from './errors.js'
 import { retry } from '../retry/retry.js'
 import { AccessPattern, RANDOM_UNIT, type Access, type Stream } from './access-pattern.js'
@@ -478,38 +478,16 @@ export class BlockCache implements RangeSource {
       if (e.prefetched) this.counters.prefetches++
       else this.counters.fetches++
       const target = e.buffer!.length === e.length ? e.buffer! : e.buffer!.subarray(0, e.length)
-      const signal = e.abort!.signal
-      const fetch = this.inner.readInto
-        ? this.inner.readInto(e.start, target, signal).then(() => target)
-        : this.inner.read(e.start, e.length, signal)
-      fetch.then(
-        (data) => {
-          this.running--
-          e.abort = undefined
-          if (e.gone) {
-            // Dropped while on the way: nothing to keep.
-            if (!this.closed) this.releaseBuffer(e)
-            resolve()
-            this.wakeSpaceWaiter()
-            this.pump()
-            return
-          }
-          this.counters.bytesFetched += e.length
-          if (data !== target) data.copy(target)
-          e.data = target
-          this.mirror?.publish(e.start, target)
+      readInto(this.inner, e.start, target, e.abort!.signal).then(
+        () => {
+          this.fetched(e, target)
           resolve()
-          // Unpinned (readahead, or released while in flight): it is evictable now.
-          if (e.pins === 0) this.wakeSpaceWaiter()
+          // Unpinned (readahead, or released while in flight) or dropped: room is free now.
+          if (e.gone || e.pins === 0) this.wakeSpaceWaiter()
           this.pump()
         },
         (err: unknown) => {
-          this.running--
-          e.abort = undefined
-          // Not cached: the next reader tries again.
-          this.remove(e)
-          if (!this.closed) this.releaseBuffer(e)
-          if (prefetch) this.logger.debug({ err, offset: e.start, length: e.length }, 'readahead failed')
+          this.fetchFailed(e, err, prefetch)
           reject(err)
           this.wakeSpaceWaiter()
           this.pump()
@@ -523,6 +501,28 @@ export class BlockCache implements RangeSource {
       this.demandQueue.push(run)
     }
     this.pump()
+  }
+
+  /** A fetch arrived: cached and published to the mirror, or let go when its range was dropped meanwhile. */
+  private fetched(e: Extent, target: Buffer): void {
+    this.running--
+    e.abort = undefined
+    if (e.gone) {
+      if (!this.closed) this.releaseBuffer(e)
+      return
+    }
+    this.counters.bytesFetched += e.length
+    e.data = target
+    this.mirror?.publish(e.start, target)
+  }
+
+  /** A fetch failed: nothing is cached, so the next reader of the range tries again. */
+  private fetchFailed(e: Extent, err: unknown, prefetch: boolean): void {
+    this.running--
+    e.abort = undefined
+    this.remove(e)
+    if (!this.closed) this.releaseBuffer(e)
+    if (prefetch) this.logger.debug({ err, offset: e.start, length: e.length }, 'readahead failed')
   }
 
   /** A demand read waits for a queued readahead: start it now, as a demand fetch. */
@@ -710,64 +710,76 @@ export class WritableBlockCache extends BlockCache implements WritableRangeSourc
     const end = offset + data.length
     for (let p = offset; p < end;) {
       const at = this.locate(p)
-      if ('extent' in at) {
-        const e = at.extent
-        e.pins++
-        try {
-          if (!e.data) await e.promise
-          if (e.gone) continue
-          const lo = p - e.start
-          const hi = Math.min(end, e.start + e.length) - e.start
-          // Native readers must not see a half-written range: take it away while it changes.
-          this.mirror?.retract(e.start)
-          data.copy(e.data!, lo, p - offset, p - offset + hi - lo)
-          this.mirror?.publish(e.start, e.data!)
-          this.markDirty(e, lo, hi)
-          this.unmarkAhead(e)
-          this.touch(e)
-          p = e.start + hi
-        } finally {
-          e.pins--
-          if (e.pins === 0) this.wakeSpaceWaiter()
-        }
-        continue
-      }
-      // Nothing cached here: whole sectors need no fetch; a partial one is read first.
-      const stop = Math.min(end, at.hi)
-      const start = alignDown(p, SECTOR)
-      const last = Math.min(alignUp(stop, SECTOR), this.size)
-      if (start === p && last === stop) {
-        if (!this.makeRoom(last - start, false)) {
-          await this.waitForRoom()
-          continue
-        }
-        // A buffer handed over is kept as it is: no allocation, no copy (and less for the GC).
-        const e = this.newExtent(start, last - start, false, owned ? data.subarray(p - offset, stop - offset) : undefined)
-        e.data = e.buffer!.length === e.length ? e.buffer! : e.buffer!.subarray(0, e.length)
-        if (!owned) data.copy(e.data, 0, p - offset, stop - offset)
-        this.mirror?.publish(e.start, e.data)
-        this.markDirty(e, 0, stop - start)
-        p = stop
-        continue
-      }
-      if (!this.makeRoom(last - start, false)) {
-        await this.waitForRoom()
-        continue
-      }
-      const e = this.newExtent(start, last - start, false)
-      e.pins++
-      this.startFetch(e, false)
-      this.counters.misses++
-      try {
-        await e.promise
-      } finally {
-        e.pins--
-      }
-      // The next turn of the loop finds the fetched range and writes into it.
+      p = 'extent' in at ? await this.writeIntoExtent(at.extent, p, data, offset) : await this.writeUncached(at, p, data, offset, owned)
     }
-    // Under memory pressure, write everything back so that dirty ranges become evictable; else
-    // stream whole 4 MiB pieces out as a sequential writer fills them, so that an fsync after a
-    // large write finds little left to do (blobfuse2 stages blocks the same way).
+    this.writeBackAsWritten()
+  }
+
+  /**
+   * Copies what `data` (written at `offset`) has for cached extent `e` from `p` on into it;
+   * returns where the write goes on (`p` again when the extent went away meanwhile).
+   */
+  private async writeIntoExtent(e: Extent, p: number, data: Buffer, offset: number): Promise<number> {
+    e.pins++
+    try {
+      if (!e.data) await e.promise
+      if (e.gone) return p
+      const lo = p - e.start
+      const hi = Math.min(offset + data.length, e.start + e.length) - e.start
+      // Native readers must not see a half-written range: take it away while it changes.
+      this.mirror?.retract(e.start)
+      data.copy(e.data!, lo, p - offset, p - offset + hi - lo)
+      this.mirror?.publish(e.start, e.data!)
+      this.markDirty(e, lo, hi)
+      this.unmarkAhead(e)
+      this.touch(e)
+      return e.start + hi
+    } finally {
+      e.pins--
+      if (e.pins === 0) this.wakeSpaceWaiter()
+    }
+  }
+
+  /**
+   * Nothing is cached at `p` (free up to `free.hi`): whole sectors become a dirty range without
+   * a fetch; a partial sector is fetched first, and the next turn writes into it. Returns where
+   * the write goes on (`p` again after waiting for room or fetching).
+   */
+  private async writeUncached(free: { hi: number }, p: number, data: Buffer, offset: number, owned: boolean): Promise<number> {
+    const stop = Math.min(offset + data.length, free.hi)
+    const start = alignDown(p, SECTOR)
+    const last = Math.min(alignUp(stop, SECTOR), this.size)
+    if (!this.makeRoom(last - start, false)) {
+      await this.waitForRoom()
+      return p
+    }
+    if (start === p && last === stop) {
+      // A buffer handed over is kept as it is: no allocation, no copy (and less for the GC).
+      const e = this.newExtent(start, last - start, false, owned ? data.subarray(p - offset, stop - offset) : undefined)
+      e.data = e.buffer!.length === e.length ? e.buffer! : e.buffer!.subarray(0, e.length)
+      if (!owned) data.copy(e.data, 0, p - offset, stop - offset)
+      this.mirror?.publish(e.start, e.data)
+      this.markDirty(e, 0, stop - start)
+      return stop
+    }
+    const e = this.newExtent(start, last - start, false)
+    e.pins++
+    this.startFetch(e, false)
+    this.counters.misses++
+    try {
+      await e.promise
+    } finally {
+      e.pins--
+    }
+    return p
+  }
+
+  /**
+   * Under memory pressure, write everything back so that dirty ranges become evictable; else
+   * stream whole 4 MiB pieces out as a sequential writer fills them, so that an fsync after a
+   * large write finds little left to do (blobfuse2 stages blocks the same way).
+   */
+  private writeBackAsWritten(): void {
     const dirty = this.dirtyBytes()
     if (dirty > this.memoryBytes / 2) void this.writeBackDirty().catch(() => {})
     else if (dirty >= 2 * MAX_WRITE && this.uploads.size < this.concurrency) void this.writeBackDirty(true).catch(() => {})
