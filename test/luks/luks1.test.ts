@@ -11,7 +11,7 @@ import { FileSource } from '../../src/storage/file-source.js'
 import { Luks2Volume } from '../../src/luks/volume.js'
 import { readLuksHeader } from '../../src/luks/header.js'
 import { unlockAnyVolumeKey } from '../../src/luks/volume-key.js'
-import { makeEncryptedImage, type TestImage } from '../../src/demo/test-image.js'
+import { makeEncryptedImage, type TestImage } from '../helpers/images.js'
 
 const exec = promisify(execFile)
 const env = { ...process.env, PATH: `${process.env.PATH}:/usr/sbin:/sbin` }

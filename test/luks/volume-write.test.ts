@@ -10,7 +10,7 @@ import { monitorEventLoopDelay } from 'node:perf_hooks'
 import { FileSource } from '../../src/storage/file-source.js'
 import { Luks2Volume } from '../../src/luks/volume.js'
 import { isWritable, type WritableRangeSource } from '../../src/storage/range-source.js'
-import { makeEncryptedImage, type TestImage } from '../../src/demo/test-image.js'
+import { makeEncryptedImage, type TestImage } from '../helpers/images.js'
 
 const exec = promisify(execFile)
 const env = { ...process.env, PATH: `${process.env.PATH}:/usr/sbin:/sbin` }
