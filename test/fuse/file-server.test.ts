@@ -13,7 +13,8 @@ import { SliceSource } from '../../src/storage/slice-source.js'
 import { Luks2Volume } from '../../src/luks/volume.js'
 import { makeEncryptedImage } from '../helpers/images.js'
 import { MemorySource, WritableMemorySource } from '../helpers/memory-source.js'
-import { tempDir, readFromChild } from '../helpers/remotefs.js'
+import { readFromChild } from '../helpers/remotefs.js'
+import { tempDir } from '../helpers/temp.js'
 
 const exec = promisify(execFile)
 const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex')

@@ -3,8 +3,7 @@ import { randomBytes } from 'node:crypto'
 import { mkdtemp, rm, writeFile } from 'node:fs/promises'
 import os from 'node:os'
 import path from 'node:path'
-import { BlobSASPermissions, StorageSharedKeyCredential, generateBlobSASQueryParameters } from '@azure/storage-blob'
-import { startAzurite, uploadFile, freePort, type Azurite } from '../helpers/azurite.js'
+import { startAzurite, uploadFile, blobSas, freePort, type Azurite } from '../helpers/azurite.js'
 import { BlobSource } from '../../src/storage/blob-source.js'
 import { BlockCache } from '../../src/storage/block-cache.js'
 import { openSource } from '../../src/storage/open-source.js'
@@ -32,14 +31,7 @@ test.after.always(async () => {
   if (dir) await rm(dir, { recursive: true, force: true })
 })
 
-function sasFor(container: string, blob: string, permissions = 'r'): string {
-  return generateBlobSASQueryParameters({
-    containerName: container, blobName: blob,
-    permissions: BlobSASPermissions.parse(permissions),
-    startsOn: new Date(Date.now() - 60_000),
-    expiresOn: new Date(Date.now() + 3600_000),
-  }, new StorageSharedKeyCredential(az.accountName, az.accountKey)).toString()
-}
+const sasFor = (container: string, blob: string, permissions = 'r') => blobSas(az, container, blob, permissions)
 
 function randomRanges(size: number, n: number): [number, number][] {
   const r: [number, number][] = [[0, 1], [0, 4096], [size - 1, 1], [size - 70_000, 70_000], [4 * 1024 * 1024 - 3, 7]]

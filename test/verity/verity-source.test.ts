@@ -8,7 +8,7 @@ import { VerityMismatchError } from '../../src/verity/errors.js'
 import { BlockCache } from '../../src/storage/block-cache.js'
 import { pino } from 'pino'
 import { MemorySource } from '../helpers/memory-source.js'
-import { tempDir } from '../helpers/remotefs.js'
+import { tempDir } from '../helpers/temp.js'
 import { veritysetupFormat } from '../helpers/verity.js'
 
 const BLOCKS = 3000 // two levels, 24 level-0 hash blocks
