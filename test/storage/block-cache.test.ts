@@ -2,6 +2,7 @@ import test from 'ava'
 import { BlockCache } from '../../src/storage/block-cache.js'
 import type { CacheMirror } from '../../src/storage/native-view.js'
 import { MemorySource } from '../helpers/memory-source.js'
+import { randomFor } from '../helpers/random.js'
 
 const KIB = 1024
 const BS = 64 * KIB
@@ -26,10 +27,6 @@ async function within<T>(ms: number, what: string, p: Promise<T>): Promise<T> {
   }
 }
 
-function randInt(n: number): number {
-  return Math.floor(Math.random() * n)
-}
-
 /** No byte of the source was fetched twice. */
 function overlaps(log: readonly { offset: number; length: number }[]): string[] {
   const sorted = [...log].sort((a, b) => a.offset - b.offset)
@@ -43,6 +40,8 @@ function overlaps(log: readonly { offset: number; length: number }[]): string[] 
 }
 
 test('random reads across block boundaries return exactly the source bytes', async (t) => {
+  const rng = randomFor(t)
+  const randInt = (n: number) => rng.int(n)
   const source = new MemorySource(20 * BS + 1000) // a partial last block
   const cache = new BlockCache(source, { blockSize: BS, memoryBytes: 6 * BS, readaheadBlocks: 2 })
   const size = source.size
@@ -112,6 +111,8 @@ test('concurrent readers of one missing range cause one source read, and readers
 })
 
 test('random 4 KiB reads fetch only the 4 KiB they read: no readahead, amplification 1', async (t) => {
+  const rng = randomFor(t)
+  const randInt = (n: number) => rng.int(n)
   const source = new MemorySource(4096 * KIB)
   const cache = new BlockCache(source, { blockSize: BS, memoryBytes: 64 * BS, readaheadBlocks: 8 })
   const units = source.size / 4096
@@ -160,6 +161,8 @@ test('a real sequential streak ramps up: fetches grow up to the block size, read
 })
 
 test('a random reader beside a sequential one keeps fetching 4 KiB, and the sequential one keeps its readahead', async (t) => {
+  const rng = randomFor(t)
+  const randInt = (n: number) => rng.int(n)
   const source = new MemorySource(32 * BS)
   const cache = new BlockCache(source, { blockSize: BS, memoryBytes: 32 * BS, readaheadBlocks: 4 })
   const randomFetches: number[] = []
@@ -198,6 +201,8 @@ test('readahead of a stream that went away is dropped before it is fetched; rand
 })
 
 test('memory stays within the budget across a long scan with concurrent readers', async (t) => {
+  const rng = randomFor(t)
+  const randInt = (n: number) => rng.int(n)
   const blocks = 300
   const budget = 8 * BS
   const source = new MemorySource(blocks * BS + 777)
