@@ -122,7 +122,8 @@ export class WritableLuks2Volume extends Luks2Volume implements WritableRangeSou
   }
 
   /** Writes are serialised so that two partial writes to one data unit cannot lose each other. */
-  write(offset: number, data: Buffer): Promise<void> {
+  async write(offset: number, data: Buffer): Promise<void> {
+    // async: a bad range is a rejected promise, as with every RangeSource, never a synchronous throw.
     checkRange(this.size, offset, data.length)
     const run = this.writes.then(async () => {
       const start = Math.floor(offset / this.unit) * this.unit
@@ -140,9 +141,9 @@ export class WritableLuks2Volume extends Luks2Volume implements WritableRangeSou
   }
 
   /** Whole units encrypted by the caller (the native data plane), in the same order as every other write. */
-  private writeCiphertext(offset: number, ciphertext: Buffer): Promise<void> {
+  private async writeCiphertext(offset: number, ciphertext: Buffer): Promise<void> {
     checkRange(this.size, offset, ciphertext.length)
-    if (offset % this.unit !== 0 || ciphertext.length % this.unit !== 0) return Promise.reject(new RangeError(`encrypted write at ${offset} (+${ciphertext.length}) is not whole ${this.unit}-byte units`))
+    if (offset % this.unit !== 0 || ciphertext.length % this.unit !== 0) throw new RangeError(`encrypted write at ${offset} (+${ciphertext.length}) is not whole ${this.unit}-byte units`)
     const run = this.writes.then(() => this.writer.write(this.offset + offset, ciphertext, true))
     this.writes = run.catch(() => {})
     return run

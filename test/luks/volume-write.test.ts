@@ -9,7 +9,6 @@ import path from 'node:path'
 import { monitorEventLoopDelay } from 'node:perf_hooks'
 import { FileSource } from '../../src/storage/file-source.js'
 import { Luks2Volume } from '../../src/luks/volume.js'
-import { isWritable, type WritableRangeSource } from '../../src/storage/range-source.js'
 import { makeEncryptedImage, type TestImage } from '../helpers/images.js'
 
 const exec = promisify(execFile)
@@ -40,15 +39,6 @@ for (const sectorSize of [512, 4096] as const) {
     t.true(out.subarray(0, expected.length).equals(expected), 'cryptsetup decrypts what was written')
   })
 }
-
-test('a read-only volume has no write method', async (t) => {
-  const img = await makeEncryptedImage({ fsSizeMiB: 8 })
-  images.push(img)
-  const volume = await Luks2Volume.open(await FileSource.open(img.image), img.key)
-  t.false(isWritable(volume))
-  t.is((volume as Partial<WritableRangeSource>).write, undefined)
-  await volume.close()
-})
 
 test('Argon2 runs off the event loop: timers keep firing while a keyslot is derived', async (t) => {
   // 256 MiB of Argon2 takes seconds in WebAssembly; run on the main thread it would stall the

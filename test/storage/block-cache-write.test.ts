@@ -3,9 +3,23 @@ import { randomBytes } from 'node:crypto'
 import { BlockCache } from '../../src/storage/block-cache.js'
 import { isWritable, type WritableRangeSource } from '../../src/storage/range-source.js'
 import { WritableMemorySource } from '../helpers/memory-source.js'
+import { Random } from '../helpers/random.js'
+import { conformance } from './conformance.js'
 
 const KiB = 1024
 const opts = { blockSize: 64 * KiB, memoryBytes: 512 * KiB, readaheadBlocks: 0, writeRetryDelayMs: 5, writeBackIntervalMs: 60_000 }
+
+// Unaligned writes over a source that takes only whole 512-byte sectors (as a page blob), in a
+// budget smaller than what is written: partial sectors are read first, dirty ranges written back.
+conformance({
+  name: 'WritableBlockCache over a WritableMemorySource',
+  writable: true,
+  open: async () => {
+    const source = new WritableMemorySource(new Random(21).bytes(2 * 1024 * KiB))
+    const cache = BlockCache.over(source, { ...opts, memoryBytes: 256 * KiB })
+    return { source: cache, bytes: Buffer.from(source.bytes), readsBelow: () => source.reads, closedBelow: () => source.closed, persisted: async () => Buffer.from(source.bytes) }
+  },
+})
 
 test('writes are read back at once and reach the source, 512-aligned and coalesced per block, on flush', async (t) => {
   const src = new WritableMemorySource(1024 * KiB)
