@@ -5,7 +5,7 @@ import { lstat, readFile, readdir, rm } from 'node:fs/promises'
 import path from 'node:path'
 import { editHeader } from '../helpers/luks-edit.js'
 import { makeSmallImage, type SmallImage } from '../helpers/small-image.js'
-import { E2eFixture, leftovers, waitForLog, type Sidecar } from '../helpers/e2e.js'
+import { E2eFixture, leftovers, waitForLog, waitUntil, type Sidecar } from '../helpers/e2e.js'
 
 const e2e = new E2eFixture(test)
 
@@ -51,9 +51,10 @@ test.serial('SIGTERM during a costly key derivation ends remotefs within 2 s, wi
     args: ['--allow-raw-key', '--kdf-max-pbkdf2-iterations', '30000000'],
   })
   await waitForLog(sidecar, /trying keyslot 0/, 60_000)
-  await new Promise((r) => setTimeout(r, 300))
   // The derivation runs in a child process of remotefs: it must go too.
-  const children = (await readFile(`/proc/${sidecar.child.pid}/task/${sidecar.child.pid}/children`, 'utf8')).trim().split(/\s+/).filter(Boolean)
+  const childrenOf = async (pid: number) => (await readFile(`/proc/${pid}/task/${pid}/children`, 'utf8')).trim().split(/\s+/).filter(Boolean)
+  await waitUntil('the derivation to run in a child process', async () => (await childrenOf(sidecar.child.pid!)).length > 0, { exited: sidecar.exited, timeoutMs: 10_000, intervalMs: 20 })
+  const children = await childrenOf(sidecar.child.pid!)
   t.true(children.length > 0, 'the derivation runs in a child process')
   const sent = Date.now()
   sidecar.child.kill('SIGTERM')

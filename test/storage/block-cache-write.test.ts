@@ -5,6 +5,8 @@ import { isWritable, type WritableRangeSource } from '../../src/storage/range-so
 import { WritableMemorySource } from '../helpers/memory-source.js'
 import { Random } from '../helpers/random.js'
 import { conformance } from './conformance.js'
+import { sameBytes } from '../helpers/bytes.js'
+import { within } from '../helpers/time.js'
 
 const KiB = 1024
 const opts = { blockSize: 64 * KiB, memoryBytes: 512 * KiB, readaheadBlocks: 0, writeRetryDelayMs: 5, writeBackIntervalMs: 60_000 }
@@ -44,7 +46,7 @@ test('a write across blocks is written back joined, in 512-aligned pieces of at 
   const data = randomBytes(300 * KiB)
   await cache.write(50 * KiB, data)
   await cache.flush()
-  t.deepEqual(src.bytes.subarray(50 * KiB, 350 * KiB), data)
+  sameBytes(t, src.bytes.subarray(50 * KiB, 350 * KiB), data)
   t.is(cache.stats().writeBacks, 1, 'adjacent ranges in several blocks make one write-back')
   t.is(src.reads, 0, 'whole sectors written need no read')
   await cache.close()
@@ -54,13 +56,14 @@ test('a write across blocks is written back joined, in 512-aligned pieces of at 
   const big = randomBytes(9 * 1024 * KiB)
   const before = src.writeLog.length
   for (let off = 0; off < big.length; off += 1024 * KiB) await roomy.write(4 * 1024 * KiB + off, big.subarray(off, off + 1024 * KiB))
-  await new Promise((r) => setTimeout(r, 20))
+  // Nothing else writes back here (no timer, no flush yet): a landed write was streamed out as the writer went on.
+  await within(5000, 'a whole 4 MiB piece written back before the flush', src.writesLanded(before + 1))
   const early = src.writeLog.length - before
   t.true(early >= 1, 'whole 4 MiB pieces went out before the flush')
   await roomy.flush()
   t.deepEqual(src.writeLog.slice(before).map((w) => w.length).sort((a, b) => a - b), [1024 * KiB, 4096 * KiB, 4096 * KiB])
   t.deepEqual(src.writeLog.slice(before + early).map((w) => w.length), [1024 * KiB], 'the flush wrote the tail only')
-  t.deepEqual(src.bytes.subarray(4 * 1024 * KiB, 13 * 1024 * KiB), big)
+  sameBytes(t, src.bytes.subarray(4 * 1024 * KiB, 13 * 1024 * KiB), big)
   // A write that does not cover whole sectors reads them first.
   await roomy.write(14 * 1024 * KiB + 100, Buffer.from('x'))
   t.is(src.reads, 1)
@@ -92,7 +95,7 @@ test('dirty blocks are never evicted: writing more than the memory budget writes
   for (let off = 0; off < data.length; off += 32 * KiB) await cache.write(off, data.subarray(off, off + 32 * KiB))
   t.true(cache.stats().peakBytes <= 512 * KiB)
   await cache.flush()
-  t.deepEqual(src.bytes.subarray(0, 2048 * KiB), data)
+  sameBytes(t, src.bytes.subarray(0, 2048 * KiB), data)
   await cache.close()
 })
 
@@ -112,15 +115,10 @@ test('close flushes what is dirty; a read-only source gives a cache without writ
 test('the timer writes dirty data back without a flush', async (t) => {
   const src = new WritableMemorySource(256 * KiB)
   const cache = BlockCache.over(src, { ...opts, writeBackIntervalMs: 50 })
-  const write = src.write.bind(src)
-  const writtenBack = new Promise<number>((resolve) => {
-    src.write = async (offset: number, buf: Buffer) => { await write(offset, buf); resolve(Date.now()) }
-  })
   const data = randomBytes(512)
   const started = Date.now()
   await cache.write(0, data)
-  const timeout = new Promise<never>((_, reject) => setTimeout(() => reject(new Error('no write-back within 5 s')), 5000).unref())
-  const at = await Promise.race([writtenBack, timeout])
+  const at = await within(5000, 'the write-back by the timer', src.writesLanded(1).then(() => Date.now()))
   t.true(at - started >= 40, `written back by the timer after ${at - started} ms, not at once`)
   t.deepEqual(src.bytes.subarray(0, 512), data)
   await cache.close()

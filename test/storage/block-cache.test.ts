@@ -3,6 +3,7 @@ import { BlockCache } from '../../src/storage/block-cache.js'
 import type { CacheMirror } from '../../src/storage/native-view.js'
 import { MemorySource } from '../helpers/memory-source.js'
 import { Random, randomFor } from '../helpers/random.js'
+import { within } from '../helpers/time.js'
 import { conformance } from './conformance.js'
 
 const KIB = 1024
@@ -14,17 +15,6 @@ async function settled(cache: BlockCache, ms = 10_000): Promise<void> {
   while (cache.stats().inFlight > 0) {
     if (Date.now() > deadline) throw new Error(`still ${cache.stats().inFlight} range(s) in flight after ${ms} ms`)
     await new Promise((r) => setImmediate(r))
-  }
-}
-
-/** Fails the test with a clear message instead of hanging until ava's global timeout. */
-async function within<T>(ms: number, what: string, p: Promise<T>): Promise<T> {
-  let timer: NodeJS.Timeout | undefined
-  const timeout = new Promise<never>((_, reject) => { timer = setTimeout(() => reject(new Error(`${what} did not finish within ${ms} ms (deadlock?)`)), ms) })
-  try {
-    return await Promise.race([p, timeout])
-  } finally {
-    clearTimeout(timer)
   }
 }
 

@@ -6,6 +6,7 @@
 import test, { type ExecutionContext } from 'ava'
 import { isWritable, readInto, type RangeSource, type WritableRangeSource } from '../../src/storage/range-source.js'
 import { randomFor, type Random } from '../helpers/random.js'
+import { sameBytes } from '../helpers/bytes.js'
 
 export interface Opened {
   source: RangeSource
@@ -57,14 +58,6 @@ async function withOpened(subject: Subject, fn: (o: Opened) => Promise<void>): P
     await opened.source.close().catch(() => {})
     await opened.cleanup?.()
   }
-}
-
-function sameBytes(t: ExecutionContext, got: Buffer, expected: Buffer, what: string): boolean {
-  if (got.length === expected.length && got.equals(expected)) return true
-  let at = 0
-  while (at < Math.min(got.length, expected.length) && got[at] === expected[at]) at++
-  t.fail(`${what}: ${got.length} bytes, expected ${expected.length}; first difference at byte ${at}`)
-  return false
 }
 
 export function conformance(subject: Subject): void {
