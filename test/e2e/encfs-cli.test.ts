@@ -3,7 +3,7 @@ import test from 'ava'
 import { execFile } from 'node:child_process'
 import { readFile } from 'node:fs/promises'
 import { promisify } from 'node:util'
-import { E2eFixture, ENCFS_JS, blobSas, runEncfs, waitUntil, type TestImage } from '../helpers/e2e.js'
+import { E2eFixture, autoUnlock, ENCFS_JS, blobSas, runEncfs, waitUntil, type TestImage } from '../helpers/e2e.js'
 import { vector } from '../helpers/vectors.js'
 
 const exec = promisify(execFile)
@@ -19,7 +19,7 @@ const encfs = runEncfs
 test.serial('encfs demo --once: emulators, a key released by SKR, a packed image from Azurite, a real mount, the files printed, and nothing left', async (t) => {
   const r = await encfs(['demo', '--once'])
   t.is(r.code, 0, r.stderr)
-  t.regex(r.stdout, /key released by secure key release; mounted: .*remote\/share -> \.filesystem-0 \(unlock userspace/)
+  t.regex(r.stdout, new RegExp(`key released by secure key release; mounted: .*remote/share -> \\.filesystem-0 \\(unlock ${(await autoUnlock()).mode}`))
   t.regex(r.stdout, /GET \/status -> "Status OK", filesystem 0 mounted/)
   t.regex(r.stdout, /appended a dm-verity hash tree \(encfs pack --verity\); root hash [0-9a-f]{64} pinned in the configuration/)
   t.regex(r.stdout, /filesystem 0 mounted, [1-9]\d* blocks verified against the root hash, 0 failed/)

@@ -1,7 +1,7 @@
 import test from 'ava'
 import { lstat, rm, mkdir, copyFile, open, readdir } from 'node:fs/promises'
 import path from 'node:path'
-import { E2eFixture, sidecarArgs, stopSidecar, leftovers, type FsConfig, type TestImage } from '../helpers/e2e.js'
+import { E2eFixture, autoUnlock, readFromChild, sidecarArgs, stopSidecar, leftovers, type FsConfig, type TestImage } from '../helpers/e2e.js'
 
 const e2e = new E2eFixture(test)
 let good: TestImage
@@ -119,10 +119,19 @@ test.serial('bad configuration inputs exit non-zero with their own messages', as
   }
 })
 
-test.serial('--unlock kernel on a machine without device-mapper says so and suggests userspace', async (t) => {
+test.serial('--unlock kernel: where dm-crypt is missing it says so and suggests userspace; where it is there it is used', async (t) => {
   const ws = await e2e.workspace()
   const mp = path.join(ws.parent, 'x')
-  const r = await runFailing([{ mount_point: mp, azure_url: `file://${good.image}`, raw_key: good.key.toString('hex') }], { args: ['--allow-raw-key', '--unlock', 'kernel'] })
+  const filesystems = [{ mount_point: mp, azure_url: `file://${good.image}`, raw_key: good.key.toString('hex') }]
+  if ((await autoUnlock()).mode === 'kernel') {
+    const sidecar = await e2e.mount(filesystems, { args: ['--allow-raw-key', '--unlock', 'kernel'] })
+    t.regex(await sidecar.log(), /unlock kernel \(requested\)/)
+    t.is((await readFromChild(path.join(mp, 'ok.txt'))).toString(), 'ok\n')
+    t.is(await stopSidecar(sidecar), 0)
+    t.deepEqual(await leftovers(sidecar.runtimeDir, [path.join(ws.parent, '.filesystem-0')]), [])
+    return
+  }
+  const r = await runFailing(filesystems, { args: ['--allow-raw-key', '--unlock', 'kernel'] })
   t.not(r.code, 0)
   t.regex(r.output, /UNLOCK_KERNEL_UNAVAILABLE/)
   t.regex(r.output, /--unlock userspace/)

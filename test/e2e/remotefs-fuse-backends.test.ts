@@ -15,7 +15,8 @@ test.before(async () => {
   img = await e2e.image({ fsSizeMiB: 24, files: { 'hello.txt': 'hello from encfs\n', 'big.bin': Buffer.alloc(3 * 1024 * 1024, 5) } })
 })
 function mount(url: string, mp: string, o: { args?: string[]; env?: Record<string, string>; readWrite?: boolean } = {}): Promise<Sidecar> {
-  return e2e.mount([{ mount_point: mp, azure_url: url, raw_key: img.key.toString('hex'), read_write: o.readWrite ?? false }], { args: ['--allow-raw-key', ...(o.args ?? [])], env: o.env })
+  // Userspace unlock on every machine: the loop device over the FUSE file is what these tests look at.
+  return e2e.mount([{ mount_point: mp, azure_url: url, raw_key: img.key.toString('hex'), read_write: o.readWrite ?? false, unlock: 'userspace' }], { args: ['--allow-raw-key', ...(o.args ?? [])], env: o.env })
 }
 
 test.serial('auto picks libfuse3 and logs why; --fuse libfuse2 and EncfsFuse=libfuse2 pick fuse-native; each serves the files', async (t) => {

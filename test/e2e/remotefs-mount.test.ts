@@ -1,7 +1,7 @@
 import test from 'ava'
 import { readlink, readFile, readdir, lstat } from 'node:fs/promises'
 import path from 'node:path'
-import { E2eFixture, sidecarArgs, stopSidecar, waitReady, readFromChild, listFromChild, leftovers, type TestImage } from '../helpers/e2e.js'
+import { E2eFixture, autoUnlock, literally, sidecarArgs, stopSidecar, waitReady, readFromChild, listFromChild, leftovers, type TestImage } from '../helpers/e2e.js'
 
 const e2e = new E2eFixture(test)
 
@@ -26,7 +26,8 @@ test.serial('mounts an image from a block blob through a SAS URL, serves its fil
   t.truthy(line, 'ext4 is mounted at .filesystem-0')
   t.regex(line!, / ext4 ro[, ]/)
   const log = await sidecar.log()
-  t.regex(log, /unlock userspace \(device-mapper is not available/, 'auto explains why it chose userspace')
+  const auto = await autoUnlock()
+  t.regex(log, new RegExp(`unlock ${auto.mode} \\(${literally(auto.reason)}\\)`), `auto chose ${auto.mode} here and explains why`)
   t.false(log.includes(img.key.toString('hex')), 'the key never reaches the log')
   t.false(log.includes(new URL(sasUrl).searchParams.get('sig') ?? '<no sig>'), 'the SAS signature never reaches the log')
   t.is(await stopSidecar(sidecar), 0, 'SIGTERM exits 0')

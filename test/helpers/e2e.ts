@@ -9,6 +9,7 @@ import { makeEncryptedImage, type ImageOptions, type TestImage } from './images.
 import { sidecarArgs, startSidecar, stopSidecar, waitReady, type FsConfig, type Sidecar, type SidecarOptions } from './remotefs.js'
 import { startSkrStack, type SkrStack } from './skr-stack.js'
 import { tempDir } from './temp.js'
+import { chooseUnlock, probeCapabilities, type Choice } from '../../src/mount/capabilities.js'
 
 export { blobSas, freePort, type Azurite } from './azurite.js'
 export type { TestImage } from './images.js'
@@ -21,6 +22,17 @@ export interface Ended {
   log: string
   runtimeDir: string
 }
+
+/**
+ * What `--unlock auto` chooses on this machine, and why: kernel where device-mapper and cryptsetup
+ * are there, userspace elsewhere. Tests expect this instead of assuming either.
+ */
+export async function autoUnlock(): Promise<Choice<'kernel' | 'userspace'>> {
+  return chooseUnlock('auto', await probeCapabilities())
+}
+
+/** `text` as a regular expression that matches it literally. */
+export const literally = (text: string): string => text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')
 
 export class E2eFixture {
   private readonly undos: (() => Promise<unknown>)[] = []
