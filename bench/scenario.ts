@@ -6,7 +6,7 @@ import { mkdtemp, rm, stat, writeFile, mkdir } from 'node:fs/promises'
 import os from 'node:os'
 import path from 'node:path'
 import { startAzurite, uploadFile, type Azurite } from '../src/demo/azurite.js'
-import { makeEncryptedImage, type TestImage } from '../src/demo/test-image.js'
+import { makeEncryptedImage, type TestImage } from '../test/helpers/images.js'
 import { MiB } from './harness.js'
 
 export interface Sizes {

@@ -1,5 +1,6 @@
 import { AttestationError } from './errors.js'
 import { decodeGoStdBase64 } from '../encoding/base64.js'
+import { parseJson } from '../encoding/json.js'
 
 /** The THIM certificate JSON (docs/attestation.md#thim-json): the platform's VCEK, its TCBM and the ASK/ARK chain. */
 export interface ThimCerts {
@@ -16,12 +17,7 @@ function requireStdBase64(text: string, what: string): Buffer {
 }
 
 export function parseThimJson(json: string, what: string): ThimCerts {
-  let v: unknown
-  try {
-    v = JSON.parse(json)
-  } catch (err) {
-    throw new AttestationError('ATTEST_THIM_JSON', `${what} is not valid JSON: ${(err as Error).message.split(',')[0]}`, { cause: err })
-  }
+  const v = parseJson(json, (err) => new AttestationError('ATTEST_THIM_JSON', `${what} is not valid JSON: ${err.message.split(',')[0]}`, { cause: err }))
   if (typeof v !== 'object' || v === null) throw new AttestationError('ATTEST_THIM_JSON', `${what} is not a JSON object`)
   const o = v as Record<string, unknown>
   const str = (k: string): string => (typeof o[k] === 'string' ? (o[k] as string) : '')

@@ -1,7 +1,7 @@
 import type { Argv } from 'yargs'
 import { commandLogger } from './command-logger.js'
 import { openSource, type OpenedSource } from '../storage/open-source.js'
-import { redactUrl } from '../storage/errors.js'
+import { redactUrl } from '../log/redact.js'
 import { silentLogger, type Logger } from '../log/logger.js'
 import { findAppendedTree, readStoredTree, type StoredTree } from '../verity/image-tree.js'
 import { VeritySource } from '../verity/verity-source.js'

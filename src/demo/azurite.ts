@@ -99,11 +99,15 @@ export async function uploadFile(az: Azurite, file: string, o: UploadOptions = {
   const name = o.blob ?? `${path.basename(file)}-${Date.now()}-${Math.random().toString(16).slice(2, 8)}`
   await uploadImage(file, container.getBlobClient(name).url, { page: o.kind === 'page', credential: undefined, sharedKey: new StorageSharedKeyCredential(az.accountName, az.accountKey) })
   const blob = container.getBlobClient(name)
-  const sas = generateBlobSASQueryParameters({
-    containerName, blobName: name,
-    permissions: BlobSASPermissions.parse(o.sasPermissions ?? (o.kind === 'page' ? 'rw' : 'r')),
+  return { url: blob.url, sasUrl: `${blob.url}?${blobSas(az, containerName, name, o.sasPermissions ?? (o.kind === 'page' ? 'rw' : 'r'))}` }
+}
+
+/** A SAS for one blob, valid from a minute ago for an hour, with `permissions` (e.g. "r", "rw", "rcw"). */
+export function blobSas(az: Azurite, container: string, blob: string, permissions: string): string {
+  return generateBlobSASQueryParameters({
+    containerName: container, blobName: blob,
+    permissions: BlobSASPermissions.parse(permissions),
     startsOn: new Date(Date.now() - 60_000),
     expiresOn: new Date(Date.now() + 3600_000),
   }, new StorageSharedKeyCredential(az.accountName, az.accountKey)).toString()
-  return { url: blob.url, sasUrl: `${blob.url}?${sas}` }
 }

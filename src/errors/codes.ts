@@ -110,6 +110,7 @@ export const ERROR_CODES = {
   MOUNT_POINT_EXISTS: failure('the mount point exists and is not remotefs\'s symlink'),
   MOUNT_DIR_FAILED: failure('the .filesystem-N directory cannot be created'),
   MOUNT_DIR_FOREIGN: failure('something remotefs did not mount sits at .filesystem-N'),
+  MOUNT_SOURCE_READ_ONLY: failure('read_write is set, but the image\'s source was opened without write support'),
   RUNTIME_DIR_BUSY: failure('another remotefs uses the same runtime directory'),
   LOOP_ATTACH_FAILED: failure('no loop device could be attached to the FUSE file'),
   CRYPTSETUP_OPEN_FAILED: failure('cryptsetup open failed for another reason than the key'),

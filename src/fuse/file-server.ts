@@ -1,14 +1,12 @@
-import type { RangeSource } from '../storage/range-source.js'
+import type { RangeSource, WritableRangeSource } from '../storage/range-source.js'
 import type { Logger } from '../log/logger.js'
 import { FuseError } from './errors.js'
 import type { FuseBackend } from './backend.js'
 
-/** One file, served from a RangeSource, in a directory of its own. */
-export interface ServedFile {
-  name: string
-  source: RangeSource
-  writable: boolean
-}
+/** One file, served from a RangeSource, in a directory of its own: read-only, or read-write from a writable source. */
+export type ServedFile =
+  | { name: string; source: RangeSource; writable: false }
+  | { name: string; source: WritableRangeSource; writable: true }
 
 export interface FileServerOptions {
   /** Directory to mount on; created when missing. */

@@ -133,57 +133,56 @@ export class Fuse2FileServer implements FileServer {
       read: (p, _fd, buf, len, pos, cb) => {
         const file = this.files.get(p)
         if (!file) return cb(-E.ENOENT)
-        const n = Math.max(0, Math.min(len, file.source.size - pos))
-        if (n === 0) return cb(0)
-        // Straight into libfuse's buffer (a userspace volume decrypts there): no copy of ours.
-        const target = buf.length === n ? buf : buf.subarray(0, n)
-        readInto(file.source, pos, target).then(
-          () => {
-            this.counters.reads++
-            this.counters.bytesRead += n
-            cb(n)
-          },
-          (err: unknown) => {
-            this.counters.errors++
-            this.logger.error({ err, file: file.name, offset: pos, length: n }, 'read failed; answering EIO')
-            cb(-E.EIO)
-          },
-        )
+        this.read(file, buf, len, pos, cb)
       },
       write: (p, _fd, buf, len, pos, cb) => {
         const file = this.files.get(p)
         if (!file) return cb(-E.ENOENT)
-        const write = file.source.write?.bind(file.source)
-        if (!file.writable || !write) return cb(-E.EROFS)
-        if (pos + len > file.source.size) return cb(-E.ENOSPC)
-        // libfuse's buffer stays ours until we answer, and the sources copy what they keep.
-        write(pos, buf.length === len ? buf : buf.subarray(0, len)).then(
-          () => {
-            this.counters.writes++
-            this.counters.bytesWritten += len
-            cb(len)
-          },
-          (err: unknown) => {
-            this.counters.errors++
-            this.logger.error({ err, file: file.name, offset: pos, length: len }, 'write failed; answering EIO')
-            cb(-E.EIO)
-          },
-        )
+        this.write(file, buf, len, pos, cb)
       },
       flush: (_p, _fd, cb) => cb(0),
       fsync: (p, _datasync, _fd, cb) => {
         const file = this.files.get(p)
-        const flush = file?.source.flush?.bind(file.source)
-        if (!file || !file.writable || !flush) return cb(0)
-        flush().then(
-          () => cb(0),
-          (err: unknown) => {
-            this.counters.errors++
-            this.logger.error({ err, file: file.name }, 'fsync failed; answering EIO')
-            cb(-E.EIO)
-          },
-        )
+        if (!file?.writable) return cb(0)
+        this.answer(file.source.flush(), cb, () => 0, { msg: 'fsync failed; answering EIO', file: file.name })
       },
     }
+  }
+
+  private read(file: ServedFile, buf: Buffer, len: number, pos: number, cb: (result: number) => void): void {
+    const n = Math.max(0, Math.min(len, file.source.size - pos))
+    if (n === 0) return cb(0)
+    // Straight into libfuse's buffer (a userspace volume decrypts there): no copy of ours.
+    const target = buf.length === n ? buf : buf.subarray(0, n)
+    this.answer(readInto(file.source, pos, target), cb, () => {
+      this.counters.reads++
+      this.counters.bytesRead += n
+      return n
+    }, { msg: 'read failed; answering EIO', file: file.name, offset: pos, length: n })
+  }
+
+  private write(file: ServedFile, buf: Buffer, len: number, pos: number, cb: (result: number) => void): void {
+    const E = osConstants.errno
+    if (!file.writable) return cb(-E.EROFS)
+    if (pos + len > file.source.size) return cb(-E.ENOSPC)
+    // libfuse's buffer stays ours until we answer, and the sources copy what they keep.
+    this.answer(file.source.write(pos, buf.length === len ? buf : buf.subarray(0, len)), cb, () => {
+      this.counters.writes++
+      this.counters.bytesWritten += len
+      return len
+    }, { msg: 'write failed; answering EIO', file: file.name, offset: pos, length: len })
+  }
+
+  /** Answers a request when `op` settles: with `done()` (it counts the success), or EIO (counted and logged). */
+  private answer(op: Promise<void>, cb: (result: number) => void, done: () => number, failure: { msg: string } & Record<string, unknown>): void {
+    op.then(
+      () => cb(done()),
+      (err: unknown) => {
+        this.counters.errors++
+        const { msg, ...where } = failure
+        this.logger.error({ err, ...where }, msg)
+        cb(-osConstants.errno.EIO)
+      },
+    )
   }
 }

@@ -158,63 +158,52 @@ export class Fuse3FileServer implements FileServer {
     const unit = view.xts?.unit ?? 1
     const start = Math.floor(offset / unit) * unit
     const end = Math.ceil((offset + length) / unit) * unit
-    view.cache.load(view.offset + start, end - start).then(
-      () => session.retry(id),
-      (err: unknown) => {
-        this.counters.errors++
-        this.logger.error({ err, file: file.name, offset, length }, 'read failed; answering EIO')
-        session.replyError(id, E.EIO)
-      },
-    )
+    this.answer(session, id, view.cache.load(view.offset + start, end - start), () => session.retry(id), { msg: 'read failed; answering EIO', file: file.name, offset, length })
   }
 
   private read(session: Fuse3Session, id: number, file: ServedFile, offset: number, length: number): void {
     const buf = this.pool.take(length)
-    readInto(file.source, offset, buf).then(
-      () => {
-        session.replyData(id, buf)
-        this.pool.give(buf)
-        this.counters.reads++
-        this.counters.bytesRead += length
-      },
-      (err: unknown) => {
-        this.pool.give(buf)
-        this.counters.errors++
-        this.logger.error({ err, file: file.name, offset, length }, 'read failed; answering EIO')
-        session.replyError(id, E.EIO)
-      },
-    )
+    const read = readInto(file.source, offset, buf).catch((err: unknown) => {
+      this.pool.give(buf)
+      throw err
+    })
+    this.answer(session, id, read, () => {
+      session.replyData(id, buf)
+      this.pool.give(buf)
+      this.counters.reads++
+      this.counters.bytesRead += length
+    }, { msg: 'read failed; answering EIO', file: file.name, offset, length })
   }
 
   /** The bytes are ours (the addon's copy of the request): handed over to the cache, which keeps them. */
   private write(session: Fuse3Session, id: number, file: ServedFile, offset: number, data: Buffer, encrypted: boolean): void {
-    const index = this.files.indexOf(file)
-    const write = encrypted ? this.views[index]?.writeEncrypted : file.source.write?.bind(file.source)
+    const write = this.writerOf(file, encrypted)
     if (!write) return session.replyError(id, encrypted ? E.EIO : E.EROFS)
-    write(offset, data, true).then(
-      () => {
-        this.counters.writes++
-        this.counters.bytesWritten += data.length
-        session.replyWrite(id, data.length)
-      },
-      (err: unknown) => {
-        this.counters.errors++
-        this.logger.error({ err, file: file.name, offset, length: data.length }, 'write failed; answering EIO')
-        session.replyError(id, E.EIO)
-      },
-    )
+    this.answer(session, id, write(offset, data, true), () => {
+      this.counters.writes++
+      this.counters.bytesWritten += data.length
+      session.replyWrite(id, data.length)
+    }, { msg: 'write failed; answering EIO', file: file.name, offset, length: data.length })
+  }
+
+  /** Where a write goes: ciphertext the native side encrypted to the view under the volume, plaintext to the file's source. */
+  private writerOf(file: ServedFile, encrypted: boolean): ((offset: number, data: Buffer, owned: boolean) => Promise<void>) | undefined {
+    if (encrypted) return this.views[this.files.indexOf(file)]?.writeEncrypted
+    return file.writable ? (offset, data, owned) => file.source.write(offset, data, owned) : undefined
   }
 
   private fsync(session: Fuse3Session, id: number, file: ServedFile): void {
-    const flush = file.source.flush?.bind(file.source)
-    if (!flush) return session.replyError(id, 0)
-    flush().then(
-      () => session.replyError(id, 0),
-      (err: unknown) => {
-        this.counters.errors++
-        this.logger.error({ err, file: file.name }, 'fsync failed; answering EIO')
-        session.replyError(id, E.EIO)
-      },
-    )
+    if (!file.writable) return session.replyError(id, 0)
+    this.answer(session, id, file.source.flush(), () => session.replyError(id, 0), { msg: 'fsync failed; answering EIO', file: file.name })
+  }
+
+  /** Answers request `id` when `op` settles: `done()` on success, EIO on failure (counted and logged). */
+  private answer(session: Fuse3Session, id: number, op: Promise<void>, done: () => void, failure: { msg: string } & Record<string, unknown>): void {
+    op.then(done, (err: unknown) => {
+      this.counters.errors++
+      const { msg, ...where } = failure
+      this.logger.error({ err, ...where }, msg)
+      session.replyError(id, E.EIO)
+    })
   }
 }

@@ -3,6 +3,7 @@ import { checkEndpoint } from '../config/validate.js'
 import { releaseBody } from '../api/schemas.js'
 import { decodeGoStdBase64 } from '../encoding/base64.js'
 import { KeyProviderError } from './errors.js'
+import { parseJson } from '../encoding/json.js'
 
 /**
  * The annotation an encrypted image (or any wrapped secret) carries: which key to release from
@@ -25,12 +26,7 @@ const KID = new RegExp(releaseBody.properties.kid.pattern)
 
 /** Parses an annotation (JSON bytes) the way Go reads it; throws KEYPROVIDER_INPUT_INVALID naming each bad member. */
 export function parseAnnotation(bytes: Buffer, at = 'annotation'): Annotation {
-  let json: unknown
-  try {
-    json = JSON.parse(bytes.toString('utf8'))
-  } catch (err) {
-    throw KeyProviderError.invalid('annotation', [`${at} is not JSON (${(err as Error).message})`])
-  }
+  const json = parseJson(bytes.toString('utf8'), (err) => KeyProviderError.invalid('annotation', [`${at} is not JSON (${err.message})`]))
   if (!isObject(json)) throw KeyProviderError.invalid('annotation', [`${at} must be a JSON object, got ${typeName(json)}`])
   const r = new Reader()
   const kid = r.string(json, 'kid', `${at}.kid`)

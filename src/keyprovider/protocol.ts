@@ -1,6 +1,7 @@
 import { Reader, isObject, typeName, type JsonObject } from '../encoding/go-json.js'
 import { decodeGoStdBase64 } from '../encoding/base64.js'
 import { KeyProviderError } from './errors.js'
+import { parseJson } from '../encoding/json.js'
 
 // The ocicrypt keyprovider protocol JSON carried in field 1 of the gRPC messages (see
 // docs/keyprovider-grpc.md). Parsed the way Go's encoding/json reads it: member names match
@@ -44,12 +45,7 @@ function parametersMember(r: Reader, config: JsonObject | undefined, path: strin
 
 /** Parses the protocol JSON; throws KEYPROVIDER_INPUT_INVALID naming every bad member. */
 export function parseProtocolInput(bytes: Buffer): ProtocolInput {
-  let json: unknown
-  try {
-    json = JSON.parse(bytes.toString('utf8'))
-  } catch (err) {
-    throw KeyProviderError.invalid('keyprovider input', [`it is not JSON (${(err as Error).message}); field 1 must carry the keyprovider protocol JSON {"op":…,"keywrapparams":…,"keyunwrapparams":…}`])
-  }
+  const json = parseJson(bytes.toString('utf8'), (err) => KeyProviderError.invalid('keyprovider input', [`it is not JSON (${err.message}); field 1 must carry the keyprovider protocol JSON {"op":…,"keywrapparams":…,"keyunwrapparams":…}`]))
   if (!isObject(json)) throw KeyProviderError.invalid('keyprovider input', [`it must be a JSON object, got ${typeName(json)}`])
   const r = new Reader()
   const op = r.string(json, 'op', 'op')

@@ -5,6 +5,7 @@ import { Reader, isObject } from '../encoding/go-json.js'
 import { checkEndpoint } from '../config/validate.js'
 import { KeyProviderError } from './errors.js'
 import { formatAnnotation, type Annotation } from './annotation.js'
+import { parseJson } from '../encoding/json.js'
 
 /** What `<key path>-info.json` says about a wrapping key (written next to the key by the set-up scripts). */
 export interface KeyInfo {
@@ -23,12 +24,7 @@ export async function readKeyInfo(keyPath: string): Promise<KeyInfo> {
   } catch (err) {
     throw new KeyProviderError('KEYPROVIDER_KEY_INFO', `cannot read the key info file ${file} (${(err as NodeJS.ErrnoException).code ?? (err as Error).message}): the key path names the wrapping key without -info.json, and ${path.basename(file)} must sit next to it`, { cause: err })
   }
-  let json: unknown
-  try {
-    json = JSON.parse(text)
-  } catch (err) {
-    throw new KeyProviderError('KEYPROVIDER_KEY_INFO', `${file} is not JSON (${(err as Error).message}); it must be {"public_key_path":…,"kms_endpoint":…,"attester_endpoint":…}`, { cause: err })
-  }
+  const json = parseJson(text, (err) => new KeyProviderError('KEYPROVIDER_KEY_INFO', `${file} is not JSON (${err.message}); it must be {"public_key_path":…,"kms_endpoint":…,"attester_endpoint":…}`, { cause: err }))
   const r = new Reader()
   if (!isObject(json)) throw new KeyProviderError('KEYPROVIDER_KEY_INFO', `${file} must be a JSON object {"public_key_path":…,"kms_endpoint":…,"attester_endpoint":…}`)
   const info = {

@@ -1,5 +1,6 @@
 import { decodeStdBase64 } from '../encoding/base64.js'
 import { hashSize, type Kdf } from './kdf-params.js'
+import { parseJson } from '../encoding/json.js'
 
 /** A problem that makes a header copy unusable (cryptsetup would treat the copy as corrupt). */
 export class MetadataInvalid extends Error {}
@@ -227,12 +228,7 @@ function parseDigest(id: string, d: Obj, keyslotIds: Set<string>, segmentIds: Se
  * MetadataInvalid, never anything else, whatever the text.
  */
 export function parseMetadata(text: string, hdrSize: number): Luks2Metadata {
-  let raw: unknown
-  try {
-    raw = JSON.parse(text)
-  } catch (err) {
-    throw new MetadataInvalid(`JSON does not parse: ${(err as Error).message}`)
-  }
+  const raw = parseJson(text, (err) => new MetadataInvalid(`JSON does not parse: ${err.message}`))
   const top = obj(raw, 'metadata')
   for (const k of ['keyslots', 'tokens', 'segments', 'digests', 'config']) obj(top[k], k)
 

@@ -20,6 +20,14 @@ export function checkCipher(spec: string, keySize: number, where: string): void 
   }
 }
 
+export interface SectorCipherOptions {
+  /**
+   * false: always one node:crypto cipher per data unit, the path taken where the native addon is
+   * not built (tests compare the two; the addon's bulk AES-XTS is the default where it loads).
+   */
+  native?: boolean
+}
+
 /**
  * Encrypts and decrypts runs of whole data units in place. The IV counts 512-byte sectors
  * whatever the unit size (verified against cryptsetup: a 4096-byte unit k uses IV 8k), and each
@@ -31,10 +39,12 @@ export class SectorCipher {
   private readonly mode: 'xts-plain64' | 'xts-plain' | 'cbc-essiv'
   private readonly essiv?: Cipher
   private readonly iv = Buffer.alloc(16)
+  private readonly useNative: boolean
 
-  constructor(spec: string, key: Buffer) {
+  constructor(spec: string, key: Buffer, o: SectorCipherOptions = {}) {
     checkCipher(spec, key.length, 'cipher')
     this.key = Buffer.from(key)
+    this.useNative = o.native ?? true
     if (spec === 'aes-cbc-essiv:sha256') {
       this.mode = 'cbc-essiv'
       this.algorithm = `aes-${key.length * 8}-cbc`
@@ -80,7 +90,7 @@ export class SectorCipher {
 
   private run(input: Buffer, out: Buffer, firstSector: number, unitSize: number, encrypt: boolean): Buffer {
     if (input.length % unitSize !== 0) throw new RangeError(`buffer of ${input.length} bytes is not whole ${unitSize}-byte units`)
-    const native = this.mode === 'cbc-essiv' ? undefined : optionalAddon()
+    const native = this.mode === 'cbc-essiv' || !this.useNative ? undefined : optionalAddon()
     if (native) {
       // One cipher context for the whole request (DESIGN: no allocation per 4 KiB on hot paths).
       native.xtsCrypt(encrypt, this.key, input, out, firstSector, unitSize, this.mode === 'xts-plain64')

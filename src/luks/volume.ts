@@ -1,11 +1,13 @@
-import type { RangeSource } from '../storage/range-source.js'
-import { checkRange, readInto } from '../storage/range-source.js'
+import { checkRange, isWritable, readInto, type RangeSource, type WritableRangeSource } from '../storage/range-source.js'
 import type { NativeView } from '../storage/native-view.js'
 import { silentLogger, type Logger } from '../log/logger.js'
 import { readLuksHeader, payloadRange, type LuksHeader } from './header.js'
 import { unlockAnyVolumeKey } from './volume-key.js'
 import { SectorCipher } from './sector-cipher.js'
 import type { KdfOptions } from './kdf.js'
+
+/** Where the encrypted payload lies in the data source. */
+type Payload = { offset: number; length: number }
 
 export interface VolumeOptions extends KdfOptions {
   /** A detached header; without it the header is read from the start of `data`. */
@@ -15,34 +17,37 @@ export interface VolumeOptions extends KdfOptions {
 
 /**
  * The decrypted payload of a LUKS2 (or LUKS1) image as a RangeSource: the userspace unlock path, which
- * needs no device-mapper. Reads and writes at any offset; whole data units are fetched and
- * decrypted underneath. Owns `data` (and a detached header): close() closes them.
+ * needs no device-mapper. Reads at any offset; whole data units are fetched and decrypted
+ * underneath. Over a writable source it is a WritableLuks2Volume. Owns `data` (and a detached
+ * header): close() closes them.
  */
 export class Luks2Volume implements RangeSource {
   readonly size: number
   readonly header: LuksHeader
   readonly keyslot: string
-  private readonly data: RangeSource
-  private readonly headerSource?: RangeSource
-  private readonly cipher: SectorCipher
-  private readonly offset: number
-  private readonly unit: number
-  private writes: Promise<void> = Promise.resolve()
+  protected readonly cipher: SectorCipher
+  protected readonly offset: number
+  protected readonly unit: number
   private closed = false
 
-  private constructor(data: RangeSource, headerSource: RangeSource | undefined, header: LuksHeader, keyslot: string, cipher: SectorCipher, payload: { offset: number; length: number }) {
-    this.data = data
-    this.headerSource = headerSource
+  protected constructor(
+    private readonly data: RangeSource,
+    private readonly headerSource: RangeSource | undefined,
+    header: LuksHeader,
+    keyslot: string,
+    cipher: SectorCipher,
+    payload: Payload,
+  ) {
     this.header = header
     this.keyslot = keyslot
     this.cipher = cipher
     this.offset = payload.offset
     this.size = payload.length
     this.unit = header.segment.sectorSize
-    if (data.write) this.write = (offset, buf) => this.writeUnits(offset, buf)
-    if (data.flush) this.flush = () => data.flush!()
   }
 
+  static open(data: WritableRangeSource, passphrase: Buffer, opts?: VolumeOptions): Promise<WritableLuks2Volume>
+  static open(data: RangeSource, passphrase: Buffer, opts?: VolumeOptions): Promise<Luks2Volume>
   static async open(data: RangeSource, passphrase: Buffer, opts: VolumeOptions = {}): Promise<Luks2Volume> {
     const logger = opts.logger ?? silentLogger
     const headerSource = opts.header ?? data
@@ -51,7 +56,7 @@ export class Luks2Volume implements RangeSource {
     const { volumeKey, keyslot } = await unlockAnyVolumeKey(headerSource, header, passphrase, { ...opts, logger })
     try {
       const cipher = new SectorCipher(header.segment.encryption, volumeKey)
-      return new Luks2Volume(data, opts.header, header, keyslot, cipher, payload)
+      return isWritable(data) ? new WritableLuks2Volume(data, opts.header, header, keyslot, cipher, payload) : new Luks2Volume(data, opts.header, header, keyslot, cipher, payload)
     } finally {
       volumeKey.fill(0)
     }
@@ -88,17 +93,37 @@ export class Luks2Volume implements RangeSource {
     const inner = this.data.nativeView?.()
     const xts = this.cipher.xts()
     if (!inner || inner.xts || !xts) return undefined
-    return {
-      cache: inner.cache, offset: inner.offset + this.offset, xts: { key: xts.key, unit: this.unit, plain64: xts.plain64 },
-      ...(this.data.write ? { writeEncrypted: (offset: number, ciphertext: Buffer) => this.writeCiphertext(offset, ciphertext) } : {}),
-    }
+    return { cache: inner.cache, offset: inner.offset + this.offset, xts: { key: xts.key, unit: this.unit, plain64: xts.plain64 } }
   }
 
-  write?: (offset: number, data: Buffer) => Promise<void>
-  flush?: () => Promise<void>
+  async close(): Promise<void> {
+    if (this.closed) return
+    this.closed = true
+    this.cipher.destroy()
+    await this.data.close()
+    await this.headerSource?.close()
+  }
+}
+
+/** A volume over a writable source: writes are encrypted here (or by the native data plane) and written below. */
+export class WritableLuks2Volume extends Luks2Volume implements WritableRangeSource {
+  private writes: Promise<void> = Promise.resolve()
+  private readonly writer: WritableRangeSource
+
+  constructor(data: WritableRangeSource, headerSource: RangeSource | undefined, header: LuksHeader, keyslot: string, cipher: SectorCipher, payload: Payload) {
+    super(data, headerSource, header, keyslot, cipher, payload)
+    this.writer = data
+  }
+
+  /** The native data plane may also write, encrypting itself; its writes are ordered with these. */
+  override nativeView(): NativeView | undefined {
+    const view = super.nativeView()
+    return view && { ...view, writeEncrypted: (offset: number, ciphertext: Buffer) => this.writeCiphertext(offset, ciphertext) }
+  }
 
   /** Writes are serialised so that two partial writes to one data unit cannot lose each other. */
-  private writeUnits(offset: number, data: Buffer): Promise<void> {
+  async write(offset: number, data: Buffer): Promise<void> {
+    // async: a bad range is a rejected promise, as with every RangeSource, never a synchronous throw.
     checkRange(this.size, offset, data.length)
     const run = this.writes.then(async () => {
       const start = Math.floor(offset / this.unit) * this.unit
@@ -109,27 +134,27 @@ export class Luks2Volume implements RangeSource {
         buf = await this.read(start, end - start)
         data.copy(buf, offset - start)
       }
-      await this.data.write!(this.offset + start, this.cipher.encrypt(buf, start / 512, this.unit), true)
+      await this.writer.write(this.offset + start, this.cipher.encrypt(buf, start / 512, this.unit), true)
     })
     this.writes = run.catch(() => {})
     return run
   }
 
   /** Whole units encrypted by the caller (the native data plane), in the same order as every other write. */
-  private writeCiphertext(offset: number, ciphertext: Buffer): Promise<void> {
+  private async writeCiphertext(offset: number, ciphertext: Buffer): Promise<void> {
     checkRange(this.size, offset, ciphertext.length)
-    if (offset % this.unit !== 0 || ciphertext.length % this.unit !== 0) return Promise.reject(new RangeError(`encrypted write at ${offset} (+${ciphertext.length}) is not whole ${this.unit}-byte units`))
-    const run = this.writes.then(() => this.data.write!(this.offset + offset, ciphertext, true))
+    if (offset % this.unit !== 0 || ciphertext.length % this.unit !== 0) throw new RangeError(`encrypted write at ${offset} (+${ciphertext.length}) is not whole ${this.unit}-byte units`)
+    const run = this.writes.then(() => this.writer.write(this.offset + offset, ciphertext, true))
     this.writes = run.catch(() => {})
     return run
   }
 
-  async close(): Promise<void> {
-    if (this.closed) return
-    this.closed = true
+  flush(): Promise<void> {
+    return this.writer.flush()
+  }
+
+  override async close(): Promise<void> {
     await this.writes
-    this.cipher.destroy()
-    await this.data.close()
-    await this.headerSource?.close()
+    await super.close()
   }
 }

@@ -1,13 +1,13 @@
 import { mkdir, rmdir, symlink, unlink, lstat } from 'node:fs/promises'
 import path from 'node:path'
 import type { Logger } from '../log/logger.js'
-import type { RangeSource } from '../storage/range-source.js'
+import { isWritable, type RangeSource } from '../storage/range-source.js'
 import type { FilesystemPlan } from '../config/plan.js'
-import { openSource } from '../storage/open-source.js'
-import { redactUrl } from '../storage/errors.js'
+import { openSource, type OpenedSource } from '../storage/open-source.js'
+import { redactUrl } from '../log/redact.js'
 import { BlockCache } from '../storage/block-cache.js'
 import { SliceSource } from '../storage/slice-source.js'
-import { readLuksHeader, payloadRange } from '../luks/header.js'
+import { readLuksHeader, payloadRange, type LuksHeader } from '../luks/header.js'
 import { userspaceRefusal } from '../luks/cipher-policy.js'
 import { Luks2Volume } from '../luks/volume.js'
 import { checkAnyUnlockCost } from '../luks/volume-key.js'
@@ -26,14 +26,11 @@ import { cryptsetupClose, cryptsetupOpen, mapperName } from './kernel-unlock.js'
 import { fuseDirOf } from './runtime-dir.js'
 import { openVerity } from '../verity/open-verity.js'
 import { IntactReads } from '../verity/intact-reads.js'
-import type { VeritySource } from '../verity/verity-source.js'
+import type { VeritySource, VerityStats } from '../verity/verity-source.js'
 import { veritysetupClose, veritysetupOpen, verityMapperName } from './kernel-verity.js'
 
-export interface MountContext {
-  run: CommandRunner
-  caps: Capabilities
-  keys: KeyProvider
-  runtimeDir: string
+/** What every filesystem of one remotefs shares (RemotefsOptions carries the same). */
+export interface MountSettings {
   identity?: { client_id?: string; resource_id?: string }
   /** Read-write: how long to wait for another writer's blob lease to go (default 75 s). */
   leaseWaitMs?: number
@@ -41,6 +38,13 @@ export interface MountContext {
   kdfBudget?: Partial<KdfBudget>
   logger: Logger
   signal?: AbortSignal
+}
+
+export interface MountContext extends MountSettings {
+  run: CommandRunner
+  caps: Capabilities
+  keys: KeyProvider
+  runtimeDir: string
   /** FUSE backend, chosen once per process (chooseFuseBackend); default libfuse2. */
   fuse?: FuseBackend
 }
@@ -52,11 +56,8 @@ export interface MountedFilesystem {
   readonly mountPoint: string
   readonly unlock: 'kernel' | 'userspace'
   readonly mounter: 'loop' | 'fuse2fs'
-  /** The chain under FUSE, for statistics. */
-  readonly cache: BlockCache
-  readonly server: FileServer
   /** Present when the image is checked against a dm-verity tree (its counters go to /status). */
-  readonly verity?: VeritySource
+  readonly verity?: { stats(): VerityStats }
   unmount(): Promise<void>
 }
 
@@ -85,145 +86,69 @@ function cacheOptions(plan: FilesystemPlan): ConstructorParameters<typeof BlockC
   }
 }
 
+type Undo = () => Promise<void>
+/** Logs a step done, with the milliseconds since the mount began. */
+type Progress = (msg: string, extra?: Record<string, unknown>) => void
+
+/** The sources under FUSE, from storage up: image, dm-verity below the cache, the cache. */
+interface ImageChain {
+  source: OpenedSource
+  verity?: VeritySource
+  cache: BlockCache
+  /** What the header and the unlock read: the cache (through IntactReads under dm-verity). */
+  image: RangeSource
+  /** The outermost layer; it owns the rest, so closing it closes the chain (and zeroes a volume key). */
+  outer: RangeSource
+}
+
 /**
- * Streams, unlocks and mounts one filesystem. Each step registers its undo; on any failure
- * everything done so far is undone before the error is thrown, and `unmount()` later unwinds
- * the same steps: symlink, ext4, loop / dm-crypt, FUSE, sources (which zero the volume key).
+ * Streams, unlocks and mounts one filesystem. Each step returns its undo, registered as soon as
+ * the step is done; on any failure everything done so far is undone before the error is thrown,
+ * and `unmount()` later unwinds the same steps: symlink, ext4, loop / dm-crypt, FUSE, sources
+ * (which zero the volume key).
  */
 export async function mountFilesystem(plan: FilesystemPlan, ctx: MountContext): Promise<MountedFilesystem> {
   const logger = ctx.logger.child({ filesystem: plan.index })
   const undo = new UndoStack(logger)
   const started = Date.now()
-  const step = (msg: string, extra: Record<string, unknown> = {}) => logger.info({ ms: Date.now() - started, ...extra }, msg)
+  const progress: Progress = (msg, extra = {}) => logger.info({ ms: Date.now() - started, ...extra }, msg)
+  const done = <T extends { undo: Undo }>(what: string, step: T): T => {
+    undo.push(what, step.undo)
+    return step
+  }
   try {
     const unlock = chooseUnlock(plan.unlock as UnlockMode, ctx.caps)
     const mounter = chooseMounter(plan.mounter as MounterMode, ctx.caps)
     logChoices(logger, plan.index, unlock, mounter)
-
-    step('opening image', { url: redactUrl(plan.url) })
-    const rw = plan.readWrite
-    const source = await openSource(plan.url, {
-      private: plan.private, identity: ctx.identity, logger, signal: ctx.signal,
-      // The lease id lives next to the FUSE directories, so a restart after a crash takes its lease back.
-      ...(rw ? { writable: { leaseIdFile: path.join(ctx.runtimeDir, `${plan.index}.lease`), leaseWaitMs: ctx.leaseWaitMs } } : {}),
-    })
-    let outer: RangeSource = source
-    undo.push('close image source', () => outer.close())
-    // dm-verity sits below the cache: blocks are verified as they are fetched, so nothing
-    // unverified is cached, decrypted or served (docs/dm-verity.md).
-    const verity = plan.verity ? await openVerity(source, plan.verity, { private: plan.private, identity: ctx.identity, logger, signal: ctx.signal }) : undefined
-    if (verity) outer = verity
-    const cache = new BlockCache(verity ?? source, { ...cacheOptions(plan), logger })
-    outer = cache
-    const image: RangeSource = verity ? new IntactReads(cache, verity) : cache
-    step('image opened', { bytes: source.size, kind: source.kind, blobType: source.blobType, ...(verity ? { verifiedBytes: verity.size } : {}) })
-
-    // One ranged GET for the LUKS2 header and keyslot area instead of a round trip per read the
-    // header parser makes (the cache fetches small reads at their size).
-    await cache.load(0, Math.min(cache.size, HEADER_PREFETCH))
-    // The header comes from storage that an attacker may control: validate it before either path uses it.
-    const header = await readLuksHeader(image, { logger })
-    payloadRange(header, image.size)
-    // Before any key is released: an image only cryptsetup can open says so now.
-    if (unlock.mode === 'userspace' && header.userspaceProblem) throw userspaceRefusal(header.userspaceProblem)
-    // cryptsetup will derive the keys, trying every keyslot: refuse a header that asks it to work for minutes.
-    if (unlock.mode === 'kernel') checkAnyUnlockCost(header, image.size, { budget: ctx.kdfBudget })
-    step(`LUKS${header.version} header validated`, { cipher: header.segment.encryption, sectorSize: header.segment.sectorSize, ...(header.version === 2 ? { copy: header.copy } : {}) })
-
+    const chain = done('close image source', await openImage(plan, ctx, logger, progress))
+    const header = await checkHeader(chain, unlock.mode, ctx, logger, progress)
     const key = await ctx.keys.keyFor(plan.key, { index: plan.index, logger, signal: ctx.signal })
-    const files: ServedFile[] = []
     try {
-      if (unlock.mode === 'userspace') {
-        const volume = await Luks2Volume.open(image, key, { logger, signal: ctx.signal, budget: ctx.kdfBudget })
-        outer = volume
-        files.push({ name: 'data', source: volume, writable: rw })
-        step('keyslot unlocked in userspace', { payloadBytes: volume.size })
-      } else {
-        files.push({ name: 'data', source: image, writable: rw })
-        files.push({ name: 'header', source: new SliceSource(image, 0, header.segment.offset), writable: false })
-        if (verity) files.push({ name: 'hash', source: verity.hashArea(), writable: false })
-      }
-
-      const fuseDir = fuseDirOf(ctx.runtimeDir, plan.index)
-      const server = await mountFileServer({ mountpoint: fuseDir, files, logger, backend: ctx.fuse ?? 'libfuse2' })
-      undo.push('unmount FUSE', async () => {
-        if (rw) {
-          // ext4 and the loop device are gone by now: what is dirty here is all that is left to save.
-          const before = cache.stats()
-          await outer.flush!()
-          const after = cache.stats()
-          logger.warn({ bytes: after.bytesWritten - before.bytesWritten, blocks: after.writeBacks - before.writeBacks, totalBytesWritten: after.bytesWritten }, `flushed ${after.bytesWritten - before.bytesWritten} bytes to storage before unmounting`)
-        }
-        logger.info({ fuse: server.stats(), cache: cache.stats() }, 'I/O statistics')
-        await server.unmount()
-        await rmdir(fuseDir).catch(() => {})
-      })
-      step('FUSE file served', { path: server.pathOf('data'), backend: server.backend })
-
-      let device: string
+      const files = unlock.mode === 'userspace'
+        ? await unlockUserspace(chain, key, plan.readWrite, ctx, logger, progress)
+        : kernelFiles(chain, header, plan.readWrite)
+      const { server } = done('unmount FUSE', await serveFiles(plan, ctx, chain, files, logger))
+      progress('FUSE file served', { path: server.pathOf('data'), backend: server.backend })
+      let device = server.pathOf('data')
       if (unlock.mode === 'kernel') {
-        const name = mapperName(plan.index)
-        let ciphertext = server.pathOf('data')
-        if (verity) {
-          const verityName = verityMapperName(plan.index)
-          ciphertext = await veritysetupOpen(ctx.run, { dataFile: ciphertext, hashFile: server.pathOf('hash'), name: verityName, rootHash: plan.verity!.rootHash, logger })
-          undo.push('close dm-verity mapping', () => veritysetupClose(ctx.run, verityName))
-        }
-        device = await cryptsetupOpen(ctx.run, { dataFile: ciphertext, headerFile: server.pathOf('header'), name, readOnly: !rw, key, logger, type: header.version === 1 ? 'luks1' : 'luks2' })
-        undo.push('close dm-crypt mapping', () => cryptsetupClose(ctx.run, name))
-        step('dm-crypt mapping opened', { device })
-      } else {
-        device = server.pathOf('data')
+        if (plan.verity) device = done('close dm-verity mapping', await openVerityMapping(plan, ctx, server, device, logger)).device
+        device = done('close dm-crypt mapping', await openCryptMapping(plan, ctx, server, device, header, key, logger)).device
+        progress('dm-crypt mapping opened', { device })
       }
       key.fill(0)
-
-      const created = await mkdir(plan.mountDir, { mode: 0o755 }).then(() => true, (err: NodeJS.ErrnoException) => {
-        if (err.code === 'EEXIST') return false
-        throw new MountError('MOUNT_DIR_FAILED', `cannot create ${plan.mountDir}: ${err.message}`, { cause: err })
-      })
-      if (created) undo.push('remove mount directory', () => rmdir(plan.mountDir))
-
-      if (mounter.mode === 'loop') {
-        if (unlock.mode === 'userspace') {
-          // The libfuse3 data plane answers O_DIRECT reads from its threads at once; measured in
-          // bench/: random 4 KiB 0.61x -> 1.09x raw GETs, cold sequential 0.33x -> 0.43x raw.
-          const loop = await attachLoop(ctx.run, device, !rw, { directIo: server.backend === 'libfuse3' })
-          undo.push('detach loop device', () => detachLoop(ctx.run, loop))
-          step('loop device attached', { loop })
-          device = loop
-        }
-        await mountExt4(ctx.run, device, plan.mountDir, !rw)
-        undo.push('unmount ext4', () => unmountPath(ctx.run, plan.mountDir, logger))
-      } else {
-        const m = await mountFuse2fs(device, plan.mountDir, !rw, logger)
-        undo.push('unmount fuse2fs', () => unmountFuse2fs(ctx.run, m, logger))
+      const dir = await makeMountDir(plan)
+      if (dir.undo) undo.push('remove mount directory', dir.undo)
+      if (mounter.mode === 'loop' && unlock.mode === 'userspace') {
+        device = done('detach loop device', await attachLoopDevice(ctx, device, plan.readWrite, server)).device
+        progress('loop device attached', { loop: device })
       }
-      step('ext4 mounted', { at: plan.mountDir, readWrite: rw })
-
+      done(mounter.mode === 'loop' ? 'unmount ext4' : 'unmount fuse2fs', await mountExt4On(mounter.mode, ctx, device, plan, logger))
+      progress('ext4 mounted', { at: plan.mountDir, readWrite: plan.readWrite })
       // Last: the path appears only once the filesystem behind it is ready.
-      await symlink(plan.symlinkTarget, plan.mountPoint)
-      undo.push('remove mount point symlink', () => unlink(plan.mountPoint))
+      done('remove mount point symlink', await publish(plan))
       // The cache counters here are what mounting cost; the bench subtracts them.
-      step('filesystem ready', { mountPoint: plan.mountPoint, cache: cache.stats() })
-
-      const mounted: MountedFilesystem = {
-        index: plan.index,
-        mountPoint: plan.mountPoint,
-        unlock: unlock.mode,
-        mounter: mounter.mode,
-        cache,
-        server,
-        ...(verity ? { verity } : {}),
-        async unmount() {
-          logger.info({ mountPoint: plan.mountPoint }, 'unmounting')
-          const failures = await undo.unwind()
-          if (failures.length > 0) {
-            throw new MountError('UNMOUNT_FAILED', `filesystem ${plan.index} (${plan.mountPoint}): ${failures.length} cleanup step(s) failed: ${failures.map((f) => f.message).join('; ')}`)
-          }
-          logger.info({ mountPoint: plan.mountPoint }, 'unmounted')
-        },
-      }
-      return mounted
+      progress('filesystem ready', { mountPoint: plan.mountPoint, cache: chain.cache.stats() })
+      return mounted(plan, unlock.mode, mounter.mode, chain.verity, undo, logger)
     } finally {
       key.fill(0)
     }
@@ -231,5 +156,152 @@ export async function mountFilesystem(plan: FilesystemPlan, ctx: MountContext): 
     logger.error({ err }, 'mount failed; undoing what was done')
     await undo.unwind()
     throw err
+  }
+}
+
+/** The image opened (leased when read-write), dm-verity under the cache when planned, and the cache. */
+async function openImage(plan: FilesystemPlan, ctx: MountContext, logger: Logger, progress: Progress): Promise<ImageChain & { undo: Undo }> {
+  progress('opening image', { url: redactUrl(plan.url) })
+  const source = await openSource(plan.url, {
+    private: plan.private, identity: ctx.identity, logger, signal: ctx.signal,
+    // The lease id lives next to the FUSE directories, so a restart after a crash takes its lease back.
+    ...(plan.readWrite ? { writable: { leaseIdFile: path.join(ctx.runtimeDir, `${plan.index}.lease`), leaseWaitMs: ctx.leaseWaitMs } } : {}),
+  })
+  const chain: Partial<ImageChain> & { source: OpenedSource; outer: RangeSource } = { source, outer: source }
+  const undo = () => chain.outer.close()
+  try {
+    // dm-verity sits below the cache: blocks are verified as they are fetched, so nothing
+    // unverified is cached, decrypted or served (docs/dm-verity.md).
+    const verity = plan.verity ? await openVerity(source, plan.verity, { private: plan.private, identity: ctx.identity, logger, signal: ctx.signal }) : undefined
+    if (verity) chain.outer = chain.verity = verity
+    const cache = BlockCache.over(verity ?? source, { ...cacheOptions(plan), logger })
+    chain.outer = chain.cache = cache
+    chain.image = verity ? new IntactReads(cache, verity) : cache
+    progress('image opened', { bytes: source.size, kind: source.kind, blobType: source.blobType, ...(verity ? { verifiedBytes: verity.size } : {}) })
+    return Object.assign(chain as ImageChain, { undo })
+  } catch (err) {
+    await undo()
+    throw err
+  }
+}
+
+/** The LUKS header, validated before either unlock path uses it (it comes from storage an attacker may control). */
+async function checkHeader(chain: ImageChain, unlock: 'kernel' | 'userspace', ctx: MountContext, logger: Logger, progress: Progress): Promise<LuksHeader> {
+  // One ranged GET for the LUKS2 header and keyslot area instead of a round trip per read the
+  // header parser makes (the cache fetches small reads at their size).
+  await chain.cache.load(0, Math.min(chain.cache.size, HEADER_PREFETCH))
+  const header = await readLuksHeader(chain.image, { logger })
+  payloadRange(header, chain.image.size)
+  // Before any key is released: an image only cryptsetup can open says so now.
+  if (unlock === 'userspace' && header.userspaceProblem) throw userspaceRefusal(header.userspaceProblem)
+  // cryptsetup will derive the keys, trying every keyslot: refuse a header that asks it to work for minutes.
+  if (unlock === 'kernel') checkAnyUnlockCost(header, chain.image.size, { budget: ctx.kdfBudget })
+  progress(`LUKS${header.version} header validated`, { cipher: header.segment.encryption, sectorSize: header.segment.sectorSize, ...(header.version === 2 ? { copy: header.copy } : {}) })
+  return header
+}
+
+/** The userspace unlock: the decrypted volume, served as `data`; it becomes the chain's outermost layer. */
+async function unlockUserspace(chain: ImageChain, key: Buffer, readWrite: boolean, ctx: MountContext, logger: Logger, progress: Progress): Promise<ServedFile[]> {
+  const volume = await Luks2Volume.open(chain.image, key, { logger, signal: ctx.signal, budget: ctx.kdfBudget })
+  chain.outer = volume
+  progress('keyslot unlocked in userspace', { payloadBytes: volume.size })
+  return [served('data', volume, readWrite)]
+}
+
+/** The kernel unlock: the ciphertext, the header apart (cryptsetup reads it there) and the hash area for dm-verity. */
+function kernelFiles(chain: ImageChain, header: LuksHeader, readWrite: boolean): ServedFile[] {
+  return [
+    served('data', chain.image, readWrite),
+    { name: 'header', source: new SliceSource(chain.image, 0, header.segment.offset), writable: false },
+    ...(chain.verity ? [{ name: 'hash', source: chain.verity.hashArea(), writable: false } as const] : []),
+  ]
+}
+
+/** A file served read-write must come from a writable chain: a read-write plan opened its image writable. */
+function served(name: string, source: RangeSource, writable: boolean): ServedFile {
+  if (!writable) return { name, source, writable }
+  if (!isWritable(source)) throw new MountError('MOUNT_SOURCE_READ_ONLY', `read_write: the ${name} file would be served read-write, but the image's source takes no writes`)
+  return { name, source, writable }
+}
+
+/** The files under FUSE; the undo flushes what is still dirty (read-write) and unmounts. */
+async function serveFiles(plan: FilesystemPlan, ctx: MountContext, chain: ImageChain, files: ServedFile[], logger: Logger): Promise<{ server: FileServer; undo: Undo }> {
+  const fuseDir = fuseDirOf(ctx.runtimeDir, plan.index)
+  const server = await mountFileServer({ mountpoint: fuseDir, files, logger, backend: ctx.fuse ?? 'libfuse2' })
+  const undo = async () => {
+    const outer = chain.outer
+    if (isWritable(outer)) {
+      // ext4 and the loop device are gone by now: what is dirty here is all that is left to save.
+      const before = chain.cache.stats()
+      await outer.flush()
+      const after = chain.cache.stats()
+      logger.warn({ bytes: after.bytesWritten - before.bytesWritten, blocks: after.writeBacks - before.writeBacks, totalBytesWritten: after.bytesWritten }, `flushed ${after.bytesWritten - before.bytesWritten} bytes to storage before unmounting`)
+    }
+    logger.info({ fuse: server.stats(), cache: chain.cache.stats() }, 'I/O statistics')
+    await server.unmount()
+    await rmdir(fuseDir).catch(() => {})
+  }
+  return { server, undo }
+}
+
+async function openVerityMapping(plan: FilesystemPlan, ctx: MountContext, server: FileServer, dataFile: string, logger: Logger): Promise<{ device: string; undo: Undo }> {
+  const name = verityMapperName(plan.index)
+  const device = await veritysetupOpen(ctx.run, { dataFile, hashFile: server.pathOf('hash'), name, rootHash: plan.verity!.rootHash, logger })
+  return { device, undo: () => veritysetupClose(ctx.run, name) }
+}
+
+async function openCryptMapping(plan: FilesystemPlan, ctx: MountContext, server: FileServer, dataFile: string, header: LuksHeader, key: Buffer, logger: Logger): Promise<{ device: string; undo: Undo }> {
+  const name = mapperName(plan.index)
+  const device = await cryptsetupOpen(ctx.run, { dataFile, headerFile: server.pathOf('header'), name, readOnly: !plan.readWrite, key, logger, type: header.version === 1 ? 'luks1' : 'luks2' })
+  return { device, undo: () => cryptsetupClose(ctx.run, name) }
+}
+
+/** The directory ext4 is mounted on; removed by the undo only when this run created it. */
+async function makeMountDir(plan: FilesystemPlan): Promise<{ undo?: Undo }> {
+  const created = await mkdir(plan.mountDir, { mode: 0o755 }).then(() => true, (err: NodeJS.ErrnoException) => {
+    if (err.code === 'EEXIST') return false
+    throw new MountError('MOUNT_DIR_FAILED', `cannot create ${plan.mountDir}: ${err.message}`, { cause: err })
+  })
+  return created ? { undo: () => rmdir(plan.mountDir) } : {}
+}
+
+async function attachLoopDevice(ctx: MountContext, file: string, readWrite: boolean, server: FileServer): Promise<{ device: string; undo: Undo }> {
+  // The libfuse3 data plane answers O_DIRECT reads from its threads at once; measured in
+  // bench/: random 4 KiB 0.61x -> 1.09x raw GETs, cold sequential 0.33x -> 0.43x raw.
+  const device = await attachLoop(ctx.run, file, !readWrite, { directIo: server.backend === 'libfuse3' })
+  return { device, undo: () => detachLoop(ctx.run, device) }
+}
+
+/** ext4 on `device`: by the kernel (a loop or dm-crypt device) or by fuse2fs. */
+async function mountExt4On(mounter: 'loop' | 'fuse2fs', ctx: MountContext, device: string, plan: FilesystemPlan, logger: Logger): Promise<{ undo: Undo }> {
+  if (mounter === 'loop') {
+    await mountExt4(ctx.run, device, plan.mountDir, !plan.readWrite)
+    return { undo: () => unmountPath(ctx.run, plan.mountDir, logger) }
+  }
+  const m = await mountFuse2fs(device, plan.mountDir, !plan.readWrite, logger)
+  return { undo: () => unmountFuse2fs(ctx.run, m, logger) }
+}
+
+/** The mount point appears, as a relative symlink to the mounted directory. */
+async function publish(plan: FilesystemPlan): Promise<{ undo: Undo }> {
+  await symlink(plan.symlinkTarget, plan.mountPoint)
+  return { undo: () => unlink(plan.mountPoint) }
+}
+
+function mounted(plan: FilesystemPlan, unlock: 'kernel' | 'userspace', mounter: 'loop' | 'fuse2fs', verity: VeritySource | undefined, undo: UndoStack, logger: Logger): MountedFilesystem {
+  return {
+    index: plan.index,
+    mountPoint: plan.mountPoint,
+    unlock,
+    mounter,
+    ...(verity ? { verity } : {}),
+    async unmount() {
+      logger.info({ mountPoint: plan.mountPoint }, 'unmounting')
+      const failures = await undo.unwind()
+      if (failures.length > 0) {
+        throw new MountError('UNMOUNT_FAILED', `filesystem ${plan.index} (${plan.mountPoint}): ${failures.length} cleanup step(s) failed: ${failures.map((f) => f.message).join('; ')}`)
+      }
+      logger.info({ mountPoint: plan.mountPoint }, 'unmounted')
+    },
   }
 }

@@ -1,29 +1,21 @@
 import { withContext } from '../errors/encfs-error.js'
-import type { Logger } from '../log/logger.js'
 import type { FilesystemPlan } from '../config/plan.js'
 import type { KeyProvider } from '../keys/provider.js'
 import { probeCapabilities, type Capabilities } from './capabilities.js'
 import { runCommand, type CommandRunner } from '../process/run.js'
 import { clearStale } from './stale.js'
 import { claimRuntimeDir } from './runtime-dir.js'
-import { mountFilesystem, preflight, type MountedFilesystem } from './mount-filesystem.js'
+import { mountFilesystem, preflight, type MountedFilesystem, type MountSettings } from './mount-filesystem.js'
 import { MountError } from './errors.js'
-import type { KdfBudget } from '../luks/kdf-budget.js'
 import type { StateDetail } from '../api/status.js'
 import { chooseFuseBackend, type FuseBackendMode } from '../fuse/backend.js'
 
-export interface RemotefsOptions {
+export interface RemotefsOptions extends MountSettings {
   plans: FilesystemPlan[]
   keys: KeyProvider
   runtimeDir: string
-  identity?: { client_id?: string; resource_id?: string }
-  leaseWaitMs?: number
-  /** The key-derivation budget of each unlock (docs/kdf-budget.md). */
-  kdfBudget?: Partial<KdfBudget>
-  logger: Logger
   run?: CommandRunner
   caps?: Capabilities
-  signal?: AbortSignal
   /** FUSE backend: auto (libfuse3 addon when it loads, else fuse-native), libfuse3 or libfuse2. */
   fuse?: FuseBackendMode
   /** Told of every filesystem's state as it changes (the API's /status). */
@@ -70,7 +62,8 @@ export async function startRemotefs(o: RemotefsOptions): Promise<Remotefs> {
     for (const plan of o.plans) {
       try {
         o.onState?.(plan.index, 'mounting')
-        const fs = await mountFilesystem(plan, { run, caps, keys: o.keys, runtimeDir: o.runtimeDir, identity: o.identity, leaseWaitMs: o.leaseWaitMs, kdfBudget: o.kdfBudget, logger, signal: o.signal, fuse: fuse.backend })
+        const { identity, leaseWaitMs, kdfBudget, signal } = o
+        const fs = await mountFilesystem(plan, { run, caps, keys: o.keys, runtimeDir: o.runtimeDir, identity, leaseWaitMs, kdfBudget, logger, signal, fuse: fuse.backend })
         mounted.push(fs)
         const verity = fs.verity
         o.onState?.(plan.index, 'mounted', { unlock: fs.unlock, mounter: fs.mounter, ...(verity ? { verity: () => verity.stats() } : {}) })

@@ -1,14 +1,15 @@
 import { BlobClient, RestError, AnonymousCredential, type BlobLeaseClient, type PageBlobClient } from '@azure/storage-blob'
 import { randomUUID } from 'node:crypto'
 import { readFile, writeFile, rm } from 'node:fs/promises'
-import { setTimeout as sleep } from 'node:timers/promises'
 import type { TokenCredential } from '@azure/identity'
 import type { Logger } from '../log/logger.js'
 import { silentLogger } from '../log/logger.js'
-import { checkRange, type RangeSource } from './range-source.js'
-import { StorageError, redactUrl } from './errors.js'
+import { checkRange, FillingSource, type WritableRangeSource } from './range-source.js'
+import { StorageError } from './errors.js'
+import { redactUrl } from '../log/redact.js'
 import { withStorageRetry, StorageHealth, type RetryContext, type StorageRetryOptions } from './retry.js'
 import { RangedGet } from './ranged-get.js'
+import { constantBackoff, retry, RETRY, STOP } from '../retry/retry.js'
 
 export type BlobType = 'BlockBlob' | 'PageBlob' | 'AppendBlob'
 
@@ -28,7 +29,15 @@ export interface BlobSourceOptions {
    * Read-write (page blobs only): the blob is leased while open, so a second writer is refused.
    * The lease id is kept in `leaseIdFile` so that a restart after a crash takes its lease back.
    */
-  writable?: { leaseIdFile: string; leaseSeconds?: number; leaseWaitMs?: number }
+  writable?: WritableBlobOptions
+}
+
+export interface WritableBlobOptions {
+  /** Where the lease id is kept, so that a restart after a crash takes its lease back. */
+  leaseIdFile: string
+  leaseSeconds?: number
+  /** How long a lease held by another writer is waited for (default 75 s). */
+  leaseWaitMs?: number
 }
 
 function describeAuth(o: BlobSourceOptions): string {
@@ -76,72 +85,36 @@ function retryContextOf(o: BlobSourceOptions, what: string, signal?: AbortSignal
 /**
  * An Azure blob (block or page) read with ranged GETs. The ETag seen at open is pinned and sent
  * as If-Match on every read, so a blob replaced during a mount is a loud error, never a mix of two
- * versions.
+ * versions. Opened writable, it is a WritableBlobSource (a leased page blob).
  */
-export class BlobSource implements RangeSource {
+export class BlobSource extends FillingSource {
   readonly kind = 'blob' as const
 
-  private renewTimer?: NodeJS.Timeout
   private readonly getter: RangedGet
+  private readonly health = new StorageHealth()
 
-  private constructor(
-    private readonly client: BlobClient,
-    private readonly options: BlobSourceOptions,
+  protected constructor(
+    protected readonly client: BlobClient,
+    protected readonly options: BlobSourceOptions,
     readonly size: number,
     readonly etag: string,
     readonly blobType: BlobType,
-    private readonly lease?: { client: BlobLeaseClient; id: string },
   ) {
+    super()
     // One attempt per call: withStorageRetry around it does the retrying (and bounds each attempt).
     this.getter = new RangedGet(options.url, { credential: options.credential, maxTries: 1, tryTimeoutMs: options.tryTimeoutMs ?? 120_000 })
-    if (lease) {
-      const pages: PageBlobClient = client.getPageBlobClient()
-      this.write = async (offset, data) => {
-        checkRange(this.size, offset, data.length)
-        try {
-          // Put Page is idempotent: retrying a write whose answer was lost writes the same bytes again.
-        await withStorageRetry(this.retryContext(`writing ${data.length} bytes at ${offset}`, undefined, data.length), (abortSignal) =>
-          pages.uploadPages(data, offset, data.length, { conditions: { leaseId: lease.id }, abortSignal }))
-        } catch (err) {
-          throw storageError(err, this.options, `writing ${data.length} bytes at ${offset}`)
-        }
-      }
-      // An acknowledged Put Page is durable: nothing is buffered here.
-      this.flush = async () => {}
-      const seconds = options.writable?.leaseSeconds ?? 60
-      this.renewTimer = setInterval(() => {
-        lease.client.renewLease().catch((err: unknown) => (options.logger ?? silentLogger).error({ err: storageError(err, options, 'renewing the lease') }, 'cannot renew the blob lease; writes will fail if it expires'))
-      }, (seconds * 1000) / 3)
-      this.renewTimer.unref()
-    }
   }
 
-  write?: (offset: number, data: Buffer) => Promise<void>
-  flush?: () => Promise<void>
-
-  private readonly health = new StorageHealth()
-
-  private retryContext(what: string, signal?: AbortSignal, bytes?: number): RetryContext {
+  protected retryContext(what: string, signal?: AbortSignal, bytes?: number): RetryContext {
     return { ...retryContextOf(this.options, what, signal, bytes), health: this.health }
   }
 
+  static open(o: BlobSourceOptions & { writable: WritableBlobOptions }): Promise<WritableBlobSource>
+  static open(o: BlobSourceOptions): Promise<BlobSource>
   static async open(o: BlobSourceOptions): Promise<BlobSource> {
     const logger = o.logger ?? silentLogger
-    let client: BlobClient
-    try {
-      client = new BlobClient(o.url, o.credential ?? new AnonymousCredential(), {
-        // Retries are ours (withStorageRetry): the SDK's skip 429 and Retry-After, and never time out.
-        retryOptions: { maxTries: 1 },
-        userAgentOptions: { userAgentPrefix: 'encfs' },
-      })
-    } catch (err) {
-      throw new StorageError('STORAGE_BAD_URL', `azure_url ${redactUrl(o.url)} is not a blob URL: ${(err as Error).message}`, { cause: err })
-    }
-    if (o.writable && !o.credential) {
-      const sas = new URL(o.url).searchParams
-      if (!sas.has('sig')) throw new StorageError('STORAGE_WRITE_NEEDS_CREDENTIAL', `read_write needs a credential that may write ${redactUrl(o.url)}: an anonymous public URL cannot; use a SAS URL with write permission (sp=rw), or azure_url_private: true with an identity that has Storage Blob Data Contributor`)
-      if (!(sas.get('sp') ?? '').includes('w')) throw new StorageError('STORAGE_WRITE_NEEDS_CREDENTIAL', `read_write needs write permission, but the SAS of ${redactUrl(o.url)} grants sp=${sas.get('sp') ?? ''}; make a SAS with sp=rw`)
-    }
+    const client = blobClient(o)
+    if (o.writable && !o.credential) checkWriteSas(o.url)
     let props
     try {
       props = await withStorageRetry(retryContextOf(o, 'opening the image', o.signal), (abortSignal) => client.getProperties({ abortSignal }))
@@ -151,42 +124,110 @@ export class BlobSource implements RangeSource {
     const size = props.contentLength ?? 0
     const etag = props.etag ?? ''
     const blobType = (props.blobType ?? 'BlockBlob') as BlobType
-    if (o.writable && blobType !== 'PageBlob') {
+    if (!o.writable) {
+      logger.info({ url: redactUrl(o.url), size, blobType, etag, writable: false }, 'blob opened; ETag pinned')
+      return new BlobSource(client, o, size, etag, blobType)
+    }
+    if (blobType !== 'PageBlob') {
       throw new StorageError('STORAGE_NEEDS_PAGE_BLOB', `read_write needs a page blob, but ${redactUrl(o.url)} is a ${blobType}: upload the image as a page blob (az storage blob upload --type page), or mount it read-only`)
     }
-    const lease = o.writable ? await acquireLease(client, o, logger) : undefined
-    logger.info({ url: redactUrl(o.url), size, blobType, etag, writable: Boolean(lease) }, lease ? 'blob opened read-write; lease held' : 'blob opened; ETag pinned')
-    return new BlobSource(client, o, size, etag, blobType, lease)
+    const lease = await acquireLease(client, o, o.writable, logger)
+    logger.info({ url: redactUrl(o.url), size, blobType, etag, writable: true }, 'blob opened read-write; lease held')
+    return new WritableBlobSource(client, o, size, etag, blobType, lease, o.writable)
   }
 
-  async read(offset: number, length: number, signal?: AbortSignal): Promise<Buffer> {
-    const buf = Buffer.allocUnsafe(length)
-    await this.readInto(offset, buf, signal)
-    return buf
-  }
-
-  async readInto(offset: number, buf: Buffer, signal?: AbortSignal): Promise<void> {
+  protected async fill(offset: number, buf: Buffer, signal?: AbortSignal): Promise<void> {
     const length = buf.length
-    checkRange(this.size, offset, length)
-    if (length === 0) return
     try {
       // One ranged GET per call (the block cache above decides sizes and parallelism), If-Match
       // the pinned ETag (a leased blob is written only by us). Retries are withStorageRetry's (429
       // and Retry-After included); a body that breaks off part-way is resumed inside the attempt.
       await withStorageRetry(this.retryContext(`reading ${length} bytes at ${offset}`, signal, length), (abortSignal) =>
-        this.getter.readInto(offset, buf, { signal: abortSignal, ...(this.lease || !this.etag ? {} : { etag: this.etag }) }))
+        this.getter.readInto(offset, buf, { signal: abortSignal, ...(this.pinnedEtag() ? { etag: this.etag } : {}) }))
     } catch (err) {
       throw storageError(err, this.options, `reading ${length} bytes at ${offset}`)
     }
   }
 
-  async close(): Promise<void> {
-    if (this.renewTimer) clearInterval(this.renewTimer)
-    if (this.lease) {
-      await this.lease.client.releaseLease().catch((err: unknown) => (this.options.logger ?? silentLogger).warn({ err: storageError(err, this.options, 'releasing the lease') }, 'the blob lease could not be released; it expires by itself'))
-      await rm(this.options.writable!.leaseIdFile, { force: true })
+  /** Whether reads send If-Match: not for a leased blob, whose changes are all ours. */
+  protected pinnedEtag(): boolean {
+    return this.etag !== ''
+  }
+
+  async close(): Promise<void> {}
+}
+
+/**
+ * A page blob opened read-write: leased while open (a second writer is refused), the lease renewed
+ * in the background and released at close. Writes are Put Page, idempotent and durable once
+ * acknowledged.
+ */
+export class WritableBlobSource extends BlobSource implements WritableRangeSource {
+  private readonly renewTimer: NodeJS.Timeout
+  private readonly pages: PageBlobClient
+
+  constructor(
+    client: BlobClient,
+    options: BlobSourceOptions,
+    size: number,
+    etag: string,
+    blobType: BlobType,
+    private readonly lease: { client: BlobLeaseClient; id: string },
+    private readonly writable: WritableBlobOptions,
+  ) {
+    super(client, options, size, etag, blobType)
+    this.pages = client.getPageBlobClient()
+    const seconds = writable.leaseSeconds ?? 60
+    this.renewTimer = setInterval(() => {
+      lease.client.renewLease().catch((err: unknown) => (options.logger ?? silentLogger).error({ err: storageError(err, options, 'renewing the lease') }, 'cannot renew the blob lease; writes will fail if it expires'))
+    }, (seconds * 1000) / 3)
+    this.renewTimer.unref()
+  }
+
+  protected override pinnedEtag(): boolean {
+    return false
+  }
+
+  async write(offset: number, data: Buffer): Promise<void> {
+    checkRange(this.size, offset, data.length)
+    const pages = this.pages
+    const lease = this.lease
+    try {
+      // Put Page is idempotent: retrying a write whose answer was lost writes the same bytes again.
+      await withStorageRetry(this.retryContext(`writing ${data.length} bytes at ${offset}`, undefined, data.length), (abortSignal) =>
+        pages.uploadPages(data, offset, data.length, { conditions: { leaseId: lease.id }, abortSignal }))
+    } catch (err) {
+      throw storageError(err, this.options, `writing ${data.length} bytes at ${offset}`)
     }
   }
+
+  /** An acknowledged Put Page is durable: nothing is buffered here. */
+  async flush(): Promise<void> {}
+
+  override async close(): Promise<void> {
+    clearInterval(this.renewTimer)
+    await this.lease.client.releaseLease().catch((err: unknown) => (this.options.logger ?? silentLogger).warn({ err: storageError(err, this.options, 'releasing the lease') }, 'the blob lease could not be released; it expires by itself'))
+    await rm(this.writable.leaseIdFile, { force: true })
+  }
+}
+
+function blobClient(o: BlobSourceOptions): BlobClient {
+  try {
+    return new BlobClient(o.url, o.credential ?? new AnonymousCredential(), {
+      // Retries are ours (withStorageRetry): the SDK's skip 429 and Retry-After, and never time out.
+      retryOptions: { maxTries: 1 },
+      userAgentOptions: { userAgentPrefix: 'encfs' },
+    })
+  } catch (err) {
+    throw new StorageError('STORAGE_BAD_URL', `azure_url ${redactUrl(o.url)} is not a blob URL: ${(err as Error).message}`, { cause: err })
+  }
+}
+
+/** Without a credential, writing takes a SAS that grants it: said at open, not at the first write. */
+function checkWriteSas(url: string): void {
+  const sas = new URL(url).searchParams
+  if (!sas.has('sig')) throw new StorageError('STORAGE_WRITE_NEEDS_CREDENTIAL', `read_write needs a credential that may write ${redactUrl(url)}: an anonymous public URL cannot; use a SAS URL with write permission (sp=rw), or azure_url_private: true with an identity that has Storage Blob Data Contributor`)
+  if (!(sas.get('sp') ?? '').includes('w')) throw new StorageError('STORAGE_WRITE_NEEDS_CREDENTIAL', `read_write needs write permission, but the SAS of ${redactUrl(url)} grants sp=${sas.get('sp') ?? ''}; make a SAS with sp=rw`)
 }
 
 /**
@@ -194,26 +235,26 @@ export class BlobSource implements RangeSource {
  * this remotefs left one (it crashed holding the lease), so that run's lease is taken back at
  * once; a lease held by anyone else is waited out (it expires if its holder died) up to a limit.
  */
-async function acquireLease(client: BlobClient, o: BlobSourceOptions, logger: Logger): Promise<{ client: BlobLeaseClient; id: string }> {
-  const w = o.writable!
+async function acquireLease(client: BlobClient, o: BlobSourceOptions, w: WritableBlobOptions, logger: Logger): Promise<{ client: BlobLeaseClient; id: string }> {
   const stored = (await readFile(w.leaseIdFile, 'utf8').catch(() => '')).trim()
   const id = stored || randomUUID()
   if (!stored) await writeFile(w.leaseIdFile, `${id}\n`, { mode: 0o600 })
   const leaseClient = client.getBlobLeaseClient(id)
-  const deadline = Date.now() + (w.leaseWaitMs ?? 75_000)
-  for (let attempt = 1; ; attempt++) {
-    try {
-      await withStorageRetry(retryContextOf(o, 'leasing the blob for writing', o.signal), (abortSignal) => leaseClient.acquireLease(w.leaseSeconds ?? 60, { abortSignal }))
-      if (stored) logger.warn({ url: redactUrl(o.url) }, 'took back the lease of an earlier run of this remotefs')
-      return { client: leaseClient, id }
-    } catch (err) {
-      const held = err instanceof RestError && err.statusCode === 409
-      if (!held) throw storageError(err, o, 'leasing the blob for writing')
-      if (Date.now() > deadline) {
-        throw new StorageError('STORAGE_LEASED', `${redactUrl(o.url)} is leased by another writer (another remotefs mounting it read-write?); two writers would corrupt the filesystem. Stop the other one, or mount read-only`, { cause: err })
-      }
-      if (attempt === 1) logger.warn({ url: redactUrl(o.url) }, 'the blob is leased by another writer; waiting for the lease to be released or to expire')
-      await sleep(2000, undefined, { signal: o.signal })
-    }
+  const heldByAnother = (err: unknown) => err instanceof RestError && err.statusCode === 409
+  try {
+    await retry(() => withStorageRetry(retryContextOf(o, 'leasing the blob for writing', o.signal), (abortSignal) => leaseClient.acquireLease(w.leaseSeconds ?? 60, { abortSignal })), {
+      budgetMs: w.leaseWaitMs ?? 75_000,
+      backoff: constantBackoff(2000),
+      signal: o.signal,
+      classify: (err) => (heldByAnother(err) ? RETRY : STOP),
+      onRetry: ({ attempt }) => {
+        if (attempt === 1) logger.warn({ url: redactUrl(o.url) }, 'the blob is leased by another writer; waiting for the lease to be released or to expire')
+      },
+    })
+  } catch (err) {
+    if (!heldByAnother(err)) throw storageError(err, o, 'leasing the blob for writing')
+    throw new StorageError('STORAGE_LEASED', `${redactUrl(o.url)} is leased by another writer (another remotefs mounting it read-write?); two writers would corrupt the filesystem. Stop the other one, or mount read-only`, { cause: err })
   }
+  if (stored) logger.warn({ url: redactUrl(o.url) }, 'took back the lease of an earlier run of this remotefs')
+  return { client: leaseClient, id }
 }

@@ -1,7 +1,8 @@
 import type { Logger } from '../log/logger.js'
 import { silentLogger } from '../log/logger.js'
-import { checkRange, type RangeSource } from './range-source.js'
+import { checkRange, isWritable, readByFilling, readInto, type RangeSource, type WritableRangeSource } from './range-source.js'
 import { StorageError } from './errors.js'
+import { retry } from '../retry/retry.js'
 import { AccessPattern, RANDOM_UNIT, type Access, type Stream } from './access-pattern.js'
 import type { CacheMirror, NativeView } from './native-view.js'
 
@@ -109,9 +110,9 @@ export class BlockCache implements RangeSource {
   readonly size: number
   readonly blockSize: number
   readonly memoryBytes: number
-  private readonly concurrency: number
+  protected readonly concurrency: number
   private readonly prefetchConcurrency: number
-  private readonly logger: Logger
+  protected readonly logger: Logger
   /** Extents of each block, sorted by start. */
   private readonly slots = new Map<number, Extent[]>()
   /** Eviction order: least recently used first. */
@@ -121,10 +122,8 @@ export class BlockCache implements RangeSource {
   /** Buffers of evicted extents, by size, for the next fetch of that size (fresh ones page-fault). */
   private readonly spare = new Map<number, Buffer[]>()
   private spareBytes = 0
-  private readonly dirty = new Set<Extent>()
-  private readonly uploads = new Set<Promise<void>>()
-  /** Write-back copies, reused: 4 MiB allocations per piece kept the GC busy in the bench. */
-  private readonly snapshots: Buffer[] = []
+  /** Written ranges not yet on the source (a WritableBlockCache's). */
+  protected readonly dirty = new Set<Extent>()
   private running = 0
   private readonly demandQueue: (() => void)[] = []
   private readonly prefetchQueue: Extent[] = []
@@ -134,13 +133,18 @@ export class BlockCache implements RangeSource {
   private readonly pattern: AccessPattern
   /** When a random read last had to fetch (performance.now()). */
   private randomDemandAt = Number.NEGATIVE_INFINITY
-  private mirror?: CacheMirror
-  private closed = false
-  private readonly counters = { hits: 0, misses: 0, fetches: 0, prefetches: 0, cancelled: 0, bytesFetched: 0, bytesRead: 0, evictions: 0, peakBytes: 0, bytesWritten: 0, writeBacks: 0, writeFailures: 0 }
-  private readonly writeAttempts: number
-  private readonly writeRetryDelayMs: number
-  private timer?: NodeJS.Timeout
+  protected mirror?: CacheMirror
+  protected closed = false
+  protected readonly counters = { hits: 0, misses: 0, fetches: 0, prefetches: 0, cancelled: 0, bytesFetched: 0, bytesRead: 0, evictions: 0, peakBytes: 0, bytesWritten: 0, writeBacks: 0, writeFailures: 0 }
 
+  /** Over a writable source, a WritableBlockCache (writes cached and written back); else a read-only one. */
+  static over(inner: WritableRangeSource, o?: BlockCacheOptions): WritableBlockCache
+  static over(inner: RangeSource, o?: BlockCacheOptions): BlockCache
+  static over(inner: RangeSource, o: BlockCacheOptions = {}): BlockCache {
+    return isWritable(inner) ? new WritableBlockCache(inner, o) : new BlockCache(inner, o)
+  }
+
+  /** A read-only cache (also over a writable source: it never writes); BlockCache.over() picks. */
   constructor(private readonly inner: RangeSource, o: BlockCacheOptions = {}) {
     this.size = inner.size
     this.blockSize = o.blockSize ?? DEFAULT_BLOCK_SIZE
@@ -154,20 +158,7 @@ export class BlockCache implements RangeSource {
     this.concurrency = Math.max(1, o.concurrency ?? DEFAULT_CONCURRENCY)
     this.prefetchConcurrency = Math.max(1, this.concurrency - Math.min(4, Math.floor(this.concurrency / 4)))
     this.logger = o.logger ?? silentLogger
-    this.writeAttempts = Math.max(1, o.writeAttempts ?? 3)
-    this.writeRetryDelayMs = o.writeRetryDelayMs ?? 1000
-    if (inner.write) {
-      this.write = (offset, data, owned) => this.writeRange(offset, data, owned === true)
-      this.flush = () => this.flushAll()
-      // Bounds how long written data waits in memory; unref: it must not keep the process alive.
-      this.timer = setInterval(() => void this.writeBackDirty().catch(() => {}), o.writeBackIntervalMs ?? 5000)
-      this.timer.unref()
-    }
   }
-
-  /** Present only over a writable source. Acknowledged into memory; durable once flush() resolves. */
-  write?: (offset: number, data: Buffer, owned?: boolean) => Promise<void>
-  flush?: () => Promise<void>
 
   stats(): BlockCacheStats {
     let inFlight = 0
@@ -183,7 +174,7 @@ export class BlockCache implements RangeSource {
   }
 
   /** The extent holding `offset`, or the free interval around it (within its block). */
-  private locate(offset: number): { extent: Extent } | { lo: number; hi: number } {
+  protected locate(offset: number): { extent: Extent } | { lo: number; hi: number } {
     const slot = this.slotOf(offset)
     const list = this.slots.get(slot)
     let lo = slot * this.blockSize
@@ -235,17 +226,15 @@ export class BlockCache implements RangeSource {
     this.lru.delete(e)
   }
 
-  private touch(e: Extent): void {
+  protected touch(e: Extent): void {
     this.lru.delete(e)
     this.lru.add(e)
   }
 
   // ---- reading ----
 
-  async read(offset: number, length: number, signal?: AbortSignal): Promise<Buffer> {
-    const out = Buffer.allocUnsafe(length)
-    await this.readInto(offset, out, signal)
-    return out
+  read(offset: number, length: number, signal?: AbortSignal): Promise<Buffer> {
+    return readByFilling(this, offset, length, signal)
   }
 
   async readInto(offset: number, target: Buffer, signal?: AbortSignal): Promise<void> {
@@ -370,12 +359,19 @@ export class BlockCache implements RangeSource {
       const e = this.pinAt(p, end, access)
       if (e) return e
       signal?.throwIfAborted()
-      // Full of dirty data: writing it back is what frees room.
-      if (this.dirty.size > 0) void this.writeBackDirty().catch(() => {})
-      await new Promise<void>((resolve) => this.spaceWaiters.push(resolve))
-      if (this.closed) throw new Error('block cache is closed')
+      await this.waitForRoom()
     }
   }
+
+  /** Waits until a range is released or evictable, after asking for dirty data to be written back. */
+  protected async waitForRoom(): Promise<void> {
+    this.relieve()
+    await new Promise<void>((resolve) => this.spaceWaiters.push(resolve))
+    if (this.closed) throw new Error('block cache is closed')
+  }
+
+  /** Memory is short: a read-only cache has nothing to write back to free it. */
+  protected relieve(): void {}
 
   /** `read`: the bytes were read now (a load() leaves them for the native reader, who reports its read). */
   private unpin(e: Extent, access: Access, readEnd: number, read: boolean): void {
@@ -413,14 +409,14 @@ export class BlockCache implements RangeSource {
   }
 
   /** Read at last: no longer readahead to protect or to drop. */
-  private unmarkAhead(e: Extent): void {
+  protected unmarkAhead(e: Extent): void {
     e.prefetched = false
     if (e.stream === undefined) return
     this.ahead.get(e.stream)?.delete(e)
     e.stream = undefined
   }
 
-  private newExtent(start: number, length: number, prefetch: boolean, adopt?: Buffer): Extent {
+  protected newExtent(start: number, length: number, prefetch: boolean, adopt?: Buffer): Extent {
     const e: Extent = { start, length, pins: 0, prefetched: prefetch, consumed: false, uploading: 0, gone: false, promise: Promise.resolve() }
     if (adopt) this.usedBytes += adopt.length
     e.buffer = adopt ?? this.takeBuffer(length)
@@ -469,7 +465,7 @@ export class BlockCache implements RangeSource {
     this.wakeSpaceWaiter()
   }
 
-  private startFetch(e: Extent, prefetch: boolean): void {
+  protected startFetch(e: Extent, prefetch: boolean): void {
     let resolve!: () => void
     let reject!: (err: unknown) => void
     e.promise = new Promise<void>((res, rej) => { resolve = res; reject = rej })
@@ -482,38 +478,16 @@ export class BlockCache implements RangeSource {
       if (e.prefetched) this.counters.prefetches++
       else this.counters.fetches++
       const target = e.buffer!.length === e.length ? e.buffer! : e.buffer!.subarray(0, e.length)
-      const signal = e.abort!.signal
-      const fetch = this.inner.readInto
-        ? this.inner.readInto(e.start, target, signal).then(() => target)
-        : this.inner.read(e.start, e.length, signal)
-      fetch.then(
-        (data) => {
-          this.running--
-          e.abort = undefined
-          if (e.gone) {
-            // Dropped while on the way: nothing to keep.
-            if (!this.closed) this.releaseBuffer(e)
-            resolve()
-            this.wakeSpaceWaiter()
-            this.pump()
-            return
-          }
-          this.counters.bytesFetched += e.length
-          if (data !== target) data.copy(target)
-          e.data = target
-          this.mirror?.publish(e.start, target)
+      readInto(this.inner, e.start, target, e.abort!.signal).then(
+        () => {
+          this.fetched(e, target)
           resolve()
-          // Unpinned (readahead, or released while in flight): it is evictable now.
-          if (e.pins === 0) this.wakeSpaceWaiter()
+          // Unpinned (readahead, or released while in flight) or dropped: room is free now.
+          if (e.gone || e.pins === 0) this.wakeSpaceWaiter()
           this.pump()
         },
         (err: unknown) => {
-          this.running--
-          e.abort = undefined
-          // Not cached: the next reader tries again.
-          this.remove(e)
-          if (!this.closed) this.releaseBuffer(e)
-          if (prefetch) this.logger.debug({ err, offset: e.start, length: e.length }, 'readahead failed')
+          this.fetchFailed(e, err, prefetch)
           reject(err)
           this.wakeSpaceWaiter()
           this.pump()
@@ -527,6 +501,28 @@ export class BlockCache implements RangeSource {
       this.demandQueue.push(run)
     }
     this.pump()
+  }
+
+  /** A fetch arrived: cached and published to the mirror, or let go when its range was dropped meanwhile. */
+  private fetched(e: Extent, target: Buffer): void {
+    this.running--
+    e.abort = undefined
+    if (e.gone) {
+      if (!this.closed) this.releaseBuffer(e)
+      return
+    }
+    this.counters.bytesFetched += e.length
+    e.data = target
+    this.mirror?.publish(e.start, target)
+  }
+
+  /** A fetch failed: nothing is cached, so the next reader of the range tries again. */
+  private fetchFailed(e: Extent, err: unknown, prefetch: boolean): void {
+    this.running--
+    e.abort = undefined
+    this.remove(e)
+    if (!this.closed) this.releaseBuffer(e)
+    if (prefetch) this.logger.debug({ err, offset: e.start, length: e.length }, 'readahead failed')
   }
 
   /** A demand read waits for a queued readahead: start it now, as a demand fetch. */
@@ -592,7 +588,7 @@ export class BlockCache implements RangeSource {
    * the fetches that follow: writing into fresh multi-MiB allocations page-faulted on every
    * block and cost more CPU than decryption in the bench. Readers only ever get copies.
    */
-  private makeRoom(bytes: number, forPrefetch: boolean): boolean {
+  protected makeRoom(bytes: number, forPrefetch: boolean): boolean {
     const fits = () => (this.spare.get(bytes)?.length ?? 0) > 0 || this.usedBytes - this.spareBytes + bytes <= this.memoryBytes
     if (fits()) return this.trimSpare(bytes)
     for (const pass of [true, false]) {
@@ -621,7 +617,7 @@ export class BlockCache implements RangeSource {
     return this.usedBytes + bytes <= this.memoryBytes
   }
 
-  private wakeSpaceWaiter(): void {
+  protected wakeSpaceWaiter(): void {
     const w = this.spaceWaiters.shift()
     if (w) w()
   }
@@ -643,7 +639,70 @@ export class BlockCache implements RangeSource {
     this.mirror = undefined
   }
 
-  // ---- writing ----
+  async close(): Promise<void> {
+    this.closed = true
+    this.detachMirror()
+    for (const list of this.slots.values()) for (const e of list) { e.gone = true; e.abort?.abort() }
+    this.slots.clear()
+    this.lru.clear()
+    this.ahead.clear()
+    this.usedBytes = 0
+    this.spare.clear()
+    this.spareBytes = 0
+    this.demandQueue.length = 0
+    this.prefetchQueue.length = 0
+    for (const w of this.spaceWaiters.splice(0)) w()
+    await this.inner.close()
+  }
+}
+
+/**
+ * A block cache over a writable source: writes are acknowledged into memory and written back in
+ * 512-aligned pieces of at most 4 MiB (as page blobs take them) on flush, by a timer, or when
+ * memory runs short. Dirty ranges are never evicted; a failed write-back keeps them dirty.
+ */
+export class WritableBlockCache extends BlockCache implements WritableRangeSource {
+  private readonly writer: WritableRangeSource
+  private readonly uploads = new Set<Promise<void>>()
+  /** Write-back copies, reused: 4 MiB allocations per piece kept the GC busy in the bench. */
+  private readonly snapshots: Buffer[] = []
+  private readonly writeAttempts: number
+  private readonly writeRetryDelayMs: number
+  private readonly timer: NodeJS.Timeout
+
+  constructor(inner: WritableRangeSource, o: BlockCacheOptions = {}) {
+    super(inner, o)
+    this.writer = inner
+    this.writeAttempts = Math.max(1, o.writeAttempts ?? 3)
+    this.writeRetryDelayMs = o.writeRetryDelayMs ?? 1000
+    // Bounds how long written data waits in memory; unref: it must not keep the process alive.
+    this.timer = setInterval(() => void this.writeBackDirty().catch(() => {}), o.writeBackIntervalMs ?? 5000)
+    this.timer.unref()
+  }
+
+  /** Acknowledged into memory; durable once flush() resolves. */
+  write(offset: number, data: Buffer, owned?: boolean): Promise<void> {
+    return this.writeRange(offset, data, owned === true)
+  }
+
+  flush(): Promise<void> {
+    return this.flushAll()
+  }
+
+  override async close(): Promise<void> {
+    clearInterval(this.timer)
+    if (!this.closed && (this.dirty.size > 0 || this.uploads.size > 0)) {
+      // Nothing acknowledged may be dropped silently: flush, and refuse to close if that fails.
+      await this.flush()
+    }
+    await super.close()
+  }
+
+  /** Full of dirty data: writing it back is what frees room. */
+  protected override relieve(): void {
+    if (this.dirty.size > 0) void this.writeBackDirty().catch(() => {})
+  }
+
 
   private async writeRange(offset: number, data: Buffer, owned: boolean): Promise<void> {
     checkRange(this.size, offset, data.length)
@@ -651,73 +710,79 @@ export class BlockCache implements RangeSource {
     const end = offset + data.length
     for (let p = offset; p < end;) {
       const at = this.locate(p)
-      if ('extent' in at) {
-        const e = at.extent
-        e.pins++
-        try {
-          if (!e.data) await e.promise
-          if (e.gone) continue
-          const lo = p - e.start
-          const hi = Math.min(end, e.start + e.length) - e.start
-          // Native readers must not see a half-written range: take it away while it changes.
-          this.mirror?.retract(e.start)
-          data.copy(e.data!, lo, p - offset, p - offset + hi - lo)
-          this.mirror?.publish(e.start, e.data!)
-          this.markDirty(e, lo, hi)
-          this.unmarkAhead(e)
-          this.touch(e)
-          p = e.start + hi
-        } finally {
-          e.pins--
-          if (e.pins === 0) this.wakeSpaceWaiter()
-        }
-        continue
-      }
-      // Nothing cached here: whole sectors need no fetch; a partial one is read first.
-      const stop = Math.min(end, at.hi)
-      const start = alignDown(p, SECTOR)
-      const last = Math.min(alignUp(stop, SECTOR), this.size)
-      if (start === p && last === stop) {
-        if (!this.makeRoom(last - start, false)) {
-          await this.waitForRoom()
-          continue
-        }
-        // A buffer handed over is kept as it is: no allocation, no copy (and less for the GC).
-        const e = this.newExtent(start, last - start, false, owned ? data.subarray(p - offset, stop - offset) : undefined)
-        e.data = e.buffer!.length === e.length ? e.buffer! : e.buffer!.subarray(0, e.length)
-        if (!owned) data.copy(e.data, 0, p - offset, stop - offset)
-        this.mirror?.publish(e.start, e.data)
-        this.markDirty(e, 0, stop - start)
-        p = stop
-        continue
-      }
-      if (!this.makeRoom(last - start, false)) {
-        await this.waitForRoom()
-        continue
-      }
-      const e = this.newExtent(start, last - start, false)
-      e.pins++
-      this.startFetch(e, false)
-      this.counters.misses++
-      try {
-        await e.promise
-      } finally {
-        e.pins--
-      }
-      // The next turn of the loop finds the fetched range and writes into it.
+      p = 'extent' in at ? await this.writeIntoExtent(at.extent, p, data, offset) : await this.writeUncached(at, p, data, offset, owned)
     }
-    // Under memory pressure, write everything back so that dirty ranges become evictable; else
-    // stream whole 4 MiB pieces out as a sequential writer fills them, so that an fsync after a
-    // large write finds little left to do (blobfuse2 stages blocks the same way).
+    this.writeBackAsWritten()
+  }
+
+  /**
+   * Copies what `data` (written at `offset`) has for cached extent `e` from `p` on into it;
+   * returns where the write goes on (`p` again when the extent went away meanwhile).
+   */
+  private async writeIntoExtent(e: Extent, p: number, data: Buffer, offset: number): Promise<number> {
+    e.pins++
+    try {
+      if (!e.data) await e.promise
+      if (e.gone) return p
+      const lo = p - e.start
+      const hi = Math.min(offset + data.length, e.start + e.length) - e.start
+      // Native readers must not see a half-written range: take it away while it changes.
+      this.mirror?.retract(e.start)
+      data.copy(e.data!, lo, p - offset, p - offset + hi - lo)
+      this.mirror?.publish(e.start, e.data!)
+      this.markDirty(e, lo, hi)
+      this.unmarkAhead(e)
+      this.touch(e)
+      return e.start + hi
+    } finally {
+      e.pins--
+      if (e.pins === 0) this.wakeSpaceWaiter()
+    }
+  }
+
+  /**
+   * Nothing is cached at `p` (free up to `free.hi`): whole sectors become a dirty range without
+   * a fetch; a partial sector is fetched first, and the next turn writes into it. Returns where
+   * the write goes on (`p` again after waiting for room or fetching).
+   */
+  private async writeUncached(free: { hi: number }, p: number, data: Buffer, offset: number, owned: boolean): Promise<number> {
+    const stop = Math.min(offset + data.length, free.hi)
+    const start = alignDown(p, SECTOR)
+    const last = Math.min(alignUp(stop, SECTOR), this.size)
+    if (!this.makeRoom(last - start, false)) {
+      await this.waitForRoom()
+      return p
+    }
+    if (start === p && last === stop) {
+      // A buffer handed over is kept as it is: no allocation, no copy (and less for the GC).
+      const e = this.newExtent(start, last - start, false, owned ? data.subarray(p - offset, stop - offset) : undefined)
+      e.data = e.buffer!.length === e.length ? e.buffer! : e.buffer!.subarray(0, e.length)
+      if (!owned) data.copy(e.data, 0, p - offset, stop - offset)
+      this.mirror?.publish(e.start, e.data)
+      this.markDirty(e, 0, stop - start)
+      return stop
+    }
+    const e = this.newExtent(start, last - start, false)
+    e.pins++
+    this.startFetch(e, false)
+    this.counters.misses++
+    try {
+      await e.promise
+    } finally {
+      e.pins--
+    }
+    return p
+  }
+
+  /**
+   * Under memory pressure, write everything back so that dirty ranges become evictable; else
+   * stream whole 4 MiB pieces out as a sequential writer fills them, so that an fsync after a
+   * large write finds little left to do (blobfuse2 stages blocks the same way).
+   */
+  private writeBackAsWritten(): void {
     const dirty = this.dirtyBytes()
     if (dirty > this.memoryBytes / 2) void this.writeBackDirty().catch(() => {})
     else if (dirty >= 2 * MAX_WRITE && this.uploads.size < this.concurrency) void this.writeBackDirty(true).catch(() => {})
-  }
-
-  private async waitForRoom(): Promise<void> {
-    if (this.dirty.size > 0) void this.writeBackDirty().catch(() => {})
-    await new Promise<void>((resolve) => this.spaceWaiters.push(resolve))
-    if (this.closed) throw new Error('block cache is closed')
   }
 
   private markDirty(e: Extent, lo: number, hi: number): void {
@@ -781,23 +846,18 @@ export class BlockCache implements RangeSource {
     const run = async () => {
       // An older snapshot of the same range still on the way must land first.
       if (earlier.length > 0) await Promise.allSettled(earlier)
-      for (let attempt = 1; ; attempt++) {
-        try {
-          await this.inner.write!(piece.at, snapshot)
-          this.counters.bytesWritten += snapshot.length
-          this.counters.writeBacks++
-          return
-        } catch (err) {
-          if (attempt >= this.writeAttempts) {
-            this.counters.writeFailures++
-            for (const { e, lo, hi } of piece.parts) this.markDirty(e, lo, hi)
-            this.logger.error({ err, offset: piece.at, length: snapshot.length, attempts: attempt }, 'write-back failed; the data stays dirty in memory and the next flush retries')
-            throw err
-          }
-          this.logger.warn({ offset: piece.at, length: snapshot.length, attempt, reason: (err as Error).message }, 'write-back failed; retrying')
-          await new Promise((r) => setTimeout(r, this.writeRetryDelayMs * 2 ** (attempt - 1)))
-        }
-      }
+      await retry(() => this.writer.write(piece.at, snapshot), {
+        attempts: this.writeAttempts,
+        backoff: (n) => this.writeRetryDelayMs * 2 ** (n - 1),
+        onRetry: ({ attempt, error }) => this.logger.warn({ offset: piece.at, length: snapshot.length, attempt, reason: (error as Error).message }, 'write-back failed; retrying'),
+        onGiveUp: ({ attempt, error }) => {
+          this.counters.writeFailures++
+          for (const { e, lo, hi } of piece.parts) this.markDirty(e, lo, hi)
+          this.logger.error({ err: error, offset: piece.at, length: snapshot.length, attempts: attempt }, 'write-back failed; the data stays dirty in memory and the next flush retries')
+        },
+      })
+      this.counters.bytesWritten += snapshot.length
+      this.counters.writeBacks++
     }
     const upload = run().finally(() => {
       if (this.snapshots.length < 4) this.snapshots.push(whole)
@@ -852,26 +912,5 @@ export class BlockCache implements RangeSource {
     }
     await Promise.allSettled(pending())
     if (this.dirty.size > 0) this.logger.debug({ ranges: this.dirty.size }, 'ranges written during the flush stay dirty for the next one')
-  }
-
-  async close(): Promise<void> {
-    if (this.timer) clearInterval(this.timer)
-    if (this.flush && !this.closed && (this.dirty.size > 0 || this.uploads.size > 0)) {
-      // Nothing acknowledged may be dropped silently: flush, and refuse to close if that fails.
-      await this.flush()
-    }
-    this.closed = true
-    this.detachMirror()
-    for (const list of this.slots.values()) for (const e of list) { e.gone = true; e.abort?.abort() }
-    this.slots.clear()
-    this.lru.clear()
-    this.ahead.clear()
-    this.usedBytes = 0
-    this.spare.clear()
-    this.spareBytes = 0
-    this.demandQueue.length = 0
-    this.prefetchQueue.length = 0
-    for (const w of this.spaceWaiters.splice(0)) w()
-    await this.inner.close()
   }
 }

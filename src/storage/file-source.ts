@@ -1,28 +1,25 @@
 import { open, stat, constants, type FileHandle } from 'node:fs/promises'
 import { fileURLToPath } from 'node:url'
-import { checkRange, type RangeSource } from './range-source.js'
+import { checkRange, FillingSource, type WritableRangeSource } from './range-source.js'
 import { StorageError } from './errors.js'
 
-/** A local image file, as Go's azmount allows for testing (`file://` URL or absolute path). */
-export class FileSource implements RangeSource {
+/**
+ * A local image file, as Go's azmount allows for testing (`file://` URL or absolute path).
+ * Opened writable, it is a WritableFileSource.
+ */
+export class FileSource extends FillingSource {
   readonly kind = 'file' as const
 
-  private constructor(
-    private readonly handle: FileHandle,
+  protected constructor(
+    protected readonly handle: FileHandle,
     readonly path: string,
     readonly size: number,
-    readonly writable: boolean,
   ) {
-    // Only a writable file offers write(): layers above decide read-only vs read-write by its presence.
-    if (writable) {
-      this.write = (offset, data) => this.writeAt(offset, data)
-      this.flush = () => this.handle.datasync()
-    }
+    super()
   }
 
-  readonly write?: (offset: number, data: Buffer) => Promise<void>
-  readonly flush?: () => Promise<void>
-
+  static open(location: string, o: { writable: true }): Promise<WritableFileSource>
+  static open(location: string, o?: { writable?: boolean }): Promise<FileSource>
   static async open(location: string, o: { writable?: boolean } = {}): Promise<FileSource> {
     const file = location.startsWith('file:') ? fileURLToPath(location) : location
     const fail = (err: unknown): never => {
@@ -42,18 +39,11 @@ export class FileSource implements RangeSource {
       await handle.close()
       throw notAFile()
     }
-    return new FileSource(handle, file, st.size, o.writable ?? false)
+    return o.writable ? new WritableFileSource(handle, file, st.size) : new FileSource(handle, file, st.size)
   }
 
-  async read(offset: number, length: number): Promise<Buffer> {
-    const buf = Buffer.allocUnsafe(length)
-    await this.readInto(offset, buf)
-    return buf
-  }
-
-  async readInto(offset: number, buf: Buffer): Promise<void> {
+  protected async fill(offset: number, buf: Buffer): Promise<void> {
     const length = buf.length
-    checkRange(this.size, offset, length)
     let done = 0
     while (done < length) {
       const { bytesRead } = await this.handle.read(buf, done, length - done, offset + done)
@@ -62,7 +52,14 @@ export class FileSource implements RangeSource {
     }
   }
 
-  private async writeAt(offset: number, data: Buffer): Promise<void> {
+  async close(): Promise<void> {
+    await this.handle.close()
+  }
+}
+
+/** A local image file opened read-write (read_write on a file:// image). */
+export class WritableFileSource extends FileSource implements WritableRangeSource {
+  async write(offset: number, data: Buffer): Promise<void> {
     checkRange(this.size, offset, data.length)
     let done = 0
     while (done < data.length) {
@@ -71,8 +68,7 @@ export class FileSource implements RangeSource {
     }
   }
 
-
-  async close(): Promise<void> {
-    await this.handle.close()
+  flush(): Promise<void> {
+    return this.handle.datasync()
   }
 }

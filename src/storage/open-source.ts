@@ -1,11 +1,11 @@
 import type { Logger } from '../log/logger.js'
-import { BlobSource, type BlobType } from './blob-source.js'
+import { BlobSource, type BlobType, type WritableBlobOptions } from './blob-source.js'
 import { FileSource } from './file-source.js'
 import { storageCredential } from './credential.js'
 import type { IdentityConfig, IdentityRetryOptions } from '../identity/credential.js'
 import { StorageError } from './errors.js'
 import { redactUrl } from '../log/redact.js'
-import type { RangeSource } from './range-source.js'
+import type { RangeSource, WritableRangeSource } from './range-source.js'
 
 export type OpenedSource = RangeSource & { kind: 'file' | 'blob'; blobType?: BlobType; etag?: string }
 
@@ -16,10 +16,12 @@ export interface OpenSourceOptions {
   logger?: Logger
   signal?: AbortSignal
   /** Read-write: a writable file, or a page blob leased while open (lease id kept in leaseIdFile). */
-  writable?: { leaseIdFile: string; leaseWaitMs?: number }
+  writable?: WritableBlobOptions
 }
 
 /** The image behind `azure_url`: a local file (file:// or absolute path) or a blob (http(s)). */
+export function openSource(url: string, o: OpenSourceOptions & { writable: WritableBlobOptions }): Promise<OpenedSource & WritableRangeSource>
+export function openSource(url: string, o?: OpenSourceOptions): Promise<OpenedSource>
 export async function openSource(url: string, o: OpenSourceOptions = {}): Promise<OpenedSource> {
   if (url.startsWith('/') || url.startsWith('file:')) return FileSource.open(url, { writable: Boolean(o.writable) })
   if (/^https?:\/\//i.test(url)) {

@@ -1,5 +1,5 @@
 import { timingSafeEqual } from 'node:crypto'
-import { checkRange, type RangeSource } from '../storage/range-source.js'
+import { FillingSource, readInto, type RangeSource } from '../storage/range-source.js'
 import { SliceSource } from '../storage/slice-source.js'
 import { silentLogger, type Logger } from '../log/logger.js'
 import { BLOCK_SIZE, DIGEST_SIZE, SUPERBLOCK_SIZE, parseSuperblock, type VeritySuperblock } from './superblock.js'
@@ -55,7 +55,7 @@ type HashBlockResult = Buffer | VerityMismatchError
  * within a memory bound. A failed block fails the read that touched it and is logged and counted;
  * other blocks keep being served. Owns both sources.
  */
-export class VeritySource implements RangeSource {
+export class VeritySource extends FillingSource {
   readonly size: number
   readonly superblock: VeritySuperblock
   readonly geometry: TreeGeometry
@@ -81,6 +81,7 @@ export class VeritySource implements RangeSource {
     superblock: VeritySuperblock,
     o: VeritySourceOptions,
   ) {
+    super()
     this.superblock = superblock
     this.geometry = new TreeGeometry(superblock.dataBlocks)
     this.salt = superblock.salt
@@ -162,16 +163,8 @@ export class VeritySource implements RangeSource {
     return new SliceSource(this.hash, this.hashOffset, this.geometry.hashAreaBytes)
   }
 
-  async read(offset: number, length: number, signal?: AbortSignal): Promise<Buffer> {
-    const buf = Buffer.allocUnsafe(length)
-    await this.readInto(offset, buf, signal)
-    return buf
-  }
-
-  async readInto(offset: number, target: Buffer, signal?: AbortSignal): Promise<void> {
+  protected async fill(offset: number, target: Buffer, signal?: AbortSignal): Promise<void> {
     const length = target.length
-    checkRange(this.size, offset, length)
-    if (length === 0) return
     const first = Math.floor(offset / BLOCK_SIZE)
     const end = Math.ceil((offset + length) / BLOCK_SIZE)
     const known = this.known.filter((r) => r.start < end * BLOCK_SIZE && first * BLOCK_SIZE < r.end)
@@ -186,7 +179,7 @@ export class VeritySource implements RangeSource {
     const g = this.geometry
     const hashBlocksWanted = g.levels === 0 ? [] : range(Math.floor(first / FANOUT), Math.floor((end - 1) / FANOUT) + 1)
     const [, parents] = await Promise.all([
-      this.data.readInto ? this.data.readInto(first * BLOCK_SIZE, buf, signal) : this.data.read(first * BLOCK_SIZE, buf.length, signal).then((b) => { b.copy(buf) }),
+      readInto(this.data, first * BLOCK_SIZE, buf, signal),
       Promise.all(hashBlocksWanted.map((i) => this.hashBlockResult(0, i))),
     ])
     const digests = await hashBlocksAsync(this.salt, buf)

@@ -11,21 +11,6 @@ import { parse, type Node } from 'acorn'
 const MAX_LINES = 100
 const dist = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../src')
 
-/**
- * Files being reworked by the data-path performance work (#11), not split here so the two
- * changes merge cleanly. To be emptied: split their long functions, then remove them from here.
- */
-const ALLOWED = new Set([
-  'storage/block-cache.ts',
-  'storage/blob-source.ts',
-  'fuse/file-server.ts',
-  'fuse/fuse2-server.ts',
-  'fuse/fuse3-server.ts',
-  'luks/volume.ts',
-  'mount/mount-filesystem.ts',
-  'mount/remotefs.ts',
-])
-
 function compiled(dir: string): string[] {
   return readdirSync(dir, { withFileTypes: true }).flatMap((e) => {
     const p = path.join(dir, e.name)
@@ -71,11 +56,9 @@ function nameOf(parent: Node, child: Node): string | undefined {
   return undefined
 }
 
-test(`no function in src/ is longer than ${MAX_LINES} lines (outside the allow-list)`, (t) => {
+test(`no function in src/ is longer than ${MAX_LINES} lines`, (t) => {
   const files = compiled(dist)
   t.true(files.length > 100, `${files.length} compiled files under ${dist}`)
-  const found = files.flatMap(longFunctions)
-  const over = found.filter((f) => !ALLOWED.has(f.file))
+  const over = files.flatMap(longFunctions)
   t.deepEqual(over.map((f) => `${f.file}:${f.line} ${f.name} (${f.lines} lines)`), [], 'split these where a step has a name')
-  t.log(`allowed for now: ${found.filter((f) => ALLOWED.has(f.file)).map((f) => `${f.file}:${f.line} ${f.name} (${f.lines})`).join(', ') || 'none'}`)
 })

@@ -99,6 +99,11 @@ test('the foundations import nothing from the domains', (t) => {
   t.deepEqual(upward, [], `foundation folders (${FOUNDATIONS.join(', ')}) importing domain code:\n${upward.join('\n')}`)
 })
 
+test('src/ imports nothing from test/ or bench/ (test fixtures stay out of the product)', (t) => {
+  const outside = [...files].flatMap(([from, tos]) => [...tos].filter((to) => to.startsWith('..')).map((to) => `${from} imports ${to}`))
+  t.deepEqual(outside, [], outside.join('\n'))
+})
+
 test("README's layout and docs/architecture.md's table name every folder of src/", (t) => {
   const folders = readdirSync(src, { withFileTypes: true }).filter((e) => e.isDirectory()).map((e) => e.name)
   const readme = readFileSync(path.join(root, 'README.md'), 'utf8')

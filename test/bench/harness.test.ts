@@ -6,7 +6,7 @@ import {
   interleave, summarize, pairedRatios, formatRatio, formatValue, table, parseFio, runFio, parseProcStatCpu,
   processCpuSeconds, parseVmHwmMiB, peakRssMiB, rssMiB, ddRead, ensureTools, mbps, iosWithin,
 } from '../../bench/harness.js'
-import { tempDir } from '../helpers/remotefs.js'
+import { tempDir } from '../helpers/temp.js'
 
 test('contenders run interleaved, one each per round, and ratios are taken within a round', async (t) => {
   const order: string[] = []

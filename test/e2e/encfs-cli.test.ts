@@ -3,18 +3,15 @@ import test from 'ava'
 import { execFile } from 'node:child_process'
 import { readFile } from 'node:fs/promises'
 import { promisify } from 'node:util'
-import { ENCFS_JS, runEncfs } from '../helpers/remotefs.js'
-import { makeEncryptedImage, type TestImage } from '../helpers/images.js'
+import { E2eFixture, autoUnlock, ENCFS_JS, blobSas, runEncfs, waitUntil, type TestImage } from '../helpers/e2e.js'
 import { vector } from '../helpers/vectors.js'
 
 const exec = promisify(execFile)
+const e2e = new E2eFixture(test)
 let img: TestImage
 
 test.before(async () => {
-  img = await makeEncryptedImage({ fsSizeMiB: 8 })
-})
-test.after.always(async () => {
-  await img?.cleanup()
+  img = await e2e.image({ fsSizeMiB: 8 })
 })
 
 const encfs = runEncfs
@@ -22,7 +19,7 @@ const encfs = runEncfs
 test.serial('encfs demo --once: emulators, a key released by SKR, a packed image from Azurite, a real mount, the files printed, and nothing left', async (t) => {
   const r = await encfs(['demo', '--once'])
   t.is(r.code, 0, r.stderr)
-  t.regex(r.stdout, /key released by secure key release; mounted: .*remote\/share -> \.filesystem-0 \(unlock userspace/)
+  t.regex(r.stdout, new RegExp(`key released by secure key release; mounted: .*remote/share -> \\.filesystem-0 \\(unlock ${(await autoUnlock()).mode}`))
   t.regex(r.stdout, /GET \/status -> "Status OK", filesystem 0 mounted/)
   t.regex(r.stdout, /appended a dm-verity hash tree \(encfs pack --verity\); root hash [0-9a-f]{64} pinned in the configuration/)
   t.regex(r.stdout, /filesystem 0 mounted, [1-9]\d* blocks verified against the root hash, 0 failed/)
@@ -94,14 +91,11 @@ test('encfs report: a simulated report as hex that verifies, decoding Go\'s test
 
 test.serial('encfs.sh, the container entry point: env to flags, and SIGTERM reaches remotefs, which cleans up and exits 0', async (t) => {
   const { spawn } = await import('node:child_process')
-  const { mkdtemp, mkdir, rm, lstat } = await import('node:fs/promises')
-  const os = await import('node:os')
+  const { lstat } = await import('node:fs/promises')
   const path = await import('node:path')
   const repo = path.resolve(path.dirname(ENCFS_JS), '..')
-  const dir = await mkdtemp(path.join(os.tmpdir(), 'encfs-sh-'))
-  t.teardown(() => rm(dir, { recursive: true, force: true }))
-  await mkdir(path.join(dir, 'mnt'))
-  const mp = path.join(dir, 'mnt', 'share')
+  const { dir, parent } = await e2e.workspace()
+  const mp = path.join(parent, 'share')
   const logFile = path.join(dir, 'remotefs.log')
   const config = { azure_filesystems: [{ mount_point: mp, azure_url: `file://${img.image}`, raw_key: img.key.toString('hex') }] }
   const child = spawn('sh', [path.join(repo, 'encfs.sh'), '--allow-raw-key', '--no-api', '--runtime-dir', path.join(dir, 'rt')], {
@@ -109,10 +103,9 @@ test.serial('encfs.sh, the container entry point: env to flags, and SIGTERM reac
     stdio: 'ignore',
   })
   const exited = new Promise<number | null>((resolve) => child.on('exit', resolve))
-  for (let i = 0; i < 300; i++) {
-    if (await lstat(mp).then((s) => s.isSymbolicLink(), () => false) && (await readFile(logFile, 'utf8').catch(() => '')).includes('"msg":"ready:')) break
-    await new Promise((r) => setTimeout(r, 100))
-  }
+  e2e.defer(() => child.kill('SIGKILL'))
+  await waitUntil('the mount', async () => (await lstat(mp).then((s) => s.isSymbolicLink(), () => false)) && (await readFile(logFile, 'utf8').catch(() => '')).includes('"msg":"ready:'),
+    { exited, timeoutMs: 30_000, details: () => readFile(logFile, 'utf8').catch(() => '') })
   const { stdout } = await exec('cat', [path.join(mp, 'hello.txt')])
   t.is(stdout, 'hello, encrypted world\n')
   // The configuration (here with a raw key) stays in the environment, out of /proc/PID/cmdline.
@@ -127,14 +120,12 @@ test.serial('encfs.sh, the container entry point: env to flags, and SIGTERM reac
 })
 
 test.serial('encfs upload: a page blob (for read_write) or a block blob, with a SAS', async (t) => {
-  const { startAzurite } = await import('../helpers/azurite.js')
-  const { BlobSASPermissions, generateBlobSASQueryParameters, StorageSharedKeyCredential, BlobClient } = await import('@azure/storage-blob')
-  const az = await startAzurite()
-  t.teardown(() => az.stop())
+  const { BlobClient } = await import('@azure/storage-blob')
+  const az = await e2e.azurite()
   await az.service.getContainerClient('uploads').create()
   for (const page of [true, false]) {
     const name = page ? 'page.img' : 'block.img'
-    const sas = generateBlobSASQueryParameters({ containerName: 'uploads', blobName: name, permissions: BlobSASPermissions.parse('rcw'), expiresOn: new Date(Date.now() + 3600_000) }, new StorageSharedKeyCredential(az.accountName, az.accountKey)).toString()
+    const sas = blobSas(az, 'uploads', name, 'rcw')
     const url = `${az.blobEndpoint}/uploads/${name}?${sas}`
     const r = await encfs(['upload', img.image, url, ...(page ? ['--page'] : [])])
     t.is(r.code, 0, r.stderr)

@@ -6,22 +6,22 @@ import { promisify } from 'node:util'
 import { mkdir, readFile, stat, writeFile, access } from 'node:fs/promises'
 import path from 'node:path'
 import { createPrivateKey, generateKeyPairSync, randomBytes } from 'node:crypto'
-import { ENCFS_JS } from '../helpers/remotefs.js'
 import { vector } from '../helpers/vectors.js'
-import { startSkrStack, type SkrStack } from '../helpers/skr-stack.js'
+import { E2eFixture, ENCFS_JS } from '../helpers/e2e.js'
+import type { SkrStack } from '../helpers/skr-stack.js'
 import { releasePolicy } from '../../src/skr/import-key.js'
 import { releaseKey } from '../../src/skr/release.js'
 import { deriveKeyFromRsa } from '../../src/skr/derive.js'
 
 const exec = promisify(execFile)
+const e2e = new E2eFixture(test)
 let s: SkrStack
 let bearer: string
 test.before(async () => {
-  s = await startSkrStack()
+  s = await e2e.skrStack()
   bearer = (await s.authority.issue(s.akv.audience, 'operator')).token
   await writeFile(path.join(s.dir, 'ca.pem'), s.ca.join(''))
 })
-test.after.always(async () => { await s?.stop() })
 
 const claims = () => [[{ claim: 'x-ms-sevsnpvm-hostdata', equals: s.hostData.toString('hex') }, { claim: 'x-ms-sevsnpvm-is-debuggable', equals: 'false' }]]
 

@@ -6,33 +6,31 @@ import { spawn, execFile } from 'node:child_process'
 import { promisify } from 'node:util'
 import { createServer } from 'node:net'
 import { generateKeyPairSync, randomBytes } from 'node:crypto'
-import { writeFile, readFile, mkdtemp, mkdir, rm, access } from 'node:fs/promises'
-import os from 'node:os'
+import { writeFile, readFile, mkdir, rm, access } from 'node:fs/promises'
 import path from 'node:path'
 import { status } from '@grpc/grpc-js'
-import { startSkrStack, type SkrStack } from '../helpers/skr-stack.js'
+import type { SkrStack } from '../helpers/skr-stack.js'
 import { startImdsEmulator, type ImdsEmulator } from '../../src/emulators/imds/server.js'
 import { importKey, releasePolicy } from '../../src/skr/import-key.js'
-import { ENCFS_JS, startSidecar, stopSidecar, waitReady, sidecarArgs, readFromChild, mountWorkspace } from '../helpers/remotefs.js'
-import { makeEncryptedImage, type TestImage } from '../helpers/images.js'
+import { E2eFixture, ENCFS_JS, freePort, sidecarArgs, stopSidecar, waitReady, waitUntil, readFromChild, type TestImage } from '../helpers/e2e.js'
 import { keyProviderClients, call, refusal, FIELD, unwrapInput, unwrappedSecret } from '../helpers/keyprovider-client.js'
 import { PACKAGES } from '../../src/keyprovider/server.js'
-import { freePort } from '../../src/demo/azurite.js'
 
 const exec = promisify(execFile)
 const REPO = path.resolve(path.dirname(ENCFS_JS), '..')
+const e2e = new E2eFixture(test)
 let s: SkrStack
 let imds: ImdsEmulator
 let dir: string
 let keyPath: string
 let img: TestImage
-const cleanups: (() => Promise<void>)[] = []
 const rsa = generateKeyPairSync('rsa', { modulusLength: 3072 })
 
 test.before(async () => {
-  s = await startSkrStack()
+  s = await e2e.skrStack()
   imds = await startImdsEmulator(s.authority)
-  dir = await mkdtemp(path.join(os.tmpdir(), 'encfs-kp-'))
+  e2e.defer(() => imds.stop())
+  dir = await e2e.tempDir('encfs-kp-')
   const bearer = (await s.authority.issue(s.akv.audience, 'operator')).token
   await importKey({ akvEndpoint: s.akv.endpoint, name: 'image-key', key: { ...rsa.privateKey.export({ format: 'jwk' }), kty: 'RSA-HSM' }, policy: releasePolicy(s.maa.endpoint, [[{ claim: 'x-ms-sevsnpvm-hostdata', equals: s.hostData.toString('hex') }]]), bearer, ca: s.ca })
   // What the Go set-up script leaves next to a key: the public key and <key>-info.json.
@@ -41,14 +39,7 @@ test.before(async () => {
   await writeFile(`${keyPath}-pub.pem`, rsa.publicKey.export({ format: 'pem', type: 'spki' }))
   await writeFile(`${keyPath}-info.json`, JSON.stringify({ public_key_path: `${keyPath}-pub.pem`, kms_endpoint: s.akv.endpoint, attester_endpoint: s.maa.endpoint }))
   await writeFile(path.join(dir, 'ca.pem'), s.ca.join(''))
-  img = await makeEncryptedImage({ fsSizeMiB: 8, files: { 'app.txt': 'mounted next to the keyprovider\n' } })
-})
-test.after.always(async () => {
-  for (const c of cleanups.reverse()) await c().catch(() => {})
-  await img?.cleanup()
-  await imds?.stop()
-  await s?.stop()
-  await rm(dir, { recursive: true, force: true })
+  img = await e2e.image({ fsSizeMiB: 8, files: { 'app.txt': 'mounted next to the keyprovider\n' } })
 })
 
 /** What a pod gives the sidecar: the emulators' CA, its security context, an identity endpoint. */
@@ -75,14 +66,10 @@ async function startEntryPoint(script: string, env: Record<string, string>, logF
   let stderr = ''
   child.stderr.on('data', (d: Buffer) => { stderr += d.toString() })
   const exited = new Promise<number | null>((resolve) => child.on('exit', resolve))
-  cleanups.push(async () => { child.kill('SIGKILL') })
-  for (let i = 0; i < 300; i++) {
-    const log = await readFile(logFile, 'utf8').catch(() => '')
-    if (log.includes('"msg":"ready:')) return { child, exited, log: () => readFile(logFile, 'utf8') }
-    if (child.exitCode !== null) throw new Error(`${script} exited with ${child.exitCode}: ${stderr}\n${log}`)
-    await new Promise((r) => setTimeout(r, 100))
-  }
-  throw new Error(`${script} not ready: ${stderr}`)
+  e2e.defer(() => child.kill('SIGKILL'))
+  const log = () => readFile(logFile, 'utf8').catch(() => '')
+  await waitUntil(`${script} to be ready`, async () => (await log()).includes('"msg":"ready:'), { exited, timeoutMs: 30_000, details: async () => `${stderr}\n${await log()}` })
+  return { child, exited, log }
 }
 
 test.serial('encfs wrap makes the annotation offline, as skr -infile -keypath -outfile, and refuses cleanly', async (t) => {
@@ -156,14 +143,13 @@ test.serial('encfs serve -server_type grpc on a port in use says so and exits no
 })
 
 test.serial('remotefs --grpc-port serves gRPC in the same process as the mount and the HTTP API; /status shows it', async (t) => {
-  const ws = await mountWorkspace(cleanups)
+  const ws = await e2e.workspace()
   const mp = path.join(ws.parent, 'app')
   const [apiPort, grpcPort] = [await freePort(), await freePort()]
-  const sidecar = await startSidecar(sidecarArgs([{ mount_point: mp, azure_url: `file://${img.image}`, raw_key: img.key.toString('hex') }], { azure_info: { identity: { client_id: 'pod-identity' } } }), {
+  const sidecar = await e2e.sidecar(sidecarArgs([{ mount_point: mp, azure_url: `file://${img.image}`, raw_key: img.key.toString('hex') }], { azure_info: { identity: { client_id: 'pod-identity' } } }), {
     args: ['--allow-raw-key', '-port', String(apiPort), '--attestation', 'simulated', '--simulated-state', `${s.dir}/snp`],
     env: { ...podEnv(), EncfsGrpcPort: String(grpcPort) },
   })
-  cleanups.push(async () => { await stopSidecar(sidecar) })
   await waitReady(sidecar, [mp])
   t.is((await readFromChild(path.join(mp, 'app.txt'))).toString(), 'mounted next to the keyprovider\n')
   const st = await (await fetch(`http://127.0.0.1:${apiPort}/status`)).json() as { ready: boolean; grpc: { serving: boolean; addresses: string[] } }
@@ -180,6 +166,5 @@ test.serial('remotefs --grpc-port serves gRPC in the same process as the mount a
   t.is(bad.code, status.INVALID_ARGUMENT)
   t.is(await stopSidecar(sidecar), 0)
   await t.throwsAsync(call(clients.key_provider, 'SayHello', { name: 'x' }, 2000), undefined, 'gRPC stops with remotefs')
-  await rm(sidecar.logFile, { force: true })
   await rm(sidecar.runtimeDir, { recursive: true, force: true })
 })

@@ -6,7 +6,7 @@ import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
 import { promisify } from 'node:util'
 import os from 'node:os'
 import path from 'node:path'
-import { ENCFS_JS } from '../helpers/remotefs.js'
+import { ENCFS_JS } from '../helpers/e2e.js'
 import { vector } from '../helpers/vectors.js'
 
 const exec = promisify(execFile)

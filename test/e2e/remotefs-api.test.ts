@@ -1,55 +1,40 @@
 // remotefs serving the API next to a mount: readiness, detail, and both making progress under load.
 import test from 'ava'
 import { spawn } from 'node:child_process'
-import { writeFile, mkdtemp, rm } from 'node:fs/promises'
+import { writeFile } from 'node:fs/promises'
 import { randomBytes } from 'node:crypto'
-import os from 'node:os'
 import path from 'node:path'
-import { startAzurite, uploadFile, type Azurite } from '../helpers/azurite.js'
-import { makeEncryptedImage, type TestImage } from '../helpers/images.js'
-import { startSidecar, stopSidecar, waitReady, sidecarArgs, leftovers, mountWorkspace } from '../helpers/remotefs.js'
-import { startSkrStack, type SkrStack } from '../helpers/skr-stack.js'
-import { freePort } from '../../src/demo/azurite.js'
+import { E2eFixture, autoUnlock, freePort, stopSidecar, leftovers, type TestImage } from '../helpers/e2e.js'
+import type { SkrStack } from '../helpers/skr-stack.js'
 
-let az: Azurite
+const e2e = new E2eFixture(test)
 let s: SkrStack
 let img: TestImage
 let ctx: string
-const cleanups: (() => Promise<void>)[] = []
 
 test.before(async () => {
-  az = await startAzurite()
-  s = await startSkrStack()
-  img = await makeEncryptedImage({ fsSizeMiB: 48, files: { 'big.bin': randomBytes(32 * 1024 * 1024) } })
-  ctx = await mkdtemp(path.join(os.tmpdir(), 'encfs-ctx-'))
-})
-test.after.always(async () => {
-  for (const c of cleanups.reverse()) await c().catch(() => {})
-  await img?.cleanup()
-  await s?.stop()
-  await az?.stop()
-  await rm(ctx, { recursive: true, force: true })
+  s = await e2e.skrStack()
+  img = await e2e.image({ fsSizeMiB: 48, files: { 'big.bin': randomBytes(32 * 1024 * 1024) } })
+  ctx = await e2e.tempDir('encfs-ctx-')
 })
 
 test.serial('the API reports the mount, and attest requests and FUSE reads both make progress together', async (t) => {
   const caFile = path.join(s.dir, 'ca.pem')
   await writeFile(caFile, s.ca.join(''))
-  const { sasUrl } = await uploadFile(az, img.image, { kind: 'block' })
-  const ws = await mountWorkspace(cleanups)
+  const { sasUrl } = await e2e.upload(img.image, { kind: 'block' })
+  const ws = await e2e.workspace()
   const mp = path.join(ws.parent, 'data')
   const port = await freePort()
-  const sidecar = await startSidecar(sidecarArgs([{ mount_point: mp, azure_url: sasUrl, raw_key: img.key.toString('hex') }]), {
+  const sidecar = await e2e.mount([{ mount_point: mp, azure_url: sasUrl, raw_key: img.key.toString('hex') }], {
     args: ['--allow-raw-key', '-port', String(port), '--attestation', 'simulated', '--simulated-state', `${s.dir}/snp`],
     env: { NODE_EXTRA_CA_CERTS: caFile, UVM_SECURITY_CONTEXT_DIR: ctx, UVM_SECURITY_POLICY: s.policyBase64, UVM_REFERENCE_INFO: s.uvm.referenceInfo, UVM_HOST_AMD_CERTIFICATE: Buffer.from(JSON.stringify(s.uvm.hostAmdCertificate)).toString('base64') },
   })
-  cleanups.push(async () => { await stopSidecar(sidecar) })
-  await waitReady(sidecar, [mp])
   const base = `http://127.0.0.1:${port}`
   const st = await fetch(`${base}/status`)
   t.is(st.status, 200)
   const detail = await st.json() as { ready: boolean; filesystems: { mountPoint: string; state: string; unlock: string }[] }
   t.true(detail.ready)
-  t.like(detail.filesystems[0], { mountPoint: mp, state: 'mounted', unlock: 'userspace' })
+  t.like(detail.filesystems[0], { mountPoint: mp, state: 'mounted', unlock: (await autoUnlock()).mode })
 
   // A reader in another process, dropping the page cache each round so that every pass goes through FUSE.
   const reader = spawn('bash', ['-c', `while true; do echo 1 > /proc/sys/vm/drop_caches; cat '${path.join(mp, 'big.bin')}' > /dev/null && echo pass; done`], { stdio: ['ignore', 'pipe', 'inherit'] })
@@ -71,5 +56,4 @@ test.serial('the API reports the mount, and attest requests and FUSE reads both 
   t.true(answered >= 5, `the API kept answering (${answered} attestations)`)
   t.is(await stopSidecar(sidecar), 0)
   t.deepEqual(await leftovers(sidecar.runtimeDir, [path.join(ws.parent, '.filesystem-0')]), [])
-  await rm(sidecar.logFile, { force: true })
 })

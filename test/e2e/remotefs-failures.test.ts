@@ -1,37 +1,17 @@
 import test from 'ava'
 import { lstat, rm, mkdir, copyFile, open, readdir } from 'node:fs/promises'
 import path from 'node:path'
-import { startAzurite, uploadFile, type Azurite } from '../helpers/azurite.js'
-import { makeEncryptedImage, type TestImage } from '../helpers/images.js'
-import { startSidecar, stopSidecar, waitReady, sidecarArgs, leftovers, mountWorkspace, type Sidecar, type FsConfig } from '../helpers/remotefs.js'
+import { E2eFixture, autoUnlock, readFromChild, sidecarArgs, stopSidecar, leftovers, type FsConfig, type TestImage } from '../helpers/e2e.js'
 
-let az: Azurite
+const e2e = new E2eFixture(test)
 let good: TestImage
-const cleanups: (() => Promise<void>)[] = []
 
 test.before(async () => {
-  az = await startAzurite()
-  good = await makeEncryptedImage({ files: { 'ok.txt': 'ok\n' } })
+  good = await e2e.image({ files: { 'ok.txt': 'ok\n' } })
 })
-test.after.always(async () => {
-  for (const c of cleanups.reverse()) await c().catch(() => {})
-  await good?.cleanup()
-  await az?.stop()
-})
-
-const workspace = () => mountWorkspace(cleanups)
 
 /** Runs remotefs to completion (it must fail) and returns what a user sees. */
-async function runFailing(fs: FsConfig[] | string | undefined, opts: { args?: string[]; env?: Record<string, string> } = {}) {
-  const b64 = typeof fs === 'string' || fs === undefined ? fs : sidecarArgs(fs)
-  const sidecar: Sidecar = await startSidecar(b64, { args: opts.args ?? ['--allow-raw-key'], env: opts.env })
-  const timer = setTimeout(() => sidecar.child.kill('SIGKILL'), 120_000)
-  const code = await sidecar.exited
-  clearTimeout(timer)
-  const result = { code, output: sidecar.output(), log: await sidecar.log(), runtimeDir: sidecar.runtimeDir }
-  await rm(sidecar.logFile, { force: true })
-  return result
-}
+const runFailing = (fs: FsConfig[] | string | undefined, o: { args?: string[]; env?: Record<string, string> } = {}) => e2e.runToEnd(fs, { args: o.args ?? ['--allow-raw-key'], env: o.env })
 
 async function assertNothingLeft(t: import('ava').ExecutionContext, runtimeDir: string, parent: string, mountPoints: string[]) {
   const dirs = mountPoints.map((_, i) => path.join(parent, `.filesystem-${i}`))
@@ -43,8 +23,8 @@ async function assertNothingLeft(t: import('ava').ExecutionContext, runtimeDir: 
 }
 
 test.serial('a wrong key fails start-up with a keyslot error and leaves nothing behind', async (t) => {
-  const { sasUrl } = await uploadFile(az, good.image, { kind: 'block' })
-  const ws = await workspace()
+  const { sasUrl } = await e2e.upload(good.image, { kind: 'block' })
+  const ws = await e2e.workspace()
   const mp = path.join(ws.parent, 'x')
   const r = await runFailing([{ mount_point: mp, azure_url: sasUrl, raw_key: 'ab'.repeat(32) }])
   t.not(r.code, 0)
@@ -54,7 +34,7 @@ test.serial('a wrong key fails start-up with a keyslot error and leaves nothing 
 })
 
 test.serial('a corrupt header is refused before anything is mounted', async (t) => {
-  const ws = await workspace()
+  const ws = await e2e.workspace()
   const bad = path.join(ws.dir, 'bad.img')
   await copyFile(good.image, bad)
   const fh = await open(bad, 'r+')
@@ -62,7 +42,7 @@ test.serial('a corrupt header is refused before anything is mounted', async (t) 
   await fh.write(Buffer.from('XXXX'), 0, 4, 4096 + 10)
   await fh.write(Buffer.from('XXXX'), 0, 4, 16384 + 4096 + 10)
   await fh.close()
-  const { sasUrl } = await uploadFile(az, bad, { kind: 'block' })
+  const { sasUrl } = await e2e.upload(bad, { kind: 'block' })
   const mp = path.join(ws.parent, 'x')
   const r = await runFailing([{ mount_point: mp, azure_url: sasUrl, raw_key: good.key.toString('hex') }])
   t.not(r.code, 0)
@@ -71,8 +51,8 @@ test.serial('a corrupt header is refused before anything is mounted', async (t) 
 })
 
 test.serial('a blob that does not exist names the URL (without the SAS) and what to check', async (t) => {
-  const { url } = await uploadFile(az, good.image, { kind: 'block', publicAccess: true })
-  const ws = await workspace()
+  const { url } = await e2e.upload(good.image, { kind: 'block', publicAccess: true })
+  const ws = await e2e.workspace()
   const mp = path.join(ws.parent, 'x')
   const r = await runFailing([{ mount_point: mp, azure_url: url.replace(/\/[^/]+$/, '/no-such-blob.img'), raw_key: good.key.toString('hex') }])
   t.not(r.code, 0)
@@ -81,7 +61,7 @@ test.serial('a blob that does not exist names the URL (without the SAS) and what
   await assertNothingLeft(t, r.runtimeDir, ws.parent, [mp])
 
   // A SAS made for another blob is a 403: the message points at the SAS, and never prints its signature.
-  const { sasUrl } = await uploadFile(az, good.image, { kind: 'block' })
+  const { sasUrl } = await e2e.upload(good.image, { kind: 'block' })
   const r2 = await runFailing([{ mount_point: mp, azure_url: sasUrl.replace(/\/[^/?]+\?/, '/other-blob.img?'), raw_key: good.key.toString('hex') }])
   t.not(r2.code, 0)
   t.regex(r2.output, /STORAGE_ACCESS_DENIED/)
@@ -92,8 +72,8 @@ test.serial('a blob that does not exist names the URL (without the SAS) and what
 })
 
 test.serial('when the second filesystem fails, the first is unmounted again', async (t) => {
-  const { sasUrl } = await uploadFile(az, good.image, { kind: 'block' })
-  const ws = await workspace()
+  const { sasUrl } = await e2e.upload(good.image, { kind: 'block' })
+  const ws = await e2e.workspace()
   const mpA = path.join(ws.parent, 'a')
   const mpB = path.join(ws.parent, 'b')
   const r = await runFailing([
@@ -107,7 +87,7 @@ test.serial('when the second filesystem fails, the first is unmounted again', as
 })
 
 test.serial('raw_key without the opt-in is refused with a message that says how to opt in', async (t) => {
-  const ws = await workspace()
+  const ws = await e2e.workspace()
   const mp = path.join(ws.parent, 'x')
   const r = await runFailing([{ mount_point: mp, azure_url: `file://${good.image}`, raw_key: good.key.toString('hex') }], { args: [] })
   t.not(r.code, 0)
@@ -119,7 +99,7 @@ test.serial('raw_key without the opt-in is refused with a message that says how 
 })
 
 test.serial('bad configuration inputs exit non-zero with their own messages', async (t) => {
-  const ws = await workspace()
+  const ws = await e2e.workspace()
   const cases: [string | undefined, RegExp, Record<string, string>?][] = [
     ['%%%not base64%%%', /CONFIG_BASE64/],
     [Buffer.from('{"azure_filesystems": [').toString('base64'), /CONFIG_JSON/],
@@ -139,10 +119,19 @@ test.serial('bad configuration inputs exit non-zero with their own messages', as
   }
 })
 
-test.serial('--unlock kernel on a machine without device-mapper says so and suggests userspace', async (t) => {
-  const ws = await workspace()
+test.serial('--unlock kernel: where dm-crypt is missing it says so and suggests userspace; where it is there it is used', async (t) => {
+  const ws = await e2e.workspace()
   const mp = path.join(ws.parent, 'x')
-  const r = await runFailing([{ mount_point: mp, azure_url: `file://${good.image}`, raw_key: good.key.toString('hex') }], { args: ['--allow-raw-key', '--unlock', 'kernel'] })
+  const filesystems = [{ mount_point: mp, azure_url: `file://${good.image}`, raw_key: good.key.toString('hex') }]
+  if ((await autoUnlock()).mode === 'kernel') {
+    const sidecar = await e2e.mount(filesystems, { args: ['--allow-raw-key', '--unlock', 'kernel'] })
+    t.regex(await sidecar.log(), /unlock kernel \(requested\)/)
+    t.is((await readFromChild(path.join(mp, 'ok.txt'))).toString(), 'ok\n')
+    t.is(await stopSidecar(sidecar), 0)
+    t.deepEqual(await leftovers(sidecar.runtimeDir, [path.join(ws.parent, '.filesystem-0')]), [])
+    return
+  }
+  const r = await runFailing(filesystems, { args: ['--allow-raw-key', '--unlock', 'kernel'] })
   t.not(r.code, 0)
   t.regex(r.output, /UNLOCK_KERNEL_UNAVAILABLE/)
   t.regex(r.output, /--unlock userspace/)
@@ -150,7 +139,7 @@ test.serial('--unlock kernel on a machine without device-mapper says so and sugg
 })
 
 test.serial('a mount point that already exists as a directory is refused before anything is touched', async (t) => {
-  const ws = await workspace()
+  const ws = await e2e.workspace()
   const mp = path.join(ws.parent, 'exists')
   await mkdir(mp)
   const r = await runFailing([{ mount_point: mp, azure_url: `file://${good.image}`, raw_key: good.key.toString('hex') }])
@@ -163,20 +152,16 @@ test.serial('a mount point that already exists as a directory is refused before 
 })
 
 test.serial('a blob replaced during the mount fails reads loudly instead of mixing versions', async (t) => {
-  const big = await makeEncryptedImage({ fsSizeMiB: 24, files: { 'first.txt': 'a\n', 'later.bin': Buffer.alloc(12 * 1024 * 1024, 9) } })
-  cleanups.push(() => big.cleanup())
-  const { sasUrl } = await uploadFile(az, big.image, { kind: 'block', blob: 'replaced.img' })
-  const ws = await workspace()
+  const big = await e2e.image({ fsSizeMiB: 24, files: { 'first.txt': 'a\n', 'later.bin': Buffer.alloc(12 * 1024 * 1024, 9) } })
+  const { sasUrl } = await e2e.upload(big.image, { kind: 'block', blob: 'replaced.img' })
+  const ws = await e2e.workspace()
   const mp = path.join(ws.parent, 'r')
-  const sidecar = await startSidecar(sidecarArgs([{ mount_point: mp, azure_url: sasUrl, raw_key: big.key.toString('hex'), cache: { block_size_kib: 256, memory_mib: 1, readahead_blocks: 0 } }]), { args: ['--allow-raw-key'] })
-  cleanups.push(async () => { await stopSidecar(sidecar) })
-  await waitReady(sidecar, [mp])
-  await uploadFile(az, good.image, { kind: 'block', blob: 'replaced.img' })
+  const sidecar = await e2e.mount([{ mount_point: mp, azure_url: sasUrl, raw_key: big.key.toString('hex'), cache: { block_size_kib: 256, memory_mib: 1, readahead_blocks: 0 } }], { args: ['--allow-raw-key'] })
+  await e2e.upload(good.image, { kind: 'block', blob: 'replaced.img' })
   const { execFile } = await import('node:child_process')
   const err = await new Promise<Error | null>((resolve) => execFile('cat', [path.join(mp, 'later.bin')], { encoding: 'buffer', maxBuffer: 1 << 26 }, (e) => resolve(e)))
   t.truthy(err, 'reading data that was not cached yet fails')
   t.regex(await sidecar.log(), /STORAGE_BLOB_CHANGED/)
   t.is(await stopSidecar(sidecar), 0)
   t.deepEqual(await leftovers(sidecar.runtimeDir, [path.join(ws.parent, '.filesystem-0')]), [])
-  await rm(sidecar.logFile, { force: true })
 })

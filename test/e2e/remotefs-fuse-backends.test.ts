@@ -3,40 +3,25 @@
 import test from 'ava'
 import { execFile } from 'node:child_process'
 import { promisify } from 'node:util'
-import { readFile, rm } from 'node:fs/promises'
+import { readFile } from 'node:fs/promises'
 import path from 'node:path'
-import { startAzurite, uploadFile, type Azurite } from '../helpers/azurite.js'
-import { makeEncryptedImage, type TestImage } from '../helpers/images.js'
-import { startSidecar, stopSidecar, waitReady, sidecarArgs, readFromChild, mountWorkspace, leftovers, type Sidecar } from '../helpers/remotefs.js'
+import { E2eFixture, stopSidecar, readFromChild, leftovers, type Sidecar, type TestImage } from '../helpers/e2e.js'
 
 const exec = promisify(execFile)
-let az: Azurite
+const e2e = new E2eFixture(test)
 let img: TestImage
-const cleanups: (() => Promise<void>)[] = []
 
 test.before(async () => {
-  az = await startAzurite()
-  img = await makeEncryptedImage({ fsSizeMiB: 24, files: { 'hello.txt': 'hello from encfs\n', 'big.bin': Buffer.alloc(3 * 1024 * 1024, 5) } })
+  img = await e2e.image({ fsSizeMiB: 24, files: { 'hello.txt': 'hello from encfs\n', 'big.bin': Buffer.alloc(3 * 1024 * 1024, 5) } })
 })
-test.after.always(async () => {
-  for (const c of cleanups.reverse()) await c().catch(() => {})
-  await img?.cleanup()
-  await az?.stop()
-})
-
-async function mount(url: string, mp: string, o: { args?: string[]; env?: Record<string, string>; readWrite?: boolean } = {}): Promise<Sidecar> {
-  const sidecar = await startSidecar(sidecarArgs([{ mount_point: mp, azure_url: url, raw_key: img.key.toString('hex'), read_write: o.readWrite ?? false }]), { args: ['--allow-raw-key', ...(o.args ?? [])], env: o.env })
-  cleanups.push(async () => {
-    await stopSidecar(sidecar)
-    await rm(sidecar.logFile, { force: true })
-  })
-  await waitReady(sidecar, [mp])
-  return sidecar
+function mount(url: string, mp: string, o: { args?: string[]; env?: Record<string, string>; readWrite?: boolean } = {}): Promise<Sidecar> {
+  // Userspace unlock on every machine: the loop device over the FUSE file is what these tests look at.
+  return e2e.mount([{ mount_point: mp, azure_url: url, raw_key: img.key.toString('hex'), read_write: o.readWrite ?? false, unlock: 'userspace' }], { args: ['--allow-raw-key', ...(o.args ?? [])], env: o.env })
 }
 
 test.serial('auto picks libfuse3 and logs why; --fuse libfuse2 and EncfsFuse=libfuse2 pick fuse-native; each serves the files', async (t) => {
-  const { sasUrl } = await uploadFile(az, img.image, { kind: 'block' })
-  const ws = await mountWorkspace(cleanups)
+  const { sasUrl } = await e2e.upload(img.image, { kind: 'block' })
+  const ws = await e2e.workspace()
   const cases: [string, { args?: string[]; env?: Record<string, string> }, RegExp, string][] = [
     ['auto', {}, /FUSE backend libfuse3 \(the libfuse3 addon loads/, '1'],
     ['flag', { args: ['--fuse', 'libfuse2'] }, /FUSE backend libfuse2 \(requested\)/, '0'],
@@ -55,15 +40,14 @@ test.serial('auto picks libfuse3 and logs why; --fuse libfuse2 and EncfsFuse=lib
     t.is(await stopSidecar(sidecar), 0)
     t.deepEqual(await leftovers(sidecar.runtimeDir, [path.join(ws.parent, `.filesystem-0`)]), [])
   }
-  const bad = await startSidecar(sidecarArgs([{ mount_point: path.join(ws.parent, 'bad'), azure_url: sasUrl, raw_key: img.key.toString('hex') }]), { args: ['--allow-raw-key', '--fuse', 'libfuse9'] })
-  t.not(await bad.exited, 0)
-  t.regex(bad.output(), /fuse.*libfuse9|Invalid values/s)
-  await rm(bad.logFile, { force: true })
+  const bad = await e2e.runToEnd([{ mount_point: path.join(ws.parent, 'bad'), azure_url: sasUrl, raw_key: img.key.toString('hex') }], { args: ['--allow-raw-key', '--fuse', 'libfuse9'] })
+  t.not(bad.code, 0)
+  t.regex(bad.output, /fuse.*libfuse9|Invalid values/s)
 })
 
 test.serial('read-write: written and fsynced through libfuse2, read back through libfuse3 (and the other way round)', async (t) => {
-  const { sasUrl } = await uploadFile(az, img.image, { kind: 'page' })
-  const ws = await mountWorkspace(cleanups)
+  const { sasUrl } = await e2e.upload(img.image, { kind: 'page' })
+  const ws = await e2e.workspace()
   const mp = path.join(ws.parent, 'rw')
   for (const [writer, reader] of [['libfuse2', 'libfuse3'], ['libfuse3', 'libfuse2']] as const) {
     const w = await mount(sasUrl, mp, { args: ['--fuse', writer], readWrite: true })

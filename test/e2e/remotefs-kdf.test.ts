@@ -5,12 +5,9 @@ import { lstat, readFile, readdir, rm } from 'node:fs/promises'
 import path from 'node:path'
 import { editHeader } from '../helpers/luks-edit.js'
 import { makeSmallImage, type SmallImage } from '../helpers/small-image.js'
-import { startSidecar, sidecarArgs, leftovers, mountWorkspace, type Sidecar } from '../helpers/remotefs.js'
+import { E2eFixture, leftovers, waitForLog, waitUntil, type Sidecar } from '../helpers/e2e.js'
 
-const cleanups: (() => Promise<void>)[] = []
-test.after.always(async () => {
-  for (const c of cleanups.reverse()) await c().catch(() => {})
-})
+const e2e = new E2eFixture(test)
 
 async function imageWith(dir: string, iterations: number): Promise<SmallImage> {
   const img = await makeSmallImage(dir)
@@ -32,21 +29,12 @@ async function running(pid: string): Promise<boolean> {
   return stat !== undefined && stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z'
 }
 
-async function waitForLog(sidecar: Sidecar, pattern: RegExp, timeoutMs: number): Promise<void> {
-  const deadline = Date.now() + timeoutMs
-  while (!pattern.test(await sidecar.log())) {
-    if (sidecar.child.exitCode !== null) throw new Error(`remotefs exited before logging ${pattern}:\n${sidecar.output()}\n${await sidecar.log()}`)
-    if (Date.now() > deadline) throw new Error(`remotefs did not log ${pattern} within ${timeoutMs} ms:\n${await sidecar.log()}`)
-    await new Promise((r) => setTimeout(r, 50))
-  }
-}
-
 test.serial('a header asking for 2^31-1 pbkdf2 iterations: remotefs refuses it at once, naming the keyslot, and leaves nothing', async (t) => {
-  const ws = await mountWorkspace(cleanups)
+  const ws = await e2e.workspace()
   const img = await imageWith(ws.dir, 2 ** 31 - 1)
   const mp = path.join(ws.parent, 'x')
   const started = Date.now()
-  const sidecar = await startSidecar(sidecarArgs([{ mount_point: mp, azure_url: `file://${img.file}`, raw_key: img.key.toString('hex'), unlock: 'userspace' }]), { args: ['--allow-raw-key'] })
+  const sidecar = await e2e.sidecar([{ mount_point: mp, azure_url: `file://${img.file}`, raw_key: img.key.toString('hex'), unlock: 'userspace' }], { args: ['--allow-raw-key'] })
   const code = await sidecar.exited
   t.true(Date.now() - started < 20_000, `exited after ${Date.now() - started} ms`)
   t.is(code, 1)
@@ -55,18 +43,18 @@ test.serial('a header asking for 2^31-1 pbkdf2 iterations: remotefs refuses it a
 })
 
 test.serial('SIGTERM during a costly key derivation ends remotefs within 2 s, with nothing left behind', async (t) => {
-  const ws = await mountWorkspace(cleanups)
+  const ws = await e2e.workspace()
   // Just under a lowered budget: about 10 s of PBKDF2 here if nothing stopped it.
   const img = await imageWith(ws.dir, 29_000_000)
   const mp = path.join(ws.parent, 'x')
-  const sidecar = await startSidecar(sidecarArgs([{ mount_point: mp, azure_url: `file://${img.file}`, raw_key: img.key.toString('hex'), unlock: 'userspace' }]), {
+  const sidecar = await e2e.sidecar([{ mount_point: mp, azure_url: `file://${img.file}`, raw_key: img.key.toString('hex'), unlock: 'userspace' }], {
     args: ['--allow-raw-key', '--kdf-max-pbkdf2-iterations', '30000000'],
   })
-  cleanups.push(async () => { sidecar.child.kill('SIGKILL') })
   await waitForLog(sidecar, /trying keyslot 0/, 60_000)
-  await new Promise((r) => setTimeout(r, 300))
   // The derivation runs in a child process of remotefs: it must go too.
-  const children = (await readFile(`/proc/${sidecar.child.pid}/task/${sidecar.child.pid}/children`, 'utf8')).trim().split(/\s+/).filter(Boolean)
+  const childrenOf = async (pid: number) => (await readFile(`/proc/${pid}/task/${pid}/children`, 'utf8')).trim().split(/\s+/).filter(Boolean)
+  await waitUntil('the derivation to run in a child process', async () => (await childrenOf(sidecar.child.pid!)).length > 0, { exited: sidecar.exited, timeoutMs: 10_000, intervalMs: 20 })
+  const children = await childrenOf(sidecar.child.pid!)
   t.true(children.length > 0, 'the derivation runs in a child process')
   const sent = Date.now()
   sidecar.child.kill('SIGTERM')

@@ -5,33 +5,15 @@ import { promisify } from 'node:util'
 import { writeFile, rm } from 'node:fs/promises'
 import path from 'node:path'
 import { BlobClient } from '@azure/storage-blob'
-import { startAzurite, uploadFile, type Azurite } from '../helpers/azurite.js'
-import { makeEncryptedImage, type TestImage } from '../helpers/images.js'
-import { startSidecar, stopSidecar, waitReady, sidecarArgs, readFromChild, leftovers, mountWorkspace, type Sidecar } from '../helpers/remotefs.js'
+import { E2eFixture, stopSidecar, readFromChild, leftovers, type Sidecar, type TestImage } from '../helpers/e2e.js'
 import { FileSource } from '../../src/storage/file-source.js'
 import { startTcpProxy } from '../helpers/tcp-proxy.js'
 import { Luks2Volume } from '../../src/luks/volume.js'
 
 const exec = promisify(execFile)
 const env = { ...process.env, PATH: `${process.env.PATH}:/usr/sbin:/sbin` }
-let az: Azurite
-const cleanups: (() => Promise<void>)[] = []
-const images: TestImage[] = []
-
-test.before(async () => {
-  az = await startAzurite()
-})
-test.after.always(async () => {
-  for (const c of cleanups.reverse()) await c().catch(() => {})
-  for (const i of images) await i.cleanup()
-  await az?.stop()
-})
-
-async function image(): Promise<TestImage> {
-  const img = await makeEncryptedImage({ fsSizeMiB: 24, files: { 'seed.txt': 'seed\n' } })
-  images.push(img)
-  return img
-}
+const e2e = new E2eFixture(test)
+const image = () => e2e.image({ fsSizeMiB: 24, files: { 'seed.txt': 'seed\n' } })
 
 /** Runs a shell command in a child process, as an application container would. */
 async function sh(script: string): Promise<{ code: number; out: string }> {
@@ -44,14 +26,8 @@ async function sh(script: string): Promise<{ code: number; out: string }> {
   }
 }
 
-async function mountRw(url: string, img: TestImage, mp: string, o: { runtimeDir?: string; readWrite?: boolean } = {}): Promise<Sidecar> {
-  const sidecar = await startSidecar(sidecarArgs([{ mount_point: mp, azure_url: url, raw_key: img.key.toString('hex'), read_write: o.readWrite ?? true }]), { args: ['--allow-raw-key'], runtimeDir: o.runtimeDir })
-  cleanups.push(async () => {
-    await stopSidecar(sidecar)
-    await rm(sidecar.logFile, { force: true })
-  })
-  await waitReady(sidecar, [mp])
-  return sidecar
+function mountRw(url: string, img: TestImage, mp: string, o: { runtimeDir?: string; readWrite?: boolean } = {}): Promise<Sidecar> {
+  return e2e.mount([{ mount_point: mp, azure_url: url, raw_key: img.key.toString('hex'), read_write: o.readWrite ?? true }], { args: ['--allow-raw-key'], runtimeDir: o.runtimeDir })
 }
 
 /** The blob as it is in storage, decrypted by the userspace reader, checked by e2fsck and read by debugfs. */
@@ -70,8 +46,8 @@ async function offlineCheck(t: import('ava').ExecutionContext, url: string, img:
 
 test.serial('writes with fsync survive unmount: mounted again and decrypted offline, the files are there and ext4 is clean', async (t) => {
   const img = await image()
-  const { sasUrl } = await uploadFile(az, img.image, { kind: 'page' })
-  const ws = await mountWorkspace(cleanups)
+  const { sasUrl } = await e2e.upload(img.image, { kind: 'page' })
+  const ws = await e2e.workspace()
   const mp = path.join(ws.parent, 'rw')
   const first = await mountRw(sasUrl, img, mp)
   const w = await sh(`echo "written through encfs" > ${mp}/new.txt && dd if=/dev/urandom of=${mp}/random.bin bs=1M count=3 conv=fsync status=none && sha256sum ${mp}/random.bin | cut -d' ' -f1`)
@@ -86,13 +62,12 @@ test.serial('writes with fsync survive unmount: mounted again and decrypted offl
   t.is((await sh(`sha256sum ${mp}/random.bin | cut -d' ' -f1`)).out.trim(), sum)
   t.is(await stopSidecar(again), 0)
   t.is(await offlineCheck(t, sasUrl, img, '/new.txt'), 'written through encfs\n')
-  await rm(first.logFile, { force: true })
 })
 
 test.serial('after SIGKILL right after a successful fsync, the data is there: the restart takes its lease back', async (t) => {
   const img = await image()
-  const { sasUrl } = await uploadFile(az, img.image, { kind: 'page' })
-  const ws = await mountWorkspace(cleanups)
+  const { sasUrl } = await e2e.upload(img.image, { kind: 'page' })
+  const ws = await e2e.workspace()
   const mp = path.join(ws.parent, 'crash')
   const first = await mountRw(sasUrl, img, mp)
   const w = await sh(`dd if=/dev/urandom of=${mp}/acked.bin bs=64k count=40 conv=fsync status=none && sha256sum ${mp}/acked.bin | cut -d' ' -f1`)
@@ -102,45 +77,41 @@ test.serial('after SIGKILL right after a successful fsync, the data is there: th
   t.regex(await second.log(), /took back the lease of an earlier run/)
   t.is((await sh(`sha256sum ${mp}/acked.bin | cut -d' ' -f1`)).out.trim(), w.out.trim())
   t.is(await stopSidecar(second), 0)
-  await rm(first.logFile, { force: true })
 })
 
 test.serial('a second writer is refused while the first holds the lease; block blobs and read-only SAS cannot be mounted read-write', async (t) => {
   const img = await image()
-  const { sasUrl, url } = await uploadFile(az, img.image, { kind: 'page' })
-  const ws = await mountWorkspace(cleanups)
+  const { sasUrl, url } = await e2e.upload(img.image, { kind: 'page' })
+  const ws = await e2e.workspace()
   const first = await mountRw(sasUrl, img, path.join(ws.parent, 'one'))
   const run = async (fsUrl: string, mp: string, extra: string[] = []) => {
-    const s = await startSidecar(sidecarArgs([{ mount_point: mp, azure_url: fsUrl, raw_key: img.key.toString('hex'), read_write: true }]), { args: ['--allow-raw-key', ...extra] })
-    const code = await s.exited
-    await rm(s.logFile, { force: true })
-    await rm(s.runtimeDir, { recursive: true, force: true })
-    return { code, output: s.output() }
+    const r = await e2e.runToEnd([{ mount_point: mp, azure_url: fsUrl, raw_key: img.key.toString('hex'), read_write: true }], { args: ['--allow-raw-key', ...extra] })
+    await rm(r.runtimeDir, { recursive: true, force: true })
+    return r
   }
   // In another directory: in the same one, both would want .filesystem-0 (MOUNT_DIR_FOREIGN, test/mount/stale.test.ts).
-  const ws2 = await mountWorkspace(cleanups)
+  const ws2 = await e2e.workspace()
   const second = await run(sasUrl, path.join(ws2.parent, 'two'), ['--lease-wait', '3'])
   t.not(second.code, 0)
   t.regex(second.output, /leased by another writer.*\[STORAGE_LEASED\]/s)
   t.is(await stopSidecar(first), 0)
 
-  const block = await uploadFile(az, img.image, { kind: 'block', sasPermissions: 'rw' })
+  const block = await e2e.upload(img.image, { kind: 'block', sasPermissions: 'rw' })
   const blockRun = await run(block.sasUrl, path.join(ws.parent, 'three'))
   t.regex(blockRun.output, /read_write needs a page blob, but .* is a BlockBlob.*\[STORAGE_NEEDS_PAGE_BLOB\]/s)
-  const readOnlySas = await uploadFile(az, img.image, { kind: 'page', sasPermissions: 'r' })
+  const readOnlySas = await e2e.upload(img.image, { kind: 'page', sasPermissions: 'r' })
   t.regex((await run(readOnlySas.sasUrl, path.join(ws.parent, 'five'))).output, /grants sp=r; make a SAS with sp=rw/)
   const anonymous = await run(url, path.join(ws.parent, 'four'))
   t.regex(anonymous.output, /anonymous public URL cannot.*\[STORAGE_WRITE_NEEDS_CREDENTIAL\]/s)
-  await rm(first.logFile, { force: true })
 })
 
 test.serial('storage going away: the fsync fails with EIO, nothing acknowledged is lost, and it all arrives once storage is back', async (t) => {
   const img = await image()
-  const { sasUrl } = await uploadFile(az, img.image, { kind: 'page' })
+  const { sasUrl } = await e2e.upload(img.image, { kind: 'page' })
   const proxy = await startTcpProxy(Number(new URL(sasUrl).port))
-  cleanups.push(() => proxy.stop())
+  e2e.defer(() => proxy.stop())
   const viaProxy = sasUrl.replace(/:\d+\//, `:${proxy.port}/`)
-  const ws = await mountWorkspace(cleanups)
+  const ws = await e2e.workspace()
   const mp = path.join(ws.parent, 'flaky')
   const sidecar = await mountRw(viaProxy, img, mp)
   // Both files' blocks are cached before storage goes: the later writes need no reads.
@@ -160,5 +131,4 @@ test.serial('storage going away: the fsync fails with EIO, nothing acknowledged 
   t.is((await readFromChild(path.join(mp, 'a.txt'))).toString(), 'before\n')
   t.is((await sh(`sha256sum ${mp}/b.bin | cut -d' ' -f1`)).out.trim(), sum, 'the data written while storage was away arrived')
   t.is(await stopSidecar(again), 0)
-  await rm(sidecar.logFile, { force: true })
 })

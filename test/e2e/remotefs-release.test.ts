@@ -1,26 +1,22 @@
 // remotefs mounting images whose keys come from secure key release: simulated SNP, the MAA,
 // Key Vault and IMDS emulators, Azurite, real cryptsetup images, real mounts.
 import test from 'ava'
-import { writeFile, mkdtemp, rm, readFile } from 'node:fs/promises'
+import { writeFile, readFile } from 'node:fs/promises'
 import { spawn } from 'node:child_process'
 import { generateKeyPairSync, randomBytes } from 'node:crypto'
-import os from 'node:os'
 import path from 'node:path'
-import { startAzurite, uploadFile, type Azurite } from '../helpers/azurite.js'
-import { makeEncryptedImage, type TestImage } from '../helpers/images.js'
-import { startSidecar, stopSidecar, waitReady, sidecarArgs, readFromChild, leftovers, mountWorkspace, ENCFS_JS } from '../helpers/remotefs.js'
+import { E2eFixture, sidecarArgs, stopSidecar, waitReady, readFromChild, leftovers, runEncfs, ENCFS_JS, type TestImage } from '../helpers/e2e.js'
 import { request } from '../../src/http/request.js'
-import { startSkrStack, type SkrStack } from '../helpers/skr-stack.js'
+import type { SkrStack } from '../helpers/skr-stack.js'
 import { startImdsEmulator, type ImdsEmulator } from '../../src/emulators/imds/server.js'
 import { importKey, releasePolicy } from '../../src/skr/import-key.js'
 import { deriveKeyFromRsa } from '../../src/skr/derive.js'
 
-let az: Azurite
+const e2e = new E2eFixture(test)
 let s: SkrStack
 let imds: ImdsEmulator
 let caFile: string
 let emptyContext: string
-const cleanups: (() => Promise<void>)[] = []
 const octKey = randomBytes(32)
 const rsa = generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey
 const salt = randomBytes(32).toString('hex')
@@ -28,27 +24,18 @@ let oct: TestImage
 let derived: TestImage
 
 test.before(async () => {
-  az = await startAzurite()
-  s = await startSkrStack()
+  s = await e2e.skrStack()
   imds = await startImdsEmulator(s.authority)
+  e2e.defer(() => imds.stop())
   caFile = path.join(s.dir, 'emulator-ca.pem')
   await writeFile(caFile, s.ca.join(''))
-  emptyContext = await mkdtemp(path.join(os.tmpdir(), 'encfs-ctx-'))
+  emptyContext = await e2e.tempDir('encfs-ctx-')
   const bearer = (await s.authority.issue(s.akv.audience, 'operator')).token
   const claims = [[{ claim: 'x-ms-sevsnpvm-hostdata', equals: s.hostData.toString('hex') }, { claim: 'x-ms-sevsnpvm-is-debuggable', equals: 'false' }]]
   await importKey({ akvEndpoint: s.akv.endpoint, name: 'oct-key', key: { kty: 'oct-HSM', k: octKey.toString('base64url') }, policy: releasePolicy(s.maa.endpoint, claims), bearer, ca: s.ca })
   await importKey({ akvEndpoint: s.akv.endpoint, name: 'rsa-key', key: { ...rsa.export({ format: 'jwk' }), kty: 'RSA-HSM' }, policy: releasePolicy(s.maa.endpoint, claims), bearer, ca: s.ca })
-  oct = await makeEncryptedImage({ key: octKey, files: { 'oct.txt': 'released by key vault\n' } })
-  derived = await makeEncryptedImage({ key: deriveKeyFromRsa(rsa, salt, 'Model Key'), files: { 'rsa.txt': 'derived from an RSA key\n' } })
-})
-test.after.always(async () => {
-  for (const c of cleanups.reverse()) await c().catch(() => {})
-  await oct?.cleanup()
-  await derived?.cleanup()
-  await imds?.stop()
-  await s?.stop()
-  await az?.stop()
-  await rm(emptyContext, { recursive: true, force: true })
+  oct = await e2e.image({ key: octKey, files: { 'oct.txt': 'released by key vault\n' } })
+  derived = await e2e.image({ key: deriveKeyFromRsa(rsa, salt, 'Model Key'), files: { 'rsa.txt': 'derived from an RSA key\n' } })
 })
 
 const sidecarEnv = () => ({
@@ -61,17 +48,16 @@ const sidecarEnv = () => ({
 })
 
 test.serial('an oct key (bearer token) and an RSA-derived key (managed identity via IMDS) are released and the images mounted', async (t) => {
-  const a = await uploadFile(az, oct.image, { kind: 'block' })
-  const b = await uploadFile(az, derived.image, { kind: 'page' })
-  const ws = await mountWorkspace(cleanups)
+  const a = await e2e.upload(oct.image, { kind: 'block' })
+  const b = await e2e.upload(derived.image, { kind: 'page' })
+  const ws = await e2e.workspace()
   const mpA = path.join(ws.parent, 'oct')
   const mpB = path.join(ws.parent, 'rsa')
   const bearer = (await s.authority.issue(s.akv.audience, 'pod')).token
-  const sidecar = await startSidecar(sidecarArgs([
+  const sidecar = await e2e.sidecar(sidecarArgs([
     { mount_point: mpA, azure_url: a.sasUrl, key: { kid: 'oct-key', kty: 'oct-HSM', authority: { endpoint: s.maa.endpoint }, akv: { endpoint: s.akv.endpoint, bearer_token: bearer } } },
     { mount_point: mpB, azure_url: b.sasUrl, key: { kid: 'rsa-key', kty: 'RSA-HSM', authority: { endpoint: s.maa.endpoint }, akv: { endpoint: s.akv.endpoint } }, key_derivation: { salt, label: 'Model Key' } },
   ], { azure_info: { identity: { client_id: 'pod-identity' } } }), { args: ['--attestation', 'simulated', '--simulated-state', `${s.dir}/snp`], env: sidecarEnv() })
-  cleanups.push(async () => { await stopSidecar(sidecar) })
   await waitReady(sidecar, [mpA, mpB])
   t.is((await readFromChild(path.join(mpA, 'oct.txt'))).toString(), 'released by key vault\n')
   t.is((await readFromChild(path.join(mpB, 'rsa.txt'))).toString(), 'derived from an RSA key\n')
@@ -84,54 +70,38 @@ test.serial('an oct key (bearer token) and an RSA-derived key (managed identity 
   t.true(imds.requests >= 1, 'the managed identity token came from IMDS')
   t.is(await stopSidecar(sidecar), 0)
   t.deepEqual(await leftovers(sidecar.runtimeDir, [path.join(ws.parent, '.filesystem-0'), path.join(ws.parent, '.filesystem-1')]), [])
-  await rm(sidecar.logFile, { force: true })
 })
 
 test.serial('a pod whose policy hash the key does not allow is refused with the vault\'s reason, and nothing is mounted', async (t) => {
-  const a = await uploadFile(az, oct.image, { kind: 'block' })
-  const ws = await mountWorkspace(cleanups)
+  const a = await e2e.upload(oct.image, { kind: 'block' })
+  const ws = await e2e.workspace()
   const mp = path.join(ws.parent, 'x')
   const bearer = (await s.authority.issue(s.akv.audience, 'pod')).token
-  const sidecar = await startSidecar(sidecarArgs([
+  const r = await e2e.runToEnd([
     { mount_point: mp, azure_url: a.sasUrl, key: { kid: 'oct-key', authority: { endpoint: s.maa.endpoint }, akv: { endpoint: s.akv.endpoint, bearer_token: bearer } } },
-  ]), { args: ['--attestation', 'simulated', '--simulated-state', `${s.dir}/snp`], env: { ...sidecarEnv(), UVM_SECURITY_POLICY: Buffer.from('another policy').toString('base64') } })
-  const code = await sidecar.exited
-  t.not(code, 0)
-  t.regex(sidecar.output(), /filesystem 0 .*key release of oct-key from 127\.0\.0\.1:\d+ failed with HTTP 403 .*x-ms-sevsnpvm-hostdata/)
-  t.deepEqual(await leftovers(sidecar.runtimeDir, [path.join(ws.parent, '.filesystem-0')]), [])
-  await rm(sidecar.runtimeDir, { recursive: true, force: true })
-  await rm(sidecar.logFile, { force: true })
+  ], { args: ['--attestation', 'simulated', '--simulated-state', `${s.dir}/snp`], env: { ...sidecarEnv(), UVM_SECURITY_POLICY: Buffer.from('another policy').toString('base64') } })
+  t.not(r.code, 0)
+  t.regex(r.output, /filesystem 0 .*key release of oct-key from 127\.0\.0\.1:\d+ failed with HTTP 403 .*x-ms-sevsnpvm-hostdata/)
+  t.deepEqual(await leftovers(r.runtimeDir, [path.join(ws.parent, '.filesystem-0')]), [])
 })
-
-function runEncfs(args: string[], env: Record<string, string>): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, [ENCFS_JS, ...args], { env: { ...process.env, ...env } })
-    let stdout = ''
-    let stderr = ''
-    child.stdout.on('data', (d: Buffer) => { stdout += d.toString() })
-    child.stderr.on('data', (d: Buffer) => { stderr += d.toString() })
-    child.on('exit', (code) => resolve({ code, stdout, stderr }))
-  })
-}
 
 test.serial('encfs release prints the released JWK and tells whether it opens an image', async (t) => {
   const bearer = (await s.authority.issue(s.akv.audience, 'operator')).token
   const common = ['release', '--maa', s.maa.endpoint, '--akv', s.akv.endpoint, '--access-token', bearer, '--attestation', 'simulated', '--simulated-state', `${s.dir}/snp`]
-  const r = await runEncfs([...common, '--kid', 'oct-key', '--check-image', oct.image], sidecarEnv())
+  const r = await runEncfs([...common, '--kid', 'oct-key', '--check-image', oct.image], { env: sidecarEnv() })
   t.is(r.code, 0, r.stderr)
   t.is((JSON.parse(r.stdout) as { k: string; kty: string }).k, octKey.toString('base64url'))
   t.regex(r.stderr, /the released key opens keyslot 0 of the image/)
-  const rsaRun = await runEncfs([...common, '--kid', 'rsa-key', '--check-image', derived.image, '--salt', salt, '--label', 'Model Key'], sidecarEnv())
+  const rsaRun = await runEncfs([...common, '--kid', 'rsa-key', '--check-image', derived.image, '--salt', salt, '--label', 'Model Key'], { env: sidecarEnv() })
   t.is(rsaRun.code, 0, rsaRun.stderr)
   t.is((JSON.parse(rsaRun.stdout) as { kty: string }).kty, 'RSA')
-  const wrongLabel = await runEncfs([...common, '--kid', 'rsa-key', '--check-image', derived.image, '--salt', salt], sidecarEnv())
+  const wrongLabel = await runEncfs([...common, '--kid', 'rsa-key', '--check-image', derived.image, '--salt', salt], { env: sidecarEnv() })
   t.not(wrongLabel.code, 0)
   t.regex(wrongLabel.stderr, /\[LUKS_WRONG_KEY\]/)
 })
 
 test.serial('encfs emulators starts everything, writes the CA and endpoints, and stops on SIGTERM', async (t) => {
-  const dir = await mkdtemp(path.join(os.tmpdir(), 'encfs-emu-'))
-  t.teardown(() => rm(dir, { recursive: true, force: true }))
+  const dir = await e2e.tempDir('encfs-emu-')
   const child = spawn(process.execPath, [ENCFS_JS, 'emulators', '--dir', dir, '--simulated-state', `${s.dir}/snp`], { stdio: ['ignore', 'pipe', 'pipe'] })
   let out = ''
   const exited = new Promise<number | null>((resolve) => child.on('exit', resolve))

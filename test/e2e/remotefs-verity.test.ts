@@ -2,14 +2,11 @@
 // remotefs; and the tampering a storage owner can do, each caught before decryption.
 import test, { type ExecutionContext } from 'ava'
 import { randomBytes } from 'node:crypto'
-import { copyFile, readFile, writeFile, rm, lstat, mkdtemp, stat } from 'node:fs/promises'
-import os from 'node:os'
+import { copyFile, readFile, writeFile, lstat, stat } from 'node:fs/promises'
 import { execFile } from 'node:child_process'
 import { promisify } from 'node:util'
 import path from 'node:path'
-import { startAzurite, uploadFile, freePort, type Azurite } from '../helpers/azurite.js'
-import { makeEncryptedImage, type TestImage } from '../helpers/images.js'
-import { startSidecar, stopSidecar, waitReady, sidecarArgs, readFromChild, leftovers, mountWorkspace, type FsConfig, type Sidecar } from '../helpers/remotefs.js'
+import { E2eFixture, freePort, stopSidecar, readFromChild, leftovers, type FsConfig, type Sidecar, type TestImage } from '../helpers/e2e.js'
 import { veritysetupFormat } from '../helpers/verity.js'
 import { runCommand } from '../../src/process/run.js'
 import { TreeGeometry } from '../../src/verity/geometry.js'
@@ -17,25 +14,17 @@ import { FileSource } from '../../src/storage/file-source.js'
 import { Luks2Volume } from '../../src/luks/volume.js'
 
 const exec = promisify(execFile)
-let az: Azurite
+const e2e = new E2eFixture(test)
 let img: TestImage
 let imageBytes: number
 let snp: string
-const cleanups: (() => Promise<void>)[] = []
 const VICTIM = randomBytes(1024 * 1024)
 const FILES = { 'victim.bin': VICTIM, 'intact.txt': 'still intact\n', 'docs/other.txt': 'another intact file\n' }
 
 test.before(async () => {
-  az = await startAzurite()
-  img = await makeEncryptedImage({ fsSizeMiB: 8, files: FILES })
+  img = await e2e.image({ fsSizeMiB: 8, files: FILES })
   imageBytes = (await stat(img.image)).size
-  snp = await mkdtemp(path.join(os.tmpdir(), 'encfs-verity-snp-'))
-})
-test.after.always(async () => {
-  for (const c of cleanups.reverse()) await c().catch(() => {})
-  await img?.cleanup()
-  await az?.stop()
-  if (snp) await rm(snp, { recursive: true, force: true })
+  snp = await e2e.tempDir('encfs-verity-snp-')
 })
 
 /** The 4 KiB data block (of the image as stored) that holds block `n` of a file in the ext4. */
@@ -54,20 +43,17 @@ async function variant(name: string, edit?: (bytes: Buffer) => void | Promise<vo
 }
 
 async function upload(file: string): Promise<string> {
-  return (await uploadFile(az, file, { kind: 'block' })).sasUrl
+  return (await e2e.upload(file, { kind: 'block' })).sasUrl
 }
 
 interface Mounted { sidecar: Sidecar; mp: string; port: number }
 
-async function mount(t: ExecutionContext, filesystems: Partial<FsConfig>[]): Promise<Mounted> {
-  const ws = await mountWorkspace(cleanups)
+async function mount(filesystems: Partial<FsConfig>[]): Promise<Mounted> {
+  const ws = await e2e.workspace()
   const mps = filesystems.map((_, i) => path.join(ws.parent, `fs${i}`))
   const port = await freePort()
   const fss = mps.map((mp, i) => ({ mount_point: mp, raw_key: img.key.toString('hex'), ...filesystems[i] })) as FsConfig[]
-  const sidecar = await startSidecar(sidecarArgs(fss), { args: ['--allow-raw-key', '-port', String(port), '--attestation', 'simulated', '--simulated-state', snp] })
-  cleanups.push(async () => { await stopSidecar(sidecar) })
-  await waitReady(sidecar, mps)
-  t.teardown(async () => { await rm(sidecar.logFile, { force: true }) })
+  const sidecar = await e2e.mount(fss, { args: ['--allow-raw-key', '-port', String(port), '--attestation', 'simulated', '--simulated-state', snp] })
   return { sidecar, mp: mps[0]!, port }
 }
 
@@ -96,7 +82,7 @@ test.serial('images and trees made by veritysetup format mount from Azurite, wit
   const appended = await variant('appended.img')
   const appendedRoot = await veritysetupFormat(appended, appended, { hashOffset: imageBytes, dataBlocks: imageBytes / 4096 })
   const [imageUrl, hashUrl, appendedUrl] = await Promise.all([upload(img.image), upload(hashFile), upload(appended)])
-  const m = await mount(t, [
+  const m = await mount([
     { azure_url: imageUrl, verity: { root_hash: root.toString('hex'), hash_url: hashUrl } },
     { azure_url: appendedUrl, verity: { root_hash: appendedRoot.toString('hex'), hash_offset: imageBytes } },
   ])
@@ -126,7 +112,7 @@ test.serial('a flipped ciphertext byte and a sector copied from another offset: 
     b.copy(b, overwritten * 4096, source * 4096, source * 4096 + 4096)
   })
   const [imageUrl, hashUrl] = await Promise.all([upload(tampered), upload(hashFile)])
-  const m = await mount(t, [{ azure_url: imageUrl, verity: { root_hash: root.toString('hex'), hash_url: hashUrl } }])
+  const m = await mount([{ azure_url: imageUrl, verity: { root_hash: root.toString('hex'), hash_url: hashUrl } }])
   await expectEio(t, path.join(m.mp, 'victim.bin'))
   await expectIntact(t, m.mp)
   // The parts of the victim before the first bad block are intact too, and served.
@@ -149,13 +135,13 @@ test.serial('the blob replaced by an older image under the same key: the rolled-
   const source = await FileSource.open(newer, { writable: true })
   const volume = await Luks2Volume.open(source, img.key)
   const first = (await dataBlockOf('victim.bin', 0)) * 4096 - img.payloadOffset
-  await volume.write!(first, randomBytes(64 * 1024))
+  await volume.write(first, randomBytes(64 * 1024))
   await volume.close()
   const hashFile = path.join(img.dir, 'newer.verity')
   const root = await veritysetupFormat(newer, hashFile)
   // The storage owner puts the older image back (the tree blob is left alone).
   const [imageUrl, hashUrl] = await Promise.all([upload(img.image), upload(hashFile)])
-  const m = await mount(t, [{ azure_url: imageUrl, verity: { root_hash: root.toString('hex'), hash_url: hashUrl } }])
+  const m = await mount([{ azure_url: imageUrl, verity: { root_hash: root.toString('hex'), hash_url: hashUrl } }])
   await expectEio(t, path.join(m.mp, 'victim.bin'))
   await expectIntact(t, m.mp)
   t.regex(await m.sidecar.log(), new RegExp(`INTEGRITY VIOLATION: data block ${first / 4096 + img.payloadOffset / 4096} `))
@@ -174,7 +160,7 @@ test.serial('a flipped byte in the hash tree: EIO for the data under that hash b
   tree[g.blockOffset(0, hb) + 77]! ^= 0x10
   await writeFile(hashFile, tree)
   const [imageUrl, hashUrl] = await Promise.all([upload(img.image), upload(hashFile)])
-  const m = await mount(t, [{ azure_url: imageUrl, verity: { root_hash: root.toString('hex'), hash_url: hashUrl } }])
+  const m = await mount([{ azure_url: imageUrl, verity: { root_hash: root.toString('hex'), hash_url: hashUrl } }])
   await expectEio(t, path.join(m.mp, 'victim.bin'))
   await expectIntact(t, m.mp)
   t.regex(await m.sidecar.log(), new RegExp(`INTEGRITY VIOLATION: hash block ${hb} of tree level 0 .*data blocks ${hb * 128}-${hb * 128 + 127} cannot be verified`))
@@ -193,8 +179,7 @@ test.serial('refused at mount: a wrong root hash, an edited superblock, an older
   bytes.writeBigUInt64LE(BigInt(imageBytes / 4096 - 128), imageBytes + 72)
   await writeFile(edited, bytes)
   // An older image of the same size with a tree of its own, in place of the one pinned.
-  const older = await makeEncryptedImage({ fsSizeMiB: 8, files: { 'intact.txt': 'old\n' }, key: img.key })
-  cleanups.push(() => older.cleanup())
+  const older = await e2e.image({ fsSizeMiB: 8, files: { 'intact.txt': 'old\n' }, key: img.key })
   await veritysetupFormat(older.image, older.image, { hashOffset: imageBytes, dataBlocks: imageBytes / 4096 })
   const cases: [string, string, string][] = [
     [await upload(appended), wrongRoot.toString('hex'), 'VERITY_ROOT_MISMATCH'],
@@ -202,14 +187,12 @@ test.serial('refused at mount: a wrong root hash, an edited superblock, an older
     [await upload(older.image), root.toString('hex'), 'VERITY_ROOT_MISMATCH'],
   ]
   for (const [url, rootHash, code] of cases) {
-    const ws = await mountWorkspace(cleanups)
+    const ws = await e2e.workspace()
     const mp = path.join(ws.parent, 'x')
-    const sidecar = await startSidecar(sidecarArgs([{ mount_point: mp, azure_url: url, raw_key: img.key.toString('hex'), verity: { root_hash: rootHash, hash_offset: imageBytes } }]), { args: ['--allow-raw-key'] })
-    const exit = await sidecar.exited
-    t.not(exit, 0, code)
-    t.regex(sidecar.output(), new RegExp(`verity.*\\[${code}\\]`), code)
+    const r = await e2e.runToEnd([{ mount_point: mp, azure_url: url, raw_key: img.key.toString('hex'), verity: { root_hash: rootHash, hash_offset: imageBytes } }], { args: ['--allow-raw-key'] })
+    t.not(r.code, 0, code)
+    t.regex(r.output, new RegExp(`verity.*\\[${code}\\]`), code)
     await t.throwsAsync(lstat(mp), undefined, 'no mount point')
-    t.deepEqual(await leftovers(sidecar.runtimeDir, [path.join(ws.parent, '.filesystem-0')]), [])
-    await rm(sidecar.logFile, { force: true })
+    t.deepEqual(await leftovers(r.runtimeDir, [path.join(ws.parent, '.filesystem-0')]), [])
   }
 })

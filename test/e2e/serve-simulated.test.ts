@@ -1,20 +1,17 @@
 // `encfs serve --attestation simulated` is self-contained: no hand-built UVM_HOST_AMD_CERTIFICATE.
 import test from 'ava'
 import { spawn } from 'node:child_process'
-import { mkdtemp, rm, writeFile } from 'node:fs/promises'
-import os from 'node:os'
+import { writeFile } from 'node:fs/promises'
 import path from 'node:path'
-import { ENCFS_JS } from '../helpers/remotefs.js'
-import { startSkrStack, type SkrStack } from '../helpers/skr-stack.js'
-import { freePort } from '../../src/demo/azurite.js'
+import { E2eFixture, ENCFS_JS, freePort, waitUntil } from '../helpers/e2e.js'
+import type { SkrStack } from '../helpers/skr-stack.js'
 
+const e2e = new E2eFixture(test)
 let s: SkrStack
-test.before(async () => { s = await startSkrStack() })
-test.after.always(async () => { await s?.stop() })
+test.before(async () => { s = await e2e.skrStack() })
 
 test('encfs serve --attestation simulated answers /attest/maa with only the simulated chip, and says which chain it uses', async (t) => {
-  const ctx = await mkdtemp(path.join(os.tmpdir(), 'encfs-ctx-'))
-  t.teardown(() => rm(ctx, { recursive: true, force: true }))
+  const ctx = await e2e.tempDir('encfs-ctx-')
   const caFile = path.join(s.dir, 'serve-ca.pem')
   await writeFile(caFile, s.ca.join(''))
   const port = await freePort()
@@ -23,9 +20,9 @@ test('encfs serve --attestation simulated answers /attest/maa with only the simu
   const child = spawn(process.execPath, [ENCFS_JS, 'serve', '--attestation', 'simulated', '--simulated-state', `${s.dir}/snp`, '-port', String(port)], { env, stdio: ['ignore', 'ignore', 'pipe'] })
   let log = ''
   child.stderr.on('data', (d: Buffer) => { log += d.toString() })
-  const exited = new Promise((resolve) => child.on('exit', resolve))
+  const exited = new Promise<number | null>((resolve) => child.on('exit', resolve))
   t.teardown(async () => { child.kill('SIGTERM'); await exited })
-  for (let i = 0; i < 200 && !log.includes('"msg":"ready:'); i++) await new Promise((r) => setTimeout(r, 100))
+  await waitUntil('encfs serve to be ready', async () => log.includes('"msg":"ready:'), { exited, timeoutMs: 20_000, details: () => log })
   const res = await fetch(`http://127.0.0.1:${port}/attest/maa`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ maa_endpoint: s.maa.endpoint, runtime_data: Buffer.from('{"k":1}').toString('base64') }) })
   t.is(res.status, 200, await res.clone().text())
   t.truthy((await res.json() as { token?: string }).token)

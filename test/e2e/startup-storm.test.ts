@@ -4,13 +4,11 @@
 // Retry-After (with jitter) where it was given. Kept light for 2 cores: one small image read from
 // a local file, userspace unlock, the cheapest KDF.
 import test from 'ava'
-import { writeFile, mkdtemp, rm } from 'node:fs/promises'
+import { writeFile } from 'node:fs/promises'
 import { randomBytes } from 'node:crypto'
-import os from 'node:os'
 import path from 'node:path'
-import { makeEncryptedImage, type TestImage } from '../helpers/images.js'
-import { startSidecar, stopSidecar, waitReady, sidecarArgs, readFromChild, leftovers, mountWorkspace, type Sidecar } from '../helpers/remotefs.js'
-import { startSkrStack, type SkrStack } from '../helpers/skr-stack.js'
+import { E2eFixture, stopSidecar, waitReady, readFromChild, leftovers, type Sidecar, type TestImage } from '../helpers/e2e.js'
+import type { SkrStack } from '../helpers/skr-stack.js'
 import { startFaultProxy, type FaultProxy } from '../helpers/fault-proxy.js'
 import { createServerPki } from '../../src/emulators/pki.js'
 import { importKey, releasePolicy } from '../../src/skr/import-key.js'
@@ -19,6 +17,7 @@ const PODS = 20
 /** Measured on the 2-core development VM (docs/startup-storms.md): about 25-45 s; the bound leaves room for a loaded machine. */
 const BOUND_MS = 120_000
 
+const e2e = new E2eFixture(test)
 let s: SkrStack
 let maa: FaultProxy
 let akv: FaultProxy
@@ -26,28 +25,21 @@ let img: TestImage
 let caFile: string
 let emptyContext: string
 const octKey = randomBytes(32)
-const cleanups: (() => Promise<void>)[] = []
 
 test.before(async () => {
-  s = await startSkrStack()
+  s = await e2e.skrStack()
   const pki = await createServerPki(['127.0.0.1'], 'encfs storm proxy CA')
   const throttle = { every: 3, faults: ['429-retry-after', '429'] as const }
   maa = await startFaultProxy({ port: Number(s.maa.endpoint.split(':')[1]), tls: { pki, targetCa: s.maa.caPem } }, { ...throttle, faults: [...throttle.faults] })
   akv = await startFaultProxy({ port: Number(s.akv.endpoint.split(':')[1]), tls: { pki, targetCa: s.akv.caPem } }, { ...throttle, faults: [...throttle.faults] })
+  e2e.defer(() => maa.stop())
+  e2e.defer(() => akv.stop())
   caFile = path.join(s.dir, 'storm-ca.pem')
   await writeFile(caFile, [...s.ca, pki.caPem].join(''))
-  emptyContext = await mkdtemp(path.join(os.tmpdir(), 'encfs-ctx-'))
+  emptyContext = await e2e.tempDir('encfs-ctx-')
   const bearer = (await s.authority.issue(s.akv.audience, 'operator')).token
   await importKey({ akvEndpoint: s.akv.endpoint, name: 'storm-key', key: { kty: 'oct-HSM', k: octKey.toString('base64url') }, policy: releasePolicy(s.maa.endpoint, [[{ claim: 'x-ms-sevsnpvm-hostdata', equals: s.hostData.toString('hex') }]]), bearer, ca: s.ca })
-  img = await makeEncryptedImage({ key: octKey, files: { 'hello.txt': 'mounted in a storm\n' } })
-})
-test.after.always(async () => {
-  for (const c of cleanups.reverse()) await c().catch(() => {})
-  await img?.cleanup()
-  await maa?.stop()
-  await akv?.stop()
-  await s?.stop()
-  if (emptyContext) await rm(emptyContext, { recursive: true, force: true })
+  img = await e2e.image({ key: octKey, files: { 'hello.txt': 'mounted in a storm\n' } })
 })
 
 test('20 remotefs starting at once against a throttling MAA and Key Vault all mount, waiting Retry-After with jitter', async (t) => {
@@ -60,13 +52,12 @@ test('20 remotefs starting at once against a throttling MAA and Key Vault all mo
     UVM_HOST_AMD_CERTIFICATE: Buffer.from(JSON.stringify(s.uvm.hostAmdCertificate)).toString('base64'),
   }
   // Each pod in its own directory, as each pod has its own volume.
-  const mountPoints = await Promise.all(Array.from({ length: PODS }, async (_, i) => path.join((await mountWorkspace(cleanups)).parent, `pod${i}`)))
+  const mountPoints = await Promise.all(Array.from({ length: PODS }, async (_, i) => path.join((await e2e.workspace()).parent, `pod${i}`)))
   const started = Date.now()
-  const pods: Sidecar[] = await Promise.all(mountPoints.map((mp) => startSidecar(sidecarArgs([{
+  const pods: Sidecar[] = await Promise.all(mountPoints.map((mp) => e2e.sidecar([{
     mount_point: mp, azure_url: `file://${img.image}`, unlock: 'userspace',
     key: { kid: 'storm-key', kty: 'oct-HSM', authority: { endpoint: maa.endpoint }, akv: { endpoint: akv.endpoint, bearer_token: bearer } },
-  }]), { args: ['--attestation', 'simulated', '--simulated-state', `${s.dir}/snp`], env })))
-  for (const p of pods) cleanups.push(async () => { await stopSidecar(p); await rm(p.logFile, { force: true }) })
+  }], { args: ['--attestation', 'simulated', '--simulated-state', `${s.dir}/snp`], env })))
   await Promise.all(pods.map((p, i) => waitReady(p, [mountPoints[i]!], BOUND_MS)))
   const took = Date.now() - started
   t.log(`${PODS} pods ready in ${took} ms; MAA ${JSON.stringify(maa.counts)}, Key Vault ${JSON.stringify(akv.counts)}`)

@@ -8,34 +8,24 @@ import test from 'ava'
 import { createHash, randomBytes } from 'node:crypto'
 import { execFile } from 'node:child_process'
 import { promisify } from 'node:util'
-import { rm } from 'node:fs/promises'
 import path from 'node:path'
-import { startAzurite, uploadFile, type Azurite } from '../helpers/azurite.js'
-import { makeEncryptedImage, type TestImage } from '../helpers/images.js'
-import { startSidecar, stopSidecar, waitReady, sidecarArgs, leftovers, mountWorkspace, type Sidecar } from '../helpers/remotefs.js'
+import { E2eFixture, stopSidecar, leftovers, type Sidecar, type TestImage } from '../helpers/e2e.js'
 import { startFaultProxy, ALL_FAULTS } from '../helpers/fault-proxy.js'
 
 const exec = promisify(execFile)
-let az: Azurite
+const e2e = new E2eFixture(test)
 let img: TestImage
 const files: Record<string, Buffer> = {
   'big.bin': randomBytes(6 * 1024 * 1024),
   'mid.bin': randomBytes(1536 * 1024),
   'docs/small.txt': Buffer.from('small and important\n'),
 }
-const cleanups: (() => Promise<void>)[] = []
 // Small blocks and a small cache: many requests, so that faults hit every kind of read.
 const cache = { block_size_kib: 256, memory_mib: 2, readahead_blocks: 2 }
 const tenPercent = { every: 10, faults: ALL_FAULTS }
 
 test.before(async () => {
-  az = await startAzurite()
-  img = await makeEncryptedImage({ fsSizeMiB: 16, files })
-})
-test.after.always(async () => {
-  for (const c of cleanups.reverse()) await c().catch(() => {})
-  await img?.cleanup()
-  await az?.stop()
+  img = await e2e.image({ fsSizeMiB: 16, files })
 })
 
 const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex')
@@ -61,20 +51,17 @@ async function dropCaches(sidecar: Sidecar, mp: string): Promise<void> {
   }
 }
 
-async function mount(url: string, mp: string, readWrite = false): Promise<Sidecar> {
-  const sidecar = await startSidecar(sidecarArgs([{ mount_point: mp, azure_url: url, raw_key: img.key.toString('hex'), read_write: readWrite, cache }]), { args: ['--allow-raw-key'] })
-  cleanups.push(async () => { await stopSidecar(sidecar); await rm(sidecar.logFile, { force: true }) })
-  await waitReady(sidecar, [mp], 120_000)
-  return sidecar
+function mount(url: string, mp: string, readWrite = false): Promise<Sidecar> {
+  return e2e.mount([{ mount_point: mp, azure_url: url, raw_key: img.key.toString('hex'), read_write: readWrite, cache }], { args: ['--allow-raw-key'], readyMs: 120_000 })
 }
 
 /** The image uploaded as `blob`, a fault proxy in front of Azurite, and remotefs mounting it through the proxy. */
 async function faultyMount(blob: string, o: { kind: 'block' | 'page'; name: string; faults?: boolean }) {
-  const { sasUrl } = await uploadFile(az, img.image, { kind: o.kind, blob })
+  const { sasUrl } = await e2e.upload(img.image, { kind: o.kind, blob })
   const proxy = await startFaultProxy({ port: Number(new URL(sasUrl).port) })
-  cleanups.push(() => proxy.stop())
+  e2e.defer(() => proxy.stop())
   if (o.faults) proxy.setPlan(tenPercent)
-  const ws = await mountWorkspace(cleanups)
+  const ws = await e2e.workspace()
   const mp = path.join(ws.parent, o.name)
   const sidecar = await mount(proxy.via(sasUrl), mp, o.kind === 'page')
   return { sasUrl, proxy, ws, mp, sidecar }
@@ -130,7 +117,7 @@ test.serial('read-write under 10 % faults: writes and fsyncs succeed, and after 
   t.is(await stopSidecar(writer), 0, 'the flush at unmount succeeds through the faults')
   t.true(proxy.counts['429'] + proxy.counts['503'] + proxy.counts.reset > 0, JSON.stringify(proxy.counts))
   // Straight from storage, no faults: what fsync acknowledged is there.
-  const ws2 = await mountWorkspace(cleanups)
+  const ws2 = await e2e.workspace()
   const reader = await mount(sasUrl, path.join(ws2.parent, 'check'))
   t.is((await readHash(path.join(ws2.parent, 'check', 'written.bin'))).sum, sha(written))
   t.is((await readHash(path.join(ws2.parent, 'check', 'big.bin'))).sum, sha(files['big.bin']!), 'what was there before is intact')

@@ -2,40 +2,33 @@
 // by real veritysetup; encfs upload of both; the printed configuration mounted from Azurite;
 // encfs inspect and encfs verify.
 import test, { type ExecutionContext } from 'ava'
-import { mkdir, writeFile, readFile, rm, stat } from 'node:fs/promises'
+import { mkdir, writeFile, readFile, stat } from 'node:fs/promises'
 import path from 'node:path'
 import { randomBytes } from 'node:crypto'
-import { BlobSASPermissions, StorageSharedKeyCredential, generateBlobSASQueryParameters } from '@azure/storage-blob'
-import { startAzurite, type Azurite } from '../helpers/azurite.js'
-import { runEncfs, startSidecar, stopSidecar, waitReady, sidecarArgs, readFromChild, tempDir, mountWorkspace } from '../helpers/remotefs.js'
+import { E2eFixture, blobSas, runEncfs, stopSidecar, readFromChild, type Azurite } from '../helpers/e2e.js'
 import { veritysetupVerify } from '../helpers/verity.js'
 
+const e2e = new E2eFixture(test)
 let az: Azurite
-let work: { dir: string; cleanup(): Promise<void> }
-const cleanups: (() => Promise<void>)[] = []
+let work: string
 const KEY = randomBytes(32)
 const FILES: Record<string, Buffer> = { 'a.txt': Buffer.from('packed with a hash tree\n'), 'b/c.bin': randomBytes(200_000) }
 
 test.before(async () => {
-  az = await startAzurite()
-  work = await tempDir('encfs-verity-cli-')
+  az = await e2e.azurite()
+  work = await e2e.tempDir('encfs-verity-cli-')
   for (const [rel, content] of Object.entries(FILES)) {
-    await mkdir(path.dirname(path.join(work.dir, 'files', rel)), { recursive: true })
-    await writeFile(path.join(work.dir, 'files', rel), content)
+    await mkdir(path.dirname(path.join(work, 'files', rel)), { recursive: true })
+    await writeFile(path.join(work, 'files', rel), content)
   }
-  await writeFile(path.join(work.dir, 'key.bin'), KEY)
-})
-test.after.always(async () => {
-  for (const c of cleanups.reverse()) await c().catch(() => {})
-  await work?.cleanup()
-  await az?.stop()
+  await writeFile(path.join(work, 'key.bin'), KEY)
 })
 
 const encfs = runEncfs
 
 async function pack(name: string, extra: string[]): Promise<{ image: string; out: string; verity: { root_hash: string; hash_offset?: number; hash_url?: string } }> {
-  const image = path.join(work.dir, name)
-  const r = await encfs(['pack', '--from', path.join(work.dir, 'files'), '--out', image, '--key-file', path.join(work.dir, 'key.bin'), '--iterations', '1000', ...extra])
+  const image = path.join(work, name)
+  const r = await encfs(['pack', '--from', path.join(work, 'files'), '--out', image, '--key-file', path.join(work, 'key.bin'), '--iterations', '1000', ...extra])
   if (r.code !== 0) throw new Error(r.stderr)
   const json = /"verity": (\{.*\})/.exec(r.stdout)?.[1]
   if (!json) throw new Error(`no verity JSON in: ${r.stdout}`)
@@ -43,21 +36,16 @@ async function pack(name: string, extra: string[]): Promise<{ image: string; out
 }
 
 function sas(container: string, blob: string, permissions: string): string {
-  const cred = new StorageSharedKeyCredential(az.accountName, az.accountKey)
-  const q = generateBlobSASQueryParameters({ containerName: container, blobName: blob, permissions: BlobSASPermissions.parse(permissions), startsOn: new Date(Date.now() - 60_000), expiresOn: new Date(Date.now() + 3600_000) }, cred).toString()
-  return `${az.blobEndpoint}/${container}/${blob}?${q}`
+  return `${az.blobEndpoint}/${container}/${blob}?${blobSas(az, container, blob, permissions)}`
 }
 
 /** Mounts the uploaded image with the printed verity member, as the pod would, and reads every file. */
 async function mountAndRead(t: ExecutionContext, url: string, verity: Record<string, unknown>): Promise<void> {
-  const ws = await mountWorkspace(cleanups)
+  const ws = await e2e.workspace()
   const mp = path.join(ws.parent, 'share')
-  const sidecar = await startSidecar(sidecarArgs([{ mount_point: mp, azure_url: url, raw_key: KEY.toString('hex'), verity }]), { args: ['--allow-raw-key'] })
-  cleanups.push(async () => { await stopSidecar(sidecar) })
-  await waitReady(sidecar, [mp])
+  const sidecar = await e2e.mount([{ mount_point: mp, azure_url: url, raw_key: KEY.toString('hex'), verity }], { args: ['--allow-raw-key'] })
   for (const [rel, content] of Object.entries(FILES)) t.true((await readFromChild(path.join(mp, rel))).equals(content), rel)
   t.is(await stopSidecar(sidecar), 0)
-  await rm(sidecar.logFile, { force: true })
 }
 
 test.serial('encfs pack --verity appends a tree that veritysetup verify accepts; inspect shows it; verify checks it; upload prints the configuration; it mounts', async (t) => {
@@ -90,7 +78,7 @@ test.serial('encfs pack --verity appends a tree that veritysetup verify accepts;
 })
 
 test.serial('encfs pack --hash-out writes the tree apart (veritysetup verify accepts it); encfs upload --hash-file uploads both and prints hash_url; it mounts', async (t) => {
-  const hashOut = path.join(work.dir, 'sep.verity')
+  const hashOut = path.join(work, 'sep.verity')
   const { image, verity } = await pack('separate.img', ['--verity', '--hash-out', hashOut])
   t.is(verity.hash_url, '<blob URL of the hash tree>')
   const vs = await veritysetupVerify(image, hashOut, Buffer.from(verity.root_hash, 'hex'))
@@ -118,7 +106,7 @@ test.serial('encfs verify lists modified blocks and exits non-zero; a wrong root
   t.regex(bad.stderr, /^encfs: 1 of \d+ data blocks do not match root hash .*\[VERITY_IMAGE_MODIFIED\]\n$/)
   const wrong = await encfs(['verify', image, '--root-hash', 'ab'.repeat(32)])
   t.regex(wrong.stderr, /^encfs: .*does not match verity\.root_hash .*\[VERITY_ROOT_MISMATCH\]\n$/)
-  const none = await encfs(['verify', path.join(work.dir, 'separate.img'), '--root-hash', verity.root_hash])
+  const none = await encfs(['verify', path.join(work, 'separate.img'), '--root-hash', verity.root_hash])
   t.regex(none.stderr, /no hash tree appended to the image; give it with --hash.*\[VERITY_NO_SUPERBLOCK\]/)
   const malformed = await encfs(['verify', image, '--root-hash', 'xyz'])
   t.regex(malformed.stderr, /--root-hash must be 64 hex digits.*\[VERITY_BAD_ROOT_HASH\]/)

@@ -13,7 +13,8 @@ import { SliceSource } from '../../src/storage/slice-source.js'
 import { Luks2Volume } from '../../src/luks/volume.js'
 import { makeEncryptedImage } from '../helpers/images.js'
 import { MemorySource, WritableMemorySource } from '../helpers/memory-source.js'
-import { tempDir, readFromChild } from '../helpers/remotefs.js'
+import { readFromChild } from '../helpers/remotefs.js'
+import { tempDir } from '../helpers/temp.js'
 
 const exec = promisify(execFile)
 const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex')
@@ -94,7 +95,7 @@ for (const backend of BACKENDS) {
   test(`${backend}: writes through a block cache reach the source once fsync returns, and read back at once`, async (t) => {
     const tmp = await tempDir()
     const source = new WritableMemorySource(8 * MiB)
-    const cache = new BlockCache(source, { blockSize: MiB, memoryBytes: 16 * MiB, writeBackIntervalMs: 60_000 })
+    const cache = BlockCache.over(source, { blockSize: MiB, memoryBytes: 16 * MiB, writeBackIntervalMs: 60_000 })
     const server = await mountFileServer({ backend, mountpoint: `${tmp.dir}/fuse`, files: [{ name: 'data', source: cache, writable: true }] })
     try {
       const { stdout } = await exec('stat', ['-c', '%a', server.pathOf('data')])

@@ -1,2 +1,2 @@
 // The Azurite launcher lives in src/demo (the demo uses it too); tests use it from here.
-export { startAzurite, uploadFile, freePort, type Azurite, type UploadOptions } from '../../src/demo/azurite.js'
+export { startAzurite, uploadFile, blobSas, freePort, type Azurite, type UploadOptions } from '../../src/demo/azurite.js'

@@ -54,6 +54,7 @@ export class WritableMemorySource extends MemorySource {
   failWrites = false
   readonly writeLog: { offset: number; length: number }[] = []
   flushes = 0
+  private readonly landing: { count: number; resolve: () => void }[] = []
 
   async write(offset: number, data: Buffer): Promise<void> {
     checkRange(this.size, offset, data.length)
@@ -62,6 +63,16 @@ export class WritableMemorySource extends MemorySource {
     if (this.failWrites) throw new Error('injected write failure')
     this.writeLog.push({ offset, length: data.length })
     data.copy(this.bytes, offset)
+    for (const w of this.landing.filter((l) => l.count <= this.writeLog.length)) {
+      this.landing.splice(this.landing.indexOf(w), 1)
+      w.resolve()
+    }
+  }
+
+  /** Resolves once `count` writes have landed in all (what a test awaits instead of sleeping). */
+  writesLanded(count: number): Promise<void> {
+    if (this.writeLog.length >= count) return Promise.resolve()
+    return new Promise((resolve) => this.landing.push({ count, resolve }))
   }
 
   async flush(): Promise<void> {

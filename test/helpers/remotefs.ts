@@ -1,10 +1,10 @@
 import { spawn, execFile, type ChildProcess } from 'node:child_process'
 import { promisify } from 'node:util'
-import { lstat, mkdir, mkdtemp, rm, readFile, stat } from 'node:fs/promises'
-import { setTimeout as sleep } from 'node:timers/promises'
+import { lstat, mkdtemp, readFile, stat } from 'node:fs/promises'
 import os from 'node:os'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
+import { waitFor } from '../../src/retry/retry.js'
 
 const exec = promisify(execFile)
 const here = path.dirname(fileURLToPath(import.meta.url))
@@ -63,16 +63,40 @@ export async function startSidecar(b64: string | undefined, o: SidecarOptions = 
  * sidecar has logged that it is ready (a killed run's stale symlink must not count), or it exits.
  */
 export async function waitReady(sidecar: Sidecar, mountPoints: string[], timeoutMs = 90_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs
-  let code: number | null | undefined
-  void sidecar.exited.then((c) => { code = c })
-  for (;;) {
+  await waitUntil('remotefs to be ready', async () => {
     const ready = await Promise.all(mountPoints.map((p) => lstat(p).then((s) => s.isSymbolicLink(), () => false)))
-    if (ready.every(Boolean) && (await sidecar.log()).includes('"msg":"ready:')) return
-    if (code !== undefined) throw new Error(`remotefs exited with ${code} before it was ready:\n${sidecar.output()}\n${await sidecar.log()}`)
-    if (Date.now() > deadline) throw new Error(`remotefs not ready after ${timeoutMs} ms:\n${sidecar.output()}\n${await sidecar.log()}`)
-    await sleep(100)
-  }
+    return ready.every(Boolean) && (await sidecar.log()).includes('"msg":"ready:')
+  }, { exited: sidecar.exited, timeoutMs, details: async () => `${sidecar.output()}\n${await sidecar.log()}` })
+}
+
+/** Resolves once `sidecar` has logged a line matching `pattern`; its exit first, or the timeout, is an error. */
+export async function waitForLog(sidecar: Sidecar, pattern: RegExp, timeoutMs = 60_000): Promise<void> {
+  await waitUntil(`remotefs to log ${pattern}`, async () => pattern.test(await sidecar.log()), { exited: sidecar.exited, timeoutMs, intervalMs: 50, details: async () => `${sidecar.output()}\n${await sidecar.log()}` })
+}
+
+export interface WaitOptions {
+  /** The process whose exit ends the wait with an error (it will not get there any more). */
+  exited?: Promise<number | null>
+  timeoutMs?: number
+  intervalMs?: number
+  /** What to show when the wait fails (the process's output, its log). */
+  details?: () => string | Promise<string>
+}
+
+/**
+ * Asks `check` until it holds. Waiting for a child process or a file to get somewhere can only
+ * poll; a failure says what was awaited and shows `details()` instead of hanging until ava's timeout.
+ */
+export async function waitUntil(what: string, check: () => Promise<boolean>, o: WaitOptions = {}): Promise<void> {
+  let code: number | null | undefined
+  void o.exited?.then((c) => { code = c })
+  const fail = async (why: string) => new Error(`${why} while waiting for ${what}${o.details ? `:\n${await o.details()}` : ''}`)
+  const ok = await waitFor(async () => {
+    if (await check()) return true
+    if (code !== undefined) throw await fail(`exited with ${code}`)
+    return false
+  }, { intervalMs: o.intervalMs ?? 100, timeoutMs: o.timeoutMs ?? 90_000 })
+  if (!ok) throw await fail(`timed out after ${o.timeoutMs ?? 90_000} ms`)
 }
 
 export async function stopSidecar(sidecar: Sidecar, signal: NodeJS.Signals = 'SIGTERM'): Promise<number | null> {
@@ -84,9 +108,9 @@ export async function stopSidecar(sidecar: Sidecar, signal: NodeJS.Signals = 'SI
 }
 
 /** Runs the encfs CLI as a user does; resolves with its exit code and output (never rejects on a non-zero exit). */
-export async function runEncfs(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+export async function runEncfs(args: string[], o: { env?: Record<string, string> } = {}): Promise<{ code: number; stdout: string; stderr: string }> {
   try {
-    const { stdout, stderr } = await exec(process.execPath, [ENCFS_JS, ...args], { timeout: 240_000 })
+    const { stdout, stderr } = await exec(process.execPath, [ENCFS_JS, ...args], { timeout: 240_000, ...(o.env ? { env: { ...process.env, ...o.env } } : {}) })
     return { code: 0, stdout, stderr }
   } catch (err) {
     const e = err as { code?: number; stdout?: string; stderr?: string }
@@ -116,18 +140,4 @@ export async function leftovers(runtimeDir: string, mountDirs: string[]): Promis
   const { stdout } = await exec('losetup', ['--list', '--noheadings', '--output', 'NAME,BACK-FILE'])
   for (const line of stdout.split('\n')) if (line.includes(runtimeDir)) found.push(`loop: ${line.trim()}`)
   return found
-}
-
-export async function tempDir(prefix = 'encfs-e2e-'): Promise<{ dir: string; cleanup(): Promise<void> }> {
-  const dir = await mkdtemp(path.join(os.tmpdir(), prefix))
-  return { dir, cleanup: () => rm(dir, { recursive: true, force: true }) }
-}
-
-/** A temporary directory with an empty `mnt` folder to put mount points in; removed by `cleanups`. */
-export async function mountWorkspace(cleanups: (() => Promise<void>)[]): Promise<{ dir: string; parent: string }> {
-  const tmp = await tempDir()
-  cleanups.push(() => tmp.cleanup())
-  const parent = path.join(tmp.dir, 'mnt')
-  await mkdir(parent)
-  return { dir: tmp.dir, parent }
 }

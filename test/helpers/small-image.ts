@@ -1,6 +1,5 @@
 import { randomBytes } from 'node:crypto'
-import { open, mkdtemp, rm } from 'node:fs/promises'
-import os from 'node:os'
+import { open } from 'node:fs/promises'
 import path from 'node:path'
 import { formatLuks2, DATA_OFFSET, type FormatOptions } from '../../src/luks/format.js'
 import { SectorCipher } from '../../src/luks/sector-cipher.js'
@@ -34,11 +33,6 @@ export async function makeSmallImage(dir: string, o: Omit<FormatOptions, 'passph
     await fh.close()
   }
   return { file, key, plaintext }
-}
-
-export async function tempDirFor(prefix: string): Promise<{ dir: string; cleanup(): Promise<void> }> {
-  const dir = await mkdtemp(path.join(os.tmpdir(), prefix))
-  return { dir, cleanup: () => rm(dir, { recursive: true, force: true }) }
 }
 
 /**

@@ -12,14 +12,15 @@ import { readLuks2Header } from '../../src/luks/header.js'
 import { deriveKey, pbkdf2Async } from '../../src/luks/kdf.js'
 import { LuksError } from '../../src/luks/errors.js'
 import { editHeader, openRefusal } from '../helpers/luks-edit.js'
-import { makeSmallImage, tempDirFor, cloneKeyslot, type SmallImage } from '../helpers/small-image.js'
+import { makeSmallImage, cloneKeyslot, type SmallImage } from '../helpers/small-image.js'
+import { tempDir } from '../helpers/temp.js'
 
 let work: { dir: string; cleanup(): Promise<void> }
 let base: SmallImage
 let n = 0
 
 test.before(async () => {
-  work = await tempDirFor('encfs-hostile-')
+  work = await tempDir('encfs-hostile-')
   base = await makeSmallImage(work.dir, { name: 'base.img' })
 })
 test.after.always(async () => {

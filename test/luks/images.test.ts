@@ -9,7 +9,7 @@ import { pino } from 'pino'
 import { FileSource } from '../../src/storage/file-source.js'
 import { Luks2Volume } from '../../src/luks/volume.js'
 import { readLuks2Header } from '../../src/luks/header.js'
-import { makeEncryptedImage, type ImageOptions, type TestImage } from '../../src/demo/test-image.js'
+import { makeEncryptedImage, type ImageOptions, type TestImage } from '../helpers/images.js'
 
 const exec = promisify(execFile)
 const images: TestImage[] = []
@@ -139,19 +139,4 @@ test('R8: 64k metadata, label, a second keyslot with priority prefer, and a toke
   const volume = await Luks2Volume.open(await FileSource.open(img.image), img.key, { logger })
   await volume.close()
   t.deepEqual(tried, ['1', '0'], 'keyslot 1 (priority prefer) is tried before keyslot 0')
-})
-
-test('unaligned reads return exactly the bytes asked for', async (t) => {
-  const img = await image({ sectorSize: 4096 })
-  const plain = await FileSource.open(img.plain)
-  const volume = await Luks2Volume.open(await FileSource.open(img.image), img.key)
-  try {
-    for (const [off, len] of [[0, 1], [4095, 2], [1, 8191], [123_457, 70_001], [plain.size - 3, 3], [5000, 0]] as const) {
-      t.deepEqual(await volume.read(off, len), await plain.read(off, len), `read(${off}, ${len})`)
-    }
-    await t.throwsAsync(volume.read(volume.size - 1, 2), { instanceOf: RangeError })
-  } finally {
-    await volume.close()
-    await plain.close()
-  }
 })

@@ -11,7 +11,7 @@ import { FileSource } from '../../src/storage/file-source.js'
 import { Luks2Volume } from '../../src/luks/volume.js'
 import { readLuksHeader } from '../../src/luks/header.js'
 import { unlockAnyVolumeKey } from '../../src/luks/volume-key.js'
-import { makeEncryptedImage, type TestImage } from '../../src/demo/test-image.js'
+import { makeEncryptedImage, type TestImage } from '../helpers/images.js'
 
 const exec = promisify(execFile)
 const env = { ...process.env, PATH: `${process.env.PATH}:/usr/sbin:/sbin` }
@@ -93,7 +93,7 @@ test('luksFormat --type luks1: encfs opens cryptsetup\'s volume key, and what en
 
   const plaintext = randomBytes(1024 * 1024 + 1234)
   const volume = await Luks2Volume.open(await FileSource.open(image, { writable: true }), formatted.key)
-  await volume.write!(4096 + 7, plaintext)
+  await volume.write(4096 + 7, plaintext)
   await volume.close()
   // Independent check: cryptsetup converts the header and decrypts the payload offline.
   await cryptsetup(['convert', '--type', 'luks2', '-q', image])

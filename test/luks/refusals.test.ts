@@ -9,7 +9,7 @@ import { pino } from 'pino'
 import { FileSource } from '../../src/storage/file-source.js'
 import { Luks2Volume } from '../../src/luks/volume.js'
 import { readLuks2Header } from '../../src/luks/header.js'
-import { makeEncryptedImage, type TestImage } from '../../src/demo/test-image.js'
+import { makeEncryptedImage, type TestImage } from '../helpers/images.js'
 import { editHeader, corruptJson, openRefusal } from '../helpers/luks-edit.js'
 
 const exec = promisify(execFile)

@@ -11,7 +11,8 @@ import { silentLogger } from '../../src/log/logger.js'
 import { LuksError } from '../../src/luks/errors.js'
 import type { FilesystemPlan } from '../../src/config/plan.js'
 import { makeEncryptedImage, type TestImage } from '../helpers/images.js'
-import { readFromChild, tempDir } from '../helpers/remotefs.js'
+import { readFromChild } from '../helpers/remotefs.js'
+import { tempDir } from '../helpers/temp.js'
 
 // device-mapper does not exist on the development machine: the kernel path is checked up to the
 // exact commands it runs, with a runner that records them and plays cryptsetup / mount.

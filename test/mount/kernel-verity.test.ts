@@ -9,7 +9,8 @@ import { silentLogger } from '../../src/log/logger.js'
 import type { FilesystemPlan } from '../../src/config/plan.js'
 import type { VerityPlan } from '../../src/verity/open-verity.js'
 import { makeEncryptedImage, type TestImage } from '../helpers/images.js'
-import { readFromChild, tempDir } from '../helpers/remotefs.js'
+import { readFromChild } from '../helpers/remotefs.js'
+import { tempDir } from '../helpers/temp.js'
 import { veritysetupFormat } from '../helpers/verity.js'
 
 // device-mapper does not exist on the development machine: the kernel path is checked up to the

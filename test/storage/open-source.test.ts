@@ -1,6 +1,7 @@
 import test from 'ava'
 import { openSource } from '../../src/storage/open-source.js'
-import { StorageError, redactUrl } from '../../src/storage/errors.js'
+import { StorageError } from '../../src/storage/errors.js'
+import { redactUrl } from '../../src/log/redact.js'
 
 test('openSource refuses locations that are neither a blob URL nor a local image, without echoing a SAS', async (t) => {
   for (const location of ['ftp://example.com/image.img?sv=2024&sig=SECRETSIG', 'relative/image.img', 'c:\\image.img', '']) {

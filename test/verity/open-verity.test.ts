@@ -5,7 +5,7 @@ import path from 'node:path'
 import { openVerity } from '../../src/verity/open-verity.js'
 import { silentLogger } from '../../src/log/logger.js'
 import { MemorySource } from '../helpers/memory-source.js'
-import { tempDir } from '../helpers/remotefs.js'
+import { tempDir } from '../helpers/temp.js'
 import { veritysetupFormat } from '../helpers/verity.js'
 
 test('a hash_url that cannot be opened is named as the hash tree, and the image is left to its owner', async (t) => {

@@ -7,7 +7,7 @@ import { parseSuperblock, encodeSuperblock, newSuperblock } from '../../src/veri
 import { TreeGeometry, appendedDataBlocks } from '../../src/verity/geometry.js'
 import { hashBlocks, hashBlock } from '../../src/verity/hash-blocks.js'
 import { MemorySource } from '../helpers/memory-source.js'
-import { tempDir } from '../helpers/remotefs.js'
+import { tempDir } from '../helpers/temp.js'
 import { veritysetupFormat, veritysetupVerify } from '../helpers/verity.js'
 
 async function buildInMemory(data: Buffer, o: { salt?: Buffer; uuid?: string } = {}) {
