@@ -33,6 +33,7 @@ export function apiPort(flag: number | undefined, env: NodeJS.ProcessEnv = proce
   return { port: given, explicit: true }
 }
 import { FUSE_BACKEND_MODES, type FuseBackendMode } from '../fuse/backend.js'
+import { BLOB_HTTP_MODES, type BlobHttpMode } from '../storage/blob-http.js'
 
 function envFlag(value: string | undefined): boolean {
   return value !== undefined && /^(1|true|yes|on)$/i.test(value.trim())
@@ -51,6 +52,7 @@ export function parseRemotefsArgs(argv: string[], env: NodeJS.ProcessEnv = proce
     .option('unlock', { type: 'string', choices: ['auto', 'kernel', 'userspace'] as const, default: env.EncfsUnlock || 'auto', describe: 'decrypt with dm-crypt (kernel) or in encfs (userspace)' })
     .option('mounter', { type: 'string', choices: ['auto', 'loop', 'fuse2fs'] as const, default: env.EncfsMounter || 'auto', describe: 'mount ext4 with a loop device or with fuse2fs' })
     .option('fuse', { type: 'string', choices: FUSE_BACKEND_MODES, default: env.EncfsFuse || 'auto', describe: 'FUSE backend: libfuse3 (encfs\'s native data plane), libfuse2 (fuse-native), or auto (libfuse3 when its addon loads; env EncfsFuse)' })
+    .option('http', { type: 'string', choices: BLOB_HTTP_MODES, default: env.EncfsHttp || 'auto', describe: 'HTTP client of blob reads: native (libcurl on its own thread), node (the SDK\'s pipeline), or auto (native when its addon loads; env EncfsHttp)' })
     .option('attestation', { type: 'string', choices: ATTESTATION_MODES, default: env.EncfsAttestation || 'auto', describe: 'SEV-SNP report source for key release (env EncfsAttestation); simulated is for the local stack only' })
     .option('lease-wait', { type: 'number', default: Number(env.EncfsLeaseWait) || 75, describe: 'read-write: seconds to wait for another writer\'s blob lease to be released or expire (env EncfsLeaseWait)' })
     .option('port', { type: 'number', describe: `port of the attestation and key release API on localhost (env Port; default ${DEFAULT_API_PORT}: if that one is taken, remotefs mounts anyway without the API)` })
@@ -195,6 +197,7 @@ export async function main(argv: string[]): Promise<void> {
       leaseWaitMs: args['lease-wait'] * 1000,
       kdfBudget: kdfBudgetFrom(args),
       fuse: args.fuse as FuseBackendMode,
+      http: args.http as BlobHttpMode,
       identity: config.azure_info?.identity,
       logger,
       signal: controller.signal,

@@ -11,6 +11,7 @@ import { MountError } from './errors.js'
 import type { KdfBudget } from '../luks/kdf-budget.js'
 import type { StateDetail } from '../api/status.js'
 import { chooseFuseBackend, type FuseBackendMode } from '../fuse/backend.js'
+import { chooseBlobHttp, type BlobHttpMode } from '../storage/blob-http.js'
 
 export interface RemotefsOptions {
   plans: FilesystemPlan[]
@@ -26,6 +27,8 @@ export interface RemotefsOptions {
   signal?: AbortSignal
   /** FUSE backend: auto (libfuse3 addon when it loads, else fuse-native), libfuse3 or libfuse2. */
   fuse?: FuseBackendMode
+  /** HTTP client of blob reads: auto (libcurl addon when it loads, else the SDK's pipeline), native or node. */
+  http?: BlobHttpMode
   /** Told of every filesystem's state as it changes (the API's /status). */
   onState?: (index: number, state: 'mounting' | 'mounted' | 'failed' | 'unmounting' | 'unmounted', detail?: StateDetail) => void
 }
@@ -49,6 +52,8 @@ export async function startRemotefs(o: RemotefsOptions): Promise<Remotefs> {
   logger.info({ caps }, 'platform capabilities')
   const fuse = chooseFuseBackend(o.fuse ?? 'auto')
   logger.info({ backend: fuse.backend, reason: fuse.reason }, `FUSE backend ${fuse.backend} (${fuse.reason})`)
+  const http = chooseBlobHttp(o.http ?? 'auto')
+  logger.info({ http: http.client, reason: http.reason }, `blob reads over ${http.client === 'native' ? 'libcurl' : 'the Node.js SDK pipeline'} (${http.reason})`)
 
   const claim = await claimRuntimeDir(o.runtimeDir)
   const mounted: MountedFilesystem[] = []
@@ -70,7 +75,7 @@ export async function startRemotefs(o: RemotefsOptions): Promise<Remotefs> {
     for (const plan of o.plans) {
       try {
         o.onState?.(plan.index, 'mounting')
-        const fs = await mountFilesystem(plan, { run, caps, keys: o.keys, runtimeDir: o.runtimeDir, identity: o.identity, leaseWaitMs: o.leaseWaitMs, kdfBudget: o.kdfBudget, logger, signal: o.signal, fuse: fuse.backend })
+        const fs = await mountFilesystem(plan, { run, caps, keys: o.keys, runtimeDir: o.runtimeDir, identity: o.identity, leaseWaitMs: o.leaseWaitMs, kdfBudget: o.kdfBudget, logger, signal: o.signal, fuse: fuse.backend, http: http.client })
         mounted.push(fs)
         const verity = fs.verity
         o.onState?.(plan.index, 'mounted', { unlock: fs.unlock, mounter: fs.mounter, ...(verity ? { verity: () => verity.stats() } : {}) })

@@ -8,7 +8,8 @@ import { silentLogger } from '../log/logger.js'
 import { checkRange, type RangeSource } from './range-source.js'
 import { StorageError, redactUrl } from './errors.js'
 import { withStorageRetry, StorageHealth, type RetryContext, type StorageRetryOptions } from './retry.js'
-import { RangedGet } from './ranged-get.js'
+import type { RangeReader } from './ranged-get.js'
+import { defaultBlobHttp, rangeReader, type BlobHttpClient } from './blob-http.js'
 
 export type BlobType = 'BlockBlob' | 'PageBlob' | 'AppendBlob'
 
@@ -29,6 +30,8 @@ export interface BlobSourceOptions {
    * The lease id is kept in `leaseIdFile` so that a restart after a crash takes its lease back.
    */
   writable?: { leaseIdFile: string; leaseSeconds?: number; leaseWaitMs?: number }
+  /** The HTTP client of the reads (src/storage/blob-http.ts); default: env EncfsHttp, else auto. */
+  http?: BlobHttpClient
 }
 
 function describeAuth(o: BlobSourceOptions): string {
@@ -82,7 +85,7 @@ export class BlobSource implements RangeSource {
   readonly kind = 'blob' as const
 
   private renewTimer?: NodeJS.Timeout
-  private readonly getter: RangedGet
+  private readonly getter: RangeReader
 
   private constructor(
     private readonly client: BlobClient,
@@ -93,7 +96,7 @@ export class BlobSource implements RangeSource {
     private readonly lease?: { client: BlobLeaseClient; id: string },
   ) {
     // One attempt per call: withStorageRetry around it does the retrying (and bounds each attempt).
-    this.getter = new RangedGet(options.url, { credential: options.credential, maxTries: 1, tryTimeoutMs: options.tryTimeoutMs ?? 120_000 })
+    this.getter = rangeReader(options.url, { credential: options.credential, maxTries: 1, tryTimeoutMs: options.tryTimeoutMs ?? 120_000 }, options.http ?? defaultBlobHttp().client)
     if (lease) {
       const pages: PageBlobClient = client.getPageBlobClient()
       this.write = async (offset, data) => {
