@@ -8,14 +8,13 @@ import { releaseKeyProvider } from '../keys/release-provider.js'
 import { AttestationContext } from '../attestation/context.js'
 import type { IdentityConfig } from '../identity/credential.js'
 import { ServiceStatus } from '../api/status.js'
-import { buildApi, listenApi } from '../api/server.js'
+import type { buildApi } from '../api/server.js'
 import { EncfsError } from '../errors/encfs-error.js'
 import { defaultSimulatedStateDir } from '../attestation/providers/simulated.js'
 import { exitWith, usageFailure } from './fail.js'
 import { kdfBudgetOptions, kdfBudgetFrom } from './kdf-options.js'
 import { ATTESTATION_MODES } from '../attestation/providers/provider.js'
-import { KeyProviderService } from '../keyprovider/service.js'
-import { listenKeyProvider, type KeyProviderServer } from '../keyprovider/server.js'
+import type { KeyProviderServer } from '../keyprovider/server.js'
 
 /** skr's default port: a group that still runs the Go skr sidecar holds it. */
 export const DEFAULT_API_PORT = 8080
@@ -102,6 +101,8 @@ interface Running {
  */
 async function serveApi(run: Running, o: { args: RemotefsArgs; port: ReturnType<typeof apiPort>; attestation: AttestationContext; identity?: IdentityConfig; logger: Logger }): Promise<void> {
   const { port, logger } = o
+  // Loaded only when served (fastify and the key release stack: docs/data-path.md, "Start-up").
+  const { buildApi, listenApi } = await import('../api/server.js')
   run.api = buildApi({ status: run.status!, attestation: o.attestation, identity: o.identity, logger })
   try {
     await listenApi(run.api, { port: port.port, unsafeListen: o.args['unsafe-listen'], logger })
@@ -185,6 +186,8 @@ export async function main(argv: string[]): Promise<void> {
     run.status = s
     if (args.api) await serveApi(run, { args, port, attestation, identity: config.azure_info?.identity, logger })
     if (args['grpc-port']) {
+      // The gRPC stack is loaded only when asked for.
+      const [{ KeyProviderService }, { listenKeyProvider }] = await Promise.all([import('../keyprovider/service.js'), import('../keyprovider/server.js')])
       run.grpc = await listenKeyProvider(new KeyProviderService({ attestation, identity: config.azure_info?.identity, logger }), { port: args['grpc-port'], unsafeListen: args['unsafe-listen'], logger })
         .catch((err: Error) => { throw new EncfsError('GRPC_LISTEN_FAILED', `${err.message}; pick another with --grpc-port`, { cause: err }) })
       s.grpc = { serving: true, addresses: run.grpc.addresses }
