@@ -75,7 +75,7 @@ export async function startRemotefs(o: MountOptions): Promise<RemotefsRun> {
   const mountPoint = path.join(o.parent, o.name)
   const args = ['--allow-raw-key', ...(o.backend ? ['--fuse', o.backend] : []), ...(o.http ? ['--http', o.http] : [])]
   const started = performance.now()
-  const sidecar = await startSidecar(sidecarArgs([{ mount_point: mountPoint, azure_url: o.url, raw_key: o.key.toString('hex'), read_write: o.readWrite ?? false, ...(o.cache ? { cache: o.cache } : {}) }]), { args })
+  const sidecar = await startSidecar(sidecarArgs([{ mount_point: mountPoint, azure_url: o.url, raw_key: o.key.toString('hex'), read_write: o.readWrite ?? false, ...(o.cache ? { cache: o.cache } : {}) }]), { args, nodeArgs: [] })
   let exitCode: number | null | undefined
   void sidecar.exited.then((c) => { exitCode = c })
   const deadline = Date.now() + 120_000

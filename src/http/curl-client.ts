@@ -1,4 +1,4 @@
-import { existsSync, readFileSync } from 'node:fs'
+import { existsSync, readFileSync, realpathSync } from 'node:fs'
 import { rootCertificates } from 'node:tls'
 import { loadCurlAddon, type CurlFetcher } from './curl-addon.js'
 
@@ -27,7 +27,8 @@ export interface CurlRequest {
 export function curlTrust(defaultCaInfo: string | undefined, env: NodeJS.ProcessEnv = process.env): { caPem?: Buffer; source: string } {
   const system = defaultCaInfo && existsSync(defaultCaInfo) ? defaultCaInfo : undefined
   const extra = env.NODE_EXTRA_CA_CERTS
-  if (system && !extra) return { source: system }
+  // Some images point NODE_EXTRA_CA_CERTS at the system bundle itself: nothing to add then.
+  if (system && (!extra || sameFile(extra, system))) return { source: system }
   // CURLOPT_CAINFO_BLOB replaces the bundle file, so the bundle goes into the blob too.
   const base = system ? readFileSync(system, 'utf8') : rootCertificates.join('\n')
   let added = ''
@@ -39,6 +40,14 @@ export function curlTrust(defaultCaInfo: string | undefined, env: NodeJS.Process
     }
   }
   return { caPem: Buffer.from(`${base}\n${added}\n`), source: `${system ?? "Node.js's bundled roots"}${added ? ` + ${extra}` : ''}` }
+}
+
+function sameFile(a: string, b: string): boolean {
+  try {
+    return realpathSync(a) === realpathSync(b)
+  } catch {
+    return false
+  }
 }
 
 const CONNECTIONS_PER_HOST = 16

@@ -13,6 +13,7 @@ test('libcurl keeps its system bundle unless NODE_EXTRA_CA_CERTS adds to it; wit
     await writeFile(system, 'SYSTEM-BUNDLE')
     await writeFile(extra, 'EXTRA-CA')
     t.deepEqual(curlTrust(system, {}), { source: system })
+    t.deepEqual(curlTrust(system, { NODE_EXTRA_CA_CERTS: system }), { source: system }, 'the bundle named again adds nothing')
     const both = curlTrust(system, { NODE_EXTRA_CA_CERTS: extra })
     t.regex(String(both.caPem), /SYSTEM-BUNDLE[\s\S]*EXTRA-CA/)
     t.is(both.source, `${system} + ${extra}`)
