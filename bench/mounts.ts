@@ -31,7 +31,7 @@ export interface RemotefsRun {
   /** Cache counters when the filesystem became ready (what mounting fetched). */
   atReady?: CacheCounters
   /** Stops remotefs; resolves with its counters at unmount. */
-  stop(): Promise<{ atEnd?: CacheCounters; backend?: string }>
+  stop(): Promise<{ atEnd?: CacheCounters; backend?: string; fuse?: FuseCounters }>
 }
 
 export interface MountOptions {
@@ -43,10 +43,19 @@ export interface MountOptions {
   readWrite?: boolean
   /** FUSE backend (passed as --fuse when given). */
   backend?: string
+  /** HTTP client of blob reads (passed as --http when given). */
+  http?: string
   cache?: Record<string, number>
 }
 
-interface LogLine { msg?: string; ms?: number; cache?: CacheCounters; backend?: string; [k: string]: unknown }
+/** What the FUSE server counted (reads it answered, bytes, how many without JavaScript). */
+export interface FuseCounters {
+  reads: number
+  bytesRead: number
+  nativeReads?: number
+}
+
+interface LogLine { msg?: string; ms?: number; cache?: CacheCounters; fuse?: FuseCounters; backend?: string; [k: string]: unknown }
 
 function logLines(text: string): LogLine[] {
   const out: LogLine[] = []
@@ -64,9 +73,9 @@ function logLines(text: string): LogLine[] {
 /** Starts remotefs on one image and waits (polling every 10 ms) until its mount point appears. */
 export async function startRemotefs(o: MountOptions): Promise<RemotefsRun> {
   const mountPoint = path.join(o.parent, o.name)
-  const args = ['--allow-raw-key', ...(o.backend ? ['--fuse', o.backend] : [])]
+  const args = ['--allow-raw-key', ...(o.backend ? ['--fuse', o.backend] : []), ...(o.http ? ['--http', o.http] : [])]
   const started = performance.now()
-  const sidecar = await startSidecar(sidecarArgs([{ mount_point: mountPoint, azure_url: o.url, raw_key: o.key.toString('hex'), read_write: o.readWrite ?? false, ...(o.cache ? { cache: o.cache } : {}) }]), { args })
+  const sidecar = await startSidecar(sidecarArgs([{ mount_point: mountPoint, azure_url: o.url, raw_key: o.key.toString('hex'), read_write: o.readWrite ?? false, ...(o.cache ? { cache: o.cache } : {}) }]), { args, nodeArgs: [] })
   let exitCode: number | null | undefined
   void sidecar.exited.then((c) => { exitCode = c })
   const deadline = Date.now() + 120_000
@@ -103,7 +112,7 @@ export async function startRemotefs(o: MountOptions): Promise<RemotefsRun> {
       if (code !== 0) throw new Error(`remotefs exited with ${code}:\n${log.slice(-4000)}`)
       const end = logLines(log).find((l) => l.msg === 'I/O statistics')
       const chose = logLines(log).find((l) => typeof l.backend === 'string')
-      return { ...(end?.cache ? { atEnd: end.cache } : {}), ...(chose?.backend ? { backend: chose.backend } : {}) }
+      return { ...(end?.cache ? { atEnd: end.cache } : {}), ...(end?.fuse ? { fuse: end.fuse } : {}), ...(chose?.backend ? { backend: chose.backend } : {}) }
     },
   }
 }

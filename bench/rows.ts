@@ -6,10 +6,12 @@ import { execFile } from 'node:child_process'
 import { promisify } from 'node:util'
 import { BlobSource } from '../src/storage/blob-source.js'
 import { RangedGet } from '../src/storage/ranged-get.js'
+import { NativeRangedGet } from '../src/storage/native-ranged-get.js'
+import type { BlobHttpClient } from '../src/storage/blob-http.js'
 import { BlockCache } from '../src/storage/block-cache.js'
 import { Luks2Volume } from '../src/luks/volume.js'
 import { MiB, ddRead, dropCaches, iosWithin, mbps, peakRssMiB, processCpuSeconds, rssMiB, runFio, type FioJob } from './harness.js'
-import { startRclone, startRemotefs, type CacheCounters, type RemotefsRun } from './mounts.js'
+import { startRclone, startRemotefs, type CacheCounters, type FuseCounters, type RemotefsRun } from './mounts.js'
 import type { Scenario } from './scenario.js'
 
 const exec = promisify(execFile)
@@ -56,14 +58,20 @@ export async function pipelineRanges(url: string, bytes: number, range: number, 
   return parallelRanges(bytes, range, concurrency, (off, len) => get.readInto(off, into.subarray(off, off + len)))
 }
 
+/** The libcurl fetcher (native/http) alone, outside remotefs: what the fastest client here downloads. */
+export async function nativeRanges(url: string, bytes: number, range: number, concurrency: number, into: Buffer): Promise<number> {
+  const get = new NativeRangedGet(url)
+  return parallelRanges(bytes, range, concurrency, (off, len) => get.readInto(off, into.subarray(off, off + len)))
+}
+
 /** What Go's azmount does on a cold sequential read: one 512 KiB ranged GET after another. */
 export async function goSerial(url: string, bytes: number, into: Buffer): Promise<number> {
   return sdkDownloadRanges(url, bytes, 512 * 1024, 1, into)
 }
 
 /** BlobSource + BlockCache + Luks2Volume in this process (no FUSE): 1 MiB reads, 4 in flight, as the kernel asks. */
-export async function inProcess(url: string, key: Buffer, bytes: number): Promise<{ mbps: number; cpuPerGB: number }> {
-  const source = await BlobSource.open({ url })
+export async function inProcess(url: string, key: Buffer, bytes: number, http: BlobHttpClient): Promise<{ mbps: number; cpuPerGB: number }> {
+  const source = await BlobSource.open({ url, http })
   const volume = await Luks2Volume.open(new BlockCache(source), key)
   try {
     const cpu0 = process.cpuUsage()
@@ -100,9 +108,9 @@ async function loopBuffered(run: RemotefsRun): Promise<void> {
   await exec('losetup', ['--direct-io=off', line.trim().split(/\s+/)[0]!])
 }
 
-async function withMount<T>(scn: Scenario, o: { backend?: string; readWrite?: boolean; loopBuffered?: boolean }, f: (run: RemotefsRun) => Promise<T>): Promise<{ value: T; run: RemotefsRun; atEnd?: CacheCounters; backend?: string }> {
+async function withMount<T>(scn: Scenario, o: { backend?: string; readWrite?: boolean; loopBuffered?: boolean; http?: BlobHttpClient }, f: (run: RemotefsRun) => Promise<T>): Promise<{ value: T; run: RemotefsRun; atEnd?: CacheCounters; fuse?: FuseCounters; backend?: string }> {
   const parent = await mountParent(scn)
-  const run = await startRemotefs({ url: o.readWrite ? scn.pageUrl : scn.blockUrl, key: scn.image.key, parent, name: 'fs', readWrite: o.readWrite, backend: o.backend })
+  const run = await startRemotefs({ url: o.readWrite ? scn.pageUrl : scn.blockUrl, key: scn.image.key, parent, name: 'fs', readWrite: o.readWrite, backend: o.backend, http: o.http })
   let value: T
   try {
     if (o.loopBuffered) await loopBuffered(run)
@@ -129,8 +137,8 @@ export interface MountedSeq {
 }
 
 /** Cold sequential read of big.bin inside a fresh mount (page cache dropped), by dd in a child. */
-export async function mountedSequential(scn: Scenario, backend?: string, loopBuffered = false): Promise<MountedSeq> {
-  const r = await withMount(scn, { backend, loopBuffered }, async (run) => {
+export async function mountedSequential(scn: Scenario, backend?: string, loopBuffered = false, http?: BlobHttpClient): Promise<MountedSeq> {
+  const r = await withMount(scn, { backend, loopBuffered, http }, async (run) => {
     await dropCaches([scn.az.location])
     const idleRssMiB = await rssMiB(run.pid)
     const cpu0 = await processCpuSeconds(run.pid)
@@ -143,8 +151,8 @@ export async function mountedSequential(scn: Scenario, backend?: string, loopBuf
 }
 
 /** Cold `dd bs=1M` of the FUSE data file itself (no loop, no ext4), as much as big.bin holds. */
-export async function fuseFileRead(scn: Scenario, backend?: string): Promise<number> {
-  const r = await withMount(scn, { backend }, async (run) => {
+export async function fuseFileRead(scn: Scenario, backend?: string, http?: BlobHttpClient): Promise<number> {
+  const r = await withMount(scn, { backend, http }, async (run) => {
     await dropCaches([scn.az.location])
     return mbps(scn.sizes.bigMiB * MiB, await ddRead(run.dataFile, { count: scn.sizes.bigMiB }))
   })
@@ -163,9 +171,9 @@ export async function rcloneRead(scn: Scenario): Promise<number> {
 }
 
 /** Random 4 KiB ranged GETs straight to storage, `concurrency` at a time, for `seconds`: IOPS. */
-export async function rawRandom4k(url: string, span: number, seconds: number, concurrency: number, client: 'sdk' | 'pipeline'): Promise<number> {
+export async function rawRandom4k(url: string, span: number, seconds: number, concurrency: number, client: 'sdk' | 'pipeline' | 'native'): Promise<number> {
   const sdk = new BlobClient(url)
-  const get = new RangedGet(url)
+  const get = client === 'native' ? new NativeRangedGet(url) : new RangedGet(url)
   const end = performance.now() + seconds * 1000
   let done = 0
   const started = performance.now()
@@ -173,7 +181,7 @@ export async function rawRandom4k(url: string, span: number, seconds: number, co
     const buf = Buffer.alloc(4096)
     while (performance.now() < end) {
       const off = Math.floor(Math.random() * (span / 4096)) * 4096
-      if (client === 'pipeline') await get.readInto(off, buf)
+      if (client !== 'sdk') await get.readInto(off, buf)
       else {
         const res = await sdk.download(off, 4096)
         for await (const _ of res.readableStreamBody as AsyncIterable<Buffer>) void _

@@ -13,6 +13,7 @@ import { buildScenario } from './scenario.js'
 import * as rows from './rows.js'
 import { availableFuseBackends } from '../src/fuse/backend.js'
 import { DEFAULT_MEMORY_BYTES } from '../src/storage/block-cache.js'
+import type { BlobHttpClient } from '../src/storage/blob-http.js'
 
 const args = yargs(process.argv.slice(2))
   .option('quick', { type: 'boolean', default: false, describe: 'small sizes and 2 rounds (smoke test)' })
@@ -22,8 +23,12 @@ const args = yargs(process.argv.slice(2))
   .option('rand-mib', { type: 'number', describe: 'random file size (default 256, quick 64)' })
   .option('write-mib', { type: 'number', describe: 'read-write row size (default 256, quick 32)' })
   .option('groups', { type: 'string', default: 'seq,random,mixed,write,http', describe: 'comma-separated groups to run' })
+  .option('mounted-node-http', { type: 'boolean', default: true, describe: 'also measure the mounted sequential read with --http node (the Node.js client), beside the default native one' })
   .option('loop-buffered', { type: 'boolean', default: false, describe: 'also measure the libfuse3 mounted rows with the loop device in buffered mode (the libfuse2 default)' })
   .strict().parseSync()
+
+type RawKind = 'sdk' | 'get' | 'curl'
+const rawName = (kind: RawKind, bs: number, c: number) => `raw ${kind === 'sdk' ? 'downloadToBuffer' : kind === 'get' ? 'RangedGet' : 'libcurl (native fetcher)'} ${bs} MiB x ${c}`
 
 const quick = args.quick
 const rounds = args.rounds ?? (quick ? 2 : 4)
@@ -42,6 +47,10 @@ async function main(): Promise<void> {
   const scn = await buildScenario(sizes, log)
   const bigBytes = sizes.bigMiB * MiB
   const buf = Buffer.alloc(Math.max(bigBytes, sizes.writeMiB * MiB))
+  const rawRun = (kind: RawKind, bs: number, c: number) =>
+    kind === 'sdk' ? rows.rawDownload(scn.blockUrl, bigBytes, bs * MiB, c, buf)
+      : kind === 'get' ? rows.pipelineRanges(scn.blockUrl, bigBytes, bs * MiB, c, buf)
+        : rows.nativeRanges(scn.blockUrl, bigBytes, bs * MiB, c, buf)
   const report: string[] = []
   const section = (title: string, body: string) => {
     report.push(`\n## ${title}\n\n${body}`)
@@ -52,59 +61,80 @@ async function main(): Promise<void> {
     out('values: median (min-max) over rounds; ratios are taken within each round, then summarised the same way')
 
     // Which parallel download is best here: its setting is the reference of every streaming row.
-    // A first download warms Azurite and the JIT; then each setting is tried, interleaved.
-    const configs: [string, number, number][] = quick
-      ? [['sdk', 8, 8], ['sdk', 16, 8], ['get', 8, 8]]
-      : [['sdk', 4, 4], ['sdk', 8, 4], ['sdk', 8, 8], ['sdk', 16, 4], ['sdk', 16, 8], ['get', 8, 8], ['get', 16, 8]]
-    const rawName = (kind: string, bs: number, c: number) => `raw ${kind === 'sdk' ? 'downloadToBuffer' : 'RangedGet'} ${bs} MiB x ${c}`
-    const rawRun = (kind: string, bs: number, c: number) => kind === 'sdk' ? rows.rawDownload(scn.blockUrl, bigBytes, bs * MiB, c, buf) : rows.pipelineRanges(scn.blockUrl, bigBytes, bs * MiB, c, buf)
+    // A first download warms Azurite and the JIT; then each setting is tried, interleaved. The
+    // issue's reference is the best Node.js client (the SDK's downloadToBuffer or RangedGet); the
+    // libcurl fetcher is measured the same way, and rows are also divided by the best of all.
+    const configs: [RawKind, number, number][] = quick
+      ? [['sdk', 8, 8], ['sdk', 16, 8], ['get', 8, 8], ['curl', 8, 8], ['curl', 16, 8]]
+      : [['sdk', 4, 4], ['sdk', 8, 4], ['sdk', 8, 8], ['sdk', 16, 4], ['sdk', 16, 8], ['get', 8, 8], ['get', 16, 8], ['curl', 8, 8], ['curl', 16, 4], ['curl', 16, 8]]
     await rows.rawDownload(scn.blockUrl, bigBytes, 8 * MiB, 8, buf)
+    await rows.nativeRanges(scn.blockUrl, bigBytes, 8 * MiB, 8, buf)
     const cal = await interleave(quick ? 1 : 2, configs.map(([k, bs, c]) => ({ name: rawName(k, bs, c), run: () => rawRun(k, bs, c) })),
       (n, r, v) => log(`calibration ${r + 1}: ${n}: ${v.toFixed(0)} MB/s`))
     const calibration = [...cal.entries()].map(([n, v]) => [n, formatValue(v)])
-    let best: { k: string; bs: number; c: number; mbps: number } = { k: 'sdk', bs: 8, c: 8, mbps: 0 }
-    configs.forEach(([k, bs, c], i) => {
-      const m = summarize([...cal.values()][i]!).median
-      if (m > best.mbps) best = { k, bs, c, mbps: m }
-    })
-    section('raw parallel download settings (the best median is the reference below)', table(['setting', 'MB/s'], calibration))
-    const ref = rawName(best.k, best.bs, best.c)
-    const raw = () => rawRun(best.k, best.bs, best.c)
+    const bestOf = (kinds: RawKind[]) => {
+      let best = { k: kinds[0]!, bs: 8, c: 8, mbps: 0 }
+      configs.forEach(([k, bs, c], i) => {
+        const m = summarize([...cal.values()][i]!).median
+        if (kinds.includes(k) && m > best.mbps) best = { k, bs, c, mbps: m }
+      })
+      return best
+    }
+    const bestNode = bestOf(['sdk', 'get'])
+    const bestCurl = bestOf(['curl'])
+    section('raw parallel download settings (the best Node.js median is the reference below; libcurl is the native fetcher alone)', table(['setting', 'MB/s'], calibration))
+    const ref = rawName(bestNode.k, bestNode.bs, bestNode.c)
+    const raw = () => rawRun(bestNode.k, bestNode.bs, bestNode.c)
+    const refCurl = rawName(bestCurl.k, bestCurl.bs, bestCurl.c)
 
     const seqNotes = new Map<string, rows.MountedSeq[]>()
-    let inProcCpu: number[] = []
+    const inProcCpu: Record<BlobHttpClient, number[]> = { native: [], node: [] }
     if (groups.has('seq')) {
+      const inProc = (http: BlobHttpClient): Contender => ({
+        name: `in-process: BlobSource+BlockCache+Luks2Volume (${http === 'native' ? 'libcurl' : 'Node.js'} HTTP)`,
+        run: async () => { const r = await rows.inProcess(scn.blockUrl, scn.image.key, bigBytes, http); inProcCpu[http].push(r.cpuPerGB); return r.mbps },
+      })
+      const mounted = (b: string, http?: BlobHttpClient): Contender => ({
+        name: `mounted: dd of big.bin in ext4 (${b}${http ? `, ${http === 'native' ? 'libcurl' : 'Node.js'} HTTP` : ''})`,
+        run: async () => {
+          const r = await rows.mountedSequential(scn, b, false, http)
+          const key = http ? `${b}, http ${http}` : b
+          seqNotes.set(key, [...(seqNotes.get(key) ?? []), r])
+          return r.mbps
+        },
+      })
       const contenders: Contender[] = [
         { name: ref, run: raw },
-        { name: 'in-process: BlobSource+BlockCache+Luks2Volume', run: async () => { const r = await rows.inProcess(scn.blockUrl, scn.image.key, bigBytes); inProcCpu.push(r.cpuPerGB); return r.mbps } },
+        { name: refCurl, run: () => rawRun(bestCurl.k, bestCurl.bs, bestCurl.c) },
+        inProc('native'),
+        inProc('node'),
         ...backends.map((b): Contender => ({ name: `FUSE data file, dd bs=1M (${b})`, run: () => rows.fuseFileRead(scn, b) })),
-        ...backends.map((b): Contender => ({
-          name: `mounted: dd of big.bin in ext4 (${b})`,
-          run: async () => {
-            const r = await rows.mountedSequential(scn, b)
-            seqNotes.set(b, [...(seqNotes.get(b) ?? []), r])
-            return r.mbps
-          },
-        })),
+        ...backends.map((b) => mounted(b)),
+        ...(args['mounted-node-http'] ? [mounted(backends[0]!, 'node')] : []),
         ...(args['loop-buffered'] ? [{ name: `mounted: dd of big.bin in ext4 (${backends[0]!}, loop buffered)`, run: async () => (await rows.mountedSequential(scn, backends[0]!, true)).mbps }] : []),
         { name: 'rclone mount of the blob (peer)', run: () => rows.rcloneRead(scn) },
         { name: 'Go azmount: 512 KiB ranges, serial', run: () => rows.goSerial(scn.blockUrl, Math.min(bigBytes, 64 * MiB), buf) },
       ]
       const s = await interleave(rounds, contenders, (n, r, v) => log(`seq round ${r + 1}: ${n}: ${v.toFixed(0)} MB/s`))
       const refS = s.get(ref)!
+      const curlS = s.get(refCurl)!
+      const bestAny = refS.map((v, i) => Math.max(v, curlS[i] ?? 0))
       const rclone = s.get('rclone mount of the blob (peer)')!
-      section(`sequential read, cold (reference: ${ref})`, table(['what', 'MB/s', 'ratio to raw', 'ratio to rclone'],
-        [...s.entries()].map(([n, v]) => [n, formatValue(v), formatRatio(pairedRatios(v, refS)), formatRatio(pairedRatios(v, rclone))])))
+      section(`sequential read, cold (reference: ${ref}; "any client" is the better of it and ${refCurl}, round by round)`,
+        table(['what', 'MB/s', 'ratio to raw (Node.js)', 'ratio to raw (any client)', 'ratio to rclone'],
+          [...s.entries()].map(([n, v]) => [n, formatValue(v), formatRatio(pairedRatios(v, refS)), formatRatio(pairedRatios(v, bestAny)), formatRatio(pairedRatios(v, rclone))])))
 
       const budget = DEFAULT_MEMORY_BYTES / MiB
       const resRows: string[][] = []
       for (const [b, notes] of seqNotes) {
-        const cpuRatio = notes.map((n, i) => n.cpuPerGB / (inProcCpu[i] ?? Number.NaN))
+        // Each mount against the in-process pipeline on the same client, in the same round.
+        const inProcSame = b.endsWith('http node') ? inProcCpu.node : inProcCpu.native
+        const cpuRatio = notes.map((n, i) => n.cpuPerGB / (inProcSame[i] ?? Number.NaN))
         resRows.push([`peak RSS, MiB (${b}); target <= ${budget + 64}`, formatValue(notes.map((n) => n.peakRssMiB))])
         resRows.push([`  RSS once mounted, before reading (Node.js, SDK, modules)`, formatValue(notes.map((n) => n.idleRssMiB))])
         resRows.push([`  peak - mounted: what reading added; target <= ${budget + 64}`, formatValue(notes.map((n) => n.peakRssMiB - n.idleRssMiB))])
         resRows.push([`CPU s per GB served (${b})`, formatValue(notes.map((n) => n.cpuPerGB), 2)])
-        resRows.push([`  / in-process CPU s per GB (${formatValue(inProcCpu, 2)}); target <= 1.3`, formatRatio(cpuRatio)])
+        resRows.push([`  / in-process CPU s per GB, same HTTP client (${formatValue(inProcSame, 2)}); target <= 1.3`, formatRatio(cpuRatio)])
         resRows.push([`start to mounted, ms, KDF excluded (${b}); target <= 1000`, formatValue(notes.map((n) => n.startMs - n.kdfMs))])
         resRows.push([`  KDF (pbkdf2 keyslot), ms`, formatValue(notes.map((n) => n.kdfMs))])
       }
@@ -117,6 +147,7 @@ async function main(): Promise<void> {
       const contenders: Contender[] = [
         { name: 'raw 4 KiB ranged GETs x 4', run: () => rows.rawRandom4k(scn.blockUrl, scn.blobBytes, seconds, 4, 'pipeline') },
         { name: 'raw 4 KiB BlobClient.download() x 4', run: () => rows.rawRandom4k(scn.blockUrl, scn.blobBytes, seconds, 4, 'sdk') },
+        { name: 'raw 4 KiB libcurl GETs x 4', run: () => rows.rawRandom4k(scn.blockUrl, scn.blobBytes, seconds, 4, 'native') },
         { name: `mounted: fio randread 4k psync 4 jobs (${def})`, run: async () => { const r = await rows.mountedRandom(scn, seconds, def); amp.push(r.amplification); return r.iops } },
         ...(args['loop-buffered'] ? [{ name: `mounted: fio randread 4k psync 4 jobs (${def}, loop buffered)`, run: async () => (await rows.mountedRandom(scn, seconds, def, true)).iops }] : []),
       ]
@@ -135,15 +166,19 @@ async function main(): Promise<void> {
       const rawS = s.get('raw 4 KiB ranged GETs x 4')!
       const randS = s.get(`mounted: fio randread 4k psync 4 jobs (${def})`)!
       const sdkS = s.get('raw 4 KiB BlobClient.download() x 4')!
+      const curl4kS = s.get('raw 4 KiB libcurl GETs x 4')!
+      const best4k = rawS.map((v, i) => Math.max(v, curl4kS[i] ?? 0))
       const bufferedS = s.get(`mounted: fio randread 4k psync 4 jobs (${def}, loop buffered)`)
+      const row = (n: string, v: number[]) => [n, formatValue(v), formatRatio(pairedRatios(v, rawS)), formatRatio(pairedRatios(v, best4k))]
       const body: string[][] = [
-        ['raw 4 KiB ranged GETs x 4 (RangedGet), IOPS', formatValue(rawS), '1.00'],
-        ['raw 4 KiB BlobClient.download() x 4, IOPS', formatValue(sdkS), formatRatio(pairedRatios(sdkS, rawS))],
-        [`mounted fio randread 4k x 4, IOPS (${def})`, formatValue(randS), formatRatio(pairedRatios(randS, rawS))],
-        ['  read amplification (bytes fetched / bytes read); target <= 2', formatValue(amp, 2), ''],
+        row('raw 4 KiB ranged GETs x 4 (RangedGet), IOPS', rawS),
+        row('raw 4 KiB BlobClient.download() x 4, IOPS', sdkS),
+        row('raw 4 KiB libcurl GETs x 4 (native fetcher), IOPS', curl4kS),
+        row(`mounted fio randread 4k x 4, IOPS (${def})`, randS),
+        ['  read amplification (bytes fetched / bytes read); target <= 2', formatValue(amp, 2), '', ''],
       ]
-      if (bufferedS) body.push([`mounted fio randread 4k x 4, IOPS (${def}, loop buffered)`, formatValue(bufferedS), formatRatio(pairedRatios(bufferedS, rawS))])
-      section('random 4 KiB reads (target: mounted >= 0.7 x raw at the same concurrency)', table(['what', 'value', 'ratio to raw'], body))
+      if (bufferedS) body.push(row(`mounted fio randread 4k x 4, IOPS (${def}, loop buffered)`, bufferedS))
+      section('random 4 KiB reads (target: mounted >= 0.7 x raw at the same concurrency)', table(['what', 'value', 'ratio to raw (RangedGet)', 'ratio to raw (any client)'], body))
       if (groups.has('mixed')) {
         const seqAlone = s.get(`mounted: fio read 1M, one pass, alone (${def})`)!
         const randMixed = s.get(`mounted: fio randread 4k x 4 while the fio read 1M pass runs (${def})`)!

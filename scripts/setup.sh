@@ -28,6 +28,8 @@ done
 [ -e /usr/lib/x86_64-linux-gnu/libfuse.so.2 ] || [ -e /lib/x86_64-linux-gnu/libfuse.so.2 ] || ldconfig -p 2>/dev/null | grep -q 'libfuse.so.2 ' || missing+=(libfuse2)
 # The libfuse3 data plane (native/fuse3) builds against libfuse3-dev (which brings libfuse3-3).
 [ -e /usr/include/fuse3/fuse_lowlevel.h ] || missing+=(libfuse3-dev)
+# The libcurl blob fetcher (native/http) builds against libcurl4-openssl-dev (which brings libcurl4).
+[ -e /usr/include/x86_64-linux-gnu/curl/curl.h ] || [ -e /usr/include/curl/curl.h ] || missing+=(libcurl4-openssl-dev)
 if [ ${#missing[@]} -gt 0 ]; then
   mapfile -t pkgs < <(printf '%s\n' "${missing[@]}" | sort -u)
   if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1; then
@@ -72,6 +74,17 @@ if stale native/fuse3/build/Release/encfs_fuse3.node native/fuse3/*.cc native/xt
     say "the libfuse3 addon did not build (it needs libfuse3-dev: apt-get install libfuse3-dev); remotefs will use fuse-native (libfuse2)"
   fi
   rm -f /tmp/encfs-native-fuse3.log
+fi
+
+# The libcurl blob fetcher (native/http), a separate addon: where it cannot be built, blob reads
+# go through the SDK's Node.js pipeline and remotefs says so (--http auto).
+if stale native/http/build/Release/encfs_http.node native/http/*.cc native/http/binding.gyp; then
+  say "building the libcurl blob fetcher (native/http)"
+  if ! npm run --silent build:native-http >/tmp/encfs-native-http.log 2>&1; then
+    cat /tmp/encfs-native-http.log >&2
+    say "the libcurl fetcher did not build (it needs libcurl4-openssl-dev: apt-get install libcurl4-openssl-dev); blob reads will use the Node.js pipeline"
+  fi
+  rm -f /tmp/encfs-native-http.log
 fi
 
 npx --no-install tsc -p .

@@ -8,14 +8,13 @@ import { releaseKeyProvider } from '../keys/release-provider.js'
 import { AttestationContext } from '../attestation/context.js'
 import type { IdentityConfig } from '../identity/credential.js'
 import { ServiceStatus } from '../api/status.js'
-import { buildApi, listenApi } from '../api/server.js'
+import type { buildApi } from '../api/server.js'
 import { EncfsError } from '../errors/encfs-error.js'
 import { defaultSimulatedStateDir } from '../attestation/providers/simulated.js'
 import { exitWith, usageFailure } from './fail.js'
 import { kdfBudgetOptions, kdfBudgetFrom } from './kdf-options.js'
 import { ATTESTATION_MODES } from '../attestation/providers/provider.js'
-import { KeyProviderService } from '../keyprovider/service.js'
-import { listenKeyProvider, type KeyProviderServer } from '../keyprovider/server.js'
+import type { KeyProviderServer } from '../keyprovider/server.js'
 
 /** skr's default port: a group that still runs the Go skr sidecar holds it. */
 export const DEFAULT_API_PORT = 8080
@@ -33,6 +32,7 @@ export function apiPort(flag: number | undefined, env: NodeJS.ProcessEnv = proce
   return { port: given, explicit: true }
 }
 import { FUSE_BACKEND_MODES, type FuseBackendMode } from '../fuse/backend.js'
+import { BLOB_HTTP_MODES, type BlobHttpMode } from '../storage/blob-http.js'
 
 function envFlag(value: string | undefined): boolean {
   return value !== undefined && /^(1|true|yes|on)$/i.test(value.trim())
@@ -51,6 +51,7 @@ export function parseRemotefsArgs(argv: string[], env: NodeJS.ProcessEnv = proce
     .option('unlock', { type: 'string', choices: ['auto', 'kernel', 'userspace'] as const, default: env.EncfsUnlock || 'auto', describe: 'decrypt with dm-crypt (kernel) or in encfs (userspace)' })
     .option('mounter', { type: 'string', choices: ['auto', 'loop', 'fuse2fs'] as const, default: env.EncfsMounter || 'auto', describe: 'mount ext4 with a loop device or with fuse2fs' })
     .option('fuse', { type: 'string', choices: FUSE_BACKEND_MODES, default: env.EncfsFuse || 'auto', describe: 'FUSE backend: libfuse3 (encfs\'s native data plane), libfuse2 (fuse-native), or auto (libfuse3 when its addon loads; env EncfsFuse)' })
+    .option('http', { type: 'string', choices: BLOB_HTTP_MODES, default: env.EncfsHttp || 'auto', describe: 'HTTP client of blob reads: native (libcurl on its own thread), node (the SDK\'s pipeline), or auto (native when its addon loads; env EncfsHttp)' })
     .option('attestation', { type: 'string', choices: ATTESTATION_MODES, default: env.EncfsAttestation || 'auto', describe: 'SEV-SNP report source for key release (env EncfsAttestation); simulated is for the local stack only' })
     .option('lease-wait', { type: 'number', default: Number(env.EncfsLeaseWait) || 75, describe: 'read-write: seconds to wait for another writer\'s blob lease to be released or expire (env EncfsLeaseWait)' })
     .option('port', { type: 'number', describe: `port of the attestation and key release API on localhost (env Port; default ${DEFAULT_API_PORT}: if that one is taken, remotefs mounts anyway without the API)` })
@@ -100,6 +101,8 @@ interface Running {
  */
 async function serveApi(run: Running, o: { args: RemotefsArgs; port: ReturnType<typeof apiPort>; attestation: AttestationContext; identity?: IdentityConfig; logger: Logger }): Promise<void> {
   const { port, logger } = o
+  // Loaded only when served (fastify and the key release stack: docs/data-path.md, "Start-up").
+  const { buildApi, listenApi } = await import('../api/server.js')
   run.api = buildApi({ status: run.status!, attestation: o.attestation, identity: o.identity, logger })
   try {
     await listenApi(run.api, { port: port.port, unsafeListen: o.args['unsafe-listen'], logger })
@@ -183,6 +186,8 @@ export async function main(argv: string[]): Promise<void> {
     run.status = s
     if (args.api) await serveApi(run, { args, port, attestation, identity: config.azure_info?.identity, logger })
     if (args['grpc-port']) {
+      // The gRPC stack is loaded only when asked for.
+      const [{ KeyProviderService }, { listenKeyProvider }] = await Promise.all([import('../keyprovider/service.js'), import('../keyprovider/server.js')])
       run.grpc = await listenKeyProvider(new KeyProviderService({ attestation, identity: config.azure_info?.identity, logger }), { port: args['grpc-port'], unsafeListen: args['unsafe-listen'], logger })
         .catch((err: Error) => { throw new EncfsError('GRPC_LISTEN_FAILED', `${err.message}; pick another with --grpc-port`, { cause: err }) })
       s.grpc = { serving: true, addresses: run.grpc.addresses }
@@ -195,6 +200,7 @@ export async function main(argv: string[]): Promise<void> {
       leaseWaitMs: args['lease-wait'] * 1000,
       kdfBudget: kdfBudgetFrom(args),
       fuse: args.fuse as FuseBackendMode,
+      http: args.http as BlobHttpMode,
       identity: config.azure_info?.identity,
       logger,
       signal: controller.signal,

@@ -102,6 +102,8 @@ export const ERROR_CODES = {
   FUSE_BAD_NAME: failure('a served file name FUSE cannot carry'),
   FUSE_BACKEND_UNAVAILABLE: failure('the FUSE backend asked for (--fuse / EncfsFuse) cannot be used here'),
   FUSE3_ADDON_MISSING: failure('the libfuse3 data plane addon (native/fuse3) is not built or does not load'),
+  HTTP_ADDON_MISSING: failure('the libcurl blob fetcher addon (native/http) is not built or does not load'),
+  HTTP_CLIENT_UNAVAILABLE: failure('the blob HTTP client asked for (--http / EncfsHttp) cannot be used here'),
   UNLOCK_KERNEL_UNAVAILABLE: failure('--unlock kernel without dm-crypt here'),
   MOUNTER_LOOP_UNAVAILABLE: failure('--mounter loop without loop devices here'),
   MOUNTER_FUSE2FS_UNAVAILABLE: failure('--mounter fuse2fs without fuse2fs installed'),

@@ -15,6 +15,7 @@ import type { KdfBudget } from '../luks/kdf-budget.js'
 import type { FileServer, ServedFile } from '../fuse/file-server.js'
 import { mountFileServer } from '../fuse/mount-file-server.js'
 import type { FuseBackend } from '../fuse/backend.js'
+import type { BlobHttpClient } from '../storage/blob-http.js'
 import type { KeyProvider } from '../keys/provider.js'
 import { chooseMounter, chooseUnlock, logChoices, type Capabilities, type UnlockMode, type MounterMode } from './capabilities.js'
 import type { CommandRunner } from '../process/run.js'
@@ -47,6 +48,8 @@ export interface MountContext extends MountSettings {
   runtimeDir: string
   /** FUSE backend, chosen once per process (chooseFuseBackend); default libfuse2. */
   fuse?: FuseBackend
+  /** HTTP client of blob reads, chosen once per process (chooseBlobHttp); default: env EncfsHttp, else auto. */
+  http?: BlobHttpClient
 }
 
 export type FilesystemState = 'mounting' | 'mounted' | 'failed' | 'unmounting' | 'unmounted'
@@ -163,7 +166,7 @@ export async function mountFilesystem(plan: FilesystemPlan, ctx: MountContext): 
 async function openImage(plan: FilesystemPlan, ctx: MountContext, logger: Logger, progress: Progress): Promise<ImageChain & { undo: Undo }> {
   progress('opening image', { url: redactUrl(plan.url) })
   const source = await openSource(plan.url, {
-    private: plan.private, identity: ctx.identity, logger, signal: ctx.signal,
+    private: plan.private, identity: ctx.identity, logger, signal: ctx.signal, http: ctx.http,
     // The lease id lives next to the FUSE directories, so a restart after a crash takes its lease back.
     ...(plan.readWrite ? { writable: { leaseIdFile: path.join(ctx.runtimeDir, `${plan.index}.lease`), leaseWaitMs: ctx.leaseWaitMs } } : {}),
   })

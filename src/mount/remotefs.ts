@@ -9,6 +9,7 @@ import { mountFilesystem, preflight, type MountedFilesystem, type MountSettings 
 import { MountError } from './errors.js'
 import type { StateDetail } from '../api/status.js'
 import { chooseFuseBackend, type FuseBackendMode } from '../fuse/backend.js'
+import { chooseBlobHttp, type BlobHttpMode } from '../storage/blob-http.js'
 
 export interface RemotefsOptions extends MountSettings {
   plans: FilesystemPlan[]
@@ -18,6 +19,8 @@ export interface RemotefsOptions extends MountSettings {
   caps?: Capabilities
   /** FUSE backend: auto (libfuse3 addon when it loads, else fuse-native), libfuse3 or libfuse2. */
   fuse?: FuseBackendMode
+  /** HTTP client of blob reads: auto (libcurl addon when it loads, else the SDK's pipeline), native or node. */
+  http?: BlobHttpMode
   /** Told of every filesystem's state as it changes (the API's /status). */
   onState?: (index: number, state: 'mounting' | 'mounted' | 'failed' | 'unmounting' | 'unmounted', detail?: StateDetail) => void
 }
@@ -41,6 +44,8 @@ export async function startRemotefs(o: RemotefsOptions): Promise<Remotefs> {
   logger.info({ caps }, 'platform capabilities')
   const fuse = chooseFuseBackend(o.fuse ?? 'auto')
   logger.info({ backend: fuse.backend, reason: fuse.reason }, `FUSE backend ${fuse.backend} (${fuse.reason})`)
+  const http = chooseBlobHttp(o.http ?? 'auto')
+  logger.info({ http: http.client, reason: http.reason }, `blob reads over ${http.client === 'native' ? 'libcurl' : 'the Node.js SDK pipeline'} (${http.reason})`)
 
   const claim = await claimRuntimeDir(o.runtimeDir)
   const mounted: MountedFilesystem[] = []
@@ -63,7 +68,7 @@ export async function startRemotefs(o: RemotefsOptions): Promise<Remotefs> {
       try {
         o.onState?.(plan.index, 'mounting')
         const { identity, leaseWaitMs, kdfBudget, signal } = o
-        const fs = await mountFilesystem(plan, { run, caps, keys: o.keys, runtimeDir: o.runtimeDir, identity, leaseWaitMs, kdfBudget, logger, signal, fuse: fuse.backend })
+        const fs = await mountFilesystem(plan, { run, caps, keys: o.keys, runtimeDir: o.runtimeDir, identity, leaseWaitMs, kdfBudget, logger, signal, fuse: fuse.backend, http: http.client })
         mounted.push(fs)
         const verity = fs.verity
         o.onState?.(plan.index, 'mounted', { unlock: fs.unlock, mounter: fs.mounter, ...(verity ? { verity: () => verity.stats() } : {}) })

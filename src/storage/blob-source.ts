@@ -8,7 +8,8 @@ import { checkRange, FillingSource, type WritableRangeSource } from './range-sou
 import { StorageError } from './errors.js'
 import { redactUrl } from '../log/redact.js'
 import { withStorageRetry, StorageHealth, type RetryContext, type StorageRetryOptions } from './retry.js'
-import { RangedGet } from './ranged-get.js'
+import type { RangeReader } from './ranged-get.js'
+import { defaultBlobHttp, rangeReader, type BlobHttpClient } from './blob-http.js'
 import { constantBackoff, retry, RETRY, STOP } from '../retry/retry.js'
 
 export type BlobType = 'BlockBlob' | 'PageBlob' | 'AppendBlob'
@@ -30,6 +31,8 @@ export interface BlobSourceOptions {
    * The lease id is kept in `leaseIdFile` so that a restart after a crash takes its lease back.
    */
   writable?: WritableBlobOptions
+  /** The HTTP client of the reads (src/storage/blob-http.ts); default: env EncfsHttp, else auto. */
+  http?: BlobHttpClient
 }
 
 export interface WritableBlobOptions {
@@ -90,7 +93,7 @@ function retryContextOf(o: BlobSourceOptions, what: string, signal?: AbortSignal
 export class BlobSource extends FillingSource {
   readonly kind = 'blob' as const
 
-  private readonly getter: RangedGet
+  private readonly getter: RangeReader
   private readonly health = new StorageHealth()
 
   protected constructor(
@@ -102,7 +105,7 @@ export class BlobSource extends FillingSource {
   ) {
     super()
     // One attempt per call: withStorageRetry around it does the retrying (and bounds each attempt).
-    this.getter = new RangedGet(options.url, { credential: options.credential, maxTries: 1, tryTimeoutMs: options.tryTimeoutMs ?? 120_000 })
+    this.getter = rangeReader(options.url, { credential: options.credential, maxTries: 1, tryTimeoutMs: options.tryTimeoutMs ?? 120_000 }, options.http ?? defaultBlobHttp().client)
   }
 
   protected retryContext(what: string, signal?: AbortSignal, bytes?: number): RetryContext {

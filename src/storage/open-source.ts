@@ -1,5 +1,6 @@
 import type { Logger } from '../log/logger.js'
 import { BlobSource, type BlobType, type WritableBlobOptions } from './blob-source.js'
+import type { BlobHttpClient } from './blob-http.js'
 import { FileSource } from './file-source.js'
 import { storageCredential } from './credential.js'
 import type { IdentityConfig, IdentityRetryOptions } from '../identity/credential.js'
@@ -17,6 +18,8 @@ export interface OpenSourceOptions {
   signal?: AbortSignal
   /** Read-write: a writable file, or a page blob leased while open (lease id kept in leaseIdFile). */
   writable?: WritableBlobOptions
+  /** The HTTP client of blob reads (default: env EncfsHttp, else auto). */
+  http?: BlobHttpClient
 }
 
 /** The image behind `azure_url`: a local file (file:// or absolute path) or a blob (http(s)). */
@@ -26,7 +29,7 @@ export async function openSource(url: string, o: OpenSourceOptions = {}): Promis
   if (url.startsWith('/') || url.startsWith('file:')) return FileSource.open(url, { writable: Boolean(o.writable) })
   if (/^https?:\/\//i.test(url)) {
     const credential = o.private ? storageCredential(o.identity, { ...o.identityRetry, logger: o.logger }) : undefined
-    return BlobSource.open({ url, credential, logger: o.logger, signal: o.signal, writable: o.writable })
+    return BlobSource.open({ url, credential, logger: o.logger, signal: o.signal, writable: o.writable, http: o.http })
   }
   throw new StorageError('STORAGE_BAD_URL', `unsupported image location ${redactUrl(url)}: use an https:// blob URL, a file:// URL or an absolute path`)
 }

@@ -4,10 +4,16 @@ import {
 } from '@azure/core-rest-pipeline'
 import type { TokenCredential } from '@azure/identity'
 import type { Readable } from 'node:stream'
+import { STORAGE_SCOPE } from './bearer-token.js'
 
 /** The Blob service version the reads ask for (the one @azure/storage-blob 12.x sends). */
-const SERVICE_VERSION = '2026-04-06'
-const STORAGE_SCOPE = 'https://storage.azure.com/.default'
+export const SERVICE_VERSION = '2026-04-06'
+
+/** A blob's bytes by range: RangedGet (Node.js) or NativeRangedGet (libcurl), chosen in blob-http.ts. */
+export interface RangeReader {
+  /** Fills `target` with the blob's bytes at `offset`; If-Match `etag` when given (412 when the blob changed). */
+  readInto(offset: number, target: Buffer, o?: { etag?: string; signal?: AbortSignal }): Promise<void>
+}
 
 export interface RangedGetOptions {
   credential?: TokenCredential
@@ -26,7 +32,7 @@ export interface RangedGetOptions {
  * client CPU and cuts a third of the latency of BlobClient.download(); for 8 MiB reads both are
  * bound by the socket. The body is copied once, chunk by chunk, into the caller's buffer.
  */
-export class RangedGet {
+export class RangedGet implements RangeReader {
   private readonly pipeline: Pipeline
   private readonly http: HttpClient
 

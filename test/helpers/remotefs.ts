@@ -40,6 +40,8 @@ export interface SidecarOptions {
   args?: string[]
   env?: Record<string, string>
   runtimeDir?: string
+  /** Node.js flags (default --enable-source-maps, for readable stacks; the bench runs remotefs as the image does, without). */
+  nodeArgs?: string[]
 }
 
 export async function startSidecar(b64: string | undefined, o: SidecarOptions = {}): Promise<Sidecar> {
@@ -50,7 +52,7 @@ export async function startSidecar(b64: string | undefined, o: SidecarOptions = 
   // Tests run in parallel: the API is off unless a test gives it a port of its own.
   const api = o.args?.includes('-port') ? [] : ['--no-api']
   const args = [REMOTEFS_JS, ...(b64 !== undefined ? ['-base64', b64] : []), '-loglevel', 'debug', '-logfile', logFile, '--runtime-dir', runtimeDir, ...api, ...(o.args ?? [])]
-  const child = spawn(process.execPath, ['--enable-source-maps', ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...o.env } })
+  const child = spawn(process.execPath, [...(o.nodeArgs ?? ['--enable-source-maps']), ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...o.env } })
   let out = ''
   child.stdout?.on('data', (d: Buffer) => { out += d.toString() })
   child.stderr?.on('data', (d: Buffer) => { out += d.toString() })

@@ -1,0 +1,113 @@
+import { existsSync, readFileSync, realpathSync } from 'node:fs'
+import { rootCertificates } from 'node:tls'
+import { loadCurlAddon, type CurlFetcher } from './curl-addon.js'
+
+/** How a native transfer ended, as the addon reports it (see curl-addon.ts). */
+export interface CurlOutcome {
+  curlCode: number
+  status: number
+  /** Body bytes written into (GET) or sent from (PUT) the Buffer. */
+  bytes: number
+  message?: string
+  /** Raw response headers, present when the transfer failed or the status is not 2xx. */
+  headers?: string
+}
+
+export interface CurlRequest {
+  method: 'GET' | 'PUT'
+  url: string
+  headers: string[]
+  /** GET: the body is written here; PUT: the body sent. Untouched by the caller until the promise settles. */
+  buffer: Buffer
+  timeoutMs: number
+  signal?: AbortSignal
+}
+
+/** The trust libcurl is given: undefined keeps its own (the system bundle, cached between connections). */
+export function curlTrust(defaultCaInfo: string | undefined, env: NodeJS.ProcessEnv = process.env): { caPem?: Buffer; source: string } {
+  const system = defaultCaInfo && existsSync(defaultCaInfo) ? defaultCaInfo : undefined
+  const extra = env.NODE_EXTRA_CA_CERTS
+  // Some images point NODE_EXTRA_CA_CERTS at the system bundle itself: nothing to add then.
+  if (system && (!extra || sameFile(extra, system))) return { source: system }
+  // CURLOPT_CAINFO_BLOB replaces the bundle file, so the bundle goes into the blob too.
+  const base = system ? readFileSync(system, 'utf8') : rootCertificates.join('\n')
+  let added = ''
+  if (extra) {
+    try {
+      added = readFileSync(extra, 'utf8')
+    } catch {
+      // Node warns about an unreadable NODE_EXTRA_CA_CERTS and goes on without it; so does this.
+    }
+  }
+  return { caPem: Buffer.from(`${base}\n${added}\n`), source: `${system ?? "Node.js's bundled roots"}${added ? ` + ${extra}` : ''}` }
+}
+
+function sameFile(a: string, b: string): boolean {
+  try {
+    return realpathSync(a) === realpathSync(b)
+  } catch {
+    return false
+  }
+}
+
+const CONNECTIONS_PER_HOST = 16
+
+/**
+ * The process's one libcurl fetcher (one connection pool, one transfer thread) and the promises
+ * of its transfers. A transfer's promise settles only when the addon has let go of its Buffer,
+ * also after an abort, so that a buffer handed back to a pool is never written into again.
+ */
+export class CurlClient {
+  private static shared?: CurlClient
+
+  /** The process-wide instance; throws an EncfsError (HTTP_ADDON_MISSING) when the addon does not load. */
+  static get(): CurlClient {
+    CurlClient.shared ??= new CurlClient()
+    return CurlClient.shared
+  }
+
+  readonly curlVersion: string
+  readonly trust: string
+  private readonly fetcher: CurlFetcher
+  private readonly pending = new Map<number, (o: CurlOutcome) => void>()
+
+  private constructor() {
+    const addon = loadCurlAddon()
+    const trust = curlTrust(addon.defaultCaInfo())
+    this.curlVersion = addon.curlVersion().split(' ')[0] ?? 'libcurl'
+    this.trust = trust.source
+    this.fetcher = new addon.Fetcher({ maxHostConnections: CONNECTIONS_PER_HOST, userAgent: `encfs ${this.curlVersion}`, ...(trust.caPem ? { caPem: trust.caPem } : {}) },
+      (id, curlCode, status, bytes, message, headers) => {
+        const settle = this.pending.get(id)
+        this.pending.delete(id)
+        settle?.({ curlCode, status, bytes, ...(message !== undefined ? { message } : {}), ...(headers !== undefined ? { headers } : {}) })
+      })
+  }
+
+  /** One exchange. Resolves with how it ended (HTTP errors included); rejects only when `signal` aborts it. */
+  async send(r: CurlRequest): Promise<CurlOutcome> {
+    if (r.signal?.aborted) throw abortError()
+    const id = r.method === 'GET' ? this.fetcher.get(r.url, r.headers, r.buffer, r.timeoutMs) : this.fetcher.put(r.url, r.headers, r.buffer, r.timeoutMs)
+    const onAbort = (): void => this.fetcher.cancel(id)
+    r.signal?.addEventListener('abort', onAbort, { once: true })
+    try {
+      const outcome = await new Promise<CurlOutcome>((resolve) => this.pending.set(id, resolve))
+      if (outcome.curlCode === CANCELLED) throw abortError()
+      return outcome
+    } finally {
+      r.signal?.removeEventListener('abort', onAbort)
+    }
+  }
+
+  stats(): { inFlight: number; started: number } {
+    return this.fetcher.stats()
+  }
+}
+
+const CANCELLED = -1
+
+function abortError(): Error {
+  const err = new Error('The operation was aborted.')
+  err.name = 'AbortError'
+  return err
+}
