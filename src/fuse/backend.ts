@@ -1,5 +1,6 @@
 import { createRequire } from 'node:module'
 import { loadFuse3Addon } from '../native/fuse3.js'
+import { loadProblem } from '../process/load-addon.js'
 import { FuseError } from './errors.js'
 
 export type FuseBackend = 'libfuse3' | 'libfuse2'
@@ -20,14 +21,7 @@ function libfuse2Problem(): string | undefined {
   }
 }
 
-function libfuse3Problem(): string | undefined {
-  try {
-    loadFuse3Addon()
-    return undefined
-  } catch (err) {
-    return (err as Error).message
-  }
-}
+const libfuse3Problem = (): string | undefined => loadProblem(loadFuse3Addon)
 
 /**
  * `auto` takes encfs's libfuse3 data plane when its addon loads (large requests, cache hits served

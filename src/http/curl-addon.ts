@@ -1,5 +1,4 @@
-import { createRequire } from 'node:module'
-import { EncfsError } from '../errors/encfs-error.js'
+import { addonLoader } from '../process/load-addon.js'
 
 /**
  * A transfer ended: libcurl's result (0: the exchange completed; -1: cancelled), the HTTP status
@@ -37,21 +36,10 @@ export interface CurlAddon {
   defaultCaInfo(): string | undefined
 }
 
-let addon: CurlAddon | undefined
-let failure: EncfsError | undefined
-
 /** The libcurl fetcher built from native/http by npm run setup (needs libcurl4-openssl-dev to build, libcurl4 to run). */
-export function loadCurlAddon(): CurlAddon {
-  if (addon) return addon
-  if (failure) throw failure
-  try {
-    addon = createRequire(import.meta.url)('../../../native/http/build/Release/encfs_http.node') as CurlAddon
-    return addon
-  } catch (err) {
-    const e = err as NodeJS.ErrnoException
-    failure = new EncfsError('HTTP_ADDON_MISSING', e.code === 'MODULE_NOT_FOUND'
-      ? 'the libcurl fetcher addon is not built (npm run setup builds it when libcurl4-openssl-dev is installed)'
-      : `the libcurl fetcher addon does not load: ${e.message.split('\n')[0]} (it needs Debian's libcurl4)`, { cause: err })
-    throw failure
-  }
-}
+export const loadCurlAddon = addonLoader<CurlAddon>({
+  file: '../../../native/http/build/Release/encfs_http.node',
+  code: 'HTTP_ADDON_MISSING',
+  notBuilt: 'the libcurl fetcher addon is not built (npm run setup builds it when libcurl4-openssl-dev is installed)',
+  notLoading: "the libcurl fetcher addon does not load (it needs Debian's libcurl4)",
+})

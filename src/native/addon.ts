@@ -1,5 +1,4 @@
-import { createRequire } from 'node:module'
-import { EncfsError } from '../errors/encfs-error.js'
+import { addonLoader, loadProblem } from '../process/load-addon.js'
 
 export interface NativeAddon {
   getReport(kind: 'sev-guest' | 'sev', path: string, reportData: Buffer): Promise<{ report: Buffer; reportSize: number }>
@@ -12,27 +11,15 @@ export interface NativeAddon {
   sha256BlocksAsync(salt: Buffer, input: Buffer, blockSize: number, output: Buffer): Promise<void>
 }
 
-let addon: NativeAddon | undefined
-let failure: Error | undefined
-
 /** The addon built from native/ by the README's set-up (npm run build:native). */
-export function loadAddon(): NativeAddon {
-  if (addon) return addon
-  try {
-    addon = createRequire(import.meta.url)('../../../native/build/Release/snp_report.node') as NativeAddon
-    return addon
-  } catch (err) {
-    failure = err as Error
-    throw new EncfsError('NATIVE_ADDON_MISSING', `the native addon is not built: run npm run setup (it needs g++, make and python3): ${(err as Error).message}`, { cause: err })
-  }
-}
+export const loadAddon = addonLoader<NativeAddon>({
+  file: '../../../native/build/Release/snp_report.node',
+  code: 'NATIVE_ADDON_MISSING',
+  notBuilt: 'the native addon is not built: run npm run setup (it needs g++, make and python3)',
+  notLoading: 'the native addon does not load: run npm run setup again (it needs g++, make and python3)',
+})
 
 /** The addon when it loads, else undefined (callers with a pure-JS path use this). */
 export function optionalAddon(): NativeAddon | undefined {
-  if (addon || failure) return addon
-  try {
-    return loadAddon()
-  } catch {
-    return undefined
-  }
+  return loadProblem(loadAddon) === undefined ? loadAddon() : undefined
 }

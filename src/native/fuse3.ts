@@ -1,5 +1,4 @@
-import { createRequire } from 'node:module'
-import { EncfsError } from '../errors/encfs-error.js'
+import { addonLoader } from '../process/load-addon.js'
 import type { CacheMirror, XtsView } from '../storage/native-view.js'
 
 /** A native mirror of one BlockCache's cached ranges, read by the FUSE threads. */
@@ -56,21 +55,10 @@ export interface Fuse3Addon {
   maxRequest: number
 }
 
-let addon: Fuse3Addon | undefined
-let failure: EncfsError | undefined
-
 /** The libfuse3 data plane built from native/fuse3 by npm run setup (needs libfuse3-dev to build, libfuse3-3 to run). */
-export function loadFuse3Addon(): Fuse3Addon {
-  if (addon) return addon
-  if (failure) throw failure
-  try {
-    addon = createRequire(import.meta.url)('../../../native/fuse3/build/Release/encfs_fuse3.node') as Fuse3Addon
-    return addon
-  } catch (err) {
-    const e = err as NodeJS.ErrnoException
-    failure = new EncfsError('FUSE3_ADDON_MISSING', e.code === 'MODULE_NOT_FOUND'
-      ? 'the libfuse3 addon is not built (npm run setup builds it when libfuse3-dev is installed)'
-      : `the libfuse3 addon does not load: ${e.message.split('\n')[0]} (it needs Debian's libfuse3-3)`, { cause: err })
-    throw failure
-  }
-}
+export const loadFuse3Addon = addonLoader<Fuse3Addon>({
+  file: '../../../native/fuse3/build/Release/encfs_fuse3.node',
+  code: 'FUSE3_ADDON_MISSING',
+  notBuilt: 'the libfuse3 addon is not built (npm run setup builds it when libfuse3-dev is installed)',
+  notLoading: "the libfuse3 addon does not load (it needs Debian's libfuse3-3)",
+})

@@ -1,5 +1,6 @@
 import { EncfsError } from '../errors/encfs-error.js'
 import { CurlClient } from '../http/curl-client.js'
+import { loadProblem } from '../process/load-addon.js'
 import { NativeRangedGet } from './native-ranged-get.js'
 import { RangedGet, type RangedGetOptions, type RangeReader } from './ranged-get.js'
 
@@ -17,14 +18,7 @@ export interface BlobHttpChoice {
   reason: string
 }
 
-function nativeProblem(): string | undefined {
-  try {
-    CurlClient.get()
-    return undefined
-  } catch (err) {
-    return (err as Error).message
-  }
-}
+const nativeProblem = (): string | undefined => loadProblem(() => CurlClient.get())
 
 /**
  * `auto` takes the libcurl fetcher when its addon loads, else the SDK's pipeline. An explicit
