@@ -8,6 +8,21 @@ import type { SnpReport } from './report.js'
 
 const hex = (v: bigint) => v.toString(16).padStart(16, '0')
 
+/** What skr's -allowTestingMismatchedTCB makes of the host certificate's TCBM. */
+const TESTING_TCBM = 0xffffffffn
+
+export interface CollateralOptions {
+  uvm?: UvmInformation
+  certcache?: CertCache
+  fetch?: FetchOptions
+  logger?: Logger
+  /**
+   * Testing only (skr's -allowTestingMismatchedTCB): the host certificate claims TCBM ffffffff, so
+   * no report matches it and the first chain comes from the certcache, as after a TCB update.
+   */
+  testingMismatchedTcb?: boolean
+}
+
 /**
  * The VCEK chain MAA needs for a report (docs/attestation.md#certificate-sources): the platform's host certificate when its
  * TCBM matches the report, else the configured certcache (AMD KDS, AzCache or a THIM endpoint),
@@ -17,12 +32,13 @@ export class Collateral {
   private current?: FetchedChain
   private readonly logger: Logger
 
-  constructor(private readonly o: { uvm?: UvmInformation; certcache?: CertCache; fetch?: FetchOptions; logger?: Logger }) {
+  constructor(private readonly o: CollateralOptions) {
     this.logger = o.logger ?? silentLogger
     const host = o.uvm?.hostAmdCertificate
     if (host && !thimAbsent(host)) {
       try {
-        this.current = { chainPem: thimChainPem(host), tcbm: parseTcbm(host.tcbm, 'the host AMD certificate') }
+        const tcbm = o.testingMismatchedTcb ? TESTING_TCBM : parseTcbm(host.tcbm, 'the host AMD certificate')
+        this.current = { chainPem: thimChainPem(host), tcbm }
       } catch (err) {
         this.logger.warn({ err }, 'ignoring the host AMD certificate')
       }

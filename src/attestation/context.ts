@@ -27,6 +27,8 @@ export interface AttestationContextOptions {
   uvm?: UvmInformation
   /** A report provider given instead of selected from `attestation` (tests). */
   provider?: ReportProvider
+  /** skr's -allowTestingMismatchedTCB (see Collateral). */
+  testingMismatchedTcb?: boolean
 }
 
 /**
@@ -50,7 +52,7 @@ export class AttestationContext {
         uvm = { ...uvm, hostAmdCertificate: await provider.thimCerts() }
         logger.warn({ stateDir: provider.location }, 'no UVM_HOST_AMD_CERTIFICATE, security-context certificate or certcache: using the simulated chip\'s own VCEK chain as the certificate collateral')
       }
-      this.current = { provider, uvm, collateral: new Collateral({ uvm, certcache: this.o.certcache, logger }) }
+      this.current = { provider, uvm, collateral: new Collateral({ uvm, certcache: this.o.certcache, logger, testingMismatchedTcb: this.o.testingMismatchedTcb }) }
       return this.current
     })()
     this.setup.catch(() => { this.setup = undefined })

@@ -35,13 +35,16 @@ export function serveCommand<T>(y: Argv<T>): Argv<T> {
       .option('outfile', { type: 'string', describe: 'offline wrap: where to write the base64 annotation' })
       .option('attestation', { type: 'string', choices: ATTESTATION_MODES, default: env.EncfsAttestation || 'auto' })
       .option('simulated-state', { type: 'string', default: defaultSimulatedStateDir() })
-      .option('unsafe-listen', { type: 'string', describe: 'listen on this address instead of loopback (exposes key release)' }),
+      .option('unsafe-listen', { type: 'string', describe: 'listen on this address instead of loopback (exposes key release)' })
+      .option('allowTestingMismatchedTCB', { type: 'boolean', default: false, describe: 'testing only, as skr: the host certificate\'s TCBM is taken as ffffffff, so the first key release fetches the chain from the certcache' }),
     async (args) => {
       const logger = commandLogger(args, 'encfs-serve')
       const info = args.base64 ? validateSkrConfig(decodeSidecarArgs(args.base64, args.base64 === env.SkrSideCarArgs ? 'SkrSideCarArgs' : '-base64'), 'the skr configuration') : {}
       // The simulated chip's directory from EncfsSimulatedState, as remotefs reads it, unless -simulated-state names one.
       const simulatedStateDir = args['simulated-state'] === defaultSimulatedStateDir() ? env.EncfsSimulatedState || args['simulated-state'] : args['simulated-state']
-      const attestation = new AttestationContext({ attestation: args.attestation, simulatedStateDir, certcache: info.certcache, logger })
+      const testingMismatchedTcb = args.allowTestingMismatchedTCB
+      if (testingMismatchedTcb) logger.warn('-allowTestingMismatchedTCB: FOR TESTING ONLY, the host certificate\'s TCBM is taken as ffffffff')
+      const attestation = new AttestationContext({ attestation: args.attestation, simulatedStateDir, certcache: info.certcache, logger, testingMismatchedTcb })
       if (args.infile || args.keypath || args.outfile) {
         if (!args.infile || !args.keypath || !args.outfile) throw new UsageError('offline wrap needs all of -infile, -keypath and -outfile (or use encfs wrap)')
         return wrapFile({ infile: args.infile, keypath: args.keypath, outfile: args.outfile, logger })

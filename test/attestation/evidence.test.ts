@@ -92,3 +92,14 @@ test.serial('key release takes the same path: a moved TCB costs one more report,
   t.deepEqual(released.material, key)
   t.is(provider.reports.length, 2)
 })
+
+test.serial('-allowTestingMismatchedTCB: the host certificate matches no report, so the chain comes from the certcache; without it the host chain serves', async (t) => {
+  const report = parseReport(await s.snp.getReport(Buffer.alloc(64)))
+  const certcache = { endpoint_type: 'LocalTHIM', endpoint: thimEndpoint } as const
+  const before = thimRequests
+  await new Collateral({ uvm: s.uvm, certcache }).chainFor(report)
+  t.is(thimRequests, before, 'the host certificate matched')
+  const chain = await new Collateral({ uvm: s.uvm, certcache, testingMismatchedTcb: true }).chainFor(report)
+  t.is(thimRequests, before + 1, 'fetched from the certcache')
+  t.is(chain.tcbm, report.reportedTcb.value)
+})

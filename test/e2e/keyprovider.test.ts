@@ -91,7 +91,7 @@ test.serial('encfs wrap makes the annotation offline, as skr -infile -keypath -o
 
 test.serial('the entry point picks the role from the environment (dry run)', async (t) => {
   const dry = async (env: Record<string, string>, script = 'encfs.sh') => {
-    const r = await run('sh', [path.join(REPO, script)], { ENCFS_HOME: '/opt/encfs', ENCFS_DRY_RUN: '1', EncfsSideCarArgs: '', SkrSideCarArgs: '', ServerType: '', Port: '', LogFile: '', LogLevel: '', EncfsRole: '', ...env })
+    const r = await run('sh', [path.join(REPO, script)], { ENCFS_HOME: '/opt/encfs', ENCFS_DRY_RUN: '1', EncfsSideCarArgs: '', SkrSideCarArgs: '', ServerType: '', Port: '', LogFile: '', LogLevel: '', EncfsRole: '', TestingMismatchedTCB: '', ...env })
     t.is(r.code, 0, r.stderr)
     return r.stdout.trim().split('\n').slice(1).join(' ')
   }
@@ -103,6 +103,7 @@ test.serial('the entry point picks the role from the environment (dry run)', asy
   t.is(await dry({ EncfsRole: 'skr' }), '/opt/encfs/bin/encfs.js serve')
   t.is(await dry({}), '/opt/encfs/bin/remotefs.js', 'no configuration: the encfs role, which says what is missing')
   t.is(await dry({}, 'skr.sh'), '/opt/encfs/bin/encfs.js serve')
+  t.is(await dry({ TestingMismatchedTCB: 'true' }, 'skr.sh'), '/opt/encfs/bin/encfs.js serve -allowTestingMismatchedTCB=true')
   const bad = await run('sh', [path.join(REPO, 'encfs.sh')], { EncfsRole: 'both', ENCFS_DRY_RUN: '1' })
   t.is(bad.code, 2)
   t.regex(bad.stderr, /EncfsRole must be encfs or skr, got "both"/)
