@@ -93,7 +93,7 @@ export class Luks2Volume implements RangeSource {
     const inner = this.data.nativeView?.()
     const xts = this.cipher.xts()
     if (!inner || inner.xts || !xts) return undefined
-    return { cache: inner.cache, offset: inner.offset + this.offset, xts: { key: xts.key, unit: this.unit, plain64: xts.plain64 } }
+    return { cache: inner.cache, offset: inner.offset + this.offset, xts: { key: xts.key, unit: this.unit, plain64: xts.plain64 }, ...(inner.readAround ? { readAround: inner.readAround } : {}) }
   }
 
   async close(): Promise<void> {

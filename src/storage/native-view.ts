@@ -36,6 +36,11 @@ export interface NativeView {
   /** Where byte 0 of the source is in the cache. */
   offset: number
   xts?: XtsView
+  /**
+   * A load that failed with this error is not the reader's answer: the read goes through the
+   * source instead (dm-verity: one bad 4 KiB block fails its whole cache block, not its neighbours).
+   */
+  readAround?: (err: unknown) => boolean
   /** Whole data units the native side has encrypted already (`offset` in the source's coordinates; the buffer is handed over). */
   writeEncrypted?(offset: number, ciphertext: Buffer): Promise<void>
 }

@@ -1,4 +1,5 @@
 import type { RangeSource } from '../storage/range-source.js'
+import type { NativeView } from '../storage/native-view.js'
 import { VerityMismatchError } from './errors.js'
 
 /**
@@ -21,6 +22,15 @@ export class IntactReads implements RangeSource {
       if (!(err instanceof VerityMismatchError) || err.touches(offset, offset + length)) throw err
       return this.verified.read(offset, length, signal)
     }
+  }
+
+  /**
+   * The libfuse3 data plane may serve the cache natively: it holds verified blocks only (dm-verity
+   * is below it). A miss whose cache block fails verification is read here instead, as above.
+   */
+  nativeView(): NativeView | undefined {
+    const inner = this.cached.nativeView?.()
+    return inner && { ...inner, readAround: (err: unknown) => err instanceof VerityMismatchError }
   }
 
   /** Closes the cache, which closes the verifying source under it. */

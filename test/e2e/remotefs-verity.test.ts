@@ -127,6 +127,9 @@ test.serial('a flipped ciphertext byte and a sector copied from another offset: 
   t.true(v.failedReads >= 2)
   t.regex(v.firstFailure!, new RegExp(`data block ${flipped} `))
   await stopClean(t, m)
+  // Verified blocks are served by the libfuse3 threads from the cache (no JavaScript per read).
+  const stats = /"fuse":\{[^}]*"nativeReads":(\d+)/.exec(await m.sidecar.log())
+  t.true(Number(stats?.[1]) > 0, `reads served natively: ${stats?.[0]}`)
 })
 
 test.serial('the blob replaced by an older image under the same key: the rolled-back file fails with EIO, the rest reads', async (t) => {
