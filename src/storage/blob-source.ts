@@ -1,4 +1,4 @@
-import { BlobClient, RestError, AnonymousCredential, type BlobLeaseClient, type PageBlobClient } from '@azure/storage-blob'
+import { BlobClient, RestError, AnonymousCredential, type BlobLeaseClient } from '@azure/storage-blob'
 import { randomUUID } from 'node:crypto'
 import { readFile, writeFile, rm } from 'node:fs/promises'
 import type { TokenCredential } from '@azure/identity'
@@ -11,6 +11,7 @@ import { withStorageRetry, StorageHealth, type RetryContext, type StorageRetryOp
 import type { RangeReader } from './ranged-get.js'
 import { defaultBlobHttp, rangeReader, type BlobHttpClient } from './blob-http.js'
 import { constantBackoff, retry, RETRY, STOP } from '../retry/retry.js'
+import { pagePut, type PagePut } from './native-page-put.js'
 
 export type BlobType = 'BlockBlob' | 'PageBlob' | 'AppendBlob'
 
@@ -167,7 +168,7 @@ export class BlobSource extends FillingSource {
  */
 export class WritableBlobSource extends BlobSource implements WritableRangeSource {
   private readonly renewTimer: NodeJS.Timeout
-  private readonly pages: PageBlobClient
+  private readonly pages: PagePut
 
   constructor(
     client: BlobClient,
@@ -179,7 +180,8 @@ export class WritableBlobSource extends BlobSource implements WritableRangeSourc
     private readonly writable: WritableBlobOptions,
   ) {
     super(client, options, size, etag, blobType)
-    this.pages = client.getPageBlobClient()
+    // Put Page on the same HTTP client as the reads (libcurl when it loads, else the SDK).
+    this.pages = pagePut(options.url, { credential: options.credential, tryTimeoutMs: options.tryTimeoutMs ?? 120_000 }, options.http ?? defaultBlobHttp().client, client.getPageBlobClient())
     const seconds = writable.leaseSeconds ?? 60
     this.renewTimer = setInterval(() => {
       lease.client.renewLease().catch((err: unknown) => (options.logger ?? silentLogger).error({ err: storageError(err, options, 'renewing the lease') }, 'cannot renew the blob lease; writes will fail if it expires'))
@@ -198,7 +200,7 @@ export class WritableBlobSource extends BlobSource implements WritableRangeSourc
     try {
       // Put Page is idempotent: retrying a write whose answer was lost writes the same bytes again.
       await withStorageRetry(this.retryContext(`writing ${data.length} bytes at ${offset}`, undefined, data.length), (abortSignal) =>
-        pages.uploadPages(data, offset, data.length, { conditions: { leaseId: lease.id }, abortSignal }))
+        pages.putPages(offset, data, { leaseId: lease.id, signal: abortSignal }))
     } catch (err) {
       throw storageError(err, this.options, `writing ${data.length} bytes at ${offset}`)
     }

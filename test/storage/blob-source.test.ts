@@ -66,20 +66,23 @@ conformance({
   },
 })
 
-conformance({
-  name: 'WritableBlobSource (a leased page blob, SAS sp=rw)',
-  writable: true,
-  writeUnit: 512,
-  open: async () => {
-    const small = bytes.subarray(0, 1024 * 1024)
-    const smallFile = path.join(dir, `small-${Date.now()}-${Math.random()}.img`)
-    await writeFile(smallFile, small)
-    const { url, sasUrl } = await uploadFile(az, smallFile, { kind: 'page' })
-    const source = await openSource(sasUrl, { writable: { leaseIdFile: `${smallFile}.lease` } })
-    const name = decodeURIComponent(new URL(url).pathname.split('/').pop()!)
-    return { source, bytes: small, persisted: () => az.service.getContainerClient('private').getBlobClient(name).downloadToBuffer() }
-  },
-})
+// Put Page goes through either HTTP client (src/storage/native-page-put.ts): both must be durable.
+for (const http of ['native', 'node'] as const) {
+  conformance({
+    name: `WritableBlobSource (a leased page blob, SAS sp=rw, Put Page on ${http})`,
+    writable: true,
+    writeUnit: 512,
+    open: async () => {
+      const small = bytes.subarray(0, 1024 * 1024)
+      const smallFile = path.join(dir, `small-${Date.now()}-${Math.random()}.img`)
+      await writeFile(smallFile, small)
+      const { url, sasUrl } = await uploadFile(az, smallFile, { kind: 'page' })
+      const source = await openSource(sasUrl, { writable: { leaseIdFile: `${smallFile}.lease` }, http })
+      const name = decodeURIComponent(new URL(url).pathname.split('/').pop()!)
+      return { source, bytes: small, persisted: () => az.service.getContainerClient('private').getBlobClient(name).downloadToBuffer() }
+    },
+  })
+}
 
 test('a block blob says what it is: kind, type, size and the ETag it pins', async (t) => {
   const { url } = await uploadFile(az, file, { kind: 'block', publicAccess: true })
