@@ -698,9 +698,13 @@ export class WritableBlockCache extends BlockCache implements WritableRangeSourc
     await super.close()
   }
 
-  /** Full of dirty data: writing it back is what frees room. */
+  /**
+   * Full of dirty data: writing it back is what frees room. Whole pieces only while write-backs
+   * are on the way (each one that ends wakes the waiter, who asks again), and the pieces around
+   * holes only when nothing else can free room (see writeBackDirty).
+   */
   protected override relieve(): void {
-    if (this.dirty.size > 0) void this.writeBackDirty().catch(() => {})
+    if (this.dirty.size > 0) void this.writeBackDirty(this.uploads.size > 0 ? 'full' : 'fullFirst').catch(() => {})
   }
 
 
@@ -775,14 +779,14 @@ export class WritableBlockCache extends BlockCache implements WritableRangeSourc
   }
 
   /**
-   * Under memory pressure, write everything back so that dirty ranges become evictable; else
-   * stream whole 4 MiB pieces out as a sequential writer fills them, so that an fsync after a
-   * large write finds little left to do (blobfuse2 stages blocks the same way).
+   * Streams whole 4 MiB pieces out as a sequential writer fills them, so that an fsync after a
+   * large write finds little left to do (blobfuse2 stages blocks the same way); past half the
+   * memory budget, whatever write-backs are already on the way. Pieces around holes wait for the
+   * holes to fill, for a flush, the timer, or memory running out (relieve).
    */
   private writeBackAsWritten(): void {
     const dirty = this.dirtyBytes()
-    if (dirty > this.memoryBytes / 2) void this.writeBackDirty().catch(() => {})
-    else if (dirty >= 2 * MAX_WRITE && this.uploads.size < this.concurrency) void this.writeBackDirty(true).catch(() => {})
+    if (dirty > this.memoryBytes / 2 || (dirty >= 2 * MAX_WRITE && this.uploads.size < this.concurrency)) void this.writeBackDirty('full').catch(() => {})
   }
 
   private markDirty(e: Extent, lo: number, hi: number): void {
@@ -798,7 +802,8 @@ export class WritableBlockCache extends BlockCache implements WritableRangeSourc
 
   /**
    * Cuts the dirty ranges into write-backs: adjacent ranges are joined (ext4 writes a file in
-   * many requests) and every piece is 512-aligned, as page blobs take it, and at most 4 MiB.
+   * many requests) and every piece is 512-aligned, as page blobs take it, and within one 4 MiB
+   * cell of the blob (a whole cell is a full piece).
    */
   private writeBackPieces(): { at: number; parts: { e: Extent; lo: number; hi: number }[]; length: number }[] {
     const list = [...this.dirty].sort((a, b) => a.start - b.start)
@@ -815,11 +820,14 @@ export class WritableBlockCache extends BlockCache implements WritableRangeSourc
         cur = undefined
       }
       while (lo < hi) {
-        if (!cur || cur.length >= MAX_WRITE) {
+        // Pieces are cut on a fixed 4 MiB grid of the blob: a hole only holds back its own piece,
+        // where pieces cut from the start of each dirty run left a fragment at every hole.
+        const room = MAX_WRITE - ((e.start + lo) % MAX_WRITE)
+        if (!cur || room === MAX_WRITE) {
           cur = { at: e.start + lo, parts: [], length: 0 }
           pieces.push(cur)
         }
-        const take = Math.min(hi - lo, MAX_WRITE - cur.length)
+        const take = Math.min(hi - lo, room)
         cur.parts.push({ e, lo, hi: lo + take })
         cur.length += take
         lo += take
@@ -875,12 +883,17 @@ export class WritableBlockCache extends BlockCache implements WritableRangeSourc
   }
 
   /**
-   * Writes back everything dirty, `concurrency` pieces at a time; rejects with the first failure.
-   * `fullOnly`: only whole 4 MiB pieces, the rest stays dirty (a sequential writer's tail).
+   * Writes back what is dirty, `concurrency` pieces at a time; rejects with the first failure.
+   * `full`: only whole 4 MiB pieces, the rest stays dirty (a sequential writer's tail).
+   * `fullFirst` (short of memory): whole pieces when there are any, else everything. A writer's
+   * requests reach the cache out of order (FUSE threads), so holes are often still open when
+   * memory runs short; writing the pieces around them then cost one Put Page per fragment
+   * (write-backs averaged 2.2 MiB), while the whole pieces alone free the room that is needed.
    */
-  private async writeBackDirty(fullOnly = false): Promise<void> {
+  private async writeBackDirty(mode: 'all' | 'full' | 'fullFirst' = 'all'): Promise<void> {
     if (this.dirty.size === 0) return
     let pieces = this.writeBackPieces()
+    const fullOnly = mode === 'full' || (mode === 'fullFirst' && pieces.some((p) => p.length === MAX_WRITE))
     for (const e of this.dirty) e.dirty = undefined
     this.dirty.clear()
     if (fullOnly) {
