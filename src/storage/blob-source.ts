@@ -169,6 +169,8 @@ export class BlobSource extends FillingSource {
 export class WritableBlobSource extends BlobSource implements WritableRangeSource {
   private readonly renewTimer: NodeJS.Timeout
   private readonly pages: PagePut
+  /** Present when the Put Page client gathers (libcurl): a cache writes back several ranges uncopied. */
+  readonly writeParts?: (offset: number, parts: readonly Buffer[]) => Promise<void>
 
   constructor(
     client: BlobClient,
@@ -183,6 +185,10 @@ export class WritableBlobSource extends BlobSource implements WritableRangeSourc
     // Put Page on the same HTTP client as the reads (libcurl when it loads, else the SDK).
     this.pages = pagePut(options.url, { credential: options.credential, tryTimeoutMs: options.tryTimeoutMs ?? 120_000 }, options.http ?? defaultBlobHttp().client, client.getPageBlobClient())
     const seconds = writable.leaseSeconds ?? 60
+    const gather = this.pages.putParts?.bind(this.pages)
+    if (gather) {
+      this.writeParts = (offset, parts) => this.put(offset, parts.reduce((n, p) => n + p.length, 0), (signal) => gather(offset, parts, { leaseId: lease.id, signal }))
+    }
     this.renewTimer = setInterval(() => {
       lease.client.renewLease().catch((err: unknown) => (options.logger ?? silentLogger).error({ err: storageError(err, options, 'renewing the lease') }, 'cannot renew the blob lease; writes will fail if it expires'))
     }, (seconds * 1000) / 3)
@@ -193,16 +199,17 @@ export class WritableBlobSource extends BlobSource implements WritableRangeSourc
     return false
   }
 
-  async write(offset: number, data: Buffer): Promise<void> {
-    checkRange(this.size, offset, data.length)
-    const pages = this.pages
-    const lease = this.lease
+  write(offset: number, data: Buffer): Promise<void> {
+    return this.put(offset, data.length, (signal) => this.pages.putPages(offset, data, { leaseId: this.lease.id, signal }))
+  }
+
+  private async put(offset: number, length: number, send: (signal: AbortSignal) => Promise<void>): Promise<void> {
+    checkRange(this.size, offset, length)
     try {
       // Put Page is idempotent: retrying a write whose answer was lost writes the same bytes again.
-      await withStorageRetry(this.retryContext(`writing ${data.length} bytes at ${offset}`, undefined, data.length), (abortSignal) =>
-        pages.putPages(offset, data, { leaseId: lease.id, signal: abortSignal }))
+      await withStorageRetry(this.retryContext(`writing ${length} bytes at ${offset}`, undefined, length), send)
     } catch (err) {
-      throw storageError(err, this.options, `writing ${data.length} bytes at ${offset}`)
+      throw storageError(err, this.options, `writing ${length} bytes at ${offset}`)
     }
   }
 

@@ -663,6 +663,8 @@ export class BlockCache implements RangeSource {
  */
 export class WritableBlockCache extends BlockCache implements WritableRangeSource {
   private readonly writer: WritableRangeSource
+  /** The writer takes a piece as its ranges' own memory (writeParts): no snapshot; a range written while on the way is copied instead. */
+  private readonly gathers: boolean
   private readonly uploads = new Set<Promise<void>>()
   /** Write-back copies, reused: 4 MiB allocations per piece kept the GC busy in the bench. */
   private readonly snapshots: Buffer[] = []
@@ -673,6 +675,7 @@ export class WritableBlockCache extends BlockCache implements WritableRangeSourc
   constructor(inner: WritableRangeSource, o: BlockCacheOptions = {}) {
     super(inner, o)
     this.writer = inner
+    this.gathers = typeof inner.writeParts === 'function'
     this.writeAttempts = Math.max(1, o.writeAttempts ?? 3)
     this.writeRetryDelayMs = o.writeRetryDelayMs ?? 1000
     // Bounds how long written data waits in memory; unref: it must not keep the process alive.
@@ -732,6 +735,7 @@ export class WritableBlockCache extends BlockCache implements WritableRangeSourc
       const hi = Math.min(offset + data.length, e.start + e.length) - e.start
       // Native readers must not see a half-written range: take it away while it changes.
       this.mirror?.retract(e.start)
+      if (this.gathers && e.uploading > 0) this.copyOnWrite(e)
       data.copy(e.data!, lo, p - offset, p - offset + hi - lo)
       this.mirror?.publish(e.start, e.data!)
       this.markDirty(e, lo, hi)
@@ -838,37 +842,53 @@ export class WritableBlockCache extends BlockCache implements WritableRangeSourc
     return pieces
   }
 
+  /**
+   * A range on its way to storage as its own memory (gathered write-back) is written again: the
+   * write goes to a copy, and the write-back keeps sending the bytes it started with.
+   */
+  private copyOnWrite(e: Extent): void {
+    const fresh = Buffer.allocUnsafe(e.buffer!.length)
+    e.buffer!.copy(fresh)
+    e.buffer = fresh
+    e.data = fresh.length === e.length ? fresh : fresh.subarray(0, e.length)
+  }
+
   /** Writes one piece back, with retries; a failure puts the dirty marks back. */
   private uploadPiece(piece: { at: number; parts: { e: Extent; lo: number; hi: number }[]; length: number }): Promise<void> {
-    // A copy: the ranges may be written again while this one is on the way.
-    const whole = this.snapshots.pop() ?? Buffer.allocUnsafe(MAX_WRITE)
-    const snapshot = whole.subarray(0, piece.length)
+    // The ranges may be written again while this piece is on the way: a gathering writer is given
+    // the ranges' memory (copied on write, see copyOnWrite), any other a snapshot. The copy took
+    // 0.65 s of remotefs's main thread per GB written (a fifth of its time in the bench).
+    const whole = this.gathers ? undefined : this.snapshots.pop() ?? Buffer.allocUnsafe(MAX_WRITE)
+    const snapshot = whole?.subarray(0, piece.length)
+    const parts: Buffer[] = []
     let pos = 0
     const earlier: Promise<void>[] = []
     for (const { e, lo, hi } of piece.parts) {
-      e.data!.copy(snapshot, pos, lo, hi)
+      if (snapshot) e.data!.copy(snapshot, pos, lo, hi)
+      else parts.push(e.data!.subarray(lo, hi))
       pos += hi - lo
       e.uploading++
       if (e.upload) earlier.push(e.upload)
     }
+    const send = snapshot ? () => this.writer.write(piece.at, snapshot) : () => this.writer.writeParts!(piece.at, parts)
     const run = async () => {
       // An older snapshot of the same range still on the way must land first.
       if (earlier.length > 0) await Promise.allSettled(earlier)
-      await retry(() => this.writer.write(piece.at, snapshot), {
+      await retry(send, {
         attempts: this.writeAttempts,
         backoff: (n) => this.writeRetryDelayMs * 2 ** (n - 1),
-        onRetry: ({ attempt, error }) => this.logger.warn({ offset: piece.at, length: snapshot.length, attempt, reason: (error as Error).message }, 'write-back failed; retrying'),
+        onRetry: ({ attempt, error }) => this.logger.warn({ offset: piece.at, length: piece.length, attempt, reason: (error as Error).message }, 'write-back failed; retrying'),
         onGiveUp: ({ attempt, error }) => {
           this.counters.writeFailures++
           for (const { e, lo, hi } of piece.parts) this.markDirty(e, lo, hi)
-          this.logger.error({ err: error, offset: piece.at, length: snapshot.length, attempts: attempt }, 'write-back failed; the data stays dirty in memory and the next flush retries')
+          this.logger.error({ err: error, offset: piece.at, length: piece.length, attempts: attempt }, 'write-back failed; the data stays dirty in memory and the next flush retries')
         },
       })
-      this.counters.bytesWritten += snapshot.length
+      this.counters.bytesWritten += piece.length
       this.counters.writeBacks++
     }
     const upload = run().finally(() => {
-      if (this.snapshots.length < 4) this.snapshots.push(whole)
+      if (whole && this.snapshots.length < 4) this.snapshots.push(whole)
       for (const { e } of piece.parts) {
         e.uploading--
         if (e.upload === upload) e.upload = undefined

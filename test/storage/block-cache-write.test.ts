@@ -2,7 +2,7 @@ import test from 'ava'
 import { randomBytes } from 'node:crypto'
 import { BlockCache } from '../../src/storage/block-cache.js'
 import { isWritable, type WritableRangeSource } from '../../src/storage/range-source.js'
-import { WritableMemorySource } from '../helpers/memory-source.js'
+import { GatheringMemorySource, WritableMemorySource } from '../helpers/memory-source.js'
 import { Random } from '../helpers/random.js'
 import { conformance } from './conformance.js'
 import { sameBytes } from '../helpers/bytes.js'
@@ -13,6 +13,16 @@ const opts = { blockSize: 64 * KiB, memoryBytes: 512 * KiB, readaheadBlocks: 0, 
 
 // Unaligned writes over a source that takes only whole 512-byte sectors (as a page blob), in a
 // budget smaller than what is written: partial sectors are read first, dirty ranges written back.
+conformance({
+  name: 'WritableBlockCache over a gathering writer (write-backs send the ranges themselves)',
+  writable: true,
+  open: async () => {
+    const source = new GatheringMemorySource(new Random(22).bytes(2 * 1024 * KiB))
+    const cache = BlockCache.over(source, { ...opts, memoryBytes: 256 * KiB })
+    return { source: cache, bytes: Buffer.from(source.bytes), readsBelow: () => source.reads, closedBelow: () => source.closed, persisted: async () => Buffer.from(source.bytes) }
+  },
+})
+
 conformance({
   name: 'WritableBlockCache over a WritableMemorySource',
   writable: true,
@@ -113,6 +123,26 @@ test('short of memory, whole 4 MiB pieces are written back first and the gaps of
   t.true(early.length > 0, 'memory ran short: something was written back before the flush')
   t.deepEqual(early.filter((n) => n !== 4), [], `written back before the flush (MiB): ${early.join(', ')}`)
   sameBytes(t, src.bytes.subarray(0, 12 * MiB), data)
+  await cache.close()
+})
+
+test('a gathering writer is sent the ranges themselves; a range written again on the way is copied, so storage gets the older bytes, then the newer', async (t) => {
+  const src = new GatheringMemorySource(1024 * KiB)
+  src.delayMs = 30
+  const cache = BlockCache.over(src, opts)
+  const older = randomBytes(128 * KiB)
+  const newer = randomBytes(128 * KiB)
+  await cache.write(0, older)
+  const first = cache.flush()
+  await new Promise(setImmediate)
+  t.is(cache.stats().dirtyBlocks, 0, 'the write-back is on its way')
+  await cache.write(0, newer)
+  sameBytes(t, await cache.read(0, 128 * KiB), newer)
+  await first
+  sameBytes(t, src.gathered[0]!, older, 'the write-back sent the bytes it started with')
+  await cache.flush()
+  sameBytes(t, src.bytes.subarray(0, 128 * KiB), newer)
+  t.false(src.writeLog.some((w) => w.length > 4096 * KiB))
   await cache.close()
 })
 
