@@ -13,25 +13,21 @@ const opts = { blockSize: 64 * KiB, memoryBytes: 512 * KiB, readaheadBlocks: 0, 
 
 // Unaligned writes over a source that takes only whole 512-byte sectors (as a page blob), in a
 // budget smaller than what is written: partial sectors are read first, dirty ranges written back.
-conformance({
-  name: 'WritableBlockCache over a gathering writer (write-backs send the ranges themselves)',
-  writable: true,
-  open: async () => {
-    const source = new GatheringMemorySource(new Random(22).bytes(2 * 1024 * KiB))
-    const cache = BlockCache.over(source, { ...opts, memoryBytes: 256 * KiB })
-    return { source: cache, bytes: Buffer.from(source.bytes), readsBelow: () => source.reads, closedBelow: () => source.closed, persisted: async () => Buffer.from(source.bytes) }
-  },
-})
-
-conformance({
-  name: 'WritableBlockCache over a WritableMemorySource',
-  writable: true,
-  open: async () => {
-    const source = new WritableMemorySource(new Random(21).bytes(2 * 1024 * KiB))
-    const cache = BlockCache.over(source, { ...opts, memoryBytes: 256 * KiB })
-    return { source: cache, bytes: Buffer.from(source.bytes), readsBelow: () => source.reads, closedBelow: () => source.closed, persisted: async () => Buffer.from(source.bytes) }
-  },
-})
+// Over a writer that snapshots each write-back, and one that is sent the ranges themselves.
+for (const [name, Source, seed] of [
+  ['a WritableMemorySource', WritableMemorySource, 21],
+  ['a gathering writer (write-backs send the ranges themselves)', GatheringMemorySource, 22],
+] as const) {
+  conformance({
+    name: `WritableBlockCache over ${name}`,
+    writable: true,
+    open: async () => {
+      const source = new Source(new Random(seed).bytes(2 * 1024 * KiB))
+      const cache = BlockCache.over(source, { ...opts, memoryBytes: 256 * KiB })
+      return { source: cache, bytes: Buffer.from(source.bytes), readsBelow: () => source.reads, closedBelow: () => source.closed, persisted: async () => Buffer.from(source.bytes) }
+    },
+  })
+}
 
 test('writes are read back at once and reach the source, 512-aligned and coalesced per block, on flush', async (t) => {
   const src = new WritableMemorySource(1024 * KiB)
