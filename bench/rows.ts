@@ -7,6 +7,8 @@ import { promisify } from 'node:util'
 import { BlobSource } from '../src/storage/blob-source.js'
 import { RangedGet } from '../src/storage/ranged-get.js'
 import { NativeRangedGet } from '../src/storage/native-ranged-get.js'
+import { NativePagePut } from '../src/storage/native-page-put.js'
+import { blobSas } from '../src/demo/azurite.js'
 import type { BlobHttpClient } from '../src/storage/blob-http.js'
 import { BlockCache } from '../src/storage/block-cache.js'
 import { Luks2Volume } from '../src/luks/volume.js'
@@ -255,11 +257,17 @@ export async function rawMixed(scn: Scenario, seconds: number, download: () => P
   return iops
 }
 
-/** Put Page uploads of the write source to a new page blob, 4 MiB x 8: the write reference. */
-export async function rawPutPages(scn: Scenario, data: Buffer): Promise<number> {
+/**
+ * Put Page uploads of the write source to a new page blob, 4 MiB x 8: the write reference, by the
+ * SDK (uploadPages) or by the libcurl fetcher (NativePagePut, under a lease as remotefs writes).
+ */
+export async function rawPutPages(scn: Scenario, data: Buffer, client: 'sdk' | 'curl' = 'sdk'): Promise<number> {
   const container = scn.az.service.getContainerClient('bench')
-  const client: PageBlobClient = container.getPageBlobClient(`put-${Date.now()}-${Math.random().toString(16).slice(2, 6)}`)
-  await client.create(data.length)
+  const name = `put-${Date.now()}-${Math.random().toString(16).slice(2, 6)}`
+  const blob: PageBlobClient = container.getPageBlobClient(name)
+  await blob.create(data.length)
+  const lease = client === 'curl' ? await blob.getBlobLeaseClient().acquireLease(-1) : undefined
+  const curl = client === 'curl' ? new NativePagePut(`${blob.url}?${blobSas(scn.az, 'bench', name, 'rw')}`) : undefined
   try {
     const chunk = 4 * MiB
     let next = 0
@@ -269,19 +277,22 @@ export async function rawPutPages(scn: Scenario, data: Buffer): Promise<number> 
         const off = next
         next += chunk
         const len = Math.min(chunk, data.length - off)
-        await client.uploadPages(data.subarray(off, off + len), off, len)
+        const body = data.subarray(off, off + len)
+        if (curl) await curl.putPages(off, body, { leaseId: lease!.leaseId! })
+        else await blob.uploadPages(body, off, len)
       }
     }
     await Promise.all(Array.from({ length: 8 }, worker))
     return mbps(data.length, performance.now() - started)
   } finally {
-    await client.delete().catch(() => {})
+    if (lease) await blob.getBlobLeaseClient(lease.leaseId).releaseLease().catch(() => {})
+    await blob.delete().catch(() => {})
   }
 }
 
 /** Sequential write of the source into the read-write mount, then fsync: dd conv=fsync in a child. */
-export async function mountedWrite(scn: Scenario, backend?: string): Promise<number> {
-  const r = await withMount(scn, { backend, readWrite: true }, async (run) => {
+export async function mountedWrite(scn: Scenario, backend?: string, http?: BlobHttpClient): Promise<number> {
+  const r = await withMount(scn, { backend, readWrite: true, http }, async (run) => {
     const started = performance.now()
     await exec('dd', [`if=${scn.writeSource}`, `of=${path.join(run.mountPoint, 'written.bin')}`, 'bs=1M', 'conv=fsync', 'status=none'])
     const ms = performance.now() - started

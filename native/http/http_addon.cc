@@ -33,6 +33,10 @@ struct Transfer {
   uint8_t* data = nullptr;
   size_t length = 0;
   size_t pos = 0;
+  // A PUT's body may be gathered from several Buffers (the block cache's ranges, uncopied).
+  std::vector<std::pair<const uint8_t*, size_t>> parts;
+  size_t part = 0;
+  size_t partPos = 0;
   long timeoutMs = 0;
   // Main thread only: keeps the Buffer's memory alive while libcurl writes into (or reads from) it.
   Napi::Reference<Napi::Value> keep;
@@ -77,10 +81,22 @@ size_t OnWrite(char* p, size_t size, size_t n, void* user) {
 
 size_t OnRead(char* p, size_t size, size_t n, void* user) {
   auto* t = static_cast<Transfer*>(user);
-  const size_t len = std::min(size * n, t->length - t->pos);
-  std::memcpy(p, t->data + t->pos, len);
-  t->pos += len;
-  return len;
+  size_t room = size * n;
+  size_t out = 0;
+  while (room > 0 && t->part < t->parts.size()) {
+    const auto& [base, len] = t->parts[t->part];
+    const size_t k = std::min(room, len - t->partPos);
+    std::memcpy(p + out, base + t->partPos, k);
+    out += k;
+    room -= k;
+    t->partPos += k;
+    if (t->partPos == len) {
+      t->part++;
+      t->partPos = 0;
+    }
+  }
+  t->pos += out;
+  return out;
 }
 
 class Fetcher : public Napi::ObjectWrap<Fetcher> {
@@ -168,11 +184,12 @@ Fetcher::Fetcher(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Fetcher>(inf
   worker = std::thread([this] { Run(); });
 }
 
-// get(url, headers[], target) / put(url, headers[], body), timeoutMs: the transfer's id.
+// get(url, headers[], target) / put(url, headers[], body: Buffer | Buffer[]), timeoutMs: the transfer's id.
 Napi::Value Fetcher::Start(const Napi::CallbackInfo& info, bool upload) {
   Napi::Env env = info.Env();
   if (stopping.load()) throw Napi::Error::New(env, "the fetcher is closed");
-  if (info.Length() < 4 || !info[0].IsString() || !info[1].IsArray() || !info[2].IsBuffer() || !info[3].IsNumber()) {
+  const bool gathered = upload && info.Length() > 2 && info[2].IsArray();
+  if (info.Length() < 4 || !info[0].IsString() || !info[1].IsArray() || !(info[2].IsBuffer() || gathered) || !info[3].IsNumber()) {
     throw Napi::TypeError::New(env, upload ? "put(url, headers, body, timeoutMs)" : "get(url, headers, target, timeoutMs)");
   }
   auto t = std::make_unique<Transfer>();
@@ -182,11 +199,24 @@ Napi::Value Fetcher::Start(const Napi::CallbackInfo& info, bool upload) {
   t->url = info[0].As<Napi::String>().Utf8Value();
   auto hs = info[1].As<Napi::Array>();
   for (uint32_t i = 0; i < hs.Length(); i++) t->headers.push_back(hs.Get(i).As<Napi::String>().Utf8Value());
-  auto buf = info[2].As<Napi::Buffer<uint8_t>>();
-  t->data = buf.Data();
-  t->length = buf.Length();
+  if (gathered) {
+    auto list = info[2].As<Napi::Array>();
+    for (uint32_t i = 0; i < list.Length(); i++) {
+      Napi::Value v = list.Get(i);
+      if (!v.IsBuffer()) throw Napi::TypeError::New(env, "put(url, headers, body, timeoutMs): body is a Buffer or an array of Buffers");
+      auto b = v.As<Napi::Buffer<uint8_t>>();
+      t->parts.emplace_back(b.Data(), b.Length());
+      t->length += b.Length();
+    }
+  } else {
+    auto buf = info[2].As<Napi::Buffer<uint8_t>>();
+    t->data = buf.Data();
+    t->length = buf.Length();
+    if (upload) t->parts.emplace_back(buf.Data(), buf.Length());
+  }
   t->timeoutMs = info[3].As<Napi::Number>().Int64Value();
-  t->keep = Napi::Reference<Napi::Value>::New(buf, 1);
+  // The array (for a gathered body) holds its Buffers: the caller must not change it meanwhile.
+  t->keep = Napi::Reference<Napi::Value>::New(info[2], 1);
   const uint32_t id = t->id;
   if (inFlight++ == 0 && !referenced) {
     // Busy, it keeps the process alive, and JavaScript dropping it must not free it.

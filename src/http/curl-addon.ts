@@ -21,8 +21,8 @@ export interface CurlFetcherOptions {
 export interface CurlFetcher {
   /** Starts a GET whose 2xx body is written into `target`; the id names it in `cancel` and in the completion. */
   get(url: string, headers: string[], target: Buffer, timeoutMs: number): number
-  /** Starts a PUT sending `body`. */
-  put(url: string, headers: string[], body: Buffer, timeoutMs: number): number
+  /** Starts a PUT sending `body` (an array: its Buffers end to end, gathered on the transfer thread). */
+  put(url: string, headers: string[], body: Buffer | readonly Buffer[], timeoutMs: number): number
   /** Ends a transfer early; its completion follows (curlCode -1), after which its Buffer is free again. */
   cancel(id: number): void
   /** Cancels everything and ends the transfer thread. */

@@ -17,8 +17,8 @@ export interface CurlRequest {
   method: 'GET' | 'PUT'
   url: string
   headers: string[]
-  /** GET: the body is written here; PUT: the body sent. Untouched by the caller until the promise settles. */
-  buffer: Buffer
+  /** GET: the body is written here; PUT: the body sent (an array: its Buffers end to end). Untouched by the caller until the promise settles. */
+  buffer: Buffer | readonly Buffer[]
   timeoutMs: number
   signal?: AbortSignal
 }
@@ -87,7 +87,7 @@ export class CurlClient {
   /** One exchange. Resolves with how it ended (HTTP errors included); rejects only when `signal` aborts it. */
   async send(r: CurlRequest): Promise<CurlOutcome> {
     if (r.signal?.aborted) throw abortError()
-    const id = r.method === 'GET' ? this.fetcher.get(r.url, r.headers, r.buffer, r.timeoutMs) : this.fetcher.put(r.url, r.headers, r.buffer, r.timeoutMs)
+    const id = r.method === 'GET' ? this.fetcher.get(r.url, r.headers, getTarget(r.buffer), r.timeoutMs) : this.fetcher.put(r.url, r.headers, r.buffer, r.timeoutMs)
     const onAbort = (): void => this.fetcher.cancel(id)
     r.signal?.addEventListener('abort', onAbort, { once: true })
     try {
@@ -105,6 +105,11 @@ export class CurlClient {
 }
 
 const CANCELLED = -1
+
+function getTarget(b: Buffer | readonly Buffer[]): Buffer {
+  if (!Buffer.isBuffer(b)) throw new TypeError('a GET is received into one Buffer')
+  return b
+}
 
 function abortError(): Error {
   const err = new Error('The operation was aborted.')

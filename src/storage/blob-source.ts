@@ -1,4 +1,4 @@
-import { BlobClient, RestError, AnonymousCredential, type BlobLeaseClient, type PageBlobClient } from '@azure/storage-blob'
+import { BlobClient, RestError, AnonymousCredential, type BlobLeaseClient } from '@azure/storage-blob'
 import { randomUUID } from 'node:crypto'
 import { readFile, writeFile, rm } from 'node:fs/promises'
 import type { TokenCredential } from '@azure/identity'
@@ -11,6 +11,7 @@ import { withStorageRetry, StorageHealth, type RetryContext, type StorageRetryOp
 import type { RangeReader } from './ranged-get.js'
 import { defaultBlobHttp, rangeReader, type BlobHttpClient } from './blob-http.js'
 import { constantBackoff, retry, RETRY, STOP } from '../retry/retry.js'
+import { pagePut, type PagePut } from './native-page-put.js'
 
 export type BlobType = 'BlockBlob' | 'PageBlob' | 'AppendBlob'
 
@@ -167,7 +168,9 @@ export class BlobSource extends FillingSource {
  */
 export class WritableBlobSource extends BlobSource implements WritableRangeSource {
   private readonly renewTimer: NodeJS.Timeout
-  private readonly pages: PageBlobClient
+  private readonly pages: PagePut
+  /** Present when the Put Page client gathers (libcurl): a cache writes back several ranges uncopied. */
+  readonly writeParts?: (offset: number, parts: readonly Buffer[]) => Promise<void>
 
   constructor(
     client: BlobClient,
@@ -179,8 +182,13 @@ export class WritableBlobSource extends BlobSource implements WritableRangeSourc
     private readonly writable: WritableBlobOptions,
   ) {
     super(client, options, size, etag, blobType)
-    this.pages = client.getPageBlobClient()
+    // Put Page on the same HTTP client as the reads (libcurl when it loads, else the SDK).
+    this.pages = pagePut(options.url, { credential: options.credential, tryTimeoutMs: options.tryTimeoutMs ?? 120_000 }, options.http ?? defaultBlobHttp().client, client.getPageBlobClient())
     const seconds = writable.leaseSeconds ?? 60
+    const gather = this.pages.putParts?.bind(this.pages)
+    if (gather) {
+      this.writeParts = (offset, parts) => this.put(offset, parts.reduce((n, p) => n + p.length, 0), (signal) => gather(offset, parts, { leaseId: lease.id, signal }))
+    }
     this.renewTimer = setInterval(() => {
       lease.client.renewLease().catch((err: unknown) => (options.logger ?? silentLogger).error({ err: storageError(err, options, 'renewing the lease') }, 'cannot renew the blob lease; writes will fail if it expires'))
     }, (seconds * 1000) / 3)
@@ -191,16 +199,17 @@ export class WritableBlobSource extends BlobSource implements WritableRangeSourc
     return false
   }
 
-  async write(offset: number, data: Buffer): Promise<void> {
-    checkRange(this.size, offset, data.length)
-    const pages = this.pages
-    const lease = this.lease
+  write(offset: number, data: Buffer): Promise<void> {
+    return this.put(offset, data.length, (signal) => this.pages.putPages(offset, data, { leaseId: this.lease.id, signal }))
+  }
+
+  private async put(offset: number, length: number, send: (signal: AbortSignal) => Promise<void>): Promise<void> {
+    checkRange(this.size, offset, length)
     try {
       // Put Page is idempotent: retrying a write whose answer was lost writes the same bytes again.
-      await withStorageRetry(this.retryContext(`writing ${data.length} bytes at ${offset}`, undefined, data.length), (abortSignal) =>
-        pages.uploadPages(data, offset, data.length, { conditions: { leaseId: lease.id }, abortSignal }))
+      await withStorageRetry(this.retryContext(`writing ${length} bytes at ${offset}`, undefined, length), send)
     } catch (err) {
-      throw storageError(err, this.options, `writing ${data.length} bytes at ${offset}`)
+      throw storageError(err, this.options, `writing ${length} bytes at ${offset}`)
     }
   }
 

@@ -28,6 +28,12 @@ export interface WritableRangeSource extends RangeSource {
    * `data` over and never touches it again, so a cache may keep it instead of copying it.
    */
   write(offset: number, data: Buffer, owned?: boolean): Promise<void>
+  /**
+   * Optional: one write gathered from `parts` laid end to end, without joining them first (a
+   * cache writes back several ranges as one piece). The caller leaves the parts unchanged until
+   * the promise settles.
+   */
+  writeParts?(offset: number, parts: readonly Buffer[]): Promise<void>
   /** Resolves once everything written before the call is durable. */
   flush(): Promise<void>
 }

@@ -79,3 +79,25 @@ export class WritableMemorySource extends MemorySource {
     this.flushes++
   }
 }
+
+/**
+ * A WritableMemorySource whose writes can be gathered from parts (as the libcurl Put Page does):
+ * the parts are read only after `delayMs`, as a transfer thread reads them while sending, so a
+ * caller that changed them meanwhile would be caught. `gathered` keeps what each write sent.
+ */
+export class GatheringMemorySource extends WritableMemorySource {
+  readonly gathered: Buffer[] = []
+
+  async writeParts(offset: number, parts: readonly Buffer[]): Promise<void> {
+    if (this.delayMs > 0) await sleep(this.delayMs)
+    const body = Buffer.concat(parts)
+    this.gathered.push(body)
+    const delay = this.delayMs
+    this.delayMs = 0
+    try {
+      await this.write(offset, body)
+    } finally {
+      this.delayMs = delay
+    }
+  }
+}
