@@ -71,7 +71,11 @@ export function formatValue(values: readonly number[], digits = 0): string {
 /** A plain-text table with right-aligned numeric columns after the first. */
 export function table(header: string[], rows: string[][]): string {
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)))
-  const line = (cells: string[]) => cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ').trimEnd()
+  const line = (cells: string[]) =>
+    cells
+      .map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!)))
+      .join('  ')
+      .trimEnd()
   return [line(header), line(widths.map((w) => '-'.repeat(w))), ...rows.map(line)].join('\n')
 }
 
@@ -198,7 +202,9 @@ export function ddRead(file: string, o: { bs?: string; count?: number; direct?: 
     const started = performance.now()
     const child = spawn('dd', args, { stdio: ['ignore', 'ignore', 'pipe'] })
     let err = ''
-    child.stderr.on('data', (d: Buffer) => { err += d.toString() })
+    child.stderr.on('data', (d: Buffer) => {
+      err += d.toString()
+    })
     child.on('error', reject)
     child.on('exit', (code) => (code === 0 ? resolve(performance.now() - started) : reject(new Error(`dd ${args.join(' ')} failed (${code}): ${err.trim()}`))))
   })
@@ -208,7 +214,10 @@ export function ddRead(file: string, o: { bs?: string; count?: number; direct?: 
 export const TOOL_PACKAGES: Record<string, string> = { fio: 'fio', rclone: 'rclone', fusermount: 'fuse', dd: 'coreutils' }
 
 async function has(cmd: string): Promise<boolean> {
-  return exec('sh', ['-c', `command -v ${cmd}`]).then(() => true, () => false)
+  return exec('sh', ['-c', `command -v ${cmd}`]).then(
+    () => true,
+    () => false,
+  )
 }
 
 /** Installs missing tools with apt-get when root, else fails naming the packages to install. */
@@ -228,8 +237,11 @@ export async function ensureTools(tools: string[], log: (s: string) => void = ()
 
 /** Runs a bench's main: a failure is one message on stderr and a non-zero exit. */
 export function runBench(main: () => Promise<void>): void {
-  main().then(() => process.exit(0), (err: unknown) => {
-    process.stderr.write(`bench failed: ${err instanceof Error ? err.stack ?? err.message : String(err)}\n`)
-    process.exit(1)
-  })
+  main().then(
+    () => process.exit(0),
+    (err: unknown) => {
+      process.stderr.write(`bench failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`)
+      process.exit(1)
+    },
+  )
 }

@@ -55,7 +55,14 @@ export interface FuseCounters {
   nativeReads?: number
 }
 
-interface LogLine { msg?: string; ms?: number; cache?: CacheCounters; fuse?: FuseCounters; backend?: string; [k: string]: unknown }
+interface LogLine {
+  msg?: string
+  ms?: number
+  cache?: CacheCounters
+  fuse?: FuseCounters
+  backend?: string
+  [k: string]: unknown
+}
 
 function logLines(text: string): LogLine[] {
   const out: LogLine[] = []
@@ -75,12 +82,23 @@ export async function startRemotefs(o: MountOptions): Promise<RemotefsRun> {
   const mountPoint = path.join(o.parent, o.name)
   const args = ['--allow-raw-key', ...(o.backend ? ['--fuse', o.backend] : []), ...(o.http ? ['--http', o.http] : [])]
   const started = performance.now()
-  const sidecar = await startSidecar(sidecarArgs([{ mount_point: mountPoint, azure_url: o.url, raw_key: o.key.toString('hex'), read_write: o.readWrite ?? false, ...(o.cache ? { cache: o.cache } : {}) }]), { args, nodeArgs: [] })
+  const sidecar = await startSidecar(
+    sidecarArgs([{ mount_point: mountPoint, azure_url: o.url, raw_key: o.key.toString('hex'), read_write: o.readWrite ?? false, ...(o.cache ? { cache: o.cache } : {}) }]),
+    { args, nodeArgs: [] },
+  )
   let exitCode: number | null | undefined
-  void sidecar.exited.then((c) => { exitCode = c })
+  void sidecar.exited.then((c) => {
+    exitCode = c
+  })
   const deadline = Date.now() + 120_000
   for (;;) {
-    if (await lstat(mountPoint).then((s) => s.isSymbolicLink(), () => false)) break
+    if (
+      await lstat(mountPoint).then(
+        (s) => s.isSymbolicLink(),
+        () => false,
+      )
+    )
+      break
     if (exitCode !== undefined) throw new Error(`remotefs exited with ${exitCode} before mounting:\n${sidecar.output()}\n${await sidecar.log()}`)
     if (Date.now() > deadline) {
       await stopSidecar(sidecar)
@@ -127,15 +145,42 @@ export interface RcloneMount {
 export async function startRclone(o: { blobEndpoint: string; container: string; blob: string; dir: string }): Promise<RcloneMount> {
   const mnt = path.join(o.dir, `rclone-${Date.now()}`)
   await mkdir(mnt, { recursive: true })
-  const child = spawn('rclone', ['mount', `:azureblob:${o.container}`, mnt, '--azureblob-use-emulator', '--azureblob-endpoint', o.blobEndpoint,
-    '--read-only', '--vfs-cache-mode', 'off', '--config', '/dev/null'], { stdio: ['ignore', 'ignore', 'pipe'] })
+  const child = spawn(
+    'rclone',
+    [
+      'mount',
+      `:azureblob:${o.container}`,
+      mnt,
+      '--azureblob-use-emulator',
+      '--azureblob-endpoint',
+      o.blobEndpoint,
+      '--read-only',
+      '--vfs-cache-mode',
+      'off',
+      '--config',
+      '/dev/null',
+    ],
+    { stdio: ['ignore', 'ignore', 'pipe'] },
+  )
   let err = ''
-  child.stderr.on('data', (d: Buffer) => { err += d.toString() })
+  child.stderr.on('data', (d: Buffer) => {
+    err += d.toString()
+  })
   let exited = false
-  const exit = new Promise<void>((resolve) => child.on('exit', () => { exited = true; resolve() }))
+  const exit = new Promise<void>((resolve) =>
+    child.on('exit', () => {
+      exited = true
+      resolve()
+    }),
+  )
   const file = path.join(mnt, o.blob)
   const deadline = Date.now() + 30_000
-  while (!(await readdir(mnt).then((e) => e.includes(o.blob), () => false))) {
+  while (
+    !(await readdir(mnt).then(
+      (e) => e.includes(o.blob),
+      () => false,
+    ))
+  ) {
     if (exited || Date.now() > deadline) {
       child.kill('SIGKILL')
       throw new Error(`rclone mount did not show ${o.blob}: ${err.trim()}`)

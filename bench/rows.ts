@@ -110,9 +110,21 @@ async function loopBuffered(run: RemotefsRun): Promise<void> {
   await exec('losetup', ['--direct-io=off', line.trim().split(/\s+/)[0]!])
 }
 
-async function withMount<T>(scn: Scenario, o: { backend?: string; readWrite?: boolean; loopBuffered?: boolean; http?: BlobHttpClient }, f: (run: RemotefsRun) => Promise<T>): Promise<{ value: T; run: RemotefsRun; atEnd?: CacheCounters; fuse?: FuseCounters; backend?: string }> {
+async function withMount<T>(
+  scn: Scenario,
+  o: { backend?: string; readWrite?: boolean; loopBuffered?: boolean; http?: BlobHttpClient },
+  f: (run: RemotefsRun) => Promise<T>,
+): Promise<{ value: T; run: RemotefsRun; atEnd?: CacheCounters; fuse?: FuseCounters; backend?: string }> {
   const parent = await mountParent(scn)
-  const run = await startRemotefs({ url: o.readWrite ? scn.pageUrl : scn.blockUrl, key: scn.image.key, parent, name: 'fs', readWrite: o.readWrite, backend: o.backend, http: o.http })
+  const run = await startRemotefs({
+    url: o.readWrite ? scn.pageUrl : scn.blockUrl,
+    key: scn.image.key,
+    parent,
+    name: 'fs',
+    readWrite: o.readWrite,
+    backend: o.backend,
+    http: o.http,
+  })
   let value: T
   try {
     if (o.loopBuffered) await loopBuffered(run)
@@ -195,7 +207,15 @@ export async function rawRandom4k(url: string, span: number, seconds: number, co
   return done / ((performance.now() - started) / 1000)
 }
 
-const randJob = (mp: string, seconds: number, iopsLog?: string): FioJob => ({ name: 'rand', file: path.join(mp, 'rand.bin'), rw: 'randread', bs: '4k', numjobs: 4, seconds, ...(iopsLog ? { iopsLog } : {}) })
+const randJob = (mp: string, seconds: number, iopsLog?: string): FioJob => ({
+  name: 'rand',
+  file: path.join(mp, 'rand.bin'),
+  rw: 'randread',
+  bs: '4k',
+  numjobs: 4,
+  seconds,
+  ...(iopsLog ? { iopsLog } : {}),
+})
 /** One pass over big.bin: a second pass could be served from the FUSE file's page cache (loop in buffered mode). */
 const seqJob = (mp: string): FioJob => ({ name: 'seq', file: path.join(mp, 'big.bin'), rw: 'read', bs: '1M' })
 
@@ -285,7 +305,11 @@ export async function rawPutPages(scn: Scenario, data: Buffer, client: 'sdk' | '
     await Promise.all(Array.from({ length: 8 }, worker))
     return mbps(data.length, performance.now() - started)
   } finally {
-    if (lease) await blob.getBlobLeaseClient(lease.leaseId).releaseLease().catch(() => {})
+    if (lease)
+      await blob
+        .getBlobLeaseClient(lease.leaseId)
+        .releaseLease()
+        .catch(() => {})
     await blob.delete().catch(() => {})
   }
 }

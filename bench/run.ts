@@ -23,9 +23,14 @@ const args = yargs(process.argv.slice(2))
   .option('rand-mib', { type: 'number', describe: 'random file size (default 256, quick 64)' })
   .option('write-mib', { type: 'number', describe: 'read-write row size (default 256, quick 32)' })
   .option('groups', { type: 'string', default: 'seq,random,mixed,write,http', describe: 'comma-separated groups to run' })
-  .option('mounted-node-http', { type: 'boolean', default: true, describe: 'also measure the mounted sequential read with --http node (the Node.js client), beside the default native one' })
+  .option('mounted-node-http', {
+    type: 'boolean',
+    default: true,
+    describe: 'also measure the mounted sequential read with --http node (the Node.js client), beside the default native one',
+  })
   .option('loop-buffered', { type: 'boolean', default: false, describe: 'also measure the libfuse3 mounted rows with the loop device in buffered mode (the libfuse2 default)' })
-  .strict().parseSync()
+  .strict()
+  .parseSync()
 
 type RawKind = 'sdk' | 'get' | 'curl'
 const rawName = (kind: RawKind, bs: number, c: number) => `raw ${kind === 'sdk' ? 'downloadToBuffer' : kind === 'get' ? 'RangedGet' : 'libcurl (native fetcher)'} ${bs} MiB x ${c}`
@@ -42,14 +47,21 @@ async function main(): Promise<void> {
   if (process.getuid?.() !== 0) throw new Error('the bench mounts FUSE and loop devices and drops the page cache: run it as root')
   await ensureTools(['fio', 'rclone', 'fusermount', 'dd'], log)
   const backends = await availableFuseBackends()
-  log(`FUSE backends: ${backends.join(', ')}; ${rounds} rounds; ${os.cpus().length} CPUs; load ${os.loadavg().map((l) => l.toFixed(1)).join(' ')}`)
+  log(
+    `FUSE backends: ${backends.join(', ')}; ${rounds} rounds; ${os.cpus().length} CPUs; load ${os
+      .loadavg()
+      .map((l) => l.toFixed(1))
+      .join(' ')}`,
+  )
   const began = performance.now()
   const scn = await buildScenario(sizes, log)
   const bigBytes = sizes.bigMiB * MiB
   const buf = Buffer.alloc(Math.max(bigBytes, sizes.writeMiB * MiB))
   const rawRun = (kind: RawKind, bs: number, c: number) =>
-    kind === 'sdk' ? rows.rawDownload(scn.blockUrl, bigBytes, bs * MiB, c, buf)
-      : kind === 'get' ? rows.pipelineRanges(scn.blockUrl, bigBytes, bs * MiB, c, buf)
+    kind === 'sdk'
+      ? rows.rawDownload(scn.blockUrl, bigBytes, bs * MiB, c, buf)
+      : kind === 'get'
+        ? rows.pipelineRanges(scn.blockUrl, bigBytes, bs * MiB, c, buf)
         : rows.nativeRanges(scn.blockUrl, bigBytes, bs * MiB, c, buf)
   const report: string[] = []
   const section = (title: string, body: string) => {
@@ -57,7 +69,9 @@ async function main(): Promise<void> {
     out(`\n## ${title}\n\n${body}`)
   }
   try {
-    out(`# encfs data-path bench  (${quick ? 'quick' : 'full'}: ${rounds} rounds, blob ${(scn.blobBytes / MiB).toFixed(0)} MiB, big.bin ${sizes.bigMiB} MiB, rand.bin ${sizes.randMiB} MiB, timed runs ${seconds} s)`)
+    out(
+      `# encfs data-path bench  (${quick ? 'quick' : 'full'}: ${rounds} rounds, blob ${(scn.blobBytes / MiB).toFixed(0)} MiB, big.bin ${sizes.bigMiB} MiB, rand.bin ${sizes.randMiB} MiB, timed runs ${seconds} s)`,
+    )
     out('values: median (min-max) over rounds; ratios are taken within each round, then summarised the same way')
 
     // Which parallel download is best here: its setting is the reference of every streaming row.
@@ -65,12 +79,32 @@ async function main(): Promise<void> {
     // issue's reference is the best Node.js client (the SDK's downloadToBuffer or RangedGet); the
     // libcurl fetcher is measured the same way, and rows are also divided by the best of all.
     const configs: [RawKind, number, number][] = quick
-      ? [['sdk', 8, 8], ['sdk', 16, 8], ['get', 8, 8], ['curl', 8, 8], ['curl', 16, 8]]
-      : [['sdk', 4, 4], ['sdk', 8, 4], ['sdk', 8, 8], ['sdk', 16, 4], ['sdk', 16, 8], ['get', 8, 8], ['get', 16, 8], ['curl', 8, 8], ['curl', 16, 4], ['curl', 16, 8]]
+      ? [
+          ['sdk', 8, 8],
+          ['sdk', 16, 8],
+          ['get', 8, 8],
+          ['curl', 8, 8],
+          ['curl', 16, 8],
+        ]
+      : [
+          ['sdk', 4, 4],
+          ['sdk', 8, 4],
+          ['sdk', 8, 8],
+          ['sdk', 16, 4],
+          ['sdk', 16, 8],
+          ['get', 8, 8],
+          ['get', 16, 8],
+          ['curl', 8, 8],
+          ['curl', 16, 4],
+          ['curl', 16, 8],
+        ]
     await rows.rawDownload(scn.blockUrl, bigBytes, 8 * MiB, 8, buf)
     await rows.nativeRanges(scn.blockUrl, bigBytes, 8 * MiB, 8, buf)
-    const cal = await interleave(quick ? 1 : 2, configs.map(([k, bs, c]) => ({ name: rawName(k, bs, c), run: () => rawRun(k, bs, c) })),
-      (n, r, v) => log(`calibration ${r + 1}: ${n}: ${v.toFixed(0)} MB/s`))
+    const cal = await interleave(
+      quick ? 1 : 2,
+      configs.map(([k, bs, c]) => ({ name: rawName(k, bs, c), run: () => rawRun(k, bs, c) })),
+      (n, r, v) => log(`calibration ${r + 1}: ${n}: ${v.toFixed(0)} MB/s`),
+    )
     const calibration = [...cal.entries()].map(([n, v]) => [n, formatValue(v)])
     const bestOf = (kinds: RawKind[]) => {
       let best = { k: kinds[0]!, bs: 8, c: 8, mbps: 0 }
@@ -92,7 +126,11 @@ async function main(): Promise<void> {
     if (groups.has('seq')) {
       const inProc = (http: BlobHttpClient): Contender => ({
         name: `in-process: BlobSource+BlockCache+Luks2Volume (${http === 'native' ? 'libcurl' : 'Node.js'} HTTP)`,
-        run: async () => { const r = await rows.inProcess(scn.blockUrl, scn.image.key, bigBytes, http); inProcCpu[http].push(r.cpuPerGB); return r.mbps },
+        run: async () => {
+          const r = await rows.inProcess(scn.blockUrl, scn.image.key, bigBytes, http)
+          inProcCpu[http].push(r.cpuPerGB)
+          return r.mbps
+        },
       })
       const mounted = (b: string, http?: BlobHttpClient): Contender => ({
         name: `mounted: dd of big.bin in ext4 (${b}${http ? `, ${http === 'native' ? 'libcurl' : 'Node.js'} HTTP` : ''})`,
@@ -111,7 +149,9 @@ async function main(): Promise<void> {
         ...backends.map((b): Contender => ({ name: `FUSE data file, dd bs=1M (${b})`, run: () => rows.fuseFileRead(scn, b) })),
         ...backends.map((b) => mounted(b)),
         ...(args['mounted-node-http'] ? [mounted(backends[0]!, 'node')] : []),
-        ...(args['loop-buffered'] ? [{ name: `mounted: dd of big.bin in ext4 (${backends[0]!}, loop buffered)`, run: async () => (await rows.mountedSequential(scn, backends[0]!, true)).mbps }] : []),
+        ...(args['loop-buffered']
+          ? [{ name: `mounted: dd of big.bin in ext4 (${backends[0]!}, loop buffered)`, run: async () => (await rows.mountedSequential(scn, backends[0]!, true)).mbps }]
+          : []),
         { name: 'rclone mount of the blob (peer)', run: () => rows.rcloneRead(scn) },
         { name: 'Go azmount: 512 KiB ranges, serial', run: () => rows.goSerial(scn.blockUrl, Math.min(bigBytes, 64 * MiB), buf) },
       ]
@@ -120,9 +160,13 @@ async function main(): Promise<void> {
       const curlS = s.get(refCurl)!
       const bestAny = refS.map((v, i) => Math.max(v, curlS[i] ?? 0))
       const rclone = s.get('rclone mount of the blob (peer)')!
-      section(`sequential read, cold (reference: ${ref}; "any client" is the better of it and ${refCurl}, round by round)`,
-        table(['what', 'MB/s', 'ratio to raw (Node.js)', 'ratio to raw (any client)', 'ratio to rclone'],
-          [...s.entries()].map(([n, v]) => [n, formatValue(v), formatRatio(pairedRatios(v, refS)), formatRatio(pairedRatios(v, bestAny)), formatRatio(pairedRatios(v, rclone))])))
+      section(
+        `sequential read, cold (reference: ${ref}; "any client" is the better of it and ${refCurl}, round by round)`,
+        table(
+          ['what', 'MB/s', 'ratio to raw (Node.js)', 'ratio to raw (any client)', 'ratio to rclone'],
+          [...s.entries()].map(([n, v]) => [n, formatValue(v), formatRatio(pairedRatios(v, refS)), formatRatio(pairedRatios(v, bestAny)), formatRatio(pairedRatios(v, rclone))]),
+        ),
+      )
 
       const budget = DEFAULT_MEMORY_BYTES / MiB
       const resRows: string[][] = []
@@ -133,7 +177,13 @@ async function main(): Promise<void> {
         resRows.push([`peak RSS, MiB (${b}); target <= ${budget + 64}`, formatValue(notes.map((n) => n.peakRssMiB))])
         resRows.push([`  RSS once mounted, before reading (Node.js, SDK, modules)`, formatValue(notes.map((n) => n.idleRssMiB))])
         resRows.push([`  peak - mounted: what reading added; target <= ${budget + 64}`, formatValue(notes.map((n) => n.peakRssMiB - n.idleRssMiB))])
-        resRows.push([`CPU s per GB served (${b})`, formatValue(notes.map((n) => n.cpuPerGB), 2)])
+        resRows.push([
+          `CPU s per GB served (${b})`,
+          formatValue(
+            notes.map((n) => n.cpuPerGB),
+            2,
+          ),
+        ])
         resRows.push([`  / in-process CPU s per GB, same HTTP client (${formatValue(inProcSame, 2)}); target <= 1.3`, formatRatio(cpuRatio)])
         resRows.push([`start to mounted, ms, KDF excluded (${b}); target <= 1000`, formatValue(notes.map((n) => n.startMs - n.kdfMs))])
         resRows.push([`  KDF (pbkdf2 keyslot), ms`, formatValue(notes.map((n) => n.kdfMs))])
@@ -148,18 +198,41 @@ async function main(): Promise<void> {
         { name: 'raw 4 KiB ranged GETs x 4', run: () => rows.rawRandom4k(scn.blockUrl, scn.blobBytes, seconds, 4, 'pipeline') },
         { name: 'raw 4 KiB BlobClient.download() x 4', run: () => rows.rawRandom4k(scn.blockUrl, scn.blobBytes, seconds, 4, 'sdk') },
         { name: 'raw 4 KiB libcurl GETs x 4', run: () => rows.rawRandom4k(scn.blockUrl, scn.blobBytes, seconds, 4, 'native') },
-        { name: `mounted: fio randread 4k psync 4 jobs (${def})`, run: async () => { const r = await rows.mountedRandom(scn, seconds, def); amp.push(r.amplification); return r.iops } },
-        ...(args['loop-buffered'] ? [{ name: `mounted: fio randread 4k psync 4 jobs (${def}, loop buffered)`, run: async () => (await rows.mountedRandom(scn, seconds, def, true)).iops }] : []),
+        {
+          name: `mounted: fio randread 4k psync 4 jobs (${def})`,
+          run: async () => {
+            const r = await rows.mountedRandom(scn, seconds, def)
+            amp.push(r.amplification)
+            return r.iops
+          },
+        },
+        ...(args['loop-buffered']
+          ? [{ name: `mounted: fio randread 4k psync 4 jobs (${def}, loop buffered)`, run: async () => (await rows.mountedRandom(scn, seconds, def, true)).iops }]
+          : []),
       ]
       const mixedSeq: number[] = []
       const mixedSeqBuffered: number[] = []
       if (groups.has('mixed')) {
         contenders.push({ name: 'raw 4 KiB ranged GETs x 4 while a raw download runs', run: () => rows.rawMixed(scn, Math.min(seconds, 2), raw) })
         contenders.push({ name: `mounted: fio read 1M, one pass, alone (${def})`, run: () => rows.mountedSeqFio(scn, def) })
-        contenders.push({ name: `mounted: fio randread 4k x 4 while the fio read 1M pass runs (${def})`, run: async () => { const r = await rows.mountedMixed(scn, seconds, def); mixedSeq.push(r.seqMBps); return r.randIops } })
+        contenders.push({
+          name: `mounted: fio randread 4k x 4 while the fio read 1M pass runs (${def})`,
+          run: async () => {
+            const r = await rows.mountedMixed(scn, seconds, def)
+            mixedSeq.push(r.seqMBps)
+            return r.randIops
+          },
+        })
         if (args['loop-buffered']) {
           contenders.push({ name: `mounted: fio read 1M, one pass, alone (${def}, loop buffered)`, run: () => rows.mountedSeqFio(scn, def, true) })
-          contenders.push({ name: `mounted: fio randread 4k x 4 while the fio read 1M pass runs (${def}, loop buffered)`, run: async () => { const r = await rows.mountedMixed(scn, seconds, def, true); mixedSeqBuffered.push(r.seqMBps); return r.randIops } })
+          contenders.push({
+            name: `mounted: fio randread 4k x 4 while the fio read 1M pass runs (${def}, loop buffered)`,
+            run: async () => {
+              const r = await rows.mountedMixed(scn, seconds, def, true)
+              mixedSeqBuffered.push(r.seqMBps)
+              return r.randIops
+            },
+          })
         }
       }
       const s = await interleave(rounds, contenders, (n, r, v) => log(`random round ${r + 1}: ${n}: ${v.toFixed(0)}`))
@@ -191,7 +264,12 @@ async function main(): Promise<void> {
         const seqAloneBuffered = s.get(`mounted: fio read 1M, one pass, alone (${def}, loop buffered)`)
         const randMixedBuffered = s.get(`mounted: fio randread 4k x 4 while the fio read 1M pass runs (${def}, loop buffered)`)
         if (seqAloneBuffered && randMixedBuffered && bufferedS) {
-          mixedRows.push(['sequential, loop buffered, MB/s', formatValue(seqAloneBuffered), formatValue(mixedSeqBuffered), formatRatio(pairedRatios(mixedSeqBuffered, seqAloneBuffered))])
+          mixedRows.push([
+            'sequential, loop buffered, MB/s',
+            formatValue(seqAloneBuffered),
+            formatValue(mixedSeqBuffered),
+            formatRatio(pairedRatios(mixedSeqBuffered, seqAloneBuffered)),
+          ])
           mixedRows.push(['random, loop buffered, IOPS', formatValue(bufferedS), formatValue(randMixedBuffered), formatRatio(pairedRatios(randMixedBuffered, bufferedS))])
         }
         section('mixed: a sequential and a random reader at once (target: each keeps >= 0.5 of its solo rate)', table(['what', 'alone', 'together', 'kept'], mixedRows))
@@ -215,8 +293,13 @@ async function main(): Promise<void> {
       const s = await interleave(Math.max(2, Math.ceil(rounds / 2)), contenders, (n, r, v) => log(`write round ${r + 1}: ${n}: ${v.toFixed(0)} MB/s`))
       const rawS = s.get(rawSdk)!
       const bestRaw = rawS.map((v, i) => Math.max(v, s.get(rawCurl)![i] ?? 0))
-      section(`read-write: ${sizes.writeMiB} MiB written and fsynced on a page blob (target >= 0.7 x raw; default backend ${def})`,
-        table(['what', 'MB/s', 'ratio to raw (SDK)', 'to the best raw'], [...s.entries()].map(([n, v]) => [n, formatValue(v), formatRatio(pairedRatios(v, rawS)), formatRatio(pairedRatios(v, bestRaw))])))
+      section(
+        `read-write: ${sizes.writeMiB} MiB written and fsynced on a page blob (target >= 0.7 x raw; default backend ${def})`,
+        table(
+          ['what', 'MB/s', 'ratio to raw (SDK)', 'to the best raw'],
+          [...s.entries()].map(([n, v]) => [n, formatValue(v), formatRatio(pairedRatios(v, rawS)), formatRatio(pairedRatios(v, bestRaw))]),
+        ),
+      )
     }
 
     if (groups.has('http')) {
@@ -228,10 +311,20 @@ async function main(): Promise<void> {
       ]
       const s = await interleave(rounds, contenders, (n, r, v) => log(`http round ${r + 1}: ${n}: ${v.toFixed(0)} MB/s`))
       const refS = s.values().next().value!
-      section('HTTP client: the SDK download path against a direct ranged GET', table(['what', 'MB/s', 'ratio'],
-        [...s.entries()].map(([n, v]) => [n, formatValue(v), formatRatio(pairedRatios(v, refS))])))
+      section(
+        'HTTP client: the SDK download path against a direct ranged GET',
+        table(
+          ['what', 'MB/s', 'ratio'],
+          [...s.entries()].map(([n, v]) => [n, formatValue(v), formatRatio(pairedRatios(v, refS))]),
+        ),
+      )
     }
-    out(`\nbench took ${((performance.now() - began) / 60000).toFixed(1)} min; load now ${os.loadavg().map((l) => l.toFixed(1)).join(' ')}`)
+    out(
+      `\nbench took ${((performance.now() - began) / 60000).toFixed(1)} min; load now ${os
+        .loadavg()
+        .map((l) => l.toFixed(1))
+        .join(' ')}`,
+    )
   } finally {
     await scn.cleanup()
   }

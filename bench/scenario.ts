@@ -52,15 +52,26 @@ export async function buildScenario(sizes: Sizes, log: (s: string) => void): Pro
     const blockName = `bench-${Date.now()}.img`
     const block = await uploadFile(az, image.image, { kind: 'block', container: 'bench', blob: blockName })
     const page = await uploadFile(az, image.image, { kind: 'page', container: 'bench', blob: `rw-${blockName}` })
-    const shm = await stat('/dev/shm').then((s) => s.isDirectory(), () => false)
+    const shm = await stat('/dev/shm').then(
+      (s) => s.isDirectory(),
+      () => false,
+    )
     const srcDir = shm ? await mkdtemp('/dev/shm/encfs-bench-') : path.join(dir, 'src')
     await mkdir(srcDir, { recursive: true })
     if (shm) cleanups.push(() => rm(srcDir, { recursive: true, force: true }))
     const writeSource = path.join(srcDir, 'write.bin')
     await writeFile(writeSource, randomBytes(sizes.writeMiB * MiB))
     return {
-      az, image, blockUrl: block.sasUrl, blockBlob: { container: 'bench', name: blockName }, pageUrl: page.sasUrl,
-      blobBytes: (await stat(image.image)).size, sizes, dir, writeSource, cleanup,
+      az,
+      image,
+      blockUrl: block.sasUrl,
+      blockBlob: { container: 'bench', name: blockName },
+      pageUrl: page.sasUrl,
+      blobBytes: (await stat(image.image)).size,
+      sizes,
+      dir,
+      writeSource,
+      cleanup,
     }
   } catch (err) {
     await cleanup()

@@ -28,9 +28,10 @@ import { IntactReads } from '../src/verity/intact-reads.js'
 import { Luks2Volume } from '../src/luks/volume.js'
 import type { RangeSource } from '../src/storage/range-source.js'
 
-
-
-interface Sample { mbps: number; cpuMs: number }
+interface Sample {
+  mbps: number
+  cpuMs: number
+}
 
 /** Reads a whole volume in 1 MiB requests, one after another (as FUSE asks, minus the kernel). */
 async function readAll(v: RangeSource): Promise<Sample> {
@@ -66,7 +67,6 @@ async function inProcess(image: string, hash: string | undefined, root: string, 
   }
 }
 
-
 function summary(samples: Sample[]): string {
   const xs = samples.map((x) => x.mbps)
   const s = [...xs].sort((a, b) => a - b)
@@ -83,7 +83,8 @@ async function main(): Promise<void> {
     .option('size-mib', { type: 'number', default: 256, describe: 'size of the file in the image' })
     .option('runs', { type: 'number', default: 3, describe: 'ABAB rounds per row' })
     .option('rows', { type: 'string', default: 'file,azurite,mount', describe: 'which rows to measure (comma-separated: file, azurite, mount)' })
-    .strict().parseSync()
+    .strict()
+    .parseSync()
   const log = (s: string) => process.stderr.write(`bench: ${s}\n`)
   const fileMiB = args['size-mib']
 
@@ -106,8 +107,18 @@ async function main(): Promise<void> {
       rows.push(row)
     }
     const only = new Set(args.rows.split(','))
-    if (only.has('file')) await abab('in-process, local file', () => inProcess(img.image, undefined, tree.rootHash, img.key), () => inProcess(img.image, hashFile, tree.rootHash, img.key))
-    if (only.has('azurite')) await abab('in-process, Azurite', () => inProcess(imageUrl, undefined, tree.rootHash, img.key), () => inProcess(imageUrl, hashUrl, tree.rootHash, img.key))
+    if (only.has('file'))
+      await abab(
+        'in-process, local file',
+        () => inProcess(img.image, undefined, tree.rootHash, img.key),
+        () => inProcess(img.image, hashFile, tree.rootHash, img.key),
+      )
+    if (only.has('azurite'))
+      await abab(
+        'in-process, Azurite',
+        () => inProcess(imageUrl, undefined, tree.rootHash, img.key),
+        () => inProcess(imageUrl, hashUrl, tree.rootHash, img.key),
+      )
     let n = 0
     const mounted = async (verity: boolean): Promise<Sample> => {
       const parent = path.join(tmp.dir, `m${n++}`)
@@ -127,7 +138,12 @@ async function main(): Promise<void> {
         if (code !== 0) throw new Error(`remotefs exited with ${code}`)
       }
     }
-    if (only.has('mount')) await abab('through the mount (dd), Azurite', () => mounted(false), () => mounted(true))
+    if (only.has('mount'))
+      await abab(
+        'through the mount (dd), Azurite',
+        () => mounted(false),
+        () => mounted(true),
+      )
 
     const width = Math.max(...rows.map((r) => r.name.length))
     process.stdout.write(`\nsequential reads of a ${fileMiB} MiB image, MB/s as median (min-max) of ${args.runs} ABAB rounds\n\n`)
@@ -137,11 +153,15 @@ async function main(): Promise<void> {
       const best = (xs: Sample[]) => Math.max(...xs.map((x) => x.mbps))
       const cpu = (xs: Sample[]) => median(xs.map((x) => x.cpuMs))
       const extra = (cpu(r.with) / cpu(r.without) - 1) * 100
-      process.stdout.write(`${r.name.padEnd(width)}  ${summary(r.without).padStart(16)}  ${summary(r.with).padStart(16)}  ${(rate(r.with) / rate(r.without)).toFixed(2).padStart(5)}  ${(best(r.with) / best(r.without)).toFixed(2).padStart(4)}  ${cpu(r.without).toFixed(0)} / ${cpu(r.with).toFixed(0)} (${extra >= 0 ? '+' : ''}${extra.toFixed(0)}%)\n`)
+      process.stdout.write(
+        `${r.name.padEnd(width)}  ${summary(r.without).padStart(16)}  ${summary(r.with).padStart(16)}  ${(rate(r.with) / rate(r.without)).toFixed(2).padStart(5)}  ${(best(r.with) / best(r.without)).toFixed(2).padStart(4)}  ${cpu(r.without).toFixed(0)} / ${cpu(r.with).toFixed(0)} (${extra >= 0 ? '+' : ''}${extra.toFixed(0)}%)\n`,
+      )
     }
-    process.stdout.write('\nratio = with / without (median MB/s), best = the same for the best rounds; the target is >= 0.90.\n' +
-      'CPU: the reading process (in-process rows: this one, hashing threads included; mount rows: remotefs).\n' +
-      'On a shared machine the spread (min-max) says how far to trust a ratio.\n')
+    process.stdout.write(
+      '\nratio = with / without (median MB/s), best = the same for the best rounds; the target is >= 0.90.\n' +
+        'CPU: the reading process (in-process rows: this one, hashing threads included; mount rows: remotefs).\n' +
+        'On a shared machine the spread (min-max) says how far to trust a ratio.\n',
+    )
   } finally {
     await tmp.cleanup()
     await az.stop()

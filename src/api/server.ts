@@ -38,7 +38,11 @@ export interface ApiOptions {
 export const API_TIMEOUTS = { headersMs: 10_000, requestMs: 30_000, keepAliveMs: 5_000 }
 
 class ApiFailure extends Error {
-  constructor(readonly status: number, message: string, cause?: unknown) {
+  constructor(
+    readonly status: number,
+    message: string,
+    cause?: unknown,
+  ) {
     super(message, { cause })
   }
 }
@@ -49,11 +53,16 @@ class ApiFailure extends Error {
  */
 function writeClientError(err: NodeJS.ErrnoException, socket: Duplex): void {
   if (err.code === 'ECONNRESET' || socket.destroyed || !socket.writable) return
-  const [status, message] = err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? [408, 'the request took too long to arrive']
-    : err.code === 'HPE_HEADER_OVERFLOW' ? [431, 'the request headers are too large']
-      : [400, 'malformed HTTP request']
+  const [status, message] =
+    err.code === 'ERR_HTTP_REQUEST_TIMEOUT'
+      ? [408, 'the request took too long to arrive']
+      : err.code === 'HPE_HEADER_OVERFLOW'
+        ? [431, 'the request headers are too large']
+        : [400, 'malformed HTTP request']
   const body = JSON.stringify({ error: message })
-  socket.end(`HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`)
+  socket.end(
+    `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
+  )
 }
 
 const ROUTES: Record<string, string[]> = {
@@ -67,12 +76,21 @@ const ROUTES: Record<string, string[]> = {
 /** What a failed body validation says: each field and what is wrong with it. */
 function validationMessage(validation: NonNullable<FastifyError['validation']>): string {
   const problems = validation.map((v) => {
-    const field = (v.instancePath.replace(/^\//, '') || String((v.params as { missingProperty?: string }).missingProperty ?? 'body'))
-    const what = v.keyword === 'required' ? 'is required'
-      : v.keyword === 'minLength' ? 'must not be empty'
-        : v.keyword === 'type' ? `must be a ${String((v.params as { type?: string }).type)}`
-          : v.keyword === 'pattern' ? (field === 'runtime_data' ? 'must be standard base64' : field === 'kid' ? 'must be a key name, or name/version' : 'must be a host name (and :port), without https://')
-            : v.message ?? 'is invalid'
+    const field = v.instancePath.replace(/^\//, '') || String((v.params as { missingProperty?: string }).missingProperty ?? 'body')
+    const what =
+      v.keyword === 'required'
+        ? 'is required'
+        : v.keyword === 'minLength'
+          ? 'must not be empty'
+          : v.keyword === 'type'
+            ? `must be a ${String((v.params as { type?: string }).type)}`
+            : v.keyword === 'pattern'
+              ? field === 'runtime_data'
+                ? 'must be standard base64'
+                : field === 'kid'
+                  ? 'must be a key name, or name/version'
+                  : 'must be a host name (and :port), without https://'
+              : (v.message ?? 'is invalid')
     return `${field} ${what}`
   })
   return `invalid request: ${problems.join('; ')}`
@@ -96,7 +114,11 @@ function answerErrorsAsJson(app: FastifyInstance, bodyLimit: number): void {
   app.setNotFoundHandler((req, reply) => {
     const path = req.url.split('?')[0] ?? ''
     const allowed = ROUTES[path]
-    if (allowed) return reply.code(405).header('allow', allowed.join(', ')).send({ error: `${req.method} is not allowed on ${path}; use ${allowed.join(', ')}` })
+    if (allowed)
+      return reply
+        .code(405)
+        .header('allow', allowed.join(', '))
+        .send({ error: `${req.method} is not allowed on ${path}; use ${allowed.join(', ')}` })
     return reply.code(404).send({ error: `no such endpoint: ${req.method} ${path}` })
   })
 }
@@ -143,8 +165,10 @@ function routes(app: FastifyInstance, o: ApiOptions): void {
     const token = await attestStep('attestation', async () => {
       const setup = await o.attestation.ready()
       const { report, chain } = await evidence(setup, maaReportData(data), { logger: req.log as unknown as Logger })
-      return attestSevSnp({ report, vcekCertChain: chain.chainPem, referenceInfo: setup.uvm.referenceInfo, runtimeData: data, nonce: randomBytes(8).readBigUInt64LE() },
-        { endpoint: req.body.maa_endpoint, ca: o.ca, userAgent: o.maaUserAgent, logger: req.log as unknown as Logger })
+      return attestSevSnp(
+        { report, vcekCertChain: chain.chainPem, referenceInfo: setup.uvm.referenceInfo, runtimeData: data, nonce: randomBytes(8).readBigUInt64LE() },
+        { endpoint: req.body.maa_endpoint, ca: o.ca, userAgent: o.maaUserAgent, logger: req.log as unknown as Logger },
+      )
     })
     return { token }
   })
@@ -153,7 +177,18 @@ function routes(app: FastifyInstance, o: ApiOptions): void {
     const b = req.body
     const released = await attestStep('secure key release', async () => {
       const { provider, collateral, uvm } = await o.attestation.ready()
-      return releaseKey({ maaEndpoint: b.maa_endpoint, akvEndpoint: b.akv_endpoint, kid: b.kid, accessToken: b.access_token || undefined, identity: o.identity, provider, collateral, uvm, ca: o.ca, logger: req.log as unknown as Logger })
+      return releaseKey({
+        maaEndpoint: b.maa_endpoint,
+        akvEndpoint: b.akv_endpoint,
+        kid: b.kid,
+        accessToken: b.access_token || undefined,
+        identity: o.identity,
+        provider,
+        collateral,
+        uvm,
+        ca: o.ca,
+        logger: req.log as unknown as Logger,
+      })
     })
     try {
       // As the Go sidecar answers: the JWK as a JSON string, not an object.
@@ -181,7 +216,9 @@ export function buildApi(o: ApiOptions): FastifyInstance {
     // Host header Node itself would answer 400 with an empty body: let the API answer instead.
     http: { headersTimeout: timeouts.headersMs, connectionsCheckingInterval: Math.min(1000, timeouts.headersMs), requireHostHeader: false },
     // Errors Fastify raises before routing (a bad URL encoding...) get the API's shape too.
-    frameworkErrors: (err, _req, reply) => { void (reply as FastifyReply).code(err.statusCode ?? 400).send({ error: err.message }) },
+    frameworkErrors: (err, _req, reply) => {
+      void (reply as FastifyReply).code(err.statusCode ?? 400).send({ error: err.message })
+    },
     clientErrorHandler: (err, socket) => writeClientError(err as NodeJS.ErrnoException, socket),
   })
   // The API takes JSON only: a text/plain body is 415, not a string that fails validation.
@@ -197,7 +234,7 @@ export function buildApi(o: ApiOptions): FastifyInstance {
  */
 export async function listenApi(app: FastifyInstance, o: { port: number; unsafeListen?: string; logger: Logger }): Promise<string[]> {
   if (o.unsafeListen) {
-    o.logger.warn({ address: o.unsafeListen }, 'the attestation and key release API listens beyond loopback (--unsafe-listen): anyone who reaches it can request this pod\'s keys')
+    o.logger.warn({ address: o.unsafeListen }, "the attestation and key release API listens beyond loopback (--unsafe-listen): anyone who reaches it can request this pod's keys")
     await app.listen({ host: o.unsafeListen, port: o.port })
   } else {
     await app.listen({ host: 'localhost', port: o.port })

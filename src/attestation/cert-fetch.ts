@@ -40,9 +40,21 @@ export async function fetchWithRetry(url: string, o: FetchOptions & { headers?: 
   const attempts = o.attempts ?? 3
   let res
   try {
-    res = await request(url, { headers: o.headers, what: o.what, attempts, retryDelayMs: o.retryDelayMs ?? goDelay, timeoutMs: o.timeoutMs ?? 30_000, logger: o.logger, signal: o.signal })
+    res = await request(url, {
+      headers: o.headers,
+      what: o.what,
+      attempts,
+      retryDelayMs: o.retryDelayMs ?? goDelay,
+      timeoutMs: o.timeoutMs ?? 30_000,
+      logger: o.logger,
+      signal: o.signal,
+    })
   } catch (err) {
-    throw new AttestationError('ATTEST_CERT_FETCH', `${o.what}: GET ${url} failed ${attempts} times (last: ${((err as Error).cause as Error | undefined)?.message ?? (err as Error).message})`, { cause: err })
+    throw new AttestationError(
+      'ATTEST_CERT_FETCH',
+      `${o.what}: GET ${url} failed ${attempts} times (last: ${((err as Error).cause as Error | undefined)?.message ?? (err as Error).message})`,
+      { cause: err },
+    )
   }
   if (res.status >= 200 && res.status < 300) return res.body
   const last = `HTTP ${res.status}: ${res.body.toString('utf8', 0, 200).trim()}`
@@ -57,7 +69,10 @@ export interface FetchedChain {
 }
 
 function pemOf(der: Buffer): string {
-  return `-----BEGIN CERTIFICATE-----\n${der.toString('base64').replace(/(.{64})/g, '$1\n').replace(/\n$/, '')}\n-----END CERTIFICATE-----\n`
+  return `-----BEGIN CERTIFICATE-----\n${der
+    .toString('base64')
+    .replace(/(.{64})/g, '$1\n')
+    .replace(/\n$/, '')}\n-----END CERTIFICATE-----\n`
 }
 
 /** The local THIM endpoint's JSON: chain and TCBM of this host (`http://` + endpoint, `Metadata: true`). */
@@ -77,7 +92,10 @@ export async function fetchCertChain(cc: CertCache, report: SnpReport, o: FetchO
   switch (cc.endpoint_type) {
     case 'AMD': {
       const base = `${scheme}://${cc.endpoint}/${cc.tee_type ?? 'Milan'}`
-      const vcek = await fetchWithRetry(`${base}/${report.chipId}?ucodeSPL=${tcb.microcode}&snpSPL=${tcb.snp}&teeSPL=${tcb.tee}&blSPL=${tcb.bootloader}`, { ...o, what: 'AMD KDS VCEK' })
+      const vcek = await fetchWithRetry(`${base}/${report.chipId}?ucodeSPL=${tcb.microcode}&snpSPL=${tcb.snp}&teeSPL=${tcb.tee}&blSPL=${tcb.bootloader}`, {
+        ...o,
+        what: 'AMD KDS VCEK',
+      })
       const chain = await fetchWithRetry(`${base}/cert_chain`, { ...o, what: 'AMD KDS certificate chain' })
       let vcekPem: string
       try {

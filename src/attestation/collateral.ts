@@ -69,6 +69,9 @@ export class Collateral {
       this.current = chain
       return chain
     }
-    throw new AttestationError('ATTEST_NO_CERTIFICATES', `no VCEK certificate chain for TCB ${hex(wanted)}: tried ${tried.join('; ') || 'nothing'}. Set UVM_HOST_AMD_CERTIFICATE or azure_info.certcache (e.g. AzCache global.acccache.azure.net)`)
+    throw new AttestationError(
+      'ATTEST_NO_CERTIFICATES',
+      `no VCEK certificate chain for TCB ${hex(wanted)}: tried ${tried.join('; ') || 'nothing'}. Set UVM_HOST_AMD_CERTIFICATE or azure_info.certcache (e.g. AzCache global.acccache.azure.net)`,
+    )
   }
 }

@@ -50,12 +50,17 @@ export class AttestationContext {
       // The simulated chip is its own platform: with no certificate configured, its chain is the collateral.
       if (isSimulated(provider) && thimAbsent(uvm.hostAmdCertificate) && !this.o.certcache?.endpoint_type) {
         uvm = { ...uvm, hostAmdCertificate: await provider.thimCerts() }
-        logger.warn({ stateDir: provider.location }, 'no UVM_HOST_AMD_CERTIFICATE, security-context certificate or certcache: using the simulated chip\'s own VCEK chain as the certificate collateral')
+        logger.warn(
+          { stateDir: provider.location },
+          "no UVM_HOST_AMD_CERTIFICATE, security-context certificate or certcache: using the simulated chip's own VCEK chain as the certificate collateral",
+        )
       }
       this.current = { provider, uvm, collateral: new Collateral({ uvm, certcache: this.o.certcache, logger, testingMismatchedTcb: this.o.testingMismatchedTcb }) }
       return this.current
     })()
-    this.setup.catch(() => { this.setup = undefined })
+    this.setup.catch(() => {
+      this.setup = undefined
+    })
     return this.setup
   }
 

@@ -18,7 +18,11 @@ export interface Evidence {
  * report's TCB still has another TCB (a firmware update between the report and the fetch), it
  * takes one fresh report and matches again; unlike Go it returns the report that matched.
  */
-export async function evidence(o: { provider: ReportProvider; collateral: Collateral }, reportData: Buffer, opts: { logger?: Logger; signal?: AbortSignal } = {}): Promise<Evidence> {
+export async function evidence(
+  o: { provider: ReportProvider; collateral: Collateral },
+  reportData: Buffer,
+  opts: { logger?: Logger; signal?: AbortSignal } = {},
+): Promise<Evidence> {
   const logger = opts.logger ?? silentLogger
   let report = await o.provider.getReport(reportData, opts.signal)
   try {

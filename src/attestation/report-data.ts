@@ -7,5 +7,7 @@ export function maaReportData(runtimeData: Buffer): Buffer {
 
 /** HOST_DATA of a pod: SHA-256 of its security policy (base64-decoded), the policy digest. */
 export function policyHostData(policyBase64: string): Buffer {
-  return createHash('sha256').update(Buffer.from(policyBase64.replace(/\s+/g, ''), 'base64')).digest()
+  return createHash('sha256')
+    .update(Buffer.from(policyBase64.replace(/\s+/g, ''), 'base64'))
+    .digest()
 }

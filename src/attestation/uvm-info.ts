@@ -62,6 +62,15 @@ export async function readUvmInformation(o: { env?: NodeJS.ProcessEnv; root?: st
     source: fromDir ? 'security-context directory' : 'environment',
     ...(fromDir ? { directory: dir } : {}),
   }
-  logger.info({ source: info.source, directory: info.directory, policy: Boolean(info.securityPolicy), referenceInfo: Boolean(info.referenceInfo), hostAmdCertificate: Boolean(hostAmdCertificate) }, 'UVM information')
+  logger.info(
+    {
+      source: info.source,
+      directory: info.directory,
+      policy: Boolean(info.securityPolicy),
+      referenceInfo: Boolean(info.referenceInfo),
+      hostAmdCertificate: Boolean(hostAmdCertificate),
+    },
+    'UVM information',
+  )
   return info
 }

@@ -38,11 +38,17 @@ export function verifyReport(raw: Buffer, o: VerifyOptions): VerifiedReport {
   if (o.reportData) {
     const actual = raw.subarray(0x50, 0x50 + o.reportData.length)
     if (!actual.equals(o.reportData)) {
-      throw new AttestationError('ATTEST_REPORT_DATA_MISMATCH', `report_data ${actual.toString('hex')} does not match the expected ${o.reportData.toString('hex')} (the report was made for other runtime data)`)
+      throw new AttestationError(
+        'ATTEST_REPORT_DATA_MISMATCH',
+        `report_data ${actual.toString('hex')} does not match the expected ${o.reportData.toString('hex')} (the report was made for other runtime data)`,
+      )
     }
   }
   if (o.hostData && !raw.subarray(0xc0, 0xe0).equals(o.hostData)) {
-    throw new AttestationError('ATTEST_HOST_DATA_MISMATCH', `host_data ${report.hostData} does not match the expected ${o.hostData.toString('hex')} (the pod runs another security policy)`)
+    throw new AttestationError(
+      'ATTEST_HOST_DATA_MISMATCH',
+      `host_data ${report.hostData} does not match the expected ${o.hostData.toString('hex')} (the pod runs another security policy)`,
+    )
   }
   return { report, chain }
 }

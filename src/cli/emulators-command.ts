@@ -15,10 +15,11 @@ export function emulatorsCommand<T>(y: Argv<T>): Argv<T> {
   return y.command(
     'emulators',
     'run the MAA, Key Vault, Managed HSM and IMDS emulators on loopback (TLS with a local CA) until Ctrl-C',
-    (c) => c
-      .option('dir', { type: 'string', default: path.join(os.tmpdir(), 'encfs-emulators'), describe: 'where the CA file and endpoints.json are written' })
-      .option('simulated-state', { type: 'string', default: defaultSimulatedStateDir(), describe: 'the simulated SNP chip whose ARK the MAA emulator trusts' })
-      .option('trust-any-ark', { type: 'boolean', default: false, describe: 'let MAA accept any self-consistent AMD-style chain' }),
+    (c) =>
+      c
+        .option('dir', { type: 'string', default: path.join(os.tmpdir(), 'encfs-emulators'), describe: 'where the CA file and endpoints.json are written' })
+        .option('simulated-state', { type: 'string', default: defaultSimulatedStateDir(), describe: 'the simulated SNP chip whose ARK the MAA emulator trusts' })
+        .option('trust-any-ark', { type: 'boolean', default: false, describe: 'let MAA accept any self-consistent AMD-style chain' }),
     async (args) => {
       const logger = commandLogger(args, 'emulators', 'info')
       const authority = await TokenAuthority.create()
@@ -32,9 +33,11 @@ export function emulatorsCommand<T>(y: Argv<T>): Argv<T> {
       await writeFile(caFile, maa.caPem + akv.caPem + hsm.caPem)
       const endpoints = { maa: maa.endpoint, akv: akv.endpoint, managedHsm: hsm.endpoint, imds: imds.url, caFile, simulatedState: args['simulated-state'] }
       await writeFile(path.join(args.dir, 'endpoints.json'), `${JSON.stringify(endpoints, null, 2)}\n`)
-      process.stdout.write(`${JSON.stringify(endpoints, null, 2)}\n\n` +
-        `export NODE_EXTRA_CA_CERTS=${caFile}\nexport AZURE_POD_IDENTITY_AUTHORITY_HOST=${imds.url}\n` +
-        `# key.authority.endpoint=${maa.endpoint}  key.akv.endpoint=${akv.endpoint} (or ${hsm.endpoint} for a managed HSM)\n`)
+      process.stdout.write(
+        `${JSON.stringify(endpoints, null, 2)}\n\n` +
+          `export NODE_EXTRA_CA_CERTS=${caFile}\nexport AZURE_POD_IDENTITY_AUTHORITY_HOST=${imds.url}\n` +
+          `# key.authority.endpoint=${maa.endpoint}  key.akv.endpoint=${akv.endpoint} (or ${hsm.endpoint} for a managed HSM)\n`,
+      )
       await new Promise<void>((resolve) => {
         process.once('SIGINT', resolve)
         process.once('SIGTERM', resolve)

@@ -39,13 +39,7 @@ export async function main(argv: string[]): Promise<void> {
   importKeyCommand(cli)
   wrapCommand(cli)
   verityCommands(cli)
-  cli
-    .demandCommand(1, 'name a command (encfs --help lists them)')
-    .strict()
-    .version(false)
-    .help()
-    .exitProcess(false)
-    .fail(usageFailure)
+  cli.demandCommand(1, 'name a command (encfs --help lists them)').strict().version(false).help().exitProcess(false).fail(usageFailure)
   try {
     await cli.parseAsync()
   } catch (err) {

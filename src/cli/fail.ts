@@ -12,16 +12,23 @@ export class UsageError extends EncfsError {
 
   /** A flag's value refused by its own parser (a log level, a format): still a usage error, with that parser's code. */
   static of(err: unknown): UsageError {
-    return err instanceof EncfsError && isUsageCode(err.code) ? new UsageError(err.message, err.code, { cause: err }) : new UsageError(String((err as Error)?.message ?? err), 'CLI_USAGE', { cause: err })
+    return err instanceof EncfsError && isUsageCode(err.code)
+      ? new UsageError(err.message, err.code, { cause: err })
+      : new UsageError(String((err as Error)?.message ?? err), 'CLI_USAGE', { cause: err })
   }
 }
 
 /** One clear message on stderr and a non-zero exit; a stack trace only for real bugs. */
 export function failureMessage(err: unknown): string {
-  return redactSecrets(err instanceof UsageError && err.code === 'CLI_USAGE' ? `${err.message} (see --help) [${err.code}]`
-    : err instanceof EncfsError ? `${err.message} [${err.code}]`
-      : err instanceof Error ? `unexpected error: ${err.stack ?? err.message}`
-        : `unexpected error: ${String(err)}`)
+  return redactSecrets(
+    err instanceof UsageError && err.code === 'CLI_USAGE'
+      ? `${err.message} (see --help) [${err.code}]`
+      : err instanceof EncfsError
+        ? `${err.message} [${err.code}]`
+        : err instanceof Error
+          ? `unexpected error: ${err.stack ?? err.message}`
+          : `unexpected error: ${String(err)}`,
+  )
 }
 
 /** The exit status for a failure: its code's (src/errors/codes.ts), else `fallback`. */

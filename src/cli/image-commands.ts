@@ -29,8 +29,10 @@ function summarize(header: LuksHeader, payload: { offset: number; length: number
     payloadBytes: payload.length,
     // Which unlock modes can open it: the userspace path, or only cryptsetup (--unlock kernel).
     unlock: header.userspaceProblem ? `kernel only (${header.userspaceProblem.message})` : 'userspace or kernel',
-    keyslots: header.version === 2 ? header.keyslots.map((k) => ({ id: k.id, kdf: kdfName(k.kdf), priority: k.priority }))
-      : header.keyslots.map((k) => ({ id: k.id, kdf: `pbkdf2-${header.hash}`, priority: 1 })),
+    keyslots:
+      header.version === 2
+        ? header.keyslots.map((k) => ({ id: k.id, kdf: kdfName(k.kdf), priority: k.priority }))
+        : header.keyslots.map((k) => ({ id: k.id, kdf: `pbkdf2-${header.hash}`, priority: 1 })),
     ...(verity ? { verity } : {}),
   }
 }
@@ -51,12 +53,13 @@ function printSummary(header: LuksHeader, summary: ReturnType<typeof summarize>)
 export function inspectCommand<T>(y: Argv<T>): Argv<T> {
   return y.command(
     'inspect <image>',
-    'validate an image\'s LUKS2 or LUKS1 header the way remotefs does, and print what it contains (and its dm-verity superblock, if any)',
-    (y) => y
-      .positional('image', { type: 'string', demandOption: true, describe: 'blob URL (SAS ok), file:// URL or path' })
-      .option('private', { type: 'boolean', default: false, describe: 'read the blob with the managed / workload identity' })
-      .option('json', { type: 'boolean', default: false })
-      .options(TREE_OPTIONS),
+    "validate an image's LUKS2 or LUKS1 header the way remotefs does, and print what it contains (and its dm-verity superblock, if any)",
+    (y) =>
+      y
+        .positional('image', { type: 'string', demandOption: true, describe: 'blob URL (SAS ok), file:// URL or path' })
+        .option('private', { type: 'boolean', default: false, describe: 'read the blob with the managed / workload identity' })
+        .option('json', { type: 'boolean', default: false })
+        .options(TREE_OPTIONS),
     async (args) => {
       const logger = commandLogger(args)
       const source = await openSource(args.image, { private: args.private, logger })
@@ -84,11 +87,12 @@ export function checkKeyCommand<T>(y: Argv<T>): Argv<T> {
   return y.command(
     'check-key <image>',
     'tell whether a key opens a keyslot of the image, without mounting anything',
-    (y) => kdfBudgetOptions(y)
-      .positional('image', { type: 'string', demandOption: true })
-      .option('key-file', { type: 'string', describe: 'file whose bytes are the key (as cryptsetup --key-file)' })
-      .option('key-hex', { type: 'string', describe: 'the key as hex' })
-      .option('private', { type: 'boolean', default: false }),
+    (y) =>
+      kdfBudgetOptions(y)
+        .positional('image', { type: 'string', demandOption: true })
+        .option('key-file', { type: 'string', describe: 'file whose bytes are the key (as cryptsetup --key-file)' })
+        .option('key-hex', { type: 'string', describe: 'the key as hex' })
+        .option('private', { type: 'boolean', default: false }),
     async (args) => {
       const logger = commandLogger(args)
       const key = await readKey(args)

@@ -46,18 +46,20 @@ export function parseImportKeyConfig(text: string, file: string): ImportKeyConfi
   // Go's config type is [][]{claim, equals}; a flat list (as in Go's README) is one allOf group.
   const claimsRaw = r.member(raw, 'claims')
   const groups: unknown[] = Array.isArray(claimsRaw) ? (claimsRaw.every((g) => Array.isArray(g)) ? claimsRaw : [claimsRaw]) : []
-  const claims = groups.map((g, i) => (g as unknown[]).map((c, j): ReleasePolicyClaim => {
-    const where = `claims[${i}][${j}]`
-    if (!isObject(c)) {
-      r.add(where, 'must be an object {"claim": …, "equals": "…"}')
-      return { claim: '', equals: '' }
-    }
-    const claim = r.string(c, 'claim', `${where}.claim`) ?? ''
-    const equals = r.string(c, 'equals', `${where}.equals`)
-    if (!claim) r.add(`${where}.claim`, 'is required')
-    if (equals === undefined) r.add(`${where}.equals`, 'is required (a string: "false", "0")')
-    return { claim, equals: equals ?? '' }
-  }))
+  const claims = groups.map((g, i) =>
+    (g as unknown[]).map((c, j): ReleasePolicyClaim => {
+      const where = `claims[${i}][${j}]`
+      if (!isObject(c)) {
+        r.add(where, 'must be an object {"claim": …, "equals": "…"}')
+        return { claim: '', equals: '' }
+      }
+      const claim = r.string(c, 'claim', `${where}.claim`) ?? ''
+      const equals = r.string(c, 'equals', `${where}.equals`)
+      if (!claim) r.add(`${where}.claim`, 'is required')
+      if (equals === undefined) r.add(`${where}.equals`, 'is required (a string: "false", "0")')
+      return { claim, equals: equals ?? '' }
+    }),
+  )
   const cfg = {
     kid: r.string(key, 'kid', 'key.kid') ?? '',
     kty: r.string(key, 'kty', 'key.kty') ?? '',
@@ -71,16 +73,25 @@ export function parseImportKeyConfig(text: string, file: string): ImportKeyConfi
     claims,
     identity: identity ? { client_id: r.string(identity as JsonObject, 'client_id', 'identity.client_id') } : undefined,
   }
-  const missing = [!cfg.kid && 'key.kid', !cfg.maaEndpoint && 'key.authority.endpoint', !cfg.akvEndpoint && 'key.akv.endpoint', claims.flat().length === 0 && 'claims'].filter((m): m is string => typeof m === 'string')
+  const missing = [!cfg.kid && 'key.kid', !cfg.maaEndpoint && 'key.authority.endpoint', !cfg.akvEndpoint && 'key.akv.endpoint', claims.flat().length === 0 && 'claims'].filter(
+    (m): m is string => typeof m === 'string',
+  )
   if (missing.length) r.add(missing.join(', '), `${missing.length > 1 ? 'are' : 'is'} required`)
   if (cfg.salt && !/^([0-9a-fA-F]{2})+$/.test(cfg.salt)) r.add('key_derivation.salt', 'must be hex')
-  if (r.issues.length) fail(file, r.issues.map((i) => `${i.path} ${i.message}`))
+  if (r.issues.length)
+    fail(
+      file,
+      r.issues.map((i) => `${i.path} ${i.message}`),
+    )
   return cfg
 }
 
 /** Go's -kh: the bytes of the file it names, or else the value itself as hex. */
 async function octKeyFrom(kh: string): Promise<Buffer> {
-  const isFile = await stat(kh).then((s) => s.isFile(), () => false)
+  const isFile = await stat(kh).then(
+    (s) => s.isFile(),
+    () => false,
+  )
   if (isFile) return readFile(kh)
   if (!/^([0-9a-fA-F]{2})+$/.test(kh)) throw new EncfsError('IMPORT_KEY_HEX', '-kh: no such file, and not a hex string either (give a key file, or the key as hex)')
   return Buffer.from(kh, 'hex')
@@ -97,14 +108,22 @@ export function outDirectory(out: string | undefined): string | undefined {
 }
 
 /** The key to import, as Go's importkey makes it: the JWK to send, the filesystem key for --out, the RSA key file to write, and the lines to print. */
-async function keyToImport(cfg: ImportKeyConfig, file: string, o: { kh?: string; kp?: string; outDir?: string }): Promise<{ jwk: Record<string, unknown>; keyfile?: Buffer; generatedPem?: { path: string; pem: string }; lines: string[] }> {
+async function keyToImport(
+  cfg: ImportKeyConfig,
+  file: string,
+  o: { kh?: string; kp?: string; outDir?: string },
+): Promise<{ jwk: Record<string, unknown>; keyfile?: Buffer; generatedPem?: { path: string; pem: string }; lines: string[] }> {
   const lines: string[] = []
   if (cfg.kty === 'RSA-HSM' || cfg.kty === 'RSA') {
     let privateKey: KeyObject
     let jwk: Record<string, unknown>
     let generatedPem: { path: string; pem: string } | undefined
     if (o.kp) {
-      privateKey = createPrivateKey(await readFile(o.kp, 'utf8').catch((err: Error) => { throw new EncfsError('IMPORT_KEY_PEM', `-kp ${o.kp}: ${err.message}`) }))
+      privateKey = createPrivateKey(
+        await readFile(o.kp, 'utf8').catch((err: Error) => {
+          throw new EncfsError('IMPORT_KEY_PEM', `-kp ${o.kp}: ${err.message}`)
+        }),
+      )
       if (privateKey.asymmetricKeyType !== 'rsa') throw new EncfsError('IMPORT_KEY_PEM', `-kp ${o.kp}: not an RSA private key`)
       // As Go: an imported PEM carries no key_ops.
       jwk = sortedJwk(privateKey.export({ format: 'jwk' }))
@@ -134,14 +153,15 @@ async function keyToImport(cfg: ImportKeyConfig, file: string, o: { kh?: string;
 export function importKeyCommand<T>(y: Argv<T>): Argv<T> {
   return y.command(
     'import-key',
-    'create a key (oct or RSA) and import it into Key Vault / Managed HSM with a release policy from the config\'s claims (Go importkey: -c, -kh, -kp, -a, -out)',
-    (c) => c
-      .option('c', { alias: 'config', type: 'string', demandOption: true, describe: 'importkeyconfig.json (key, key_derivation, claims, identity)' })
-      .option('kh', { type: 'string', describe: 'oct key: a file whose bytes are the key, or the key as hex (default: 32 random bytes)' })
-      .option('kp', { type: 'string', describe: 'RSA-HSM: import this RSA private key (PKCS#8 PEM) instead of generating one' })
-      .option('a', { type: 'boolean', default: false, describe: 'get the vault token from the managed identity (identity.client_id), not key.akv.bearer_token' })
-      .option('out', { type: 'string', describe: '-out or -out=true: write keyfile.bin (the filesystem key for encfs pack) in the current directory; --out DIR: in DIR' })
-      .option('key-file', { type: 'string', hidden: true, describe: 'the same as -kh FILE' }),
+    "create a key (oct or RSA) and import it into Key Vault / Managed HSM with a release policy from the config's claims (Go importkey: -c, -kh, -kp, -a, -out)",
+    (c) =>
+      c
+        .option('c', { alias: 'config', type: 'string', demandOption: true, describe: 'importkeyconfig.json (key, key_derivation, claims, identity)' })
+        .option('kh', { type: 'string', describe: 'oct key: a file whose bytes are the key, or the key as hex (default: 32 random bytes)' })
+        .option('kp', { type: 'string', describe: 'RSA-HSM: import this RSA private key (PKCS#8 PEM) instead of generating one' })
+        .option('a', { type: 'boolean', default: false, describe: 'get the vault token from the managed identity (identity.client_id), not key.akv.bearer_token' })
+        .option('out', { type: 'string', describe: '-out or -out=true: write keyfile.bin (the filesystem key for encfs pack) in the current directory; --out DIR: in DIR' })
+        .option('key-file', { type: 'string', hidden: true, describe: 'the same as -kh FILE' }),
     async (args) => {
       const logger = commandLogger(args)
       const file = args.c
@@ -155,7 +175,12 @@ export function importKeyCommand<T>(y: Argv<T>): Argv<T> {
         if (generatedPem) {
           await mkdir(path.dirname(generatedPem.path), { recursive: true })
           await writeFile(generatedPem.path, generatedPem.pem, { mode: 0o600, flag: 'wx' }).catch((err: NodeJS.ErrnoException) => {
-            throw new EncfsError('IMPORT_KEY_EXISTS', err.code === 'EEXIST' ? `${generatedPem!.path} exists: move it away first (it may be the only copy of an earlier key), or use --out DIR` : `${generatedPem!.path}: ${err.message}`)
+            throw new EncfsError(
+              'IMPORT_KEY_EXISTS',
+              err.code === 'EEXIST'
+                ? `${generatedPem!.path} exists: move it away first (it may be the only copy of an earlier key), or use --out DIR`
+                : `${generatedPem!.path}: ${err.message}`,
+            )
           })
         }
         let kid: string

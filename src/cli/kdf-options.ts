@@ -19,15 +19,21 @@ function positive(flag: string, max = Number.MAX_SAFE_INTEGER) {
 export function kdfBudgetOptions<T>(y: Argv<T>, env: NodeJS.ProcessEnv = process.env) {
   return y
     .option('kdf-max-pbkdf2-iterations', {
-      type: 'string', default: env.EncfsKdfMaxPbkdf2Iterations, coerce: positive(BUDGET_FLAGS.pbkdf2Iterations),
+      type: 'string',
+      default: env.EncfsKdfMaxPbkdf2Iterations,
+      coerce: positive(BUDGET_FLAGS.pbkdf2Iterations),
       describe: `most PBKDF2 iterations one unlock may spend over the keyslots it tries (default ${DEFAULT_KDF_BUDGET.pbkdf2Iterations}; env EncfsKdfMaxPbkdf2Iterations)`,
     })
     .option('kdf-max-argon2-cost', {
-      type: 'string', default: env.EncfsKdfMaxArgon2Cost, coerce: positive(BUDGET_FLAGS.argon2MiBPasses),
+      type: 'string',
+      default: env.EncfsKdfMaxArgon2Cost,
+      coerce: positive(BUDGET_FLAGS.argon2MiBPasses),
       describe: `most Argon2 work one unlock may spend, as time x memory in MiB (default ${DEFAULT_KDF_BUDGET.argon2MiBPasses}: eight of cryptsetup's default keyslots; env EncfsKdfMaxArgon2Cost)`,
     })
     .option('kdf-max-argon2-memory', {
-      type: 'string', default: env.EncfsKdfMaxArgon2Memory, coerce: positive(BUDGET_FLAGS.argon2MemoryKiB, Math.floor(ARGON2_ENGINE_MAX_KIB / 1024)),
+      type: 'string',
+      default: env.EncfsKdfMaxArgon2Memory,
+      coerce: positive(BUDGET_FLAGS.argon2MemoryKiB, Math.floor(ARGON2_ENGINE_MAX_KIB / 1024)),
       describe: `most memory in MiB one Argon2 keyslot may use (default and maximum ${Math.floor(ARGON2_ENGINE_MAX_KIB / 1024)}; env EncfsKdfMaxArgon2Memory)`,
     })
 }

@@ -14,25 +14,33 @@ export function releaseCommand<T>(y: Argv<T>): Argv<T> {
   return y.command(
     'release',
     'release a key by secure key release (SNP report -> MAA -> Key Vault / Managed HSM) and print it as a JWK; --check-image tells whether it opens an image',
-    (c) => c
-      .option('maa', { type: 'string', demandOption: true, describe: 'MAA endpoint host[:port] (key.authority.endpoint)' })
-      .option('akv', { type: 'string', demandOption: true, describe: 'Key Vault / Managed HSM host[:port] (key.akv.endpoint)' })
-      .option('kid', { type: 'string', demandOption: true, describe: 'key name, or name/version' })
-      .option('access-token', { type: 'string', describe: 'bearer token for the vault (default: managed or workload identity)' })
-      .option('client-id', { type: 'string', describe: 'user-assigned managed identity client id' })
-      .option('attestation', { type: 'string', choices: ATTESTATION_MODES, default: process.env.EncfsAttestation || 'auto' })
-      .option('simulated-state', { type: 'string', default: defaultSimulatedStateDir() })
-      .option('check-image', { type: 'string', describe: 'blob URL (SAS ok), file:// URL or path of a LUKS2 image: does the released key open it?' })
-      .option('salt', { type: 'string', default: '', describe: 'key_derivation.salt (hex) for RSA keys with --check-image' })
-      .option('label', { type: 'string', default: DEFAULT_DERIVATION_LABEL, describe: 'key_derivation.label for RSA keys with --check-image' })
-      .option('private', { type: 'boolean', default: false, describe: 'read --check-image with the managed / workload identity' }),
+    (c) =>
+      c
+        .option('maa', { type: 'string', demandOption: true, describe: 'MAA endpoint host[:port] (key.authority.endpoint)' })
+        .option('akv', { type: 'string', demandOption: true, describe: 'Key Vault / Managed HSM host[:port] (key.akv.endpoint)' })
+        .option('kid', { type: 'string', demandOption: true, describe: 'key name, or name/version' })
+        .option('access-token', { type: 'string', describe: 'bearer token for the vault (default: managed or workload identity)' })
+        .option('client-id', { type: 'string', describe: 'user-assigned managed identity client id' })
+        .option('attestation', { type: 'string', choices: ATTESTATION_MODES, default: process.env.EncfsAttestation || 'auto' })
+        .option('simulated-state', { type: 'string', default: defaultSimulatedStateDir() })
+        .option('check-image', { type: 'string', describe: 'blob URL (SAS ok), file:// URL or path of a LUKS2 image: does the released key open it?' })
+        .option('salt', { type: 'string', default: '', describe: 'key_derivation.salt (hex) for RSA keys with --check-image' })
+        .option('label', { type: 'string', default: DEFAULT_DERIVATION_LABEL, describe: 'key_derivation.label for RSA keys with --check-image' })
+        .option('private', { type: 'boolean', default: false, describe: 'read --check-image with the managed / workload identity' }),
     async (args) => {
       const logger = commandLogger(args)
       const { provider, uvm, collateral } = await new AttestationContext({ attestation: args.attestation, simulatedStateDir: args['simulated-state'], logger }).ready()
       const identity = args['client-id'] ? { client_id: args['client-id'] } : undefined
       const released = await releaseKey({
-        maaEndpoint: args.maa, akvEndpoint: args.akv, kid: args.kid, accessToken: args['access-token'], identity,
-        provider, uvm, collateral, logger,
+        maaEndpoint: args.maa,
+        akvEndpoint: args.akv,
+        kid: args.kid,
+        accessToken: args['access-token'],
+        identity,
+        provider,
+        uvm,
+        collateral,
+        logger,
       })
       try {
         // The operator asked for the key: it goes to stdout, never to the log.

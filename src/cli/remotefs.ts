@@ -39,33 +39,82 @@ function envFlag(value: string | undefined): boolean {
 }
 
 export function parseRemotefsArgs(argv: string[], env: NodeJS.ProcessEnv = process.env) {
-  return kdfBudgetOptions(yargs(argv), env)
-    .scriptName('remotefs')
-    .usage('$0 [-base64 <b64 of the JSON config>] [-loglevel L] [-logfile F] [options]\n\n' +
-      'Mounts the encrypted filesystems described by EncfsSideCarArgs and keeps serving them until SIGTERM.')
-    // The Go sidecar takes single-dash long flags (-base64); treat them as long options.
-    .parserConfiguration({ 'short-option-groups': false, 'camel-case-expansion': false })
-    .option('base64', { type: 'string', describe: 'standard base64 of the JSON configuration (default: env EncfsSideCarArgs)' })
-    .options(logOptions(env))
-    .option('allow-raw-key', { type: 'boolean', default: envFlag(env.EncfsAllowRawKey), describe: 'honour raw_key (testing only; env EncfsAllowRawKey=true)' })
-    .option('unlock', { type: 'string', choices: ['auto', 'kernel', 'userspace'] as const, default: env.EncfsUnlock || 'auto', describe: 'decrypt with dm-crypt (kernel) or in encfs (userspace)' })
-    .option('mounter', { type: 'string', choices: ['auto', 'loop', 'fuse2fs'] as const, default: env.EncfsMounter || 'auto', describe: 'mount ext4 with a loop device or with fuse2fs' })
-    .option('fuse', { type: 'string', choices: FUSE_BACKEND_MODES, default: env.EncfsFuse || 'auto', describe: 'FUSE backend: libfuse3 (encfs\'s native data plane), libfuse2 (fuse-native), or auto (libfuse3 when its addon loads; env EncfsFuse)' })
-    .option('http', { type: 'string', choices: BLOB_HTTP_MODES, default: env.EncfsHttp || 'auto', describe: 'HTTP client of blob reads: native (libcurl on its own thread), node (the SDK\'s pipeline), or auto (native when its addon loads; env EncfsHttp)' })
-    .option('attestation', { type: 'string', choices: ATTESTATION_MODES, default: env.EncfsAttestation || 'auto', describe: 'SEV-SNP report source for key release (env EncfsAttestation); simulated is for the local stack only' })
-    .option('lease-wait', { type: 'number', default: Number(env.EncfsLeaseWait) || 75, describe: 'read-write: seconds to wait for another writer\'s blob lease to be released or expire (env EncfsLeaseWait)' })
-    .option('port', { type: 'number', describe: `port of the attestation and key release API on localhost (env Port; default ${DEFAULT_API_PORT}: if that one is taken, remotefs mounts anyway without the API)` })
-    .option('api', { type: 'boolean', default: env.EncfsApi === undefined ? true : envFlag(env.EncfsApi), describe: 'serve the skr attestation and key release API (--no-api to turn it off; env EncfsApi)' })
-    .option('unsafe-listen', { type: 'string', describe: 'serve the API on this address instead of loopback (exposes key release to whoever can reach it)' })
-    .option('grpc-port', { type: 'number', default: Number(env.EncfsGrpcPort) || undefined, describe: 'also serve the keyprovider gRPC service (skr -server_type grpc) on this port on localhost (and on --unsafe-listen\'s address if given); off by default (env EncfsGrpcPort)' })
-    .option('simulated-state', { type: 'string', default: env.EncfsSimulatedState || defaultSimulatedStateDir(env), describe: 'state directory of the simulated SNP chip (--attestation simulated)' })
-    .option('runtime-dir', { type: 'string', default: env.EncfsRuntimeDir || defaultRuntimeDir(), describe: 'where the FUSE files live; one remotefs per directory' })
-    .strictOptions()
-    .help()
-    .version(false)
-    .exitProcess(false)
-    .fail(usageFailure)
-    .parseSync()
+  return (
+    kdfBudgetOptions(yargs(argv), env)
+      .scriptName('remotefs')
+      .usage(
+        '$0 [-base64 <b64 of the JSON config>] [-loglevel L] [-logfile F] [options]\n\n' +
+          'Mounts the encrypted filesystems described by EncfsSideCarArgs and keeps serving them until SIGTERM.',
+      )
+      // The Go sidecar takes single-dash long flags (-base64); treat them as long options.
+      .parserConfiguration({ 'short-option-groups': false, 'camel-case-expansion': false })
+      .option('base64', { type: 'string', describe: 'standard base64 of the JSON configuration (default: env EncfsSideCarArgs)' })
+      .options(logOptions(env))
+      .option('allow-raw-key', { type: 'boolean', default: envFlag(env.EncfsAllowRawKey), describe: 'honour raw_key (testing only; env EncfsAllowRawKey=true)' })
+      .option('unlock', {
+        type: 'string',
+        choices: ['auto', 'kernel', 'userspace'] as const,
+        default: env.EncfsUnlock || 'auto',
+        describe: 'decrypt with dm-crypt (kernel) or in encfs (userspace)',
+      })
+      .option('mounter', {
+        type: 'string',
+        choices: ['auto', 'loop', 'fuse2fs'] as const,
+        default: env.EncfsMounter || 'auto',
+        describe: 'mount ext4 with a loop device or with fuse2fs',
+      })
+      .option('fuse', {
+        type: 'string',
+        choices: FUSE_BACKEND_MODES,
+        default: env.EncfsFuse || 'auto',
+        describe: "FUSE backend: libfuse3 (encfs's native data plane), libfuse2 (fuse-native), or auto (libfuse3 when its addon loads; env EncfsFuse)",
+      })
+      .option('http', {
+        type: 'string',
+        choices: BLOB_HTTP_MODES,
+        default: env.EncfsHttp || 'auto',
+        describe: "HTTP client of blob reads: native (libcurl on its own thread), node (the SDK's pipeline), or auto (native when its addon loads; env EncfsHttp)",
+      })
+      .option('attestation', {
+        type: 'string',
+        choices: ATTESTATION_MODES,
+        default: env.EncfsAttestation || 'auto',
+        describe: 'SEV-SNP report source for key release (env EncfsAttestation); simulated is for the local stack only',
+      })
+      .option('lease-wait', {
+        type: 'number',
+        default: Number(env.EncfsLeaseWait) || 75,
+        describe: "read-write: seconds to wait for another writer's blob lease to be released or expire (env EncfsLeaseWait)",
+      })
+      .option('port', {
+        type: 'number',
+        describe: `port of the attestation and key release API on localhost (env Port; default ${DEFAULT_API_PORT}: if that one is taken, remotefs mounts anyway without the API)`,
+      })
+      .option('api', {
+        type: 'boolean',
+        default: env.EncfsApi === undefined ? true : envFlag(env.EncfsApi),
+        describe: 'serve the skr attestation and key release API (--no-api to turn it off; env EncfsApi)',
+      })
+      .option('unsafe-listen', { type: 'string', describe: 'serve the API on this address instead of loopback (exposes key release to whoever can reach it)' })
+      .option('grpc-port', {
+        type: 'number',
+        default: Number(env.EncfsGrpcPort) || undefined,
+        describe:
+          "also serve the keyprovider gRPC service (skr -server_type grpc) on this port on localhost (and on --unsafe-listen's address if given); off by default (env EncfsGrpcPort)",
+      })
+      .option('simulated-state', {
+        type: 'string',
+        default: env.EncfsSimulatedState || defaultSimulatedStateDir(env),
+        describe: 'state directory of the simulated SNP chip (--attestation simulated)',
+      })
+      .option('runtime-dir', { type: 'string', default: env.EncfsRuntimeDir || defaultRuntimeDir(), describe: 'where the FUSE files live; one remotefs per directory' })
+      .strictOptions()
+      .help()
+      .version(false)
+      .exitProcess(false)
+      .fail(usageFailure)
+      .parseSync()
+  )
 }
 
 type RemotefsArgs = ReturnType<typeof parseRemotefsArgs>
@@ -99,7 +148,10 @@ interface Running {
  * The API on its port. A port the user chose that cannot be bound stops remotefs; the default
  * one being taken costs the API, not the mounts.
  */
-async function serveApi(run: Running, o: { args: RemotefsArgs; port: ReturnType<typeof apiPort>; attestation: AttestationContext; identity?: IdentityConfig; logger: Logger }): Promise<void> {
+async function serveApi(
+  run: Running,
+  o: { args: RemotefsArgs; port: ReturnType<typeof apiPort>; attestation: AttestationContext; identity?: IdentityConfig; logger: Logger },
+): Promise<void> {
   const { port, logger } = o
   // Loaded only when served (fastify and the key release stack: docs/data-path.md, "Start-up").
   const { buildApi, listenApi } = await import('../api/server.js')
@@ -116,8 +168,10 @@ async function serveApi(run: Running, o: { args: RemotefsArgs; port: ReturnType<
     await run.api.close().catch(() => {})
     run.api = undefined
     run.apiUnavailable = reason
-    logger.error({ port: port.port, err: new EncfsError('API_LISTEN_FAILED', reason) },
-      `the attestation and key release API is unavailable (${reason}): mounting anyway; /status and the skr endpoints cannot be reached. Set -port/Port to a free port, or --no-api`)
+    logger.error(
+      { port: port.port, err: new EncfsError('API_LISTEN_FAILED', reason) },
+      `the attestation and key release API is unavailable (${reason}): mounting anyway; /status and the skr endpoints cannot be reached. Set -port/Port to a free port, or --no-api`,
+    )
   }
 }
 
@@ -127,7 +181,10 @@ function planned(args: RemotefsArgs, logger: Logger) {
   logger.debug({ source, config: redactConfig(config) }, 'configuration')
   const secrets = source === '-base64' ? configSecrets(config) : []
   if (secrets.length > 0) {
-    logger.warn({ secrets }, `the configuration given with -base64 carries secrets (${secrets.join(', ')}), which any local user can read in /proc/${process.pid}/cmdline; pass it in the EncfsSideCarArgs environment variable instead`)
+    logger.warn(
+      { secrets },
+      `the configuration given with -base64 carries secrets (${secrets.join(', ')}), which any local user can read in /proc/${process.pid}/cmdline; pass it in the EncfsSideCarArgs environment variable instead`,
+    )
   }
   const plans = planFilesystems(config, {
     allowRawKey: args['allow-raw-key'],
@@ -141,13 +198,18 @@ function planned(args: RemotefsArgs, logger: Logger) {
 
 function logReady(run: Running, args: RemotefsArgs, port: number, logger: Logger): void {
   const remotefs = run.remotefs!
-  const apiNote = !args.api ? 'API off (--no-api)'
-    : run.apiUnavailable ? `API UNAVAILABLE (${run.apiUnavailable}): /status cannot be reached`
+  const apiNote = !args.api
+    ? 'API off (--no-api)'
+    : run.apiUnavailable
+      ? `API UNAVAILABLE (${run.apiUnavailable}): /status cannot be reached`
       : `API on ${args['unsafe-listen'] ?? 'localhost'}:${port}`
-  logger.warn({
-    mounts: remotefs.filesystems.map((f) => ({ mountPoint: f.mountPoint, unlock: f.unlock, mounter: f.mounter })),
-    api: !args.api ? 'off' : run.apiUnavailable ? 'unavailable' : 'listening',
-  }, `ready: ${remotefs.filesystems.length} filesystem(s) mounted; ${apiNote}`)
+  logger.warn(
+    {
+      mounts: remotefs.filesystems.map((f) => ({ mountPoint: f.mountPoint, unlock: f.unlock, mounter: f.mounter })),
+      api: !args.api ? 'off' : run.apiUnavailable ? 'unavailable' : 'listening',
+    },
+    `ready: ${remotefs.filesystems.length} filesystem(s) mounted; ${apiNote}`,
+  )
 }
 
 export async function main(argv: string[]): Promise<void> {
@@ -188,8 +250,13 @@ export async function main(argv: string[]): Promise<void> {
     if (args['grpc-port']) {
       // The gRPC stack is loaded only when asked for.
       const [{ KeyProviderService }, { listenKeyProvider }] = await Promise.all([import('../keyprovider/service.js'), import('../keyprovider/server.js')])
-      run.grpc = await listenKeyProvider(new KeyProviderService({ attestation, identity: config.azure_info?.identity, logger }), { port: args['grpc-port'], unsafeListen: args['unsafe-listen'], logger })
-        .catch((err: Error) => { throw new EncfsError('GRPC_LISTEN_FAILED', `${err.message}; pick another with --grpc-port`, { cause: err }) })
+      run.grpc = await listenKeyProvider(new KeyProviderService({ attestation, identity: config.azure_info?.identity, logger }), {
+        port: args['grpc-port'],
+        unsafeListen: args['unsafe-listen'],
+        logger,
+      }).catch((err: Error) => {
+        throw new EncfsError('GRPC_LISTEN_FAILED', `${err.message}; pick another with --grpc-port`, { cause: err })
+      })
       s.grpc = { serving: true, addresses: run.grpc.addresses }
     }
     run.remotefs = await startRemotefs({

@@ -35,12 +35,13 @@ export function reportCommand<T>(y: Argv<T>): Argv<T> {
   return y.command(
     'report',
     'fetch an SEV-SNP attestation report and print it (hex like get-snp-report, or decoded), or decode one with --decode',
-    (c) => c
-      .option('report-data', { type: 'string', default: '', describe: 'hex, at most 64 bytes, placed at the start of REPORT_DATA' })
-      .option('attestation', { type: 'string', choices: ATTESTATION_MODES, default: process.env.EncfsAttestation || 'auto', describe: 'report source (env EncfsAttestation)' })
-      .option('simulated-state', { type: 'string', describe: 'state directory of the simulated chip', default: defaultSimulatedStateDir() })
-      .option('format', { type: 'string', choices: ['hex', 'json', 'text'] as const, describe: 'output (default hex when fetching, text when decoding)' })
-      .option('decode', { type: 'string', describe: 'decode this report file (hex or binary; - for stdin) instead of fetching' }),
+    (c) =>
+      c
+        .option('report-data', { type: 'string', default: '', describe: 'hex, at most 64 bytes, placed at the start of REPORT_DATA' })
+        .option('attestation', { type: 'string', choices: ATTESTATION_MODES, default: process.env.EncfsAttestation || 'auto', describe: 'report source (env EncfsAttestation)' })
+        .option('simulated-state', { type: 'string', describe: 'state directory of the simulated chip', default: defaultSimulatedStateDir() })
+        .option('format', { type: 'string', choices: ['hex', 'json', 'text'] as const, describe: 'output (default hex when fetching, text when decoding)' })
+        .option('decode', { type: 'string', describe: 'decode this report file (hex or binary; - for stdin) instead of fetching' }),
     async (args) => {
       const logger = commandLogger(args)
       let raw: Buffer

@@ -24,26 +24,41 @@ export function serveCommand<T>(y: Argv<T>): Argv<T> {
   const env = process.env
   return y.command(
     'serve',
-    'serve the skr attestation and key release API alone (the Go skr sidecar\'s job); flags and env as skr: -base64/SkrSideCarArgs, -port/Port, -server_type/ServerType (http or grpc)',
-    (c) => c
-      .parserConfiguration({ 'short-option-groups': false })
-      .option('base64', { type: 'string', default: env.SkrSideCarArgs || undefined, describe: 'standard base64 of {"certcache":…,"identity":…,"maaconfig":…} (env SkrSideCarArgs)' })
-      .option('port', { type: 'number', default: Number(env.Port) || 8080, describe: 'port on localhost (env Port)' })
-      .option('server_type', { type: 'string', choices: SERVER_TYPES, default: env.ServerType?.toLowerCase() || 'http', coerce: (v: string) => v.toLowerCase(), describe: 'http: the attestation and key release API; grpc: the keyprovider gRPC service (env ServerType)' })
-      .option('infile', { type: 'string', describe: 'offline wrap, as skr -infile: the file to wrap (with -keypath and -outfile; no server)' })
-      .option('keypath', { type: 'string', describe: 'offline wrap: the wrapping key\'s path without -info.json' })
-      .option('outfile', { type: 'string', describe: 'offline wrap: where to write the base64 annotation' })
-      .option('attestation', { type: 'string', choices: ATTESTATION_MODES, default: env.EncfsAttestation || 'auto' })
-      .option('simulated-state', { type: 'string', default: defaultSimulatedStateDir() })
-      .option('unsafe-listen', { type: 'string', describe: 'listen on this address instead of loopback (exposes key release)' })
-      .option('allowTestingMismatchedTCB', { type: 'boolean', default: false, describe: 'testing only, as skr: the host certificate\'s TCBM is taken as ffffffff, so the first key release fetches the chain from the certcache' }),
+    "serve the skr attestation and key release API alone (the Go skr sidecar's job); flags and env as skr: -base64/SkrSideCarArgs, -port/Port, -server_type/ServerType (http or grpc)",
+    (c) =>
+      c
+        .parserConfiguration({ 'short-option-groups': false })
+        .option('base64', {
+          type: 'string',
+          default: env.SkrSideCarArgs || undefined,
+          describe: 'standard base64 of {"certcache":…,"identity":…,"maaconfig":…} (env SkrSideCarArgs)',
+        })
+        .option('port', { type: 'number', default: Number(env.Port) || 8080, describe: 'port on localhost (env Port)' })
+        .option('server_type', {
+          type: 'string',
+          choices: SERVER_TYPES,
+          default: env.ServerType?.toLowerCase() || 'http',
+          coerce: (v: string) => v.toLowerCase(),
+          describe: 'http: the attestation and key release API; grpc: the keyprovider gRPC service (env ServerType)',
+        })
+        .option('infile', { type: 'string', describe: 'offline wrap, as skr -infile: the file to wrap (with -keypath and -outfile; no server)' })
+        .option('keypath', { type: 'string', describe: "offline wrap: the wrapping key's path without -info.json" })
+        .option('outfile', { type: 'string', describe: 'offline wrap: where to write the base64 annotation' })
+        .option('attestation', { type: 'string', choices: ATTESTATION_MODES, default: env.EncfsAttestation || 'auto' })
+        .option('simulated-state', { type: 'string', default: defaultSimulatedStateDir() })
+        .option('unsafe-listen', { type: 'string', describe: 'listen on this address instead of loopback (exposes key release)' })
+        .option('allowTestingMismatchedTCB', {
+          type: 'boolean',
+          default: false,
+          describe: "testing only, as skr: the host certificate's TCBM is taken as ffffffff, so the first key release fetches the chain from the certcache",
+        }),
     async (args) => {
       const logger = commandLogger(args, 'encfs-serve')
       const info = args.base64 ? validateSkrConfig(decodeSidecarArgs(args.base64, args.base64 === env.SkrSideCarArgs ? 'SkrSideCarArgs' : '-base64'), 'the skr configuration') : {}
       // The simulated chip's directory from EncfsSimulatedState, as remotefs reads it, unless -simulated-state names one.
       const simulatedStateDir = args['simulated-state'] === defaultSimulatedStateDir() ? env.EncfsSimulatedState || args['simulated-state'] : args['simulated-state']
       const testingMismatchedTcb = args.allowTestingMismatchedTCB
-      if (testingMismatchedTcb) logger.warn('-allowTestingMismatchedTCB: FOR TESTING ONLY, the host certificate\'s TCBM is taken as ffffffff')
+      if (testingMismatchedTcb) logger.warn("-allowTestingMismatchedTCB: FOR TESTING ONLY, the host certificate's TCBM is taken as ffffffff")
       const attestation = new AttestationContext({ attestation: args.attestation, simulatedStateDir, certcache: info.certcache, logger, testingMismatchedTcb })
       if (args.infile || args.keypath || args.outfile) {
         if (!args.infile || !args.keypath || !args.outfile) throw new UsageError('offline wrap needs all of -infile, -keypath and -outfile (or use encfs wrap)')
@@ -51,19 +66,31 @@ export function serveCommand<T>(y: Argv<T>): Argv<T> {
       }
       let close: () => Promise<void>
       if (args.server_type === 'grpc') {
-        const grpc = await listenKeyProvider(new KeyProviderService({ attestation, identity: info.identity, logger }), { port: args.port, unsafeListen: args['unsafe-listen'], logger })
-          .catch((err: Error) => { throw new EncfsError('GRPC_LISTEN_FAILED', `${err.message}; pick another port with -port`, { cause: err }) })
+        const grpc = await listenKeyProvider(new KeyProviderService({ attestation, identity: info.identity, logger }), {
+          port: args.port,
+          unsafeListen: args['unsafe-listen'],
+          logger,
+        }).catch((err: Error) => {
+          throw new EncfsError('GRPC_LISTEN_FAILED', `${err.message}; pick another port with -port`, { cause: err })
+        })
         close = grpc.close
       } else {
         const api = buildApi({ status: new ServiceStatus(), attestation, identity: info.identity, maaUserAgent: info.maaconfig?.user_agent, logger })
         await listenApi(api, { port: args.port, unsafeListen: args['unsafe-listen'], logger }).catch((err: NodeJS.ErrnoException) => {
-          throw new EncfsError('API_LISTEN_FAILED', `cannot serve the API on port ${args.port}: ${err.code === 'EADDRINUSE' ? 'the port is in use' : err.message}; pick another with -port`, { cause: err })
+          throw new EncfsError(
+            'API_LISTEN_FAILED',
+            `cannot serve the API on port ${args.port}: ${err.code === 'EADDRINUSE' ? 'the port is in use' : err.message}; pick another with -port`,
+            { cause: err },
+          )
         })
         close = () => api.close()
       }
       // Set up attestation now so /status names the provider, and a missing device shows at start.
       await attestation.ready().catch((err: Error) => logger.error({ err }, 'attestation is not available; attestation and key requests will fail until it is'))
-      logger.warn({ port: args.port, serverType: args.server_type }, args.server_type === 'grpc' ? 'ready: serving the keyprovider gRPC service' : 'ready: serving the attestation and key release API')
+      logger.warn(
+        { port: args.port, serverType: args.server_type },
+        args.server_type === 'grpc' ? 'ready: serving the keyprovider gRPC service' : 'ready: serving the attestation and key release API',
+      )
       await new Promise<void>((resolve) => {
         process.once('SIGINT', resolve)
         process.once('SIGTERM', resolve)

@@ -28,7 +28,10 @@ function siblingUrl(url: string, suffix: string): string {
 /** Runs `f` over local files opened as sources, and closes them. */
 async function describeFiles<R>(hashFile: string, image: string, f: (hash: FileSource, data: FileSource) => Promise<R>): Promise<R> {
   const hash = await FileSource.open(hashFile)
-  const data = await FileSource.open(image).catch(async (err: unknown) => { await hash.close(); throw err })
+  const data = await FileSource.open(image).catch(async (err: unknown) => {
+    await hash.close()
+    throw err
+  })
   try {
     return await f(hash, data)
   } finally {
@@ -45,7 +48,9 @@ async function addVerityTree(image: string, hashOut: string | undefined, logger:
   })
   process.stdout.write(`dm-verity root hash: ${tree.rootHash}\n`)
   if (tree.hashOut) {
-    process.stdout.write(`hash tree written to ${tree.hashOut} (${tree.hashAreaBytes} bytes): upload it with the image (encfs upload ${image} <blob URL> --hash-file ${tree.hashOut}) and add to the filesystem's configuration:\n`)
+    process.stdout.write(
+      `hash tree written to ${tree.hashOut} (${tree.hashAreaBytes} bytes): upload it with the image (encfs upload ${image} <blob URL> --hash-file ${tree.hashOut}) and add to the filesystem's configuration:\n`,
+    )
     process.stdout.write(`  ${verityJson(tree.rootHash, { hashUrl: '<blob URL of the hash tree>' })}\n`)
   } else {
     process.stdout.write(`hash tree appended at byte ${tree.hashOffset} (${tree.hashAreaBytes} bytes); add to the filesystem's configuration:\n`)
@@ -57,26 +62,33 @@ async function addVerityTree(image: string, hashOut: string | undefined, logger:
 function packCommand<T>(y: Argv<T>): Argv<T> {
   return y.command(
     'pack',
-    'pack a directory into a LUKS2-encrypted ext4 image with encfs\'s own writer (no device-mapper, no root needed)',
-    (c) => c
-      .option('from', { type: 'string', demandOption: true, describe: 'directory whose files go into the image' })
-      .option('out', { type: 'string', demandOption: true, describe: 'image file to write' })
-      .option('key-file', { type: 'string', demandOption: true, describe: 'the key file (32 bytes: an oct key, or the derived key import-key writes)' })
-      .option('size', { type: 'string', describe: 'ext4 size (e.g. 256M); default: computed from the directory' })
-      .option('sector-size', { type: 'number', choices: [512, 1024, 2048, 4096], default: 4096 })
-      .option('pbkdf', { type: 'string', choices: ['pbkdf2', 'argon2id'] as const, default: 'pbkdf2' as const })
-      .option('iterations', { type: 'number', describe: 'pbkdf2 iterations (default 200000)' })
-      .option('verity', { type: 'boolean', default: false, describe: 'add a dm-verity hash tree (appended to the image) and print the root hash to pin in the configuration' })
-      .option('hash-out', { type: 'string', describe: 'with --verity: write the hash tree to this file instead of appending it (upload it with encfs upload --hash-file)' }),
+    "pack a directory into a LUKS2-encrypted ext4 image with encfs's own writer (no device-mapper, no root needed)",
+    (c) =>
+      c
+        .option('from', { type: 'string', demandOption: true, describe: 'directory whose files go into the image' })
+        .option('out', { type: 'string', demandOption: true, describe: 'image file to write' })
+        .option('key-file', { type: 'string', demandOption: true, describe: 'the key file (32 bytes: an oct key, or the derived key import-key writes)' })
+        .option('size', { type: 'string', describe: 'ext4 size (e.g. 256M); default: computed from the directory' })
+        .option('sector-size', { type: 'number', choices: [512, 1024, 2048, 4096], default: 4096 })
+        .option('pbkdf', { type: 'string', choices: ['pbkdf2', 'argon2id'] as const, default: 'pbkdf2' as const })
+        .option('iterations', { type: 'number', describe: 'pbkdf2 iterations (default 200000)' })
+        .option('verity', { type: 'boolean', default: false, describe: 'add a dm-verity hash tree (appended to the image) and print the root hash to pin in the configuration' })
+        .option('hash-out', { type: 'string', describe: 'with --verity: write the hash tree to this file instead of appending it (upload it with encfs upload --hash-file)' }),
     async (args) => {
       const logger = commandLogger(args)
-      const key = await readFile(args['key-file']).catch((err: Error) => { throw new EncfsError('PACK_KEY', `--key-file ${args['key-file']}: ${err.message}`) })
+      const key = await readFile(args['key-file']).catch((err: Error) => {
+        throw new EncfsError('PACK_KEY', `--key-file ${args['key-file']}: ${err.message}`)
+      })
       try {
         const r = await pack({
-          from: args.from, out: args.out, key, logger,
+          from: args.from,
+          out: args.out,
+          key,
+          logger,
           size: args.size ? parseSize(args.size) : undefined,
           sectorSize: args['sector-size'] as 512 | 1024 | 2048 | 4096,
-          pbkdf: args.pbkdf, iterations: args.iterations,
+          pbkdf: args.pbkdf,
+          iterations: args.iterations,
         })
         process.stdout.write(`${args.out}: ${r.bytes} bytes (16 MiB LUKS2 header + ${r.fsBytes / 1024 / 1024} MiB ext4), aes-xts-plain64, ${args['sector-size']}-byte sectors\n`)
         if (args.verity || args['hash-out']) await addVerityTree(args.out, args['hash-out'], logger)
@@ -92,13 +104,14 @@ function uploadCommand<T>(y: Argv<T>): Argv<T> {
   return y.command(
     'upload <image> <url>',
     'upload an image to blob storage: a page blob with --page (needed for read_write), else a block blob',
-    (c) => c
-      .positional('image', { type: 'string', demandOption: true })
-      .positional('url', { type: 'string', demandOption: true, describe: 'blob URL with a SAS that may create and write (sp=cw or rw), or use --private' })
-      .option('page', { type: 'boolean', default: false })
-      .option('private', { type: 'boolean', default: false, describe: 'authenticate with the managed / workload identity' })
-      .option('hash-file', { type: 'string', describe: 'also upload this dm-verity hash tree (encfs pack --hash-out)' })
-      .option('hash-url', { type: 'string', describe: 'where the hash tree goes (default: the image URL with .verity appended to the blob name)' }),
+    (c) =>
+      c
+        .positional('image', { type: 'string', demandOption: true })
+        .positional('url', { type: 'string', demandOption: true, describe: 'blob URL with a SAS that may create and write (sp=cw or rw), or use --private' })
+        .option('page', { type: 'boolean', default: false })
+        .option('private', { type: 'boolean', default: false, describe: 'authenticate with the managed / workload identity' })
+        .option('hash-file', { type: 'string', describe: 'also upload this dm-verity hash tree (encfs pack --hash-out)' })
+        .option('hash-url', { type: 'string', describe: 'where the hash tree goes (default: the image URL with .verity appended to the blob name)' }),
     async (args) => {
       const logger = commandLogger(args)
       const credential = args.private ? storageCredential(undefined, { logger }) : undefined
@@ -110,11 +123,14 @@ function uploadCommand<T>(y: Argv<T>): Argv<T> {
       if (hashFile && stored) {
         const hashUrl = args['hash-url'] ?? siblingUrl(args.url, '.verity')
         const h = await uploadImage(hashFile, hashUrl, { page: false, credential, logger })
-        process.stdout.write(`uploaded the hash tree (${h.bytes} bytes) to ${redactUrl(hashUrl)}; the filesystem's configuration (hash_url needs read access: a SAS, or azure_url_private):\n`)
+        process.stdout.write(
+          `uploaded the hash tree (${h.bytes} bytes) to ${redactUrl(hashUrl)}; the filesystem's configuration (hash_url needs read access: a SAS, or azure_url_private):\n`,
+        )
         process.stdout.write(`  ${verityJson(stored.rootHash, { hashUrl: hashUrl.split('?')[0]! })}\n`)
       } else {
         const tree = await describeFiles(args.image, args.image, (img) => findAppendedTree(img, 'the hash tree appended to the image'))
-        if (tree) process.stdout.write(`the image carries its dm-verity hash tree; the filesystem's configuration:\n  ${verityJson(tree.rootHash, { hashOffset: tree.hashOffset })}\n`)
+        if (tree)
+          process.stdout.write(`the image carries its dm-verity hash tree; the filesystem's configuration:\n  ${verityJson(tree.rootHash, { hashOffset: tree.hashOffset })}\n`)
       }
     },
   )
@@ -125,17 +141,29 @@ function policyDigestCommand<T>(y: Argv<T>): Argv<T> {
   return y.command(
     'policy-digest',
     'print the SHA-256 digest of a security policy: the host_data a release policy binds to (Go securitypolicydigest)',
-    (c) => c
-      .option('p', { alias: 'policy', type: 'string', describe: 'the policy as base64 (as in the ARM template ccePolicy)' })
-      .option('f', { alias: 'file', type: 'string', describe: 'a file holding the base64 policy' })
-      .option('v', { alias: 'verbose', type: 'boolean', default: false, describe: 'also print the decoded policy' }),
+    (c) =>
+      c
+        .option('p', { alias: 'policy', type: 'string', describe: 'the policy as base64 (as in the ARM template ccePolicy)' })
+        .option('f', { alias: 'file', type: 'string', describe: 'a file holding the base64 policy' })
+        .option('v', { alias: 'verbose', type: 'boolean', default: false, describe: 'also print the decoded policy' }),
     async (args) => {
       // As Go's securitypolicydigest: one source only, strict standard base64 (CR/LF skipped).
-      if (args.p !== undefined && args.f !== undefined) throw new EncfsError('POLICY_BOTH', 'give the policy with -p <base64> or -f <file>, not both (as Go\'s securitypolicydigest: "Cannot specify both -p and -f")')
-      const b64 = args.p ?? (args.f !== undefined ? await readFile(args.f, 'utf8').catch((err: Error) => { throw new EncfsError('POLICY_FILE', `-f ${args.f}: ${err.message}`) }) : undefined)
+      if (args.p !== undefined && args.f !== undefined)
+        throw new EncfsError('POLICY_BOTH', 'give the policy with -p <base64> or -f <file>, not both (as Go\'s securitypolicydigest: "Cannot specify both -p and -f")')
+      const b64 =
+        args.p ??
+        (args.f !== undefined
+          ? await readFile(args.f, 'utf8').catch((err: Error) => {
+              throw new EncfsError('POLICY_FILE', `-f ${args.f}: ${err.message}`)
+            })
+          : undefined)
       if (b64 === undefined) throw new EncfsError('POLICY_MISSING', 'give the policy with -p <base64> or -f <file>')
       const policy = decodeGoStdBase64(b64)
-      if (!policy) throw new EncfsError('POLICY_BASE64', `${args.p !== undefined ? '-p' : args.f}: could not decode: standard base64 with padding is required (as the ccePolicy in the ARM template)`)
+      if (!policy)
+        throw new EncfsError(
+          'POLICY_BASE64',
+          `${args.p !== undefined ? '-p' : args.f}: could not decode: standard base64 with padding is required (as the ccePolicy in the ARM template)`,
+        )
       const digest = createHash('sha256').update(policy).digest('hex')
       if (args.v) process.stdout.write(`inittimeData ${policy.toString('utf8')}\ninittimeData sha-256 digest ${digest}\n`)
       else process.stdout.write(`${digest}\n`)

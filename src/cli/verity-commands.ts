@@ -71,21 +71,28 @@ export function verityCommands<T>(y: Argv<T>): Argv<T> {
   return y.command(
     'verify <image>',
     'check every block of an image against a dm-verity root hash (the tree appended, or --hash), as remotefs will',
-    (c) => c
-      .positional('image', { type: 'string', demandOption: true, describe: 'blob URL (SAS ok), file:// URL or path' })
-      .option('root-hash', { type: 'string', demandOption: true, describe: 'the root hash to check against (verity.root_hash)' })
-      .options(TREE_OPTIONS)
-      .option('private', { type: 'boolean', default: false, describe: 'read blobs with the managed / workload identity' }),
+    (c) =>
+      c
+        .positional('image', { type: 'string', demandOption: true, describe: 'blob URL (SAS ok), file:// URL or path' })
+        .option('root-hash', { type: 'string', demandOption: true, describe: 'the root hash to check against (verity.root_hash)' })
+        .options(TREE_OPTIONS)
+        .option('private', { type: 'boolean', default: false, describe: 'read blobs with the managed / workload identity' }),
     async (args) => {
       const logger = commandLogger(args)
-      if (!/^[0-9a-fA-F]{64}$/.test(args['root-hash'])) throw new VerityError('VERITY_BAD_ROOT_HASH', `--root-hash must be 64 hex digits (a sha256 root hash), got ${args['root-hash'].length} characters`)
+      if (!/^[0-9a-fA-F]{64}$/.test(args['root-hash']))
+        throw new VerityError('VERITY_BAD_ROOT_HASH', `--root-hash must be 64 hex digits (a sha256 root hash), got ${args['root-hash'].length} characters`)
       const image = await openSource(args.image, { private: args.private, logger })
       let loc: TreeLocation | undefined
       try {
         loc = await locateTree(image, { hash: args.hash, hashOffset: args['hash-offset'], private: args.private, logger })
         if (!loc) throw new VerityError('VERITY_NO_SUPERBLOCK', `${args.image}: no hash tree appended to the image; give it with --hash FILE|URL, or --hash-offset N`)
         // Every failure is listed on stdout below: the per-block log lines would only repeat them.
-        const v = await VeritySource.open(image, loc.hash, { rootHash: Buffer.from(args['root-hash'], 'hex'), hashOffset: loc.tree.hashOffset, where: loc.where, logger: silentLogger })
+        const v = await VeritySource.open(image, loc.hash, {
+          rootHash: Buffer.from(args['root-hash'], 'hex'),
+          hashOffset: loc.tree.hashOffset,
+          where: loc.where,
+          logger: silentLogger,
+        })
         const check = await verifyWholeImage(v, { logger })
         if (check.bad.length === 0) {
           process.stdout.write(`verified: all ${check.dataBlocks} data blocks (${check.dataBlocks * 4096} bytes) match root hash ${args['root-hash'].toLowerCase()}\n`)
@@ -96,7 +103,10 @@ export function verityCommands<T>(y: Argv<T>): Argv<T> {
           const what = r.end - r.start === 4096 ? `data block ${r.start / 4096}` : `data blocks ${r.start / 4096}-${r.end / 4096 - 1}`
           process.stdout.write(`modified: ${what} (image bytes ${r.start}-${r.end - 1})\n`)
         }
-        throw new VerityError('VERITY_IMAGE_MODIFIED', `${blocks} of ${check.dataBlocks} data blocks do not match root hash ${args['root-hash'].toLowerCase()} (${check.bad.length} range(s), listed above): this image is not the one that was published`)
+        throw new VerityError(
+          'VERITY_IMAGE_MODIFIED',
+          `${blocks} of ${check.dataBlocks} data blocks do not match root hash ${args['root-hash'].toLowerCase()} (${check.bad.length} range(s), listed above): this image is not the one that was published`,
+        )
       } finally {
         if (loc && loc.hash !== image) await loc.hash.close()
         await image.close()

@@ -29,11 +29,12 @@ export function wrapCommand<T>(y: Argv<T>): Argv<T> {
   return y.command(
     'wrap',
     'wrap a secret with an RSA public key into a keyprovider annotation, offline (Go skr -infile -keypath -outfile); UnWrapKey releases the private key to unwrap it',
-    (c) => c
-      .parserConfiguration({ 'short-option-groups': false })
-      .option('infile', { type: 'string', demandOption: true, describe: 'the secret to wrap (at most the key size in bytes minus 66)' })
-      .option('keypath', { type: 'string', demandOption: true, describe: 'the wrapping key\'s path without -info.json; its last element is the key name in the vault' })
-      .option('outfile', { type: 'string', demandOption: true, describe: 'where to write the standard base64 of the annotation' }),
+    (c) =>
+      c
+        .parserConfiguration({ 'short-option-groups': false })
+        .option('infile', { type: 'string', demandOption: true, describe: 'the secret to wrap (at most the key size in bytes minus 66)' })
+        .option('keypath', { type: 'string', demandOption: true, describe: "the wrapping key's path without -info.json; its last element is the key name in the vault" })
+        .option('outfile', { type: 'string', demandOption: true, describe: 'where to write the standard base64 of the annotation' }),
     async (args) => {
       await wrapFile({ infile: args.infile, keypath: args.keypath, outfile: args.outfile, logger: commandLogger(args) })
     },

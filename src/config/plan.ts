@@ -7,7 +7,6 @@ import type { VerityPlan } from '../verity/open-verity.js'
 import { ConfigError, type ConfigIssue } from './errors.js'
 import type { CacheSettings, EncfsConfig, MounterMode, UnlockMode } from './schema.js'
 
-
 /** Everything remotefs needs to mount one filesystem, resolved from the configuration. */
 export interface FilesystemPlan {
   /** Position in azure_filesystems (N in `.filesystem-N`). */
@@ -29,7 +28,6 @@ export interface FilesystemPlan {
   key: KeySpec
 }
 
-
 export interface PlanOptions {
   /** The operator opted in to raw_key (--allow-raw-key or EncfsAllowRawKey=true). */
   allowRawKey: boolean
@@ -46,7 +44,10 @@ export function planFilesystems(cfg: EncfsConfig, o: PlanOptions): FilesystemPla
     const at = `azure_filesystems[${index}]`
     let key: KeySpec | undefined
     if (fs.raw_key && o.allowRawKey) {
-      logger.warn({ filesystem: index }, `${at}: using raw_key from the configuration. This is a TEST MODE: the key is in the configuration instead of being released to an attested environment`)
+      logger.warn(
+        { filesystem: index },
+        `${at}: using raw_key from the configuration. This is a TEST MODE: the key is in the configuration instead of being released to an attested environment`,
+      )
       key = { kind: 'raw', hex: fs.raw_key }
     } else if (fs.key?.kid) {
       if (fs.raw_key) logger.warn({ filesystem: index }, `${at}.raw_key is ignored: raw keys need --allow-raw-key (or EncfsAllowRawKey=true); releasing key.kid instead`)
@@ -60,7 +61,11 @@ export function planFilesystems(cfg: EncfsConfig, o: PlanOptions): FilesystemPla
         derivation: { salt: fs.key_derivation?.salt ?? '', label: fs.key_derivation?.label || DEFAULT_DERIVATION_LABEL },
       }
     } else if (fs.raw_key) {
-      issues.push({ path: `${at}.raw_key`, message: 'raw keys are a test mode and are ignored unless the operator opts in: pass --allow-raw-key to remotefs, or set EncfsAllowRawKey=true; in production give key.kid for secure key release' })
+      issues.push({
+        path: `${at}.raw_key`,
+        message:
+          'raw keys are a test mode and are ignored unless the operator opts in: pass --allow-raw-key to remotefs, or set EncfsAllowRawKey=true; in production give key.kid for secure key release',
+      })
     }
     if (!key) return
     const parentDir = path.posix.dirname(fs.mount_point)
@@ -76,7 +81,14 @@ export function planFilesystems(cfg: EncfsConfig, o: PlanOptions): FilesystemPla
       unlock: fs.unlock ?? o.unlock ?? 'auto',
       mounter: fs.mounter ?? o.mounter ?? 'auto',
       ...(fs.cache ? { cache: fs.cache } : {}),
-      ...(fs.verity ? { verity: fs.verity.hash_url !== undefined ? { rootHash: fs.verity.root_hash, hashUrl: fs.verity.hash_url } : { rootHash: fs.verity.root_hash, hashOffset: fs.verity.hash_offset ?? 0 } } : {}),
+      ...(fs.verity
+        ? {
+            verity:
+              fs.verity.hash_url !== undefined
+                ? { rootHash: fs.verity.root_hash, hashUrl: fs.verity.hash_url }
+                : { rootHash: fs.verity.root_hash, hashOffset: fs.verity.hash_offset ?? 0 },
+          }
+        : {}),
       key,
     })
   })

@@ -2,8 +2,15 @@ import path from 'node:path'
 import { ConfigError } from './errors.js'
 import { Reader, isObject, typeName, type JsonObject } from '../encoding/go-json.js'
 import {
-  CERTCACHE_TYPES, MOUNTER_MODES, UNLOCK_MODES,
-  type AzureFilesystem, type AzureInfo, type EncfsConfig, type KeyBlob, type CacheSettings, type VeritySettings,
+  CERTCACHE_TYPES,
+  MOUNTER_MODES,
+  UNLOCK_MODES,
+  type AzureFilesystem,
+  type AzureInfo,
+  type EncfsConfig,
+  type KeyBlob,
+  type CacheSettings,
+  type VeritySettings,
 } from './schema.js'
 
 const HEX = /^[0-9a-fA-F]*$/
@@ -85,9 +92,13 @@ function readVerity(r: Reader, fs: JsonObject, at: string, readWrite: boolean): 
   const before = r.issues.length
   const root = r.string(v, 'root_hash', `${at}.verity.root_hash`)
   if (root === undefined || root === '') {
-    if (root === '' || r.member(v, 'root_hash') == null) r.add(`${at}.verity.root_hash`, 'is required: the sha256 root hash (64 hex digits) that encfs pack --verity or veritysetup format printed')
+    if (root === '' || r.member(v, 'root_hash') == null)
+      r.add(`${at}.verity.root_hash`, 'is required: the sha256 root hash (64 hex digits) that encfs pack --verity or veritysetup format printed')
   } else if (!ROOT_HASH.test(root)) {
-    r.add(`${at}.verity.root_hash`, `must be 64 hex digits (a sha256 root hash, as encfs pack --verity or veritysetup format print it), got ${root.length} characters${HEX.test(root) ? '' : ' that are not all hex'}`)
+    r.add(
+      `${at}.verity.root_hash`,
+      `must be 64 hex digits (a sha256 root hash, as encfs pack --verity or veritysetup format print it), got ${root.length} characters${HEX.test(root) ? '' : ' that are not all hex'}`,
+    )
   }
   const url = r.string(v, 'hash_url', `${at}.verity.hash_url`)
   if (url) checkUrl(r, url, `${at}.verity.hash_url`)
@@ -96,18 +107,27 @@ function readVerity(r: Reader, fs: JsonObject, at: string, readWrite: boolean): 
   let offset: number | undefined
   if (rawOffset !== undefined && rawOffset !== null) {
     if (typeof rawOffset !== 'number' || !Number.isSafeInteger(rawOffset) || rawOffset < 0 || rawOffset % 4096 !== 0) {
-      r.add(`${at}.verity.hash_offset`, `must be a byte offset that is a non-negative multiple of 4096 (where the hash area starts in the image blob, as encfs pack --verity printed it), got ${JSON.stringify(rawOffset)}`)
+      r.add(
+        `${at}.verity.hash_offset`,
+        `must be a byte offset that is a non-negative multiple of 4096 (where the hash area starts in the image blob, as encfs pack --verity printed it), got ${JSON.stringify(rawOffset)}`,
+      )
     } else offset = rawOffset
   }
   const hasUrl = url !== undefined
   const hasOffset = rawOffset !== undefined && rawOffset !== null
   if (hasUrl === hasOffset) {
-    r.add(`${at}.verity`, hasUrl
-      ? 'give hash_url or hash_offset, not both: the hash tree is either its own blob (hash_url) or inside the image blob after the data (hash_offset)'
-      : 'needs hash_url (the hash tree as its own blob) or hash_offset (the hash tree inside the image blob, after the data)')
+    r.add(
+      `${at}.verity`,
+      hasUrl
+        ? 'give hash_url or hash_offset, not both: the hash tree is either its own blob (hash_url) or inside the image blob after the data (hash_offset)'
+        : 'needs hash_url (the hash tree as its own blob) or hash_offset (the hash tree inside the image blob, after the data)',
+    )
   }
   if (readWrite) {
-    r.add(`${at}.verity`, 'cannot be used with read_write: true: a dm-verity hash tree covers one fixed version of the image and cannot follow writes; mount this filesystem read-only or remove verity')
+    r.add(
+      `${at}.verity`,
+      'cannot be used with read_write: true: a dm-verity hash tree covers one fixed version of the image and cannot follow writes; mount this filesystem read-only or remove verity',
+    )
   }
   if (r.issues.length > before || root === undefined) return undefined
   return { root_hash: root.toLowerCase(), ...(url ? { hash_url: url } : {}), ...(offset !== undefined ? { hash_offset: offset } : {}) }
@@ -239,7 +259,8 @@ export function validateConfig(json: unknown, source = 'configuration'): EncfsCo
         const a = fs.mount_point
         const b = other.mountPoint
         if (a === b) r.add(`azure_filesystems[${i}].mount_point`, `"${a}" is already the mount point of azure_filesystems[${other.index}]; each filesystem needs its own`)
-        else if (a.startsWith(`${b}/`) || b.startsWith(`${a}/`)) r.add(`azure_filesystems[${i}].mount_point`, `"${a}" is nested with azure_filesystems[${other.index}].mount_point "${b}"; mount points must not contain each other`)
+        else if (a.startsWith(`${b}/`) || b.startsWith(`${a}/`))
+          r.add(`azure_filesystems[${i}].mount_point`, `"${a}" is nested with azure_filesystems[${other.index}].mount_point "${b}"; mount points must not contain each other`)
       }
       seen.push({ index: i, mountPoint: fs.mount_point })
       filesystems.push(fs)

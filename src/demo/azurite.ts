@@ -4,9 +4,7 @@ import { mkdtemp, rm } from 'node:fs/promises'
 import { createRequire } from 'node:module'
 import os from 'node:os'
 import path from 'node:path'
-import {
-  BlobServiceClient, StorageSharedKeyCredential, BlobSASPermissions, generateBlobSASQueryParameters,
-} from '@azure/storage-blob'
+import { BlobServiceClient, StorageSharedKeyCredential, BlobSASPermissions, generateBlobSASQueryParameters } from '@azure/storage-blob'
 import { EncfsError } from '../errors/encfs-error.js'
 import { constantBackoff, retry, RETRY, STOP } from '../retry/retry.js'
 import { uploadImage } from '../storage/upload.js'
@@ -50,14 +48,22 @@ function azuriteBin(): string {
 export async function startAzurite(): Promise<Azurite> {
   const location = await mkdtemp(path.join(os.tmpdir(), 'encfs-azurite-'))
   const port = await freePort()
-  const child: ChildProcess = spawn(process.execPath, [
-    azuriteBin(), '--blobHost', '127.0.0.1', '--blobPort', String(port), '--location', location,
-    '--silent', '--skipApiVersionCheck', '--loose', '--disableTelemetry',
-  ], { stdio: ['ignore', 'ignore', 'pipe'] })
+  const child: ChildProcess = spawn(
+    process.execPath,
+    [azuriteBin(), '--blobHost', '127.0.0.1', '--blobPort', String(port), '--location', location, '--silent', '--skipApiVersionCheck', '--loose', '--disableTelemetry'],
+    { stdio: ['ignore', 'ignore', 'pipe'] },
+  )
   let stderr = ''
-  child.stderr?.on('data', (d: Buffer) => { stderr += d.toString() })
+  child.stderr?.on('data', (d: Buffer) => {
+    stderr += d.toString()
+  })
   let exited = false
-  const exit = new Promise<void>((resolve) => child.once('exit', () => { exited = true; resolve() }))
+  const exit = new Promise<void>((resolve) =>
+    child.once('exit', () => {
+      exited = true
+      resolve()
+    }),
+  )
   const blobEndpoint = `http://127.0.0.1:${port}/${ACCOUNT}`
   const connectionString = `DefaultEndpointsProtocol=http;AccountName=${ACCOUNT};AccountKey=${ACCOUNT_KEY};BlobEndpoint=${blobEndpoint};`
   const service = BlobServiceClient.fromConnectionString(connectionString)
@@ -97,17 +103,25 @@ export async function uploadFile(az: Azurite, file: string, o: UploadOptions = {
   const container = az.service.getContainerClient(containerName)
   await container.createIfNotExists(o.publicAccess ? { access: 'blob' } : {})
   const name = o.blob ?? `${path.basename(file)}-${Date.now()}-${Math.random().toString(16).slice(2, 8)}`
-  await uploadImage(file, container.getBlobClient(name).url, { page: o.kind === 'page', credential: undefined, sharedKey: new StorageSharedKeyCredential(az.accountName, az.accountKey) })
+  await uploadImage(file, container.getBlobClient(name).url, {
+    page: o.kind === 'page',
+    credential: undefined,
+    sharedKey: new StorageSharedKeyCredential(az.accountName, az.accountKey),
+  })
   const blob = container.getBlobClient(name)
   return { url: blob.url, sasUrl: `${blob.url}?${blobSas(az, containerName, name, o.sasPermissions ?? (o.kind === 'page' ? 'rw' : 'r'))}` }
 }
 
 /** A SAS for one blob, valid from a minute ago for an hour, with `permissions` (e.g. "r", "rw", "rcw"). */
 export function blobSas(az: Azurite, container: string, blob: string, permissions: string): string {
-  return generateBlobSASQueryParameters({
-    containerName: container, blobName: blob,
-    permissions: BlobSASPermissions.parse(permissions),
-    startsOn: new Date(Date.now() - 60_000),
-    expiresOn: new Date(Date.now() + 3600_000),
-  }, new StorageSharedKeyCredential(az.accountName, az.accountKey)).toString()
+  return generateBlobSASQueryParameters(
+    {
+      containerName: container,
+      blobName: blob,
+      permissions: BlobSASPermissions.parse(permissions),
+      startsOn: new Date(Date.now() - 60_000),
+      expiresOn: new Date(Date.now() + 3600_000),
+    },
+    new StorageSharedKeyCredential(az.accountName, az.accountKey),
+  ).toString()
 }

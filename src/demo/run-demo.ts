@@ -48,8 +48,18 @@ async function walk(dir: string, rel = ''): Promise<string[]> {
 
 async function preflight(): Promise<void> {
   if (process.getuid?.() !== 0) throw new EncfsError('DEMO_NOT_ROOT', 'the demo mounts filesystems: run it as root (sudo npm run demo)')
-  if (!(await access('/dev/fuse').then(() => true, () => false))) throw new EncfsError('DEMO_NO_FUSE', '/dev/fuse is missing: load the fuse module (modprobe fuse) or run in a container with --device /dev/fuse')
-  for (const [cmd, pkg] of [['mkfs.ext4', 'e2fsprogs'], ['losetup', 'util-linux'], ['openssl', 'openssl']] as const) {
+  if (
+    !(await access('/dev/fuse').then(
+      () => true,
+      () => false,
+    ))
+  )
+    throw new EncfsError('DEMO_NO_FUSE', '/dev/fuse is missing: load the fuse module (modprobe fuse) or run in a container with --device /dev/fuse')
+  for (const [cmd, pkg] of [
+    ['mkfs.ext4', 'e2fsprogs'],
+    ['losetup', 'util-linux'],
+    ['openssl', 'openssl'],
+  ] as const) {
     if (!(await hasProgram(cmd))) throw new EncfsError('DEMO_MISSING_TOOL', `${cmd} is missing: apt-get install ${pkg} (npm run demo installs it)`)
   }
 }
@@ -90,8 +100,17 @@ async function importDemoKey(e: Emulators, chip: Chip, step: Step): Promise<Buff
   const key = randomBytes(32)
   const operator = (await e.authority.issue(e.akv.audience, 'demo-operator')).token
   await importKey({
-    akvEndpoint: e.akv.endpoint, name: 'encfs-demo-key', key: { kty: 'oct-HSM', k: key.toString('base64url'), key_size: 256 }, bearer: operator, ca: [e.akv.caPem],
-    policy: releasePolicy(e.maa.endpoint, [[{ claim: 'x-ms-sevsnpvm-hostdata', equals: chip.hostData.toString('hex') }, { claim: 'x-ms-sevsnpvm-is-debuggable', equals: 'false' }]]),
+    akvEndpoint: e.akv.endpoint,
+    name: 'encfs-demo-key',
+    key: { kty: 'oct-HSM', k: key.toString('base64url'), key_size: 256 },
+    bearer: operator,
+    ca: [e.akv.caPem],
+    policy: releasePolicy(e.maa.endpoint, [
+      [
+        { claim: 'x-ms-sevsnpvm-hostdata', equals: chip.hostData.toString('hex') },
+        { claim: 'x-ms-sevsnpvm-is-debuggable', equals: 'false' },
+      ],
+    ]),
   })
   step('made a 256-bit key and imported it into the Key Vault emulator, releasable only to a pod with this policy digest')
   return key
@@ -135,40 +154,70 @@ async function startDemoRemotefs(work: string, o: DemoOptions, chip: Chip, e: Em
   const mountPoint = path.join(parent, 'share')
   const config = {
     azure_info: { identity: { client_id: 'encfs-demo-pod' } },
-    azure_filesystems: [{
-      mount_point: mountPoint, azure_url: image.sasUrl,
-      key: { kid: 'encfs-demo-key', kty: 'oct-HSM', authority: { endpoint: e.maa.endpoint }, akv: { endpoint: e.akv.endpoint } },
-      verity: { root_hash: image.tree.rootHash, hash_offset: image.tree.hashOffset },
-    }],
+    azure_filesystems: [
+      {
+        mount_point: mountPoint,
+        azure_url: image.sasUrl,
+        key: { kid: 'encfs-demo-key', kty: 'oct-HSM', authority: { endpoint: e.maa.endpoint }, akv: { endpoint: e.akv.endpoint } },
+        verity: { root_hash: image.tree.rootHash, hash_offset: image.tree.hashOffset },
+      },
+    ],
   }
   const logFile = path.join(work, 'remotefs.log')
   const runtimeDir = path.join(work, 'runtime')
   const apiPort = await freePort()
   const emptyContext = path.join(work, 'security-context')
   await mkdir(emptyContext)
-  const child = spawn(process.execPath, ['--enable-source-maps', REMOTEFS_JS, '-loglevel', o.loglevel === 'warning' ? 'info' : o.loglevel, '-logfile', logFile, '--runtime-dir', runtimeDir, '-port', String(apiPort), '--attestation', 'simulated', '--simulated-state', chip.snpState], {
-    env: {
-      ...process.env,
-      EncfsSideCarArgs: Buffer.from(JSON.stringify(config)).toString('base64'),
-      NODE_EXTRA_CA_CERTS: e.caFile,
-      AZURE_POD_IDENTITY_AUTHORITY_HOST: e.imds.url,
-      UVM_SECURITY_CONTEXT_DIR: emptyContext,
-      UVM_SECURITY_POLICY: chip.policyBase64,
-      UVM_REFERENCE_INFO: Buffer.from('encfs demo reference info').toString('base64'),
-      // No UVM_HOST_AMD_CERTIFICATE: remotefs uses the simulated chip's own chain as collateral.
+  const child = spawn(
+    process.execPath,
+    [
+      '--enable-source-maps',
+      REMOTEFS_JS,
+      '-loglevel',
+      o.loglevel === 'warning' ? 'info' : o.loglevel,
+      '-logfile',
+      logFile,
+      '--runtime-dir',
+      runtimeDir,
+      '-port',
+      String(apiPort),
+      '--attestation',
+      'simulated',
+      '--simulated-state',
+      chip.snpState,
+    ],
+    {
+      env: {
+        ...process.env,
+        EncfsSideCarArgs: Buffer.from(JSON.stringify(config)).toString('base64'),
+        NODE_EXTRA_CA_CERTS: e.caFile,
+        AZURE_POD_IDENTITY_AUTHORITY_HOST: e.imds.url,
+        UVM_SECURITY_CONTEXT_DIR: emptyContext,
+        UVM_SECURITY_POLICY: chip.policyBase64,
+        UVM_REFERENCE_INFO: Buffer.from('encfs demo reference info').toString('base64'),
+        // No UVM_HOST_AMD_CERTIFICATE: remotefs uses the simulated chip's own chain as collateral.
+      },
+      stdio: ['ignore', 'inherit', 'inherit'],
     },
-    stdio: ['ignore', 'inherit', 'inherit'],
-  })
+  )
   const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)))
   let exitCode: number | null | undefined
-  void exited.then((c) => { exitCode = c })
+  void exited.then((c) => {
+    exitCode = c
+  })
   step('started remotefs with EncfsSideCarArgs: report -> MAA token -> key release (managed identity via IMDS) -> unlock -> mount')
-  await waitFor(async () => {
-    const link = await lstat(mountPoint).then((st) => st.isSymbolicLink(), () => false)
-    if (link && (await readFile(logFile, 'utf8').catch(() => '')).includes('"msg":"ready:')) return true
-    if (exitCode !== undefined) throw new EncfsError('DEMO_REMOTEFS_FAILED', `remotefs exited with ${exitCode}; its log: ${logFile}`)
-    return false
-  }, { intervalMs: 100 })
+  await waitFor(
+    async () => {
+      const link = await lstat(mountPoint).then(
+        (st) => st.isSymbolicLink(),
+        () => false,
+      )
+      if (link && (await readFile(logFile, 'utf8').catch(() => '')).includes('"msg":"ready:')) return true
+      if (exitCode !== undefined) throw new EncfsError('DEMO_REMOTEFS_FAILED', `remotefs exited with ${exitCode}; its log: ${logFile}`)
+      return false
+    },
+    { intervalMs: 100 },
+  )
   return { child, exitCode: () => exitCode, exited, mountPoint, logFile, apiPort }
 }
 
@@ -183,11 +232,20 @@ async function showMount(r: RunningRemotefs, e: Emulators, out: NodeJS.WritableS
       return []
     }
   })[0]
-  step(`key released by secure key release; mounted: ${r.mountPoint} -> .filesystem-0${choice ? ` (unlock ${choice.unlock}, because ${choice.unlockReason}; mounted with ${choice.mounter})` : ''}`)
-  const status = await fetch(`http://127.0.0.1:${r.apiPort}/status`).then(async (res) => (await res.json()) as { message: string; filesystems: { state: string; verity?: { verifiedBlocks: number; failedReads: number } }[] }, () => undefined)
+  step(
+    `key released by secure key release; mounted: ${r.mountPoint} -> .filesystem-0${choice ? ` (unlock ${choice.unlock}, because ${choice.unlockReason}; mounted with ${choice.mounter})` : ''}`,
+  )
+  const status = await fetch(`http://127.0.0.1:${r.apiPort}/status`).then(
+    async (res) => (await res.json()) as { message: string; filesystems: { state: string; verity?: { verifiedBlocks: number; failedReads: number } }[] },
+    () => undefined,
+  )
   const verity = status?.filesystems[0]?.verity
-  step(`API on http://localhost:${r.apiPort}: GET /status -> ${status ? `"${status.message}", filesystem 0 ${status.filesystems[0]?.state}${verity ? `, ${verity.verifiedBlocks} blocks verified against the root hash, ${verity.failedReads} failed` : ''}` : 'no answer'}`)
-  out.write(`    try: curl -s localhost:${r.apiPort}/status  |  curl -s -X POST localhost:${r.apiPort}/attest/maa -d '{"maa_endpoint":"${e.maa.endpoint}","runtime_data":"e30="}' -H 'content-type: application/json'\n`)
+  step(
+    `API on http://localhost:${r.apiPort}: GET /status -> ${status ? `"${status.message}", filesystem 0 ${status.filesystems[0]?.state}${verity ? `, ${verity.verifiedBlocks} blocks verified against the root hash, ${verity.failedReads} failed` : ''}` : 'no answer'}`,
+  )
+  out.write(
+    `    try: curl -s localhost:${r.apiPort}/status  |  curl -s -X POST localhost:${r.apiPort}/attest/maa -d '{"maa_endpoint":"${e.maa.endpoint}","runtime_data":"e30="}' -H 'content-type: application/json'\n`,
+  )
   out.write('\n')
   for (const rel of await walk(r.mountPoint)) {
     const file = path.join(r.mountPoint, rel)

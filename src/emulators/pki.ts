@@ -4,7 +4,6 @@ import path from 'node:path'
 import { EncfsError } from '../errors/encfs-error.js'
 import { runCommand } from '../process/run.js'
 
-
 export interface ServerPki {
   /** The local CA to trust (NODE_EXTRA_CA_CERTS, or the roots of a verifier). */
   caPem: string
@@ -28,10 +27,37 @@ export async function createServerPki(hosts: string[], caName = 'encfs emulator 
   const dir = await mkdtemp(path.join(os.tmpdir(), 'encfs-pki-'))
   try {
     const san = hosts.map((h) => (/^[\d.]+$/.test(h) || h.includes(':') ? `IP:${h}` : `DNS:${h}`)).join(',')
-    await writeFile(path.join(dir, 'leaf.ext'), `basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\nsubjectAltName=${san}\n`)
-    await openssl(['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', 'ca.key', '-out', 'ca.pem', '-subj', `/CN=${caName}`, '-days', '30', '-addext', 'basicConstraints=critical,CA:TRUE', '-addext', 'keyUsage=critical,keyCertSign,cRLSign'], dir)
+    await writeFile(
+      path.join(dir, 'leaf.ext'),
+      `basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\nsubjectAltName=${san}\n`,
+    )
+    await openssl(
+      [
+        'req',
+        '-x509',
+        '-newkey',
+        'rsa:2048',
+        '-nodes',
+        '-keyout',
+        'ca.key',
+        '-out',
+        'ca.pem',
+        '-subj',
+        `/CN=${caName}`,
+        '-days',
+        '30',
+        '-addext',
+        'basicConstraints=critical,CA:TRUE',
+        '-addext',
+        'keyUsage=critical,keyCertSign,cRLSign',
+      ],
+      dir,
+    )
     await openssl(['req', '-new', '-newkey', 'rsa:2048', '-nodes', '-keyout', 'leaf.key', '-out', 'leaf.csr', '-subj', `/CN=${hosts[0] ?? 'localhost'}`], dir)
-    await openssl(['x509', '-req', '-in', 'leaf.csr', '-CA', 'ca.pem', '-CAkey', 'ca.key', '-CAcreateserial', '-days', '30', '-sha256', '-extfile', 'leaf.ext', '-out', 'leaf.pem'], dir)
+    await openssl(
+      ['x509', '-req', '-in', 'leaf.csr', '-CA', 'ca.pem', '-CAkey', 'ca.key', '-CAcreateserial', '-days', '30', '-sha256', '-extfile', 'leaf.ext', '-out', 'leaf.pem'],
+      dir,
+    )
     return {
       caPem: await readFile(path.join(dir, 'ca.pem'), 'utf8'),
       certPem: await readFile(path.join(dir, 'leaf.pem'), 'utf8'),

@@ -45,9 +45,10 @@ export async function startTlsServer(handler: Handler, o: { port?: number; pki?:
     url: `https://${endpoint}`,
     caPem: pki.caPem,
     pki,
-    stop: () => new Promise<void>((resolve) => {
-      server.closeAllConnections()
-      server.close(() => resolve())
-    }),
+    stop: () =>
+      new Promise<void>((resolve) => {
+        server.closeAllConnections()
+        server.close(() => resolve())
+      }),
   }
 }

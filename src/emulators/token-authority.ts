@@ -14,11 +14,15 @@ export interface AccessTokenClaims {
  */
 export class TokenAuthority {
   readonly issuer = 'https://sts.emulator.encfs.local/'
-  private constructor(private readonly privateKey: KeyObject, private readonly publicKey: KeyObject) {}
+  private constructor(
+    private readonly privateKey: KeyObject,
+    private readonly publicKey: KeyObject,
+  ) {}
 
   static async create(): Promise<TokenAuthority> {
     const { privateKey, publicKey } = await new Promise<{ privateKey: KeyObject; publicKey: KeyObject }>((resolve, reject) =>
-      generateKeyPair('rsa', { modulusLength: 2048 }, (err, pub, priv) => (err ? reject(err) : resolve({ privateKey: priv, publicKey: pub }))))
+      generateKeyPair('rsa', { modulusLength: 2048 }, (err, pub, priv) => (err ? reject(err) : resolve({ privateKey: priv, publicKey: pub }))),
+    )
     return new TokenAuthority(privateKey, publicKey)
   }
 
@@ -26,8 +30,12 @@ export class TokenAuthority {
     const now = Math.floor(Date.now() / 1000)
     const token = await new SignJWT({ appid: clientId, oid: clientId })
       .setProtectedHeader({ alg: 'RS256', typ: 'JWT' })
-      .setIssuer(this.issuer).setAudience(resource.replace(/\/$/, '')).setIssuedAt(now).setNotBefore(now)
-      .setExpirationTime(now + lifetimeSeconds).setJti(randomUUID())
+      .setIssuer(this.issuer)
+      .setAudience(resource.replace(/\/$/, ''))
+      .setIssuedAt(now)
+      .setNotBefore(now)
+      .setExpirationTime(now + lifetimeSeconds)
+      .setJti(randomUUID())
       .sign(this.privateKey)
     return { token, expiresOn: now + lifetimeSeconds }
   }

@@ -1,4 +1,3 @@
-
 // Go's encoding/json matches member names case-insensitively (an exact match wins) and ignores
 // unknown members, but fails on wrong types. No schema library does the first; this does, and
 // records every problem with its JSON path instead of stopping at the first.

@@ -6,7 +6,7 @@ const STATUS: Record<string, string> = {
   502: '502 bad answer',
   503: '503 unavailable',
   504: '504 timeout',
-  upstream: 'the service\'s answer: 403, or 502/503/504',
+  upstream: "the service's answer: 403, or 502/503/504",
 }
 
 /** docs/errors.md: the registry as a table (written by `npm run docs:errors`, checked by a test). */

@@ -43,7 +43,10 @@ export function chooseFuseBackend(requested: FuseBackendMode): FuseBackendChoice
   if (!problem3) return { backend: 'libfuse3', reason: 'the libfuse3 addon loads: up to 1 MiB requests, cache hits served in native threads' }
   const problem2 = libfuse2Problem()
   if (!problem2) return { backend: 'libfuse2', reason: `the libfuse3 addon is not usable (${problem3})` }
-  throw new FuseError('FUSE_BACKEND_UNAVAILABLE', `no FUSE backend loads: ${problem3}; and ${problem2}. Run npm run setup (it installs libfuse3-dev and builds the addon) or install libfuse2.`)
+  throw new FuseError(
+    'FUSE_BACKEND_UNAVAILABLE',
+    `no FUSE backend loads: ${problem3}; and ${problem2}. Run npm run setup (it installs libfuse3-dev and builds the addon) or install libfuse2.`,
+  )
 }
 
 /** The backends that load here, the one `auto` picks first. */

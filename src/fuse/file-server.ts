@@ -4,9 +4,7 @@ import { FuseError } from './errors.js'
 import type { FuseBackend } from './backend.js'
 
 /** One file, served from a RangeSource, in a directory of its own: read-only, or read-write from a writable source. */
-export type ServedFile =
-  | { name: string; source: RangeSource; writable: false }
-  | { name: string; source: WritableRangeSource; writable: true }
+export type ServedFile = { name: string; source: RangeSource; writable: false } | { name: string; source: WritableRangeSource; writable: true }
 
 export interface FileServerOptions {
   /** Directory to mount on; created when missing. */
@@ -57,6 +55,10 @@ export function checkServedNames(files: ServedFile[]): void {
 }
 
 export function mountFailed(mountpoint: string, err: Error): FuseError {
-  return new FuseError('FUSE_MOUNT_FAILED', `cannot mount FUSE at ${mountpoint}: ${err.message}. ` +
-    'Check that /dev/fuse exists and the process may use it (root, or the container needs --device /dev/fuse and CAP_SYS_ADMIN).', { cause: err })
+  return new FuseError(
+    'FUSE_MOUNT_FAILED',
+    `cannot mount FUSE at ${mountpoint}: ${err.message}. ` +
+      'Check that /dev/fuse exists and the process may use it (root, or the container needs --device /dev/fuse and CAP_SYS_ADMIN).',
+    { cause: err },
+  )
 }

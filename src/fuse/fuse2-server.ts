@@ -14,7 +14,12 @@ const O_ACCMODE = 3
 
 /** fuse-native builds the -o string itself and knows only some options; append the ones it lacks. */
 class TunedFuse extends Fuse {
-  constructor(mnt: string, ops: ConstructorParameters<typeof Fuse>[1], opts: ConstructorParameters<typeof Fuse>[2], private readonly extra: string[]) {
+  constructor(
+    mnt: string,
+    ops: ConstructorParameters<typeof Fuse>[1],
+    opts: ConstructorParameters<typeof Fuse>[2],
+    private readonly extra: string[],
+  ) {
     super(mnt, ops, opts)
   }
   protected override _fuseOptions(): string {
@@ -99,10 +104,14 @@ export class Fuse2FileServer implements FileServer {
     const t = this.mountedAt
     if (!file) return { mtime: t, atime: t, ctime: t, size: 4096, mode: S_IFDIR | 0o755, uid: 0, gid: 0, nlink: 2 }
     return {
-      mtime: t, atime: t, ctime: t,
+      mtime: t,
+      atime: t,
+      ctime: t,
       size: file.source.size,
       mode: S_IFREG | (file.writable ? 0o600 : 0o444),
-      uid: 0, gid: 0, nlink: 1,
+      uid: 0,
+      gid: 0,
+      nlink: 1,
       blksize: 4096,
       blocks: Math.ceil(file.source.size / 512),
     }
@@ -119,7 +128,10 @@ export class Fuse2FileServer implements FileServer {
       },
       readdir: (p, cb) => {
         if (p !== '/') return cb(-E.ENOTDIR)
-        cb(0, [...this.files.keys()].map((k) => k.slice(1)))
+        cb(
+          0,
+          [...this.files.keys()].map((k) => k.slice(1)),
+        )
       },
       open: (p, flags, cb) => {
         const file = this.files.get(p)
@@ -154,11 +166,16 @@ export class Fuse2FileServer implements FileServer {
     if (n === 0) return cb(0)
     // Straight into libfuse's buffer (a userspace volume decrypts there): no copy of ours.
     const target = buf.length === n ? buf : buf.subarray(0, n)
-    this.answer(readInto(file.source, pos, target), cb, () => {
-      this.counters.reads++
-      this.counters.bytesRead += n
-      return n
-    }, { msg: 'read failed; answering EIO', file: file.name, offset: pos, length: n })
+    this.answer(
+      readInto(file.source, pos, target),
+      cb,
+      () => {
+        this.counters.reads++
+        this.counters.bytesRead += n
+        return n
+      },
+      { msg: 'read failed; answering EIO', file: file.name, offset: pos, length: n },
+    )
   }
 
   private write(file: ServedFile, buf: Buffer, len: number, pos: number, cb: (result: number) => void): void {
@@ -166,11 +183,16 @@ export class Fuse2FileServer implements FileServer {
     if (!file.writable) return cb(-E.EROFS)
     if (pos + len > file.source.size) return cb(-E.ENOSPC)
     // libfuse's buffer stays ours until we answer, and the sources copy what they keep.
-    this.answer(file.source.write(pos, buf.length === len ? buf : buf.subarray(0, len)), cb, () => {
-      this.counters.writes++
-      this.counters.bytesWritten += len
-      return len
-    }, { msg: 'write failed; answering EIO', file: file.name, offset: pos, length: len })
+    this.answer(
+      file.source.write(pos, buf.length === len ? buf : buf.subarray(0, len)),
+      cb,
+      () => {
+        this.counters.writes++
+        this.counters.bytesWritten += len
+        return len
+      },
+      { msg: 'write failed; answering EIO', file: file.name, offset: pos, length: len },
+    )
   }
 
   /** Answers a request when `op` settles: with `done()` (it counts the success), or EIO (counted and logged). */

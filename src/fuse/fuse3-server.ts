@@ -14,7 +14,10 @@ const E = osConstants.errno
 /** Reply buffers for reads answered by JavaScript, kept for the next ones (a fresh 1 MiB allocation page-faults). */
 class BufferPool {
   private readonly free: Buffer[] = []
-  constructor(private readonly size: number, private readonly keep: number) {}
+  constructor(
+    private readonly size: number,
+    private readonly keep: number,
+  ) {}
   take(length: number): Buffer {
     if (length > this.size) return Buffer.allocUnsafe(length)
     const b = this.free.pop() ?? Buffer.allocUnsafe(this.size)
@@ -68,15 +71,20 @@ export class Fuse3FileServer implements FileServer {
     // What is cached already (the LUKS header, ext4's first blocks) is served natively from the first request.
     for (const [cache, table] of server.tables) cache.attachMirror(table)
     try {
-      server.session = new addon.Session({ mountpoint: server.mountpoint, fsname: options.fsname ?? 'encfs', subtype: options.subtype ?? 'encfs', files },
-        (kind, id, file, offset, length, data) => server.onEvent(kind, id, file, offset, length, data))
+      server.session = new addon.Session(
+        { mountpoint: server.mountpoint, fsname: options.fsname ?? 'encfs', subtype: options.subtype ?? 'encfs', files },
+        (kind, id, file, offset, length, data) => server.onEvent(kind, id, file, offset, length, data),
+      )
     } catch (err) {
       for (const cache of server.tables.keys()) cache.detachMirror()
       throw mountFailed(server.mountpoint, err as Error)
     }
     server.mounted = true
     await setMountReadahead(server.mountpoint, options.maxReadahead ?? DEFAULT_FUSE_READAHEAD, server.logger)
-    server.logger.debug({ mountpoint: server.mountpoint, libfuse: addon.libfuseVersion(), files: options.files.map((f, i) => ({ name: f.name, native: server.views[i] !== undefined })) }, 'FUSE file server mounted (libfuse3)')
+    server.logger.debug(
+      { mountpoint: server.mountpoint, libfuse: addon.libfuseVersion(), files: options.files.map((f, i) => ({ name: f.name, native: server.views[i] !== undefined })) },
+      'FUSE file server mounted (libfuse3)',
+    )
     return server
   }
 
@@ -111,7 +119,10 @@ export class Fuse3FileServer implements FileServer {
     this.lastStats = last
     for (const cache of this.tables.keys()) cache.detachMirror()
     if (!ended) {
-      throw new FuseError('FUSE_UNMOUNT_FAILED', `cannot unmount FUSE at ${this.mountpoint}: something still holds it open (a loop device, a mapping or a process); its threads were left running`)
+      throw new FuseError(
+        'FUSE_UNMOUNT_FAILED',
+        `cannot unmount FUSE at ${this.mountpoint}: something still holds it open (a loop device, a mapping or a process); its threads were left running`,
+      )
     }
   }
 
@@ -162,10 +173,13 @@ export class Fuse3FileServer implements FileServer {
     const { readAround } = view
     if (!readAround) return this.answer(session, id, loaded, () => session.retry(id), { msg: 'read failed; answering EIO', file: file.name, offset, length })
     // The cache block failed as a whole; the bytes asked for may still be intact (dm-verity): the source decides.
-    loaded.then(() => session.retry(id), (err: unknown) => {
-      if (readAround(err)) return this.read(session, id, file, offset, length)
-      this.answer(session, id, Promise.reject(err), () => {}, { msg: 'read failed; answering EIO', file: file.name, offset, length })
-    })
+    loaded.then(
+      () => session.retry(id),
+      (err: unknown) => {
+        if (readAround(err)) return this.read(session, id, file, offset, length)
+        this.answer(session, id, Promise.reject(err), () => {}, { msg: 'read failed; answering EIO', file: file.name, offset, length })
+      },
+    )
   }
 
   private read(session: Fuse3Session, id: number, file: ServedFile, offset: number, length: number): void {
@@ -174,23 +188,35 @@ export class Fuse3FileServer implements FileServer {
       this.pool.give(buf)
       throw err
     })
-    this.answer(session, id, read, () => {
-      session.replyData(id, buf)
-      this.pool.give(buf)
-      this.counters.reads++
-      this.counters.bytesRead += length
-    }, { msg: 'read failed; answering EIO', file: file.name, offset, length })
+    this.answer(
+      session,
+      id,
+      read,
+      () => {
+        session.replyData(id, buf)
+        this.pool.give(buf)
+        this.counters.reads++
+        this.counters.bytesRead += length
+      },
+      { msg: 'read failed; answering EIO', file: file.name, offset, length },
+    )
   }
 
   /** The bytes are ours (the addon's copy of the request): handed over to the cache, which keeps them. */
   private write(session: Fuse3Session, id: number, file: ServedFile, offset: number, data: Buffer, encrypted: boolean): void {
     const write = this.writerOf(file, encrypted)
     if (!write) return session.replyError(id, encrypted ? E.EIO : E.EROFS)
-    this.answer(session, id, write(offset, data, true), () => {
-      this.counters.writes++
-      this.counters.bytesWritten += data.length
-      session.replyWrite(id, data.length)
-    }, { msg: 'write failed; answering EIO', file: file.name, offset, length: data.length })
+    this.answer(
+      session,
+      id,
+      write(offset, data, true),
+      () => {
+        this.counters.writes++
+        this.counters.bytesWritten += data.length
+        session.replyWrite(id, data.length)
+      },
+      { msg: 'write failed; answering EIO', file: file.name, offset, length: data.length },
+    )
   }
 
   /** Where a write goes: ciphertext the native side encrypted to the view under the volume, plaintext to the file's source. */

@@ -76,12 +76,14 @@ export class CurlClient {
     const trust = curlTrust(addon.defaultCaInfo())
     this.curlVersion = addon.curlVersion().split(' ')[0] ?? 'libcurl'
     this.trust = trust.source
-    this.fetcher = new addon.Fetcher({ maxHostConnections: CONNECTIONS_PER_HOST, userAgent: `encfs ${this.curlVersion}`, ...(trust.caPem ? { caPem: trust.caPem } : {}) },
+    this.fetcher = new addon.Fetcher(
+      { maxHostConnections: CONNECTIONS_PER_HOST, userAgent: `encfs ${this.curlVersion}`, ...(trust.caPem ? { caPem: trust.caPem } : {}) },
       (id, curlCode, status, bytes, message, headers) => {
         const settle = this.pending.get(id)
         this.pending.delete(id)
         settle?.({ curlCode, status, bytes, ...(message !== undefined ? { message } : {}), ...(headers !== undefined ? { headers } : {}) })
-      })
+      },
+    )
   }
 
   /** One exchange. Resolves with how it ended (HTTP errors included); rejects only when `signal` aborts it. */

@@ -87,27 +87,41 @@ export async function request(url: string, o: RequestOptions): Promise<Response>
   const target = new URL(url)
   let lastError: (Error & { code?: string }) | undefined
   try {
-    return await retry(() => once(target, o).catch((err: Error & { code?: string }) => { lastError = err; throw err }), {
-      attempts,
-      backoff: o.retryDelayMs ?? exponentialBackoff(o.baseDelayMs ?? 500, o.maxDelayMs ?? 10_000, [0.5, 1.5]),
-      retryAfter: o.retryDelayMs ? 'at-least' : 'instead',
-      maxRetryAfterMs: maxRetryAfter,
-      signal: o.signal,
-      retryResult: (res) => (RETRIED(res.status) ? { retry: true, retryAfterMs: retryAfterMs(res.headers['retry-after']) } : STOP),
-      classify: (err, attempt) => {
-        const reason = (err as Error).message
-        logger.warn({ host: target.host, attempt, attempts, reason }, `${o.what}: ${reason}${attempt < attempts ? '; retrying' : ''}`)
-        return RETRY
+    return await retry(
+      () =>
+        once(target, o).catch((err: Error & { code?: string }) => {
+          lastError = err
+          throw err
+        }),
+      {
+        attempts,
+        backoff: o.retryDelayMs ?? exponentialBackoff(o.baseDelayMs ?? 500, o.maxDelayMs ?? 10_000, [0.5, 1.5]),
+        retryAfter: o.retryDelayMs ? 'at-least' : 'instead',
+        maxRetryAfterMs: maxRetryAfter,
+        signal: o.signal,
+        retryResult: (res) => (RETRIED(res.status) ? { retry: true, retryAfterMs: retryAfterMs(res.headers['retry-after']) } : STOP),
+        classify: (err, attempt) => {
+          const reason = (err as Error).message
+          logger.warn({ host: target.host, attempt, attempts, reason }, `${o.what}: ${reason}${attempt < attempts ? '; retrying' : ''}`)
+          return RETRY
+        },
+        onRetry: ({ attempt, result, retryAfterMs: ra, delayMs }) => {
+          const wait = ra !== undefined ? { retryAfterMs: ra } : {}
+          if (result) logger.warn({ host: target.host, status: result.status, attempt, attempts, ...wait }, `${o.what}: HTTP ${result.status}; retrying`)
+          logger.debug(
+            { host: target.host, attempt: attempt + 1, delayMs: Math.round(delayMs), ...wait },
+            `${o.what}: waiting ${Math.round(delayMs)} ms before attempt ${attempt + 1}`,
+          )
+        },
+        onGiveUp: ({ reason, result, retryAfterMs: ra }) => {
+          if (reason === 'retry-after' && result)
+            logger.warn(
+              { host: target.host, status: result.status, retryAfterMs: ra },
+              `${o.what}: HTTP ${result.status} asking to retry after ${Math.round((ra ?? 0) / 1000)} s, longer than ${maxRetryAfter / 1000} s; giving up`,
+            )
+        },
       },
-      onRetry: ({ attempt, result, retryAfterMs: ra, delayMs }) => {
-        const wait = ra !== undefined ? { retryAfterMs: ra } : {}
-        if (result) logger.warn({ host: target.host, status: result.status, attempt, attempts, ...wait }, `${o.what}: HTTP ${result.status}; retrying`)
-        logger.debug({ host: target.host, attempt: attempt + 1, delayMs: Math.round(delayMs), ...wait }, `${o.what}: waiting ${Math.round(delayMs)} ms before attempt ${attempt + 1}`)
-      },
-      onGiveUp: ({ reason, result, retryAfterMs: ra }) => {
-        if (reason === 'retry-after' && result) logger.warn({ host: target.host, status: result.status, retryAfterMs: ra }, `${o.what}: HTTP ${result.status} asking to retry after ${Math.round((ra ?? 0) / 1000)} s, longer than ${maxRetryAfter / 1000} s; giving up`)
-      },
-    })
+    )
   } catch (err) {
     // The wait between attempts was aborted: that AbortError, as it is.
     if (err !== lastError) throw err
@@ -115,5 +129,9 @@ export async function request(url: string, o: RequestOptions): Promise<Response>
   const reason = lastError?.message ?? 'aborted'
   const hint = /self[- ]signed|unable to verify|certificate/i.test(reason) ? ' (is its CA trusted? NODE_EXTRA_CA_CERTS)' : ''
   const timedOut = lastError?.code === 'ETIMEDOUT'
-  throw new HttpError(timedOut ? 'HTTP_TIMEOUT' : 'HTTP_UNREACHABLE', `${o.what}: ${target.host} ${timedOut ? 'did not answer' : 'cannot be reached'} after ${attempts} attempt(s): ${reason}${hint}`, { cause: lastError })
+  throw new HttpError(
+    timedOut ? 'HTTP_TIMEOUT' : 'HTTP_UNREACHABLE',
+    `${o.what}: ${target.host} ${timedOut ? 'did not answer' : 'cannot be reached'} after ${attempts} attempt(s): ${reason}${hint}`,
+    { cause: lastError },
+  )
 }

@@ -50,19 +50,25 @@ export function retryingCredential(inner: TokenCredential, who: string, audience
   return {
     async getToken(scopes: string | string[], options?: GetTokenOptions): Promise<AccessToken> {
       try {
-        return await retry(async () => {
-          const token = await inner.getToken(scopes, options)
-          if (!token) throw new Error('no token returned')
-          return token
-        }, {
-          attempts: retries,
-          backoff: constantBackoff(o.retryDelayMs ?? 3000),
-          classify: () => (options?.abortSignal?.aborted ? STOP : RETRY),
-          onRetry: ({ attempt, error }) => logger.info({ attempt, retries, identity: who, err: (error as Error)?.message }, 'identity endpoint not ready; retrying'),
-        })
+        return await retry(
+          async () => {
+            const token = await inner.getToken(scopes, options)
+            if (!token) throw new Error('no token returned')
+            return token
+          },
+          {
+            attempts: retries,
+            backoff: constantBackoff(o.retryDelayMs ?? 3000),
+            classify: () => (options?.abortSignal?.aborted ? STOP : RETRY),
+            onRetry: ({ attempt, error }) => logger.info({ attempt, retries, identity: who, err: (error as Error)?.message }, 'identity endpoint not ready; retrying'),
+          },
+        )
       } catch (last) {
-        throw audience.error(`could not get a token for ${audience.what} from ${who} after ${retries} attempts: ${(last as Error)?.message ?? last}. ` +
-          `Check that the identity is assigned to the container group / pod and ${audience.needs}`, last)
+        throw audience.error(
+          `could not get a token for ${audience.what} from ${who} after ${retries} attempts: ${(last as Error)?.message ?? last}. ` +
+            `Check that the identity is assigned to the container group / pod and ${audience.needs}`,
+          last,
+        )
       }
     },
   }

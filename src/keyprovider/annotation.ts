@@ -44,7 +44,11 @@ export function parseAnnotation(bytes: Buffer, at = 'annotation'): Annotation {
   if (!attesterEndpoint) r.add(`${at}.attester_endpoint`, 'is required: the MAA host the vault trusts')
   checkEndpoint(r, kmsEndpoint, `${at}.kms_endpoint`)
   checkEndpoint(r, attesterEndpoint, `${at}.attester_endpoint`)
-  if (r.issues.length > 0) throw KeyProviderError.invalid('annotation', r.issues.map((i) => `${i.path} ${i.message}`))
+  if (r.issues.length > 0)
+    throw KeyProviderError.invalid(
+      'annotation',
+      r.issues.map((i) => `${i.path} ${i.message}`),
+    )
   return { kid: kid!, wrappedData: wrappedData!, ...(wrapType ? { wrapType } : {}), kmsEndpoint: kmsEndpoint!, attesterEndpoint: attesterEndpoint! }
 }
 

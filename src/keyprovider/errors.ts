@@ -25,7 +25,10 @@ export class KeyProviderError extends EncfsError {
  * and carries the service's reason, as the HTTP API's errors do; the code is the cause's.
  */
 export class StepError extends EncfsError {
-  constructor(readonly step: string, cause: unknown) {
+  constructor(
+    readonly step: string,
+    cause: unknown,
+  ) {
     super(cause instanceof EncfsError ? cause.code : 'KEYPROVIDER_STEP_FAILED', `${step} failed: ${cause instanceof Error ? cause.message : String(cause)}`, { cause })
   }
 

@@ -45,7 +45,11 @@ function parametersMember(r: Reader, config: JsonObject | undefined, path: strin
 
 /** Parses the protocol JSON; throws KEYPROVIDER_INPUT_INVALID naming every bad member. */
 export function parseProtocolInput(bytes: Buffer): ProtocolInput {
-  const json = parseJson(bytes.toString('utf8'), (err) => KeyProviderError.invalid('keyprovider input', [`it is not JSON (${err.message}); field 1 must carry the keyprovider protocol JSON {"op":…,"keywrapparams":…,"keyunwrapparams":…}`]))
+  const json = parseJson(bytes.toString('utf8'), (err) =>
+    KeyProviderError.invalid('keyprovider input', [
+      `it is not JSON (${err.message}); field 1 must carry the keyprovider protocol JSON {"op":…,"keywrapparams":…,"keyunwrapparams":…}`,
+    ]),
+  )
   if (!isObject(json)) throw KeyProviderError.invalid('keyprovider input', [`it must be a JSON object, got ${typeName(json)}`])
   const r = new Reader()
   const op = r.string(json, 'op', 'op')
@@ -62,7 +66,11 @@ export function parseProtocolInput(bytes: Buffer): ProtocolInput {
       annotation: unwrap && bytesMember(r, unwrap, 'annotation', 'keyunwrapparams.annotation'),
     },
   }
-  if (r.issues.length > 0) throw KeyProviderError.invalid('keyprovider input', r.issues.map((i) => `${i.path} ${i.message}`))
+  if (r.issues.length > 0)
+    throw KeyProviderError.invalid(
+      'keyprovider input',
+      r.issues.map((i) => `${i.path} ${i.message}`),
+    )
   return input
 }
 
@@ -85,7 +93,9 @@ function agentParameter(parameters: Record<string, string[]>, path: string, expe
 }
 
 function wrongAgent(at: string, agent: string): KeyProviderError {
-  return KeyProviderError.invalid('keyprovider input', [`${at} names the attestation agent "${agent}", but this key provider is "${AGENT_NAME}": was the request meant for another key provider?`])
+  return KeyProviderError.invalid('keyprovider input', [
+    `${at} names the attestation agent "${agent}", but this key provider is "${AGENT_NAME}": was the request meant for another key provider?`,
+  ])
 }
 
 /** UnWrapKey's request: the agent must be `skr`; returns the annotation bytes. */
@@ -95,7 +105,9 @@ export function unwrapRequest(input: ProtocolInput): Buffer {
   if (agent.toLowerCase() !== AGENT_NAME) throw wrongAgent(`keyunwrapparams.dc.Parameters["${AGENT_PARAMETER}"][0]`, agent)
   const annotation = input.keyUnwrap.annotation
   if (!annotation || annotation.length === 0) {
-    throw KeyProviderError.invalid('keyprovider input', ['keyunwrapparams.annotation is missing: it must be the standard base64 of the annotation JSON {"kid":…,"wrapped_data":…,"kms_endpoint":…,"attester_endpoint":…}'])
+    throw KeyProviderError.invalid('keyprovider input', [
+      'keyunwrapparams.annotation is missing: it must be the standard base64 of the annotation JSON {"kid":…,"wrapped_data":…,"kms_endpoint":…,"attester_endpoint":…}',
+    ])
   }
   return annotation
 }
@@ -106,7 +118,8 @@ export function wrapRequest(input: ProtocolInput): { keyPath: string; optsdata: 
   const at = `keywrapparams.ec.Parameters["${AGENT_PARAMETER}"][0]`
   const value = agentParameter(input.keyWrap.parameters, 'keywrapparams.ec', `${AGENT_NAME}:<key path>`)
   const colon = value.indexOf(':')
-  if (colon < 0 || colon === value.length - 1) throw KeyProviderError.invalid('keyprovider input', [`${at} is "${value}": it must be "${AGENT_NAME}:<key path>", the path of the wrapping key without -info.json`])
+  if (colon < 0 || colon === value.length - 1)
+    throw KeyProviderError.invalid('keyprovider input', [`${at} is "${value}": it must be "${AGENT_NAME}:<key path>", the path of the wrapping key without -info.json`])
   const agent = value.slice(0, colon)
   if (agent.toLowerCase() !== AGENT_NAME) throw wrongAgent(at, agent)
   return { keyPath: value.slice(colon + 1), optsdata: input.keyWrap.optsdata ?? Buffer.alloc(0) }

@@ -1,6 +1,17 @@
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { Server, ServerCredentials, setLogger, setLogVerbosity, logVerbosity, status, type ServiceDefinition, type UntypedServiceImplementation, type sendUnaryData, type ServerUnaryCall } from '@grpc/grpc-js'
+import {
+  Server,
+  ServerCredentials,
+  setLogger,
+  setLogVerbosity,
+  logVerbosity,
+  status,
+  type ServiceDefinition,
+  type UntypedServiceImplementation,
+  type sendUnaryData,
+  type ServerUnaryCall,
+} from '@grpc/grpc-js'
 import { loadSync, type PackageDefinition } from '@grpc/proto-loader'
 import { ReflectionService } from '@grpc/reflection'
 import type { Logger } from '../log/logger.js'
@@ -56,8 +67,8 @@ type Context = { signal: AbortSignal; logger: Logger }
 
 function handlers(pkg: KeyProviderPackage, service: KeyProviderService, logger: Logger): UntypedServiceImplementation {
   const f = FIELDS[pkg]
-  const unary = (method: string, run: (req: Message, ctx: Context) => Promise<Message> | Message) =>
-    (call: ServerUnaryCall<Message, Message>, callback: sendUnaryData<Message>) => {
+  const unary =
+    (method: string, run: (req: Message, ctx: Context) => Promise<Message> | Message) => (call: ServerUnaryCall<Message, Message>, callback: sendUnaryData<Message>) => {
       const started = Date.now()
       const controller = new AbortController()
       call.on('cancelled', () => controller.abort(new Error('the client cancelled the call')))
@@ -65,15 +76,18 @@ function handlers(pkg: KeyProviderPackage, service: KeyProviderService, logger: 
       log.debug('call')
       Promise.resolve()
         .then(() => run(call.request, { signal: controller.signal, logger: log }))
-        .then((reply) => {
-          log.info({ ms: Date.now() - started }, `${method}: answered`)
-          callback(null, reply)
-        }, (err: unknown) => {
-          const s = grpcStatusOf(err)
-          if (s.code === status.INTERNAL) log.error({ err }, `${method}: internal error`)
-          else log.warn({ code: status[s.code], reason: s.details, ms: Date.now() - started }, `${method}: refused`)
-          callback({ code: s.code, details: s.details })
-        })
+        .then(
+          (reply) => {
+            log.info({ ms: Date.now() - started }, `${method}: answered`)
+            callback(null, reply)
+          },
+          (err: unknown) => {
+            const s = grpcStatusOf(err)
+            if (s.code === status.INTERNAL) log.error({ err }, `${method}: internal error`)
+            else log.warn({ code: status[s.code], reason: s.details, ms: Date.now() - started }, `${method}: refused`)
+            callback({ code: s.code, details: s.details })
+          },
+        )
     }
   const text = (req: Message, name: string) => (typeof req[name] === 'string' ? req[name] : '')
   const bytes = (req: Message, name: string) => (Buffer.isBuffer(req[name]) ? req[name] : Buffer.alloc(0))
@@ -112,7 +126,11 @@ export async function listenKeyProvider(service: KeyProviderService, o: ListenOp
   // grpc-js writes its own diagnostics to the console; keep them in the log, at debug level:
   // what matters to the operator reaches it as this module's messages and statuses.
   const library = logger.child({ library: 'grpc-js' })
-  setLogger({ error: (...a: unknown[]) => library.debug(a.join(' ')), info: (...a: unknown[]) => library.debug(a.join(' ')), debug: (...a: unknown[]) => library.debug(a.join(' ')) })
+  setLogger({
+    error: (...a: unknown[]) => library.debug(a.join(' ')),
+    info: (...a: unknown[]) => library.debug(a.join(' ')),
+    debug: (...a: unknown[]) => library.debug(a.join(' ')),
+  })
   setLogVerbosity(logVerbosity.DEBUG)
   const definition = loadKeyProviderProtos()
   const server = new Server()
@@ -121,7 +139,8 @@ export async function listenKeyProvider(service: KeyProviderService, o: ListenOp
   }
   new ReflectionService(definition).addToServer(server)
   const host = o.unsafeListen ? (o.unsafeListen.includes(':') && !o.unsafeListen.startsWith('[') ? `[${o.unsafeListen}]` : o.unsafeListen) : 'localhost'
-  if (o.unsafeListen) logger.warn({ address: o.unsafeListen }, 'the keyprovider gRPC service listens beyond loopback (--unsafe-listen): anyone who reaches it can unwrap this pod\'s secrets')
+  if (o.unsafeListen)
+    logger.warn({ address: o.unsafeListen }, "the keyprovider gRPC service listens beyond loopback (--unsafe-listen): anyone who reaches it can unwrap this pod's secrets")
   const port = await new Promise<number>((resolve, reject) => {
     server.bindAsync(`${host}:${o.port}`, ServerCredentials.createInsecure(), (err, bound) => (err ? reject(err) : resolve(bound)))
   }).catch((err: Error) => {
@@ -134,13 +153,14 @@ export async function listenKeyProvider(service: KeyProviderService, o: ListenOp
   return {
     port,
     addresses,
-    close: () => new Promise<void>((resolve) => {
-      // Calls in flight (a key release) get a moment to finish; then connections are cut.
-      const timer = setTimeout(() => server.forceShutdown(), 5000)
-      server.tryShutdown(() => {
-        clearTimeout(timer)
-        resolve()
-      })
-    }),
+    close: () =>
+      new Promise<void>((resolve) => {
+        // Calls in flight (a key release) get a moment to finish; then connections are cut.
+        const timer = setTimeout(() => server.forceShutdown(), 5000)
+        server.tryShutdown(() => {
+          clearTimeout(timer)
+          resolve()
+        })
+      }),
   }
 }

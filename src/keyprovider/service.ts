@@ -41,13 +41,26 @@ export class KeyProviderService {
     const annotation = parseAnnotation(unwrapRequest(parseProtocolInput(input)), 'keyunwrapparams.annotation')
     logger.info({ kid: annotation.kid, akv: annotation.kmsEndpoint, maa: annotation.attesterEndpoint, wrapType: annotation.wrapType }, 'UnWrapKey: releasing the wrapping key')
     const { provider, collateral, uvm } = await this.setup('secure key release')
-    const released = await StepError.wrap('secure key release', () => releaseKey({
-      maaEndpoint: annotation.attesterEndpoint, akvEndpoint: annotation.kmsEndpoint, kid: annotation.kid,
-      identity: this.o.identity, provider, collateral, uvm, ca: this.o.ca, logger, signal: o.signal,
-    }))
+    const released = await StepError.wrap('secure key release', () =>
+      releaseKey({
+        maaEndpoint: annotation.attesterEndpoint,
+        akvEndpoint: annotation.kmsEndpoint,
+        kid: annotation.kid,
+        identity: this.o.identity,
+        provider,
+        collateral,
+        uvm,
+        ca: this.o.ca,
+        logger,
+        signal: o.signal,
+      }),
+    )
     try {
       if (released.kty !== 'RSA') {
-        throw new KeyProviderError('KEYPROVIDER_KEY_NOT_RSA', `the released key ${annotation.kid} is ${released.kty}; UnWrapKey needs the RSA key whose public half wrapped the data`)
+        throw new KeyProviderError(
+          'KEYPROVIDER_KEY_NOT_RSA',
+          `the released key ${annotation.kid} is ${released.kty}; UnWrapKey needs the RSA key whose public half wrapped the data`,
+        )
       }
       const plaintext = unwrapWithPrivateKey(annotation.wrappedData, createPrivateKey({ key: released.material, format: 'der', type: 'pkcs8' }), annotation.kid)
       try {

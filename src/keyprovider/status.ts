@@ -20,7 +20,7 @@ function httpStatus(err: EncfsError): number | undefined {
  * machine cannot do it (FAILED_PRECONDITION). See docs/keyprovider-grpc.md.
  */
 export function grpcStatusOf(err: unknown): { code: status; details: string } {
-  if (!(err instanceof EncfsError)) return { code: status.INTERNAL, details: 'internal error (see the sidecar\'s log)' }
+  if (!(err instanceof EncfsError)) return { code: status.INTERNAL, details: "internal error (see the sidecar's log)" }
   const details = err.message
   switch (err.code) {
     case 'KEYPROVIDER_INPUT_INVALID':

@@ -22,9 +22,17 @@ export async function readKeyInfo(keyPath: string): Promise<KeyInfo> {
   try {
     text = await readFile(file, 'utf8')
   } catch (err) {
-    throw new KeyProviderError('KEYPROVIDER_KEY_INFO', `cannot read the key info file ${file} (${(err as NodeJS.ErrnoException).code ?? (err as Error).message}): the key path names the wrapping key without -info.json, and ${path.basename(file)} must sit next to it`, { cause: err })
+    throw new KeyProviderError(
+      'KEYPROVIDER_KEY_INFO',
+      `cannot read the key info file ${file} (${(err as NodeJS.ErrnoException).code ?? (err as Error).message}): the key path names the wrapping key without -info.json, and ${path.basename(file)} must sit next to it`,
+      { cause: err },
+    )
   }
-  const json = parseJson(text, (err) => new KeyProviderError('KEYPROVIDER_KEY_INFO', `${file} is not JSON (${err.message}); it must be {"public_key_path":…,"kms_endpoint":…,"attester_endpoint":…}`, { cause: err }))
+  const json = parseJson(
+    text,
+    (err) =>
+      new KeyProviderError('KEYPROVIDER_KEY_INFO', `${file} is not JSON (${err.message}); it must be {"public_key_path":…,"kms_endpoint":…,"attester_endpoint":…}`, { cause: err }),
+  )
   const r = new Reader()
   if (!isObject(json)) throw new KeyProviderError('KEYPROVIDER_KEY_INFO', `${file} must be a JSON object {"public_key_path":…,"kms_endpoint":…,"attester_endpoint":…}`)
   const info = {
@@ -34,7 +42,7 @@ export async function readKeyInfo(keyPath: string): Promise<KeyInfo> {
   }
   if (!info.publicKeyPath) r.add('public_key_path', 'is required: the PEM public key of the wrapping key')
   if (!info.kmsEndpoint) r.add('kms_endpoint', 'is required: the Key Vault or Managed HSM host that holds the private key')
-  if (!info.attesterEndpoint) r.add('attester_endpoint', 'is required: the MAA host named in the key\'s release policy')
+  if (!info.attesterEndpoint) r.add('attester_endpoint', "is required: the MAA host named in the key's release policy")
   checkEndpoint(r, info.kmsEndpoint, 'kms_endpoint')
   checkEndpoint(r, info.attesterEndpoint, 'attester_endpoint')
   if (r.issues.length > 0) throw new KeyProviderError('KEYPROVIDER_KEY_INFO', `invalid key info file ${file}: ${r.issues.map((i) => `${i.path} ${i.message}`).join('; ')}`)
@@ -55,7 +63,8 @@ async function readPublicKey(file: string): Promise<KeyObject> {
   } catch (err) {
     throw new KeyProviderError('KEYPROVIDER_KEY_INFO', `${file} is not a PEM public key (-----BEGIN PUBLIC KEY-----): ${(err as Error).message}`, { cause: err })
   }
-  if (key.asymmetricKeyType !== 'rsa') throw new KeyProviderError('KEYPROVIDER_KEY_INFO', `${file} holds a ${key.asymmetricKeyType ?? 'non-RSA'} key; wrapping needs an RSA public key`)
+  if (key.asymmetricKeyType !== 'rsa')
+    throw new KeyProviderError('KEYPROVIDER_KEY_INFO', `${file} holds a ${key.asymmetricKeyType ?? 'non-RSA'} key; wrapping needs an RSA public key`)
   return key
 }
 
@@ -71,7 +80,11 @@ export async function wrapWithKeyInfo(data: Buffer, keyPath: string): Promise<{ 
   try {
     wrappedData = publicEncrypt({ key: publicKey, ...OAEP }, data)
   } catch (err) {
-    throw new KeyProviderError('KEYPROVIDER_WRAP_FAILED', `cannot wrap ${data.length} bytes with the ${publicKey.asymmetricKeyDetails?.modulusLength ?? '?'}-bit key ${info.publicKeyPath}: RSA-OAEP-SHA256 takes at most ${((publicKey.asymmetricKeyDetails?.modulusLength ?? 0) / 8) - 66} bytes`, { cause: err })
+    throw new KeyProviderError(
+      'KEYPROVIDER_WRAP_FAILED',
+      `cannot wrap ${data.length} bytes with the ${publicKey.asymmetricKeyDetails?.modulusLength ?? '?'}-bit key ${info.publicKeyPath}: RSA-OAEP-SHA256 takes at most ${(publicKey.asymmetricKeyDetails?.modulusLength ?? 0) / 8 - 66} bytes`,
+      { cause: err },
+    )
   }
   const fields: Annotation = { kid: path.basename(keyPath), wrappedData, kmsEndpoint: info.kmsEndpoint, attesterEndpoint: info.attesterEndpoint }
   return { annotation: formatAnnotation(fields), fields }
@@ -82,6 +95,10 @@ export function unwrapWithPrivateKey(wrappedData: Buffer, privateKey: KeyObject,
   try {
     return privateDecrypt({ key: privateKey, ...OAEP }, wrappedData)
   } catch (err) {
-    throw new KeyProviderError('KEYPROVIDER_UNWRAP_FAILED', `the wrapped data cannot be decrypted with the released key ${kid} (RSA-OAEP-SHA256): it was wrapped with another key, or is damaged`, { cause: err })
+    throw new KeyProviderError(
+      'KEYPROVIDER_UNWRAP_FAILED',
+      `the wrapped data cannot be decrypted with the released key ${kid} (RSA-OAEP-SHA256): it was wrapped with another key, or is damaged`,
+      { cause: err },
+    )
   }
 }

@@ -25,7 +25,8 @@ export function filesystemKey(key: ProtectingKey, derivation: KeyDerivation, wha
   if ('privateKey' in key) return deriveKeyFromRsa(key.privateKey, derivation.salt, derivation.label || DEFAULT_DERIVATION_LABEL)
   switch (key.kty) {
     case 'oct':
-      if (key.material.length !== FILESYSTEM_KEY_BYTES) throw new KeyError('KEY_RELEASED_SIZE', `${what} is an oct key of ${key.material.length} bytes; filesystem keys are ${FILESYSTEM_KEY_BYTES} bytes`)
+      if (key.material.length !== FILESYSTEM_KEY_BYTES)
+        throw new KeyError('KEY_RELEASED_SIZE', `${what} is an oct key of ${key.material.length} bytes; filesystem keys are ${FILESYSTEM_KEY_BYTES} bytes`)
       return Buffer.from(key.material)
     case 'RSA':
       return deriveKeyFromRsa(createPrivateKey({ key: key.material, format: 'der', type: 'pkcs8' }), derivation.salt, derivation.label || DEFAULT_DERIVATION_LABEL)

@@ -27,8 +27,17 @@ export function releaseKeyProvider(o: ReleaseProviderOptions): KeyProvider {
       if (spec.kind === 'raw') return decodeRawKey(spec.hex, `azure_filesystems[${index}]`)
       const { provider, uvm, collateral } = await o.attestation.ready()
       const released = await releaseKey({
-        maaEndpoint: spec.maaEndpoint, akvEndpoint: spec.akvEndpoint, kid: spec.kid, accessToken: spec.bearerToken,
-        identity: o.identity, provider, collateral, uvm, ca: o.ca, logger, signal,
+        maaEndpoint: spec.maaEndpoint,
+        akvEndpoint: spec.akvEndpoint,
+        kid: spec.kid,
+        accessToken: spec.bearerToken,
+        identity: o.identity,
+        provider,
+        collateral,
+        uvm,
+        ca: o.ca,
+        logger,
+        signal,
         // Start-up has nothing better to do than to wait for a throttled MAA or vault (many pods
         // starting at once): more attempts than an API caller gets, each after Retry-After.
         attempts: STARTUP_RELEASE_ATTEMPTS,

@@ -26,7 +26,10 @@ export function parseLogLevel(text: string, flag = '-loglevel'): GoLogLevel | 's
 export function parseLogFormat(text: string, flag = '-logformat'): LogFormat {
   const format = text.toLowerCase()
   if ((LOG_FORMATS as readonly string[]).includes(format)) return format as LogFormat
-  throw new EncfsError('LOG_FORMAT_INVALID', `${flag} ${JSON.stringify(text)} is not a log format: use json (the default) or text (logrus-style key=value lines, as the Go sidecars write)`)
+  throw new EncfsError(
+    'LOG_FORMAT_INVALID',
+    `${flag} ${JSON.stringify(text)} is not a log format: use json (the default) or text (logrus-style key=value lines, as the Go sidecars write)`,
+  )
 }
 
 /**
@@ -68,9 +71,24 @@ export function pinoLevel(level: string): LevelWithSilent {
  * construction (keys are Buffers we never log); this is the second line of defence.
  */
 export const REDACT_PATHS = [
-  'key', 'rawKey', 'raw_key', 'passphrase', 'token', 'bearer_token', 'access_token', 'authorization',
-  '*.key', '*.rawKey', '*.raw_key', '*.passphrase', '*.token', '*.bearer_token', '*.access_token',
-  '*.authorization', 'headers.authorization', 'req.headers.authorization',
+  'key',
+  'rawKey',
+  'raw_key',
+  'passphrase',
+  'token',
+  'bearer_token',
+  'access_token',
+  'authorization',
+  '*.key',
+  '*.rawKey',
+  '*.raw_key',
+  '*.passphrase',
+  '*.token',
+  '*.bearer_token',
+  '*.access_token',
+  '*.authorization',
+  'headers.authorization',
+  'req.headers.authorization',
 ]
 
 export interface LoggerOptions {
@@ -88,7 +106,7 @@ const PINO_MEMBERS = new Set(['time', 'level', 'msg', 'pid', 'hostname', 'name']
 
 /** logrus quotes a value unless every character is one of these (and it is not empty). */
 function logfmtValue(v: unknown): string {
-  const s = typeof v === 'string' ? v : JSON.stringify(v) ?? String(v)
+  const s = typeof v === 'string' ? v : (JSON.stringify(v) ?? String(v))
   return /^[A-Za-z0-9\-._/@^+]+$/.test(s) ? s : JSON.stringify(s)
 }
 
@@ -108,11 +126,13 @@ export function logrusLine(json: string): string {
   if (typeof o.time === 'number') parts.push(`time=${logfmtValue(new Date(o.time).toISOString().replace(/\.\d{3}Z$/, 'Z'))}`)
   parts.push(`level=${LOGRUS_LEVELS[o.level as number] ?? String(o.level)}`)
   if (typeof o.msg === 'string' && o.msg !== '') parts.push(`msg=${logfmtValue(o.msg)}`)
-  for (const key of Object.keys(o).filter((k) => !PINO_MEMBERS.has(k)).sort()) {
+  for (const key of Object.keys(o)
+    .filter((k) => !PINO_MEMBERS.has(k))
+    .sort()) {
     const v = o[key]
     if (key === 'err' && typeof v === 'object' && v !== null) {
       const e = v as { message?: string; code?: string }
-      parts.push(`error=${logfmtValue(e.code ? `${e.message ?? ''} [${e.code}]` : e.message ?? '')}`)
+      parts.push(`error=${logfmtValue(e.code ? `${e.message ?? ''} [${e.code}]` : (e.message ?? ''))}`)
     } else parts.push(`${key}=${logfmtValue(v)}`)
   }
   return `${parts.join(' ')}\n`
@@ -120,14 +140,11 @@ export function logrusLine(json: string): string {
 
 export function createLogger(options: LoggerOptions = {}): Logger {
   const format = parseLogFormat(options.format ?? 'json')
-  const destination = options.file
-    ? pino.destination({ dest: options.file, append: true, mkdir: true, sync: true })
-    : pino.destination({ fd: 2, sync: true })
+  const destination = options.file ? pino.destination({ dest: options.file, append: true, mkdir: true, sync: true }) : pino.destination({ fd: 2, sync: true })
   // Credentials in URLs and messages can sit anywhere in a line (an error's stack, a nested
   // field): the finished JSON line is redacted as a whole, before it is formatted.
-  const stream: DestinationStream = format === 'text'
-    ? { write: (line: string) => destination.write(logrusLine(redactSecrets(line))) }
-    : { write: (line: string) => destination.write(redactSecrets(line)) }
+  const stream: DestinationStream =
+    format === 'text' ? { write: (line: string) => destination.write(logrusLine(redactSecrets(line))) } : { write: (line: string) => destination.write(redactSecrets(line)) }
   return pino(
     {
       name: options.name ?? 'encfs',

@@ -57,7 +57,9 @@ export async function readCopy(source: RangeSource, offset: number, copy: 'prima
   const digest = createHash(alg).update(zeroed).update(jsonArea).digest()
   if (!digest.equals(bin.subarray(448, 448 + digest.length))) return { ok: false, reason: 'checksum mismatch', magic: true, passedChecksum: false }
   const header = {
-    copy, offset, hdrSize,
+    copy,
+    offset,
+    hdrSize,
     seqid: bin.readBigUInt64BE(16),
     label: cString(bin, 24, 48),
     subsystem: cString(bin, 208, 48),

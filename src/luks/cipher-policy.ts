@@ -11,7 +11,10 @@ import { checkCipher } from './sector-cipher.js'
 export function refuseHostileCipher(spec: string, where: string): void {
   const [name = '', mode = ''] = spec.split(/-(.*)/s)
   if (name === 'cipher_null' || mode === '' || mode === 'null' || mode === 'ecb' || mode.startsWith('ecb-')) {
-    throw new LuksError('LUKS_CIPHER_UNSUPPORTED', `unsupported cipher "${spec}" for the ${where}: ${name === 'cipher_null' || mode === 'null' ? 'a null cipher stores data in plaintext' : 'a cipher without an IV per sector leaks the data\'s structure'}: this header may have been tampered with; refused in every unlock mode`)
+    throw new LuksError(
+      'LUKS_CIPHER_UNSUPPORTED',
+      `unsupported cipher "${spec}" for the ${where}: ${name === 'cipher_null' || mode === 'null' ? 'a null cipher stores data in plaintext' : "a cipher without an IV per sector leaks the data's structure"}: this header may have been tampered with; refused in every unlock mode`,
+    )
   }
 }
 
@@ -33,5 +36,8 @@ export interface UserspaceProblem {
 
 /** The error for an image only cryptsetup can open, naming the mode that can. */
 export function userspaceRefusal(problem: UserspaceProblem): LuksError {
-  return new LuksError(problem.code, `${problem.message}. encfs's userspace unlock cannot open this image; cryptsetup can: run remotefs with --unlock kernel (needs device-mapper and cryptsetup)`)
+  return new LuksError(
+    problem.code,
+    `${problem.message}. encfs's userspace unlock cannot open this image; cryptsetup can: run remotefs with --unlock kernel (needs device-mapper and cryptsetup)`,
+  )
 }

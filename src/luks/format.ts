@@ -62,9 +62,10 @@ export async function formatLuks2(o: FormatOptions): Promise<FormattedHeader> {
   const digest = await pbkdf2Async(volumeKey, digestSalt, digestIterations, 32, 'sha256')
 
   const kdfSalt = randomBytes(32)
-  const kdf: SupportedKdf = o.pbkdf === 'argon2id'
-    ? { type: 'argon2id', time: o.argon2?.time ?? 4, memory: o.argon2?.memoryKiB ?? 65536, cpus: o.argon2?.cpus ?? 2, salt: kdfSalt }
-    : { type: 'pbkdf2', hash: 'sha256', iterations: o.iterations ?? 200_000, salt: kdfSalt }
+  const kdf: SupportedKdf =
+    o.pbkdf === 'argon2id'
+      ? { type: 'argon2id', time: o.argon2?.time ?? 4, memory: o.argon2?.memoryKiB ?? 65536, cpus: o.argon2?.cpus ?? 2, salt: kdfSalt }
+      : { type: 'pbkdf2', hash: 'sha256', iterations: o.iterations ?? 200_000, salt: kdfSalt }
   const derived = await deriveKey(kdf, o.passphrase, KEY_SIZE, '0')
   const material = afSplit(volumeKey, STRIPES, 'sha256', randomBytes)
   const keyslotCipher = new SectorCipher('aes-xts-plain64', derived)
@@ -75,13 +76,15 @@ export async function formatLuks2(o: FormatOptions): Promise<FormattedHeader> {
 
   const areaOffset = 2 * HDR_SIZE
   const areaSize = Math.ceil((KEY_SIZE * STRIPES) / 4096) * 4096
-  const kdfJson = kdf.type === 'pbkdf2'
-    ? { type: 'pbkdf2', hash: 'sha256', iterations: kdf.iterations, salt: kdfSalt.toString('base64') }
-    : { type: 'argon2id', time: kdf.time, memory: kdf.memory, cpus: kdf.cpus, salt: kdfSalt.toString('base64') }
+  const kdfJson =
+    kdf.type === 'pbkdf2'
+      ? { type: 'pbkdf2', hash: 'sha256', iterations: kdf.iterations, salt: kdfSalt.toString('base64') }
+      : { type: 'argon2id', time: kdf.time, memory: kdf.memory, cpus: kdf.cpus, salt: kdfSalt.toString('base64') }
   const metadata = {
     keyslots: {
       0: {
-        type: 'luks2', key_size: KEY_SIZE,
+        type: 'luks2',
+        key_size: KEY_SIZE,
         af: { type: 'luks1', stripes: STRIPES, hash: 'sha256' },
         area: { type: 'raw', offset: String(areaOffset), size: String(areaSize), encryption: 'aes-xts-plain64', key_size: KEY_SIZE },
         kdf: kdfJson,
@@ -89,7 +92,9 @@ export async function formatLuks2(o: FormatOptions): Promise<FormattedHeader> {
     },
     tokens: {},
     segments: { 0: { type: 'crypt', offset: String(DATA_OFFSET), size: 'dynamic', iv_tweak: '0', encryption: 'aes-xts-plain64', sector_size: sectorSize } },
-    digests: { 0: { type: 'pbkdf2', keyslots: ['0'], segments: ['0'], hash: 'sha256', iterations: digestIterations, salt: digestSalt.toString('base64'), digest: digest.toString('base64') } },
+    digests: {
+      0: { type: 'pbkdf2', keyslots: ['0'], segments: ['0'], hash: 'sha256', iterations: digestIterations, salt: digestSalt.toString('base64'), digest: digest.toString('base64') },
+    },
     config: { json_size: String(HDR_SIZE - 4096), keyslots_size: String(DATA_OFFSET - 2 * HDR_SIZE) },
   }
   const json = Buffer.from(JSON.stringify(metadata))

@@ -39,7 +39,10 @@ export async function readLuksHeader(source: RangeSource, opts: { logger?: Logge
   return readLuks2Header(source, opts)
 }
 
-interface ValidCopy { header: HeaderCopy; metadata: Luks2Metadata }
+interface ValidCopy {
+  header: HeaderCopy
+  metadata: Luks2Metadata
+}
 
 async function validate(source: RangeSource, offset: number, copy: 'primary' | 'secondary'): Promise<{ valid?: ValidCopy; result: CopyResult; reason?: string }> {
   const result = await readCopy(source, offset, copy)
@@ -88,13 +91,19 @@ export async function readLuks2Header(source: RangeSource, opts: { logger?: Logg
   if (p && s) chosen = s.header.seqid > p.header.seqid ? s : p
   else if (p || s) {
     chosen = (p ?? s)!
-    logger.warn({ used: chosen.header.copy, primary: primary.reason, secondary: secondary?.reason }, `LUKS2 header: only the ${chosen.header.copy} copy is valid; using it (the image is not repaired)`)
+    logger.warn(
+      { used: chosen.header.copy, primary: primary.reason, secondary: secondary?.reason },
+      `LUKS2 header: only the ${chosen.header.copy} copy is valid; using it (the image is not repaired)`,
+    )
   } else {
     const anyMagic = (!primary.result.ok && primary.result.magic) || primary.result.ok || (secondary && (secondary.result.ok || secondary.result.magic))
     if (!anyMagic) {
       throw new LuksError('LUKS_NOT_LUKS', 'not a LUKS device: no LUKS2 header found (is the blob a plain ext4 image, or the wrong blob?)')
     }
-    throw new LuksError('LUKS_HEADER_CORRUPT', `LUKS2 header corrupted (primary: ${primary.reason}; secondary: ${secondary?.reason ?? 'not found'}); restore the image from a good copy`)
+    throw new LuksError(
+      'LUKS_HEADER_CORRUPT',
+      `LUKS2 header corrupted (primary: ${primary.reason}; secondary: ${secondary?.reason ?? 'not found'}); restore the image from a good copy`,
+    )
   }
   return applyPolicy(chosen, source.size, opts.detached ?? false)
 }
@@ -104,10 +113,16 @@ const SECTOR_SIZES = [512, 1024, 2048, 4096]
 function applyPolicy({ header, metadata }: ValidCopy, imageSize: number, detached: boolean): Luks2Header {
   const m = metadata
   if (m.requirements.length > 0) {
-    throw new LuksError('LUKS_REQUIREMENTS', `LUKS2 image has unmet requirement(s) ${m.requirements.join(', ')} (a reencryption in progress?); finish it with cryptsetup reencrypt --resume-only, then try again`)
+    throw new LuksError(
+      'LUKS_REQUIREMENTS',
+      `LUKS2 image has unmet requirement(s) ${m.requirements.join(', ')} (a reencryption in progress?); finish it with cryptsetup reencrypt --resume-only, then try again`,
+    )
   }
   if (m.segments.length !== 1) {
-    throw new LuksError('LUKS_SEGMENT_UNSUPPORTED', `unsupported segment layout: ${m.segments.length} segments (reencryption in progress?); encfs opens images with exactly one data segment`)
+    throw new LuksError(
+      'LUKS_SEGMENT_UNSUPPORTED',
+      `unsupported segment layout: ${m.segments.length} segments (reencryption in progress?); encfs opens images with exactly one data segment`,
+    )
   }
   const seg = m.segments[0]!
   if (seg.type !== 'crypt') throw new LuksError('LUKS_SEGMENT_UNSUPPORTED', `unsupported segment type "${seg.type}" (only "crypt"; linear and OPAL segments are refused)`)
@@ -120,7 +135,10 @@ function applyPolicy({ header, metadata }: ValidCopy, imageSize: number, detache
   // With the header on the data device, the ciphertext must start after both headers and the keyslots.
   const metadataEnd = 2 * header.hdrSize + m.keyslotsSize
   if (!detached && seg.offset < metadataEnd) {
-    throw new LuksError('LUKS_SEGMENT_UNSUPPORTED', `the data segment at ${seg.offset} overlaps the LUKS2 header and keyslots (which end at ${metadataEnd}); refusing a header that would expose metadata as data`)
+    throw new LuksError(
+      'LUKS_SEGMENT_UNSUPPORTED',
+      `the data segment at ${seg.offset} overlaps the LUKS2 header and keyslots (which end at ${metadataEnd}); refusing a header that would expose metadata as data`,
+    )
   }
   // Only the digest bound to the data segment may confirm a key (an extra digest bound to nothing,
   // with an empty value, would otherwise confirm any key).
@@ -135,16 +153,19 @@ function applyPolicy({ header, metadata }: ValidCopy, imageSize: number, detache
   refuseHostileCipher(seg.encryption, 'data segment')
   for (const k of bound) refuseHostileCipher(k.area.encryption, `keyslot ${k.id} area`)
   // Sound, but beyond encfs's own decryption: only the userspace path refuses these.
-  const userspaceProblem: UserspaceProblem | undefined = seg.integrity !== undefined
-    ? { code: 'LUKS_INTEGRITY_UNSUPPORTED', message: 'LUKS2 authenticated encryption (dm-integrity) is not supported by encfs\'s own decryption' }
-    : [userspaceCipherProblem(seg.encryption, keySize, 'data segment'), ...bound.map((k) => userspaceCipherProblem(k.area.encryption, k.area.keySize, `keyslot ${k.id} area`))]
-      .filter((p): p is string => p !== undefined).map((message): UserspaceProblem => ({ code: 'LUKS_CIPHER_UNSUPPORTED', message }))[0]
+  const userspaceProblem: UserspaceProblem | undefined =
+    seg.integrity !== undefined
+      ? { code: 'LUKS_INTEGRITY_UNSUPPORTED', message: "LUKS2 authenticated encryption (dm-integrity) is not supported by encfs's own decryption" }
+      : [userspaceCipherProblem(seg.encryption, keySize, 'data segment'), ...bound.map((k) => userspaceCipherProblem(k.area.encryption, k.area.keySize, `keyslot ${k.id} area`))]
+          .filter((p): p is string => p !== undefined)
+          .map((message): UserspaceProblem => ({ code: 'LUKS_CIPHER_UNSUPPORTED', message }))[0]
   // 20 bytes (headers converted from LUKS1) or the hash's own size, as cryptsetup checks it.
   const size = hashSize(digest.hash)
   if (size === undefined || (digest.digest.length !== 20 && digest.digest.length !== size)) {
     throw new LuksError('LUKS_METADATA_INVALID', `LUKS2 metadata invalid: digest ${digest.id} uses ${digest.hash} with a ${digest.digest.length}-byte value`)
   }
-  if (!detached && seg.offset > imageSize) throw new LuksError('LUKS_DATA_SIZE_MISMATCH', `the data segment starts at ${seg.offset}, beyond the end of the ${imageSize}-byte image (truncated upload?)`)
+  if (!detached && seg.offset > imageSize)
+    throw new LuksError('LUKS_DATA_SIZE_MISMATCH', `the data segment starts at ${seg.offset}, beyond the end of the ${imageSize}-byte image (truncated upload?)`)
   return {
     version: 2,
     hdrSize: header.hdrSize,
@@ -167,10 +188,16 @@ export function payloadRange(header: Pick<LuksHeader, 'segment'>, dataSize: numb
   const { offset, size, sectorSize } = header.segment
   const length = size === 'dynamic' ? dataSize - offset : size
   if (length <= 0 || offset + length > dataSize) {
-    throw new LuksError('LUKS_DATA_SIZE_MISMATCH', `data device size does not match the LUKS2 segment: the image has ${dataSize} bytes, the segment needs ${offset + Math.max(length, 1)} (truncated upload?)`)
+    throw new LuksError(
+      'LUKS_DATA_SIZE_MISMATCH',
+      `data device size does not match the LUKS2 segment: the image has ${dataSize} bytes, the segment needs ${offset + Math.max(length, 1)} (truncated upload?)`,
+    )
   }
   if (length % sectorSize !== 0) {
-    throw new LuksError('LUKS_DATA_SIZE_MISMATCH', `data device size does not match the LUKS2 segment: ${length} payload bytes is not a multiple of the ${sectorSize}-byte sector size (truncated upload?)`)
+    throw new LuksError(
+      'LUKS_DATA_SIZE_MISMATCH',
+      `data device size does not match the LUKS2 segment: ${length} payload bytes is not a multiple of the ${sectorSize}-byte sector size (truncated upload?)`,
+    )
   }
   return { offset, length }
 }

@@ -75,10 +75,14 @@ export class KdfBudgetTracker {
     const cost = keyslotCost(slot, digest)
     const b = this.budget
     if (cost.pbkdf2 <= b.pbkdf2Iterations && cost.argon2 <= b.argon2MiBPasses) return undefined
-    const which = cost.pbkdf2 > b.pbkdf2Iterations
-      ? `the budget per unlock is ${b.pbkdf2Iterations} pbkdf2 iterations (${BUDGET_FLAGS.pbkdf2Iterations})`
-      : `the budget per unlock is ${b.argon2MiBPasses} Argon2 MiB-passes (${BUDGET_FLAGS.argon2MiBPasses})`
-    return new LuksError('LUKS_KDF_BUDGET', `keyslot ${slot.id} asks for ${describe(slot, digest)}; ${which}. A header asking this much is hostile or was made with an unusual --iter-time: raise the budget only if you trust the image (see docs/kdf-budget.md)`)
+    const which =
+      cost.pbkdf2 > b.pbkdf2Iterations
+        ? `the budget per unlock is ${b.pbkdf2Iterations} pbkdf2 iterations (${BUDGET_FLAGS.pbkdf2Iterations})`
+        : `the budget per unlock is ${b.argon2MiBPasses} Argon2 MiB-passes (${BUDGET_FLAGS.argon2MiBPasses})`
+    return new LuksError(
+      'LUKS_KDF_BUDGET',
+      `keyslot ${slot.id} asks for ${describe(slot, digest)}; ${which}. A header asking this much is hostile or was made with an unusual --iter-time: raise the budget only if you trust the image (see docs/kdf-budget.md)`,
+    )
   }
 
   /** Records that `slot` is about to be tried; throws LUKS_KDF_BUDGET when that would exceed the budget. */
@@ -87,10 +91,14 @@ export class KdfBudgetTracker {
     const next = { pbkdf2: this.spent.pbkdf2 + cost.pbkdf2, argon2: this.spent.argon2 + cost.argon2 }
     const b = this.budget
     if (next.pbkdf2 > b.pbkdf2Iterations || next.argon2 > b.argon2MiBPasses) {
-      const total = next.pbkdf2 > b.pbkdf2Iterations
-        ? `${next.pbkdf2} pbkdf2 iterations, beyond the budget of ${b.pbkdf2Iterations} (${BUDGET_FLAGS.pbkdf2Iterations})`
-        : `${Math.round(next.argon2)} Argon2 MiB-passes, beyond the budget of ${b.argon2MiBPasses} (${BUDGET_FLAGS.argon2MiBPasses})`
-      throw new LuksError('LUKS_KDF_BUDGET', `keyslot ${slot.id} (${describe(slot, digest)}) would bring the key derivation work of this unlock to ${total}, after keyslot(s) ${this.tried.join(', ')}. A header asking this much is hostile or was made with an unusual --iter-time: raise the budget only if you trust the image (see docs/kdf-budget.md)`)
+      const total =
+        next.pbkdf2 > b.pbkdf2Iterations
+          ? `${next.pbkdf2} pbkdf2 iterations, beyond the budget of ${b.pbkdf2Iterations} (${BUDGET_FLAGS.pbkdf2Iterations})`
+          : `${Math.round(next.argon2)} Argon2 MiB-passes, beyond the budget of ${b.argon2MiBPasses} (${BUDGET_FLAGS.argon2MiBPasses})`
+      throw new LuksError(
+        'LUKS_KDF_BUDGET',
+        `keyslot ${slot.id} (${describe(slot, digest)}) would bring the key derivation work of this unlock to ${total}, after keyslot(s) ${this.tried.join(', ')}. A header asking this much is hostile or was made with an unusual --iter-time: raise the budget only if you trust the image (see docs/kdf-budget.md)`,
+      )
     }
     this.spent = next
     this.tried.push(slot.id)

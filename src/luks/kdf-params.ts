@@ -5,10 +5,24 @@ import { createHash } from 'node:crypto'
  * a KDF encfs does not implement (the slot is then skipped; other slots may still open). Callers
  * narrow on `type`, no casts. Also the limits of the engines that compute them.
  */
-export interface Pbkdf2Kdf { type: 'pbkdf2'; hash: string; iterations: number; salt: Buffer }
-export interface Argon2Kdf { type: 'argon2i' | 'argon2id'; time: number; memory: number; cpus: number; salt: Buffer }
+export interface Pbkdf2Kdf {
+  type: 'pbkdf2'
+  hash: string
+  iterations: number
+  salt: Buffer
+}
+export interface Argon2Kdf {
+  type: 'argon2i' | 'argon2id'
+  time: number
+  memory: number
+  cpus: number
+  salt: Buffer
+}
 /** A KDF encfs cannot compute (scrypt...), or none (a keyslot type other than luks2): `name` as the header gives it. */
-export interface UnsupportedKdf { type: 'unsupported'; name: string }
+export interface UnsupportedKdf {
+  type: 'unsupported'
+  name: string
+}
 export type SupportedKdf = Pbkdf2Kdf | Argon2Kdf
 export type Kdf = SupportedKdf | UnsupportedKdf
 

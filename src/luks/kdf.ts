@@ -22,7 +22,6 @@ export interface KdfOptions {
   signal?: AbortSignal
 }
 
-
 function abortError(signal: AbortSignal): Error {
   return signal.reason instanceof Error ? signal.reason : new LuksError('LUKS_KDF_ABORTED', 'key derivation stopped')
 }
@@ -46,10 +45,12 @@ function pbkdf2InChild(job: Pbkdf2Job, signal?: AbortSignal): Promise<Buffer> {
     const onAbort = (): void => finish(() => reject(abortError(signal!)))
     if (signal?.aborted) return onAbort()
     signal?.addEventListener('abort', onAbort, { once: true })
-    child.once('message', (reply: Pbkdf2Reply) => finish(() => {
-      if (reply.ok) resolve(Buffer.from(reply.key.buffer, reply.key.byteOffset, reply.key.byteLength))
-      else reject(new LuksError('LUKS_KDF_FAILED', `PBKDF2 failed: ${reply.message}`))
-    }))
+    child.once('message', (reply: Pbkdf2Reply) =>
+      finish(() => {
+        if (reply.ok) resolve(Buffer.from(reply.key.buffer, reply.key.byteOffset, reply.key.byteLength))
+        else reject(new LuksError('LUKS_KDF_FAILED', `PBKDF2 failed: ${reply.message}`))
+      }),
+    )
     child.once('error', (err) => finish(() => reject(new LuksError('LUKS_KDF_FAILED', `cannot start the key derivation process: ${err.message}`, { cause: err }))))
     child.once('exit', (code, sig) => finish(() => reject(new LuksError('LUKS_KDF_FAILED', `the key derivation process ended without an answer (${sig ?? `exit ${code}`})`))))
     // A copy travels to the child, which zeroes it; ours is the caller's to zero.
@@ -63,7 +64,8 @@ function pbkdf2InChild(job: Pbkdf2Job, signal?: AbortSignal): Promise<Buffer> {
  */
 export async function pbkdf2Async(password: Buffer, salt: Buffer, iterations: number, length: number, hash: string, signal?: AbortSignal): Promise<Buffer> {
   const size = hashSize(hash)
-  if (size === undefined) throw new LuksError('LUKS_KDF_UNSUPPORTED', `unsupported PBKDF2 hash "${hash}" (encfs supports ${HASHES.filter((h) => hashSize(h) !== undefined).join(', ')})`)
+  if (size === undefined)
+    throw new LuksError('LUKS_KDF_UNSUPPORTED', `unsupported PBKDF2 hash "${hash}" (encfs supports ${HASHES.filter((h) => hashSize(h) !== undefined).join(', ')})`)
   if (!Number.isInteger(iterations) || iterations < 1 || iterations > MAX_PBKDF2_ITERATIONS) {
     throw new LuksError('LUKS_KDF_UNSUPPORTED', `${iterations} PBKDF2 iterations is outside what encfs can compute (1 to ${MAX_PBKDF2_ITERATIONS})`)
   }
@@ -71,10 +73,12 @@ export async function pbkdf2Async(password: Buffer, salt: Buffer, iterations: nu
   if (iterations * Math.ceil(length / size) > INLINE_PBKDF2_WORK) {
     return pbkdf2InChild({ password, salt, iterations, length, hash }, signal)
   }
-  return new Promise((resolve, reject) => pbkdf2(password, salt, iterations, length, hash, (err, key) => {
-    if (err) reject(new LuksError('LUKS_KDF_FAILED', `PBKDF2 failed: ${err.message}`, { cause: err }))
-    else resolve(key)
-  }))
+  return new Promise((resolve, reject) =>
+    pbkdf2(password, salt, iterations, length, hash, (err, key) => {
+      if (err) reject(new LuksError('LUKS_KDF_FAILED', `PBKDF2 failed: ${err.message}`, { cause: err }))
+      else resolve(key)
+    }),
+  )
 }
 
 function argon2(kdf: Argon2Kdf, password: Buffer, length: number, signal?: AbortSignal): Promise<Buffer> {
@@ -105,10 +109,7 @@ function argon2(kdf: Argon2Kdf, password: Buffer, length: number, signal?: Abort
     })
     // A copy goes to the worker, which zeroes it; ours is the caller's to zero.
     const pw = new Uint8Array(password)
-    worker.postMessage(
-      { type: kdf.type, password: pw, salt: new Uint8Array(kdf.salt), time: kdf.time, memoryKiB: kdf.memory, parallelism: kdf.cpus, length },
-      [pw.buffer],
-    )
+    worker.postMessage({ type: kdf.type, password: pw, salt: new Uint8Array(kdf.salt), time: kdf.time, memoryKiB: kdf.memory, parallelism: kdf.cpus, length }, [pw.buffer])
   })
 }
 
@@ -122,7 +123,10 @@ export function checkArgon2Memory(kdf: Argon2Kdf, keyslotId: string, opts: KdfOp
   const limit = argon2MemoryLimitKiB(opts)
   if (kdf.memory <= limit) return
   const engine = limit === ARGON2_ENGINE_MAX_KIB ? ' (the most encfs can compute: its Argon2 runs in 32-bit WebAssembly)' : ''
-  throw new LuksError('LUKS_KDF_MEMORY', `keyslot ${keyslotId} needs ${Math.ceil(kdf.memory / 1024)} MiB for Argon2; the limit is ${Math.floor(limit / 1024)} MiB${engine}; add a keyslot with less memory: cryptsetup luksAddKey --pbkdf-memory ${Math.min(limit, 1024 * 1024)}`)
+  throw new LuksError(
+    'LUKS_KDF_MEMORY',
+    `keyslot ${keyslotId} needs ${Math.ceil(kdf.memory / 1024)} MiB for Argon2; the limit is ${Math.floor(limit / 1024)} MiB${engine}; add a keyslot with less memory: cryptsetup luksAddKey --pbkdf-memory ${Math.min(limit, 1024 * 1024)}`,
+  )
 }
 
 /** Derives a keyslot key (docs/kdf-budget.md says what it may cost). */

@@ -107,8 +107,10 @@ export async function readLuks1Header(source: RangeSource, o: { detached?: boole
   const payload = payloadSectors * SECTOR
   const metadataEnd = Math.max(headerSectors * SECTOR, ...areas.map((a) => a.end))
   // With the header on the data device, the ciphertext must start after the header and every keyslot.
-  if (!o.detached && payload < metadataEnd) throw invalid(`the payload at ${payload} overlaps the header and keyslots (which end at ${metadataEnd}); refusing a header that would expose metadata as data`)
-  if (!o.detached && payload > source.size) throw new LuksError('LUKS_DATA_SIZE_MISMATCH', `the payload starts at ${payload}, beyond the end of the ${source.size}-byte image (truncated upload?)`)
+  if (!o.detached && payload < metadataEnd)
+    throw invalid(`the payload at ${payload} overlaps the header and keyslots (which end at ${metadataEnd}); refusing a header that would expose metadata as data`)
+  if (!o.detached && payload > source.size)
+    throw new LuksError('LUKS_DATA_SIZE_MISMATCH', `the payload starts at ${payload}, beyond the end of the ${source.size}-byte image (truncated upload?)`)
   if (keyslots.length === 0) throw new LuksError('LUKS_NO_USABLE_KEYSLOT', 'no active keyslot in the LUKS1 header; add one with cryptsetup luksAddKey')
 
   const problems = [

@@ -77,7 +77,8 @@ function str(o: Obj, k: string, what: string): string {
 /** A JSON number that is an unsigned 32-bit integer (cryptsetup's validate_json_uint32). */
 function u32(o: Obj, k: string, what: string): number {
   const v = o[k]
-  if (typeof v !== 'number' || !Number.isInteger(v) || v < 0 || v > 0xffffffff) throw new MetadataInvalid(`${what}.${k} is ${v === undefined ? 'missing' : 'not a 32-bit unsigned number'}`)
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < 0 || v > 0xffffffff)
+    throw new MetadataInvalid(`${what}.${k} is ${v === undefined ? 'missing' : 'not a 32-bit unsigned number'}`)
   return v
 }
 
@@ -110,10 +111,12 @@ function optionalStrings(o: Obj, k: string, what: string): string[] {
 /** The members of a table (keyslots, tokens...): ids in decimal form, within cryptsetup's limits. */
 function entries(top: Obj, table: keyof typeof MAX_IDS): [string, Obj][] {
   const o = obj(top[table], table)
-  return Object.keys(o).sort((a, b) => Number(a) - Number(b)).map((id) => {
-    if (!/^(0|[1-9]\d*)$/.test(id) || Number(id) >= MAX_IDS[table]) throw new MetadataInvalid(`${table} has an invalid id "${id}"`)
-    return [id, obj(o[id], `${table}.${id}`)]
-  })
+  return Object.keys(o)
+    .sort((a, b) => Number(a) - Number(b))
+    .map((id) => {
+      if (!/^(0|[1-9]\d*)$/.test(id) || Number(id) >= MAX_IDS[table]) throw new MetadataInvalid(`${table} has an invalid id "${id}"`)
+      return [id, obj(o[id], `${table}.${id}`)]
+    })
 }
 
 function parseKdf(k: Obj, what: string): Kdf {
@@ -165,14 +168,25 @@ function parseKeyslot(id: string, k: Obj): Keyslot {
   const size = u64(area, 'size', areaWhat)
   if (type !== 'luks2') {
     // Only the area matters for other types (it must not overlap the others).
-    return { id, type, keySize, priority, area: { type: typeof area.type === 'string' ? area.type : '', offset, size, encryption: '', keySize: 0 }, kdf: { type: 'unsupported', name: 'none' }, af: { type: '', stripes: 0, hash: '' } }
+    return {
+      id,
+      type,
+      keySize,
+      priority,
+      area: { type: typeof area.type === 'string' ? area.type : '', offset, size, encryption: '', keySize: 0 },
+      kdf: { type: 'unsupported', name: 'none' },
+      af: { type: '', stripes: 0, hash: '' },
+    }
   }
   // cryptsetup's luks2 keyslot handler knows one area type and one AF type; anything else makes the copy invalid.
   if (str(area, 'type', areaWhat) !== 'raw') throw new MetadataInvalid(`${areaWhat}.type is not "raw"`)
   const af = obj(k.af, `${what}.af`)
   if (str(af, 'type', `${what}.af`) !== 'luks1') throw new MetadataInvalid(`${what}.af.type is not "luks1"`)
   return {
-    id, type, keySize, priority,
+    id,
+    type,
+    keySize,
+    priority,
     area: { type: 'raw', offset, size, encryption: str(area, 'encryption', areaWhat), keySize: u32(area, 'key_size', areaWhat) },
     kdf: parseKdf(obj(k.kdf, `${what}.kdf`), `${what}.kdf`),
     af: { type: 'luks1', stripes: u32(af, 'stripes', `${what}.af`), hash: str(af, 'hash', `${what}.af`) },
@@ -213,9 +227,14 @@ function parseDigest(id: string, d: Obj, keyslotIds: Set<string>, segmentIds: Se
   for (const sg of segments) if (!segmentIds.has(sg)) throw new MetadataInvalid(`${what} names segment ${sg}, which does not exist`)
   if (type !== 'pbkdf2') return { id, type, keyslots, segments, hash: '', iterations: 0, salt: Buffer.alloc(0), digest: Buffer.alloc(0) }
   const digest: Digest = {
-    id, type, keyslots, segments,
-    hash: str(d, 'hash', what), iterations: u32(d, 'iterations', what),
-    salt: b64(d, 'salt', what), digest: b64(d, 'digest', what),
+    id,
+    type,
+    keyslots,
+    segments,
+    hash: str(d, 'hash', what),
+    iterations: u32(d, 'iterations', what),
+    salt: b64(d, 'salt', what),
+    digest: b64(d, 'digest', what),
   }
   if (digest.salt.length !== 32) throw new MetadataInvalid(`${what} salt is not 32 bytes`)
   return digest
@@ -271,7 +290,8 @@ export function parseMetadata(text: string, hdrSize: number): Luks2Metadata {
   const areas = keyslots.map((s) => ({ id: s.id, start: s.area.offset, end: s.area.offset + s.area.size })).sort((a, b) => a.start - b.start)
   for (const a of areas) {
     if (a.end === a.start) throw new MetadataInvalid(`keyslot ${a.id} area is empty`)
-    if (a.start < 2 * hdrSize || a.end > 2 * hdrSize + keyslotsSize || a.start % 512 !== 0) throw new MetadataInvalid(`keyslot ${a.id} area [${a.start}, ${a.end}) is outside the keyslots area`)
+    if (a.start < 2 * hdrSize || a.end > 2 * hdrSize + keyslotsSize || a.start % 512 !== 0)
+      throw new MetadataInvalid(`keyslot ${a.id} area [${a.start}, ${a.end}) is outside the keyslots area`)
   }
   for (let i = 1; i < areas.length; i++) {
     if (areas[i]!.start < areas[i - 1]!.end) throw new MetadataInvalid(`keyslot areas ${areas[i - 1]!.id} and ${areas[i]!.id} overlap`)

@@ -12,8 +12,11 @@ const SUPPORTED: Record<string, number[]> = {
 export function checkCipher(spec: string, keySize: number, where: string): void {
   const sizes = SUPPORTED[spec]
   if (!sizes) {
-    throw new LuksError('LUKS_CIPHER_UNSUPPORTED', `unsupported cipher "${spec}" for the ${where}: encfs opens aes-xts-plain64, aes-xts-plain and aes-cbc-essiv:sha256 only` +
-      (spec.startsWith('cipher_null') ? ' (a null cipher stores data in plaintext: this header may have been tampered with)' : ''))
+    throw new LuksError(
+      'LUKS_CIPHER_UNSUPPORTED',
+      `unsupported cipher "${spec}" for the ${where}: encfs opens aes-xts-plain64, aes-xts-plain and aes-cbc-essiv:sha256 only` +
+        (spec.startsWith('cipher_null') ? ' (a null cipher stores data in plaintext: this header may have been tampered with)' : ''),
+    )
   }
   if (!sizes.includes(keySize)) {
     throw new LuksError('LUKS_CIPHER_UNSUPPORTED', `unsupported key size for the ${where}: ${spec} with a ${keySize}-byte key (expected ${sizes.join(' or ')} bytes)`)

@@ -159,7 +159,10 @@ export async function openKeyslots(source: RangeSource, slots: OpenableKeyslot[]
     }
     budget.charge(slot, check)
     const started = Date.now()
-    logger.info({ keyslot: slot.id, kdf: kdf.type, ...('memory' in kdf ? { memoryMiB: Math.round(kdf.memory / 1024) } : {}), ...('iterations' in kdf ? { iterations: kdf.iterations } : {}) }, `trying keyslot ${slot.id} (${kdf.type})`)
+    logger.info(
+      { keyslot: slot.id, kdf: kdf.type, ...('memory' in kdf ? { memoryMiB: Math.round(kdf.memory / 1024) } : {}), ...('iterations' in kdf ? { iterations: kdf.iterations } : {}) },
+      `trying keyslot ${slot.id} (${kdf.type})`,
+    )
     const key = await tryKeyslot(source, slot, check, passphrase, opts)
     tried.push(slot.id)
     if (key) {
@@ -171,7 +174,10 @@ export async function openKeyslots(source: RangeSource, slots: OpenableKeyslot[]
   if (tooCostly) {
     throw tried.length === 0 ? tooCostly : new LuksError(tooCostly.code, `${tooCostly.message} (keyslot(s) ${tried.join(', ')} were tried and do not open with this key)`)
   }
-  throw new LuksError('LUKS_WRONG_KEY', 'no keyslot can be opened with this key: the key does not match the image (check raw_key / the released key, and that the blob is the image it was made for)')
+  throw new LuksError(
+    'LUKS_WRONG_KEY',
+    'no keyslot can be opened with this key: the key does not match the image (check raw_key / the released key, and that the blob is the image it was made for)',
+  )
 }
 
 function memoryRefusal(slot: OpenableKeyslot, opts: UnlockOptions): LuksError | undefined {

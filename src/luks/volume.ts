@@ -93,7 +93,12 @@ export class Luks2Volume implements RangeSource {
     const inner = this.data.nativeView?.()
     const xts = this.cipher.xts()
     if (!inner || inner.xts || !xts) return undefined
-    return { cache: inner.cache, offset: inner.offset + this.offset, xts: { key: xts.key, unit: this.unit, plain64: xts.plain64 }, ...(inner.readAround ? { readAround: inner.readAround } : {}) }
+    return {
+      cache: inner.cache,
+      offset: inner.offset + this.offset,
+      xts: { key: xts.key, unit: this.unit, plain64: xts.plain64 },
+      ...(inner.readAround ? { readAround: inner.readAround } : {}),
+    }
   }
 
   async close(): Promise<void> {
@@ -143,7 +148,8 @@ export class WritableLuks2Volume extends Luks2Volume implements WritableRangeSou
   /** Whole units encrypted by the caller (the native data plane), in the same order as every other write. */
   private async writeCiphertext(offset: number, ciphertext: Buffer): Promise<void> {
     checkRange(this.size, offset, ciphertext.length)
-    if (offset % this.unit !== 0 || ciphertext.length % this.unit !== 0) throw new RangeError(`encrypted write at ${offset} (+${ciphertext.length}) is not whole ${this.unit}-byte units`)
+    if (offset % this.unit !== 0 || ciphertext.length % this.unit !== 0)
+      throw new RangeError(`encrypted write at ${offset} (+${ciphertext.length}) is not whole ${this.unit}-byte units`)
     const run = this.writes.then(() => this.writer.write(this.offset + offset, ciphertext, true))
     this.writes = run.catch(() => {})
     return run

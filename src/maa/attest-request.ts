@@ -21,9 +21,7 @@ export interface AttestInputs {
  * initTimeData and the nonce as an unsigned 64-bit JSON number.
  */
 export function attestRequestBody(i: AttestInputs): string {
-  const endorsements = i.referenceInfo
-    ? `,"Endorsements":"${urlBase64(Buffer.from(JSON.stringify({ Uvm: [urlBase64(Buffer.from(i.referenceInfo, 'base64'))] })))}"`
-    : ''
+  const endorsements = i.referenceInfo ? `,"Endorsements":"${urlBase64(Buffer.from(JSON.stringify({ Uvm: [urlBase64(Buffer.from(i.referenceInfo, 'base64'))] })))}"` : ''
   const bundle = `{"SnpReport":"${urlBase64(i.report)}","VcekCertChain":"${urlBase64(Buffer.from(i.vcekCertChain))}"${endorsements}}`
   return `{"report":"${urlBase64(Buffer.from(bundle))}","runtimeData":{"data":"${urlBase64(i.runtimeData)}","dataType":"JSON"},"initTimeData":{"data":"","dataType":""},"nonce":${BigInt.asUintN(64, i.nonce).toString()}}`
 }

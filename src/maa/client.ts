@@ -35,7 +35,9 @@ export async function attestSevSnp(inputs: AttestInputs, o: MaaOptions): Promise
   if (res.status < 200 || res.status > 207) {
     // A 4xx is MAA's verdict on the evidence; 408, 429 and 5xx (after the retries) say MAA is not working for us now.
     const unavailable = res.status === 408 || res.status === 429 || res.status >= 500
-    throw new MaaError(unavailable ? 'MAA_UNAVAILABLE' : 'MAA_ATTEST_FAILED', `MAA attestation at ${o.endpoint} failed with HTTP ${res.status}: ${text.slice(0, 500)}`, { upstreamStatus: res.status })
+    throw new MaaError(unavailable ? 'MAA_UNAVAILABLE' : 'MAA_ATTEST_FAILED', `MAA attestation at ${o.endpoint} failed with HTTP ${res.status}: ${text.slice(0, 500)}`, {
+      upstreamStatus: res.status,
+    })
   }
   let token: unknown
   try {
@@ -44,6 +46,7 @@ export async function attestSevSnp(inputs: AttestInputs, o: MaaOptions): Promise
   } catch {
     token = undefined
   }
-  if (typeof token !== 'string' || token === '') throw new MaaError('MAA_BAD_ANSWER', `MAA at ${o.endpoint} answered HTTP ${res.status} without a token`, { upstreamStatus: res.status })
+  if (typeof token !== 'string' || token === '')
+    throw new MaaError('MAA_BAD_ANSWER', `MAA at ${o.endpoint} answered HTTP ${res.status} without a token`, { upstreamStatus: res.status })
   return token
 }

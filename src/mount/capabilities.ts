@@ -63,14 +63,15 @@ export function chooseUnlock(requested: UnlockMode, caps: Capabilities): Choice<
     : 'cryptsetup is not installed (apt-get install cryptsetup-bin)'
   if (requested === 'kernel') {
     if (!kernelReady) {
-      throw new MountError('UNLOCK_KERNEL_UNAVAILABLE', `--unlock kernel needs dm-crypt, but ${missing}. Use --unlock userspace (or auto), which decrypts in encfs and needs only FUSE.`)
+      throw new MountError(
+        'UNLOCK_KERNEL_UNAVAILABLE',
+        `--unlock kernel needs dm-crypt, but ${missing}. Use --unlock userspace (or auto), which decrypts in encfs and needs only FUSE.`,
+      )
     }
     return { mode: 'kernel', reason: 'requested' }
   }
   if (requested === 'userspace') return { mode: 'userspace', reason: 'requested' }
-  return kernelReady
-    ? { mode: 'kernel', reason: 'device-mapper and cryptsetup are available' }
-    : { mode: 'userspace', reason: missing }
+  return kernelReady ? { mode: 'kernel', reason: 'device-mapper and cryptsetup are available' } : { mode: 'userspace', reason: missing }
 }
 
 export function chooseMounter(requested: MounterMode, caps: Capabilities): Choice<'loop' | 'fuse2fs'> {
@@ -88,6 +89,8 @@ export function chooseMounter(requested: MounterMode, caps: Capabilities): Choic
 }
 
 export function logChoices(logger: Logger, index: number, unlock: Choice<string>, mounter: Choice<string>): void {
-  logger.info({ filesystem: index, unlock: unlock.mode, unlockReason: unlock.reason, mounter: mounter.mode, mounterReason: mounter.reason },
-    `filesystem ${index}: unlock ${unlock.mode} (${unlock.reason}); mount via ${mounter.mode} (${mounter.reason})`)
+  logger.info(
+    { filesystem: index, unlock: unlock.mode, unlockReason: unlock.reason, mounter: mounter.mode, mounterReason: mounter.reason },
+    `filesystem ${index}: unlock ${unlock.mode} (${unlock.reason}); mount via ${mounter.mode} (${mounter.reason})`,
+  )
 }

@@ -11,8 +11,12 @@ export async function mountExt4(run: CommandRunner, device: string, target: stri
   try {
     await run('mount', ['-t', 'ext4', '-o', options, device, target], { timeoutMs: 120_000 })
   } catch (err) {
-    throw new MountError('EXT4_MOUNT_FAILED', `cannot mount the decrypted image as ext4 at ${target}: ${(err as Error).message}. ` +
-      'The key opened the LUKS keyslot, so the image holds no valid ext4 filesystem (was it made with mkfs.ext4 inside the LUKS container?).', { cause: err })
+    throw new MountError(
+      'EXT4_MOUNT_FAILED',
+      `cannot mount the decrypted image as ext4 at ${target}: ${(err as Error).message}. ` +
+        'The key opened the LUKS keyslot, so the image holds no valid ext4 filesystem (was it made with mkfs.ext4 inside the LUKS container?).',
+      { cause: err },
+    )
   }
 }
 
@@ -22,9 +26,12 @@ export async function mountExt4(run: CommandRunner, device: string, target: stri
  */
 export async function unmountPath(run: CommandRunner, target: string, logger: Logger, busyTimeoutMs = 10_000): Promise<void> {
   try {
-    await retry(async () => {
-      if (await isMounted(target)) await run('umount', [target], { timeoutMs: 120_000 })
-    }, { budgetMs: busyTimeoutMs, backoff: constantBackoff(250), classify: (err) => (isBusy(err) ? RETRY : STOP) })
+    await retry(
+      async () => {
+        if (await isMounted(target)) await run('umount', [target], { timeoutMs: 120_000 })
+      },
+      { budgetMs: busyTimeoutMs, backoff: constantBackoff(250), classify: (err) => (isBusy(err) ? RETRY : STOP) },
+    )
   } catch (err) {
     logger.warn({ target, err }, isBusy(err) ? 'still busy; detaching lazily' : 'umount failed; detaching lazily')
     await run('umount', ['--lazy', target], { timeoutMs: 60_000 })
@@ -46,18 +53,30 @@ export async function mountFuse2fs(file: string, target: string, readOnly: boole
   const options = ['allow_other', 'default_permissions', ...(readOnly ? ['ro', 'norecovery'] : ['rw'])]
   const child = spawn('fuse2fs', [file, target, '-f', '-o', options.join(',')], { stdio: ['ignore', 'ignore', 'pipe'] })
   let stderr = ''
-  child.stderr?.on('data', (d: Buffer) => { stderr += d.toString() })
+  child.stderr?.on('data', (d: Buffer) => {
+    stderr += d.toString()
+  })
   let exited: string | undefined
-  child.on('exit', (code, signal) => { exited = signal ?? `code ${code}` })
-  child.on('error', (e: NodeJS.ErrnoException) => { exited = e.code === 'ENOENT' ? 'not installed' : e.message })
-  const mounted = await waitFor(async () => {
-    if (exited !== undefined) {
-      throw new MountError('FUSE2FS_FAILED', exited === 'not installed'
-        ? 'fuse2fs is not installed: apt-get install fuse2fs'
-        : `fuse2fs could not mount the decrypted image at ${target} (${exited}): ${stderr.trim().split('\n').slice(-2).join(' | ')}`)
-    }
-    return isMounted(target)
-  }, { intervalMs: 50, timeoutMs: readyTimeoutMs })
+  child.on('exit', (code, signal) => {
+    exited = signal ?? `code ${code}`
+  })
+  child.on('error', (e: NodeJS.ErrnoException) => {
+    exited = e.code === 'ENOENT' ? 'not installed' : e.message
+  })
+  const mounted = await waitFor(
+    async () => {
+      if (exited !== undefined) {
+        throw new MountError(
+          'FUSE2FS_FAILED',
+          exited === 'not installed'
+            ? 'fuse2fs is not installed: apt-get install fuse2fs'
+            : `fuse2fs could not mount the decrypted image at ${target} (${exited}): ${stderr.trim().split('\n').slice(-2).join(' | ')}`,
+        )
+      }
+      return isMounted(target)
+    },
+    { intervalMs: 50, timeoutMs: readyTimeoutMs },
+  )
   if (!mounted) {
     child.kill('SIGKILL')
     throw new MountError('FUSE2FS_FAILED', `fuse2fs did not mount ${target} within ${readyTimeoutMs} ms`)

@@ -25,7 +25,11 @@ export async function veritysetupOpen(run: CommandRunner, o: VeritysetupOpenOpti
   try {
     await run('veritysetup', ['open', o.dataFile, o.name, o.hashFile, o.rootHash], { timeoutMs: 120_000 })
   } catch (err) {
-    throw new MountError('VERITYSETUP_OPEN_FAILED', `veritysetup open failed (the hash tree does not match verity.root_hash, or dm-verity is missing from the kernel): ${(err as Error).message}`, { cause: err })
+    throw new MountError(
+      'VERITYSETUP_OPEN_FAILED',
+      `veritysetup open failed (the hash tree does not match verity.root_hash, or dm-verity is missing from the kernel): ${(err as Error).message}`,
+      { cause: err },
+    )
   }
   o.logger.info({ name: o.name }, 'dm-verity mapping opened')
   return `/dev/mapper/${o.name}`

@@ -69,11 +69,17 @@ export async function preflight(plan: FilesystemPlan): Promise<void> {
   const where = `azure_filesystems[${plan.index}].mount_point`
   const parent = await lstat(plan.parentDir).catch(() => undefined)
   if (!parent?.isDirectory()) {
-    throw new MountError('MOUNT_POINT_PARENT_MISSING', `${where}: the parent directory ${plan.parentDir} does not exist; create it (in a pod: the shared emptyDir volume) before starting remotefs`)
+    throw new MountError(
+      'MOUNT_POINT_PARENT_MISSING',
+      `${where}: the parent directory ${plan.parentDir} does not exist; create it (in a pod: the shared emptyDir volume) before starting remotefs`,
+    )
   }
   const existing = await lstat(plan.mountPoint).catch(() => undefined)
   if (existing && !existing.isSymbolicLink()) {
-    throw new MountError('MOUNT_POINT_EXISTS', `${where}: ${plan.mountPoint} already exists; remotefs creates it as a symlink when the filesystem is ready, so it must not exist (remove it)`)
+    throw new MountError(
+      'MOUNT_POINT_EXISTS',
+      `${where}: ${plan.mountPoint} already exists; remotefs creates it as a symlink when the filesystem is ready, so it must not exist (remove it)`,
+    )
   }
 }
 
@@ -127,9 +133,7 @@ export async function mountFilesystem(plan: FilesystemPlan, ctx: MountContext): 
     const header = await checkHeader(chain, unlock.mode, ctx, logger, progress)
     const key = await ctx.keys.keyFor(plan.key, { index: plan.index, logger, signal: ctx.signal })
     try {
-      const files = unlock.mode === 'userspace'
-        ? await unlockUserspace(chain, key, plan.readWrite, ctx, logger, progress)
-        : kernelFiles(chain, header, plan.readWrite)
+      const files = unlock.mode === 'userspace' ? await unlockUserspace(chain, key, plan.readWrite, ctx, logger, progress) : kernelFiles(chain, header, plan.readWrite)
       const { server } = done('unmount FUSE', await serveFiles(plan, ctx, chain, files, logger))
       progress('FUSE file served', { path: server.pathOf('data'), backend: server.backend })
       let device = server.pathOf('data')
@@ -166,7 +170,11 @@ export async function mountFilesystem(plan: FilesystemPlan, ctx: MountContext): 
 async function openImage(plan: FilesystemPlan, ctx: MountContext, logger: Logger, progress: Progress): Promise<ImageChain & { undo: Undo }> {
   progress('opening image', { url: redactUrl(plan.url) })
   const source = await openSource(plan.url, {
-    private: plan.private, identity: ctx.identity, logger, signal: ctx.signal, http: ctx.http,
+    private: plan.private,
+    identity: ctx.identity,
+    logger,
+    signal: ctx.signal,
+    http: ctx.http,
     // The lease id lives next to the FUSE directories, so a restart after a crash takes its lease back.
     ...(plan.readWrite ? { writable: { leaseIdFile: path.join(ctx.runtimeDir, `${plan.index}.lease`), leaseWaitMs: ctx.leaseWaitMs } } : {}),
   })
@@ -199,7 +207,11 @@ async function checkHeader(chain: ImageChain, unlock: 'kernel' | 'userspace', ct
   if (unlock === 'userspace' && header.userspaceProblem) throw userspaceRefusal(header.userspaceProblem)
   // cryptsetup will derive the keys, trying every keyslot: refuse a header that asks it to work for minutes.
   if (unlock === 'kernel') checkAnyUnlockCost(header, chain.image.size, { budget: ctx.kdfBudget })
-  progress(`LUKS${header.version} header validated`, { cipher: header.segment.encryption, sectorSize: header.segment.sectorSize, ...(header.version === 2 ? { copy: header.copy } : {}) })
+  progress(`LUKS${header.version} header validated`, {
+    cipher: header.segment.encryption,
+    sectorSize: header.segment.sectorSize,
+    ...(header.version === 2 ? { copy: header.copy } : {}),
+  })
   return header
 }
 
@@ -238,7 +250,10 @@ async function serveFiles(plan: FilesystemPlan, ctx: MountContext, chain: ImageC
       const before = chain.cache.stats()
       await outer.flush()
       const after = chain.cache.stats()
-      logger.warn({ bytes: after.bytesWritten - before.bytesWritten, blocks: after.writeBacks - before.writeBacks, totalBytesWritten: after.bytesWritten }, `flushed ${after.bytesWritten - before.bytesWritten} bytes to storage before unmounting`)
+      logger.warn(
+        { bytes: after.bytesWritten - before.bytesWritten, blocks: after.writeBacks - before.writeBacks, totalBytesWritten: after.bytesWritten },
+        `flushed ${after.bytesWritten - before.bytesWritten} bytes to storage before unmounting`,
+      )
     }
     logger.info({ fuse: server.stats(), cache: chain.cache.stats() }, 'I/O statistics')
     await server.unmount()
@@ -253,18 +268,37 @@ async function openVerityMapping(plan: FilesystemPlan, ctx: MountContext, server
   return { device, undo: () => veritysetupClose(ctx.run, name) }
 }
 
-async function openCryptMapping(plan: FilesystemPlan, ctx: MountContext, server: FileServer, dataFile: string, header: LuksHeader, key: Buffer, logger: Logger): Promise<{ device: string; undo: Undo }> {
+async function openCryptMapping(
+  plan: FilesystemPlan,
+  ctx: MountContext,
+  server: FileServer,
+  dataFile: string,
+  header: LuksHeader,
+  key: Buffer,
+  logger: Logger,
+): Promise<{ device: string; undo: Undo }> {
   const name = mapperName(plan.index)
-  const device = await cryptsetupOpen(ctx.run, { dataFile, headerFile: server.pathOf('header'), name, readOnly: !plan.readWrite, key, logger, type: header.version === 1 ? 'luks1' : 'luks2' })
+  const device = await cryptsetupOpen(ctx.run, {
+    dataFile,
+    headerFile: server.pathOf('header'),
+    name,
+    readOnly: !plan.readWrite,
+    key,
+    logger,
+    type: header.version === 1 ? 'luks1' : 'luks2',
+  })
   return { device, undo: () => cryptsetupClose(ctx.run, name) }
 }
 
 /** The directory ext4 is mounted on; removed by the undo only when this run created it. */
 async function makeMountDir(plan: FilesystemPlan): Promise<{ undo?: Undo }> {
-  const created = await mkdir(plan.mountDir, { mode: 0o755 }).then(() => true, (err: NodeJS.ErrnoException) => {
-    if (err.code === 'EEXIST') return false
-    throw new MountError('MOUNT_DIR_FAILED', `cannot create ${plan.mountDir}: ${err.message}`, { cause: err })
-  })
+  const created = await mkdir(plan.mountDir, { mode: 0o755 }).then(
+    () => true,
+    (err: NodeJS.ErrnoException) => {
+      if (err.code === 'EEXIST') return false
+      throw new MountError('MOUNT_DIR_FAILED', `cannot create ${plan.mountDir}: ${err.message}`, { cause: err })
+    },
+  )
   return created ? { undo: () => rmdir(plan.mountDir) } : {}
 }
 
@@ -291,7 +325,14 @@ async function publish(plan: FilesystemPlan): Promise<{ undo: Undo }> {
   return { undo: () => unlink(plan.mountPoint) }
 }
 
-function mounted(plan: FilesystemPlan, unlock: 'kernel' | 'userspace', mounter: 'loop' | 'fuse2fs', verity: VeritySource | undefined, undo: UndoStack, logger: Logger): MountedFilesystem {
+function mounted(
+  plan: FilesystemPlan,
+  unlock: 'kernel' | 'userspace',
+  mounter: 'loop' | 'fuse2fs',
+  verity: VeritySource | undefined,
+  undo: UndoStack,
+  logger: Logger,
+): MountedFilesystem {
   return {
     index: plan.index,
     mountPoint: plan.mountPoint,
@@ -302,7 +343,10 @@ function mounted(plan: FilesystemPlan, unlock: 'kernel' | 'userspace', mounter: 
       logger.info({ mountPoint: plan.mountPoint }, 'unmounting')
       const failures = await undo.unwind()
       if (failures.length > 0) {
-        throw new MountError('UNMOUNT_FAILED', `filesystem ${plan.index} (${plan.mountPoint}): ${failures.length} cleanup step(s) failed: ${failures.map((f) => f.message).join('; ')}`)
+        throw new MountError(
+          'UNMOUNT_FAILED',
+          `filesystem ${plan.index} (${plan.mountPoint}): ${failures.length} cleanup step(s) failed: ${failures.map((f) => f.message).join('; ')}`,
+        )
       }
       logger.info({ mountPoint: plan.mountPoint }, 'unmounted')
     },

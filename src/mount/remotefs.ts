@@ -54,21 +54,41 @@ export async function startRemotefs(o: RemotefsOptions): Promise<Remotefs> {
     while (mounted.length > 0) {
       const fs = mounted.pop()!
       o.onState?.(fs.index, 'unmounting')
-      await fs.unmount().then(() => o.onState?.(fs.index, 'unmounted'), (err: Error) => {
-        failures.push(err)
-        o.onState?.(fs.index, 'failed', { reason: err.message })
-      })
+      await fs.unmount().then(
+        () => o.onState?.(fs.index, 'unmounted'),
+        (err: Error) => {
+          failures.push(err)
+          o.onState?.(fs.index, 'failed', { reason: err.message })
+        },
+      )
     }
     await claim.release()
     return failures
   }
   try {
-    await clearStale(run, o.runtimeDir, o.plans.map((p) => ({ index: p.index, mountPoint: p.mountPoint, mountDir: p.mountDir })), logger)
+    await clearStale(
+      run,
+      o.runtimeDir,
+      o.plans.map((p) => ({ index: p.index, mountPoint: p.mountPoint, mountDir: p.mountDir })),
+      logger,
+    )
     for (const plan of o.plans) {
       try {
         o.onState?.(plan.index, 'mounting')
         const { identity, leaseWaitMs, kdfBudget, signal } = o
-        const fs = await mountFilesystem(plan, { run, caps, keys: o.keys, runtimeDir: o.runtimeDir, identity, leaseWaitMs, kdfBudget, logger, signal, fuse: fuse.backend, http: http.client })
+        const fs = await mountFilesystem(plan, {
+          run,
+          caps,
+          keys: o.keys,
+          runtimeDir: o.runtimeDir,
+          identity,
+          leaseWaitMs,
+          kdfBudget,
+          logger,
+          signal,
+          fuse: fuse.backend,
+          http: http.client,
+        })
         mounted.push(fs)
         const verity = fs.verity
         o.onState?.(plan.index, 'mounted', { unlock: fs.unlock, mounter: fs.mounter, ...(verity ? { verity: () => verity.stats() } : {}) })

@@ -51,7 +51,10 @@ export async function clearStale(run: CommandRunner, runtimeDir: string, targets
   for (const t of targets) {
     const foreign = mounts.find((m) => (m.target === t.mountDir || under(t.mountDir, m.target)) && !isOurs(m, t, runtimeDir, loops))
     if (foreign) {
-      throw new MountError('MOUNT_DIR_FOREIGN', `${foreign.target} has a filesystem remotefs did not mount (${foreign.fstype} from ${foreign.source}); remotefs mounts filesystem ${t.index} at ${t.mountDir}: unmount it, or choose another mount_point`)
+      throw new MountError(
+        'MOUNT_DIR_FOREIGN',
+        `${foreign.target} has a filesystem remotefs did not mount (${foreign.fstype} from ${foreign.source}); remotefs mounts filesystem ${t.index} at ${t.mountDir}: unmount it, or choose another mount_point`,
+      )
     }
   }
   for (const t of targets) {
@@ -71,14 +74,24 @@ export async function clearStale(run: CommandRunner, runtimeDir: string, targets
       cleared++
     }
     const mapper = mapperName(t.index)
-    if (await access(`/dev/mapper/${mapper}`).then(() => true, () => false)) {
+    if (
+      await access(`/dev/mapper/${mapper}`).then(
+        () => true,
+        () => false,
+      )
+    ) {
       logger.warn({ mapper }, 'closing a stale dm-crypt mapping left by an earlier run')
       await cryptsetupClose(run, mapper).catch((err: unknown) => logger.error({ err, mapper }, 'cannot close stale mapping'))
       cleared++
     }
     // dm-verity lies under dm-crypt: closed after it.
     const verityMapper = verityMapperName(t.index)
-    if (await access(`/dev/mapper/${verityMapper}`).then(() => true, () => false)) {
+    if (
+      await access(`/dev/mapper/${verityMapper}`).then(
+        () => true,
+        () => false,
+      )
+    ) {
       logger.warn({ mapper: verityMapper }, 'closing a stale dm-verity mapping left by an earlier run')
       await veritysetupClose(run, verityMapper).catch((err: unknown) => logger.error({ err, mapper: verityMapper }, 'cannot close stale mapping'))
       cleared++
@@ -99,7 +112,12 @@ export async function clearStale(run: CommandRunner, runtimeDir: string, targets
   // The mount directory itself: a start finding it would not know it may remove it at stop.
   for (const t of targets) {
     if (!OUR_LINK.test(path.basename(t.mountDir)) || (await isMounted(t.mountDir))) continue
-    if (await rmdir(t.mountDir).then(() => true, () => false)) {
+    if (
+      await rmdir(t.mountDir).then(
+        () => true,
+        () => false,
+      )
+    ) {
       logger.warn({ path: t.mountDir }, 'removed an empty mount directory left by an earlier run')
       cleared++
     }

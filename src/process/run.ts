@@ -59,7 +59,11 @@ export const runCommand: CommandRunner = (command, args, options = {}) =>
     child.on('error', (e: NodeJS.ErrnoException) => {
       if (timer) clearTimeout(timer)
       if (e.code === 'ENOENT') {
-        reject(new ProcessError('COMMAND_MISSING', `${command} is not installed: install the Debian package ${packageFor(command)} (apt-get install ${packageFor(command)})`, { cause: e }))
+        reject(
+          new ProcessError('COMMAND_MISSING', `${command} is not installed: install the Debian package ${packageFor(command)} (apt-get install ${packageFor(command)})`, {
+            cause: e,
+          }),
+        )
       } else {
         reject(new ProcessError('COMMAND_FAILED', `cannot run ${command}: ${e.message}`, { cause: e }))
       }

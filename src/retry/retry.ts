@@ -109,8 +109,7 @@ export async function retry<T>(attempt: (n: number) => Promise<T>, policy: Retry
     if (n >= attempts) return giveUp('attempts')
     if (retryAfterMs !== undefined && policy.maxRetryAfterMs !== undefined && retryAfterMs > policy.maxRetryAfterMs) return giveUp('retry-after')
     const pause = backoff(n)
-    const delayMs = retryAfterMs === undefined ? pause
-      : policy.retryAfter === 'at-least' ? Math.max(jitteredRetryAfter(retryAfterMs), pause) : jitteredRetryAfter(retryAfterMs)
+    const delayMs = retryAfterMs === undefined ? pause : policy.retryAfter === 'at-least' ? Math.max(jitteredRetryAfter(retryAfterMs), pause) : jitteredRetryAfter(retryAfterMs)
     if (policy.budgetMs !== undefined && event.elapsedMs + delayMs > policy.budgetMs) return giveUp('budget')
     policy.onRetry?.({ ...event, delayMs })
     await sleep(delayMs, undefined, policy.signal ? { signal: policy.signal } : undefined)
@@ -125,9 +124,12 @@ class NotYet extends Error {}
  */
 export async function waitFor(ready: () => Promise<boolean>, o: { intervalMs: number; timeoutMs?: number; signal?: AbortSignal }): Promise<boolean> {
   try {
-    await retry(async () => {
-      if (!(await ready())) throw new NotYet()
-    }, { budgetMs: o.timeoutMs, backoff: constantBackoff(o.intervalMs), signal: o.signal, classify: (err) => (err instanceof NotYet ? RETRY : STOP) })
+    await retry(
+      async () => {
+        if (!(await ready())) throw new NotYet()
+      },
+      { budgetMs: o.timeoutMs, backoff: constantBackoff(o.intervalMs), signal: o.signal, classify: (err) => (err instanceof NotYet ? RETRY : STOP) },
+    )
     return true
   } catch (err) {
     if (err instanceof NotYet) return false

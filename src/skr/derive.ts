@@ -9,7 +9,8 @@ export const DEFAULT_DERIVATION_LABEL = 'Symmetric Encryption Key'
  * HKDF-SHA256 over the private exponent as minimal big-endian bytes, salt = hex, info = label.
  */
 export function deriveKeyFromRsa(privateKey: KeyObject, saltHex: string, label = DEFAULT_DERIVATION_LABEL): Buffer {
-  if (privateKey.asymmetricKeyType !== 'rsa') throw new SkrError('SKR_DERIVE_FAILED', `key derivation needs an RSA private key, got ${privateKey.asymmetricKeyType ?? privateKey.type}`)
+  if (privateKey.asymmetricKeyType !== 'rsa')
+    throw new SkrError('SKR_DERIVE_FAILED', `key derivation needs an RSA private key, got ${privateKey.asymmetricKeyType ?? privateKey.type}`)
   if (!/^([0-9a-fA-F]{2})*$/.test(saltHex)) throw new SkrError('SKR_DERIVE_FAILED', 'key_derivation.salt must be hex')
   const d = Buffer.from((privateKey.export({ format: 'jwk' }) as { d: string }).d, 'base64url')
   let start = 0

@@ -2,7 +2,10 @@ import { request } from '../http/request.js'
 import { goJson } from '../encoding/go-json.js'
 import { SkrError } from './errors.js'
 
-export interface ReleasePolicyClaim { claim: string; equals: string }
+export interface ReleasePolicyClaim {
+  claim: string
+  equals: string
+}
 
 /**
  * The policy Go's importkey writes: one anyOf entry per claim group, all with the MAA authority,
@@ -20,7 +23,15 @@ export function vaultApiVersion(configured: string | undefined): string {
 }
 
 /** PUT a key with a release policy into Key Vault / Managed HSM, as Go's importkey does (docs/key-release.md#key-import). */
-export async function importKey(o: { akvEndpoint: string; name: string; key: Record<string, unknown>; policy: string; bearer: string; ca?: string[]; apiVersion?: string }): Promise<{ kid: string }> {
+export async function importKey(o: {
+  akvEndpoint: string
+  name: string
+  key: Record<string, unknown>
+  policy: string
+  bearer: string
+  ca?: string[]
+  apiVersion?: string
+}): Promise<{ kid: string }> {
   const body = goJson({
     key: o.key,
     hsm: true,
@@ -28,7 +39,12 @@ export async function importKey(o: { akvEndpoint: string; name: string; key: Rec
     release_policy: { contentType: 'application/json; charset=utf-8', data: Buffer.from(o.policy).toString('base64url') },
   })
   const res = await request(`https://${o.akvEndpoint}/keys/${o.name}?${vaultApiVersion(o.apiVersion)}`, {
-    method: 'PUT', headers: { 'content-type': 'application/json', authorization: `Bearer ${o.bearer}` }, body, what: 'key import', ca: o.ca, attempts: 3,
+    method: 'PUT',
+    headers: { 'content-type': 'application/json', authorization: `Bearer ${o.bearer}` },
+    body,
+    what: 'key import',
+    ca: o.ca,
+    attempts: 3,
   })
   const text = res.body.toString('utf8')
   if (res.status !== 200) throw new SkrError('SKR_IMPORT_FAILED', `importing ${o.name} into ${o.akvEndpoint} failed with HTTP ${res.status}: ${text.slice(0, 300)}`)

@@ -32,7 +32,9 @@ export async function verifyReleaseJws(jws: string, o: { host: string; roots: X5
   try {
     await compactVerify(jws, chain[0]!.publicKey, { algorithms: ['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384'] })
   } catch (err) {
-    throw new SkrError('SKR_JWS_SIGNATURE', `the key release JWS signature does not verify with its x5c leaf (${header.alg ?? 'no alg'}): ${(err as Error).message}`, { cause: err })
+    throw new SkrError('SKR_JWS_SIGNATURE', `the key release JWS signature does not verify with its x5c leaf (${header.alg ?? 'no alg'}): ${(err as Error).message}`, {
+      cause: err,
+    })
   }
   verifyServerChain(chain, o)
   const payload = jws.split('.')[1]!

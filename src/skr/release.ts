@@ -75,20 +75,33 @@ export async function releaseKey(o: ReleaseOptions): Promise<ReleasedKey> {
     try {
       const e = (JSON.parse(text) as { error?: { code?: string; message?: string } }).error
       if (e) detail = `${e.code ?? ''}: ${e.message ?? ''}`
-    } catch { /* not JSON: keep the text */ }
-    const hint = res.status === 401 ? ' (the bearer token is missing, expired or for another resource)'
-      : res.status === 403 ? ' (the attestation does not satisfy the key\'s release policy, or the identity lacks the release permission)'
-        : res.status === 404 ? ' (check key.kid and key.akv.endpoint)' : ''
+    } catch {
+      /* not JSON: keep the text */
+    }
+    const hint =
+      res.status === 401
+        ? ' (the bearer token is missing, expired or for another resource)'
+        : res.status === 403
+          ? " (the attestation does not satisfy the key's release policy, or the identity lacks the release permission)"
+          : res.status === 404
+            ? ' (check key.kid and key.akv.endpoint)'
+            : ''
     const unavailable = res.status === 408 || res.status === 429 || res.status >= 500
-    throw new SkrError(unavailable ? 'SKR_RELEASE_UNAVAILABLE' : 'SKR_RELEASE_REFUSED', `key release of ${o.kid} from ${o.akvEndpoint} failed with HTTP ${res.status} ${detail}${hint}`, { upstreamStatus: res.status })
+    throw new SkrError(
+      unavailable ? 'SKR_RELEASE_UNAVAILABLE' : 'SKR_RELEASE_REFUSED',
+      `key release of ${o.kid} from ${o.akvEndpoint} failed with HTTP ${res.status} ${detail}${hint}`,
+      { upstreamStatus: res.status },
+    )
   }
   let jws: unknown
   try {
     jws = (JSON.parse(text) as { value?: unknown }).value
-  } catch { jws = undefined }
+  } catch {
+    jws = undefined
+  }
   if (typeof jws !== 'string') throw new SkrError('SKR_JWS_INVALID', `key release from ${o.akvEndpoint} answered without a JWS value`)
 
-  step('verifying the vault\'s signature')
+  step("verifying the vault's signature")
   const roots = [...defaultTrustedRoots(), ...(o.ca ?? []).map((p) => new X509Certificate(p))]
   const payload = await verifyReleaseJws(jws, { host: o.akvEndpoint, roots })
   const key = payload.response?.key?.key

@@ -38,7 +38,8 @@ export function verifyServerChain(chain: X509Certificate[], o: { host: string; r
   let current = leaf
   const pool = chain.slice(1)
   for (let depth = 0; depth < 10; depth++) {
-    if (!valid(current, at)) throw new SkrError('SKR_CHAIN_EXPIRED', `certificate ${name(current)} is not valid at ${at.toISOString()} (valid ${current.validFrom} to ${current.validTo})`)
+    if (!valid(current, at))
+      throw new SkrError('SKR_CHAIN_EXPIRED', `certificate ${name(current)} is not valid at ${at.toISOString()} (valid ${current.validFrom} to ${current.validTo})`)
     const root = o.roots.find((r) => current.checkIssued(r) && current.verify(r.publicKey))
     if (root) {
       if (!valid(root, at)) throw new SkrError('SKR_CHAIN_EXPIRED', `root ${name(root)} is not valid at ${at.toISOString()}`)
@@ -46,7 +47,11 @@ export function verifyServerChain(chain: X509Certificate[], o: { host: string; r
     }
     if (o.roots.some((r) => r.raw.equals(current.raw))) return
     const issuer = pool.find((c) => current.checkIssued(c) && current.verify(c.publicKey))
-    if (!issuer) throw new SkrError('SKR_CHAIN_UNTRUSTED', `the chain of ${name(leaf)} does not lead to a trusted root (stuck at ${name(current)}, issued by ${current.issuer.replace(/\n/g, ', ')}); trust the vault's CA with NODE_EXTRA_CA_CERTS`)
+    if (!issuer)
+      throw new SkrError(
+        'SKR_CHAIN_UNTRUSTED',
+        `the chain of ${name(leaf)} does not lead to a trusted root (stuck at ${name(current)}, issued by ${current.issuer.replace(/\n/g, ', ')}); trust the vault's CA with NODE_EXTRA_CA_CERTS`,
+      )
     current = issuer
   }
   throw new SkrError('SKR_CHAIN_INVALID', 'the x5c chain is longer than 10 certificates')

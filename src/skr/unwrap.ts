@@ -19,13 +19,18 @@ export function unwrapReleasedKey(ciphertext: Buffer, enc: string, wrappingKey: 
   const rsaBytes = (wrappingKey.asymmetricKeyDetails?.modulusLength ?? 2048) / 8
   const kwp = ciphertext.subarray(rsaBytes)
   if (ciphertext.length <= rsaBytes || kwp.length < 16 || kwp.length % 8 !== 0) {
-    throw new SkrError('SKR_UNWRAP_FAILED', `the released key blob has ${ciphertext.length} bytes: expected ${rsaBytes} bytes of RSA-OAEP followed by an AES key wrap of at least 16 bytes in 8-byte steps`)
+    throw new SkrError(
+      'SKR_UNWRAP_FAILED',
+      `the released key blob has ${ciphertext.length} bytes: expected ${rsaBytes} bytes of RSA-OAEP followed by an AES key wrap of at least 16 bytes in 8-byte steps`,
+    )
   }
   let kek: Buffer
   try {
     kek = privateDecrypt({ key: wrappingKey, padding: constants.RSA_PKCS1_OAEP_PADDING, oaepHash: hash }, ciphertext.subarray(0, rsaBytes))
   } catch (err) {
-    throw new SkrError('SKR_UNWRAP_FAILED', `RSA-OAEP (${hash}) decryption of the released key failed: it was wrapped for another key or with another algorithm than ${enc}`, { cause: err })
+    throw new SkrError('SKR_UNWRAP_FAILED', `RSA-OAEP (${hash}) decryption of the released key failed: it was wrapped for another key or with another algorithm than ${enc}`, {
+      cause: err,
+    })
   }
   try {
     if (![16, 24, 32].includes(kek.length)) throw new Error(`the key encryption key has ${kek.length} bytes`)

@@ -19,6 +19,7 @@ export function jwkSetOf(publicKey: KeyObject): Buffer {
 /** A fresh RSA-2048 key per release, as the Go sidecar makes; it never leaves this process. */
 export async function generateWrappingKey(): Promise<WrappingKey> {
   const { privateKey, publicKey } = await new Promise<{ privateKey: KeyObject; publicKey: KeyObject }>((resolve, reject) =>
-    generateKeyPair('rsa', { modulusLength: 2048, publicExponent: 65537 }, (err, pub, priv) => (err ? reject(err) : resolve({ privateKey: priv, publicKey: pub }))))
+    generateKeyPair('rsa', { modulusLength: 2048, publicExponent: 65537 }, (err, pub, priv) => (err ? reject(err) : resolve({ privateKey: priv, publicKey: pub }))),
+  )
   return { privateKey, jwks: jwkSetOf(publicKey) }
 }

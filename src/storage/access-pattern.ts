@@ -124,7 +124,13 @@ export class AccessPattern {
   /** How a read would be classified, without recording it. */
   peek(offset: number, length: number): Access {
     const s = this.streams.find((x) => offset >= x.next - tolerance(x) && offset <= x.next + tolerance(x))
-    if (!s) return { stream: { id: 0, next: offset + length, bytes: length, reads: 1, lastLength: length, aheadTo: offset + length, lastUse: 0, lastUseMs: 0 }, sequential: false, unit: RANDOM_UNIT, window: 0 }
+    if (!s)
+      return {
+        stream: { id: 0, next: offset + length, bytes: length, reads: 1, lastLength: length, aheadTo: offset + length, lastUse: 0, lastUseMs: 0 },
+        sequential: false,
+        unit: RANDOM_UNIT,
+        window: 0,
+      }
     return this.classify(s)
   }
 

@@ -15,7 +15,10 @@ export class BearerToken {
   private token?: AccessToken
   private asking?: Promise<AccessToken>
 
-  constructor(private readonly credential: TokenCredential, private readonly scope = STORAGE_SCOPE) {}
+  constructor(
+    private readonly credential: TokenCredential,
+    private readonly scope = STORAGE_SCOPE,
+  ) {}
 
   async header(): Promise<string> {
     const now = Date.now()
@@ -24,11 +27,16 @@ export class BearerToken {
     if (fresh) return `Authorization: Bearer ${t.token}`
     if (!this.asking) {
       // Not tied to one caller's signal: the request is shared.
-      this.asking = this.credential.getToken(this.scope).then((got) => {
-        if (!got) throw new Error(`the credential returned no token for ${this.scope}`)
-        this.token = got
-        return got
-      }).finally(() => { this.asking = undefined })
+      this.asking = this.credential
+        .getToken(this.scope)
+        .then((got) => {
+          if (!got) throw new Error(`the credential returned no token for ${this.scope}`)
+          this.token = got
+          return got
+        })
+        .finally(() => {
+          this.asking = undefined
+        })
       // A background refresh that fails is seen by the next caller that needs it.
       this.asking.catch(() => {})
     }

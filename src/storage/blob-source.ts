@@ -57,22 +57,33 @@ export function storageError(err: unknown, o: BlobSourceOptions, what: string): 
     const status = err.statusCode
     const code = (err as RestError & { code?: string }).code ?? ''
     if (status === 404) {
-      return new StorageError('STORAGE_NOT_FOUND', `${what}: ${url} was not found (${code || 'HTTP 404'}). Check the account, container and blob names; ` +
-        'a private container read without a SAS or identity also answers 404', { cause: err })
+      return new StorageError(
+        'STORAGE_NOT_FOUND',
+        `${what}: ${url} was not found (${code || 'HTTP 404'}). Check the account, container and blob names; ` +
+          'a private container read without a SAS or identity also answers 404',
+        { cause: err },
+      )
     }
     if (status === 401 || status === 403) {
-      return new StorageError('STORAGE_ACCESS_DENIED', `${what}: access to ${url} was denied (HTTP ${status}${code ? ` ${code}` : ""}) using ${describeAuth(o)}. ` +
-        'Check the SAS permissions and expiry, the container\'s public access level, or the identity\'s role assignment (Storage Blob Data Reader)', { cause: err })
+      return new StorageError(
+        'STORAGE_ACCESS_DENIED',
+        `${what}: access to ${url} was denied (HTTP ${status}${code ? ` ${code}` : ''}) using ${describeAuth(o)}. ` +
+          "Check the SAS permissions and expiry, the container's public access level, or the identity's role assignment (Storage Blob Data Reader)",
+        { cause: err },
+      )
     }
     if (status === 412) {
-      return new StorageError('STORAGE_BLOB_CHANGED', `${what}: ${url} changed since it was mounted (its ETag no longer matches). ` +
-        'Refusing to mix two versions of the image: restart remotefs to mount the new version', { cause: err })
+      return new StorageError(
+        'STORAGE_BLOB_CHANGED',
+        `${what}: ${url} changed since it was mounted (its ETag no longer matches). ` + 'Refusing to mix two versions of the image: restart remotefs to mount the new version',
+        { cause: err },
+      )
     }
     if (status === 416) return new StorageError('STORAGE_SHORT_READ', `${what}: ${url} is shorter than expected (HTTP 416)`, { cause: err })
     if (status === undefined || status === 0) {
       return new StorageError('STORAGE_UNREACHABLE', `${what}: cannot reach ${new URL(o.url).host}: ${err.message}`, { cause: err })
     }
-    return new StorageError('STORAGE_READ_FAILED', `${what}: ${url} answered HTTP ${status}${code ? ` ${code}` : ""}: ${err.message.split('\n')[0]}`, { cause: err })
+    return new StorageError('STORAGE_READ_FAILED', `${what}: ${url} answered HTTP ${status}${code ? ` ${code}` : ''}: ${err.message.split('\n')[0]}`, { cause: err })
   }
   if (err instanceof Error && err.name === 'AbortError') return new StorageError('STORAGE_ABORTED', `${what}: aborted`, { cause: err })
   const e = err as NodeJS.ErrnoException
@@ -81,7 +92,10 @@ export function storageError(err: unknown, o: BlobSourceOptions, what: string): 
 
 function retryContextOf(o: BlobSourceOptions, what: string, signal?: AbortSignal, bytes?: number): RetryContext {
   return {
-    what, signal, bytes, logger: o.logger,
+    what,
+    signal,
+    bytes,
+    logger: o.logger,
     options: { ...o.retry, ...(o.maxTries !== undefined ? { maxTries: o.maxTries } : {}), ...(o.tryTimeoutMs !== undefined ? { attemptTimeoutMs: o.tryTimeoutMs } : {}) },
   }
 }
@@ -133,7 +147,10 @@ export class BlobSource extends FillingSource {
       return new BlobSource(client, o, size, etag, blobType)
     }
     if (blobType !== 'PageBlob') {
-      throw new StorageError('STORAGE_NEEDS_PAGE_BLOB', `read_write needs a page blob, but ${redactUrl(o.url)} is a ${blobType}: upload the image as a page blob (az storage blob upload --type page), or mount it read-only`)
+      throw new StorageError(
+        'STORAGE_NEEDS_PAGE_BLOB',
+        `read_write needs a page blob, but ${redactUrl(o.url)} is a ${blobType}: upload the image as a page blob (az storage blob upload --type page), or mount it read-only`,
+      )
     }
     const lease = await acquireLease(client, o, o.writable, logger)
     logger.info({ url: redactUrl(o.url), size, blobType, etag, writable: true }, 'blob opened read-write; lease held')
@@ -147,7 +164,8 @@ export class BlobSource extends FillingSource {
       // the pinned ETag (a leased blob is written only by us). Retries are withStorageRetry's (429
       // and Retry-After included); a body that breaks off part-way is resumed inside the attempt.
       await withStorageRetry(this.retryContext(`reading ${length} bytes at ${offset}`, signal, length), (abortSignal) =>
-        this.getter.readInto(offset, buf, { signal: abortSignal, ...(this.pinnedEtag() ? { etag: this.etag } : {}) }))
+        this.getter.readInto(offset, buf, { signal: abortSignal, ...(this.pinnedEtag() ? { etag: this.etag } : {}) }),
+      )
     } catch (err) {
       throw storageError(err, this.options, `reading ${length} bytes at ${offset}`)
     }
@@ -183,15 +201,32 @@ export class WritableBlobSource extends BlobSource implements WritableRangeSourc
   ) {
     super(client, options, size, etag, blobType)
     // Put Page on the same HTTP client as the reads (libcurl when it loads, else the SDK).
-    this.pages = pagePut(options.url, { credential: options.credential, tryTimeoutMs: options.tryTimeoutMs ?? 120_000 }, options.http ?? defaultBlobHttp().client, client.getPageBlobClient())
+    this.pages = pagePut(
+      options.url,
+      { credential: options.credential, tryTimeoutMs: options.tryTimeoutMs ?? 120_000 },
+      options.http ?? defaultBlobHttp().client,
+      client.getPageBlobClient(),
+    )
     const seconds = writable.leaseSeconds ?? 60
     const gather = this.pages.putParts?.bind(this.pages)
     if (gather) {
-      this.writeParts = (offset, parts) => this.put(offset, parts.reduce((n, p) => n + p.length, 0), (signal) => gather(offset, parts, { leaseId: lease.id, signal }))
+      this.writeParts = (offset, parts) =>
+        this.put(
+          offset,
+          parts.reduce((n, p) => n + p.length, 0),
+          (signal) => gather(offset, parts, { leaseId: lease.id, signal }),
+        )
     }
-    this.renewTimer = setInterval(() => {
-      lease.client.renewLease().catch((err: unknown) => (options.logger ?? silentLogger).error({ err: storageError(err, options, 'renewing the lease') }, 'cannot renew the blob lease; writes will fail if it expires'))
-    }, (seconds * 1000) / 3)
+    this.renewTimer = setInterval(
+      () => {
+        lease.client
+          .renewLease()
+          .catch((err: unknown) =>
+            (options.logger ?? silentLogger).error({ err: storageError(err, options, 'renewing the lease') }, 'cannot renew the blob lease; writes will fail if it expires'),
+          )
+      },
+      (seconds * 1000) / 3,
+    )
     this.renewTimer.unref()
   }
 
@@ -218,7 +253,11 @@ export class WritableBlobSource extends BlobSource implements WritableRangeSourc
 
   override async close(): Promise<void> {
     clearInterval(this.renewTimer)
-    await this.lease.client.releaseLease().catch((err: unknown) => (this.options.logger ?? silentLogger).warn({ err: storageError(err, this.options, 'releasing the lease') }, 'the blob lease could not be released; it expires by itself'))
+    await this.lease.client
+      .releaseLease()
+      .catch((err: unknown) =>
+        (this.options.logger ?? silentLogger).warn({ err: storageError(err, this.options, 'releasing the lease') }, 'the blob lease could not be released; it expires by itself'),
+      )
     await rm(this.writable.leaseIdFile, { force: true })
   }
 }
@@ -238,8 +277,16 @@ function blobClient(o: BlobSourceOptions): BlobClient {
 /** Without a credential, writing takes a SAS that grants it: said at open, not at the first write. */
 function checkWriteSas(url: string): void {
   const sas = new URL(url).searchParams
-  if (!sas.has('sig')) throw new StorageError('STORAGE_WRITE_NEEDS_CREDENTIAL', `read_write needs a credential that may write ${redactUrl(url)}: an anonymous public URL cannot; use a SAS URL with write permission (sp=rw), or azure_url_private: true with an identity that has Storage Blob Data Contributor`)
-  if (!(sas.get('sp') ?? '').includes('w')) throw new StorageError('STORAGE_WRITE_NEEDS_CREDENTIAL', `read_write needs write permission, but the SAS of ${redactUrl(url)} grants sp=${sas.get('sp') ?? ''}; make a SAS with sp=rw`)
+  if (!sas.has('sig'))
+    throw new StorageError(
+      'STORAGE_WRITE_NEEDS_CREDENTIAL',
+      `read_write needs a credential that may write ${redactUrl(url)}: an anonymous public URL cannot; use a SAS URL with write permission (sp=rw), or azure_url_private: true with an identity that has Storage Blob Data Contributor`,
+    )
+  if (!(sas.get('sp') ?? '').includes('w'))
+    throw new StorageError(
+      'STORAGE_WRITE_NEEDS_CREDENTIAL',
+      `read_write needs write permission, but the SAS of ${redactUrl(url)} grants sp=${sas.get('sp') ?? ''}; make a SAS with sp=rw`,
+    )
 }
 
 /**
@@ -254,18 +301,25 @@ async function acquireLease(client: BlobClient, o: BlobSourceOptions, w: Writabl
   const leaseClient = client.getBlobLeaseClient(id)
   const heldByAnother = (err: unknown) => err instanceof RestError && err.statusCode === 409
   try {
-    await retry(() => withStorageRetry(retryContextOf(o, 'leasing the blob for writing', o.signal), (abortSignal) => leaseClient.acquireLease(w.leaseSeconds ?? 60, { abortSignal })), {
-      budgetMs: w.leaseWaitMs ?? 75_000,
-      backoff: constantBackoff(2000),
-      signal: o.signal,
-      classify: (err) => (heldByAnother(err) ? RETRY : STOP),
-      onRetry: ({ attempt }) => {
-        if (attempt === 1) logger.warn({ url: redactUrl(o.url) }, 'the blob is leased by another writer; waiting for the lease to be released or to expire')
+    await retry(
+      () => withStorageRetry(retryContextOf(o, 'leasing the blob for writing', o.signal), (abortSignal) => leaseClient.acquireLease(w.leaseSeconds ?? 60, { abortSignal })),
+      {
+        budgetMs: w.leaseWaitMs ?? 75_000,
+        backoff: constantBackoff(2000),
+        signal: o.signal,
+        classify: (err) => (heldByAnother(err) ? RETRY : STOP),
+        onRetry: ({ attempt }) => {
+          if (attempt === 1) logger.warn({ url: redactUrl(o.url) }, 'the blob is leased by another writer; waiting for the lease to be released or to expire')
+        },
       },
-    })
+    )
   } catch (err) {
     if (!heldByAnother(err)) throw storageError(err, o, 'leasing the blob for writing')
-    throw new StorageError('STORAGE_LEASED', `${redactUrl(o.url)} is leased by another writer (another remotefs mounting it read-write?); two writers would corrupt the filesystem. Stop the other one, or mount read-only`, { cause: err })
+    throw new StorageError(
+      'STORAGE_LEASED',
+      `${redactUrl(o.url)} is leased by another writer (another remotefs mounting it read-write?); two writers would corrupt the filesystem. Stop the other one, or mount read-only`,
+      { cause: err },
+    )
   }
   if (stored) logger.warn({ url: redactUrl(o.url) }, 'took back the lease of an earlier run of this remotefs')
   return { client: leaseClient, id }

@@ -135,7 +135,20 @@ export class BlockCache implements RangeSource {
   private randomDemandAt = Number.NEGATIVE_INFINITY
   protected mirror?: CacheMirror
   protected closed = false
-  protected readonly counters = { hits: 0, misses: 0, fetches: 0, prefetches: 0, cancelled: 0, bytesFetched: 0, bytesRead: 0, evictions: 0, peakBytes: 0, bytesWritten: 0, writeBacks: 0, writeFailures: 0 }
+  protected readonly counters = {
+    hits: 0,
+    misses: 0,
+    fetches: 0,
+    prefetches: 0,
+    cancelled: 0,
+    bytesFetched: 0,
+    bytesRead: 0,
+    evictions: 0,
+    peakBytes: 0,
+    bytesWritten: 0,
+    writeBacks: 0,
+    writeFailures: 0,
+  }
 
   /** Over a writable source, a WritableBlockCache (writes cached and written back); else a read-only one. */
   static over(inner: WritableRangeSource, o?: BlockCacheOptions): WritableBlockCache
@@ -145,7 +158,10 @@ export class BlockCache implements RangeSource {
   }
 
   /** A read-only cache (also over a writable source: it never writes); BlockCache.over() picks. */
-  constructor(private readonly inner: RangeSource, o: BlockCacheOptions = {}) {
+  constructor(
+    private readonly inner: RangeSource,
+    o: BlockCacheOptions = {},
+  ) {
     this.size = inner.size
     this.blockSize = o.blockSize ?? DEFAULT_BLOCK_SIZE
     if (!Number.isInteger(this.blockSize) || this.blockSize < 4096 || this.blockSize % 512 !== 0) {
@@ -288,7 +304,7 @@ export class BlockCache implements RangeSource {
     } else {
       for (const e of pinned) this.unpin(e, access, end, false)
       // No room for all of it now: one range at a time, waiting for room for each.
-      for (p = offset; p < end;) {
+      for (p = offset; p < end; ) {
         const e = await this.pinWaiting(p, end, access, signal)
         try {
           if (!e.data) await e.promise
@@ -316,7 +332,7 @@ export class BlockCache implements RangeSource {
       if (length === 0 || offset + length > this.size) continue
       const access = loaded ? this.pattern.peek(offset, length) : this.pattern.observe(offset, length)
       const end = offset + length
-      for (let p = offset; p < end;) {
+      for (let p = offset; p < end; ) {
         const at = this.locate(p)
         if (!('extent' in at)) {
           p = at.hi
@@ -468,7 +484,10 @@ export class BlockCache implements RangeSource {
   protected startFetch(e: Extent, prefetch: boolean): void {
     let resolve!: () => void
     let reject!: (err: unknown) => void
-    e.promise = new Promise<void>((res, rej) => { resolve = res; reject = rej })
+    e.promise = new Promise<void>((res, rej) => {
+      resolve = res
+      reject = rej
+    })
     // A prefetch nobody waits for must not become an unhandled rejection.
     e.promise.catch(() => {})
     e.abort = new AbortController()
@@ -642,7 +661,11 @@ export class BlockCache implements RangeSource {
   async close(): Promise<void> {
     this.closed = true
     this.detachMirror()
-    for (const list of this.slots.values()) for (const e of list) { e.gone = true; e.abort?.abort() }
+    for (const list of this.slots.values())
+      for (const e of list) {
+        e.gone = true
+        e.abort?.abort()
+      }
     this.slots.clear()
     this.lru.clear()
     this.ahead.clear()
@@ -710,12 +733,11 @@ export class WritableBlockCache extends BlockCache implements WritableRangeSourc
     if (this.dirty.size > 0) void this.writeBackDirty(this.uploads.size > 0 ? 'full' : 'fullFirst').catch(() => {})
   }
 
-
   private async writeRange(offset: number, data: Buffer, owned: boolean): Promise<void> {
     checkRange(this.size, offset, data.length)
     if (this.closed) throw new Error('block cache is closed')
     const end = offset + data.length
-    for (let p = offset; p < end;) {
+    for (let p = offset; p < end; ) {
       const at = this.locate(p)
       p = 'extent' in at ? await this.writeIntoExtent(at.extent, p, data, offset) : await this.writeUncached(at, p, data, offset, owned)
     }
@@ -858,7 +880,7 @@ export class WritableBlockCache extends BlockCache implements WritableRangeSourc
     // The ranges may be written again while this piece is on the way: a gathering writer is given
     // the ranges' memory (copied on write, see copyOnWrite), any other a snapshot. The copy took
     // 0.65 s of remotefs's main thread per GB written (a fifth of its time in the bench).
-    const whole = this.gathers ? undefined : this.snapshots.pop() ?? Buffer.allocUnsafe(MAX_WRITE)
+    const whole = this.gathers ? undefined : (this.snapshots.pop() ?? Buffer.allocUnsafe(MAX_WRITE))
     const snapshot = whole?.subarray(0, piece.length)
     const parts: Buffer[] = []
     let pos = 0
@@ -881,7 +903,10 @@ export class WritableBlockCache extends BlockCache implements WritableRangeSourc
         onGiveUp: ({ attempt, error }) => {
           this.counters.writeFailures++
           for (const { e, lo, hi } of piece.parts) this.markDirty(e, lo, hi)
-          this.logger.error({ err: error, offset: piece.at, length: piece.length, attempts: attempt }, 'write-back failed; the data stays dirty in memory and the next flush retries')
+          this.logger.error(
+            { err: error, offset: piece.at, length: piece.length, attempts: attempt },
+            'write-back failed; the data stays dirty in memory and the next flush retries',
+          )
         },
       })
       this.counters.bytesWritten += piece.length
@@ -926,7 +951,9 @@ export class WritableBlockCache extends BlockCache implements WritableRangeSourc
     const worker = async () => {
       while (next < pieces.length) {
         const piece = pieces[next++]!
-        await this.uploadPiece(piece).catch((err: unknown) => { failure ??= err })
+        await this.uploadPiece(piece).catch((err: unknown) => {
+          failure ??= err
+        })
       }
     }
     await Promise.all(Array.from({ length: Math.min(this.concurrency, pieces.length) }, worker))
@@ -941,7 +968,11 @@ export class WritableBlockCache extends BlockCache implements WritableRangeSourc
     try {
       await this.writeBackDirty()
     } catch (err) {
-      throw new StorageError('STORAGE_WRITE_FAILED', `writing back to storage failed after ${this.writeAttempts} attempts: ${(err as Error).message}; the data is kept in memory and the next fsync retries`, { cause: err })
+      throw new StorageError(
+        'STORAGE_WRITE_FAILED',
+        `writing back to storage failed after ${this.writeAttempts} attempts: ${(err as Error).message}; the data is kept in memory and the next fsync retries`,
+        { cause: err },
+      )
     }
     await Promise.allSettled(pending())
     if (this.dirty.size > 0) this.logger.debug({ ranges: this.dirty.size }, 'ranges written during the flush stay dirty for the next one')

@@ -1,4 +1,3 @@
 import { EncfsError } from '../errors/encfs-error.js'
 
 export class StorageError extends EncfsError {}
-

@@ -47,7 +47,8 @@ export class FileSource extends FillingSource {
     let done = 0
     while (done < length) {
       const { bytesRead } = await this.handle.read(buf, done, length - done, offset + done)
-      if (bytesRead === 0) throw new StorageError('STORAGE_SHORT_READ', `${this.path} ended at ${offset + done} bytes, ${length - done} bytes short (was it truncated while mounted?)`)
+      if (bytesRead === 0)
+        throw new StorageError('STORAGE_SHORT_READ', `${this.path} ended at ${offset + done} bytes, ${length - done} bytes short (was it truncated while mounted?)`)
       done += bytesRead
     }
   }

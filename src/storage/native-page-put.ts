@@ -24,7 +24,10 @@ export class NativePagePut implements PagePut {
   private readonly token?: BearerToken
   private readonly url: string
 
-  constructor(url: string, private readonly o: Omit<RangedGetOptions, 'maxTries' | 'resumeTries'> = {}) {
+  constructor(
+    url: string,
+    private readonly o: Omit<RangedGetOptions, 'maxTries' | 'resumeTries'> = {},
+  ) {
     const u = new URL(url)
     u.searchParams.set('comp', 'page')
     this.url = u.toString()
@@ -45,7 +48,14 @@ export class NativePagePut implements PagePut {
       if (!/^https:/i.test(this.url)) throw new Error('Bearer token authentication is not permitted for non-TLS protected (non-https) URLs.')
       headers.push(await this.token.header())
     }
-    const got = await this.http.send({ method: 'PUT', url: this.url, headers, buffer: parts.length === 1 ? parts[0]! : parts, timeoutMs: this.o.tryTimeoutMs ?? 120_000, signal: o.signal })
+    const got = await this.http.send({
+      method: 'PUT',
+      url: this.url,
+      headers,
+      buffer: parts.length === 1 ? parts[0]! : parts,
+      timeoutMs: this.o.tryTimeoutMs ?? 120_000,
+      signal: o.signal,
+    })
     if (got.curlCode !== 0 || got.status !== 201) throw outcomeError(got, 'PUT', this.url)
   }
 }

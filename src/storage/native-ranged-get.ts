@@ -18,7 +18,10 @@ export class NativeRangedGet implements RangeReader {
   private readonly http = CurlClient.get()
   private readonly token?: BearerToken
 
-  constructor(private readonly url: string, private readonly o: Omit<RangedGetOptions, 'maxTries'> = {}) {
+  constructor(
+    private readonly url: string,
+    private readonly o: Omit<RangedGetOptions, 'maxTries'> = {},
+  ) {
     if (o.credential) this.token = new BearerToken(o.credential)
   }
 
@@ -35,7 +38,11 @@ export class NativeRangedGet implements RangeReader {
     for (let attempt = 0; ; attempt++) {
       const last = offset + target.length - 1
       const got = await this.http.send({
-        method: 'GET', url: this.url, buffer: pos === 0 ? target : target.subarray(pos), timeoutMs: this.o.tryTimeoutMs ?? 120_000, signal: o.signal,
+        method: 'GET',
+        url: this.url,
+        buffer: pos === 0 ? target : target.subarray(pos),
+        timeoutMs: this.o.tryTimeoutMs ?? 120_000,
+        signal: o.signal,
         headers: [...headers, `x-ms-range: bytes=${offset + pos}-${last}`],
       })
       const ok = got.status === 206 || got.status === 200

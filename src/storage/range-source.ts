@@ -59,7 +59,12 @@ export async function readInto(source: RangeSource, offset: number, target: Buff
 }
 
 /** read() of a source whose readInto() is the real reader: a new buffer, filled by it. */
-export async function readByFilling(source: { readInto(offset: number, target: Buffer, signal?: AbortSignal): Promise<void> }, offset: number, length: number, signal?: AbortSignal): Promise<Buffer> {
+export async function readByFilling(
+  source: { readInto(offset: number, target: Buffer, signal?: AbortSignal): Promise<void> },
+  offset: number,
+  length: number,
+  signal?: AbortSignal,
+): Promise<Buffer> {
   checkRange(Number.MAX_SAFE_INTEGER, offset, length)
   const buf = Buffer.allocUnsafe(length)
   await source.readInto(offset, buf, signal)

@@ -1,6 +1,14 @@
 import {
-  RestError, bearerTokenAuthenticationPolicy, createDefaultHttpClient, createEmptyPipeline, createHttpHeaders,
-  createPipelineRequest, defaultRetryPolicy, userAgentPolicy, type HttpClient, type Pipeline,
+  RestError,
+  bearerTokenAuthenticationPolicy,
+  createDefaultHttpClient,
+  createEmptyPipeline,
+  createHttpHeaders,
+  createPipelineRequest,
+  defaultRetryPolicy,
+  userAgentPolicy,
+  type HttpClient,
+  type Pipeline,
 } from '@azure/core-rest-pipeline'
 import type { TokenCredential } from '@azure/identity'
 import type { Readable } from 'node:stream'
@@ -36,7 +44,10 @@ export class RangedGet implements RangeReader {
   private readonly pipeline: Pipeline
   private readonly http: HttpClient
 
-  constructor(private readonly url: string, private readonly o: RangedGetOptions = {}) {
+  constructor(
+    private readonly url: string,
+    private readonly o: RangedGetOptions = {},
+  ) {
     this.pipeline = createEmptyPipeline()
     this.pipeline.addPolicy(userAgentPolicy({ userAgentPrefix: 'encfs' }))
     this.pipeline.addPolicy(defaultRetryPolicy({ maxRetries: Math.max(0, (o.maxTries ?? 5) - 1), retryDelayInMs: 200, maxRetryDelayInMs: 10_000 }), { phase: 'Retry' })
@@ -65,8 +76,13 @@ export class RangedGet implements RangeReader {
     const headers = createHttpHeaders({ 'x-ms-version': SERVICE_VERSION, 'x-ms-range': `bytes=${first}-${last}` })
     if (o.etag) headers.set('If-Match', o.etag)
     const req = createPipelineRequest({
-      url: this.url, method: 'GET', headers, abortSignal: o.signal, timeout: this.o.tryTimeoutMs ?? 120_000,
-      allowInsecureConnection: this.url.startsWith('http:'), streamResponseStatusCodes: new Set([200, 206]),
+      url: this.url,
+      method: 'GET',
+      headers,
+      abortSignal: o.signal,
+      timeout: this.o.tryTimeoutMs ?? 120_000,
+      allowInsecureConnection: this.url.startsWith('http:'),
+      streamResponseStatusCodes: new Set([200, 206]),
     })
     const res = await this.pipeline.sendRequest(this.http, req)
     if (res.status !== 206 && res.status !== 200) {
@@ -101,7 +117,10 @@ export class RangedGet implements RangeReader {
 }
 
 class BodyCutOff extends Error {
-  constructor(readonly received: number, override readonly cause: unknown) {
+  constructor(
+    readonly received: number,
+    override readonly cause: unknown,
+  ) {
     super('the response body broke off')
   }
 }

@@ -110,7 +110,10 @@ export async function withStorageRetry<T>(ctx: RetryContext, attempt: (signal: A
     signal: ctx.signal,
     classify: (err) => (retryable(err) ? { retry: true, retryAfterMs: retryAfterOf(err) } : STOP),
     onRetry: ({ attempt: n, error, delayMs, retryAfterMs }) => {
-      logger.warn({ what: ctx.what, attempt: n, reason: describe(error), delayMs: Math.round(delayMs), ...(retryAfterMs !== undefined ? { retryAfterMs } : {}) }, `storage: ${describe(error)}; retrying ${ctx.what}`)
+      logger.warn(
+        { what: ctx.what, attempt: n, reason: describe(error), delayMs: Math.round(delayMs), ...(retryAfterMs !== undefined ? { retryAfterMs } : {}) },
+        `storage: ${describe(error)}; retrying ${ctx.what}`,
+      )
     },
     onGiveUp: ({ reason, attempt: n, error, elapsedMs }) => {
       if (reason === 'final') return
@@ -129,7 +132,10 @@ async function withAttemptTimeout<T>(signal: AbortSignal | undefined, timeoutMs:
   const onAbort = (): void => controller.abort(signal?.reason)
   signal?.addEventListener('abort', onAbort, { once: true })
   let timedOut = false
-  const timer = setTimeout(() => { timedOut = true; controller.abort(new AttemptTimeout(`no answer from storage within ${timeoutMs} ms`)) }, timeoutMs)
+  const timer = setTimeout(() => {
+    timedOut = true
+    controller.abort(new AttemptTimeout(`no answer from storage within ${timeoutMs} ms`))
+  }, timeoutMs)
   try {
     return await attempt(controller.signal)
   } catch (caught) {

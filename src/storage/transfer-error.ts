@@ -26,6 +26,9 @@ export function outcomeError(o: CurlOutcome, method: 'GET' | 'PUT', url: string)
   const headers = parseHeaders(o.headers)
   const code = headers.get('x-ms-error-code')
   return new RestError(`the blob service answered ${o.status}${code ? ` ${code}` : ''}`, {
-    statusCode: o.status, ...(code ? { code } : {}), request, response: { status: o.status, headers, request },
+    statusCode: o.status,
+    ...(code ? { code } : {}),
+    request,
+    response: { status: o.status, headers, request },
   })
 }

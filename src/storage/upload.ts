@@ -9,7 +9,11 @@ import { storageError } from './blob-source.js'
  * Uploads an image: a page blob (needed for read_write; pages of zeros are skipped, so sparse
  * images upload fast) or a block blob (read-only). The size is padded to 512 bytes for pages.
  */
-export async function uploadImage(file: string, url: string, o: { page: boolean; credential?: TokenCredential; sharedKey?: StorageSharedKeyCredential; logger?: Logger }): Promise<{ bytes: number; kind: 'page' | 'block' }> {
+export async function uploadImage(
+  file: string,
+  url: string,
+  o: { page: boolean; credential?: TokenCredential; sharedKey?: StorageSharedKeyCredential; logger?: Logger },
+): Promise<{ bytes: number; kind: 'page' | 'block' }> {
   const logger = o.logger ?? silentLogger
   const client = new BlobClient(url, o.sharedKey ?? o.credential ?? new AnonymousCredential())
   const size = (await stat(file)).size

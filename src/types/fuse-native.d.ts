@@ -2,12 +2,32 @@
 declare module 'fuse-native' {
   type Cb<T extends unknown[] = []> = (err: number, ...res: T) => void
   export interface Stat {
-    mtime: Date; atime: Date; ctime: Date; size: number; mode: number; uid: number; gid: number
-    nlink?: number; dev?: number; ino?: number; rdev?: number; blksize?: number; blocks?: number
+    mtime: Date
+    atime: Date
+    ctime: Date
+    size: number
+    mode: number
+    uid: number
+    gid: number
+    nlink?: number
+    dev?: number
+    ino?: number
+    rdev?: number
+    blksize?: number
+    blocks?: number
   }
   export interface StatFs {
-    bsize: number; frsize: number; blocks: number; bfree: number; bavail: number
-    files: number; ffree: number; favail: number; fsid: number; flag: number; namemax: number
+    bsize: number
+    frsize: number
+    blocks: number
+    bfree: number
+    bavail: number
+    files: number
+    ffree: number
+    favail: number
+    fsid: number
+    flag: number
+    namemax: number
   }
   export interface Ops {
     init?(cb: Cb): void
@@ -26,10 +46,18 @@ declare module 'fuse-native' {
     access?(path: string, mode: number, cb: Cb): void
   }
   export interface FuseOptions {
-    force?: boolean; mkdir?: boolean; timeout?: number | false
-    fsname?: string; subtype?: string; kernelCache?: boolean; maxRead?: number
-    allowOther?: boolean; autoUnmount?: boolean; debug?: boolean
-    attrTimeout?: number; entryTimeout?: number
+    force?: boolean
+    mkdir?: boolean
+    timeout?: number | false
+    fsname?: string
+    subtype?: string
+    kernelCache?: boolean
+    maxRead?: number
+    allowOther?: boolean
+    autoUnmount?: boolean
+    debug?: boolean
+    attrTimeout?: number
+    entryTimeout?: number
   }
   class Fuse {
     constructor(mnt: string, ops: Ops, opts?: FuseOptions)
@@ -38,9 +66,15 @@ declare module 'fuse-native' {
     unmount(cb: (err: Error | null) => void): void
     protected _fuseOptions(): string
     static unmount(mnt: string, cb: (err: Error | null) => void): void
-    static readonly EPERM: number; static readonly ENOENT: number; static readonly EIO: number
-    static readonly EACCES: number; static readonly EROFS: number; static readonly EINVAL: number
-    static readonly EBADF: number; static readonly ENOSPC: number; static readonly EFBIG: number
+    static readonly EPERM: number
+    static readonly ENOENT: number
+    static readonly EIO: number
+    static readonly EACCES: number
+    static readonly EROFS: number
+    static readonly EINVAL: number
+    static readonly EBADF: number
+    static readonly ENOSPC: number
+    static readonly EFBIG: number
   }
   export default Fuse
 }

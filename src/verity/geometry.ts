@@ -21,7 +21,7 @@ export class TreeGeometry {
     if (!Number.isSafeInteger(dataBlocks) || dataBlocks < 1) throw new RangeError(`data blocks must be a positive whole number, got ${dataBlocks}`)
     this.dataBlocks = dataBlocks
     // Levels until one block covers everything below it, as the kernel counts them.
-    for (let below = dataBlocks; below > 1;) {
+    for (let below = dataBlocks; below > 1; ) {
       below = Math.ceil(below / FANOUT)
       this.levelBlocks.push(below)
     }

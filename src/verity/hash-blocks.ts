@@ -17,7 +17,12 @@ export function hashBlocks(salt: Buffer, input: Buffer, out?: Buffer): Buffer {
     return target
   }
   const base = createHash('sha256').update(salt)
-  for (let i = 0; i < n; i++) base.copy().update(input.subarray(i * BLOCK_SIZE, (i + 1) * BLOCK_SIZE)).digest().copy(target, i * DIGEST_SIZE)
+  for (let i = 0; i < n; i++)
+    base
+      .copy()
+      .update(input.subarray(i * BLOCK_SIZE, (i + 1) * BLOCK_SIZE))
+      .digest()
+      .copy(target, i * DIGEST_SIZE)
   return target
 }
 

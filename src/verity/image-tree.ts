@@ -33,9 +33,13 @@ export async function formatImageTree(image: string, o: { hashOut?: string; logg
   const base = o.hashOut ? 0 : size
   try {
     logger.info({ image, bytes: size, out: o.hashOut ?? 'appended' }, 'building the dm-verity hash tree')
-    const built = await writeHashTree(data, async (offset, bytes) => {
-      await out.write(bytes, 0, bytes.length, base + offset)
-    }, { dataBlocks: size / BLOCK_SIZE, logger })
+    const built = await writeHashTree(
+      data,
+      async (offset, bytes) => {
+        await out.write(bytes, 0, bytes.length, base + offset)
+      },
+      { dataBlocks: size / BLOCK_SIZE, logger },
+    )
     await out.sync()
     return {
       rootHash: built.rootHash.toString('hex'),
@@ -69,10 +73,9 @@ export async function readStoredTree(hash: RangeSource, hashOffset: number, wher
   if (hash.size < hashOffset + SUPERBLOCK_SIZE) throw new VerityError('VERITY_NO_SUPERBLOCK', `${where}: no room for a dm-verity superblock at offset ${hashOffset}`)
   const superblock = parseSuperblock(await hash.read(hashOffset, SUPERBLOCK_SIZE), where)
   const geometry = new TreeGeometry(superblock.dataBlocks)
-  if (hash.size < hashOffset + geometry.hashAreaBytes) throw new VerityError('VERITY_TRUNCATED', `${where}: the hash area is truncated (${hash.size - hashOffset} of ${geometry.hashAreaBytes} bytes)`)
-  const top = geometry.levels === 0
-    ? await (data ?? hash).read(0, BLOCK_SIZE)
-    : await hash.read(hashOffset + geometry.blockOffset(geometry.levels - 1, 0), BLOCK_SIZE)
+  if (hash.size < hashOffset + geometry.hashAreaBytes)
+    throw new VerityError('VERITY_TRUNCATED', `${where}: the hash area is truncated (${hash.size - hashOffset} of ${geometry.hashAreaBytes} bytes)`)
+  const top = geometry.levels === 0 ? await (data ?? hash).read(0, BLOCK_SIZE) : await hash.read(hashOffset + geometry.blockOffset(geometry.levels - 1, 0), BLOCK_SIZE)
   return { superblock, geometry, hashOffset, rootHash: hashBlock(superblock.salt, top).toString('hex') }
 }
 

@@ -11,7 +11,10 @@ import { VerityMismatchError } from './errors.js'
 export class IntactReads implements RangeSource {
   readonly size: number
 
-  constructor(private readonly cached: RangeSource, private readonly verified: RangeSource) {
+  constructor(
+    private readonly cached: RangeSource,
+    private readonly verified: RangeSource,
+  ) {
     this.size = cached.size
   }
 

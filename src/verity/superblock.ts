@@ -39,7 +39,10 @@ function bytesToUuid(b: Buffer): string {
  */
 export function parseSuperblock(buf: Buffer, where: string): VeritySuperblock {
   if (buf.length < SUPERBLOCK_SIZE || !buf.subarray(0, 8).equals(SIGNATURE)) {
-    throw new VerityError('VERITY_NO_SUPERBLOCK', `${where}: no dm-verity superblock (the "verity" signature is missing); check verity.hash_url / verity.hash_offset, and that the tree was made by veritysetup format or encfs pack --verity (without --no-superblock)`)
+    throw new VerityError(
+      'VERITY_NO_SUPERBLOCK',
+      `${where}: no dm-verity superblock (the "verity" signature is missing); check verity.hash_url / verity.hash_offset, and that the tree was made by veritysetup format or encfs pack --verity (without --no-superblock)`,
+    )
   }
   const version = buf.readUInt32LE(8)
   const hashType = buf.readUInt32LE(12)
@@ -48,7 +51,11 @@ export function parseSuperblock(buf: Buffer, where: string): VeritySuperblock {
   const hashBlockSize = buf.readUInt32LE(68)
   const dataBlocks = buf.readBigUInt64LE(72)
   const saltSize = buf.readUInt16LE(80)
-  const refuse = (what: string) => new VerityError('VERITY_UNSUPPORTED', `${where}: ${what}; encfs verifies the format veritysetup format writes by default (--hash sha256, 4096-byte data and hash blocks, --format 1)`)
+  const refuse = (what: string) =>
+    new VerityError(
+      'VERITY_UNSUPPORTED',
+      `${where}: ${what}; encfs verifies the format veritysetup format writes by default (--hash sha256, 4096-byte data and hash blocks, --format 1)`,
+    )
   if (version !== 1) throw refuse(`superblock version ${version} (expected 1)`)
   if (hashType !== 1) throw refuse(`hash type ${hashType} (the Chrome OS format 0 hashes the salt after the data)`)
   if (algorithm !== ALGORITHM) throw refuse(`hash algorithm "${algorithm}"`)
@@ -58,7 +65,11 @@ export function parseSuperblock(buf: Buffer, where: string): VeritySuperblock {
     throw new VerityError('VERITY_BAD_SUPERBLOCK', `${where}: ${dataBlocks} data blocks is not a usable image size`)
   }
   return {
-    version, hashType, algorithm, dataBlockSize, hashBlockSize,
+    version,
+    hashType,
+    algorithm,
+    dataBlockSize,
+    hashBlockSize,
     uuid: bytesToUuid(buf.subarray(16, 32)),
     dataBlocks: Number(dataBlocks),
     salt: Buffer.from(buf.subarray(88, 88 + saltSize)),

@@ -99,27 +99,43 @@ export class VeritySource extends FillingSource {
    */
   static async open(data: RangeSource, hash: RangeSource, o: VeritySourceOptions): Promise<VeritySource> {
     const where = o.where ?? 'the hash tree'
-    if (o.rootHash.length !== DIGEST_SIZE) throw new VerityError('VERITY_BAD_ROOT_HASH', `verity.root_hash must be a ${DIGEST_SIZE}-byte sha256 hash, got ${o.rootHash.length} bytes`)
+    if (o.rootHash.length !== DIGEST_SIZE)
+      throw new VerityError('VERITY_BAD_ROOT_HASH', `verity.root_hash must be a ${DIGEST_SIZE}-byte sha256 hash, got ${o.rootHash.length} bytes`)
     if (!Number.isSafeInteger(o.hashOffset) || o.hashOffset < 0 || o.hashOffset % BLOCK_SIZE !== 0) {
       throw new VerityError('VERITY_BAD_OFFSET', `verity.hash_offset must be a multiple of ${BLOCK_SIZE}, got ${o.hashOffset}`)
     }
     if (hash.size < o.hashOffset + BLOCK_SIZE) {
-      throw new VerityError('VERITY_NO_SUPERBLOCK', `${where}: ${hash.size} bytes leave no room for a hash area at offset ${o.hashOffset}; check verity.hash_offset / verity.hash_url`)
+      throw new VerityError(
+        'VERITY_NO_SUPERBLOCK',
+        `${where}: ${hash.size} bytes leave no room for a hash area at offset ${o.hashOffset}; check verity.hash_offset / verity.hash_url`,
+      )
     }
     const superblock = parseSuperblock(await hash.read(o.hashOffset, SUPERBLOCK_SIZE), where)
     const v = new VeritySource(data, hash, o.hashOffset, Buffer.from(o.rootHash), superblock, o)
     const g = v.geometry
     if (hash.size < o.hashOffset + g.hashAreaBytes) {
-      throw new VerityError('VERITY_TRUNCATED', `${where}: the superblock describes a ${g.hashAreaBytes}-byte hash area for ${g.dataBlocks} data blocks, but only ${hash.size - o.hashOffset} bytes are there (truncated upload?)`)
+      throw new VerityError(
+        'VERITY_TRUNCATED',
+        `${where}: the superblock describes a ${g.hashAreaBytes}-byte hash area for ${g.dataBlocks} data blocks, but only ${hash.size - o.hashOffset} bytes are there (truncated upload?)`,
+      )
     }
     if (data.size < g.dataBytes) {
-      throw new VerityError('VERITY_TRUNCATED', `the image is ${data.size} bytes but the verity superblock covers ${g.dataBlocks} blocks of 4096 (${g.dataBytes} bytes): wrong hash tree for this image, or the image was truncated`)
+      throw new VerityError(
+        'VERITY_TRUNCATED',
+        `the image is ${data.size} bytes but the verity superblock covers ${g.dataBlocks} blocks of 4096 (${g.dataBytes} bytes): wrong hash tree for this image, or the image was truncated`,
+      )
     }
     if (hash === data && o.hashOffset < g.dataBytes) {
-      throw new VerityError('VERITY_BAD_OFFSET', `verity.hash_offset ${o.hashOffset} is inside the ${g.dataBytes} bytes of data the tree covers; the hash area must come after the data`)
+      throw new VerityError(
+        'VERITY_BAD_OFFSET',
+        `verity.hash_offset ${o.hashOffset} is inside the ${g.dataBytes} bytes of data the tree covers; the hash area must come after the data`,
+      )
     }
     await v.checkShape()
-    v.logger.info({ dataBlocks: g.dataBlocks, levels: g.levels, treeBlocks: g.treeBlocks, uuid: superblock.uuid, rootHash: o.rootHash.toString('hex') }, 'dm-verity hash tree matches the pinned root hash')
+    v.logger.info(
+      { dataBlocks: g.dataBlocks, levels: g.levels, treeBlocks: g.treeBlocks, uuid: superblock.uuid, rootHash: o.rootHash.toString('hex') },
+      'dm-verity hash tree matches the pinned root hash',
+    )
     return v
   }
 
@@ -147,12 +163,19 @@ export class VeritySource extends FillingSource {
     // The root alone first: a mismatch here is the root hash's (or the salt's), not the count's.
     const top = await this.hash.read(this.hashOffset + g.blockOffset(g.levels - 1, 0), BLOCK_SIZE)
     if (!equal(hashBlock(this.salt, top), this.rootHash)) {
-      throw new VerityError('VERITY_ROOT_MISMATCH', `${this.where}: the hash tree does not match verity.root_hash ${this.rootHash.toString('hex')}. ` +
-        'Either root_hash is not the one printed when this tree was made (veritysetup format, encfs pack --verity), or the tree or its superblock was modified')
+      throw new VerityError(
+        'VERITY_ROOT_MISMATCH',
+        `${this.where}: the hash tree does not match verity.root_hash ${this.rootHash.toString('hex')}. ` +
+          'Either root_hash is not the one printed when this tree was made (veritysetup format, encfs pack --verity), or the tree or its superblock was modified',
+      )
     }
     const last = g.dataBlocks - 1
     const result = await this.hashBlockResult(0, Math.floor(last / FANOUT))
-    const inconsistent = (why: string) => new VerityError('VERITY_SUPERBLOCK_MISMATCH', `${this.where}: the superblock says ${g.dataBlocks} data blocks, but the tree pinned by verity.root_hash ${why}: the superblock was modified, or belongs to another tree`)
+    const inconsistent = (why: string) =>
+      new VerityError(
+        'VERITY_SUPERBLOCK_MISMATCH',
+        `${this.where}: the superblock says ${g.dataBlocks} data blocks, but the tree pinned by verity.root_hash ${why}: the superblock was modified, or belongs to another tree`,
+      )
     if (result instanceof VerityMismatchError) throw inconsistent('does not verify along the path to the last of them (or that part of the tree was modified)')
     const entry = (last % FANOUT) * DIGEST_SIZE
     if (result.subarray(entry, entry + DIGEST_SIZE).every((b) => b === 0)) throw inconsistent('has no hash for the last of them')
@@ -178,10 +201,7 @@ export class VeritySource extends FillingSource {
     const buf = aligned ? target : Buffer.allocUnsafe((end - first) * BLOCK_SIZE)
     const g = this.geometry
     const hashBlocksWanted = g.levels === 0 ? [] : range(Math.floor(first / FANOUT), Math.floor((end - 1) / FANOUT) + 1)
-    const [, parents] = await Promise.all([
-      readInto(this.data, first * BLOCK_SIZE, buf, signal),
-      Promise.all(hashBlocksWanted.map((i) => this.hashBlockResult(0, i))),
-    ])
+    const [, parents] = await Promise.all([readInto(this.data, first * BLOCK_SIZE, buf, signal), Promise.all(hashBlocksWanted.map((i) => this.hashBlockResult(0, i)))])
     const digests = await hashBlocksAsync(this.salt, buf)
     const bad: BadRange[] = []
     let why: string | undefined
@@ -242,8 +262,10 @@ export class VeritySource extends FillingSource {
       const msg = `data block ${block} (image bytes ${range.start}-${range.end - 1}) does not match the dm-verity hash tree pinned by verity.root_hash`
       if (!this.firstFailure) {
         this.firstFailure = msg
-        this.logger.error({ block, offset: range.start, rootHash: this.rootHash.toString('hex') },
-          `INTEGRITY VIOLATION: ${msg}. The stored image was modified (tampering, or a rollback to another version). Reads of this block fail with EIO; intact blocks are still served, each verified`)
+        this.logger.error(
+          { block, offset: range.start, rootHash: this.rootHash.toString('hex') },
+          `INTEGRITY VIOLATION: ${msg}. The stored image was modified (tampering, or a rollback to another version). Reads of this block fail with EIO; intact blocks are still served, each verified`,
+        )
       } else {
         this.logger.error({ block, offset: range.start }, msg)
       }
@@ -309,7 +331,7 @@ export class VeritySource extends FillingSource {
         results.push(parent)
         continue
       }
-      const at = top ? 0 : ((index % FANOUT) * DIGEST_SIZE)
+      const at = top ? 0 : (index % FANOUT) * DIGEST_SIZE
       const expected = parent.subarray(at, at + DIGEST_SIZE)
       const block = bytes.subarray(k * BLOCK_SIZE, (k + 1) * BLOCK_SIZE)
       if (!equal(digests.subarray(k * DIGEST_SIZE, (k + 1) * DIGEST_SIZE), expected) || !this.paddingIsZero(level, index, block)) {

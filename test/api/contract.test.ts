@@ -21,10 +21,38 @@ const status = new ServiceStatus()
 test.before(async () => {
   s = await startSkrStack()
   bearer = (await s.authority.issue(s.akv.audience, 'app')).token
-  await importKey({ akvEndpoint: s.akv.endpoint, name: 'app-key', key: { kty: 'oct-HSM', k: octKey.toString('base64url') }, policy: releasePolicy(s.maa.endpoint, [[{ claim: 'x-ms-sevsnpvm-hostdata', equals: s.hostData.toString('hex') }]]), bearer, ca: s.ca })
-  await importKey({ akvEndpoint: s.akv.endpoint, name: 'not-for-us', key: { kty: 'oct-HSM', k: octKey.toString('base64url') }, policy: releasePolicy(s.maa.endpoint, [[{ claim: 'x-ms-sevsnpvm-is-debuggable', equals: 'true' }]]), bearer, ca: s.ca })
-  const logger = pino({ level: 'info' }, { write: (l: string) => { logLines.push(l) } })
-  app = buildApi({ status, attestation: new AttestationContext({ attestation: 'simulated', simulatedStateDir: `${s.dir}/snp`, uvm: s.uvm, logger }), logger, ca: s.ca, bodyLimit: 64 * 1024, maaUserAgent: 'ConfidentialSkrContainer contract-test' })
+  await importKey({
+    akvEndpoint: s.akv.endpoint,
+    name: 'app-key',
+    key: { kty: 'oct-HSM', k: octKey.toString('base64url') },
+    policy: releasePolicy(s.maa.endpoint, [[{ claim: 'x-ms-sevsnpvm-hostdata', equals: s.hostData.toString('hex') }]]),
+    bearer,
+    ca: s.ca,
+  })
+  await importKey({
+    akvEndpoint: s.akv.endpoint,
+    name: 'not-for-us',
+    key: { kty: 'oct-HSM', k: octKey.toString('base64url') },
+    policy: releasePolicy(s.maa.endpoint, [[{ claim: 'x-ms-sevsnpvm-is-debuggable', equals: 'true' }]]),
+    bearer,
+    ca: s.ca,
+  })
+  const logger = pino(
+    { level: 'info' },
+    {
+      write: (l: string) => {
+        logLines.push(l)
+      },
+    },
+  )
+  app = buildApi({
+    status,
+    attestation: new AttestationContext({ attestation: 'simulated', simulatedStateDir: `${s.dir}/snp`, uvm: s.uvm, logger }),
+    logger,
+    ca: s.ca,
+    bodyLimit: 64 * 1024,
+    maaUserAgent: 'ConfidentialSkrContainer contract-test',
+  })
 })
 test.after.always(async () => {
   await app?.close()
@@ -55,7 +83,7 @@ test.serial('POST /attest/raw: a report whose REPORT_DATA is SHA-256 of the runt
   t.notThrows(() => verifyReport(report, { chain: certs.vcekCert + certs.certificateChain, reportData: maaReportData(Buffer.from(runtime)), hostData: s.hostData }))
 })
 
-test.serial('POST /attest/combined: evidence, endorsements, TCB and UVM endorsements in Go\'s shape', async (t) => {
+test.serial("POST /attest/combined: evidence, endorsements, TCB and UVM endorsements in Go's shape", async (t) => {
   const res = await post('/attest/combined', { runtime_data: b64('{}') })
   t.is(res.statusCode, 200)
   const body = res.json<Record<string, string>>()

@@ -24,7 +24,10 @@ test.before(async () => {
   s = await startSkrStack()
   bearer = (await s.authority.issue(s.akv.audience, 'app')).token
   app = buildApi({
-    status: new ServiceStatus(), logger, ca: s.ca, bodyLimit: 64 * 1024,
+    status: new ServiceStatus(),
+    logger,
+    ca: s.ca,
+    bodyLimit: 64 * 1024,
     attestation: new AttestationContext({ attestation: 'simulated', simulatedStateDir: `${s.dir}/snp`, uvm: s.uvm, logger }),
     timeouts: { headersMs: 500, requestMs: 1000, keepAliveMs: 300 },
   })
@@ -128,10 +131,18 @@ function raw(port: number, chunks: (string | { waitMs: number })[], timeoutMs = 
     const started = Date.now()
     const socket = connect(port, '127.0.0.1')
     let text = ''
-    const timer = setTimeout(() => { socket.destroy(); reject(new Error(`the server kept the connection open for ${timeoutMs} ms; got: ${text}`)) }, timeoutMs)
-    socket.on('data', (d) => { text += d.toString() })
+    const timer = setTimeout(() => {
+      socket.destroy()
+      reject(new Error(`the server kept the connection open for ${timeoutMs} ms; got: ${text}`))
+    }, timeoutMs)
+    socket.on('data', (d) => {
+      text += d.toString()
+    })
     socket.on('error', () => {})
-    socket.on('close', () => { clearTimeout(timer); resolve({ text, closedAfterMs: Date.now() - started }) })
+    socket.on('close', () => {
+      clearTimeout(timer)
+      resolve({ text, closedAfterMs: Date.now() - started })
+    })
     void (async () => {
       for (const c of chunks) {
         if (typeof c === 'string') socket.write(c)
@@ -162,7 +173,11 @@ test.serial('a client that sends its headers too slowly is cut off with 408 afte
 })
 
 test.serial('a client that sends its body too slowly is cut off after the request timeout', async (t) => {
-  const slow = await raw(port(), ['POST /attest/raw HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 40\r\n\r\n{"runtime', { waitMs: 4000 }, '_data":"e30="}'])
+  const slow = await raw(port(), [
+    'POST /attest/raw HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 40\r\n\r\n{"runtime',
+    { waitMs: 4000 },
+    '_data":"e30="}',
+  ])
   t.regex(slow.text, /^HTTP\/1\.1 408 /)
   onlyError(t, bodyOf(slow.text), 'slow body')
   t.true(slow.closedAfterMs < 3500, `closed after ${slow.closedAfterMs} ms`)

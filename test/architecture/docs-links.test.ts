@@ -27,7 +27,13 @@ function anchors(file: string): Set<string> {
     const text = readFileSync(file, 'utf8')
     set = new Set([
       ...[...text.matchAll(/<a id="([^"]+)"><\/a>/g)].map((m) => m[1]!),
-      ...[...text.matchAll(/^#+ (.+)$/gm)].map((m) => m[1]!.trim().toLowerCase().replace(/[^\w\s-]/g, '').replace(/\s/g, '-')),
+      ...[...text.matchAll(/^#+ (.+)$/gm)].map((m) =>
+        m[1]!
+          .trim()
+          .toLowerCase()
+          .replace(/[^\w\s-]/g, '')
+          .replace(/\s/g, '-'),
+      ),
     ])
     anchorCache.set(file, set)
   }
@@ -58,7 +64,7 @@ test('docs/… pointers in the code name files and anchors that exist', (t) => {
   t.deepEqual(problems, [])
 })
 
-test('markdown links between the repository\'s documents resolve, anchors included', (t) => {
+test("markdown links between the repository's documents resolve, anchors included", (t) => {
   const problems: string[] = []
   const docs = [path.join(root, 'README.md'), ...files(path.join(root, 'docs'), /\.md$/), ...files(path.join(root, 'test'), /\.md$/)]
   for (const file of docs) {
@@ -74,16 +80,30 @@ test('markdown links between the repository\'s documents resolve, anchors includ
 
 test('nothing points outside the repository: no spec §, spec/luks2.md, DESIGN.md or ../shared', (t) => {
   const offending = [...sources, path.join(root, 'README.md'), ...files(path.join(root, 'docs'), /\.md$/)]
-    .flatMap((file) => readFileSync(file, 'utf8').split('\n').map((line, i) => ({ file, line, i })))
+    .flatMap((file) =>
+      readFileSync(file, 'utf8')
+        .split('\n')
+        .map((line, i) => ({ file, line, i })),
+    )
     .filter(({ line }) => /spec §|spec\/luks2|DESIGN\.md|\.\.\/shared|shared\/spec/.test(line))
-    .filter(({ file }) => file !== fileURLToPath(import.meta.url).replace(/\/dist\/test\//, '/test/').replace(/\.js$/, '.ts'))
+    .filter(
+      ({ file }) =>
+        file !==
+        fileURLToPath(import.meta.url)
+          .replace(/\/dist\/test\//, '/test/')
+          .replace(/\.js$/, '.ts'),
+    )
     .map(({ file, i }) => `${path.relative(root, file)}:${i + 1}`)
   t.deepEqual(offending, [])
 })
 
 test('source paths the documents name exist', (t) => {
   const docs = [path.join(root, 'README.md'), ...files(path.join(root, 'docs'), /\.md$/)]
-  const missing = docs.flatMap((file) => [...readFileSync(file, 'utf8').matchAll(/\b((?:src|test|bench|scripts)\/[\w/.-]+\.ts)\b/g)]
-    .map((m) => m[1]!).filter((p) => !existsSync(path.join(root, p))).map((p) => `${path.relative(root, file)}: ${p}`))
+  const missing = docs.flatMap((file) =>
+    [...readFileSync(file, 'utf8').matchAll(/\b((?:src|test|bench|scripts)\/[\w/.-]+\.ts)\b/g)]
+      .map((m) => m[1]!)
+      .filter((p) => !existsSync(path.join(root, p)))
+      .map((p) => `${path.relative(root, file)}: ${p}`),
+  )
   t.deepEqual(missing, [])
 })

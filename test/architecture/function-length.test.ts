@@ -18,7 +18,12 @@ function compiled(dir: string): string[] {
   })
 }
 
-interface Found { file: string; name: string; line: number; lines: number }
+interface Found {
+  file: string
+  name: string
+  line: number
+  lines: number
+}
 
 function longFunctions(js: string): Found[] {
   const map = new SourceMap(JSON.parse(readFileSync(`${js}.map`, 'utf8')))
@@ -60,5 +65,9 @@ test(`no function in src/ is longer than ${MAX_LINES} lines`, (t) => {
   const files = compiled(dist)
   t.true(files.length > 100, `${files.length} compiled files under ${dist}`)
   const over = files.flatMap(longFunctions)
-  t.deepEqual(over.map((f) => `${f.file}:${f.line} ${f.name} (${f.lines} lines)`), [], 'split these where a step has a name')
+  t.deepEqual(
+    over.map((f) => `${f.file}:${f.line} ${f.name} (${f.lines} lines)`),
+    [],
+    'split these where a step has a name',
+  )
 })

@@ -80,7 +80,11 @@ const folders = new Map([...folderEdges].map(([a, out]) => [a, new Set(out.keys(
 
 test('the sources were read', (t) => {
   t.true(files.size > 100, `${files.size} files under src/`)
-  for (const f of FOUNDATIONS) t.true([...files.keys()].some((file) => folderOf(file) === f), `src/${f}/ exists`)
+  for (const f of FOUNDATIONS)
+    t.true(
+      [...files.keys()].some((file) => folderOf(file) === f),
+      `src/${f}/ exists`,
+    )
 })
 
 test('no import cycle between folders', (t) => {
@@ -105,7 +109,9 @@ test('src/ imports nothing from test/ or bench/ (test fixtures stay out of the p
 })
 
 test("README's layout and docs/architecture.md's table name every folder of src/", (t) => {
-  const folders = readdirSync(src, { withFileTypes: true }).filter((e) => e.isDirectory()).map((e) => e.name)
+  const folders = readdirSync(src, { withFileTypes: true })
+    .filter((e) => e.isDirectory())
+    .map((e) => e.name)
   const readme = readFileSync(path.join(root, 'README.md'), 'utf8')
   const layout = readme.slice(readme.indexOf('- Layout:'), readme.indexOf('\n## ', readme.indexOf('- Layout:')))
   const table = readFileSync(path.join(root, 'docs', 'architecture.md'), 'utf8').split('<a id="source-layout"></a>')[1] ?? ''

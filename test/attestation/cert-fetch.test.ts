@@ -44,7 +44,11 @@ const fast = { scheme: 'http' as const, retryDelayMs: () => 10 }
 test.serial('AzCache: the URL Go builds, and the TCBM read from the VCEK (0xdb decoded, unlike Go)', async (t) => {
   requests.length = 0
   handler = () => ({ status: 200, body: azcacheChain })
-  const chain = await fetchCertChain({ endpoint_type: 'AzCache', endpoint: `${base}/cache`, tee_type: 'SevSnpVM', api_version: 'api-version=2020-10-15-preview', client_id: 'clientId=Test' }, v3, fast)
+  const chain = await fetchCertChain(
+    { endpoint_type: 'AzCache', endpoint: `${base}/cache`, tee_type: 'SevSnpVM', api_version: 'api-version=2020-10-15-preview', client_id: 'clientId=Test' },
+    v3,
+    fast,
+  )
   t.is(requests[0]!.url, `/cache/SevSnpVM/certificates/${v3.chipId}/db18000000000004?api-version=2020-10-15-preview&clientId=Test`)
   t.is(chain.tcbm, 0xdb18000000000004n)
   t.is(chain.chainPem, azcacheChain)
@@ -54,7 +58,7 @@ test.serial('AzCache: the URL Go builds, and the TCBM read from the VCEK (0xdb d
 test.serial('AMD KDS: VCEK by chip id and TCB parts, then the chain; DER becomes PEM', async (t) => {
   requests.length = 0
   const [vcek, ask, ark] = parsePemChain(hostPem) as [X509Certificate, X509Certificate, X509Certificate]
-  handler = (req) => req.url!.endsWith('/cert_chain') ? { status: 200, body: ask.toString() + ark.toString() } : { status: 200, body: vcek.raw }
+  handler = (req) => (req.url!.endsWith('/cert_chain') ? { status: 200, body: ask.toString() + ark.toString() } : { status: 200, body: vcek.raw })
   const chain = await fetchCertChain({ endpoint_type: 'AMD', endpoint: `${base}/vcek/v1`, tee_type: 'Milan' }, v2, fast)
   t.is(requests[0]!.url, `/vcek/v1/Milan/${v2.chipId}?ucodeSPL=115&snpSPL=8&teeSPL=0&blSPL=3`)
   t.is(requests[1]!.url, '/vcek/v1/Milan/cert_chain')

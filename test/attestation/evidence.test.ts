@@ -23,7 +23,11 @@ test.before(async () => {
   s = await startSkrStack()
   // A local THIM endpoint that serves the chip's real chain (TCB 7308000000000003).
   const certs = await s.snp.thimCerts()
-  thim = createServer((_req, res) => { thimRequests++; res.setHeader('content-type', 'application/json'); res.end(JSON.stringify(certs)) })
+  thim = createServer((_req, res) => {
+    thimRequests++
+    res.setHeader('content-type', 'application/json')
+    res.end(JSON.stringify(certs))
+  })
   await new Promise<void>((resolve) => thim.listen(0, '127.0.0.1', resolve))
   thimEndpoint = `127.0.0.1:${(thim.address() as { port: number }).port}/metadata/THIM/amd/certification`
 })
@@ -39,7 +43,9 @@ test.after.always(async () => {
 function movingTcb(): ReportProvider & { reports: Buffer[] } {
   const reports: Buffer[] = []
   return {
-    name: 'simulated', location: 'test', reports,
+    name: 'simulated',
+    location: 'test',
+    reports,
     async getReport(data: Buffer) {
       const report = await s.snp.getReport(data)
       if (reports.length === 0) report.writeBigUInt64LE(0x1111n, 0x180)
@@ -84,7 +90,14 @@ test.serial('/attest/maa retries with a fresh report, and MAA accepts it', async
 test.serial('key release takes the same path: a moved TCB costs one more report, not the release', async (t) => {
   const bearer = (await s.authority.issue(s.akv.audience, 'operator')).token
   const key = randomBytes(32)
-  await importKey({ akvEndpoint: s.akv.endpoint, name: 'moving-tcb', key: { kty: 'oct-HSM', k: key.toString('base64url') }, policy: releasePolicy(s.maa.endpoint, [[{ claim: 'x-ms-sevsnpvm-hostdata', equals: s.hostData.toString('hex') }]]), bearer, ca: s.ca })
+  await importKey({
+    akvEndpoint: s.akv.endpoint,
+    name: 'moving-tcb',
+    key: { kty: 'oct-HSM', k: key.toString('base64url') },
+    policy: releasePolicy(s.maa.endpoint, [[{ claim: 'x-ms-sevsnpvm-hostdata', equals: s.hostData.toString('hex') }]]),
+    bearer,
+    ca: s.ca,
+  })
   const provider = movingTcb()
   const uvm = { ...s.uvm, hostAmdCertificate: undefined }
   const collateral = new Collateral({ uvm, certcache: { endpoint_type: 'LocalTHIM', endpoint: thimEndpoint } })

@@ -26,11 +26,23 @@ test('the addon is built with the kernel uapi ABI: ioctl numbers, struct sizes a
   t.is(l.SNP_GET_REPORT, 0xc0205300)
   t.is(l.SEV_SNP_GUEST_MSG_REPORT, 0xc0285301)
   t.is(l['snp_guest_request_ioctl.size'], 32)
-  t.deepEqual([l['snp_guest_request_ioctl.msg_version'], l['snp_guest_request_ioctl.req_data'], l['snp_guest_request_ioctl.resp_data'], l['snp_guest_request_ioctl.exitinfo2']], [0, 8, 16, 24])
+  t.deepEqual(
+    [l['snp_guest_request_ioctl.msg_version'], l['snp_guest_request_ioctl.req_data'], l['snp_guest_request_ioctl.resp_data'], l['snp_guest_request_ioctl.exitinfo2']],
+    [0, 8, 16, 24],
+  )
   t.is(l['snp_report_req.size'], 96)
   t.is(l['snp_report_resp.size'], 4000)
   t.is(l['sev_snp_guest_request.size'], 40)
-  t.deepEqual([l['sev_snp_guest_request.request_len'], l['sev_snp_guest_request.request_uaddr'], l['sev_snp_guest_request.response_len'], l['sev_snp_guest_request.response_uaddr'], l['sev_snp_guest_request.error']], [4, 8, 16, 24, 32])
+  t.deepEqual(
+    [
+      l['sev_snp_guest_request.request_len'],
+      l['sev_snp_guest_request.request_uaddr'],
+      l['sev_snp_guest_request.response_len'],
+      l['sev_snp_guest_request.response_uaddr'],
+      l['sev_snp_guest_request.error'],
+    ],
+    [4, 8, 16, 24, 32],
+  )
   t.is(l.reportOffset, 0x20)
   t.is(l.reportSize, 1184)
 })
@@ -86,7 +98,14 @@ test('auto takes the first source present, in the order sev-guest, sev, tsm, and
 
 test('simulated reports have the real layout and verify against the simulated AMD-style chain', async (t) => {
   const lines: string[] = []
-  const logger = pino({ level: 'warn' }, { write: (s: string) => { lines.push(s) } })
+  const logger = pino(
+    { level: 'warn' },
+    {
+      write: (s: string) => {
+        lines.push(s)
+      },
+    },
+  )
   const stateDir = path.join(tmp, 'sim')
   const policyHash = createHash('sha256').update('package policy').digest()
   // Two providers racing to create the chip end up with one chain.
@@ -104,9 +123,16 @@ test('simulated reports have the real layout and verify against the simulated AM
   t.false(report.policyFlags.debugAllowed)
   t.is(parseReport(rb).reportData, Buffer.concat([Buffer.from('short'), Buffer.alloc(59)]).toString('hex'))
   t.notThrows(() => verifyReport(rb, { chain: thimChainPem(certs) }))
-  t.true(lines.some((l) => l.includes('SIMULATED SEV-SNP report')), 'every use warns')
+  t.true(
+    lines.some((l) => l.includes('SIMULATED SEV-SNP report')),
+    'every use warns',
+  )
   // A later provider on the same state directory keeps the chip.
   const again = simulatedProvider({ stateDir })
   t.is(parseReport(await again.getReport(Buffer.alloc(0))).chipId, report.chipId)
-  t.deepEqual((await readdir(path.dirname(stateDir))).filter((f) => f.includes('.tmp-')), [], 'no temporary directories left')
+  t.deepEqual(
+    (await readdir(path.dirname(stateDir))).filter((f) => f.includes('.tmp-')),
+    [],
+    'no temporary directories left',
+  )
 })

@@ -19,7 +19,10 @@ const v3Chain = read('snp/snp_report_v3_milan.azcache_chain.pem').toString()
 // Verify as of a day both genuine chains were valid (the v3 VCEK was issued in January 2025).
 const at = new Date('2025-06-01T00:00:00Z')
 
-for (const [file, raw] of [['snp_report.bin', genuine], ['snp_report_v3_milan.bin', v3]] as const) {
+for (const [file, raw] of [
+  ['snp_report.bin', genuine],
+  ['snp_report_v3_milan.bin', v3],
+] as const) {
   test(`${file}: every field matches the values the Go tests and the ABI give`, (t) => {
     const f = fields[file]!.fields
     const r = parseReport(raw)
@@ -60,7 +63,7 @@ for (const [file, raw] of [['snp_report.bin', genuine], ['snp_report_v3_milan.bi
   })
 }
 
-test('the Go fake-report template parses to the values Go\'s Test_SNP asserts', (t) => {
+test("the Go fake-report template parses to the values Go's Test_SNP asserts", (t) => {
   const go = fields['go_fake_report_template.bin']!.go_test_asserted_values_Test_SNP!
   const r = parseReport(read('snp/go_fake_report_template.bin'))
   t.is(r.version, go.Version)
@@ -85,7 +88,8 @@ test('both genuine reports verify: signature with the VCEK, VCEK <- ASK <- ARK, 
   const runtimeData = read('snp/runtime_data.json')
   const policy = Buffer.from(read('snp/uvm_security_policy.base64').toString().trim(), 'base64')
   const { report, chain } = verifyReport(genuine, {
-    chain: genuineChain, at,
+    chain: genuineChain,
+    at,
     reportData: Buffer.concat([createHash('sha256').update(runtimeData).digest(), Buffer.alloc(32)]),
     hostData: createHash('sha256').update(policy).digest(),
   })
@@ -94,7 +98,7 @@ test('both genuine reports verify: signature with the VCEK, VCEK <- ASK <- ARK, 
   t.notThrows(() => verifyReport(v3, { chain: v3Chain, at }))
 })
 
-test('tampering is caught: one flipped bit, another chip\'s VCEK, a wrong expected value, an untrusted root, expiry', (t) => {
+test("tampering is caught: one flipped bit, another chip's VCEK, a wrong expected value, an untrusted root, expiry", (t) => {
   for (const offset of [0x00, 0x50, 0xc0, 0x29f]) {
     const bad = Buffer.from(genuine)
     bad[offset] = bad[offset]! ^ 1

@@ -45,7 +45,7 @@ test('without reference info in the directory, the UVM_* environment variables a
   t.is(thimChainPem(info.hostAmdCertificate!), read('snp/uvm_host_amd_certificate.pem'))
 })
 
-test('a directory named security-context-* under the root is found; else Kata\'s default', async (t) => {
+test("a directory named security-context-* under the root is found; else Kata's default", async (t) => {
   const root = await mkdtemp(path.join(os.tmpdir(), 'encfs-root-'))
   t.teardown(() => rm(root, { recursive: true, force: true }))
   t.is(await securityContextDir({}, root), KATA_SECURITY_CONTEXT_DIR)

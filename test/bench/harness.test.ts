@@ -3,8 +3,23 @@ import test from 'ava'
 import { writeFile, readFile } from 'node:fs/promises'
 import path from 'node:path'
 import {
-  interleave, summarize, pairedRatios, formatRatio, formatValue, table, parseFio, runFio, parseProcStatCpu,
-  processCpuSeconds, parseVmHwmMiB, peakRssMiB, rssMiB, ddRead, ensureTools, mbps, iosWithin,
+  interleave,
+  summarize,
+  pairedRatios,
+  formatRatio,
+  formatValue,
+  table,
+  parseFio,
+  runFio,
+  parseProcStatCpu,
+  processCpuSeconds,
+  parseVmHwmMiB,
+  peakRssMiB,
+  rssMiB,
+  ddRead,
+  ensureTools,
+  mbps,
+  iosWithin,
 } from '../../bench/harness.js'
 import { tempDir } from '../helpers/temp.js'
 
@@ -13,8 +28,20 @@ test('contenders run interleaved, one each per round, and ratios are taken withi
   let a = 0
   let b = 0
   const s = await interleave(3, [
-    { name: 'A', run: async () => { order.push('A'); return 10 * ++a } },
-    { name: 'B', run: async () => { order.push('B'); return 5 * ++b } },
+    {
+      name: 'A',
+      run: async () => {
+        order.push('A')
+        return 10 * ++a
+      },
+    },
+    {
+      name: 'B',
+      run: async () => {
+        order.push('B')
+        return 5 * ++b
+      },
+    },
   ])
   t.deepEqual(order, ['A', 'B', 'A', 'B', 'A', 'B'])
   t.deepEqual(s.get('A'), [10, 20, 30])
@@ -29,7 +56,13 @@ test('summaries: median of odd and even counts, min and max', (t) => {
   t.deepEqual(summarize([4, 1, 3, 2]), { median: 2.5, min: 1, max: 4, n: 4 })
   t.true(Number.isNaN(summarize([]).median))
   t.is(mbps(10e6, 1000), 10)
-  const text = table(['what', 'MB/s'], [['raw', '300'], ['mounted', '2']])
+  const text = table(
+    ['what', 'MB/s'],
+    [
+      ['raw', '300'],
+      ['mounted', '2'],
+    ],
+  )
   t.is(text.split('\n')[0], 'what     MB/s')
   t.is(text.split('\n')[3], 'mounted     2')
 })
@@ -69,10 +102,12 @@ test('fio runs jobs as separate groups and its JSON is summed per group; dd time
     t.true((await ddRead(file, { bs: '64k' })) > 0)
     await t.throwsAsync(ddRead(path.join(tmp.dir, 'missing')), { message: /dd .* failed/ })
     // Notes fio prints before its JSON are skipped.
-    const doc = JSON.stringify({ jobs: [
-      { jobname: 'a', groupid: 0, read: { io_bytes: 10, iops: 1, bw_bytes: 5, runtime: 1000 } },
-      { jobname: 'a', groupid: 0, read: { io_bytes: 30, iops: 2, bw_bytes: 5, runtime: 1200 } },
-    ] })
+    const doc = JSON.stringify({
+      jobs: [
+        { jobname: 'a', groupid: 0, read: { io_bytes: 10, iops: 1, bw_bytes: 5, runtime: 1000 } },
+        { jobname: 'a', groupid: 0, read: { io_bytes: 30, iops: 2, bw_bytes: 5, runtime: 1200 } },
+      ],
+    })
     t.deepEqual(parseFio(`note: both iodepth >= 1 and synchronous I/O engine\n${doc}`), [{ name: 'a', ioBytes: 40, iops: 3, bw: 10, runtimeMs: 1200 }])
     t.throws(() => parseFio('no json'), { message: /no JSON/ })
     t.truthy(await readFile(file))

@@ -54,7 +54,11 @@ test('remotefs warns when -base64 carries secrets, and not when they come from E
   const dir = await mkdtemp(path.join(os.tmpdir(), 'encfs-secrets-'))
   t.teardown(() => rm(dir, { recursive: true, force: true }))
   // The mount point's parent does not exist: remotefs stops right after reading the configuration.
-  const b64 = Buffer.from(JSON.stringify({ azure_filesystems: [{ mount_point: path.join(dir, 'missing', 'x'), azure_url: 'https://a.blob.core.windows.net/c/i.img?sv=1&sig=SECRETSIG', raw_key: 'ab'.repeat(32) }] })).toString('base64')
+  const b64 = Buffer.from(
+    JSON.stringify({
+      azure_filesystems: [{ mount_point: path.join(dir, 'missing', 'x'), azure_url: 'https://a.blob.core.windows.net/c/i.img?sv=1&sig=SECRETSIG', raw_key: 'ab'.repeat(32) }],
+    }),
+  ).toString('base64')
   const common = ['--allow-raw-key', '--no-api', '--runtime-dir', path.join(dir, 'rt'), '-loglevel', 'warning']
   const viaFlag = await run(REMOTEFS_JS, ['-base64', b64, '-logfile', path.join(dir, 'flag.log'), ...common])
   t.is(viaFlag.code, 1, viaFlag.stderr)
@@ -62,7 +66,11 @@ test('remotefs warns when -base64 carries secrets, and not when they come from E
   t.regex(flagLog, /carries secrets \(azure_filesystems\[0\]\.raw_key, a SAS signature in azure_filesystems\[0\]\.azure_url\).*EncfsSideCarArgs/)
   t.false(flagLog.includes('SECRETSIG'))
   const { execFile } = await import('node:child_process')
-  const viaEnv = await new Promise<string>((resolve) => execFile(process.execPath, [REMOTEFS_JS, '-logfile', path.join(dir, 'env.log'), ...common], { env: { ...process.env, EncfsSideCarArgs: b64 } }, () => resolve(readFile(path.join(dir, 'env.log'), 'utf8'))))
+  const viaEnv = await new Promise<string>((resolve) =>
+    execFile(process.execPath, [REMOTEFS_JS, '-logfile', path.join(dir, 'env.log'), ...common], { env: { ...process.env, EncfsSideCarArgs: b64 } }, () =>
+      resolve(readFile(path.join(dir, 'env.log'), 'utf8')),
+    ),
+  )
   t.notRegex(viaEnv, /carries secrets/)
   t.regex(viaEnv, /MOUNT_POINT_PARENT_MISSING|does not exist/)
 })

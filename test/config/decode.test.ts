@@ -30,7 +30,7 @@ test('base64 wrapped at 76 columns (base64 without -w0), with LF or CRLF and a t
   t.deepEqual(decodeSidecarArgs(`${lines.join('\r\n')}\r\n`, 'EncfsSideCarArgs'), sampleJson(SAMPLE))
 })
 
-test('URL-safe base64 (as the Go repo\'s Python tests produce) is accepted, with and without padding', (t) => {
+test("URL-safe base64 (as the Go repo's Python tests produce) is accepted, with and without padding", (t) => {
   // "~~~" and "???" encode to "+" and "/" in the standard alphabet, so the URL-safe form really differs.
   const text = JSON.stringify({ note: '~~~???>>>', azure_filesystems: [] })
   const unpadded = b64url(text)
@@ -94,7 +94,7 @@ test('valid base64 of something that is not JSON gives CONFIG_JSON naming the so
   const err = decodeError(b64('mount_point=/mnt/x'), 'EncfsSideCarArgs')
   t.is(err.code, 'CONFIG_JSON')
   t.regex(err.message, /^EncfsSideCarArgs decodes from base64 but is not valid JSON/)
-  t.regex(err.message, /: Unexpected token 'm'$/, 'the parser\'s reason is kept, its quote of the input is not')
+  t.regex(err.message, /: Unexpected token 'm'$/, "the parser's reason is kept, its quote of the input is not")
 })
 
 test('truncated JSON (for example a cut-off copy and paste) gives CONFIG_JSON', (t) => {

@@ -54,9 +54,17 @@ export function asConfigError(err: unknown): ConfigError {
 /** A pino logger whose JSON lines are collected in memory. */
 export function captureLogger(level = 'trace'): { logger: Logger; lines: () => Record<string, unknown>[]; text: () => string } {
   const chunks: string[] = []
-  const stream = { write: (msg: string) => { chunks.push(msg) } }
+  const stream = {
+    write: (msg: string) => {
+      chunks.push(msg)
+    },
+  }
   const logger = pino({ level }, stream)
   const text = () => chunks.join('')
-  const lines = () => text().split('\n').filter((l) => l.trim() !== '').map((l) => JSON.parse(l) as Record<string, unknown>)
+  const lines = () =>
+    text()
+      .split('\n')
+      .filter((l) => l.trim() !== '')
+      .map((l) => JSON.parse(l) as Record<string, unknown>)
   return { logger, lines, text }
 }

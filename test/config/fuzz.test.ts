@@ -29,28 +29,46 @@ function load(b64: string, allowRawKey: boolean): void {
 const samples = ['remotefs-readme-sample.json', 'encfs-sidecar-args.template.json'].map((n) => sampleJson(n))
 
 test('any text as EncfsSideCarArgs: a configuration or a coded refusal', (t) => {
-  fc.assert(fc.property(fc.oneof(fc.string(), fc.base64String(), fc.string({ unit: 'binary' })), fc.boolean(), (text, raw) => load(text, raw)), fuzzParameters(400))
+  fc.assert(
+    fc.property(fc.oneof(fc.string(), fc.base64String(), fc.string({ unit: 'binary' })), fc.boolean(), (text, raw) => load(text, raw)),
+    fuzzParameters(400),
+  )
   t.pass()
 })
 
 test('any JSON, base64-encoded: a configuration or a coded refusal', (t) => {
-  fc.assert(fc.property(fc.jsonValue({ maxDepth: 4 }), fc.boolean(), (json, raw) => load(b64json(json), raw)), fuzzParameters(400))
+  fc.assert(
+    fc.property(fc.jsonValue({ maxDepth: 4 }), fc.boolean(), (json, raw) => load(b64json(json), raw)),
+    fuzzParameters(400),
+  )
   t.pass()
 })
 
 test('mutations of real configurations: a configuration or a coded refusal', (t) => {
-  fc.assert(fc.property(fc.constantFrom(...samples), fc.array(mutation, { minLength: 1, maxLength: 5 }), fc.boolean(), (sample, ms, raw) => load(b64json(mutate(sample, ms)), raw)), fuzzParameters(600))
+  fc.assert(
+    fc.property(fc.constantFrom(...samples), fc.array(mutation, { minLength: 1, maxLength: 5 }), fc.boolean(), (sample, ms, raw) => load(b64json(mutate(sample, ms)), raw)),
+    fuzzParameters(600),
+  )
   t.pass()
 })
 
 test('the skr configuration (encfs serve): a configuration or a coded refusal', (t) => {
   const skr = sampleJson('skr-sidecar-args.kata-sample.json')
-  fc.assert(fc.property(fc.oneof(fc.jsonValue({ maxDepth: 3 }), fc.array(mutation, { minLength: 1, maxLength: 4 }).map((ms) => mutate(skr, ms))), (json) => {
-    try {
-      validateSkrConfig(json)
-    } catch (err) {
-      expectCodedRefusal(err)
-    }
-  }), fuzzParameters(300))
+  fc.assert(
+    fc.property(
+      fc.oneof(
+        fc.jsonValue({ maxDepth: 3 }),
+        fc.array(mutation, { minLength: 1, maxLength: 4 }).map((ms) => mutate(skr, ms)),
+      ),
+      (json) => {
+        try {
+          validateSkrConfig(json)
+        } catch (err) {
+          expectCodedRefusal(err)
+        }
+      },
+    ),
+    fuzzParameters(300),
+  )
   t.pass()
 })

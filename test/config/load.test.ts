@@ -19,8 +19,14 @@ function loadError(o: Parameters<typeof loadConfig>[0]) {
 test('-base64 with the README sample, encoded as a user would, loads with its values', (t) => {
   const { config, source } = loadConfig({ base64: b64(sampleText(README_SAMPLE)), env: {} })
   t.is(source, '-base64')
-  t.deepEqual(config.azure_filesystems.map((f) => f.mount_point), ['/remotemounts/share1', '/remotemounts/share2'])
-  t.deepEqual(config.azure_filesystems.map((f) => f.key?.akv?.endpoint), ['avaultname.vault.azure.net', 'amanagedhsmname.managedhsm.azure.net'])
+  t.deepEqual(
+    config.azure_filesystems.map((f) => f.mount_point),
+    ['/remotemounts/share1', '/remotemounts/share2'],
+  )
+  t.deepEqual(
+    config.azure_filesystems.map((f) => f.key?.akv?.endpoint),
+    ['avaultname.vault.azure.net', 'amanagedhsmname.managedhsm.azure.net'],
+  )
   t.deepEqual(config, validateConfig(sampleJson(README_SAMPLE)))
 })
 
@@ -89,9 +95,12 @@ test('bad JSON is CONFIG_JSON and names where it came from', (t) => {
 test('validation problems are CONFIG_INVALID, naming the source and each JSON path', (t) => {
   const err = loadError({ base64: b64json({ azure_filesystems: [rawFs(), rawFs({ mount_point: 'mnt/x', azure_url: 'ftp://h/b' })] }), env: {} })
   t.is(err.code, 'CONFIG_INVALID')
-  t.is(err.message, 'invalid -base64 (2 problems):\n' +
-    '  azure_filesystems[1].mount_point: must be an absolute path, got "mnt/x"\n' +
-    '  azure_filesystems[1].azure_url: unsupported scheme "ftp:": use https://, file:// or an absolute path')
+  t.is(
+    err.message,
+    'invalid -base64 (2 problems):\n' +
+      '  azure_filesystems[1].mount_point: must be an absolute path, got "mnt/x"\n' +
+      '  azure_filesystems[1].azure_url: unsupported scheme "ftp:": use https://, file:// or an absolute path',
+  )
   t.deepEqual(err.issues, [
     { path: 'azure_filesystems[1].mount_point', message: 'must be an absolute path, got "mnt/x"' },
     { path: 'azure_filesystems[1].azure_url', message: 'unsupported scheme "ftp:": use https://, file:// or an absolute path' },
@@ -115,7 +124,10 @@ test('base64 wrapped over several lines (base64 without -w0) loads', (t) => {
 test('the skr sidecar arguments given to remotefs by mistake are rejected: azure_filesystems is required', (t) => {
   const err = loadError({ env: { EncfsSideCarArgs: b64(sampleText('skr-sidecar-args.kata-sample.json')) } })
   t.is(err.code, 'CONFIG_INVALID')
-  t.deepEqual(err.issues.map((i) => i.path), ['azure_filesystems'])
+  t.deepEqual(
+    err.issues.map((i) => i.path),
+    ['azure_filesystems'],
+  )
 })
 
 test('the unfilled template is rejected through the whole path with its placeholders named', (t) => {
@@ -159,7 +171,10 @@ test('redactConfig hides raw_key, bearer_token and SAS queries, and keeps everyt
     azure_info: { identity: { client_id: 'cid' } },
     azure_filesystems: [
       rawFs({ mount_point: '/m/a', raw_key: SECRET_RAW, azure_url: `${BLOB_URL}?sv=2022-11-02&sp=r&${SECRET_SIG}` }),
-      releaseFs({ mount_point: '/m/b', key: { kid: 'k', kty: 'oct-HSM', authority: { endpoint: 'm.example.net' }, akv: { endpoint: 'v.vault.azure.net', bearer_token: SECRET_TOKEN } } }),
+      releaseFs({
+        mount_point: '/m/b',
+        key: { kid: 'k', kty: 'oct-HSM', authority: { endpoint: 'm.example.net' }, akv: { endpoint: 'v.vault.azure.net', bearer_token: SECRET_TOKEN } },
+      }),
     ],
   })
   const before = JSON.stringify(config)
@@ -189,7 +204,11 @@ test('redactConfig output of a loaded configuration can be logged: no secret sur
   const json = JSON.stringify({
     azure_filesystems: [
       rawFs({ mount_point: '/m/a', raw_key: SECRET_RAW, azure_url: `http://127.0.0.1:10000/devstoreaccount1/c/i.img?${SECRET_SIG}` }),
-      releaseFs({ mount_point: '/m/b', raw_key: SECRET_RAW.toUpperCase(), key: { kid: 'k', authority: { endpoint: 'm.example.net' }, akv: { endpoint: 'v.vault.azure.net', bearer_token: SECRET_TOKEN } } }),
+      releaseFs({
+        mount_point: '/m/b',
+        raw_key: SECRET_RAW.toUpperCase(),
+        key: { kid: 'k', authority: { endpoint: 'm.example.net' }, akv: { endpoint: 'v.vault.azure.net', bearer_token: SECRET_TOKEN } },
+      }),
     ],
   })
   const { config } = loadConfig({ base64: b64(json), env: {} })
@@ -201,7 +220,11 @@ test('error messages of an invalid configuration never contain its secrets', (t)
   const json = JSON.stringify({
     azure_filesystems: [
       rawFs({ mount_point: 'relative', raw_key: `${SECRET_RAW}0`, azure_url: `ftp://h/b?${SECRET_SIG}` }),
-      releaseFs({ mount_point: '/m/b', azure_url: `http://acct.blob.core.windows.net/c/b?${SECRET_SIG}`, key: { kid: 'k', authority: { endpoint: 'bad/host' }, akv: { endpoint: 'v.vault.azure.net', bearer_token: SECRET_TOKEN } } }),
+      releaseFs({
+        mount_point: '/m/b',
+        azure_url: `http://acct.blob.core.windows.net/c/b?${SECRET_SIG}`,
+        key: { kid: 'k', authority: { endpoint: 'bad/host' }, akv: { endpoint: 'v.vault.azure.net', bearer_token: SECRET_TOKEN } },
+      }),
       releaseFs({ mount_point: '/m/c', azure_url: `not a url ?${SECRET_SIG}`, raw_key: `zz${SECRET_RAW}` }),
     ],
   })
@@ -218,7 +241,11 @@ test('configSecrets names what a configuration carries that must not sit on a co
   const config = validateConfig({
     azure_filesystems: [
       rawFs({ mount_point: '/m/a', raw_key: SECRET_RAW, azure_url: `${BLOB_URL}?sv=2022-11-02&sp=r&${SECRET_SIG}` }),
-      releaseFs({ mount_point: '/m/b', azure_url: 'https://u:p@acct.blob.core.windows.net/c/b.img', key: { kid: 'k', kty: 'oct-HSM', authority: { endpoint: 'm.example.net' }, akv: { endpoint: 'v.vault.azure.net', bearer_token: SECRET_TOKEN } } }),
+      releaseFs({
+        mount_point: '/m/b',
+        azure_url: 'https://u:p@acct.blob.core.windows.net/c/b.img',
+        key: { kid: 'k', kty: 'oct-HSM', authority: { endpoint: 'm.example.net' }, akv: { endpoint: 'v.vault.azure.net', bearer_token: SECRET_TOKEN } },
+      }),
       releaseFs({ mount_point: '/m/c' }),
     ],
   })

@@ -64,27 +64,38 @@ test('the remotefs README sample plans two key releases with their layout', (t) 
   ])
 })
 
-test('the default derivation label is the Go sidecar\'s, also for an empty label', (t) => {
+test("the default derivation label is the Go sidecar's, also for an empty label", (t) => {
   t.is(DEFAULT_DERIVATION_LABEL, 'Symmetric Encryption Key')
   const [plan] = planFilesystems(config(releaseFs({ key_derivation: { salt: 'aa', label: '' } })), { allowRawKey: false })
-  t.deepEqual(plan!.key, { kind: 'release', kid: 'MyKey', maaEndpoint: 'sharedneu.neu.attest.azure.net', akvEndpoint: 'myvault.vault.azure.net', derivation: { salt: 'aa', label: 'Symmetric Encryption Key' } })
+  t.deepEqual(plan!.key, {
+    kind: 'release',
+    kid: 'MyKey',
+    maaEndpoint: 'sharedneu.neu.attest.azure.net',
+    akvEndpoint: 'myvault.vault.azure.net',
+    derivation: { salt: 'aa', label: 'Symmetric Encryption Key' },
+  })
 })
 
 test('a bearer_token is carried to the release spec', (t) => {
-  const [plan] = planFilesystems(config(releaseFs({ key: { kid: 'k', authority: { endpoint: 'm.example.net' }, akv: { endpoint: 'v.vault.azure.net', bearer_token: 'tok' } } })), { allowRawKey: false })
+  const [plan] = planFilesystems(config(releaseFs({ key: { kid: 'k', authority: { endpoint: 'm.example.net' }, akv: { endpoint: 'v.vault.azure.net', bearer_token: 'tok' } } })), {
+    allowRawKey: false,
+  })
   t.is(plan!.key.kind === 'release' ? plan!.key.bearerToken : 'not a release', 'tok')
 })
 
 test('directories are siblings of each mount point, numbered by list position', (t) => {
   const plans = planFilesystems(config(rawFs({ mount_point: '/mnt/remote/a' }), rawFs({ mount_point: '/data/b/' }), rawFs({ mount_point: '/c' })), { allowRawKey: true })
-  t.deepEqual(plans.map((p) => [p.mountPoint, p.parentDir, p.mountDir, p.symlinkTarget]), [
-    ['/mnt/remote/a', '/mnt/remote', '/mnt/remote/.filesystem-0', '.filesystem-0'],
-    ['/data/b', '/data', '/data/.filesystem-1', '.filesystem-1'],
-    ['/c', '/', '/.filesystem-2', '.filesystem-2'],
-  ])
+  t.deepEqual(
+    plans.map((p) => [p.mountPoint, p.parentDir, p.mountDir, p.symlinkTarget]),
+    [
+      ['/mnt/remote/a', '/mnt/remote', '/mnt/remote/.filesystem-0', '.filesystem-0'],
+      ['/data/b', '/data', '/data/.filesystem-1', '.filesystem-1'],
+      ['/c', '/', '/.filesystem-2', '.filesystem-2'],
+    ],
+  )
 })
 
-test('--unlock and --mounter are defaults that a filesystem\'s own unlock and mounter override', (t) => {
+test("--unlock and --mounter are defaults that a filesystem's own unlock and mounter override", (t) => {
   const cfg = config(rawFs({ mount_point: '/m/a' }), rawFs({ mount_point: '/m/b', unlock: 'kernel', mounter: 'loop' }))
   const [a, b] = planFilesystems(cfg, { allowRawKey: true, unlock: 'userspace', mounter: 'fuse2fs' })
   t.is(a!.unlock, 'userspace')
@@ -120,17 +131,29 @@ test('raw_key without the opt-in is refused, saying how to opt in, without showi
 
 test('without the opt-in every raw-key-only filesystem is reported at once', (t) => {
   const err = planError(config(rawFs({ mount_point: '/m/a' }), releaseFs({ mount_point: '/m/b' }), rawFs({ mount_point: '/m/c' })), false)
-  t.deepEqual(err.issues.map((i) => i.path), ['azure_filesystems[0].raw_key', 'azure_filesystems[2].raw_key'])
+  t.deepEqual(
+    err.issues.map((i) => i.path),
+    ['azure_filesystems[0].raw_key', 'azure_filesystems[2].raw_key'],
+  )
   t.regex(err.message, /\(2 problems\)/)
 })
 
 test('raw_key with the opt-in is used, and a warning says it is a test mode, without the key', (t) => {
   const cap = captureLogger()
   const plans = planFilesystems(config(rawFs({ mount_point: '/m/a' }), rawFs({ mount_point: '/m/b', raw_key: RAW })), { allowRawKey: true, logger: cap.logger })
-  t.deepEqual(plans.map((p) => p.key), [{ kind: 'raw', hex: '00112233445566778899aabbccddeeff' }, { kind: 'raw', hex: RAW }])
+  t.deepEqual(
+    plans.map((p) => p.key),
+    [
+      { kind: 'raw', hex: '00112233445566778899aabbccddeeff' },
+      { kind: 'raw', hex: RAW },
+    ],
+  )
   const warnings = cap.lines().filter((l) => l.level === 40)
   t.is(warnings.length, 2)
-  t.deepEqual(warnings.map((w) => w.filesystem), [0, 1])
+  t.deepEqual(
+    warnings.map((w) => w.filesystem),
+    [0, 1],
+  )
   t.regex(String(warnings[1]!.msg), /^azure_filesystems\[1\]: using raw_key from the configuration\. This is a TEST MODE/)
   t.false(cap.text().includes(RAW.slice(0, 8)), 'the key is not logged')
   t.false(cap.text().includes('00112233'), 'the key is not logged')

@@ -100,7 +100,7 @@ test('the importkey configuration is not a remotefs configuration either', (t) =
   t.regex(message, /^is required/)
 })
 
-test('the skr sample\'s certcache is accepted as azure_info.certcache', (t) => {
+test("the skr sample's certcache is accepted as azure_info.certcache", (t) => {
   const skr = sampleJson('skr-sidecar-args.kata-sample.json') as { certcache: unknown }
   const config = validateConfig({ azure_info: { certcache: skr.certcache, identity: { client_id: 'abc-123' } }, azure_filesystems: [releaseFs()] })
   t.deepEqual(config.azure_info?.certcache, {
@@ -118,17 +118,19 @@ test('the skr sample\'s certcache is accepted as azure_info.certcache', (t) => {
 test('member names match case-insensitively, as Go encoding/json does', (t) => {
   const config = validateConfig({
     Azure_Info: { IDENTITY: { Client_Id: 'cid' }, CertCache: { Endpoint_Type: 'AzCache', ENDPOINT: 'global.acccache.azure.net' } },
-    AZURE_FILESYSTEMS: [{
-      Mount_Point: '/mnt/remote/share',
-      AZURE_URL: BLOB_URL,
-      Azure_Url_Private: true,
-      READ_WRITE: true,
-      Key: { KID: 'k1', Kty: 'oct-HSM', Key_Ops: ['decrypt'], Authority: { EndPoint: 'maa.example.net' }, AKV: { Endpoint: 'v.vault.azure.net', Bearer_Token: 'tok' } },
-      Key_Derivation: { SALT: 'aabb', Label: 'L' },
-      Unlock: 'userspace',
-      MOUNTER: 'fuse2fs',
-      Cache: { Block_Size_KiB: 512, MEMORY_MIB: 64, readahead_BLOCKS: 2 },
-    }],
+    AZURE_FILESYSTEMS: [
+      {
+        Mount_Point: '/mnt/remote/share',
+        AZURE_URL: BLOB_URL,
+        Azure_Url_Private: true,
+        READ_WRITE: true,
+        Key: { KID: 'k1', Kty: 'oct-HSM', Key_Ops: ['decrypt'], Authority: { EndPoint: 'maa.example.net' }, AKV: { Endpoint: 'v.vault.azure.net', Bearer_Token: 'tok' } },
+        Key_Derivation: { SALT: 'aabb', Label: 'L' },
+        Unlock: 'userspace',
+        MOUNTER: 'fuse2fs',
+        Cache: { Block_Size_KiB: 512, MEMORY_MIB: 64, readahead_BLOCKS: 2 },
+      },
+    ],
   })
   t.is(config.azure_info?.identity?.client_id, 'cid')
   t.is(config.azure_info?.certcache?.endpoint_type, 'AzCache')
@@ -160,7 +162,9 @@ test('unknown members are ignored, at every level', (t) => {
   const config = validateConfig({
     version: 2,
     azure_info: { certcache: {}, identity: {}, maaconfig: { user_agent: 'x' } },
-    azure_filesystems: [releaseFs({ comment: 'prod', key: { kid: 'k', extra: [1], authority: { endpoint: 'm.example.net', x: 1 }, akv: { endpoint: 'v.vault.azure.net', y: {} } } })],
+    azure_filesystems: [
+      releaseFs({ comment: 'prod', key: { kid: 'k', extra: [1], authority: { endpoint: 'm.example.net', x: 1 }, akv: { endpoint: 'v.vault.azure.net', y: {} } } }),
+    ],
   })
   t.is(config.azure_filesystems[0]!.key?.kid, 'k')
   t.false('version' in config)
@@ -179,7 +183,12 @@ test('null members count as absent, as in Go: booleans false, objects undefined'
 // --- top level and the list ------------------------------------------------------------------
 
 test('a top level that is not an object is reported as "(top level)"', (t) => {
-  for (const [json, got] of [[[], 'an array'], [null, 'null'], ['x', 'a string'], [7, 'a number']] as const) {
+  for (const [json, got] of [
+    [[], 'an array'],
+    [null, 'null'],
+    ['x', 'a string'],
+    [7, 'a number'],
+  ] as const) {
     const { path, message, err } = oneIssue(json)
     t.is(err.code, 'CONFIG_INVALID')
     t.is(path, '(top level)')
@@ -217,7 +226,7 @@ test('a list element that is not an object is reported at its index', (t) => {
 
 // --- mount_point -------------------------------------------------------------------------------
 
-test('a relative mount_point gives the README\'s message at the right index', (t) => {
+test("a relative mount_point gives the README's message at the right index", (t) => {
   const err = invalid(cfg(rawFs({ mount_point: '/mnt/a' }), rawFs({ mount_point: 'mnt/x' })))
   t.is(err.code, 'CONFIG_INVALID')
   t.deepEqual(lines(err), ['azure_filesystems[1].mount_point: must be an absolute path, got "mnt/x"'])
@@ -244,7 +253,7 @@ test('mount_point must not contain ".." or be the root', (t) => {
   }
 })
 
-test('a mount_point named like remotefs\'s own mount directories (.filesystem-N) is refused', (t) => {
+test("a mount_point named like remotefs's own mount directories (.filesystem-N) is refused", (t) => {
   const { path, message } = oneIssue(cfg(rawFs({ mount_point: '/mnt/a' }), rawFs({ mount_point: '/mnt/.filesystem-0' })))
   t.is(path, 'azure_filesystems[1].mount_point')
   t.regex(message, /must not be named "\.filesystem-<n>"/)
@@ -269,7 +278,10 @@ test('nested mount points are rejected in either order; a shared name prefix is 
   t.is(outer.issues[0]!.path, 'azure_filesystems[1].mount_point')
   t.regex(outer.issues[0]!.message, /is nested with azure_filesystems\[0\]\.mount_point "\/mnt\/a\/b\/c"/)
   const ok = validateConfig(cfg(rawFs({ mount_point: '/mnt/a' }), rawFs({ mount_point: '/mnt/ab' }), rawFs({ mount_point: '/mnt/a-b/c' })))
-  t.deepEqual(ok.azure_filesystems.map((f) => f.mount_point), ['/mnt/a', '/mnt/ab', '/mnt/a-b/c'])
+  t.deepEqual(
+    ok.azure_filesystems.map((f) => f.mount_point),
+    ['/mnt/a', '/mnt/ab', '/mnt/a-b/c'],
+  )
 })
 
 // --- azure_url ---------------------------------------------------------------------------------
@@ -286,7 +298,11 @@ test('accepted azure_url forms: https (with SAS), http to loopback, file:// and 
     '/var/images/encfs.img',
   ]
   const config = validateConfig(cfg(...urls.map((u, i) => rawFs({ mount_point: `/mnt/fs${i}`, azure_url: u }))))
-  t.deepEqual(config.azure_filesystems.map((f) => f.azure_url), urls, 'kept verbatim')
+  t.deepEqual(
+    config.azure_filesystems.map((f) => f.azure_url),
+    urls,
+    'kept verbatim',
+  )
 })
 
 test('plain http to a non-loopback host is rejected and says to use https', (t) => {
@@ -296,7 +312,11 @@ test('plain http to a non-loopback host is rejected and says to use https', (t) 
 })
 
 test('unsupported URL schemes are rejected naming the scheme', (t) => {
-  for (const [url, scheme] of [['ftp://host/b.img', 'ftp:'], ['s3://bucket/b.img', 's3:'], ['wasbs://c@acct.blob.core.windows.net/b', 'wasbs:']] as const) {
+  for (const [url, scheme] of [
+    ['ftp://host/b.img', 'ftp:'],
+    ['s3://bucket/b.img', 's3:'],
+    ['wasbs://c@acct.blob.core.windows.net/b', 'wasbs:'],
+  ] as const) {
     const { path, message } = oneIssue(cfg(rawFs({ azure_url: url })))
     t.is(path, 'azure_filesystems[0].azure_url')
     t.is(message, `unsupported scheme "${scheme}": use https://, file:// or an absolute path`)
@@ -385,7 +405,10 @@ test('wrongly typed azure_info members are reported with their path', (t) => {
 })
 
 test('azure_info.identity accepts client_id and the resource_id extension; empty strings are dropped', (t) => {
-  const a = validateConfig({ azure_info: { identity: { client_id: 'cid', resource_id: '/subscriptions/s/resourceGroups/g/providers/Microsoft.ManagedIdentity/userAssignedIdentities/i' } }, azure_filesystems: [rawFs()] })
+  const a = validateConfig({
+    azure_info: { identity: { client_id: 'cid', resource_id: '/subscriptions/s/resourceGroups/g/providers/Microsoft.ManagedIdentity/userAssignedIdentities/i' } },
+    azure_filesystems: [rawFs()],
+  })
   t.deepEqual(a.azure_info?.identity, { client_id: 'cid', resource_id: '/subscriptions/s/resourceGroups/g/providers/Microsoft.ManagedIdentity/userAssignedIdentities/i' })
   const b = validateConfig({ azure_info: { identity: { client_id: '' } }, azure_filesystems: [rawFs()] })
   t.deepEqual(b.azure_info?.identity, { client_id: undefined, resource_id: undefined })
@@ -405,7 +428,10 @@ test('a filesystem needs key.kid or raw_key', (t) => {
 
 test('key.kid needs both the MAA and the Key Vault endpoint', (t) => {
   const err = invalid(cfg(releaseFs({ key: { kid: 'k' } })))
-  t.deepEqual(err.issues.map((i) => i.path), ['azure_filesystems[0].key.authority.endpoint', 'azure_filesystems[0].key.akv.endpoint'])
+  t.deepEqual(
+    err.issues.map((i) => i.path),
+    ['azure_filesystems[0].key.authority.endpoint', 'azure_filesystems[0].key.akv.endpoint'],
+  )
   t.regex(err.issues[0]!.message, /^is required with key\.kid: the MAA host/)
   t.regex(err.issues[1]!.message, /^is required with key\.kid: the Key Vault or Managed HSM host/)
 })
@@ -453,7 +479,15 @@ test('raw_key accepts upper and lower case hex up to exactly 512 bytes', (t) => 
 })
 
 test('a wrongly typed raw_key or bearer_token is reported without its value', (t) => {
-  const err = invalid(cfg(rawFs({ raw_key: 123456789 }), releaseFs({ mount_point: '/mnt/b', key: { kid: 'k', authority: { endpoint: 'm.example.net' }, akv: { endpoint: 'v.vault.azure.net', bearer_token: { token: 'eyJhbGciOiJSUzI1NiJ9' } } } })))
+  const err = invalid(
+    cfg(
+      rawFs({ raw_key: 123456789 }),
+      releaseFs({
+        mount_point: '/mnt/b',
+        key: { kid: 'k', authority: { endpoint: 'm.example.net' }, akv: { endpoint: 'v.vault.azure.net', bearer_token: { token: 'eyJhbGciOiJSUzI1NiJ9' } } },
+      }),
+    ),
+  )
   t.deepEqual(lines(err), [
     'azure_filesystems[0].raw_key: must be a string, got a number',
     'azure_filesystems[0].key: needs key.kid (with key.authority.endpoint and key.akv.endpoint) so the key can be released, or raw_key for testing',
@@ -491,38 +525,42 @@ test('cache settings must be whole numbers within their ranges', (t) => {
 // --- several problems at once ---------------------------------------------------------------------------
 
 test('every problem of every filesystem is reported at once, in order, with a count', (t) => {
-  const err = invalid({
-    azure_info: { identity: 'cid' },
-    azure_filesystems: [
-      rawFs({ mount_point: '/mnt/a', azure_url: 'ftp://h/b' }),
-      rawFs({ mount_point: 'relative', raw_key: 'xyz' }),
-      releaseFs({ mount_point: '/mnt/a', key: { kid: 'k' } }),
-      7,
-    ],
-  }, 'EncfsSideCarArgs')
+  const err = invalid(
+    {
+      azure_info: { identity: 'cid' },
+      azure_filesystems: [
+        rawFs({ mount_point: '/mnt/a', azure_url: 'ftp://h/b' }),
+        rawFs({ mount_point: 'relative', raw_key: 'xyz' }),
+        releaseFs({ mount_point: '/mnt/a', key: { kid: 'k' } }),
+        7,
+      ],
+    },
+    'EncfsSideCarArgs',
+  )
   t.is(err.code, 'CONFIG_INVALID')
-  t.deepEqual(err.issues.map((i) => i.path), [
-    'azure_info.identity',
-    'azure_filesystems[0].azure_url',
-    'azure_filesystems[1].mount_point',
-    'azure_filesystems[1].raw_key',
-    'azure_filesystems[2].key.authority.endpoint',
-    'azure_filesystems[2].key.akv.endpoint',
-    'azure_filesystems[2].mount_point',
-    'azure_filesystems[3]',
-  ])
+  t.deepEqual(
+    err.issues.map((i) => i.path),
+    [
+      'azure_info.identity',
+      'azure_filesystems[0].azure_url',
+      'azure_filesystems[1].mount_point',
+      'azure_filesystems[1].raw_key',
+      'azure_filesystems[2].key.authority.endpoint',
+      'azure_filesystems[2].key.akv.endpoint',
+      'azure_filesystems[2].mount_point',
+      'azure_filesystems[3]',
+    ],
+  )
   t.regex(err.message, /^invalid EncfsSideCarArgs \(8 problems\):\n/)
   for (const line of lines(err)) t.true(err.message.includes(`\n  ${line}`), line)
 })
 
 test('members after an invalid mount_point are still checked', (t) => {
   const err = invalid(cfg(rawFs({ mount_point: 'relative', read_write: 'yes', unlock: 'fast', cache: { memory_mib: 0 } })))
-  t.deepEqual(err.issues.map((i) => i.path), [
-    'azure_filesystems[0].mount_point',
-    'azure_filesystems[0].read_write',
-    'azure_filesystems[0].unlock',
-    'azure_filesystems[0].cache.memory_mib',
-  ])
+  t.deepEqual(
+    err.issues.map((i) => i.path),
+    ['azure_filesystems[0].mount_point', 'azure_filesystems[0].read_write', 'azure_filesystems[0].unlock', 'azure_filesystems[0].cache.memory_mib'],
+  )
 })
 
 test('a duplicate mount point is reported even when that filesystem has another problem', (t) => {
@@ -533,17 +571,19 @@ test('a duplicate mount point is reported even when that filesystem has another 
 test('the validated configuration holds only known members, with defaults applied', (t) => {
   const config = validateConfig(cfg(rawFs()))
   t.deepEqual(config, {
-    azure_filesystems: [{
-      mount_point: '/mnt/remote/share',
-      azure_url: BLOB_URL,
-      azure_url_private: false,
-      read_write: false,
-      key: undefined,
-      key_derivation: undefined,
-      raw_key: '00112233445566778899aabbccddeeff',
-      unlock: undefined,
-      mounter: undefined,
-      cache: undefined,
-    }],
+    azure_filesystems: [
+      {
+        mount_point: '/mnt/remote/share',
+        azure_url: BLOB_URL,
+        azure_url_private: false,
+        read_write: false,
+        key: undefined,
+        key_derivation: undefined,
+        raw_key: '00112233445566778899aabbccddeeff',
+        unlock: undefined,
+        mounter: undefined,
+        cache: undefined,
+      },
+    ],
   })
 })

@@ -28,27 +28,37 @@ test('verity with hash_url or with hash_offset validates and is planned; the roo
   t.is(validateConfig({ azure_filesystems: [rawFs()] }).azure_filesystems[0]!.verity, undefined)
 })
 
-test('the hash_url SAS is redacted like azure_url\'s', (t) => {
+test("the hash_url SAS is redacted like azure_url's", (t) => {
   const red = redactConfig(validateConfig(cfg({ root_hash: ROOT, hash_url: `${BLOB_URL}.verity?sv=1&sig=secret` })))
   t.false(JSON.stringify(red).includes('secret'))
   t.is(red.azure_filesystems[0]!.verity?.root_hash, ROOT)
 })
 
 test('root_hash must be 64 hex digits, and is required', (t) => {
-  t.deepEqual(issues(cfg({ hash_offset: 0 })), ['azure_filesystems[0].verity.root_hash: is required: the sha256 root hash (64 hex digits) that encfs pack --verity or veritysetup format printed'])
-  t.deepEqual(issues(cfg({ root_hash: 'abc', hash_offset: 0 })), ['azure_filesystems[0].verity.root_hash: must be 64 hex digits (a sha256 root hash, as encfs pack --verity or veritysetup format print it), got 3 characters'])
+  t.deepEqual(issues(cfg({ hash_offset: 0 })), [
+    'azure_filesystems[0].verity.root_hash: is required: the sha256 root hash (64 hex digits) that encfs pack --verity or veritysetup format printed',
+  ])
+  t.deepEqual(issues(cfg({ root_hash: 'abc', hash_offset: 0 })), [
+    'azure_filesystems[0].verity.root_hash: must be 64 hex digits (a sha256 root hash, as encfs pack --verity or veritysetup format print it), got 3 characters',
+  ])
   t.regex(issues(cfg({ root_hash: 'z'.repeat(64), hash_offset: 0 }))[0]!, /got 64 characters that are not all hex/)
   t.regex(issues(cfg({ root_hash: 7, hash_offset: 0 }))[0]!, /verity\.root_hash: must be a string, got a number/)
 })
 
 test('exactly one of hash_url and hash_offset', (t) => {
-  t.deepEqual(issues(cfg({ root_hash: ROOT })), ['azure_filesystems[0].verity: needs hash_url (the hash tree as its own blob) or hash_offset (the hash tree inside the image blob, after the data)'])
+  t.deepEqual(issues(cfg({ root_hash: ROOT })), [
+    'azure_filesystems[0].verity: needs hash_url (the hash tree as its own blob) or hash_offset (the hash tree inside the image blob, after the data)',
+  ])
   t.regex(issues(cfg({ root_hash: ROOT, hash_url: BLOB_URL, hash_offset: 4096 }))[0]!, /^azure_filesystems\[0\]\.verity: give hash_url or hash_offset, not both/)
 })
 
 test('hash_offset must be a non-negative multiple of 4096; hash_url a blob URL', (t) => {
   for (const bad of [-4096, 4097, 1.5, '4096', 2 ** 60]) {
-    t.regex(issues(cfg({ root_hash: ROOT, hash_offset: bad }))[0]!, /^azure_filesystems\[0\]\.verity\.hash_offset: must be a byte offset that is a non-negative multiple of 4096/, JSON.stringify(bad))
+    t.regex(
+      issues(cfg({ root_hash: ROOT, hash_offset: bad }))[0]!,
+      /^azure_filesystems\[0\]\.verity\.hash_offset: must be a byte offset that is a non-negative multiple of 4096/,
+      JSON.stringify(bad),
+    )
   }
   t.regex(issues(cfg({ root_hash: ROOT, hash_url: 'ftp://host/x' }))[0]!, /^azure_filesystems\[0\]\.verity\.hash_url: unsupported scheme "ftp:"/)
   t.regex(issues(cfg({ root_hash: ROOT, hash_url: 'http://example.com/x' }))[0]!, /verity\.hash_url: plain http is allowed only to a loopback host/)

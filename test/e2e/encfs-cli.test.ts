@@ -40,7 +40,10 @@ test('encfs inspect prints the header summary, as JSON on request', async (t) =>
   t.is(summary.cipher, 'aes-xts-plain64')
   t.is(summary.sectorSize, 4096)
   t.is(summary.payloadOffset, img.payloadOffset)
-  t.deepEqual(summary.keyslots.map((k) => k.kdf), ['pbkdf2'])
+  t.deepEqual(
+    summary.keyslots.map((k) => k.kdf),
+    ['pbkdf2'],
+  )
   const bad = await encfs(['inspect', img.plain])
   t.not(bad.code, 0)
   t.regex(bad.stderr, /not a LUKS device.*\[LUKS_NOT_LUKS\]/)
@@ -58,7 +61,7 @@ test('encfs check-key tells whether a key opens the image, without printing it',
   t.regex(malformed.stderr, /--key-hex: raw_key must be the hex/)
 })
 
-test('encfs report: a simulated report as hex that verifies, decoding Go\'s test report, and no silent fallback', async (t) => {
+test("encfs report: a simulated report as hex that verifies, decoding Go's test report, and no silent fallback", async (t) => {
   const stateDir = `${img.dir}/simulated-snp`
   const hex = await encfs(['report', '--attestation', 'simulated', '--simulated-state', stateDir, '--report-data', 'c0ffee'])
   t.is(hex.code, 0, hex.stderr)
@@ -78,7 +81,16 @@ test('encfs report: a simulated report as hex that verifies, decoding Go\'s test
   t.regex(text.stdout, /^reportedTcb\.hex: 7308000000000003$/m)
 
   const { access } = await import('node:fs/promises')
-  const present = (await Promise.all(['/dev/sev-guest', '/dev/sev', '/sys/kernel/config/tsm/report'].map((p) => access(p).then(() => true, () => false)))).some(Boolean)
+  const present = (
+    await Promise.all(
+      ['/dev/sev-guest', '/dev/sev', '/sys/kernel/config/tsm/report'].map((p) =>
+        access(p).then(
+          () => true,
+          () => false,
+        ),
+      ),
+    )
+  ).some(Boolean)
   const auto = await encfs(['report'])
   if (present) t.is(auto.code, 0, 'an SNP source exists here: auto uses it')
   else {
@@ -104,8 +116,15 @@ test.serial('encfs.sh, the container entry point: env to flags, and SIGTERM reac
   })
   const exited = new Promise<number | null>((resolve) => child.on('exit', resolve))
   e2e.defer(() => child.kill('SIGKILL'))
-  await waitUntil('the mount', async () => (await lstat(mp).then((s) => s.isSymbolicLink(), () => false)) && (await readFile(logFile, 'utf8').catch(() => '')).includes('"msg":"ready:'),
-    { exited, timeoutMs: 30_000, details: () => readFile(logFile, 'utf8').catch(() => '') })
+  await waitUntil(
+    'the mount',
+    async () =>
+      (await lstat(mp).then(
+        (s) => s.isSymbolicLink(),
+        () => false,
+      )) && (await readFile(logFile, 'utf8').catch(() => '')).includes('"msg":"ready:'),
+    { exited, timeoutMs: 30_000, details: () => readFile(logFile, 'utf8').catch(() => '') },
+  )
   const { stdout } = await exec('cat', [path.join(mp, 'hello.txt')])
   t.is(stdout, 'hello, encrypted world\n')
   // The configuration (here with a raw key) stays in the environment, out of /proc/PID/cmdline.

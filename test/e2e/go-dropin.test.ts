@@ -12,7 +12,9 @@ const exec = promisify(execFile)
 const repo = path.resolve(path.dirname(ENCFS_JS), '..')
 const e2e = new E2eFixture(test)
 let img: TestImage
-test.before(async () => { img = await e2e.image({ fsSizeMiB: 8 }) })
+test.before(async () => {
+  img = await e2e.image({ fsSizeMiB: 8 })
+})
 
 /** Holds a port on loopback as the Go skr sidecar would (if someone else already holds it, so much the better). */
 async function holdPort(port: number): Promise<Server | undefined> {
@@ -23,43 +25,70 @@ async function holdPort(port: number): Promise<Server | undefined> {
   })
 }
 
-interface Run { exited: Promise<number | null>; kill(): void; output(): string }
+interface Run {
+  exited: Promise<number | null>
+  kill(): void
+  output(): string
+}
 
 function run(cmd: string, args: string[], env: Record<string, string>): Run {
   const child = spawn(cmd, args, { env: { ...process.env, Port: '', LogLevel: '', LogFormat: '', LogFile: '', EncfsSideCarArgs: '', ...env }, stdio: ['ignore', 'pipe', 'pipe'] })
   let out = ''
-  child.stdout.on('data', (d: Buffer) => { out += d.toString() })
-  child.stderr.on('data', (d: Buffer) => { out += d.toString() })
+  child.stdout.on('data', (d: Buffer) => {
+    out += d.toString()
+  })
+  child.stderr.on('data', (d: Buffer) => {
+    out += d.toString()
+  })
   const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)))
   return { exited, kill: () => child.kill('SIGTERM'), output: () => out }
 }
 
 /** Waits until `ready` holds for a mount `r` makes: the symlink there and "ready:" in its log. */
 function waitMounted(r: Run, mp: string, logFile: string, ready: string): Promise<void> {
-  return waitUntil('the mount', async () => (await lstat(mp).then((st) => st.isSymbolicLink(), () => false)) && (await readFile(logFile, 'utf8').catch(() => '')).includes(ready),
-    { exited: r.exited, timeoutMs: 60_000, details: () => r.output() })
+  return waitUntil(
+    'the mount',
+    async () =>
+      (await lstat(mp).then(
+        (st) => st.isSymbolicLink(),
+        () => false,
+      )) && (await readFile(logFile, 'utf8').catch(() => '')).includes(ready),
+    { exited: r.exited, timeoutMs: 60_000, details: () => r.output() },
+  )
 }
 
-test.serial('with the skr sidecar on port 8080, Go\'s /encfs.sh arguments, LogLevel=Warn and LogFormat=text: the filesystem mounts, and the log says the API is unavailable', async (t) => {
-  const held = await holdPort(8080)
-  t.teardown(() => held?.close())
-  const tmp = await e2e.workspace()
-  const mp = path.join(tmp.parent, 'share')
-  const logFile = path.join(tmp.dir, 'encfs.log')
-  const b64 = Buffer.from(JSON.stringify({ azure_filesystems: [{ mount_point: mp, azure_url: `file://${img.image}`, raw_key: img.key.toString('hex') }] })).toString('base64')
-  // Go's encfs.sh takes the config, log file and level positionally; the level as logrus reads it.
-  const r = run('sh', [path.join(repo, 'encfs.sh'), b64, logFile, 'Warn', '--allow-raw-key', '--runtime-dir', path.join(tmp.dir, 'rt')], { ENCFS_HOME: repo, LogFormat: 'text' })
-  t.teardown(async () => { r.kill(); await r.exited })
-  await waitMounted(r, mp, logFile, 'msg="ready:')
-  t.is((await readFromChild(path.join(mp, 'hello.txt'))).toString(), 'hello, encrypted world\n')
-  const log = await readFile(logFile, 'utf8')
-  t.regex(log, /^time="[^"]+" level=error msg="the attestation and key release API is unavailable \(port 8080 is in use \(another skr sidecar\?\)\): mounting anyway; .*" error=.* port=8080$/m)
-  t.regex(log, /^time="[^"]+" level=warning msg="ready: 1 filesystem\(s\) mounted; API UNAVAILABLE \(port 8080 is in use \(another skr sidecar\?\)\): \/status cannot be reached" api=unavailable /m)
-  t.false(/level=info/.test(log), 'Warn is the warning level: no info lines')
-  t.false(log.includes('{"level"'), 'text, not JSON')
-  r.kill()
-  t.is(await r.exited, 0)
-})
+test.serial(
+  "with the skr sidecar on port 8080, Go's /encfs.sh arguments, LogLevel=Warn and LogFormat=text: the filesystem mounts, and the log says the API is unavailable",
+  async (t) => {
+    const held = await holdPort(8080)
+    t.teardown(() => held?.close())
+    const tmp = await e2e.workspace()
+    const mp = path.join(tmp.parent, 'share')
+    const logFile = path.join(tmp.dir, 'encfs.log')
+    const b64 = Buffer.from(JSON.stringify({ azure_filesystems: [{ mount_point: mp, azure_url: `file://${img.image}`, raw_key: img.key.toString('hex') }] })).toString('base64')
+    // Go's encfs.sh takes the config, log file and level positionally; the level as logrus reads it.
+    const r = run('sh', [path.join(repo, 'encfs.sh'), b64, logFile, 'Warn', '--allow-raw-key', '--runtime-dir', path.join(tmp.dir, 'rt')], { ENCFS_HOME: repo, LogFormat: 'text' })
+    t.teardown(async () => {
+      r.kill()
+      await r.exited
+    })
+    await waitMounted(r, mp, logFile, 'msg="ready:')
+    t.is((await readFromChild(path.join(mp, 'hello.txt'))).toString(), 'hello, encrypted world\n')
+    const log = await readFile(logFile, 'utf8')
+    t.regex(
+      log,
+      /^time="[^"]+" level=error msg="the attestation and key release API is unavailable \(port 8080 is in use \(another skr sidecar\?\)\): mounting anyway; .*" error=.* port=8080$/m,
+    )
+    t.regex(
+      log,
+      /^time="[^"]+" level=warning msg="ready: 1 filesystem\(s\) mounted; API UNAVAILABLE \(port 8080 is in use \(another skr sidecar\?\)\): \/status cannot be reached" api=unavailable /m,
+    )
+    t.false(/level=info/.test(log), 'Warn is the warning level: no info lines')
+    t.false(log.includes('{"level"'), 'text, not JSON')
+    r.kill()
+    t.is(await r.exited, 0)
+  },
+)
 
 test.serial('a port chosen with -port (or Port) that is taken is fatal, before anything is mounted', async (t) => {
   const port = await freePort()
@@ -68,7 +97,10 @@ test.serial('a port chosen with -port (or Port) that is taken is fatal, before a
   const tmp = await e2e.workspace()
   const mp = path.join(tmp.parent, 'share')
   const b64 = Buffer.from(JSON.stringify({ azure_filesystems: [{ mount_point: mp, azure_url: `file://${img.image}`, raw_key: img.key.toString('hex') }] })).toString('base64')
-  for (const [args, env] of [[['-port', String(port)], {}], [[], { Port: String(port) }]] as const) {
+  for (const [args, env] of [
+    [['-port', String(port)], {}],
+    [[], { Port: String(port) }],
+  ] as const) {
     const r = run(process.execPath, [REMOTEFS_JS, '-base64', b64, '--allow-raw-key', '--runtime-dir', path.join(tmp.dir, 'rt'), ...args], env)
     t.is(await r.exited, 1)
     t.regex(r.output(), new RegExp(`cannot serve the API on port ${port}: port ${port} is in use .*\\[API_LISTEN_FAILED\\]`))
@@ -79,7 +111,7 @@ test.serial('a port chosen with -port (or Port) that is taken is fatal, before a
   t.regex(bad.output(), /env Port "http" is not a port number.*\[API_PORT_INVALID\]/)
 })
 
-test('the Go image\'s /bin/remotefs: remotefs runs through a symlink, with Go\'s flags and log levels', async (t) => {
+test("the Go image's /bin/remotefs: remotefs runs through a symlink, with Go's flags and log levels", async (t) => {
   const dir = await e2e.tempDir()
   const dockerfile = await readFile(path.join(repo, 'docker', 'encfs', 'Dockerfile'), 'utf8')
   t.regex(dockerfile, /ln -sf \/opt\/encfs\/bin\/remotefs\.js \/bin\/remotefs/)
@@ -88,7 +120,9 @@ test('the Go image\'s /bin/remotefs: remotefs runs through a symlink, with Go\'s
   await symlink(REMOTEFS_JS, link)
   const { stdout } = await exec(process.execPath, [link, '--help'])
   t.regex(stdout, /-logformat/)
-  const level = await exec(process.execPath, [link, '-loglevel', 'INFO', '-base64', 'bm90IGpzb24='], { env: { ...process.env, EncfsSideCarArgs: '' } }).catch((e: { stderr: string }) => e)
+  const level = await exec(process.execPath, [link, '-loglevel', 'INFO', '-base64', 'bm90IGpzb24='], { env: { ...process.env, EncfsSideCarArgs: '' } }).catch(
+    (e: { stderr: string }) => e,
+  )
   t.notRegex((level as { stderr: string }).stderr, /LOG_LEVEL_INVALID/)
   t.regex((level as { stderr: string }).stderr, /CONFIG/, 'it got as far as the configuration')
   await rm(link)
@@ -101,8 +135,15 @@ test.serial('an image Go could open: a LUKS1 image (made by cryptsetup) mounts w
   const mp = path.join(tmp.parent, 'old')
   const b64 = Buffer.from(JSON.stringify({ azure_filesystems: [{ mount_point: mp, azure_url: `file://${l1.image}`, raw_key: l1.key.toString('hex') }] })).toString('base64')
   const logFile = path.join(tmp.dir, 'remotefs.log')
-  const r = run(process.execPath, [REMOTEFS_JS, '-base64', b64, '--allow-raw-key', '--unlock', 'userspace', '--no-api', '-loglevel', 'info', '-logfile', logFile, '--runtime-dir', path.join(tmp.dir, 'rt')], {})
-  t.teardown(async () => { r.kill(); await r.exited })
+  const r = run(
+    process.execPath,
+    [REMOTEFS_JS, '-base64', b64, '--allow-raw-key', '--unlock', 'userspace', '--no-api', '-loglevel', 'info', '-logfile', logFile, '--runtime-dir', path.join(tmp.dir, 'rt')],
+    {},
+  )
+  t.teardown(async () => {
+    r.kill()
+    await r.exited
+  })
   await waitMounted(r, mp, logFile, '"msg":"ready:')
   t.is((await readFromChild(path.join(mp, 'old.txt'))).toString(), 'from a LUKS1 image\n')
   t.regex(await readFile(logFile, 'utf8'), /LUKS1 header validated/)

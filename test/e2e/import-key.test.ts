@@ -23,42 +23,72 @@ test.before(async () => {
   await writeFile(path.join(s.dir, 'ca.pem'), s.ca.join(''))
 })
 
-const claims = () => [[{ claim: 'x-ms-sevsnpvm-hostdata', equals: s.hostData.toString('hex') }, { claim: 'x-ms-sevsnpvm-is-debuggable', equals: 'false' }]]
+const claims = () => [
+  [
+    { claim: 'x-ms-sevsnpvm-hostdata', equals: s.hostData.toString('hex') },
+    { claim: 'x-ms-sevsnpvm-is-debuggable', equals: 'false' },
+  ],
+]
 
 /** Runs import-key as Go's importkey is run: in a directory of its own, with a config file there. */
-async function importkey(name: string, config: Record<string, unknown>, flags: string[], extraEnv: Record<string, string> = {}): Promise<{ cwd: string; code: number; stdout: string; stderr: string }> {
+async function importkey(
+  name: string,
+  config: Record<string, unknown>,
+  flags: string[],
+  extraEnv: Record<string, string> = {},
+): Promise<{ cwd: string; code: number; stdout: string; stderr: string }> {
   const cwd = path.join(s.dir, name)
   await mkdir(cwd, { recursive: true })
   await writeFile(path.join(cwd, 'importkeyconfig.json'), JSON.stringify(config))
-  return exec(process.execPath, [ENCFS_JS, 'import-key', '-c', 'importkeyconfig.json', ...flags], { cwd, env: { ...process.env, NODE_EXTRA_CA_CERTS: path.join(s.dir, 'ca.pem'), ...extraEnv } })
-    .then((r) => ({ cwd, code: 0, ...r }), (e: { code: number; stdout: string; stderr: string }) => ({ cwd, code: e.code, stdout: e.stdout, stderr: e.stderr }))
+  return exec(process.execPath, [ENCFS_JS, 'import-key', '-c', 'importkeyconfig.json', ...flags], {
+    cwd,
+    env: { ...process.env, NODE_EXTRA_CA_CERTS: path.join(s.dir, 'ca.pem'), ...extraEnv },
+  }).then(
+    (r) => ({ cwd, code: 0, ...r }),
+    (e: { code: number; stdout: string; stderr: string }) => ({ cwd, code: e.code, stdout: e.stdout, stderr: e.stderr }),
+  )
 }
 
 const keyConfig = (kid: string, kty: string, extra: Record<string, unknown> = {}) => ({
-  key: { kid, kty, authority: { endpoint: s.maa.endpoint }, akv: { endpoint: s.akv.endpoint, bearer_token: bearer } }, claims: claims(), ...extra,
+  key: { kid, kty, authority: { endpoint: s.maa.endpoint }, akv: { endpoint: s.akv.endpoint, bearer_token: bearer } },
+  claims: claims(),
+  ...extra,
 })
 
-const release = (kid: string) => releaseKey({ maaEndpoint: s.maa.endpoint, akvEndpoint: s.akv.endpoint, kid, accessToken: bearer, provider: s.snp, collateral: s.collateral, uvm: s.uvm, ca: s.ca })
+const release = (kid: string) =>
+  releaseKey({ maaEndpoint: s.maa.endpoint, akvEndpoint: s.akv.endpoint, kid, accessToken: bearer, provider: s.snp, collateral: s.collateral, uvm: s.uvm, ca: s.ca })
 
-test('the release policy built from Go importkey\'s README config is the one Go builds', async (t) => {
-  const cfg = JSON.parse(await readFile(vector('config', 'importkeyconfig.readme-sample.json'), 'utf8')) as { key: { authority: { endpoint: string } }; claims: { claim: string; equals: string }[][] }
+test("the release policy built from Go importkey's README config is the one Go builds", async (t) => {
+  const cfg = JSON.parse(await readFile(vector('config', 'importkeyconfig.readme-sample.json'), 'utf8')) as {
+    key: { authority: { endpoint: string } }
+    claims: { claim: string; equals: string }[][]
+  }
   t.is(releasePolicy(cfg.key.authority.endpoint, cfg.claims), (await readFile(vector('config', 'importkey.release_policy.expected.json'), 'utf8')).trim())
 })
 
-test.serial('Go\'s documented "importkey -c importkeyconfig.json -out=true" with -kh hex: keyfile.bin in the current directory, Go\'s output, akv.api_version honoured', async (t) => {
-  const key = randomBytes(32)
-  const r = await importkey('oct', keyConfig('go-oct', 'oct-HSM', { key: { ...keyConfig('go-oct', 'oct-HSM').key, akv: { endpoint: s.akv.endpoint, bearer_token: bearer, api_version: 'api-version=7.3-preview' } } }), ['-kh', key.toString('hex'), '-out=true'])
-  t.is(r.code, 0, r.stderr)
-  const lines = r.stdout.trimEnd().split('\n')
-  t.is(lines[0], `Symmetric key ${key.toString('hex')}`)
-  t.regex(lines[1]!, /^https:\/\/127\.0\.0\.1:\d+\/keys\/go-oct\/[0-9a-f]+$/)
-  t.is(lines[2], releasePolicy(s.maa.endpoint, claims()))
-  t.is(lines.length, 3)
-  t.false(r.stdout.includes(bearer))
-  t.deepEqual(await readFile(path.join(r.cwd, 'keyfile.bin')), key)
-  t.is(s.akv.imports.at(-1)?.apiVersion, '7.3-preview')
-  t.deepEqual((await release('go-oct')).material, key)
-})
+test.serial(
+  'Go\'s documented "importkey -c importkeyconfig.json -out=true" with -kh hex: keyfile.bin in the current directory, Go\'s output, akv.api_version honoured',
+  async (t) => {
+    const key = randomBytes(32)
+    const r = await importkey(
+      'oct',
+      keyConfig('go-oct', 'oct-HSM', {
+        key: { ...keyConfig('go-oct', 'oct-HSM').key, akv: { endpoint: s.akv.endpoint, bearer_token: bearer, api_version: 'api-version=7.3-preview' } },
+      }),
+      ['-kh', key.toString('hex'), '-out=true'],
+    )
+    t.is(r.code, 0, r.stderr)
+    const lines = r.stdout.trimEnd().split('\n')
+    t.is(lines[0], `Symmetric key ${key.toString('hex')}`)
+    t.regex(lines[1]!, /^https:\/\/127\.0\.0\.1:\d+\/keys\/go-oct\/[0-9a-f]+$/)
+    t.is(lines[2], releasePolicy(s.maa.endpoint, claims()))
+    t.is(lines.length, 3)
+    t.false(r.stdout.includes(bearer))
+    t.deepEqual(await readFile(path.join(r.cwd, 'keyfile.bin')), key)
+    t.is(s.akv.imports.at(-1)?.apiVersion, '7.3-preview')
+    t.deepEqual((await release('go-oct')).material, key)
+  },
+)
 
 test.serial('-kh names a file: its raw bytes are the key (as Go does); -out absent: no keyfile.bin', async (t) => {
   const key = randomBytes(32)
@@ -72,30 +102,36 @@ test.serial('-kh names a file: its raw bytes are the key (as Go does); -out abse
   t.is(s.akv.imports.at(-1)?.apiVersion, '7.4', 'no akv.api_version: 7.4')
 })
 
-test.serial('RSA-HSM generated: private_key.pem is always written (0600, never over another); -out with an empty salt prints the random salt, and the pod derives the same key with it', async (t) => {
-  const r = await importkey('rsa', keyConfig('go-rsa', 'RSA-HSM', { key_derivation: { label: 'Model Encryption Key' } }), ['-out'])
-  t.is(r.code, 0, r.stderr)
-  const m = /^Symmetric key ([0-9a-f]{64}) \(salt: ([0-9a-f]{64}) label: Model Encryption Key\)$/m.exec(r.stdout)
-  t.truthy(m, r.stdout)
-  const [, derivedHex, salt] = m!
-  const pem = path.join(r.cwd, 'private_key.pem')
-  t.is((await stat(pem)).mode & 0o777, 0o600)
-  const privateKey = createPrivateKey(await readFile(pem, 'utf8'))
-  t.is(deriveKeyFromRsa(privateKey, salt!, 'Model Encryption Key').toString('hex'), derivedHex!)
-  t.is((await readFile(path.join(r.cwd, 'keyfile.bin'))).toString('hex'), derivedHex!)
-  const sent = JSON.parse(s.akv.imports.at(-1)!.body) as { key: Record<string, unknown> }
-  t.deepEqual(Object.keys(sent.key), ['d', 'dp', 'dq', 'e', 'key_ops', 'kty', 'n', 'p', 'q', 'qi'], 'jwx\'s member order')
-  t.is(sent.key.kty, 'RSA')
-  t.deepEqual(sent.key.key_ops, [])
-  const released = await release('go-rsa')
-  t.is(deriveKeyFromRsa(createPrivateKey({ key: released.material, format: 'der', type: 'pkcs8' }), salt!, 'Model Encryption Key').toString('hex'), derivedHex!)
+test.serial(
+  'RSA-HSM generated: private_key.pem is always written (0600, never over another); -out with an empty salt prints the random salt, and the pod derives the same key with it',
+  async (t) => {
+    const r = await importkey('rsa', keyConfig('go-rsa', 'RSA-HSM', { key_derivation: { label: 'Model Encryption Key' } }), ['-out'])
+    t.is(r.code, 0, r.stderr)
+    const m = /^Symmetric key ([0-9a-f]{64}) \(salt: ([0-9a-f]{64}) label: Model Encryption Key\)$/m.exec(r.stdout)
+    t.truthy(m, r.stdout)
+    const [, derivedHex, salt] = m!
+    const pem = path.join(r.cwd, 'private_key.pem')
+    t.is((await stat(pem)).mode & 0o777, 0o600)
+    const privateKey = createPrivateKey(await readFile(pem, 'utf8'))
+    t.is(deriveKeyFromRsa(privateKey, salt!, 'Model Encryption Key').toString('hex'), derivedHex!)
+    t.is((await readFile(path.join(r.cwd, 'keyfile.bin'))).toString('hex'), derivedHex!)
+    const sent = JSON.parse(s.akv.imports.at(-1)!.body) as { key: Record<string, unknown> }
+    t.deepEqual(Object.keys(sent.key), ['d', 'dp', 'dq', 'e', 'key_ops', 'kty', 'n', 'p', 'q', 'qi'], "jwx's member order")
+    t.is(sent.key.kty, 'RSA')
+    t.deepEqual(sent.key.key_ops, [])
+    const released = await release('go-rsa')
+    t.is(deriveKeyFromRsa(createPrivateKey({ key: released.material, format: 'der', type: 'pkcs8' }), salt!, 'Model Encryption Key').toString('hex'), derivedHex!)
 
-  const again = await importkey('rsa', keyConfig('go-rsa-2', 'RSA-HSM'), [])
-  t.is(again.code, 1)
-  t.regex(again.stderr, /private_key\.pem exists: move it away first.*\[IMPORT_KEY_EXISTS\]/)
-  t.deepEqual(createPrivateKey(await readFile(pem, 'utf8')).export({ format: 'jwk' }), privateKey.export({ format: 'jwk' }), 'the earlier key is untouched')
-  t.false(s.akv.imports.some((i) => i.name === 'go-rsa-2'), 'nothing imported')
-})
+    const again = await importkey('rsa', keyConfig('go-rsa-2', 'RSA-HSM'), [])
+    t.is(again.code, 1)
+    t.regex(again.stderr, /private_key\.pem exists: move it away first.*\[IMPORT_KEY_EXISTS\]/)
+    t.deepEqual(createPrivateKey(await readFile(pem, 'utf8')).export({ format: 'jwk' }), privateKey.export({ format: 'jwk' }), 'the earlier key is untouched')
+    t.false(
+      s.akv.imports.some((i) => i.name === 'go-rsa-2'),
+      'nothing imported',
+    )
+  },
+)
 
 test.serial('-kp imports an existing RSA key (no key_ops, as Go); --out DIR is kept as an extension; claims are re-serialised as Go does', async (t) => {
   const rsa = generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey

@@ -32,7 +32,14 @@ test.before(async () => {
   e2e.defer(() => imds.stop())
   dir = await e2e.tempDir('encfs-kp-')
   const bearer = (await s.authority.issue(s.akv.audience, 'operator')).token
-  await importKey({ akvEndpoint: s.akv.endpoint, name: 'image-key', key: { ...rsa.privateKey.export({ format: 'jwk' }), kty: 'RSA-HSM' }, policy: releasePolicy(s.maa.endpoint, [[{ claim: 'x-ms-sevsnpvm-hostdata', equals: s.hostData.toString('hex') }]]), bearer, ca: s.ca })
+  await importKey({
+    akvEndpoint: s.akv.endpoint,
+    name: 'image-key',
+    key: { ...rsa.privateKey.export({ format: 'jwk' }), kty: 'RSA-HSM' },
+    policy: releasePolicy(s.maa.endpoint, [[{ claim: 'x-ms-sevsnpvm-hostdata', equals: s.hostData.toString('hex') }]]),
+    bearer,
+    ca: s.ca,
+  })
   // What the Go set-up script leaves next to a key: the public key and <key>-info.json.
   keyPath = path.join(dir, 'keys', 'image-key')
   await mkdir(path.dirname(keyPath))
@@ -62,9 +69,14 @@ function run(cmd: string, args: string[], env: Record<string, string> = {}): Pro
 
 /** Runs the entry point like the container does and resolves once the process logged readiness. */
 async function startEntryPoint(script: string, env: Record<string, string>, logFile: string) {
-  const child = spawn('sh', [path.join(REPO, script)], { env: { ...process.env, ENCFS_HOME: REPO, LogFile: logFile, LogLevel: 'info', ...env }, stdio: ['ignore', 'ignore', 'pipe'] })
+  const child = spawn('sh', [path.join(REPO, script)], {
+    env: { ...process.env, ENCFS_HOME: REPO, LogFile: logFile, LogLevel: 'info', ...env },
+    stdio: ['ignore', 'ignore', 'pipe'],
+  })
   let stderr = ''
-  child.stderr.on('data', (d: Buffer) => { stderr += d.toString() })
+  child.stderr.on('data', (d: Buffer) => {
+    stderr += d.toString()
+  })
   const exited = new Promise<number | null>((resolve) => child.on('exit', resolve))
   e2e.defer(() => child.kill('SIGKILL'))
   const log = () => readFile(logFile, 'utf8').catch(() => '')
@@ -91,14 +103,29 @@ test.serial('encfs wrap makes the annotation offline, as skr -infile -keypath -o
 
 test.serial('the entry point picks the role from the environment (dry run)', async (t) => {
   const dry = async (env: Record<string, string>, script = 'encfs.sh') => {
-    const r = await run('sh', [path.join(REPO, script)], { ENCFS_HOME: '/opt/encfs', ENCFS_DRY_RUN: '1', EncfsSideCarArgs: '', SkrSideCarArgs: '', ServerType: '', Port: '', LogFile: '', LogLevel: '', EncfsRole: '', TestingMismatchedTCB: '', ...env })
+    const r = await run('sh', [path.join(REPO, script)], {
+      ENCFS_HOME: '/opt/encfs',
+      ENCFS_DRY_RUN: '1',
+      EncfsSideCarArgs: '',
+      SkrSideCarArgs: '',
+      ServerType: '',
+      Port: '',
+      LogFile: '',
+      LogLevel: '',
+      EncfsRole: '',
+      TestingMismatchedTCB: '',
+      ...env,
+    })
     t.is(r.code, 0, r.stderr)
     return r.stdout.trim().split('\n').slice(1).join(' ')
   }
   // The configuration stays in the environment (never -base64 on the command line, readable in /proc).
   t.is(await dry({ EncfsSideCarArgs: 'e30=', LogLevel: 'info' }), '/opt/encfs/bin/remotefs.js -loglevel info')
   t.is(await dry({ SkrSideCarArgs: 'e30=', Port: '8080' }), '/opt/encfs/bin/encfs.js serve -base64 e30= -port 8080')
-  t.is(await dry({ ServerType: 'grpc', Port: '50000', LogLevel: 'debug', LogFile: '/tmp/skr.log' }), '/opt/encfs/bin/encfs.js serve -port 50000 -logfile /tmp/skr.log -loglevel debug -server_type grpc')
+  t.is(
+    await dry({ ServerType: 'grpc', Port: '50000', LogLevel: 'debug', LogFile: '/tmp/skr.log' }),
+    '/opt/encfs/bin/encfs.js serve -port 50000 -logfile /tmp/skr.log -loglevel debug -server_type grpc',
+  )
   t.is(await dry({ EncfsSideCarArgs: 'e30=', SkrSideCarArgs: 'e30=' }), '/opt/encfs/bin/remotefs.js', 'encfs wins when both are set')
   t.is(await dry({ EncfsRole: 'skr' }), '/opt/encfs/bin/encfs.js serve')
   t.is(await dry({}), '/opt/encfs/bin/remotefs.js', 'no configuration: the encfs role, which says what is missing')
@@ -113,7 +140,11 @@ test.serial('the skr role with ServerType=grpc serves both keyprovider paths: Un
   const port = await freePort()
   const logFile = path.join(dir, 'skr.log')
   const skrConfig = Buffer.from(JSON.stringify({ identity: { client_id: 'pod-identity' } })).toString('base64')
-  const sidecar = await startEntryPoint('encfs.sh', { ...podEnv(), SkrSideCarArgs: skrConfig, ServerType: 'grpc', Port: String(port), EncfsSimulatedState: `${s.dir}/snp` }, logFile)
+  const sidecar = await startEntryPoint(
+    'encfs.sh',
+    { ...podEnv(), SkrSideCarArgs: skrConfig, ServerType: 'grpc', Port: String(port), EncfsSimulatedState: `${s.dir}/snp` },
+    logFile,
+  )
   const clients = keyProviderClients(`localhost:${port}`)
   t.teardown(() => clients.close())
   const secret = randomBytes(48)
@@ -147,20 +178,29 @@ test.serial('remotefs --grpc-port serves gRPC in the same process as the mount a
   const ws = await e2e.workspace()
   const mp = path.join(ws.parent, 'app')
   const [apiPort, grpcPort] = [await freePort(), await freePort()]
-  const sidecar = await e2e.sidecar(sidecarArgs([{ mount_point: mp, azure_url: `file://${img.image}`, raw_key: img.key.toString('hex') }], { azure_info: { identity: { client_id: 'pod-identity' } } }), {
-    args: ['--allow-raw-key', '-port', String(apiPort), '--attestation', 'simulated', '--simulated-state', `${s.dir}/snp`],
-    env: { ...podEnv(), EncfsGrpcPort: String(grpcPort) },
-  })
+  const sidecar = await e2e.sidecar(
+    sidecarArgs([{ mount_point: mp, azure_url: `file://${img.image}`, raw_key: img.key.toString('hex') }], { azure_info: { identity: { client_id: 'pod-identity' } } }),
+    {
+      args: ['--allow-raw-key', '-port', String(apiPort), '--attestation', 'simulated', '--simulated-state', `${s.dir}/snp`],
+      env: { ...podEnv(), EncfsGrpcPort: String(grpcPort) },
+    },
+  )
   await waitReady(sidecar, [mp])
   t.is((await readFromChild(path.join(mp, 'app.txt'))).toString(), 'mounted next to the keyprovider\n')
-  const st = await (await fetch(`http://127.0.0.1:${apiPort}/status`)).json() as { ready: boolean; grpc: { serving: boolean; addresses: string[] } }
+  const st = (await (await fetch(`http://127.0.0.1:${apiPort}/status`)).json()) as { ready: boolean; grpc: { serving: boolean; addresses: string[] } }
   t.true(st.ready)
   t.deepEqual(st.grpc, { serving: true, addresses: [`localhost:${grpcPort}`] })
   const clients = keyProviderClients(`localhost:${grpcPort}`)
   t.teardown(() => clients.close())
   const { publicEncrypt, constants } = await import('node:crypto')
   const secret = randomBytes(32)
-  const annotation = JSON.stringify({ kid: 'image-key', wrapped_data: publicEncrypt({ key: rsa.publicKey, padding: constants.RSA_PKCS1_OAEP_PADDING, oaepHash: 'sha256' }, secret).toString('base64'), wrap_type: 'rsa_3072', kms_endpoint: s.akv.endpoint, attester_endpoint: s.maa.endpoint })
+  const annotation = JSON.stringify({
+    kid: 'image-key',
+    wrapped_data: publicEncrypt({ key: rsa.publicKey, padding: constants.RSA_PKCS1_OAEP_PADDING, oaepHash: 'sha256' }, secret).toString('base64'),
+    wrap_type: 'rsa_3072',
+    kms_endpoint: s.akv.endpoint,
+    attester_endpoint: s.maa.endpoint,
+  })
   const res = await call(clients.key_provider, 'UnWrapKey', { key_provider_key_wrap_protocol_input: unwrapInput(annotation) })
   t.deepEqual(unwrappedSecret(res.key_provider_key_wrap_protocol_output), secret)
   const bad = await refusal(call(clients.keyprovider, 'UnWrapKey', { KeyProviderKeyWrapProtocolInput: unwrapInput(annotation, 'kbs') }))

@@ -10,10 +10,14 @@ import { ENCFS_JS } from '../helpers/e2e.js'
 import { vector } from '../helpers/vectors.js'
 
 const exec = promisify(execFile)
-const digestOf = async (args: string[]) => exec(process.execPath, [ENCFS_JS, 'policy-digest', ...args]).then((r) => ({ code: 0, ...r }), (e: { code: number; stdout: string; stderr: string }) => e)
+const digestOf = async (args: string[]) =>
+  exec(process.execPath, [ENCFS_JS, 'policy-digest', ...args]).then(
+    (r) => ({ code: 0, ...r }),
+    (e: { code: number; stdout: string; stderr: string }) => e,
+  )
 const expected = 'cadd74f71ebb8fbf9782baab649612520f3c416bc5ce9ac768808ddc8d9b031c'
 
-test('policy-digest: -p and -f (the file may end in a newline) give Go\'s digest; -v prints as Go does', async (t) => {
+test("policy-digest: -p and -f (the file may end in a newline) give Go's digest; -v prints as Go does", async (t) => {
   const dir = await mkdtemp(path.join(os.tmpdir(), 'encfs-policy-'))
   t.teardown(() => rm(dir, { recursive: true, force: true }))
   const file = vector('snp', 'uvm_security_policy.base64')

@@ -27,25 +27,42 @@ test.serial('the API reports the mount, and attest requests and FUSE reads both 
   const port = await freePort()
   const sidecar = await e2e.mount([{ mount_point: mp, azure_url: sasUrl, raw_key: img.key.toString('hex') }], {
     args: ['--allow-raw-key', '-port', String(port), '--attestation', 'simulated', '--simulated-state', `${s.dir}/snp`],
-    env: { NODE_EXTRA_CA_CERTS: caFile, UVM_SECURITY_CONTEXT_DIR: ctx, UVM_SECURITY_POLICY: s.policyBase64, UVM_REFERENCE_INFO: s.uvm.referenceInfo, UVM_HOST_AMD_CERTIFICATE: Buffer.from(JSON.stringify(s.uvm.hostAmdCertificate)).toString('base64') },
+    env: {
+      NODE_EXTRA_CA_CERTS: caFile,
+      UVM_SECURITY_CONTEXT_DIR: ctx,
+      UVM_SECURITY_POLICY: s.policyBase64,
+      UVM_REFERENCE_INFO: s.uvm.referenceInfo,
+      UVM_HOST_AMD_CERTIFICATE: Buffer.from(JSON.stringify(s.uvm.hostAmdCertificate)).toString('base64'),
+    },
   })
   const base = `http://127.0.0.1:${port}`
   const st = await fetch(`${base}/status`)
   t.is(st.status, 200)
-  const detail = await st.json() as { ready: boolean; filesystems: { mountPoint: string; state: string; unlock: string }[] }
+  const detail = (await st.json()) as { ready: boolean; filesystems: { mountPoint: string; state: string; unlock: string }[] }
   t.true(detail.ready)
   t.like(detail.filesystems[0], { mountPoint: mp, state: 'mounted', unlock: (await autoUnlock()).mode })
 
   // A reader in another process, dropping the page cache each round so that every pass goes through FUSE.
-  const reader = spawn('bash', ['-c', `while true; do echo 1 > /proc/sys/vm/drop_caches; cat '${path.join(mp, 'big.bin')}' > /dev/null && echo pass; done`], { stdio: ['ignore', 'pipe', 'inherit'] })
+  const reader = spawn('bash', ['-c', `while true; do echo 1 > /proc/sys/vm/drop_caches; cat '${path.join(mp, 'big.bin')}' > /dev/null && echo pass; done`], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+  })
   let passes = 0
-  reader.stdout.on('data', (d: Buffer) => { passes += d.toString().split('\n').filter((l) => l === 'pass').length })
+  reader.stdout.on('data', (d: Buffer) => {
+    passes += d
+      .toString()
+      .split('\n')
+      .filter((l) => l === 'pass').length
+  })
   const until = Date.now() + 8000
   let answered = 0
   const latencies: number[] = []
   while (Date.now() < until) {
     const started = Date.now()
-    const res = await fetch(`${base}/attest/maa`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ maa_endpoint: s.maa.endpoint, runtime_data: Buffer.from('{"n":1}').toString('base64') }) })
+    const res = await fetch(`${base}/attest/maa`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ maa_endpoint: s.maa.endpoint, runtime_data: Buffer.from('{"n":1}').toString('base64') }),
+    })
     t.is(res.status, 200, await res.clone().text())
     latencies.push(Date.now() - started)
     answered++

@@ -11,7 +11,8 @@ test.before(async () => {
 })
 
 /** Runs remotefs to completion (it must fail) and returns what a user sees. */
-const runFailing = (fs: FsConfig[] | string | undefined, o: { args?: string[]; env?: Record<string, string> } = {}) => e2e.runToEnd(fs, { args: o.args ?? ['--allow-raw-key'], env: o.env })
+const runFailing = (fs: FsConfig[] | string | undefined, o: { args?: string[]; env?: Record<string, string> } = {}) =>
+  e2e.runToEnd(fs, { args: o.args ?? ['--allow-raw-key'], env: o.env })
 
 async function assertNothingLeft(t: import('ava').ExecutionContext, runtimeDir: string, parent: string, mountPoints: string[]) {
   const dirs = mountPoints.map((_, i) => path.join(parent, `.filesystem-${i}`))
@@ -105,10 +106,13 @@ test.serial('bad configuration inputs exit non-zero with their own messages', as
     [Buffer.from('{"azure_filesystems": [').toString('base64'), /CONFIG_JSON/],
     [Buffer.from('{"azure_filesystems": []}').toString('base64'), /azure_filesystems: .*at least one/],
     [sidecarArgs([{ mount_point: 'relative/path', azure_url: `file://${good.image}`, raw_key: '00' }]), /azure_filesystems\[0\]\.mount_point: must be an absolute path/],
-    [sidecarArgs([
-      { mount_point: `${ws.parent}/same`, azure_url: `file://${good.image}`, raw_key: '00' },
-      { mount_point: `${ws.parent}/same`, azure_url: `file://${good.image}`, raw_key: '00' },
-    ]), /azure_filesystems\[1\]\.mount_point: .*azure_filesystems\[0\]/],
+    [
+      sidecarArgs([
+        { mount_point: `${ws.parent}/same`, azure_url: `file://${good.image}`, raw_key: '00' },
+        { mount_point: `${ws.parent}/same`, azure_url: `file://${good.image}`, raw_key: '00' },
+      ]),
+      /azure_filesystems\[1\]\.mount_point: .*azure_filesystems\[0\]/,
+    ],
     [undefined, /CONFIG_MISSING.*EncfsSideCarArgs|EncfsSideCarArgs.*CONFIG_MISSING/s, { EncfsSideCarArgs: '' }],
   ]
   for (const [b64, expected, env] of cases) {
@@ -156,7 +160,9 @@ test.serial('a blob replaced during the mount fails reads loudly instead of mixi
   const { sasUrl } = await e2e.upload(big.image, { kind: 'block', blob: 'replaced.img' })
   const ws = await e2e.workspace()
   const mp = path.join(ws.parent, 'r')
-  const sidecar = await e2e.mount([{ mount_point: mp, azure_url: sasUrl, raw_key: big.key.toString('hex'), cache: { block_size_kib: 256, memory_mib: 1, readahead_blocks: 0 } }], { args: ['--allow-raw-key'] })
+  const sidecar = await e2e.mount([{ mount_point: mp, azure_url: sasUrl, raw_key: big.key.toString('hex'), cache: { block_size_kib: 256, memory_mib: 1, readahead_blocks: 0 } }], {
+    args: ['--allow-raw-key'],
+  })
   await e2e.upload(good.image, { kind: 'block', blob: 'replaced.img' })
   const { execFile } = await import('node:child_process')
   const err = await new Promise<Error | null>((resolve) => execFile('cat', [path.join(mp, 'later.bin')], { encoding: 'buffer', maxBuffer: 1 << 26 }, (e) => resolve(e)))

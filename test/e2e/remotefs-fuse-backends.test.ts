@@ -16,7 +16,10 @@ test.before(async () => {
 })
 function mount(url: string, mp: string, o: { args?: string[]; env?: Record<string, string>; readWrite?: boolean } = {}): Promise<Sidecar> {
   // Userspace unlock on every machine: the loop device over the FUSE file is what these tests look at.
-  return e2e.mount([{ mount_point: mp, azure_url: url, raw_key: img.key.toString('hex'), read_write: o.readWrite ?? false, unlock: 'userspace' }], { args: ['--allow-raw-key', ...(o.args ?? [])], env: o.env })
+  return e2e.mount([{ mount_point: mp, azure_url: url, raw_key: img.key.toString('hex'), read_write: o.readWrite ?? false, unlock: 'userspace' }], {
+    args: ['--allow-raw-key', ...(o.args ?? [])],
+    env: o.env,
+  })
 }
 
 test.serial('auto picks libfuse3 and logs why; --fuse libfuse2 and EncfsFuse=libfuse2 pick fuse-native; each serves the files', async (t) => {
@@ -33,14 +36,20 @@ test.serial('auto picks libfuse3 and logs why; --fuse libfuse2 and EncfsFuse=lib
     t.regex(await sidecar.log(), expected, name)
     // The loop device over a libfuse3 file reads it with direct I/O (concurrent requests, no second page cache).
     const { stdout } = await exec('losetup', ['--list', '--noheadings', '--output', 'NAME,BACK-FILE'])
-    const loop = stdout.split('\n').find((l) => l.includes(sidecar.runtimeDir))!.trim().split(/\s+/)[0]!
+    const loop = stdout
+      .split('\n')
+      .find((l) => l.includes(sidecar.runtimeDir))!
+      .trim()
+      .split(/\s+/)[0]!
     t.is((await readFile(`/sys/block/${path.basename(loop)}/loop/dio`, 'utf8')).trim(), dio, `${name}: loop direct I/O`)
     t.is((await readFromChild(path.join(mp, 'hello.txt'))).toString(), 'hello from encfs\n')
     t.true((await readFromChild(path.join(mp, 'big.bin'))).equals(Buffer.alloc(3 * 1024 * 1024, 5)))
     t.is(await stopSidecar(sidecar), 0)
     t.deepEqual(await leftovers(sidecar.runtimeDir, [path.join(ws.parent, `.filesystem-0`)]), [])
   }
-  const bad = await e2e.runToEnd([{ mount_point: path.join(ws.parent, 'bad'), azure_url: sasUrl, raw_key: img.key.toString('hex') }], { args: ['--allow-raw-key', '--fuse', 'libfuse9'] })
+  const bad = await e2e.runToEnd([{ mount_point: path.join(ws.parent, 'bad'), azure_url: sasUrl, raw_key: img.key.toString('hex') }], {
+    args: ['--allow-raw-key', '--fuse', 'libfuse9'],
+  })
   t.not(bad.code, 0)
   t.regex(bad.output, /fuse.*libfuse9|Invalid values/s)
 })
@@ -49,7 +58,10 @@ test.serial('read-write: written and fsynced through libfuse2, read back through
   const { sasUrl } = await e2e.upload(img.image, { kind: 'page' })
   const ws = await e2e.workspace()
   const mp = path.join(ws.parent, 'rw')
-  for (const [writer, reader] of [['libfuse2', 'libfuse3'], ['libfuse3', 'libfuse2']] as const) {
+  for (const [writer, reader] of [
+    ['libfuse2', 'libfuse3'],
+    ['libfuse3', 'libfuse2'],
+  ] as const) {
     const w = await mount(sasUrl, mp, { args: ['--fuse', writer], readWrite: true })
     await exec('sh', ['-c', `dd if=/dev/urandom of=${mp}/by-${writer}.bin bs=256k count=12 conv=fsync status=none`])
     const sum = (await exec('sha256sum', [`${mp}/by-${writer}.bin`])).stdout.split(' ')[0]

@@ -25,7 +25,9 @@ test.serial('auto reads with libcurl and logs why; --http node and EncfsHttp=nod
     t.is(await stopSidecar(sidecar), 0)
     t.deepEqual(await leftovers(sidecar.runtimeDir, [path.join(ws.parent, '.filesystem-0')]), [])
   }
-  const bad = await fx.runToEnd([{ mount_point: path.join(ws.parent, 'bad'), azure_url: sasUrl, raw_key: img.key.toString('hex') }], { args: ['--allow-raw-key', '--http', 'curl'] })
+  const bad = await fx.runToEnd([{ mount_point: path.join(ws.parent, 'bad'), azure_url: sasUrl, raw_key: img.key.toString('hex') }], {
+    args: ['--allow-raw-key', '--http', 'curl'],
+  })
   t.not(bad.code, 0)
   t.regex(bad.output, /http.*curl|Invalid values/s)
 })

@@ -11,7 +11,12 @@ const e2e = new E2eFixture(test)
 
 async function imageWith(dir: string, iterations: number): Promise<SmallImage> {
   const img = await makeSmallImage(dir)
-  for (const c of ['primary', 'secondary'] as const) await editHeader(img.file, c, { json: (m) => { m.keyslots['0'].kdf.iterations = iterations } })
+  for (const c of ['primary', 'secondary'] as const)
+    await editHeader(img.file, c, {
+      json: (m) => {
+        m.keyslots['0'].kdf.iterations = iterations
+      },
+    })
   return img
 }
 
@@ -53,7 +58,11 @@ test.serial('SIGTERM during a costly key derivation ends remotefs within 2 s, wi
   await waitForLog(sidecar, /trying keyslot 0/, 60_000)
   // The derivation runs in a child process of remotefs: it must go too.
   const childrenOf = async (pid: number) => (await readFile(`/proc/${pid}/task/${pid}/children`, 'utf8')).trim().split(/\s+/).filter(Boolean)
-  await waitUntil('the derivation to run in a child process', async () => (await childrenOf(sidecar.child.pid!)).length > 0, { exited: sidecar.exited, timeoutMs: 10_000, intervalMs: 20 })
+  await waitUntil('the derivation to run in a child process', async () => (await childrenOf(sidecar.child.pid!)).length > 0, {
+    exited: sidecar.exited,
+    timeoutMs: 10_000,
+    intervalMs: 20,
+  })
   const children = await childrenOf(sidecar.child.pid!)
   t.true(children.length > 0, 'the derivation runs in a child process')
   const sent = Date.now()

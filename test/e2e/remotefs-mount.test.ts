@@ -57,10 +57,13 @@ test.serial('two filesystems at once, and a local file source', async (t) => {
   const ws = await e2e.workspace()
   const mpA = path.join(ws.parent, 'a')
   const mpB = path.join(ws.parent, 'b')
-  const sidecar = await e2e.mount([
-    { mount_point: mpA, azure_url: sasUrl, raw_key: a.key.toString('hex') },
-    { mount_point: mpB, azure_url: `file://${b.image}`, raw_key: b.key.toString('hex') },
-  ], { args: ['--allow-raw-key'] })
+  const sidecar = await e2e.mount(
+    [
+      { mount_point: mpA, azure_url: sasUrl, raw_key: a.key.toString('hex') },
+      { mount_point: mpB, azure_url: `file://${b.image}`, raw_key: b.key.toString('hex') },
+    ],
+    { args: ['--allow-raw-key'] },
+  )
   t.is(await readlink(mpB), '.filesystem-1')
   await expectFiles(t, mpA, a)
   await expectFiles(t, mpB, b)

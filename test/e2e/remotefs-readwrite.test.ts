@@ -27,7 +27,10 @@ async function sh(script: string): Promise<{ code: number; out: string }> {
 }
 
 function mountRw(url: string, img: TestImage, mp: string, o: { runtimeDir?: string; readWrite?: boolean } = {}): Promise<Sidecar> {
-  return e2e.mount([{ mount_point: mp, azure_url: url, raw_key: img.key.toString('hex'), read_write: o.readWrite ?? true }], { args: ['--allow-raw-key'], runtimeDir: o.runtimeDir })
+  return e2e.mount([{ mount_point: mp, azure_url: url, raw_key: img.key.toString('hex'), read_write: o.readWrite ?? true }], {
+    args: ['--allow-raw-key'],
+    runtimeDir: o.runtimeDir,
+  })
 }
 
 /** The blob as it is in storage, decrypted by the userspace reader, checked by e2fsck and read by debugfs. */
@@ -38,7 +41,13 @@ async function offlineCheck(t: import('ava').ExecutionContext, url: string, img:
   const plain = path.join(img.dir, 'offline-plain.img')
   await writeFile(plain, await volume.read(0, volume.size))
   await volume.close()
-  const fsck = await exec('e2fsck', ['-fn', plain], { env }).then(() => 0, (e: { code?: number; stdout?: string }) => { t.log(e.stdout); return e.code ?? -1 })
+  const fsck = await exec('e2fsck', ['-fn', plain], { env }).then(
+    () => 0,
+    (e: { code?: number; stdout?: string }) => {
+      t.log(e.stdout)
+      return e.code ?? -1
+    },
+  )
   t.is(fsck, 0, 'e2fsck -fn finds the filesystem clean')
   const { stdout } = await exec('debugfs', ['-R', `cat ${file}`, plain], { env })
   return stdout
@@ -50,7 +59,9 @@ test.serial('writes with fsync survive unmount: mounted again and decrypted offl
   const ws = await e2e.workspace()
   const mp = path.join(ws.parent, 'rw')
   const first = await mountRw(sasUrl, img, mp)
-  const w = await sh(`echo "written through encfs" > ${mp}/new.txt && dd if=/dev/urandom of=${mp}/random.bin bs=1M count=3 conv=fsync status=none && sha256sum ${mp}/random.bin | cut -d' ' -f1`)
+  const w = await sh(
+    `echo "written through encfs" > ${mp}/new.txt && dd if=/dev/urandom of=${mp}/random.bin bs=1M count=3 conv=fsync status=none && sha256sum ${mp}/random.bin | cut -d' ' -f1`,
+  )
   t.is(w.code, 0, w.out)
   const sum = w.out.trim()
   t.is(await stopSidecar(first), 0)
@@ -117,10 +128,15 @@ test.serial('storage going away: the fsync fails with EIO, nothing acknowledged 
   // Both files' blocks are cached before storage goes: the later writes need no reads.
   t.is((await sh(`echo before > ${mp}/a.txt && sync ${mp}/a.txt && dd if=/dev/zero of=${mp}/b.bin bs=64k count=16 conv=fsync status=none`)).code, 0)
   proxy.cut()
-  const during = await sh(`dd if=/dev/urandom of=/tmp/encfs-b-$$ bs=64k count=16 status=none && dd if=/tmp/encfs-b-$$ of=${mp}/b.bin bs=64k conv=notrunc,fsync status=none; code=$?; sha256sum /tmp/encfs-b-$$ | cut -d' ' -f1; rm -f /tmp/encfs-b-$$; exit $code`)
+  const during = await sh(
+    `dd if=/dev/urandom of=/tmp/encfs-b-$$ bs=64k count=16 status=none && dd if=/tmp/encfs-b-$$ of=${mp}/b.bin bs=64k conv=notrunc,fsync status=none; code=$?; sha256sum /tmp/encfs-b-$$ | cut -d' ' -f1; rm -f /tmp/encfs-b-$$; exit $code`,
+  )
   t.not(during.code, 0, 'fsync reports the failure')
   t.regex(during.out, /Input\/output error/)
-  const sum = during.out.trim().split('\n').find((l) => /^[0-9a-f]{64}$/.test(l))!
+  const sum = during.out
+    .trim()
+    .split('\n')
+    .find((l) => /^[0-9a-f]{64}$/.test(l))!
   t.regex(await sidecar.log(), /write-back failed; the data stays dirty in memory/)
   proxy.restore()
   t.is((await sh(`sync ${mp}/b.bin`)).code, 0, 'once storage is back, a new fsync succeeds')

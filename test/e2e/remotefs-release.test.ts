@@ -31,9 +31,28 @@ test.before(async () => {
   await writeFile(caFile, s.ca.join(''))
   emptyContext = await e2e.tempDir('encfs-ctx-')
   const bearer = (await s.authority.issue(s.akv.audience, 'operator')).token
-  const claims = [[{ claim: 'x-ms-sevsnpvm-hostdata', equals: s.hostData.toString('hex') }, { claim: 'x-ms-sevsnpvm-is-debuggable', equals: 'false' }]]
-  await importKey({ akvEndpoint: s.akv.endpoint, name: 'oct-key', key: { kty: 'oct-HSM', k: octKey.toString('base64url') }, policy: releasePolicy(s.maa.endpoint, claims), bearer, ca: s.ca })
-  await importKey({ akvEndpoint: s.akv.endpoint, name: 'rsa-key', key: { ...rsa.export({ format: 'jwk' }), kty: 'RSA-HSM' }, policy: releasePolicy(s.maa.endpoint, claims), bearer, ca: s.ca })
+  const claims = [
+    [
+      { claim: 'x-ms-sevsnpvm-hostdata', equals: s.hostData.toString('hex') },
+      { claim: 'x-ms-sevsnpvm-is-debuggable', equals: 'false' },
+    ],
+  ]
+  await importKey({
+    akvEndpoint: s.akv.endpoint,
+    name: 'oct-key',
+    key: { kty: 'oct-HSM', k: octKey.toString('base64url') },
+    policy: releasePolicy(s.maa.endpoint, claims),
+    bearer,
+    ca: s.ca,
+  })
+  await importKey({
+    akvEndpoint: s.akv.endpoint,
+    name: 'rsa-key',
+    key: { ...rsa.export({ format: 'jwk' }), kty: 'RSA-HSM' },
+    policy: releasePolicy(s.maa.endpoint, claims),
+    bearer,
+    ca: s.ca,
+  })
   oct = await e2e.image({ key: octKey, files: { 'oct.txt': 'released by key vault\n' } })
   derived = await e2e.image({ key: deriveKeyFromRsa(rsa, salt, 'Model Key'), files: { 'rsa.txt': 'derived from an RSA key\n' } })
 })
@@ -54,10 +73,25 @@ test.serial('an oct key (bearer token) and an RSA-derived key (managed identity 
   const mpA = path.join(ws.parent, 'oct')
   const mpB = path.join(ws.parent, 'rsa')
   const bearer = (await s.authority.issue(s.akv.audience, 'pod')).token
-  const sidecar = await e2e.sidecar(sidecarArgs([
-    { mount_point: mpA, azure_url: a.sasUrl, key: { kid: 'oct-key', kty: 'oct-HSM', authority: { endpoint: s.maa.endpoint }, akv: { endpoint: s.akv.endpoint, bearer_token: bearer } } },
-    { mount_point: mpB, azure_url: b.sasUrl, key: { kid: 'rsa-key', kty: 'RSA-HSM', authority: { endpoint: s.maa.endpoint }, akv: { endpoint: s.akv.endpoint } }, key_derivation: { salt, label: 'Model Key' } },
-  ], { azure_info: { identity: { client_id: 'pod-identity' } } }), { args: ['--attestation', 'simulated', '--simulated-state', `${s.dir}/snp`], env: sidecarEnv() })
+  const sidecar = await e2e.sidecar(
+    sidecarArgs(
+      [
+        {
+          mount_point: mpA,
+          azure_url: a.sasUrl,
+          key: { kid: 'oct-key', kty: 'oct-HSM', authority: { endpoint: s.maa.endpoint }, akv: { endpoint: s.akv.endpoint, bearer_token: bearer } },
+        },
+        {
+          mount_point: mpB,
+          azure_url: b.sasUrl,
+          key: { kid: 'rsa-key', kty: 'RSA-HSM', authority: { endpoint: s.maa.endpoint }, akv: { endpoint: s.akv.endpoint } },
+          key_derivation: { salt, label: 'Model Key' },
+        },
+      ],
+      { azure_info: { identity: { client_id: 'pod-identity' } } },
+    ),
+    { args: ['--attestation', 'simulated', '--simulated-state', `${s.dir}/snp`], env: sidecarEnv() },
+  )
   await waitReady(sidecar, [mpA, mpB])
   t.is((await readFromChild(path.join(mpA, 'oct.txt'))).toString(), 'released by key vault\n')
   t.is((await readFromChild(path.join(mpB, 'rsa.txt'))).toString(), 'derived from an RSA key\n')
@@ -72,14 +106,15 @@ test.serial('an oct key (bearer token) and an RSA-derived key (managed identity 
   t.deepEqual(await leftovers(sidecar.runtimeDir, [path.join(ws.parent, '.filesystem-0'), path.join(ws.parent, '.filesystem-1')]), [])
 })
 
-test.serial('a pod whose policy hash the key does not allow is refused with the vault\'s reason, and nothing is mounted', async (t) => {
+test.serial("a pod whose policy hash the key does not allow is refused with the vault's reason, and nothing is mounted", async (t) => {
   const a = await e2e.upload(oct.image, { kind: 'block' })
   const ws = await e2e.workspace()
   const mp = path.join(ws.parent, 'x')
   const bearer = (await s.authority.issue(s.akv.audience, 'pod')).token
-  const r = await e2e.runToEnd([
-    { mount_point: mp, azure_url: a.sasUrl, key: { kid: 'oct-key', authority: { endpoint: s.maa.endpoint }, akv: { endpoint: s.akv.endpoint, bearer_token: bearer } } },
-  ], { args: ['--attestation', 'simulated', '--simulated-state', `${s.dir}/snp`], env: { ...sidecarEnv(), UVM_SECURITY_POLICY: Buffer.from('another policy').toString('base64') } })
+  const r = await e2e.runToEnd(
+    [{ mount_point: mp, azure_url: a.sasUrl, key: { kid: 'oct-key', authority: { endpoint: s.maa.endpoint }, akv: { endpoint: s.akv.endpoint, bearer_token: bearer } } }],
+    { args: ['--attestation', 'simulated', '--simulated-state', `${s.dir}/snp`], env: { ...sidecarEnv(), UVM_SECURITY_POLICY: Buffer.from('another policy').toString('base64') } },
+  )
   t.not(r.code, 0)
   t.regex(r.output, /filesystem 0 .*key release of oct-key from 127\.0\.0\.1:\d+ failed with HTTP 403 .*x-ms-sevsnpvm-hostdata/)
   t.deepEqual(await leftovers(r.runtimeDir, [path.join(ws.parent, '.filesystem-0')]), [])

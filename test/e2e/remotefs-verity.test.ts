@@ -46,7 +46,11 @@ async function upload(file: string): Promise<string> {
   return (await e2e.upload(file, { kind: 'block' })).sasUrl
 }
 
-interface Mounted { sidecar: Sidecar; mp: string; port: number }
+interface Mounted {
+  sidecar: Sidecar
+  mp: string
+  port: number
+}
 
 async function mount(filesystems: Partial<FsConfig>[]): Promise<Mounted> {
   const ws = await e2e.workspace()
@@ -57,7 +61,9 @@ async function mount(filesystems: Partial<FsConfig>[]): Promise<Mounted> {
   return { sidecar, mp: mps[0]!, port }
 }
 
-async function status(port: number): Promise<{ filesystems: { verity?: { rootHash: string; verifiedBlocks: number; failedReads: number; badDataBlocks: number; badHashBlocks: number; firstFailure?: string } }[] }> {
+async function status(
+  port: number,
+): Promise<{ filesystems: { verity?: { rootHash: string; verifiedBlocks: number; failedReads: number; badDataBlocks: number; badHashBlocks: number; firstFailure?: string } }[] }> {
   return (await (await fetch(`http://127.0.0.1:${port}/status`)).json()) as never
 }
 
@@ -101,36 +107,39 @@ test.serial('images and trees made by veritysetup format mount from Azurite, wit
   await stopClean(t, m)
 })
 
-test.serial('a flipped ciphertext byte and a sector copied from another offset: EIO for the file over them, each block named in the log and counted; intact files read', async (t) => {
-  const flipped = await dataBlockOf('victim.bin', 5)
-  const overwritten = await dataBlockOf('victim.bin', 200)
-  const source = await dataBlockOf('intact.txt', 0)
-  const hashFile = path.join(img.dir, 'tamper.verity')
-  const root = await veritysetupFormat(img.image, hashFile)
-  const tampered = await variant('tampered.img', (b) => {
-    b[flipped * 4096 + 1234]! ^= 0x01
-    b.copy(b, overwritten * 4096, source * 4096, source * 4096 + 4096)
-  })
-  const [imageUrl, hashUrl] = await Promise.all([upload(tampered), upload(hashFile)])
-  const m = await mount([{ azure_url: imageUrl, verity: { root_hash: root.toString('hex'), hash_url: hashUrl } }])
-  await expectEio(t, path.join(m.mp, 'victim.bin'))
-  await expectIntact(t, m.mp)
-  // The parts of the victim before the first bad block are intact too, and served.
-  const { stdout: head } = await exec('dd', [`if=${path.join(m.mp, 'victim.bin')}`, 'bs=4096', 'count=5', 'status=none'], { encoding: 'buffer' })
-  t.true(head.equals(VICTIM.subarray(0, 5 * 4096)), 'the blocks before the flipped one')
-  const log = await m.sidecar.log()
-  t.regex(log, new RegExp(`INTEGRITY VIOLATION: data block ${flipped} \\(image bytes ${flipped * 4096}-`), 'the first bad block, loudly')
-  t.regex(log, new RegExp(`"block":${overwritten},.*data block ${overwritten} \\(image bytes`), 'the copied sector is named too')
-  t.regex(log, /read failed; answering EIO/)
-  const v = (await status(m.port)).filesystems[0]!.verity!
-  t.is(v.badDataBlocks, 2)
-  t.true(v.failedReads >= 2)
-  t.regex(v.firstFailure!, new RegExp(`data block ${flipped} `))
-  await stopClean(t, m)
-  // Verified blocks are served by the libfuse3 threads from the cache (no JavaScript per read).
-  const stats = /"fuse":\{[^}]*"nativeReads":(\d+)/.exec(await m.sidecar.log())
-  t.true(Number(stats?.[1]) > 0, `reads served natively: ${stats?.[0]}`)
-})
+test.serial(
+  'a flipped ciphertext byte and a sector copied from another offset: EIO for the file over them, each block named in the log and counted; intact files read',
+  async (t) => {
+    const flipped = await dataBlockOf('victim.bin', 5)
+    const overwritten = await dataBlockOf('victim.bin', 200)
+    const source = await dataBlockOf('intact.txt', 0)
+    const hashFile = path.join(img.dir, 'tamper.verity')
+    const root = await veritysetupFormat(img.image, hashFile)
+    const tampered = await variant('tampered.img', (b) => {
+      b[flipped * 4096 + 1234]! ^= 0x01
+      b.copy(b, overwritten * 4096, source * 4096, source * 4096 + 4096)
+    })
+    const [imageUrl, hashUrl] = await Promise.all([upload(tampered), upload(hashFile)])
+    const m = await mount([{ azure_url: imageUrl, verity: { root_hash: root.toString('hex'), hash_url: hashUrl } }])
+    await expectEio(t, path.join(m.mp, 'victim.bin'))
+    await expectIntact(t, m.mp)
+    // The parts of the victim before the first bad block are intact too, and served.
+    const { stdout: head } = await exec('dd', [`if=${path.join(m.mp, 'victim.bin')}`, 'bs=4096', 'count=5', 'status=none'], { encoding: 'buffer' })
+    t.true(head.equals(VICTIM.subarray(0, 5 * 4096)), 'the blocks before the flipped one')
+    const log = await m.sidecar.log()
+    t.regex(log, new RegExp(`INTEGRITY VIOLATION: data block ${flipped} \\(image bytes ${flipped * 4096}-`), 'the first bad block, loudly')
+    t.regex(log, new RegExp(`"block":${overwritten},.*data block ${overwritten} \\(image bytes`), 'the copied sector is named too')
+    t.regex(log, /read failed; answering EIO/)
+    const v = (await status(m.port)).filesystems[0]!.verity!
+    t.is(v.badDataBlocks, 2)
+    t.true(v.failedReads >= 2)
+    t.regex(v.firstFailure!, new RegExp(`data block ${flipped} `))
+    await stopClean(t, m)
+    // Verified blocks are served by the libfuse3 threads from the cache (no JavaScript per read).
+    const stats = /"fuse":\{[^}]*"nativeReads":(\d+)/.exec(await m.sidecar.log())
+    t.true(Number(stats?.[1]) > 0, `reads served natively: ${stats?.[0]}`)
+  },
+)
 
 test.serial('the blob replaced by an older image under the same key: the rolled-back file fails with EIO, the rest reads', async (t) => {
   // The "newer" image: the same LUKS header and key, the victim's first 64 KiB rewritten.
@@ -192,7 +201,9 @@ test.serial('refused at mount: a wrong root hash, an edited superblock, an older
   for (const [url, rootHash, code] of cases) {
     const ws = await e2e.workspace()
     const mp = path.join(ws.parent, 'x')
-    const r = await e2e.runToEnd([{ mount_point: mp, azure_url: url, raw_key: img.key.toString('hex'), verity: { root_hash: rootHash, hash_offset: imageBytes } }], { args: ['--allow-raw-key'] })
+    const r = await e2e.runToEnd([{ mount_point: mp, azure_url: url, raw_key: img.key.toString('hex'), verity: { root_hash: rootHash, hash_offset: imageBytes } }], {
+      args: ['--allow-raw-key'],
+    })
     t.not(r.code, 0, code)
     t.regex(r.output, new RegExp(`verity.*\\[${code}\\]`), code)
     await t.throwsAsync(lstat(mp), undefined, 'no mount point')

@@ -8,7 +8,9 @@ import type { SkrStack } from '../helpers/skr-stack.js'
 
 const e2e = new E2eFixture(test)
 let s: SkrStack
-test.before(async () => { s = await e2e.skrStack() })
+test.before(async () => {
+  s = await e2e.skrStack()
+})
 
 /** `encfs serve --attestation simulated` with `extra` flags, ready; its log so far, and /attest/maa's answer. */
 async function serveAndAttest(t: ExecutionContext, extra: string[]): Promise<{ res: Response; log: () => string }> {
@@ -18,27 +20,39 @@ async function serveAndAttest(t: ExecutionContext, extra: string[]): Promise<{ r
   const port = await freePort()
   const env: NodeJS.ProcessEnv = { ...process.env, NODE_EXTRA_CA_CERTS: caFile, UVM_SECURITY_CONTEXT_DIR: ctx, LogLevel: 'info' }
   for (const k of ['UVM_HOST_AMD_CERTIFICATE', 'UVM_SECURITY_POLICY', 'UVM_REFERENCE_INFO', 'SkrSideCarArgs', 'Port']) delete env[k]
-  const child = spawn(process.execPath, [ENCFS_JS, 'serve', '--attestation', 'simulated', '--simulated-state', `${s.dir}/snp`, '-port', String(port), ...extra], { env, stdio: ['ignore', 'ignore', 'pipe'] })
+  const child = spawn(process.execPath, [ENCFS_JS, 'serve', '--attestation', 'simulated', '--simulated-state', `${s.dir}/snp`, '-port', String(port), ...extra], {
+    env,
+    stdio: ['ignore', 'ignore', 'pipe'],
+  })
   let log = ''
-  child.stderr.on('data', (d: Buffer) => { log += d.toString() })
+  child.stderr.on('data', (d: Buffer) => {
+    log += d.toString()
+  })
   const exited = new Promise<number | null>((resolve) => child.on('exit', resolve))
-  t.teardown(async () => { child.kill('SIGTERM'); await exited })
+  t.teardown(async () => {
+    child.kill('SIGTERM')
+    await exited
+  })
   await waitUntil('encfs serve to be ready', async () => log.includes('"msg":"ready:'), { exited, timeoutMs: 20_000, details: () => log })
-  const res = await fetch(`http://127.0.0.1:${port}/attest/maa`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ maa_endpoint: s.maa.endpoint, runtime_data: Buffer.from('{"k":1}').toString('base64') }) })
+  const res = await fetch(`http://127.0.0.1:${port}/attest/maa`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ maa_endpoint: s.maa.endpoint, runtime_data: Buffer.from('{"k":1}').toString('base64') }),
+  })
   return { res, log: () => log }
 }
 
 test('encfs serve --attestation simulated answers /attest/maa with only the simulated chip, and says which chain it uses', async (t) => {
   const { res, log } = await serveAndAttest(t, [])
   t.is(res.status, 200, await res.clone().text())
-  t.truthy((await res.json() as { token?: string }).token)
+  t.truthy(((await res.json()) as { token?: string }).token)
   t.regex(log(), /using the simulated chip's own VCEK chain as the certificate collateral/)
   t.notRegex(log(), /ATTEST_NO_CERTIFICATES/)
 })
 
-test('skr\'s -allowTestingMismatchedTCB=true is accepted and does what it does in Go: the host chain no longer matches, so without a certcache attestation fails', async (t) => {
+test("skr's -allowTestingMismatchedTCB=true is accepted and does what it does in Go: the host chain no longer matches, so without a certcache attestation fails", async (t) => {
   const { res, log } = await serveAndAttest(t, ['-allowTestingMismatchedTCB=true'])
   t.regex(log(), /FOR TESTING ONLY/)
   t.true(res.status >= 500, `status ${res.status}`)
-  t.regex((await res.json() as { error: string }).error, /no VCEK certificate chain .*host certificate \(TCBM 00000000ffffffff\)/)
+  t.regex(((await res.json()) as { error: string }).error, /no VCEK certificate chain .*host certificate \(TCBM 00000000ffffffff\)/)
 })

@@ -38,7 +38,14 @@ test.before(async () => {
   await writeFile(caFile, [...s.ca, pki.caPem].join(''))
   emptyContext = await e2e.tempDir('encfs-ctx-')
   const bearer = (await s.authority.issue(s.akv.audience, 'operator')).token
-  await importKey({ akvEndpoint: s.akv.endpoint, name: 'storm-key', key: { kty: 'oct-HSM', k: octKey.toString('base64url') }, policy: releasePolicy(s.maa.endpoint, [[{ claim: 'x-ms-sevsnpvm-hostdata', equals: s.hostData.toString('hex') }]]), bearer, ca: s.ca })
+  await importKey({
+    akvEndpoint: s.akv.endpoint,
+    name: 'storm-key',
+    key: { kty: 'oct-HSM', k: octKey.toString('base64url') },
+    policy: releasePolicy(s.maa.endpoint, [[{ claim: 'x-ms-sevsnpvm-hostdata', equals: s.hostData.toString('hex') }]]),
+    bearer,
+    ca: s.ca,
+  })
   img = await e2e.image({ key: octKey, files: { 'hello.txt': 'mounted in a storm\n' } })
 })
 
@@ -54,10 +61,21 @@ test('20 remotefs starting at once against a throttling MAA and Key Vault all mo
   // Each pod in its own directory, as each pod has its own volume.
   const mountPoints = await Promise.all(Array.from({ length: PODS }, async (_, i) => path.join((await e2e.workspace()).parent, `pod${i}`)))
   const started = Date.now()
-  const pods: Sidecar[] = await Promise.all(mountPoints.map((mp) => e2e.sidecar([{
-    mount_point: mp, azure_url: `file://${img.image}`, unlock: 'userspace',
-    key: { kid: 'storm-key', kty: 'oct-HSM', authority: { endpoint: maa.endpoint }, akv: { endpoint: akv.endpoint, bearer_token: bearer } },
-  }], { args: ['--attestation', 'simulated', '--simulated-state', `${s.dir}/snp`], env })))
+  const pods: Sidecar[] = await Promise.all(
+    mountPoints.map((mp) =>
+      e2e.sidecar(
+        [
+          {
+            mount_point: mp,
+            azure_url: `file://${img.image}`,
+            unlock: 'userspace',
+            key: { kid: 'storm-key', kty: 'oct-HSM', authority: { endpoint: maa.endpoint }, akv: { endpoint: akv.endpoint, bearer_token: bearer } },
+          },
+        ],
+        { args: ['--attestation', 'simulated', '--simulated-state', `${s.dir}/snp`], env },
+      ),
+    ),
+  )
   await Promise.all(pods.map((p, i) => waitReady(p, [mountPoints[i]!], BOUND_MS)))
   const took = Date.now() - started
   t.log(`${PODS} pods ready in ${took} ms; MAA ${JSON.stringify(maa.counts)}, Key Vault ${JSON.stringify(akv.counts)}`)
@@ -66,13 +84,20 @@ test('20 remotefs starting at once against a throttling MAA and Key Vault all mo
 
   // Throttled, and the answers were honoured: Retry-After waited for, with jitter on top.
   t.true(maa.counts['429-retry-after'] + maa.counts['429'] > 0 && akv.counts['429-retry-after'] + akv.counts['429'] > 0)
-  const waits = (await Promise.all(pods.map((p) => p.log()))).flatMap((log) => log.split('\n').filter((l) => l.includes('"retryAfterMs":1000') && l.includes('"delayMs"')))
+  const waits = (await Promise.all(pods.map((p) => p.log())))
+    .flatMap((log) => log.split('\n').filter((l) => l.includes('"retryAfterMs":1000') && l.includes('"delayMs"')))
     .map((l) => (JSON.parse(l) as { delayMs: number }).delayMs)
   t.true(waits.length > 0, 'some retries came after a Retry-After')
-  t.true(waits.every((ms) => ms >= 1000), `every wait after Retry-After: 1 was at least 1 s: ${waits.join(', ')}`)
+  t.true(
+    waits.every((ms) => ms >= 1000),
+    `every wait after Retry-After: 1 was at least 1 s: ${waits.join(', ')}`,
+  )
   t.true(new Set(waits).size > Math.min(3, waits.length - 1), `the waits are jittered: ${waits.join(', ')}`)
 
   const codes = await Promise.all(pods.map((p) => stopSidecar(p)))
-  t.deepEqual(codes, pods.map(() => 0))
+  t.deepEqual(
+    codes,
+    pods.map(() => 0),
+  )
   for (const [i, p] of pods.entries()) t.deepEqual(await leftovers(p.runtimeDir, [path.join(path.dirname(mountPoints[i]!), '.filesystem-0')]), [])
 })

@@ -112,7 +112,13 @@ test.serial('read-write under 10 % faults: writes and fsyncs succeed, and after 
   const source = path.join(ws.dir, 'written.bin')
   const { writeFile } = await import('node:fs/promises')
   await writeFile(source, written)
-  const dd = await exec('sh', ['-c', `dd if=${source} of=${mp}/written.bin bs=64k conv=fsync status=none && echo note > ${mp}/note.txt && sync ${mp}/note.txt`]).then(() => 0, (e: { code?: number; stderr?: string }) => { t.log(e.stderr); return e.code ?? -1 })
+  const dd = await exec('sh', ['-c', `dd if=${source} of=${mp}/written.bin bs=64k conv=fsync status=none && echo note > ${mp}/note.txt && sync ${mp}/note.txt`]).then(
+    () => 0,
+    (e: { code?: number; stderr?: string }) => {
+      t.log(e.stderr)
+      return e.code ?? -1
+    },
+  )
   t.is(dd, 0, 'writes and fsync succeed through the faults')
   t.is(await stopSidecar(writer), 0, 'the flush at unmount succeeds through the faults')
   t.true(proxy.counts['429'] + proxy.counts['503'] + proxy.counts.reset > 0, JSON.stringify(proxy.counts))

@@ -59,7 +59,11 @@ test.serial('encfs pack --verity appends a tree that veritysetup verify accepts;
 
   const inspect = await encfs(['inspect', image, '--json'])
   t.is(inspect.code, 0, inspect.stderr)
-  const summary = JSON.parse(inspect.stdout) as { payloadBytes: number; payloadOffset: number; verity: { rootHash: string; hashOffset: number; dataBlocks: number; algorithm: string } }
+  const summary = JSON.parse(inspect.stdout) as {
+    payloadBytes: number
+    payloadOffset: number
+    verity: { rootHash: string; hashOffset: number; dataBlocks: number; algorithm: string }
+  }
   t.like(summary.verity, { rootHash: verity.root_hash, hashOffset: verity.hash_offset, dataBlocks: verity.hash_offset! / 4096, algorithm: 'sha256' })
   t.is(summary.payloadOffset + summary.payloadBytes, verity.hash_offset!, 'the LUKS payload ends where the tree starts')
   t.regex((await encfs(['inspect', image])).stdout, /dm-verity superblock[^]*rootHash: [0-9a-f]{64}/)

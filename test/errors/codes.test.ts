@@ -24,7 +24,10 @@ test("README's troubleshooting table names registered codes only", (t) => {
   t.true(named.length > 20, `${named.length} codes in the table`)
   for (const code of named) {
     const pattern = new RegExp(`^${code.replace(/\*/g, '[A-Z0-9_]+')}$`)
-    t.true(codes.some((c) => pattern.test(c)), `${code} is not a registered code (src/errors/codes.ts)`)
+    t.true(
+      codes.some((c) => pattern.test(c)),
+      `${code} is not a registered code (src/errors/codes.ts)`,
+    )
   }
 })
 
@@ -33,7 +36,10 @@ function sources(dir: string): string[] {
 }
 
 test('every registered code is raised somewhere in src/', (t) => {
-  const text = sources(path.join(root, 'src')).filter((f) => !f.startsWith(path.join(root, 'src', 'errors'))).map((f) => readFileSync(f, 'utf8')).join('\n')
+  const text = sources(path.join(root, 'src'))
+    .filter((f) => !f.startsWith(path.join(root, 'src', 'errors')))
+    .map((f) => readFileSync(f, 'utf8'))
+    .join('\n')
   const unused = codes.filter((c) => !text.includes(`'${c}'`))
   t.deepEqual(unused, [], 'registered but never raised: remove them from src/errors/codes.ts')
 })

@@ -80,7 +80,14 @@ for (const backend of BACKENDS) {
     const tmp = await tempDir()
     const a = new MemorySource(70_000)
     const b = new MemorySource(4096)
-    const server = await mountFileServer({ backend, mountpoint: `${tmp.dir}/fuse`, files: [{ name: 'data', source: a, writable: false }, { name: 'header', source: b, writable: false }] })
+    const server = await mountFileServer({
+      backend,
+      mountpoint: `${tmp.dir}/fuse`,
+      files: [
+        { name: 'data', source: a, writable: false },
+        { name: 'header', source: b, writable: false },
+      ],
+    })
     try {
       const { stdout } = await exec('ls', [server.mountpoint])
       t.deepEqual(stdout.trim().split('\n').sort(), ['data', 'header'])
@@ -149,13 +156,22 @@ test('libfuse3: reads are up to 1 MiB; cached ranges are answered without JavaSc
   const cache = new BlockCache(source, { blockSize: 4 * MiB, memoryBytes: 64 * MiB })
   // As in kernel unlock mode: the header file is a slice of the same cache, served from the same table.
   const header = new SliceSource(cache, 0, 3 * MiB + 512)
-  const server = await mountFileServer({ backend: 'libfuse3', mountpoint: `${tmp.dir}/fuse`, files: [
-    { name: 'data', source: cache, writable: false }, { name: 'plain', source: plain, writable: false }, { name: 'header', source: header, writable: false },
-  ] })
+  const server = await mountFileServer({
+    backend: 'libfuse3',
+    mountpoint: `${tmp.dir}/fuse`,
+    files: [
+      { name: 'data', source: cache, writable: false },
+      { name: 'plain', source: plain, writable: false },
+      { name: 'header', source: header, writable: false },
+    ],
+  })
   try {
     // No cache behind 'plain': every read comes to JavaScript, and O_DIRECT 1 MiB reads arrive whole.
     t.true((await ddDirect(server.pathOf('plain'))).equals(plain.bytes))
-    t.true(plain.readLog.some((r) => r.length === MiB), `read sizes: ${[...new Set(plain.readLog.map((r) => r.length))].join(', ')}`)
+    t.true(
+      plain.readLog.some((r) => r.length === MiB),
+      `read sizes: ${[...new Set(plain.readLog.map((r) => r.length))].join(', ')}`,
+    )
     // The first MiB of 'data', twice: the second time not one request reaches JavaScript.
     const first = await exec('dd', [`if=${server.pathOf('data')}`, 'bs=1M', 'count=1', 'iflag=direct', 'status=none'], { encoding: 'buffer' })
     t.true(first.stdout.equals(source.bytes.subarray(0, MiB)))

@@ -100,7 +100,11 @@ export class E2eFixture {
   /** remotefs mounting `filesystems`, once every mount point is ready (within `readyMs`, default 90 s). */
   async mount(filesystems: FsConfig[], o: SidecarOptions & { readyMs?: number } = {}): Promise<Sidecar> {
     const sidecar = await this.sidecar(filesystems, o)
-    await waitReady(sidecar, filesystems.map((f) => f.mount_point), o.readyMs)
+    await waitReady(
+      sidecar,
+      filesystems.map((f) => f.mount_point),
+      o.readyMs,
+    )
     return sidecar
   }
 

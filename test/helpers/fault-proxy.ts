@@ -56,43 +56,67 @@ export async function startFaultProxy(target: { host?: string; port: number; tls
 
   const forward = (req: IncomingMessage, res: ServerResponse, fault: Fault): void => {
     const send = target.tls ? httpsRequest : httpRequest
-    const upstream = send({ host, port: target.port, method: req.method, path: req.url, headers: { ...req.headers, host: `${host}:${target.port}` }, ...(target.tls ? { ca: target.tls.targetCa } : {}) }, (up) => {
-      res.writeHead(up.statusCode ?? 502, up.headers)
-      if (fault === 'reset-mid-body') {
-        let sent = 0
-        up.on('data', (chunk: Buffer) => {
-          if (sent > 0) { res.socket?.destroy(); up.destroy(); return }
-          sent += chunk.length
-          res.write(chunk.subarray(0, Math.max(1, Math.floor(chunk.length / 2))))
-        })
-        up.on('end', () => res.socket?.destroy())
-        return
-      }
-      if (fault === 'slow-body') {
-        // 16 KiB at a time, 10 ms apart: about 1.6 MB/s.
-        up.on('data', (chunk: Buffer) => {
-          up.pause()
-          let at = 0
-          const next = (): void => {
-            if (at >= chunk.length) { up.resume(); return }
-            res.write(chunk.subarray(at, at + 16 * 1024))
-            at += 16 * 1024
-            setTimeout(next, 10)
-          }
-          next()
-        })
-        up.on('end', () => res.end())
-        return
-      }
-      up.pipe(res)
-    })
+    const upstream = send(
+      {
+        host,
+        port: target.port,
+        method: req.method,
+        path: req.url,
+        headers: { ...req.headers, host: `${host}:${target.port}` },
+        ...(target.tls ? { ca: target.tls.targetCa } : {}),
+      },
+      (up) => {
+        res.writeHead(up.statusCode ?? 502, up.headers)
+        if (fault === 'reset-mid-body') {
+          let sent = 0
+          up.on('data', (chunk: Buffer) => {
+            if (sent > 0) {
+              res.socket?.destroy()
+              up.destroy()
+              return
+            }
+            sent += chunk.length
+            res.write(chunk.subarray(0, Math.max(1, Math.floor(chunk.length / 2))))
+          })
+          up.on('end', () => res.socket?.destroy())
+          return
+        }
+        if (fault === 'slow-body') {
+          // 16 KiB at a time, 10 ms apart: about 1.6 MB/s.
+          up.on('data', (chunk: Buffer) => {
+            up.pause()
+            let at = 0
+            const next = (): void => {
+              if (at >= chunk.length) {
+                up.resume()
+                return
+              }
+              res.write(chunk.subarray(at, at + 16 * 1024))
+              at += 16 * 1024
+              setTimeout(next, 10)
+            }
+            next()
+          })
+          up.on('end', () => res.end())
+          return
+        }
+        up.pipe(res)
+      },
+    )
     upstream.on('error', () => res.socket?.destroy())
     req.pipe(upstream)
   }
 
   const handler = (req: IncomingMessage, res: ServerResponse): void => {
-    if (outage === 'refuse') { req.socket.destroy(); return }
-    if (outage === '503') { req.resume(); res.writeHead(503, { 'x-ms-error-code': 'ServerBusy' }).end(); return }
+    if (outage === 'refuse') {
+      req.socket.destroy()
+      return
+    }
+    if (outage === '503') {
+      req.resume()
+      res.writeHead(503, { 'x-ms-error-code': 'ServerBusy' }).end()
+      return
+    }
     let fault: Fault = 'pass'
     if (current && (current.applies?.(req) ?? true)) {
       seen++
@@ -105,10 +129,12 @@ export async function startFaultProxy(target: { host?: string; port: number; tls
       case '429-retry-after':
       case '503-retry-after':
         req.resume()
-        res.writeHead(Number(fault.slice(0, 3)), {
-          'x-ms-error-code': fault.startsWith('429') ? 'TooManyRequests' : 'ServerBusy',
-          ...(fault.endsWith('retry-after') ? { 'retry-after': '1' } : {}),
-        }).end()
+        res
+          .writeHead(Number(fault.slice(0, 3)), {
+            'x-ms-error-code': fault.startsWith('429') ? 'TooManyRequests' : 'ServerBusy',
+            ...(fault.endsWith('retry-after') ? { 'retry-after': '1' } : {}),
+          })
+          .end()
         return
       case 'reset':
         req.socket.destroy()
@@ -118,11 +144,12 @@ export async function startFaultProxy(target: { host?: string; port: number; tls
     }
   }
 
-  const server: Server = target.tls
-    ? createHttpsServer({ key: target.tls.pki.keyPem, cert: target.tls.pki.certPem }, handler)
-    : createHttpServer(handler)
+  const server: Server = target.tls ? createHttpsServer({ key: target.tls.pki.keyPem, cert: target.tls.pki.certPem }, handler) : createHttpServer(handler)
   server.on('connection', (s: Socket) => {
-    if (outage === 'refuse') { s.destroy(); return }
+    if (outage === 'refuse') {
+      s.destroy()
+      return
+    }
     sockets.add(s)
     s.on('close', () => sockets.delete(s))
   })
@@ -133,16 +160,25 @@ export async function startFaultProxy(target: { host?: string; port: number; tls
     endpoint: `127.0.0.1:${port}`,
     via: (url) => url.replace(/^(https?:\/\/)[^/]+/, `$1127.0.0.1:${port}`),
     counts,
-    get requests() { return Object.values(counts).reduce((a, b) => a + b, 0) },
-    setPlan(p) { current = p; seen = 0; faulted = 0 },
+    get requests() {
+      return Object.values(counts).reduce((a, b) => a + b, 0)
+    },
+    setPlan(p) {
+      current = p
+      seen = 0
+      faulted = 0
+    },
     down(how) {
       outage = how
       if (how === 'refuse') for (const s of sockets) s.destroy()
     },
-    up() { outage = undefined },
-    stop: () => new Promise<void>((resolve) => {
-      for (const s of sockets) s.destroy()
-      server.close(() => resolve())
-    }),
+    up() {
+      outage = undefined
+    },
+    stop: () =>
+      new Promise<void>((resolve) => {
+        for (const s of sockets) s.destroy()
+        server.close(() => resolve())
+      }),
   }
 }

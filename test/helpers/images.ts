@@ -87,17 +87,38 @@ export async function makeEncryptedImage(o: ImageOptions = {}): Promise<TestImag
     const header = o.detached ? path.join(dir, 'header.img') : undefined
     if (!o.detached) await truncate(image, fsBytes + 8 * 1024 * 1024)
     const pbkdf = o.pbkdf ?? 'pbkdf2'
-    const kdfArgs = pbkdf === 'pbkdf2'
-      ? ['--pbkdf', 'pbkdf2', '--pbkdf-force-iterations', '1000']
-      : ['--pbkdf', pbkdf, '--pbkdf-memory', String(o.argon2MemoryKiB ?? (pbkdf === 'argon2id' ? 32768 : 16384)), '--pbkdf-parallel', pbkdf === 'argon2id' ? '2' : '1', '--pbkdf-force-iterations', '4']
+    const kdfArgs =
+      pbkdf === 'pbkdf2'
+        ? ['--pbkdf', 'pbkdf2', '--pbkdf-force-iterations', '1000']
+        : [
+            '--pbkdf',
+            pbkdf,
+            '--pbkdf-memory',
+            String(o.argon2MemoryKiB ?? (pbkdf === 'argon2id' ? 32768 : 16384)),
+            '--pbkdf-parallel',
+            pbkdf === 'argon2id' ? '2' : '1',
+            '--pbkdf-force-iterations',
+            '4',
+          ]
     await runCommand('cryptsetup', [
-      'reencrypt', '--encrypt', '--type', 'luks2',
+      'reencrypt',
+      '--encrypt',
+      '--type',
+      'luks2',
       ...(header ? ['--header', header] : ['--reduce-device-size', REDUCE]),
-      '--cipher', o.cipher ?? 'aes-xts-plain64', '--key-size', String(o.keySizeBits ?? 512),
-      '--sector-size', String(o.sectorSize ?? 4096),
+      '--cipher',
+      o.cipher ?? 'aes-xts-plain64',
+      '--key-size',
+      String(o.keySizeBits ?? 512),
+      '--sector-size',
+      String(o.sectorSize ?? 4096),
       ...(o.hash ? ['--hash', o.hash] : []),
-      ...kdfArgs, ...(o.extraArgs ?? []),
-      '--key-file', keyFile, '-q', image,
+      ...kdfArgs,
+      ...(o.extraArgs ?? []),
+      '--key-file',
+      keyFile,
+      '-q',
+      image,
     ])
     await rm(src, { recursive: true, force: true })
     const payloadOffset = header ? 0 : 4 * 1024 * 1024

@@ -6,11 +6,18 @@ export type Message = Record<string, unknown>
 /** grpc-js clients for both keyprovider packages, from the repository's .proto files. */
 export function keyProviderClients(address: string): Record<KeyProviderPackage, Client> & { close(): void } {
   const grpcObject = loadPackageDefinition(loadKeyProviderProtos())
-  const clients = Object.fromEntries(PACKAGES.map((pkg) => {
-    const Ctor = (grpcObject[pkg] as GrpcObject).KeyProviderService as ServiceClientConstructor
-    return [pkg, new Ctor(address, credentials.createInsecure())]
-  })) as unknown as Record<KeyProviderPackage, Client>
-  return { ...clients, close: () => { for (const c of Object.values(clients)) c.close() } }
+  const clients = Object.fromEntries(
+    PACKAGES.map((pkg) => {
+      const Ctor = (grpcObject[pkg] as GrpcObject).KeyProviderService as ServiceClientConstructor
+      return [pkg, new Ctor(address, credentials.createInsecure())]
+    }),
+  ) as unknown as Record<KeyProviderPackage, Client>
+  return {
+    ...clients,
+    close: () => {
+      for (const c of Object.values(clients)) c.close()
+    },
+  }
 }
 
 /** One unary call; rejects with the ServiceError (code, details). */
@@ -33,15 +40,33 @@ export async function refusal(p: Promise<unknown>): Promise<ServiceError> {
 }
 
 export const FIELD: Record<KeyProviderPackage, { in: string; out: string; report: string; reportOut: string; data: string }> = {
-  key_provider: { in: 'key_provider_key_wrap_protocol_input', out: 'key_provider_key_wrap_protocol_output', report: 'report_data_hex_string', reportOut: 'report_hex_string', data: 'b64_runtime_data_string' },
-  keyprovider: { in: 'KeyProviderKeyWrapProtocolInput', out: 'KeyProviderKeyWrapProtocolOutput', report: 'reportDataHexString', reportOut: 'reportHexString', data: 'b64RuntimeDataString' },
+  key_provider: {
+    in: 'key_provider_key_wrap_protocol_input',
+    out: 'key_provider_key_wrap_protocol_output',
+    report: 'report_data_hex_string',
+    reportOut: 'report_hex_string',
+    data: 'b64_runtime_data_string',
+  },
+  keyprovider: {
+    in: 'KeyProviderKeyWrapProtocolInput',
+    out: 'KeyProviderKeyWrapProtocolOutput',
+    report: 'reportDataHexString',
+    reportOut: 'reportHexString',
+    data: 'b64RuntimeDataString',
+  },
 }
 
 const b64 = (x: string | Buffer) => Buffer.from(x).toString('base64')
 
 /** The keyunwrap JSON as ocicrypt marshals it (keywrapparams present with null members). */
 export function unwrapInput(annotation: Buffer | string, agent = 'skr'): Buffer {
-  return Buffer.from(JSON.stringify({ op: 'keyunwrap', keywrapparams: { ec: null, optsdata: null }, keyunwrapparams: { dc: { Parameters: { 'attestation-agent': [b64(agent)] } }, annotation: b64(annotation) } }))
+  return Buffer.from(
+    JSON.stringify({
+      op: 'keyunwrap',
+      keywrapparams: { ec: null, optsdata: null },
+      keyunwrapparams: { dc: { Parameters: { 'attestation-agent': [b64(agent)] } }, annotation: b64(annotation) },
+    }),
+  )
 }
 
 /** The optsdata of a keyunwrap answer. */

@@ -8,7 +8,11 @@ import { Luks2Volume } from '../../src/luks/volume.js'
  * blob could: new JSON and/or label and seqid, with a valid checksum. Never run cryptsetup on a
  * fixture between edits: it repairs headers.
  */
-export async function editHeader(file: string, copy: 'primary' | 'secondary', edit: { json?: (meta: Record<string, any>) => void; label?: string; seqidDelta?: number; recomputeChecksum?: boolean }): Promise<void> {
+export async function editHeader(
+  file: string,
+  copy: 'primary' | 'secondary',
+  edit: { json?: (meta: Record<string, any>) => void; label?: string; seqidDelta?: number; recomputeChecksum?: boolean },
+): Promise<void> {
   const fh = await open(file, 'r+')
   try {
     const first = Buffer.alloc(4096)

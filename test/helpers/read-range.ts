@@ -9,7 +9,12 @@ import { rangeReader, type BlobHttpClient } from '../../src/storage/blob-http.js
 const [url, client, ...ranges] = process.argv.slice(2)
 let asked = 0
 const credential: TokenCredential | undefined = process.env.READ_TOKEN
-  ? { getToken: async (): Promise<AccessToken> => { asked++; return { token: process.env.READ_TOKEN!, expiresOnTimestamp: Date.now() + 3600_000 } } }
+  ? {
+      getToken: async (): Promise<AccessToken> => {
+        asked++
+        return { token: process.env.READ_TOKEN!, expiresOnTimestamp: Date.now() + 3600_000 }
+      },
+    }
   : undefined
 const reader = rangeReader(url!, { credential, maxTries: 1 }, client as BlobHttpClient)
 const hash = createHash('sha256')

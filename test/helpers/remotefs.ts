@@ -48,16 +48,34 @@ export async function startSidecar(b64: string | undefined, o: SidecarOptions = 
   const runtimeDir = o.runtimeDir ?? (await mkdtemp(path.join(os.tmpdir(), 'encfs-rt-')))
   const logFile = path.join(runtimeDir + '.log')
   // A restart in the same runtime directory appends to the same log: only this run's lines count.
-  const logStart = await stat(logFile).then((st) => st.size, () => 0)
+  const logStart = await stat(logFile).then(
+    (st) => st.size,
+    () => 0,
+  )
   // Tests run in parallel: the API is off unless a test gives it a port of its own.
   const api = o.args?.includes('-port') ? [] : ['--no-api']
   const args = [REMOTEFS_JS, ...(b64 !== undefined ? ['-base64', b64] : []), '-loglevel', 'debug', '-logfile', logFile, '--runtime-dir', runtimeDir, ...api, ...(o.args ?? [])]
   const child = spawn(process.execPath, [...(o.nodeArgs ?? ['--enable-source-maps']), ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...o.env } })
   let out = ''
-  child.stdout?.on('data', (d: Buffer) => { out += d.toString() })
-  child.stderr?.on('data', (d: Buffer) => { out += d.toString() })
+  child.stdout?.on('data', (d: Buffer) => {
+    out += d.toString()
+  })
+  child.stderr?.on('data', (d: Buffer) => {
+    out += d.toString()
+  })
   const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)))
-  return { child, runtimeDir, logFile, output: () => out, exited, log: () => readFile(logFile).then((b) => b.subarray(logStart).toString('utf8'), () => '') }
+  return {
+    child,
+    runtimeDir,
+    logFile,
+    output: () => out,
+    exited,
+    log: () =>
+      readFile(logFile).then(
+        (b) => b.subarray(logStart).toString('utf8'),
+        () => '',
+      ),
+  }
 }
 
 /**
@@ -65,15 +83,31 @@ export async function startSidecar(b64: string | undefined, o: SidecarOptions = 
  * sidecar has logged that it is ready (a killed run's stale symlink must not count), or it exits.
  */
 export async function waitReady(sidecar: Sidecar, mountPoints: string[], timeoutMs = 90_000): Promise<void> {
-  await waitUntil('remotefs to be ready', async () => {
-    const ready = await Promise.all(mountPoints.map((p) => lstat(p).then((s) => s.isSymbolicLink(), () => false)))
-    return ready.every(Boolean) && (await sidecar.log()).includes('"msg":"ready:')
-  }, { exited: sidecar.exited, timeoutMs, details: async () => `${sidecar.output()}\n${await sidecar.log()}` })
+  await waitUntil(
+    'remotefs to be ready',
+    async () => {
+      const ready = await Promise.all(
+        mountPoints.map((p) =>
+          lstat(p).then(
+            (s) => s.isSymbolicLink(),
+            () => false,
+          ),
+        ),
+      )
+      return ready.every(Boolean) && (await sidecar.log()).includes('"msg":"ready:')
+    },
+    { exited: sidecar.exited, timeoutMs, details: async () => `${sidecar.output()}\n${await sidecar.log()}` },
+  )
 }
 
 /** Resolves once `sidecar` has logged a line matching `pattern`; its exit first, or the timeout, is an error. */
 export async function waitForLog(sidecar: Sidecar, pattern: RegExp, timeoutMs = 60_000): Promise<void> {
-  await waitUntil(`remotefs to log ${pattern}`, async () => pattern.test(await sidecar.log()), { exited: sidecar.exited, timeoutMs, intervalMs: 50, details: async () => `${sidecar.output()}\n${await sidecar.log()}` })
+  await waitUntil(`remotefs to log ${pattern}`, async () => pattern.test(await sidecar.log()), {
+    exited: sidecar.exited,
+    timeoutMs,
+    intervalMs: 50,
+    details: async () => `${sidecar.output()}\n${await sidecar.log()}`,
+  })
 }
 
 export interface WaitOptions {
@@ -91,13 +125,18 @@ export interface WaitOptions {
  */
 export async function waitUntil(what: string, check: () => Promise<boolean>, o: WaitOptions = {}): Promise<void> {
   let code: number | null | undefined
-  void o.exited?.then((c) => { code = c })
+  void o.exited?.then((c) => {
+    code = c
+  })
   const fail = async (why: string) => new Error(`${why} while waiting for ${what}${o.details ? `:\n${await o.details()}` : ''}`)
-  const ok = await waitFor(async () => {
-    if (await check()) return true
-    if (code !== undefined) throw await fail(`exited with ${code}`)
-    return false
-  }, { intervalMs: o.intervalMs ?? 100, timeoutMs: o.timeoutMs ?? 90_000 })
+  const ok = await waitFor(
+    async () => {
+      if (await check()) return true
+      if (code !== undefined) throw await fail(`exited with ${code}`)
+      return false
+    },
+    { intervalMs: o.intervalMs ?? 100, timeoutMs: o.timeoutMs ?? 90_000 },
+  )
   if (!ok) throw await fail(`timed out after ${o.timeoutMs ?? 90_000} ms`)
 }
 

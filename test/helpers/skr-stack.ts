@@ -38,7 +38,14 @@ export async function startSkrStack(o: { managedHsm?: boolean } = {}): Promise<S
   const akv = await startAkvEmulator({ authority, maaCas: [maa.caPem], managedHsm: o.managedHsm })
   const uvm: UvmInformation = { securityPolicy: policyBase64, referenceInfo: Buffer.from('reference info').toString('base64'), hostAmdCertificate: certs, source: 'environment' }
   return {
-    dir, authority, maa, akv, snp, policyBase64, hostData, uvm,
+    dir,
+    authority,
+    maa,
+    akv,
+    snp,
+    policyBase64,
+    hostData,
+    uvm,
     collateral: new Collateral({ uvm }),
     ca: [maa.caPem, akv.caPem],
     async stop() {

@@ -35,9 +35,10 @@ export async function startTcpProxy(targetPort: number): Promise<TcpProxy> {
     restore() {
       down = false
     },
-    stop: () => new Promise<void>((resolve) => {
-      for (const s of sockets) s.destroy()
-      server.close(() => resolve())
-    }),
+    stop: () =>
+      new Promise<void>((resolve) => {
+        for (const s of sockets) s.destroy()
+        server.close(() => resolve())
+      }),
   }
 }

@@ -5,7 +5,7 @@ import path from 'node:path'
 import { rootCertificates } from 'node:tls'
 import { curlTrust } from '../../src/http/curl-client.js'
 
-test('libcurl keeps its system bundle unless NODE_EXTRA_CA_CERTS adds to it; without a bundle, Node.js\'s roots', async (t) => {
+test("libcurl keeps its system bundle unless NODE_EXTRA_CA_CERTS adds to it; without a bundle, Node.js's roots", async (t) => {
   const dir = await mkdtemp(path.join(os.tmpdir(), 'encfs-trust-'))
   try {
     const system = path.join(dir, 'system.pem')

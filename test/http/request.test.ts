@@ -33,14 +33,19 @@ test('an explicit ca keeps the certificates of NODE_EXTRA_CA_CERTS', async (t) =
   const a = await startTlsServer((_req, _body, res) => sendJson(res, 200, { ok: 'a' }), { name: 'a' })
   const b = await createServerPki(['127.0.0.1'], 'encfs test CA b')
   const dir = await mkdtemp(path.join(os.tmpdir(), 'encfs-ca-'))
-  t.teardown(async () => { await a.stop(); await rm(dir, { recursive: true, force: true }) })
+  t.teardown(async () => {
+    await a.stop()
+    await rm(dir, { recursive: true, force: true })
+  })
   await writeFile(path.join(dir, 'a.pem'), a.caPem)
   const requestJs = pathToFileURL(path.resolve(here, '../../src/http/request.js')).href
   const script = `import(${JSON.stringify(requestJs)}).then(async (m) => {
     const res = await m.request(${JSON.stringify(`${a.url}/`)}, { what: 'test', ca: [${JSON.stringify(b.caPem)}] })
     process.stdout.write(String(res.status))
   }).catch((e) => { process.stdout.write('failed: ' + e.message); process.exitCode = 1 })`
-  const out = await new Promise<string>((resolve) => execFile(process.execPath, ['--input-type=module', '-e', script], { env: { ...process.env, NODE_EXTRA_CA_CERTS: path.join(dir, 'a.pem') } }, (_e, stdout) => resolve(stdout)))
+  const out = await new Promise<string>((resolve) =>
+    execFile(process.execPath, ['--input-type=module', '-e', script], { env: { ...process.env, NODE_EXTRA_CA_CERTS: path.join(dir, 'a.pem') } }, (_e, stdout) => resolve(stdout)),
+  )
   t.is(out, '200')
 })
 
@@ -67,7 +72,10 @@ test('503 with Retry-After as an HTTP date is honoured too; without it the backo
   t.is(res.status, 200)
   t.true(s.seen[1]! - s.seen[0]! >= 900, `first retry after ${s.seen[1]! - s.seen[0]!} ms (date has 1 s resolution)`)
   const gaps = [2, 3, 4].map((i) => s.seen[i]! - s.seen[i - 1]!)
-  t.true(gaps.every((g) => g < 500), `backoff gaps ${gaps.join(', ')} ms`)
+  t.true(
+    gaps.every((g) => g < 500),
+    `backoff gaps ${gaps.join(', ')} ms`,
+  )
 })
 
 test('a Retry-After beyond the cap is not waited for: the request fails at once with the answer', async (t) => {
@@ -81,8 +89,13 @@ test('a Retry-After beyond the cap is not waited for: the request fails at once 
 })
 
 test('no answer in time is HTTP_TIMEOUT; a refused connection is HTTP_UNREACHABLE', async (t) => {
-  const s = await httpServer(() => { /* never answers */ })
-  t.teardown(() => { s.server.closeAllConnections(); s.server.close() })
+  const s = await httpServer(() => {
+    /* never answers */
+  })
+  t.teardown(() => {
+    s.server.closeAllConnections()
+    s.server.close()
+  })
   const slow = await t.throwsAsync(request(s.url, { what: 'test', attempts: 2, baseDelayMs: 10, timeoutMs: 200 }), { instanceOf: HttpError })
   t.is(slow.code, 'HTTP_TIMEOUT')
   t.regex(slow.message, /no answer within 200 ms/)

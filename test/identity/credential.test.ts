@@ -10,7 +10,14 @@ import { freePort } from '../helpers/azurite.js'
 /** A pino logger that keeps its lines, to see what the retry loop says. */
 function captureLogger() {
   const lines: { msg: string; attempt?: number; retries?: number; identity?: string; err?: string }[] = []
-  const logger = pino({ level: 'debug' }, { write: (s: string) => { lines.push(JSON.parse(s)) } })
+  const logger = pino(
+    { level: 'debug' },
+    {
+      write: (s: string) => {
+        lines.push(JSON.parse(s))
+      },
+    },
+  )
   return { logger, lines }
 }
 
@@ -98,8 +105,17 @@ test('the identity description follows the configuration and workload identity v
 
 // Variables that would steer @azure/identity (and MSAL) away from IMDS; cleared for the test, then restored.
 const IDENTITY_ENV = [
-  'AZURE_POD_IDENTITY_AUTHORITY_HOST', 'IDENTITY_ENDPOINT', 'IDENTITY_HEADER', 'IDENTITY_SERVER_THUMBPRINT', 'IMDS_ENDPOINT',
-  'MSI_ENDPOINT', 'MSI_SECRET', 'AZURE_CLIENT_ID', 'AZURE_TENANT_ID', 'AZURE_FEDERATED_TOKEN_FILE', 'AZURE_AUTHORITY_HOST',
+  'AZURE_POD_IDENTITY_AUTHORITY_HOST',
+  'IDENTITY_ENDPOINT',
+  'IDENTITY_HEADER',
+  'IDENTITY_SERVER_THUMBPRINT',
+  'IMDS_ENDPOINT',
+  'MSI_ENDPOINT',
+  'MSI_SECRET',
+  'AZURE_CLIENT_ID',
+  'AZURE_TENANT_ID',
+  'AZURE_FEDERATED_TOKEN_FILE',
+  'AZURE_AUTHORITY_HOST',
 ]
 
 // MSAL keeps the managed identity source (endpoint and HTTP client) and the token cache in static
@@ -125,13 +141,15 @@ test.serial('storageCredential gets a managed identity token from IMDS after it 
     }
     const now = Math.floor(Date.now() / 1000)
     res.writeHead(200, { 'content-type': 'application/json' })
-    res.end(JSON.stringify({
-      access_token: 'imds-token-for-storage',
-      expires_in: '3600',
-      expires_on: String(now + 3600),
-      resource: url.searchParams.get('resource') ?? '',
-      token_type: 'Bearer',
-    }))
+    res.end(
+      JSON.stringify({
+        access_token: 'imds-token-for-storage',
+        expires_in: '3600',
+        expires_on: String(now + 3600),
+        resource: url.searchParams.get('resource') ?? '',
+        token_type: 'Bearer',
+      }),
+    )
   })
   await new Promise<void>((resolve) => server.listen(port, '127.0.0.1', resolve))
   try {
@@ -151,7 +169,10 @@ test.serial('storageCredential gets a managed identity token from IMDS after it 
     }
     // The SDK retries a few times on its own (3 retries as of @azure/identity 4.13); six failures
     // outlast that, so our loop must have retried at least once.
-    t.true(lines.some((l) => /identity endpoint not ready; retrying/.test(l.msg)), 'retryingCredential retried')
+    t.true(
+      lines.some((l) => /identity endpoint not ready; retrying/.test(l.msg)),
+      'retryingCredential retried',
+    )
     t.false(JSON.stringify(lines).includes('imds-token-for-storage'), 'the token is never logged')
   } finally {
     for (const [k, v] of Object.entries(saved)) {

@@ -20,7 +20,7 @@ interface Example {
 const example = async () => JSON.parse(await readFile(vector('keyprovider', 'unwrap_example.json'), 'utf8')) as Example
 const b64 = (x: string | Buffer) => Buffer.from(x).toString('base64')
 
-test('Go\'s example keyunwrap request parses: agent skr, the annotation of testkey000 with a 384-byte wrapped secret', async (t) => {
+test("Go's example keyunwrap request parses: agent skr, the annotation of testkey000 with a 384-byte wrapped secret", async (t) => {
   const ex = await example()
   const annotationBytes = unwrapRequest(parseProtocolInput(Buffer.from(JSON.stringify(ex.keyprovider_input_json_example))))
   const fileAnnotation = Buffer.from((await readFile(vector('keyprovider', 'wrapped_annotation.b64'), 'utf8')).trim(), 'base64')
@@ -32,12 +32,12 @@ test('Go\'s example keyunwrap request parses: agent skr, the annotation of testk
   t.deepEqual(Object.keys(JSON.parse(annotationBytes.toString()) as object), ex.annotation_decoded_keys_in_order)
 })
 
-test('an annotation written by encfs is byte-identical to the one Go\'s skr wrote for the same fields', async (t) => {
+test("an annotation written by encfs is byte-identical to the one Go's skr wrote for the same fields", async (t) => {
   const fileAnnotation = Buffer.from((await readFile(vector('keyprovider', 'wrapped_annotation.b64'), 'utf8')).trim(), 'base64')
   t.is(formatAnnotation(parseAnnotation(fileAnnotation)).toString(), fileAnnotation.toString())
 })
 
-test('the keyunwrap answer is byte-identical to Go\'s README output for the example plaintext', async (t) => {
+test("the keyunwrap answer is byte-identical to Go's README output for the example plaintext", async (t) => {
   const ex = await example()
   // The README's run shows the plaintext with CRLF line endings.
   const plaintext = Buffer.from((await readFile(vector('keyprovider', 'plaintext.txt'), 'utf8')).replace(/\r?\n/g, '\r\n'))
@@ -50,7 +50,7 @@ test('the keywrap answer carries the annotation and a null optsdata, as Go print
   t.is(wrapOutput(Buffer.from('{"kid":"k"}')).toString(), `{"keywrapresults":{"annotation":"${b64('{"kid":"k"}')}"},"keyunwrapresults":{"optsdata":null}}`)
 })
 
-test('member names match case-insensitively and null members count as absent, as with Go\'s encoding/json', (t) => {
+test("member names match case-insensitively and null members count as absent, as with Go's encoding/json", (t) => {
   const annotation = b64('{"KID":"k1","Wrapped_Data":"AAEC","kms_endpoint":"v.vault.azure.net","ATTESTER_ENDPOINT":"m.attest.azure.net","iv":null}')
   const input = { OP: 'keyunwrap', KeyWrapParams: null, KEYUNWRAPPARAMS: { DC: { parameters: { 'attestation-agent': [b64('SKR')], other: null } }, Annotation: annotation } }
   const a = parseAnnotation(unwrapRequest(parseProtocolInput(Buffer.from(JSON.stringify(input)))))
@@ -77,7 +77,8 @@ test('every wrong member type is reported with its path at once', (t) => {
 })
 
 test('keywrap takes skr:<key path> (skr in any case, the path may hold colons)', (t) => {
-  const input = (agent: string) => Buffer.from(JSON.stringify({ op: 'keywrap', keywrapparams: { ec: { Parameters: { 'attestation-agent': [b64(agent)] } }, optsdata: b64('data') } }))
+  const input = (agent: string) =>
+    Buffer.from(JSON.stringify({ op: 'keywrap', keywrapparams: { ec: { Parameters: { 'attestation-agent': [b64(agent)] } }, optsdata: b64('data') } }))
   t.deepEqual(wrapRequest(parseProtocolInput(input('SKR:/keys/a:b'))), { keyPath: '/keys/a:b', optsdata: Buffer.from('data') })
   t.throws(() => wrapRequest(parseProtocolInput(input('aasp:/keys/a'))), { message: /names the attestation agent "aasp", but this key provider is "skr"/ })
   t.throws(() => wrapRequest(parseProtocolInput(input('/keys/a'))), { message: /is "\/keys\/a": it must be "skr:<key path>"/ })
@@ -88,14 +89,22 @@ test('wrapWithKeyInfo reads <key>-info.json and the PEM key, and only the privat
   t.teardown(() => rm(dir, { recursive: true, force: true }))
   const { publicKey, privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048 })
   await writeFile(path.join(dir, 'mykey-pub.pem'), publicKey.export({ format: 'pem', type: 'spki' }))
-  await writeFile(path.join(dir, 'mykey-info.json'), JSON.stringify({ public_key_path: path.join(dir, 'mykey-pub.pem'), kms_endpoint: 'h.managedhsm.azure.net', attester_endpoint: 'a.attest.azure.net' }))
+  await writeFile(
+    path.join(dir, 'mykey-info.json'),
+    JSON.stringify({ public_key_path: path.join(dir, 'mykey-pub.pem'), kms_endpoint: 'h.managedhsm.azure.net', attester_endpoint: 'a.attest.azure.net' }),
+  )
   const { annotation } = await wrapWithKeyInfo(Buffer.from('layer key <&>'), path.join(dir, 'mykey'))
   const text = annotation.toString()
-  t.regex(text, /^\{"kid":"mykey","wrapped_data":"[A-Za-z0-9+/]+={0,2}","wrap_type":"rsa_3072","kms_endpoint":"h\.managedhsm\.azure\.net","attester_endpoint":"a\.attest\.azure\.net"\}$/)
+  t.regex(
+    text,
+    /^\{"kid":"mykey","wrapped_data":"[A-Za-z0-9+/]+={0,2}","wrap_type":"rsa_3072","kms_endpoint":"h\.managedhsm\.azure\.net","attester_endpoint":"a\.attest\.azure\.net"\}$/,
+  )
   const parsed = parseAnnotation(annotation)
   t.is(privateDecrypt({ key: privateKey, padding: constants.RSA_PKCS1_OAEP_PADDING, oaepHash: 'sha256' }, parsed.wrappedData).toString(), 'layer key <&>')
   t.is(unwrapWithPrivateKey(parsed.wrappedData, privateKey, 'mykey').toString(), 'layer key <&>')
-  t.throws(() => unwrapWithPrivateKey(parsed.wrappedData, generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey, 'mykey'), { message: /cannot be decrypted with the released key mykey/ })
+  t.throws(() => unwrapWithPrivateKey(parsed.wrappedData, generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey, 'mykey'), {
+    message: /cannot be decrypted with the released key mykey/,
+  })
 })
 
 test('wrapWithKeyInfo says which file is missing or wrong', async (t) => {

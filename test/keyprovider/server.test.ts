@@ -38,14 +38,42 @@ test.before(async () => {
   process.env.AZURE_POD_IDENTITY_AUTHORITY_HOST = imds.url
   const bearer = (await s.authority.issue(s.akv.audience, 'operator')).token
   const ours = [[{ claim: 'x-ms-sevsnpvm-hostdata', equals: s.hostData.toString('hex') }]]
-  await importKey({ akvEndpoint: s.akv.endpoint, name: 'wrapping-key', key: { ...rsa.privateKey.export({ format: 'jwk' }), kty: 'RSA-HSM' }, policy: releasePolicy(s.maa.endpoint, ours), bearer, ca: s.ca })
-  await importKey({ akvEndpoint: s.akv.endpoint, name: 'debug-only-key', key: { ...strict.privateKey.export({ format: 'jwk' }), kty: 'RSA-HSM' }, policy: releasePolicy(s.maa.endpoint, [[{ claim: 'x-ms-sevsnpvm-is-debuggable', equals: 'true' }]]), bearer, ca: s.ca })
-  await importKey({ akvEndpoint: s.akv.endpoint, name: 'oct-key', key: { kty: 'oct-HSM', k: oct.toString('base64url') }, policy: releasePolicy(s.maa.endpoint, ours), bearer, ca: s.ca })
+  await importKey({
+    akvEndpoint: s.akv.endpoint,
+    name: 'wrapping-key',
+    key: { ...rsa.privateKey.export({ format: 'jwk' }), kty: 'RSA-HSM' },
+    policy: releasePolicy(s.maa.endpoint, ours),
+    bearer,
+    ca: s.ca,
+  })
+  await importKey({
+    akvEndpoint: s.akv.endpoint,
+    name: 'debug-only-key',
+    key: { ...strict.privateKey.export({ format: 'jwk' }), kty: 'RSA-HSM' },
+    policy: releasePolicy(s.maa.endpoint, [[{ claim: 'x-ms-sevsnpvm-is-debuggable', equals: 'true' }]]),
+    bearer,
+    ca: s.ca,
+  })
+  await importKey({
+    akvEndpoint: s.akv.endpoint,
+    name: 'oct-key',
+    key: { kty: 'oct-HSM', k: oct.toString('base64url') },
+    policy: releasePolicy(s.maa.endpoint, ours),
+    bearer,
+    ca: s.ca,
+  })
   keyPath = path.join(s.dir, 'wrapping-key')
   await writeFile(`${keyPath}-pub.pem`, rsa.publicKey.export({ format: 'pem', type: 'spki' }))
   await writeFile(`${keyPath}-info.json`, JSON.stringify({ public_key_path: `${keyPath}-pub.pem`, kms_endpoint: s.akv.endpoint, attester_endpoint: s.maa.endpoint }))
 
-  const logger = pino({ level: 'debug' }, { write: (l: string) => { logLines.push(l) } })
+  const logger = pino(
+    { level: 'debug' },
+    {
+      write: (l: string) => {
+        logLines.push(l)
+      },
+    },
+  )
   const attestation = new AttestationContext({ attestation: 'simulated', simulatedStateDir: `${s.dir}/snp`, uvm: s.uvm, logger })
   server = await listenKeyProvider(new KeyProviderService({ attestation, logger, ca: s.ca }), { port: 0, logger })
   // A server on a machine without SEV-SNP (this test machine has no /dev/sev-guest, /dev/sev or configfs-tsm).
@@ -114,19 +142,32 @@ for (const pkg of PACKAGES) {
       [Buffer.from('not json'), /keyprovider input: it is not JSON/],
       [Buffer.from(JSON.stringify({ op: 'keyunwrap', keyunwrapparams: { annotation: b64(good) } })), /keyunwrapparams\.dc\.Parameters\["attestation-agent"\] is missing/],
       [unwrapInput(good, 'kbs'), /names the attestation agent "kbs", but this key provider is "skr"/],
-      [Buffer.from(JSON.stringify({ op: 'keyunwrap', keyunwrapparams: { dc: { Parameters: { 'attestation-agent': ['%%%'] } }, annotation: b64(good) } })), /\["attestation-agent"\]\[0\] is not standard base64/],
-      [Buffer.from(JSON.stringify({ op: 'keyunwrap', keyunwrapparams: { dc: { Parameters: { 'attestation-agent': [b64('skr')] } }, annotation: 'not base64!' } })), /keyunwrapparams\.annotation must be standard base64/],
+      [
+        Buffer.from(JSON.stringify({ op: 'keyunwrap', keyunwrapparams: { dc: { Parameters: { 'attestation-agent': ['%%%'] } }, annotation: b64(good) } })),
+        /\["attestation-agent"\]\[0\] is not standard base64/,
+      ],
+      [
+        Buffer.from(JSON.stringify({ op: 'keyunwrap', keyunwrapparams: { dc: { Parameters: { 'attestation-agent': [b64('skr')] } }, annotation: 'not base64!' } })),
+        /keyunwrapparams\.annotation must be standard base64/,
+      ],
       [unwrapInput('{"kid":"wrapping-key"}'), /annotation\.wrapped_data is required.*kms_endpoint is required.*attester_endpoint is required/],
       [unwrapInput(good.replace(`"kms_endpoint":"`, `"kms_endpoint":"https://`)), /annotation\.kms_endpoint must be a host name without a scheme \(drop "https:\/\/"\)/],
       [unwrapInput(good.replace('"kid":"wrapping-key"', '"kid":"../secrets/x?"')), /annotation\.kid must be a key name, or name\/version/],
-      [Buffer.from(JSON.stringify({ op: 'keywrap', keyunwrapparams: { dc: { Parameters: { 'attestation-agent': [b64('skr')] } }, annotation: b64(good) } })), /op is "keywrap"; UnWrapKey takes "keyunwrap"/],
+      [
+        Buffer.from(JSON.stringify({ op: 'keywrap', keyunwrapparams: { dc: { Parameters: { 'attestation-agent': [b64('skr')] } }, annotation: b64(good) } })),
+        /op is "keywrap"; UnWrapKey takes "keyunwrap"/,
+      ],
     ]
     for (const [input, message] of cases) {
       const err = await refusal(call(clients[pkg], 'UnWrapKey', { [f.in]: input }))
       t.is(err.code, status.INVALID_ARGUMENT, err.details)
       t.regex(err.details, message)
     }
-    const noPath = await refusal(call(clients[pkg], 'WrapKey', { [f.in]: Buffer.from(JSON.stringify({ op: 'keywrap', keywrapparams: { ec: { Parameters: { 'attestation-agent': [b64('skr')] } }, optsdata: b64('x') } })) }))
+    const noPath = await refusal(
+      call(clients[pkg], 'WrapKey', {
+        [f.in]: Buffer.from(JSON.stringify({ op: 'keywrap', keywrapparams: { ec: { Parameters: { 'attestation-agent': [b64('skr')] } }, optsdata: b64('x') } })),
+      }),
+    )
     t.is(noPath.code, status.INVALID_ARGUMENT)
     t.regex(noPath.details, /must be "skr:<key path>"/)
   })
@@ -148,7 +189,11 @@ for (const pkg of PACKAGES) {
   })
 
   test.serial(`${pkg}: without an SNP report source, GetReport, GetAttestationData and UnWrapKey are FAILED_PRECONDITION`, async (t) => {
-    for (const [method, req] of [['GetReport', { [f.report]: 'ab' }], ['GetAttestationData', { [f.data]: b64('{}') }], ['UnWrapKey', { [f.in]: unwrapInput(goAnnotation('wrapping-key', Buffer.from('x'))) }]] as const) {
+    for (const [method, req] of [
+      ['GetReport', { [f.report]: 'ab' }],
+      ['GetAttestationData', { [f.data]: b64('{}') }],
+      ['UnWrapKey', { [f.in]: unwrapInput(goAnnotation('wrapping-key', Buffer.from('x'))) }],
+    ] as const) {
       const err = await refusal(call(bareClients[pkg], method, req))
       t.is(err.code, status.FAILED_PRECONDITION, `${method}: ${err.details}`)
       t.regex(err.details, /no SEV-SNP report source found/)
@@ -157,11 +202,18 @@ for (const pkg of PACKAGES) {
   })
 }
 
-test.serial('WrapKey on one path, UnWrapKey on the other: ocicrypt\'s keywrap JSON in, the secret back out', async (t) => {
+test.serial("WrapKey on one path, UnWrapKey on the other: ocicrypt's keywrap JSON in, the secret back out", async (t) => {
   const secret = randomBytes(32)
-  const wrapInput = JSON.stringify({ op: 'keywrap', keywrapparams: { ec: { Parameters: { 'attestation-agent': [b64(`skr:${keyPath}`)] }, DecryptConfig: { Parameters: {} } }, optsdata: b64(secret) }, keyunwrapparams: { dc: null, annotation: null } })
+  const wrapInput = JSON.stringify({
+    op: 'keywrap',
+    keywrapparams: { ec: { Parameters: { 'attestation-agent': [b64(`skr:${keyPath}`)] }, DecryptConfig: { Parameters: {} } }, optsdata: b64(secret) },
+    keyunwrapparams: { dc: null, annotation: null },
+  })
   const wrapped = await call(clients.key_provider, 'WrapKey', { key_provider_key_wrap_protocol_input: Buffer.from(wrapInput) })
-  const output = JSON.parse((wrapped.key_provider_key_wrap_protocol_output as Buffer).toString()) as { keywrapresults: { annotation: string }; keyunwrapresults: { optsdata: null } }
+  const output = JSON.parse((wrapped.key_provider_key_wrap_protocol_output as Buffer).toString()) as {
+    keywrapresults: { annotation: string }
+    keyunwrapresults: { optsdata: null }
+  }
   t.is(output.keyunwrapresults.optsdata, null)
   const annotation = Buffer.from(output.keywrapresults.annotation, 'base64').toString()
   t.deepEqual(Object.keys(JSON.parse(annotation) as object), ['kid', 'wrapped_data', 'wrap_type', 'kms_endpoint', 'attester_endpoint'])
@@ -189,26 +241,33 @@ test.serial('the Go example request (keyprovider.KeyProviderService/UnWrapKey) p
   t.true(logLines.some((l) => l.includes('"kid":"testkey000"') && l.includes('accmhsm.managedhsm.azure.net') && l.includes('sharedeus2.eus2.attest.azure.net')))
 })
 
-test.serial('server reflection lists both services and describes each package\'s field names', async (t) => {
+test.serial("server reflection lists both services and describes each package's field names", async (t) => {
   const require = createRequire(import.meta.url)
   const reflectionProto = path.join(path.dirname(require.resolve('@grpc/reflection')), '../proto/grpc/reflection/v1/reflection.proto')
   await readFile(reflectionProto)
   const grpcObject = loadPackageDefinition(loadSync(reflectionProto, { keepCase: true }))
-  const Reflection = ((((grpcObject.grpc as GrpcObject).reflection as GrpcObject).v1 as GrpcObject).ServerReflection) as ServiceClientConstructor
+  const Reflection = (((grpcObject.grpc as GrpcObject).reflection as GrpcObject).v1 as GrpcObject).ServerReflection as ServiceClientConstructor
   const client = new Reflection(`localhost:${server.port}`, credentials.createInsecure())
   t.teardown(() => client.close())
-  const ask = (request: Reply) => new Promise<Reply>((resolve, reject) => {
-    const stream = (client as unknown as { ServerReflectionInfo(): NodeJS.EventEmitter & { write(r: Reply): void; end(): void } }).ServerReflectionInfo()
-    stream.on('data', (d: Reply) => { resolve(d); stream.end() })
-    stream.on('error', reject)
-    stream.write(request)
-  })
-  const list = await ask({ list_services: '*' }) as { list_services_response: { service: { name: string }[] } }
+  const ask = (request: Reply) =>
+    new Promise<Reply>((resolve, reject) => {
+      const stream = (client as unknown as { ServerReflectionInfo(): NodeJS.EventEmitter & { write(r: Reply): void; end(): void } }).ServerReflectionInfo()
+      stream.on('data', (d: Reply) => {
+        resolve(d)
+        stream.end()
+      })
+      stream.on('error', reject)
+      stream.write(request)
+    })
+  const list = (await ask({ list_services: '*' })) as { list_services_response: { service: { name: string }[] } }
   const names = list.list_services_response.service.map((x) => x.name)
   t.true(names.includes('key_provider.KeyProviderService'), names.join(', '))
   t.true(names.includes('keyprovider.KeyProviderService'), names.join(', '))
-  for (const [symbol, field] of [['key_provider.KeyProviderService', 'key_provider_key_wrap_protocol_input'], ['keyprovider.KeyProviderService', 'KeyProviderKeyWrapProtocolInput']]) {
-    const file = await ask({ file_containing_symbol: symbol }) as { file_descriptor_response: { file_descriptor_proto: Buffer[] } }
+  for (const [symbol, field] of [
+    ['key_provider.KeyProviderService', 'key_provider_key_wrap_protocol_input'],
+    ['keyprovider.KeyProviderService', 'KeyProviderKeyWrapProtocolInput'],
+  ]) {
+    const file = (await ask({ file_containing_symbol: symbol })) as { file_descriptor_response: { file_descriptor_proto: Buffer[] } }
     const descriptors = Buffer.concat(file.file_descriptor_response.file_descriptor_proto)
     t.true(descriptors.includes(field!), `${symbol}'s descriptor names the field ${field}`)
     t.true(descriptors.includes('UnWrapKey') && descriptors.includes('GetAttestationData'))
@@ -218,9 +277,13 @@ test.serial('server reflection lists both services and describes each package\'s
 test.serial('a call whose deadline passes aborts the key release in flight (the connection to MAA is closed)', async (t) => {
   const { createServer } = await import('node:net')
   let closed!: () => void
-  const connectionClosed = new Promise<void>((resolve) => { closed = resolve })
+  const connectionClosed = new Promise<void>((resolve) => {
+    closed = resolve
+  })
   // An MAA that accepts connections and never answers.
-  const silent = createServer((socket) => { socket.on('close', closed).resume() })
+  const silent = createServer((socket) => {
+    socket.on('close', closed).resume()
+  })
   await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve))
   t.teardown(() => silent.close())
   const port = (silent.address() as { port: number }).port
@@ -251,9 +314,23 @@ test.serial('it listens on loopback only, unless --unsafe-listen names another a
   const loopback = new Set(['0100007F', '00000000000000000000000001000000'])
   const addresses = await listeningAddresses(server.port)
   t.true(addresses.length > 0)
-  t.true(addresses.every((a) => loopback.has(a)), `listening on ${addresses.join(', ')}`)
-  const logger = pino({ level: 'warn' }, { write: (l: string) => { logLines.push(l) } })
-  const open = await listenKeyProvider(new KeyProviderService({ attestation: new AttestationContext({ attestation: 'auto', uvm: s.uvm }), logger }), { port: 0, unsafeListen: '0.0.0.0', logger })
+  t.true(
+    addresses.every((a) => loopback.has(a)),
+    `listening on ${addresses.join(', ')}`,
+  )
+  const logger = pino(
+    { level: 'warn' },
+    {
+      write: (l: string) => {
+        logLines.push(l)
+      },
+    },
+  )
+  const open = await listenKeyProvider(new KeyProviderService({ attestation: new AttestationContext({ attestation: 'auto', uvm: s.uvm }), logger }), {
+    port: 0,
+    unsafeListen: '0.0.0.0',
+    logger,
+  })
   t.teardown(() => open.close())
   t.deepEqual(await listeningAddresses(open.port), ['00000000'])
   t.true(logLines.some((l) => l.includes('listens beyond loopback (--unsafe-listen)')))

@@ -46,7 +46,7 @@ test('rawKeyProvider returns the raw key bytes for a raw spec', async (t) => {
   t.deepEqual(key, Buffer.from([1, 2, 3, 4, 5, 6, 7, 8]))
 })
 
-test('rawKeyProvider rejects a bad raw spec with KEY_RAW_INVALID at the filesystem\'s index', async (t) => {
+test("rawKeyProvider rejects a bad raw spec with KEY_RAW_INVALID at the filesystem's index", async (t) => {
   const { logger } = captureLogger()
   const err = await t.throwsAsync(rawKeyProvider.keyFor({ kind: 'raw', hex: 'abc' }, { index: 2, logger }), { instanceOf: KeyError })
   t.is((err as KeyError).code, 'KEY_RAW_INVALID')
@@ -55,7 +55,14 @@ test('rawKeyProvider rejects a bad raw spec with KEY_RAW_INVALID at the filesyst
 
 test('rawKeyProvider refuses release specs without echoing their token', async (t) => {
   const { logger } = captureLogger()
-  const spec: KeySpec = { kind: 'release', kid: 'k', maaEndpoint: 'm.example.net', akvEndpoint: 'v.vault.azure.net', bearerToken: 'sekrit-token', derivation: { salt: '', label: 'Symmetric Encryption Key' } }
+  const spec: KeySpec = {
+    kind: 'release',
+    kid: 'k',
+    maaEndpoint: 'm.example.net',
+    akvEndpoint: 'v.vault.azure.net',
+    bearerToken: 'sekrit-token',
+    derivation: { salt: '', label: 'Symmetric Encryption Key' },
+  }
   const err = await t.throwsAsync(rawKeyProvider.keyFor(spec, { index: 1, logger }), { instanceOf: KeyError })
   t.is((err as KeyError).code, 'KEY_RELEASE_UNAVAILABLE')
   t.regex(err!.message, /^azure_filesystems\[1\]\.key: this key provider takes raw keys only/)

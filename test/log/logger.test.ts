@@ -6,7 +6,15 @@ import path from 'node:path'
 import { createLogger, parseLogLevel, pinoLevel } from '../../src/log/logger.js'
 
 test('levels are read as logrus.ParseLevel reads them: any case, warn = warning', (t) => {
-  for (const [given, level] of [['Info', 'info'], ['WARN', 'warning'], ['warn', 'warning'], ['Warning', 'warning'], ['TRACE', 'trace'], ['Panic', 'panic'], ['error', 'error']] as const) {
+  for (const [given, level] of [
+    ['Info', 'info'],
+    ['WARN', 'warning'],
+    ['warn', 'warning'],
+    ['Warning', 'warning'],
+    ['TRACE', 'trace'],
+    ['Panic', 'panic'],
+    ['error', 'error'],
+  ] as const) {
     t.is(parseLogLevel(given), level, given)
   }
   t.is(pinoLevel('Warn'), 'warn')

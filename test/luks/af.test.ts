@@ -18,8 +18,15 @@ test('merge follows the diffusion rule: H(BE32(j) || chunk) per digest-sized chu
   const s0 = Buffer.from(Array.from({ length: 40 }, (_, i) => i))
   const s1 = Buffer.alloc(40)
   const expected = Buffer.concat([
-    createHash('sha256').update(Buffer.from([0, 0, 0, 0])).update(s0.subarray(0, 32)).digest(),
-    createHash('sha256').update(Buffer.from([0, 0, 0, 1])).update(s0.subarray(32)).digest().subarray(0, 8),
+    createHash('sha256')
+      .update(Buffer.from([0, 0, 0, 0]))
+      .update(s0.subarray(0, 32))
+      .digest(),
+    createHash('sha256')
+      .update(Buffer.from([0, 0, 0, 1]))
+      .update(s0.subarray(32))
+      .digest()
+      .subarray(0, 8),
   ])
   t.deepEqual(afMerge(Buffer.concat([s0, s1]), 40, 2, 'sha256'), expected)
 })

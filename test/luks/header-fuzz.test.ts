@@ -29,7 +29,10 @@ test.before(async () => {
 /** The image as storage serves it: a replaced header prefix over the real keyslot area and payload. */
 class OverlaySource implements RangeSource {
   readonly size: number
-  constructor(private readonly prefix: Buffer, size = DATA_OFFSET + 64 * 1024) {
+  constructor(
+    private readonly prefix: Buffer,
+    size = DATA_OFFSET + 64 * 1024,
+  ) {
     this.size = size
   }
 
@@ -47,7 +50,10 @@ class OverlaySource implements RangeSource {
 /** Both binary headers with `json` in their JSON areas and valid checksums (what an attacker can write). */
 function withJson(primary: string, secondary: string = primary): Buffer {
   const prefix = Buffer.from(header.subarray(0, PREFIX))
-  for (const [offset, text] of [[0, primary], [HDR_SIZE, secondary]] as const) {
+  for (const [offset, text] of [
+    [0, primary],
+    [HDR_SIZE, secondary],
+  ] as const) {
     const area = prefix.subarray(offset, offset + HDR_SIZE)
     area.fill(0, 4096)
     Buffer.from(text).copy(area, 4096, 0, HDR_SIZE - 4096 - 1)
@@ -76,20 +82,26 @@ async function attempt(t: import('ava').ExecutionContext, prefix: Buffer, tryKey
 }
 
 test('mutated JSON in both copies: a LuksError with a code, and a wrong key never opens', async (t) => {
-  await fc.assert(fc.asyncProperty(fc.array(mutation, { minLength: 1, maxLength: 4 }), async (ms) => {
-    const r = await attempt(t, withJson(JSON.stringify(mutate(baseJson, ms))), randomBytes(32))
-    if (r.opened) throw new Error('a random key opened the image')
-  }), fuzzParameters(250))
+  await fc.assert(
+    fc.asyncProperty(fc.array(mutation, { minLength: 1, maxLength: 4 }), async (ms) => {
+      const r = await attempt(t, withJson(JSON.stringify(mutate(baseJson, ms))), randomBytes(32))
+      if (r.opened) throw new Error('a random key opened the image')
+    }),
+    fuzzParameters(250),
+  )
   t.pass()
 })
 
 test('a mutated primary over an intact secondary: the secondary is used when the primary is invalid, and the right key opens it', async (t) => {
-  await fc.assert(fc.asyncProperty(fc.array(mutation, { minLength: 1, maxLength: 3 }), async (ms) => {
-    const r = await attempt(t, withJson(JSON.stringify(mutate(baseJson, ms)), JSON.stringify(baseJson)), key)
-    // Either the primary is still valid (and may refuse, or open), or the secondary opens.
-    if (r.copy === 'secondary' && !r.opened) throw new Error('the intact secondary did not open')
-    if (r.code === 'LUKS_HEADER_CORRUPT') throw new Error('the intact secondary was not used')
-  }), fuzzParameters(150))
+  await fc.assert(
+    fc.asyncProperty(fc.array(mutation, { minLength: 1, maxLength: 3 }), async (ms) => {
+      const r = await attempt(t, withJson(JSON.stringify(mutate(baseJson, ms)), JSON.stringify(baseJson)), key)
+      // Either the primary is still valid (and may refuse, or open), or the secondary opens.
+      if (r.copy === 'secondary' && !r.opened) throw new Error('the intact secondary did not open')
+      if (r.code === 'LUKS_HEADER_CORRUPT') throw new Error('the intact secondary was not used')
+    }),
+    fuzzParameters(150),
+  )
   t.pass()
 })
 
@@ -99,21 +111,29 @@ test('random bytes and damaged binary headers: a LuksError with a code', async (
     recompute: fc.boolean(),
     copy: fc.constantFrom(0, HDR_SIZE),
   })
-  await fc.assert(fc.asyncProperty(damaged, async ({ bytes, recompute, copy }) => {
-    const prefix = Buffer.from(header.subarray(0, PREFIX))
-    for (const b of bytes) prefix[copy + b.at] = b.value
-    if (recompute) {
-      const area = prefix.subarray(copy, copy + HDR_SIZE)
-      area.fill(0, 448, 512)
-      const alg = area.subarray(72, 104).toString('latin1').replace(/\0.*$/s, '')
-      try {
-        createHash(alg).update(area).digest().copy(area, 448)
-      } catch { /* an unknown algorithm: leave the field zero */ }
-    }
-    await attempt(t, prefix, randomBytes(32))
-  }), fuzzParameters(150))
-  await fc.assert(fc.asyncProperty(fc.uint8Array({ minLength: 0, maxLength: PREFIX }), async (bytes) => {
-    await attempt(t, Buffer.from(bytes), randomBytes(32))
-  }), fuzzParameters(50))
+  await fc.assert(
+    fc.asyncProperty(damaged, async ({ bytes, recompute, copy }) => {
+      const prefix = Buffer.from(header.subarray(0, PREFIX))
+      for (const b of bytes) prefix[copy + b.at] = b.value
+      if (recompute) {
+        const area = prefix.subarray(copy, copy + HDR_SIZE)
+        area.fill(0, 448, 512)
+        const alg = area.subarray(72, 104).toString('latin1').replace(/\0.*$/s, '')
+        try {
+          createHash(alg).update(area).digest().copy(area, 448)
+        } catch {
+          /* an unknown algorithm: leave the field zero */
+        }
+      }
+      await attempt(t, prefix, randomBytes(32))
+    }),
+    fuzzParameters(150),
+  )
+  await fc.assert(
+    fc.asyncProperty(fc.uint8Array({ minLength: 0, maxLength: PREFIX }), async (bytes) => {
+      await attempt(t, Buffer.from(bytes), randomBytes(32))
+    }),
+    fuzzParameters(50),
+  )
   t.pass()
 })

@@ -57,7 +57,9 @@ const wrongKey = () => randomBytes(32)
 // --- 1. bounded key-derivation cost -------------------------------------------------------
 
 test('a keyslot asking 2^31-1 pbkdf2 iterations is refused at once, naming the keyslot and its cost', async (t) => {
-  const file = await edited((m) => { m.keyslots['0'].kdf.iterations = 2 ** 31 - 1 })
+  const file = await edited((m) => {
+    m.keyslots['0'].kdf.iterations = 2 ** 31 - 1
+  })
   const started = Date.now()
   const err = await refusal(t, file)
   t.true(Date.now() - started < 2000, `refused in ${Date.now() - started} ms`)
@@ -67,7 +69,9 @@ test('a keyslot asking 2^31-1 pbkdf2 iterations is refused at once, naming the k
 })
 
 test('a digest asking 2^32-1 iterations counts against the budget too', async (t) => {
-  const file = await edited((m) => { m.digests['0'].iterations = 2 ** 32 - 1 })
+  const file = await edited((m) => {
+    m.digests['0'].iterations = 2 ** 32 - 1
+  })
   const started = Date.now()
   const err = await refusal(t, file)
   t.true(Date.now() - started < 2000)
@@ -79,7 +83,12 @@ test('an Argon2 keyslot asking 2^32-1 passes is refused at once', async (t) => {
   const file = await copy()
   const argon = await makeSmallImage(work.dir, { pbkdf: 'argon2id', argon2: { time: 4, memoryKiB: 1024, cpus: 1 } })
   await copyFile(argon.file, file)
-  for (const c of ['primary', 'secondary'] as const) await editHeader(file, c, { json: (m) => { m.keyslots['0'].kdf.time = 2 ** 32 - 1 } })
+  for (const c of ['primary', 'secondary'] as const)
+    await editHeader(file, c, {
+      json: (m) => {
+        m.keyslots['0'].kdf.time = 2 ** 32 - 1
+      },
+    })
   const started = Date.now()
   const err = await refusal(t, file, argon.key)
   t.true(Date.now() - started < 2000)
@@ -130,14 +139,18 @@ test('a digest with an unknown hash is a clean refusal, not a TypeError', async 
     m.digests = { 0: { ...real, segments: [], hash: 'nohash' }, 1: real }
   })
   t.is((await refusal(t, extra, wrongKey())).code, 'LUKS_WRONG_KEY')
-  const segment = await edited((m) => { m.digests['0'].hash = 'nohash' })
+  const segment = await edited((m) => {
+    m.digests['0'].hash = 'nohash'
+  })
   const err = await refusal(t, segment)
   t.is(err.code, 'LUKS_METADATA_INVALID')
   t.regex(err.message, /nohash/)
 })
 
 test('two digests covering the data segment are refused', async (t) => {
-  const file = await edited((m) => { m.digests['1'] = { ...m.digests['0'], digest: '' } })
+  const file = await edited((m) => {
+    m.digests['1'] = { ...m.digests['0'], digest: '' }
+  })
   const err = await refusal(t, file, wrongKey())
   t.is(err.code, 'LUKS_METADATA_INVALID')
 })
@@ -162,30 +175,150 @@ test('a keyslot bound only to an unbound digest is not tried for the data segmen
 // --- 3. wrong-typed fields: the copy is invalid; fall back to the other one ----------------
 
 const WRONG_TYPES: [string, (m: Record<string, any>) => void][] = [
-  ['segment sector_size as a string', (m) => { m.segments['0'].sector_size = '4096' }],
-  ['segment iv_tweak as a number', (m) => { m.segments['0'].iv_tweak = 0 }],
-  ['segment offset as a number', (m) => { m.segments['0'].offset = 16777216 }],
-  ['segment flags as a string', (m) => { m.segments['0'].flags = 'in-reencryption' }],
-  ['segment encryption missing', (m) => { delete m.segments['0'].encryption }],
-  ['config flags as a string', (m) => { m.config.flags = 'no-journal' }],
-  ['config flags with a number', (m) => { m.config.flags = [1] }],
-  ['requirements.mandatory as a string', (m) => { m.config.requirements = { mandatory: 'x' } }],
-  ['requirements as a string', (m) => { m.config.requirements = 'x' }],
-  ['keyslots_size as a number', (m) => { m.config.keyslots_size = 16744448 }],
-  ['keyslot key_size as a string', (m) => { m.keyslots['0'].key_size = '64' }],
-  ['keyslot priority as a string', (m) => { m.keyslots['0'].priority = '2' }],
-  ['kdf iterations as a string', (m) => { m.keyslots['0'].kdf.iterations = '1000' }],
-  ['kdf with an extra member', (m) => { m.keyslots['0'].kdf.extra = 1 }],
-  ['area offset as a number', (m) => { m.keyslots['0'].area.offset = 32768 }],
-  ['area key_size missing', (m) => { delete m.keyslots['0'].area.key_size }],
-  ['af stripes as a string', (m) => { m.keyslots['0'].af.stripes = '4000' }],
-  ['af missing', (m) => { delete m.keyslots['0'].af }],
-  ['digest keyslots as a string', (m) => { m.digests['0'].keyslots = '0' }],
-  ['digest iterations negative', (m) => { m.digests['0'].iterations = -1 }],
-  ['digest salt not base64', (m) => { m.digests['0'].salt = '!!!!' }],
-  ['tokens as an array', (m) => { m.tokens = [] }],
-  ['a token naming a missing keyslot', (m) => { m.tokens['0'] = { type: 'luks2-keyring', keyslots: ['7'], key_description: 'x' } }],
-  ['a keyslot id that is not a number', (m) => { m.keyslots.x = m.keyslots['0'] }],
+  [
+    'segment sector_size as a string',
+    (m) => {
+      m.segments['0'].sector_size = '4096'
+    },
+  ],
+  [
+    'segment iv_tweak as a number',
+    (m) => {
+      m.segments['0'].iv_tweak = 0
+    },
+  ],
+  [
+    'segment offset as a number',
+    (m) => {
+      m.segments['0'].offset = 16777216
+    },
+  ],
+  [
+    'segment flags as a string',
+    (m) => {
+      m.segments['0'].flags = 'in-reencryption'
+    },
+  ],
+  [
+    'segment encryption missing',
+    (m) => {
+      delete m.segments['0'].encryption
+    },
+  ],
+  [
+    'config flags as a string',
+    (m) => {
+      m.config.flags = 'no-journal'
+    },
+  ],
+  [
+    'config flags with a number',
+    (m) => {
+      m.config.flags = [1]
+    },
+  ],
+  [
+    'requirements.mandatory as a string',
+    (m) => {
+      m.config.requirements = { mandatory: 'x' }
+    },
+  ],
+  [
+    'requirements as a string',
+    (m) => {
+      m.config.requirements = 'x'
+    },
+  ],
+  [
+    'keyslots_size as a number',
+    (m) => {
+      m.config.keyslots_size = 16744448
+    },
+  ],
+  [
+    'keyslot key_size as a string',
+    (m) => {
+      m.keyslots['0'].key_size = '64'
+    },
+  ],
+  [
+    'keyslot priority as a string',
+    (m) => {
+      m.keyslots['0'].priority = '2'
+    },
+  ],
+  [
+    'kdf iterations as a string',
+    (m) => {
+      m.keyslots['0'].kdf.iterations = '1000'
+    },
+  ],
+  [
+    'kdf with an extra member',
+    (m) => {
+      m.keyslots['0'].kdf.extra = 1
+    },
+  ],
+  [
+    'area offset as a number',
+    (m) => {
+      m.keyslots['0'].area.offset = 32768
+    },
+  ],
+  [
+    'area key_size missing',
+    (m) => {
+      delete m.keyslots['0'].area.key_size
+    },
+  ],
+  [
+    'af stripes as a string',
+    (m) => {
+      m.keyslots['0'].af.stripes = '4000'
+    },
+  ],
+  [
+    'af missing',
+    (m) => {
+      delete m.keyslots['0'].af
+    },
+  ],
+  [
+    'digest keyslots as a string',
+    (m) => {
+      m.digests['0'].keyslots = '0'
+    },
+  ],
+  [
+    'digest iterations negative',
+    (m) => {
+      m.digests['0'].iterations = -1
+    },
+  ],
+  [
+    'digest salt not base64',
+    (m) => {
+      m.digests['0'].salt = '!!!!'
+    },
+  ],
+  [
+    'tokens as an array',
+    (m) => {
+      m.tokens = []
+    },
+  ],
+  [
+    'a token naming a missing keyslot',
+    (m) => {
+      m.tokens['0'] = { type: 'luks2-keyring', keyslots: ['7'], key_description: 'x' }
+    },
+  ],
+  [
+    'a keyslot id that is not a number',
+    (m) => {
+      m.keyslots.x = m.keyslots['0']
+    },
+  ],
 ]
 
 for (const [what, edit] of WRONG_TYPES) {
@@ -202,7 +335,9 @@ for (const [what, edit] of WRONG_TYPES) {
 }
 
 test('wrong types in both copies: "header corrupted" naming the field', async (t) => {
-  const file = await edited((m) => { m.segments['0'].sector_size = '4096' })
+  const file = await edited((m) => {
+    m.segments['0'].sector_size = '4096'
+  })
   const err = await refusal(t, file)
   t.is(err.code, 'LUKS_HEADER_CORRUPT')
   t.regex(err.message, /sector_size/)
@@ -211,7 +346,9 @@ test('wrong types in both copies: "header corrupted" naming the field', async (t
 // --- 4. raw errors from the KDF become LuksErrors ----------------------------------------
 
 test('pbkdf2 iterations between 2^31 and 2^32-1 are a clean refusal even with an unlimited budget', async (t) => {
-  const file = await edited((m) => { m.keyslots['0'].kdf.iterations = 2 ** 31 + 5 })
+  const file = await edited((m) => {
+    m.keyslots['0'].kdf.iterations = 2 ** 31 + 5
+  })
   const err = await refusal(t, file, base.key, { budget: { pbkdf2Iterations: 2 ** 40 } })
   t.is(err.code, 'LUKS_KDF_UNSUPPORTED')
   t.regex(err.message, /keyslot 0/)
@@ -219,13 +356,19 @@ test('pbkdf2 iterations between 2^31 and 2^32-1 are a clean refusal even with an
 })
 
 test('a pbkdf2 hash of shake128 (or any hash HMAC cannot use) is a clean refusal', async (t) => {
-  const slot = await edited((m) => { m.keyslots['0'].kdf.hash = 'shake128' })
+  const slot = await edited((m) => {
+    m.keyslots['0'].kdf.hash = 'shake128'
+  })
   const err = await refusal(t, slot)
   t.is(err.code, 'LUKS_NO_USABLE_KEYSLOT')
   t.regex(err.message, /keyslot 0: unsupported kdf hash shake128/)
-  const af = await edited((m) => { m.keyslots['0'].af.hash = 'shake256' })
+  const af = await edited((m) => {
+    m.keyslots['0'].af.hash = 'shake256'
+  })
   t.regex((await refusal(t, af)).message, /AF hash shake256/)
-  const digest = await edited((m) => { m.digests['0'].hash = 'shake128' })
+  const digest = await edited((m) => {
+    m.digests['0'].hash = 'shake128'
+  })
   t.is((await refusal(t, digest)).code, 'LUKS_METADATA_INVALID')
   const e = await t.throwsAsync(deriveKey({ type: 'pbkdf2', hash: 'shake128', iterations: 1000, salt: randomBytes(32) }, base.key, 64, '3'))
   t.true(e instanceof LuksError)
@@ -236,7 +379,12 @@ test('a pbkdf2 hash of shake128 (or any hash HMAC cannot use) is a clean refusal
 
 test('an Argon2 keyslot of 2-4 GiB is refused up front, naming the limit', async (t) => {
   const argon = await makeSmallImage(work.dir, { pbkdf: 'argon2id', argon2: { time: 4, memoryKiB: 1024, cpus: 1 } })
-  for (const c of ['primary', 'secondary'] as const) await editHeader(argon.file, c, { json: (m) => { m.keyslots['0'].kdf.memory = 3 * 1024 * 1024 } })
+  for (const c of ['primary', 'secondary'] as const)
+    await editHeader(argon.file, c, {
+      json: (m) => {
+        m.keyslots['0'].kdf.memory = 3 * 1024 * 1024
+      },
+    })
   const started = Date.now()
   const err = await refusal(t, argon.file, argon.key, { maxArgon2MemoryKiB: 4 * 1024 * 1024 })
   t.true(Date.now() - started < 2000)

@@ -26,7 +26,9 @@ async function image(o: ImageOptions): Promise<TestImage> {
 async function sha256File(file: string, length: number): Promise<string> {
   const src = await FileSource.open(file)
   try {
-    return createHash('sha256').update(await src.read(0, length)).digest('hex')
+    return createHash('sha256')
+      .update(await src.read(0, length))
+      .digest('hex')
   } finally {
     await src.close()
   }
@@ -130,12 +132,26 @@ test('R8: 64k metadata, label, a second keyslot with priority prefer, and a toke
   t.is(header.hdrSize, 65536)
   t.is(header.label, 'mylabel')
   t.is(header.subsystem, 'mysub')
-  t.deepEqual(header.keyslots.map((k) => [k.id, k.priority]), [['0', 1], ['1', 2]])
+  t.deepEqual(
+    header.keyslots.map((k) => [k.id, k.priority]),
+    [
+      ['0', 1],
+      ['1', 2],
+    ],
+  )
   t.is((await expectDecrypts(t, img)).keyslot, '0')
   t.is((await expectDecrypts(t, img, pass2)).keyslot, '1', 'the preferred slot opens with its own passphrase')
   // The order is observable in what is tried: the preferred slot 1 first, even for slot 0's key.
   const tried: string[] = []
-  const logger = pino({ level: 'info' }, { write: (line: string) => { const m = /"msg":"trying keyslot (\d+)/.exec(line); if (m) tried.push(m[1]!) } })
+  const logger = pino(
+    { level: 'info' },
+    {
+      write: (line: string) => {
+        const m = /"msg":"trying keyslot (\d+)/.exec(line)
+        if (m) tried.push(m[1]!)
+      },
+    },
+  )
   const volume = await Luks2Volume.open(await FileSource.open(img.image), img.key, { logger })
   await volume.close()
   t.deepEqual(tried, ['1', '0'], 'keyslot 1 (priority prefer) is tried before keyslot 0')

@@ -58,7 +58,10 @@ async function sha256(read: (off: number, len: number) => Promise<Buffer>, lengt
   return hash.digest('hex')
 }
 
-for (const o of [{ cipher: 'aes-xts-plain64', keySizeBits: 512, hash: 'sha256' }, { cipher: 'aes-cbc-essiv:sha256', keySizeBits: 256, hash: 'sha1' }]) {
+for (const o of [
+  { cipher: 'aes-xts-plain64', keySizeBits: 512, hash: 'sha256' },
+  { cipher: 'aes-cbc-essiv:sha256', keySizeBits: 256, hash: 'sha1' },
+]) {
   test(`LUKS1 ${o.cipher} (${o.hash}) encrypted by cryptsetup: encfs decrypts the original ext4 byte for byte`, async (t) => {
     const img = await cryptsetupLuks1(o)
     const dump = (await cryptsetup(['luksDump', img.image])).stdout
@@ -68,7 +71,12 @@ for (const o of [{ cipher: 'aes-xts-plain64', keySizeBits: 512, hash: 'sha256' }
       t.is(volume.header.version, 1)
       t.is(volume.header.segment.encryption, o.cipher)
       const plainSize = (await stat(img.plain)).size
-      t.is(await sha256((off, len) => volume.read(off, len), plainSize), createHash('sha256').update(await readFile(img.plain)).digest('hex'))
+      t.is(
+        await sha256((off, len) => volume.read(off, len), plainSize),
+        createHash('sha256')
+          .update(await readFile(img.plain))
+          .digest('hex'),
+      )
     } finally {
       await volume.close()
     }
@@ -79,7 +87,7 @@ for (const o of [{ cipher: 'aes-xts-plain64', keySizeBits: 512, hash: 'sha256' }
   })
 }
 
-test('luksFormat --type luks1: encfs opens cryptsetup\'s volume key, and what encfs writes, cryptsetup decrypts', async (t) => {
+test("luksFormat --type luks1: encfs opens cryptsetup's volume key, and what encfs writes, cryptsetup decrypts", async (t) => {
   const image = path.join(path.dirname(formatted.image), `rw-${n++}.img`)
   await copyFile(formatted.image, image)
   const src = await FileSource.open(image)
@@ -119,7 +127,10 @@ async function edited(edit: (h: Buffer) => void): Promise<string> {
   return image
 }
 
-const field = (h: Buffer, at: number, len: number, text: string) => { h.fill(0, at, at + len); h.write(text, at, 'latin1') }
+const field = (h: Buffer, at: number, len: number, text: string) => {
+  h.fill(0, at, at + len)
+  h.write(text, at, 'latin1')
+}
 const slot = (i: number) => 208 + i * 48
 
 async function headerError(image: string): Promise<{ code?: string; message: string }> {
@@ -136,13 +147,29 @@ async function headerError(image: string): Promise<{ code?: string; message: str
 
 test('hostile LUKS1 headers are refused in every mode, before any key is tried', async (t) => {
   const cases: [string, (h: Buffer) => void, string, RegExp][] = [
-    ['null cipher', (h) => { field(h, 8, 32, 'cipher_null'); field(h, 40, 32, 'ecb') }, 'LUKS_CIPHER_UNSUPPORTED', /null cipher stores data in plaintext.*refused in every unlock mode/],
+    [
+      'null cipher',
+      (h) => {
+        field(h, 8, 32, 'cipher_null')
+        field(h, 40, 32, 'ecb')
+      },
+      'LUKS_CIPHER_UNSUPPORTED',
+      /null cipher stores data in plaintext.*refused in every unlock mode/,
+    ],
     ['ECB', (h) => field(h, 40, 32, 'ecb'), 'LUKS_CIPHER_UNSUPPORTED', /without an IV/],
     ['key bytes', (h) => h.writeUInt32BE(4096, 108), 'LUKS_HEADER_CORRUPT', /key-bytes 4096/],
     ['stripes', (h) => h.writeUInt32BE(1, slot(0) + 44), 'LUKS_HEADER_CORRUPT', /keyslot 0 has 1 AF stripes/],
     ['keyslot over the header', (h) => h.writeUInt32BE(0, slot(0) + 40), 'LUKS_HEADER_CORRUPT', /overlaps the header/],
     ['keyslot past the end', (h) => h.writeUInt32BE(0xfffffff0, slot(0) + 40), 'LUKS_HEADER_CORRUPT', /past the end/],
-    ['overlapping keyslots', (h) => { h.copy(h, slot(1), slot(0), slot(0) + 48); h.writeUInt32BE(h.readUInt32BE(slot(0) + 40) + 8, slot(1) + 40) }, 'LUKS_HEADER_CORRUPT', /keyslots 0 and 1 overlap/],
+    [
+      'overlapping keyslots',
+      (h) => {
+        h.copy(h, slot(1), slot(0), slot(0) + 48)
+        h.writeUInt32BE(h.readUInt32BE(slot(0) + 40) + 8, slot(1) + 40)
+      },
+      'LUKS_HEADER_CORRUPT',
+      /keyslots 0 and 1 overlap/,
+    ],
     ['payload over the keyslots', (h) => h.writeUInt32BE(8, 104), 'LUKS_HEADER_CORRUPT', /payload at 4096 overlaps the header and keyslots/],
     ['payload past the end', (h) => h.writeUInt32BE(1 << 24, 104), 'LUKS_DATA_SIZE_MISMATCH', /beyond the end/],
     ['unknown keyslot state', (h) => h.writeUInt32BE(0x12345678, slot(2)), 'LUKS_HEADER_CORRUPT', /keyslot 2 has the unknown state/],

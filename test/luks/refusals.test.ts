@@ -40,7 +40,14 @@ async function openError(file: string, key = base.key, opts: Parameters<typeof L
 
 function captureLogger() {
   const lines: string[] = []
-  const logger = pino({ level: 'debug' }, { write: (s: string) => { lines.push(s) } })
+  const logger = pino(
+    { level: 'debug' },
+    {
+      write: (s: string) => {
+        lines.push(s)
+      },
+    },
+  )
   return { logger, text: () => lines.join('') }
 }
 
@@ -58,7 +65,27 @@ test('N2: an interrupted reencryption (mandatory requirement) is refused with th
   const fresh = path.join(base.dir, `n2-${n++}.img`)
   await copyFile(base.plain, fresh)
   await truncate(fresh, (await stat(base.plain)).size + 8 * 1024 * 1024)
-  await exec('cryptsetup', ['reencrypt', '--encrypt', '--init-only', '--type', 'luks2', '--reduce-device-size', '8M', '--pbkdf', 'pbkdf2', '--pbkdf-force-iterations', '1000', '--key-file', base.keyFile, '-q', fresh], { env })
+  await exec(
+    'cryptsetup',
+    [
+      'reencrypt',
+      '--encrypt',
+      '--init-only',
+      '--type',
+      'luks2',
+      '--reduce-device-size',
+      '8M',
+      '--pbkdf',
+      'pbkdf2',
+      '--pbkdf-force-iterations',
+      '1000',
+      '--key-file',
+      base.keyFile,
+      '-q',
+      fresh,
+    ],
+    { env },
+  )
   const err = await openError(fresh)
   t.is(err.code, 'LUKS_REQUIREMENTS')
   t.regex(err.message, /online-reencrypt/)
@@ -119,7 +146,11 @@ test('N8: zeros and a plain ext4 image are "not a LUKS device"; a tiny file says
 test('a null cipher in a re-checksummed header is refused before any key is tried', async (t) => {
   const img = await copy()
   for (const c of ['primary', 'secondary'] as const) {
-    await editHeader(img, c, { json: (m) => { m.segments['0'].encryption = 'cipher_null-ecb' } })
+    await editHeader(img, c, {
+      json: (m) => {
+        m.segments['0'].encryption = 'cipher_null-ecb'
+      },
+    })
   }
   const err = await openError(img)
   t.is(err.code, 'LUKS_CIPHER_UNSUPPORTED')
@@ -128,15 +159,46 @@ test('a null cipher in a re-checksummed header is refused before any key is trie
 
 test('integrity, extra segments, and a segment over the header are each refused', async (t) => {
   const cases: [(m: Record<string, any>) => void, string][] = [
-    [(m) => { m.segments['0'].integrity = { type: 'hmac(sha256)', journal_encryption: 'none', journal_integrity: 'none' } }, 'LUKS_INTEGRITY_UNSUPPORTED'],
+    [
+      (m) => {
+        m.segments['0'].integrity = { type: 'hmac(sha256)', journal_encryption: 'none', journal_integrity: 'none' }
+      },
+      'LUKS_INTEGRITY_UNSUPPORTED',
+    ],
     // A crypt segment must be covered by a digest (or the copy is invalid, as cryptsetup has it).
-    [(m) => { m.segments['1'] = { ...m.segments['0'], offset: '8388608' }; m.digests['0'].segments.push('1') }, 'LUKS_SEGMENT_UNSUPPORTED'],
+    [
+      (m) => {
+        m.segments['1'] = { ...m.segments['0'], offset: '8388608' }
+        m.digests['0'].segments.push('1')
+      },
+      'LUKS_SEGMENT_UNSUPPORTED',
+    ],
     // Over the keyslots area: cryptsetup's config check makes such a copy invalid.
-    [(m) => { m.segments['0'].offset = '16384' }, 'LUKS_HEADER_CORRUPT'],
+    [
+      (m) => {
+        m.segments['0'].offset = '16384'
+      },
+      'LUKS_HEADER_CORRUPT',
+    ],
     // At 0 with the header attached (0 would mean a detached header): refused by encfs's policy.
-    [(m) => { m.segments['0'].offset = '0' }, 'LUKS_SEGMENT_UNSUPPORTED'],
-    [(m) => { m.segments['0'].type = 'linear' }, 'LUKS_SEGMENT_UNSUPPORTED'],
-    [(m) => { m.segments['0'].sector_size = 8192 }, 'LUKS_SECTOR_SIZE_UNSUPPORTED'],
+    [
+      (m) => {
+        m.segments['0'].offset = '0'
+      },
+      'LUKS_SEGMENT_UNSUPPORTED',
+    ],
+    [
+      (m) => {
+        m.segments['0'].type = 'linear'
+      },
+      'LUKS_SEGMENT_UNSUPPORTED',
+    ],
+    [
+      (m) => {
+        m.segments['0'].sector_size = 8192
+      },
+      'LUKS_SECTOR_SIZE_UNSUPPORTED',
+    ],
   ]
   for (const [edit, code] of cases) {
     const img = await copy()
@@ -147,7 +209,12 @@ test('integrity, extra segments, and a segment over the header are each refused'
 
 test('a keyslot with an unknown KDF is skipped; with no other slot the error says none is usable', async (t) => {
   const img = await copy()
-  for (const c of ['primary', 'secondary'] as const) await editHeader(img, c, { json: (m) => { m.keyslots['0'].kdf.type = 'scrypt' } })
+  for (const c of ['primary', 'secondary'] as const)
+    await editHeader(img, c, {
+      json: (m) => {
+        m.keyslots['0'].kdf.type = 'scrypt'
+      },
+    })
   const err = await openError(img)
   t.is(err.code, 'LUKS_NO_USABLE_KEYSLOT')
   t.regex(err.message, /keyslot 0: unsupported kdf scrypt/)

@@ -21,7 +21,11 @@ test('the native addon is loaded, so data units go through the bulk path', (t) =
   t.truthy(optionalAddon()?.xtsCrypt, 'npm run setup builds native/; without it encfs falls back to one cipher per unit')
 })
 
-const XTS = [['aes-xts-plain64', 64, 4096], ['aes-xts-plain64', 32, 512], ['aes-xts-plain', 64, 2048]] as const
+const XTS = [
+  ['aes-xts-plain64', 64, 4096],
+  ['aes-xts-plain64', 32, 512],
+  ['aes-xts-plain', 64, 2048],
+] as const
 
 for (const [spec, keySize, unit] of XTS) {
   test(`${spec}, ${keySize * 8}-bit key, ${unit}-byte units: same bytes as one node:crypto cipher per unit, both ways`, (t) => {

@@ -23,7 +23,13 @@ for (const sectorSize of [512, 4096] as const) {
     const img = await makeEncryptedImage({ fsSizeMiB: 8, sectorSize })
     images.push(img)
     const expected = await readFile(img.plain)
-    const edits: [number, Buffer][] = [[0, randomBytes(1)], [4095, randomBytes(3)], [10_000, randomBytes(20_000)], [expected.length - 7, randomBytes(7)], [777_777, randomBytes(sectorSize)]]
+    const edits: [number, Buffer][] = [
+      [0, randomBytes(1)],
+      [4095, randomBytes(3)],
+      [10_000, randomBytes(20_000)],
+      [expected.length - 7, randomBytes(7)],
+      [777_777, randomBytes(sectorSize)],
+    ]
     const volume = await Luks2Volume.open(await FileSource.open(img.image, { writable: true }), img.key)
     // Concurrent writes that share data units must not lose each other.
     await Promise.all(edits.map(([off, data]) => volume.write(off, data)))
@@ -34,7 +40,9 @@ for (const sectorSize of [512, 4096] as const) {
 
     const decrypted = path.join(img.dir, 'decrypted.img')
     await copyFile(img.image, decrypted)
-    await exec('cryptsetup', ['reencrypt', '--decrypt', '--header', path.join(img.dir, 'moved.hdr'), '--force-offline-reencrypt', '--key-file', img.keyFile, '-q', decrypted], { env })
+    await exec('cryptsetup', ['reencrypt', '--decrypt', '--header', path.join(img.dir, 'moved.hdr'), '--force-offline-reencrypt', '--key-file', img.keyFile, '-q', decrypted], {
+      env,
+    })
     const out = await readFile(decrypted)
     t.true(out.subarray(0, expected.length).equals(expected), 'cryptsetup decrypts what was written')
   })

@@ -11,7 +11,7 @@ const inputs = () => ({
   runtimeData: readFileSync(vector('snp', 'runtime_data.json')),
 })
 
-test('the attest request for Go\'s production test inputs is byte-identical to Go\'s (nonce 0)', (t) => {
+test("the attest request for Go's production test inputs is byte-identical to Go's (nonce 0)", (t) => {
   const body = attestRequestBody({ ...inputs(), nonce: 0n })
   t.is(body, readFileSync(vector('maa', 'maa_attest_request.nonce0.json'), 'utf8').trim())
   t.is(createHash('sha256').update(body).digest('hex'), '765fa43a3fe9809153159476957c749a3680c12ca3bcf8c370448d2cd526b0cf')
@@ -21,7 +21,10 @@ test('the report bundle and endorsements match the derived vectors; no reference
   const body = JSON.parse(attestRequestBody({ ...inputs(), nonce: 1n })) as { report: string }
   const bundle = Buffer.from(body.report, 'base64').toString()
   t.is(bundle, readFileSync(vector('maa', 'maa_report_bundle.json'), 'utf8').trim())
-  const bare = JSON.parse(Buffer.from((JSON.parse(attestRequestBody({ ...inputs(), referenceInfo: '', nonce: 1n })) as { report: string }).report, 'base64').toString()) as Record<string, string>
+  const bare = JSON.parse(Buffer.from((JSON.parse(attestRequestBody({ ...inputs(), referenceInfo: '', nonce: 1n })) as { report: string }).report, 'base64').toString()) as Record<
+    string,
+    string
+  >
   t.deepEqual(Object.keys(bare), ['SnpReport', 'VcekCertChain'])
 })
 

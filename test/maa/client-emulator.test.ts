@@ -29,7 +29,13 @@ test.after.always(async () => {
 })
 
 async function inputs(runtime = Buffer.from('{"keys":[{"kty":"RSA","n":"AQAB","e":"AQAB"}]}')) {
-  return { report: await snp.getReport(maaReportData(runtime)), vcekCertChain: thimChainPem(await snp.thimCerts()), referenceInfo: Buffer.from('cose').toString('base64'), runtimeData: runtime, nonce: 42n }
+  return {
+    report: await snp.getReport(maaReportData(runtime)),
+    vcekCertChain: thimChainPem(await snp.thimCerts()),
+    referenceInfo: Buffer.from('cose').toString('base64'),
+    runtimeData: runtime,
+    nonce: 42n,
+  }
 }
 
 test.serial('a simulated report gets an RS256 token with the SNP claims, verifiable with the published keys', async (t) => {
@@ -67,7 +73,12 @@ test.serial('429 and 5xx are retried with backoff; a refusal names the endpoint 
 test.serial('the emulator refuses a chain from an untrusted ARK, and a TLS peer it does not know is named', async (t) => {
   const strange = simulatedProvider({ stateDir: path.join(dir, 'other-snp'), hostData: policy })
   const runtime = Buffer.from('{}')
-  const err = await t.throwsAsync(attestSevSnp({ report: await strange.getReport(maaReportData(runtime)), vcekCertChain: thimChainPem(await strange.thimCerts()), runtimeData: runtime, nonce: 1n }, { endpoint: maa.endpoint, ca: [maa.caPem] }))
+  const err = await t.throwsAsync(
+    attestSevSnp(
+      { report: await strange.getReport(maaReportData(runtime)), vcekCertChain: thimChainPem(await strange.thimCerts()), runtimeData: runtime, nonce: 1n },
+      { endpoint: maa.endpoint, ca: [maa.caPem] },
+    ),
+  )
   t.regex(err!.message, /not among the trusted roots/)
   const untrusted = await t.throwsAsync(attestSevSnp(await inputs(), { endpoint: maa.endpoint, attempts: 1 }))
   t.is((untrusted as { code?: string }).code, 'HTTP_UNREACHABLE')

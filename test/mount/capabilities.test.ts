@@ -44,7 +44,7 @@ test('device-mapper counts as available only when the kernel lists it, not becau
   t.false(await deviceMapperAvailable({ control: path.join(dir, 'absent'), misc }))
 })
 
-test('on this machine: the test suite\'s prerequisites are there', async (t) => {
+test("on this machine: the test suite's prerequisites are there", async (t) => {
   const caps = await probeCapabilities()
   t.true(caps.fuse, '/dev/fuse is required by the test suite')
   t.true(caps.loop, 'loop devices are required by the test suite')

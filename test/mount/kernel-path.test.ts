@@ -18,7 +18,11 @@ import { tempDir } from '../helpers/temp.js'
 // exact commands it runs, with a runner that records them and plays cryptsetup / mount.
 const dmCaps: Capabilities = { deviceMapper: true, cryptsetup: true, loop: true, fuse2fs: true, fuse: true }
 
-interface Call { command: string; args: string[]; input?: Buffer }
+interface Call {
+  command: string
+  args: string[]
+  input?: Buffer
+}
 
 function recorder(answer: (c: Call) => { code: number; stderr?: string }) {
   const calls: Call[] = []
@@ -138,7 +142,9 @@ test.serial('a LUKS1 image goes to cryptsetup as it is (--type luks1); one only 
   const { copyFile, open } = await import('node:fs/promises')
   const luks1 = path.join(tmp.dir, 'luks1.img')
   await copyFile(img.image, luks1)
-  await new Promise<void>((resolve, reject) => execFile('cryptsetup', ['luksFormat', '--type', 'luks1', '-q', '--pbkdf-force-iterations', '1000', '--key-file', img.keyFile, luks1], (err) => (err ? reject(err) : resolve())))
+  await new Promise<void>((resolve, reject) =>
+    execFile('cryptsetup', ['luksFormat', '--type', 'luks1', '-q', '--pbkdf-force-iterations', '1000', '--key-file', img.keyFile, luks1], (err) => (err ? reject(err) : resolve())),
+  )
   const runtimeDir = path.join(tmp.dir, 'rt')
   const p = { ...(await plan(tmp.dir)), url: `file://${luks1}` }
   const { calls, run } = recorder(() => ({ code: 0 }))
@@ -154,8 +160,15 @@ test.serial('a LUKS1 image goes to cryptsetup as it is (--type luks1); one only 
   await (await mountFilesystem(p, { run: kernel.run, caps: dmCaps, keys: rawKeyProvider, runtimeDir, logger: silentLogger })).unmount()
   t.is(kernel.calls[0]?.args[2], 'luks1')
   let keysAsked = 0
-  const counting = { keyFor: async (...a: Parameters<typeof rawKeyProvider.keyFor>) => { keysAsked++; return rawKeyProvider.keyFor(...a) } }
-  const err = await t.throwsAsync(mountFilesystem({ ...p, unlock: 'userspace' }, { run: recorder(() => ({ code: 0 })).run, caps: dmCaps, keys: counting, runtimeDir, logger: silentLogger }))
+  const counting = {
+    keyFor: async (...a: Parameters<typeof rawKeyProvider.keyFor>) => {
+      keysAsked++
+      return rawKeyProvider.keyFor(...a)
+    },
+  }
+  const err = await t.throwsAsync(
+    mountFilesystem({ ...p, unlock: 'userspace' }, { run: recorder(() => ({ code: 0 })).run, caps: dmCaps, keys: counting, runtimeDir, logger: silentLogger }),
+  )
   t.is((err as { code?: string }).code, 'LUKS_USERSPACE_UNSUPPORTED')
   t.regex(err!.message, /--unlock kernel/)
   t.is(keysAsked, 0)
@@ -168,7 +181,12 @@ test.serial('the kernel path refuses a header that would make cryptsetup work fo
   const { editHeader } = await import('../helpers/luks-edit.js')
   const hostile = path.join(tmp.dir, 'hostile.img')
   await copyFile(img.image, hostile)
-  for (const c of ['primary', 'secondary'] as const) await editHeader(hostile, c, { json: (m) => { m.keyslots['0'].kdf.iterations = 2 ** 31 - 1 } })
+  for (const c of ['primary', 'secondary'] as const)
+    await editHeader(hostile, c, {
+      json: (m) => {
+        m.keyslots['0'].kdf.iterations = 2 ** 31 - 1
+      },
+    })
   const p = { ...(await plan(tmp.dir)), url: hostile }
   const { calls, run } = recorder(() => ({ code: 0 }))
   const err = await t.throwsAsync(mountFilesystem(p, { run, caps: dmCaps, keys: rawKeyProvider, runtimeDir: path.join(tmp.dir, 'rt'), logger: silentLogger }))

@@ -17,7 +17,11 @@ import { veritysetupFormat } from '../helpers/verity.js'
 // exact commands it runs, with a runner that records them and plays veritysetup / cryptsetup / mount.
 const dmCaps: Capabilities = { deviceMapper: true, cryptsetup: true, loop: true, fuse2fs: true, fuse: true }
 
-interface Call { command: string; args: string[]; input?: Buffer }
+interface Call {
+  command: string
+  args: string[]
+  input?: Buffer
+}
 
 function recorder(answer: (c: Call) => number = () => 0) {
   const calls: Call[] = []
@@ -91,7 +95,10 @@ test.serial('kernel mode: veritysetup open maps the served image and tree, dm-cr
     await fs.unmount()
     await tmp.cleanup()
   }
-  t.deepEqual(calls.slice(-2).map((c) => `${c.command} ${c.args.join(' ')}`), ['cryptsetup close remote-crypt-0', 'veritysetup close remote-verity-0'])
+  t.deepEqual(
+    calls.slice(-2).map((c) => `${c.command} ${c.args.join(' ')}`),
+    ['cryptsetup close remote-crypt-0', 'veritysetup close remote-verity-0'],
+  )
 })
 
 test.serial('kernel mode with hash_url: the hash file is the tree blob', async (t) => {
@@ -116,7 +123,10 @@ test.serial('a failing veritysetup open undoes everything and runs no cryptsetup
   const { calls, run } = recorder((c) => (c.command === 'veritysetup' ? 1 : 0))
   const err = await t.throwsAsync(mountFilesystem(p, { run, caps: dmCaps, keys: rawKeyProvider, runtimeDir, logger: silentLogger }))
   t.is((err as { code?: string }).code, 'VERITYSETUP_OPEN_FAILED')
-  t.deepEqual(calls.map((c) => c.command), ['veritysetup'])
+  t.deepEqual(
+    calls.map((c) => c.command),
+    ['veritysetup'],
+  )
   t.false((await readFile('/proc/self/mounts', 'utf8')).includes(runtimeDir), 'FUSE unmounted again')
   await t.throwsAsync(lstat(p.mountPoint))
   await tmp.cleanup()

@@ -17,18 +17,34 @@ test('a start-up failure keeps its class and code, with the filesystem in its me
   const parent = path.join(dir, 'mnt')
   await mkdir(parent)
   const plan: FilesystemPlan = {
-    index: 0, mountPoint: path.join(parent, 'share'), parentDir: parent, mountDir: path.join(parent, '.filesystem-0'), symlinkTarget: '.filesystem-0',
-    url: path.join(dir, 'missing.img'), private: false, readWrite: false, unlock: 'userspace', mounter: 'auto', key: { kind: 'raw', hex: 'ab'.repeat(32) },
+    index: 0,
+    mountPoint: path.join(parent, 'share'),
+    parentDir: parent,
+    mountDir: path.join(parent, '.filesystem-0'),
+    symlinkTarget: '.filesystem-0',
+    url: path.join(dir, 'missing.img'),
+    private: false,
+    readWrite: false,
+    unlock: 'userspace',
+    mounter: 'auto',
+    key: { kind: 'raw', hex: 'ab'.repeat(32) },
   }
   const commands: string[] = []
   const run: CommandRunner = async (command, args) => {
     commands.push([command, ...args].join(' '))
     return { stdout: '', stderr: '', code: 0 }
   }
-  const err = await t.throwsAsync(startRemotefs({
-    plans: [plan], keys: rawKeyProvider, runtimeDir: path.join(dir, 'rt'), logger: pino({ level: 'silent' }), run,
-    caps: { fuse: true, loop: true, fuse2fs: true, deviceMapper: false, cryptsetup: false },
-  }), { instanceOf: StorageError })
+  const err = await t.throwsAsync(
+    startRemotefs({
+      plans: [plan],
+      keys: rawKeyProvider,
+      runtimeDir: path.join(dir, 'rt'),
+      logger: pino({ level: 'silent' }),
+      run,
+      caps: { fuse: true, loop: true, fuse2fs: true, deviceMapper: false, cryptsetup: false },
+    }),
+    { instanceOf: StorageError },
+  )
   t.is(err?.code, 'STORAGE_NOT_FOUND')
   t.regex(String(err?.message), new RegExp(`^filesystem 0 \\(${plan.mountPoint}\\): image file .*missing\\.img does not exist`))
   t.deepEqual((err as StorageError).context, [`filesystem 0 (${plan.mountPoint})`])

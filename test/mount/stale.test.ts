@@ -50,7 +50,10 @@ test.serial('our stale ext4 (a loop device backed by the runtime directory) is u
   const cleared = await clearStale(runCommand, w.runtimeDir, [w.target], logger)
   t.true(cleared >= 2)
   t.false(await isMounted(w.target.mountDir))
-  t.false((await listLoops(runCommand)).some((l) => l.backingFile === data), 'loop device detached')
+  t.false(
+    (await listLoops(runCommand)).some((l) => l.backingFile === data),
+    'loop device detached',
+  )
   await t.throwsAsync(lstat(w.target.mountDir), { code: 'ENOENT' })
 })
 

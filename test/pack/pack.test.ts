@@ -25,7 +25,10 @@ test.after.always(async () => {
   await rm(dir, { recursive: true, force: true })
 })
 
-for (const [pbkdf, sectorSize] of [['pbkdf2', 4096], ['argon2id', 512]] as const) {
+for (const [pbkdf, sectorSize] of [
+  ['pbkdf2', 4096],
+  ['argon2id', 512],
+] as const) {
   test(`${pbkdf}, ${sectorSize}-byte sectors: cryptsetup opens it and decrypts it offline to the ext4 encfs reads`, async (t) => {
     const key = randomBytes(32)
     key[3] = 0x0a
@@ -78,7 +81,11 @@ test('a failed pack never deletes or damages an --out file it did not finish wri
   const err = await t.throwsAsync(pack({ from: path.join(dir, 'src'), out, key: randomBytes(32), size: 1024 * 1024, iterations: 1000 }))
   t.is((err as { code?: string }).code, 'PACK_MKFS_FAILED')
   t.deepEqual(await readFile(out), precious, 'the existing file is untouched')
-  t.deepEqual((await readdir(dir)).filter((f) => f.startsWith('precious.img.')), [], 'no temporary file left next to it')
+  t.deepEqual(
+    (await readdir(dir)).filter((f) => f.startsWith('precious.img.')),
+    [],
+    'no temporary file left next to it',
+  )
   // A pack that succeeds replaces it, whole.
   const r = await pack({ from: path.join(dir, 'src'), out, key: randomBytes(32), iterations: 1000 })
   t.is((await stat(out)).size, r.bytes)

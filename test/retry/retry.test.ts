@@ -26,7 +26,15 @@ test('retries until a success, with the backoff between attempts', async (t) => 
 test('gives up after the attempts with the last failure as it was', async (t) => {
   const f = failing(10)
   let gaveUp: GiveUpReason | undefined
-  const err = await t.throwsAsync(retry(f.fn, { attempts: 3, backoff: constantBackoff(1), onGiveUp: (e) => { gaveUp = e.reason } }))
+  const err = await t.throwsAsync(
+    retry(f.fn, {
+      attempts: 3,
+      backoff: constantBackoff(1),
+      onGiveUp: (e) => {
+        gaveUp = e.reason
+      },
+    }),
+  )
   t.is(err?.message, 'failure 3')
   t.is(f.at.length, 3)
   t.is(gaveUp, 'attempts')
@@ -35,7 +43,16 @@ test('gives up after the attempts with the last failure as it was', async (t) =>
 test('a final failure is not retried', async (t) => {
   const f = failing(10)
   let gaveUp: GiveUpReason | undefined
-  await t.throwsAsync(retry(f.fn, { attempts: 5, backoff: constantBackoff(1), classify: () => STOP, onGiveUp: (e) => { gaveUp = e.reason } }))
+  await t.throwsAsync(
+    retry(f.fn, {
+      attempts: 5,
+      backoff: constantBackoff(1),
+      classify: () => STOP,
+      onGiveUp: (e) => {
+        gaveUp = e.reason
+      },
+    }),
+  )
   t.is(f.at.length, 1)
   t.is(gaveUp, 'final')
 })
@@ -44,7 +61,15 @@ test('no attempt starts after the budget', async (t) => {
   const f = failing(100)
   const started = Date.now()
   let gaveUp: GiveUpReason | undefined
-  await t.throwsAsync(retry(f.fn, { budgetMs: 200, backoff: constantBackoff(50), onGiveUp: (e) => { gaveUp = e.reason } }))
+  await t.throwsAsync(
+    retry(f.fn, {
+      budgetMs: 200,
+      backoff: constantBackoff(50),
+      onGiveUp: (e) => {
+        gaveUp = e.reason
+      },
+    }),
+  )
   t.is(gaveUp, 'budget')
   t.true(f.at.at(-1)! - started <= 200, 'the last attempt started within the budget')
   t.true(f.at.length >= 3 && f.at.length <= 5, `${f.at.length} attempts`)
@@ -57,11 +82,26 @@ test('Retry-After replaces the backoff, or only raises it (at-least); one beyond
   t.true(delays[0]! >= 100 && delays[0]! < 300, `waited ${delays[0]} ms, not the 5 s backoff`)
   const atLeast = failing(1)
   delays.length = 0
-  await retry(atLeast.fn, { attempts: 3, retryAfter: 'at-least', backoff: constantBackoff(300), classify: () => ({ retry: true, retryAfterMs: 10 }), onRetry: (e) => delays.push(e.delayMs) })
+  await retry(atLeast.fn, {
+    attempts: 3,
+    retryAfter: 'at-least',
+    backoff: constantBackoff(300),
+    classify: () => ({ retry: true, retryAfterMs: 10 }),
+    onRetry: (e) => delays.push(e.delayMs),
+  })
   t.is(delays[0], 300)
   const capped = failing(5)
   let gaveUp: GiveUpReason | undefined
-  await t.throwsAsync(retry(capped.fn, { attempts: 5, maxRetryAfterMs: 1000, classify: () => ({ retry: true, retryAfterMs: 3_600_000 }), onGiveUp: (e) => { gaveUp = e.reason } }))
+  await t.throwsAsync(
+    retry(capped.fn, {
+      attempts: 5,
+      maxRetryAfterMs: 1000,
+      classify: () => ({ retry: true, retryAfterMs: 3_600_000 }),
+      onGiveUp: (e) => {
+        gaveUp = e.reason
+      },
+    }),
+  )
   t.is(capped.at.length, 1)
   t.is(gaveUp, 'retry-after')
 })
@@ -101,5 +141,13 @@ test('waitFor: true once ready, false after the timeout, a thrown error ends the
   t.true(await waitFor(async () => ++n >= 3, { intervalMs: 5, timeoutMs: 1000 }))
   t.is(n, 3)
   t.false(await waitFor(async () => false, { intervalMs: 10, timeoutMs: 50 }))
-  await t.throwsAsync(waitFor(async () => { throw new Error('exited') }, { intervalMs: 5, timeoutMs: 1000 }), { message: 'exited' })
+  await t.throwsAsync(
+    waitFor(
+      async () => {
+        throw new Error('exited')
+      },
+      { intervalMs: 5, timeoutMs: 1000 },
+    ),
+    { message: 'exited' },
+  )
 })

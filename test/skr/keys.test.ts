@@ -34,7 +34,7 @@ test('a fresh wrapping key is RSA-2048 with e=65537 and a matching JWK set', asy
   t.is(set.keys[0]!.n, (k.privateKey.export({ format: 'jwk' }) as { n: string }).n)
 })
 
-test('Go\'s RSA_AES key wrap vector: unwraps with CKM_RSA_AES_KEY_WRAP, fails otherwise as Go does', (t) => {
+test("Go's RSA_AES key wrap vector: unwraps with CKM_RSA_AES_KEY_WRAP, fails otherwise as Go does", (t) => {
   const v = json<{ ciphertext_base64url_nopad: string; cases: { enc: string; expect: string; plaintext_hex?: string; private_key?: string }[] }>('rsa_aes_key_wrap.json')
   const blob = Buffer.from(v.ciphertext_base64url_nopad, 'base64url')
   for (const c of v.cases) {
@@ -60,12 +60,35 @@ test('blobs wrapped by the OpenSSL command line (OAEP SHA-1/256/384, AES-KWP) un
   const dir = await mkdtemp(path.join(os.tmpdir(), 'encfs-wrap-'))
   t.teardown(() => rm(dir, { recursive: true, force: true }))
   await writeFile(path.join(dir, 'wrap.pem'), readFileSync(vector('keys', 'wrapping_test_key.pem')))
-  for (const [enc, md] of [['CKM_RSA_AES_KEY_WRAP', 'sha1'], ['RSA_AES_KEY_WRAP_256', 'sha256'], ['RSA_AES_KEY_WRAP_384', 'sha384']] as const) {
+  for (const [enc, md] of [
+    ['CKM_RSA_AES_KEY_WRAP', 'sha1'],
+    ['RSA_AES_KEY_WRAP_256', 'sha256'],
+    ['RSA_AES_KEY_WRAP_384', 'sha384'],
+  ] as const) {
     const target = randomBytes(32)
     const kek = randomBytes(32)
     await writeFile(path.join(dir, 'target.bin'), target)
     await writeFile(path.join(dir, 'kek.bin'), kek)
-    await exec('openssl', ['pkeyutl', '-encrypt', '-inkey', 'wrap.pem', '-in', 'kek.bin', '-out', 'c1.bin', '-pkeyopt', 'rsa_padding_mode:oaep', '-pkeyopt', `rsa_oaep_md:${md}`, '-pkeyopt', `rsa_mgf1_md:${md}`], { cwd: dir })
+    await exec(
+      'openssl',
+      [
+        'pkeyutl',
+        '-encrypt',
+        '-inkey',
+        'wrap.pem',
+        '-in',
+        'kek.bin',
+        '-out',
+        'c1.bin',
+        '-pkeyopt',
+        'rsa_padding_mode:oaep',
+        '-pkeyopt',
+        `rsa_oaep_md:${md}`,
+        '-pkeyopt',
+        `rsa_mgf1_md:${md}`,
+      ],
+      { cwd: dir },
+    )
     await exec('openssl', ['enc', '-id-aes256-wrap-pad', '-K', kek.toString('hex'), '-iv', 'A65959A6', '-in', 'target.bin', '-out', 'c2.bin'], { cwd: dir })
     const blob = Buffer.concat([await readFile(path.join(dir, 'c1.bin')), await readFile(path.join(dir, 'c2.bin'))])
     t.deepEqual(unwrapReleasedKey(blob, enc, testKey), target, enc)

@@ -22,7 +22,7 @@ async function sign(body: unknown, o: { key?: string; x5c?: string[] } = {}): Pr
     .sign(createPrivateKey(o.key ?? pki.keyPem))
 }
 
-test('a JWS signed by the vault\'s TLS certificate under a trusted CA verifies and yields the payload', async (t) => {
+test("a JWS signed by the vault's TLS certificate under a trusted CA verifies and yields the payload", async (t) => {
   const roots = [new X509Certificate(pki.caPem)]
   t.deepEqual(await verifyReleaseJws(await sign(payload), { host: 'vault.test', roots }), payload)
   t.deepEqual(await verifyReleaseJws(await sign(payload), { host: '127.0.0.1', roots }), payload)
@@ -35,7 +35,10 @@ test('tampering, an untrusted root, another host name and a malformed JWS are re
   const forged = `${h}.${Buffer.from(JSON.stringify({ ...payload, request: { enc: 'RSA_AES_KEY_WRAP_256' } })).toString('base64url')}.${s}`
   await t.throwsAsync(verifyReleaseJws(forged, { host: 'vault.test', roots }), { code: 'SKR_JWS_SIGNATURE' } as never)
   const other = await createServerPki(['vault.test'], 'someone else')
-  await t.throwsAsync(verifyReleaseJws(await sign(payload, { key: other.keyPem, x5c: [new X509Certificate(other.certPem).raw.toString('base64')] }), { host: 'vault.test', roots }), { code: 'SKR_CHAIN_UNTRUSTED', message: /NODE_EXTRA_CA_CERTS/ } as never)
+  await t.throwsAsync(
+    verifyReleaseJws(await sign(payload, { key: other.keyPem, x5c: [new X509Certificate(other.certPem).raw.toString('base64')] }), { host: 'vault.test', roots }),
+    { code: 'SKR_CHAIN_UNTRUSTED', message: /NODE_EXTRA_CA_CERTS/ } as never,
+  )
   await t.throwsAsync(verifyReleaseJws(jws, { host: 'othervault.vault.azure.net', roots }), { code: 'SKR_HOST_MISMATCH' } as never)
   await t.throwsAsync(verifyReleaseJws(`${jws}.x`, { host: 'vault.test', roots }), { code: 'SKR_JWS_INVALID' } as never)
   await t.throwsAsync(verifyReleaseJws(`${Buffer.from('{"alg":"RS256"}').toString('base64url')}.e30.AA`, { host: 'vault.test', roots }), { message: /no x5c/ })

@@ -15,22 +15,54 @@ let rsa: KeyObject
 test.before(async () => {
   s = await startSkrStack()
   bearer = (await s.authority.issue(s.akv.audience, 'operator')).token
-  const claims = [[
-    { claim: 'x-ms-sevsnpvm-hostdata', equals: s.hostData.toString('hex') },
-    { claim: 'x-ms-compliance-status', equals: 'azure-compliant-uvm' },
-    { claim: 'x-ms-sevsnpvm-is-debuggable', equals: 'false' },
-    { claim: 'x-ms-sevsnpvm-vmpl', equals: '0' },
-  ]]
-  await importKey({ akvEndpoint: s.akv.endpoint, name: 'fs-oct', key: { kty: 'oct-HSM', k: octKey.toString('base64url'), key_size: 256, key_ops: ['encrypt', 'decrypt'] }, policy: releasePolicy(s.maa.endpoint, claims), bearer, ca: s.ca })
+  const claims = [
+    [
+      { claim: 'x-ms-sevsnpvm-hostdata', equals: s.hostData.toString('hex') },
+      { claim: 'x-ms-compliance-status', equals: 'azure-compliant-uvm' },
+      { claim: 'x-ms-sevsnpvm-is-debuggable', equals: 'false' },
+      { claim: 'x-ms-sevsnpvm-vmpl', equals: '0' },
+    ],
+  ]
+  await importKey({
+    akvEndpoint: s.akv.endpoint,
+    name: 'fs-oct',
+    key: { kty: 'oct-HSM', k: octKey.toString('base64url'), key_size: 256, key_ops: ['encrypt', 'decrypt'] },
+    policy: releasePolicy(s.maa.endpoint, claims),
+    bearer,
+    ca: s.ca,
+  })
   rsa = generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey
-  await importKey({ akvEndpoint: s.akv.endpoint, name: 'fs-rsa', key: { ...rsa.export({ format: 'jwk' }), kty: 'RSA-HSM' }, policy: releasePolicy(s.maa.endpoint, claims), bearer, ca: s.ca })
-  await importKey({ akvEndpoint: s.akv.endpoint, name: 'other-pod', key: { kty: 'oct-HSM', k: randomBytes(32).toString('base64url') }, policy: releasePolicy(s.maa.endpoint, [[{ claim: 'x-ms-sevsnpvm-hostdata', equals: '00'.repeat(32) }]]), bearer, ca: s.ca })
+  await importKey({
+    akvEndpoint: s.akv.endpoint,
+    name: 'fs-rsa',
+    key: { ...rsa.export({ format: 'jwk' }), kty: 'RSA-HSM' },
+    policy: releasePolicy(s.maa.endpoint, claims),
+    bearer,
+    ca: s.ca,
+  })
+  await importKey({
+    akvEndpoint: s.akv.endpoint,
+    name: 'other-pod',
+    key: { kty: 'oct-HSM', k: randomBytes(32).toString('base64url') },
+    policy: releasePolicy(s.maa.endpoint, [[{ claim: 'x-ms-sevsnpvm-hostdata', equals: '00'.repeat(32) }]]),
+    bearer,
+    ca: s.ca,
+  })
 })
 test.after.always(async () => {
   await s?.stop()
 })
 
-const opts = (kid: string) => ({ maaEndpoint: s.maa.endpoint, akvEndpoint: s.akv.endpoint, kid, accessToken: bearer, provider: s.snp, collateral: s.collateral, uvm: s.uvm, ca: s.ca })
+const opts = (kid: string) => ({
+  maaEndpoint: s.maa.endpoint,
+  akvEndpoint: s.akv.endpoint,
+  kid,
+  accessToken: bearer,
+  provider: s.snp,
+  collateral: s.collateral,
+  uvm: s.uvm,
+  ca: s.ca,
+})
 
 test('an oct key is released to the attested pod: the same 32 bytes, as an oct JWK', async (t) => {
   const key = await releaseKey(opts('fs-oct'))
@@ -82,7 +114,10 @@ test('an expired MAA token is refused by the vault; a Managed HSM takes only tok
   const { thimChainPem } = await import('../../src/attestation/thim.js')
   const staleMaa = await startMaaEmulator({ tokenLifetimeSeconds: -120, trustedArks: parsePemChain(thimChainPem(await s.snp.thimCerts())).slice(2) })
   const hsm = await startAkvEmulator({ authority: s.authority, maaCas: [staleMaa.caPem, s.maa.caPem], managedHsm: true })
-  t.teardown(async () => { await hsm.stop(); await staleMaa.stop() })
+  t.teardown(async () => {
+    await hsm.stop()
+    await staleMaa.stop()
+  })
   const ca = [...s.ca, staleMaa.caPem, hsm.caPem]
   const hsmBearer = (await s.authority.issue('https://managedhsm.azure.net', 'operator')).token
   const policy = (maa: string) => releasePolicy(maa, [[{ claim: 'x-ms-sevsnpvm-hostdata', equals: s.hostData.toString('hex') }]])
@@ -93,5 +128,8 @@ test('an expired MAA token is refused by the vault; a Managed HSM takes only tok
   t.regex(expired!.message, /HTTP 403 .*"exp" claim timestamp check failed/)
   t.deepEqual((await releaseKey({ ...base, maaEndpoint: s.maa.endpoint, kid: 'k2', accessToken: hsmBearer })).material, octKey)
   const vaultBearer = (await s.authority.issue('https://vault.azure.net', 'operator')).token
-  t.regex((await t.throwsAsync(releaseKey({ ...base, maaEndpoint: s.maa.endpoint, kid: 'k2', accessToken: vaultBearer })))!.message, /HTTP 401 .*not for https:\/\/managedhsm\.azure\.net/)
+  t.regex(
+    (await t.throwsAsync(releaseKey({ ...base, maaEndpoint: s.maa.endpoint, kid: 'k2', accessToken: vaultBearer })))!.message,
+    /HTTP 401 .*not for https:\/\/managedhsm\.azure\.net/,
+  )
 })

@@ -36,6 +36,10 @@ test('a token within two minutes of its expiry is asked for again', async (t) =>
 })
 
 test('a failing credential fails the request that needs a token, with its error', async (t) => {
-  const token = new BearerToken({ getToken: async () => { throw new Error('no identity here') } })
+  const token = new BearerToken({
+    getToken: async () => {
+      throw new Error('no identity here')
+    },
+  })
   await t.throwsAsync(token.header(), { message: 'no identity here' })
 })

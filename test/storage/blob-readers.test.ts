@@ -54,16 +54,24 @@ for (const client of CLIENTS) {
   test(`${client}: ranges read byte for byte, alone and through BlobSource`, async (t) => {
     const { sasUrl } = await uploadFile(az, file, { kind: 'block' })
     const reader = rangeReader(sasUrl, { maxTries: 1 }, client)
-    const ranges: [number, number][] = [[0, 1], [0, 4096], [SIZE - 1, 1], [SIZE - 70_000, 70_000], [1000, 3 * 1024 * 1024 + 17]]
+    const ranges: [number, number][] = [
+      [0, 1],
+      [0, 4096],
+      [SIZE - 1, 1],
+      [SIZE - 70_000, 70_000],
+      [1000, 3 * 1024 * 1024 + 17],
+    ]
     for (let i = 0; i < 20; i++) {
       const off = Math.floor(Math.random() * SIZE)
       ranges.push([off, Math.min(SIZE - off, 1 + Math.floor(Math.random() * 300_000))])
     }
-    await Promise.all(ranges.map(async ([off, len]) => {
-      const buf = Buffer.alloc(len)
-      await reader.readInto(off, buf)
-      t.true(buf.equals(bytes.subarray(off, off + len)), `[${off}, +${len})`)
-    }))
+    await Promise.all(
+      ranges.map(async ([off, len]) => {
+        const buf = Buffer.alloc(len)
+        await reader.readInto(off, buf)
+        t.true(buf.equals(bytes.subarray(off, off + len)), `[${off}, +${len})`)
+      }),
+    )
     const src = await BlobSource.open({ url: sasUrl, http: client })
     try {
       t.true((await src.read(SIZE - 5000, 5000)).equals(bytes.subarray(SIZE - 5000)))
@@ -111,7 +119,10 @@ for (const client of CLIENTS) {
     const { sasUrl } = await uploadFile(az, file, { kind: 'block' })
     const proxy = await startFaultProxy({ port: Number(new URL(sasUrl).port) })
     try {
-      for (const [fault, status, code] of [['429-retry-after', 429, 'TooManyRequests'], ['503-retry-after', 503, 'ServerBusy']] as const) {
+      for (const [fault, status, code] of [
+        ['429-retry-after', 429, 'TooManyRequests'],
+        ['503-retry-after', 503, 'ServerBusy'],
+      ] as const) {
         proxy.setPlan({ every: 1, faults: [fault], applies: firstGets(1) })
         const err = await t.throwsAsync(rangeReader(proxy.via(sasUrl), { maxTries: 1 }, client).readInto(0, Buffer.alloc(4096)))
         t.true(isRestError(err), fault)
@@ -144,7 +155,14 @@ for (const client of CLIENTS) {
     const ranges: string[] = []
     try {
       const faultFirst = firstGets(1)
-      proxy.setPlan({ every: 1, faults: ['reset-mid-body'], applies: (req) => { ranges.push(String(req.headers['x-ms-range'])); return faultFirst(req) } })
+      proxy.setPlan({
+        every: 1,
+        faults: ['reset-mid-body'],
+        applies: (req) => {
+          ranges.push(String(req.headers['x-ms-range']))
+          return faultFirst(req)
+        },
+      })
       const buf = Buffer.alloc(2 * 1024 * 1024)
       await rangeReader(proxy.via(sasUrl), { maxTries: 1 }, client).readInto(4096, buf)
       t.true(buf.equals(bytes.subarray(4096, 4096 + buf.length)))
@@ -183,14 +201,23 @@ for (const client of CLIENTS) {
     const auth: string[] = []
     const srv = createServer({ key: pki.keyPem, cert: pki.certPem }, (req, res) => {
       auth.push(String(req.headers.authorization))
-      if (req.headers.authorization !== 'Bearer token-1') { res.writeHead(401, { 'x-ms-error-code': 'InvalidAuthenticationInfo' }).end(); return }
+      if (req.headers.authorization !== 'Bearer token-1') {
+        res.writeHead(401, { 'x-ms-error-code': 'InvalidAuthenticationInfo' }).end()
+        return
+      }
       const [a, b] = /^bytes=(\d+)-(\d+)$/.exec(String(req.headers['x-ms-range']))!.slice(1).map(Number) as [number, number]
       res.writeHead(206, { 'content-length': String(b - a + 1) }).end(bytes.subarray(a, b + 1))
     })
     await new Promise<void>((resolve) => srv.listen(0, '127.0.0.1', resolve))
     const url = `https://127.0.0.1:${(srv.address() as AddressInfo).port}/c/blob`
     const child = fileURLToPath(new URL('../helpers/read-range.js', import.meta.url))
-    const run = async (env: NodeJS.ProcessEnv) => JSON.parse((await exec(process.execPath, [child, url, client, '0:4096', '100000:65536'], { env: { ...process.env, ...env } })).stdout) as { sha256?: string; tokens?: number; error?: string; status?: number }
+    const run = async (env: NodeJS.ProcessEnv) =>
+      JSON.parse((await exec(process.execPath, [child, url, client, '0:4096', '100000:65536'], { env: { ...process.env, ...env } })).stdout) as {
+        sha256?: string
+        tokens?: number
+        error?: string
+        status?: number
+      }
     try {
       const ok = await run({ NODE_EXTRA_CA_CERTS: caFile, READ_TOKEN: 'token-1' })
       t.is(ok.error, undefined)

@@ -97,7 +97,11 @@ test('Put Page on libcurl gathers a write from several buffers: one request, the
   const name = decodeURIComponent(new URL(url).pathname.split('/').pop()!)
   const stored = await az.service.getContainerClient('private').getBlobClient(name).downloadToBuffer()
   t.deepEqual(stored.subarray(4096, 4096 + 66 * 1024), Buffer.concat(parts))
-  t.is(stored.subarray(0, 4096).some((b) => b !== 0), false, 'nothing before it')
+  t.is(
+    stored.subarray(0, 4096).some((b) => b !== 0),
+    false,
+    'nothing before it',
+  )
   // The SDK's Put Page takes one buffer: no gathering there (the cache snapshots instead).
   const viaSdk = await BlobSource.open({ url: sasUrl, http: 'node', writable: { leaseIdFile: `${smallFile}.lease` } })
   t.is(viaSdk.writeParts, undefined)
@@ -246,13 +250,21 @@ test('a lease held by another writer is waited for (the wait is logged) and take
   t.regex(String(refused?.message), /leased by another writer/)
   // The other writer lets go as soon as this one says it waits: the open then succeeds.
   const lines: string[] = []
-  const logger = pino({ level: 'info' }, { write: (line: string) => {
-    lines.push(line)
-    if (line.includes('waiting for the lease')) void other.releaseLease()
-  } })
+  const logger = pino(
+    { level: 'info' },
+    {
+      write: (line: string) => {
+        lines.push(line)
+        if (line.includes('waiting for the lease')) void other.releaseLease()
+      },
+    },
+  )
   const src = await BlobSource.open({ url: sasUrl, logger, writable: { leaseIdFile, leaseWaitMs: 30_000 } })
   try {
-    t.true(lines.some((l) => l.includes('the blob is leased by another writer; waiting')), 'the wait is logged')
+    t.true(
+      lines.some((l) => l.includes('the blob is leased by another writer; waiting')),
+      'the wait is logged',
+    )
     t.true(lines.some((l) => l.includes('lease held')))
     await src.write(0, Buffer.alloc(512, 1))
     t.true((await src.read(0, 512)).equals(Buffer.alloc(512, 1)))
@@ -267,7 +279,14 @@ test('waiting for a lease ends at once when the caller aborts', async (t) => {
   const other = az.service.getContainerClient('private').getBlobClient(name).getBlobLeaseClient()
   await other.acquireLease(-1)
   const ac = new AbortController()
-  const logger = pino({ level: 'info' }, { write: (line: string) => { if (line.includes('waiting for the lease')) ac.abort() } })
+  const logger = pino(
+    { level: 'info' },
+    {
+      write: (line: string) => {
+        if (line.includes('waiting for the lease')) ac.abort()
+      },
+    },
+  )
   const started = Date.now()
   const err = await t.throwsAsync(BlobSource.open({ url: sasUrl, logger, signal: ac.signal, writable: { leaseIdFile: path.join(dir, `lease-${name}`), leaseWaitMs: 60_000 } }))
   t.true(Date.now() - started < 10_000, `ended after ${Date.now() - started} ms`)

@@ -67,8 +67,18 @@ test('a write across blocks is written back joined, in 512-aligned pieces of at 
   const early = src.writeLog.length - before
   t.true(early >= 1, 'whole 4 MiB pieces went out before the flush')
   await roomy.flush()
-  t.deepEqual(src.writeLog.slice(before).map((w) => w.length).sort((a, b) => a - b), [1024 * KiB, 4096 * KiB, 4096 * KiB])
-  t.deepEqual(src.writeLog.slice(before + early).map((w) => w.length), [1024 * KiB], 'the flush wrote the tail only')
+  t.deepEqual(
+    src.writeLog
+      .slice(before)
+      .map((w) => w.length)
+      .sort((a, b) => a - b),
+    [1024 * KiB, 4096 * KiB, 4096 * KiB],
+  )
+  t.deepEqual(
+    src.writeLog.slice(before + early).map((w) => w.length),
+    [1024 * KiB],
+    'the flush wrote the tail only',
+  )
   sameBytes(t, src.bytes.subarray(4 * 1024 * KiB, 13 * 1024 * KiB), big)
   // A write that does not cover whole sectors reads them first.
   await roomy.write(14 * 1024 * KiB + 100, Buffer.from('x'))
@@ -117,7 +127,11 @@ test('short of memory, whole 4 MiB pieces are written back first and the gaps of
   const early = src.writeLog.map((w) => w.length / MiB)
   await cache.flush()
   t.true(early.length > 0, 'memory ran short: something was written back before the flush')
-  t.deepEqual(early.filter((n) => n !== 4), [], `written back before the flush (MiB): ${early.join(', ')}`)
+  t.deepEqual(
+    early.filter((n) => n !== 4),
+    [],
+    `written back before the flush (MiB): ${early.join(', ')}`,
+  )
   sameBytes(t, src.bytes.subarray(0, 12 * MiB), data)
   await cache.close()
 })
@@ -161,7 +175,11 @@ test('the timer writes dirty data back without a flush', async (t) => {
   const data = randomBytes(512)
   const started = Date.now()
   await cache.write(0, data)
-  const at = await within(5000, 'the write-back by the timer', src.writesLanded(1).then(() => Date.now()))
+  const at = await within(
+    5000,
+    'the write-back by the timer',
+    src.writesLanded(1).then(() => Date.now()),
+  )
   t.true(at - started >= 40, `written back by the timer after ${at - started} ms, not at once`)
   t.deepEqual(src.bytes.subarray(0, 512), data)
   await cache.close()

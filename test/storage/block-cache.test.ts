@@ -47,8 +47,18 @@ test('random reads across block boundaries return exactly the source bytes', asy
   const cache = new BlockCache(source, { blockSize: BS, memoryBytes: 6 * BS, readaheadBlocks: 2 })
   const size = source.size
   const ranges: [number, number][] = [
-    [0, 1], [BS - 1, 2], [BS - 1, BS + 2], [3 * BS - 10, 2 * BS + 20], [size - 1, 1], [size - 1000, 1000],
-    [size - BS - 5, BS + 5], [19 * BS, 1000], [0, size], [7 * BS + 17, 4 * BS], [0, 0], [size, 0],
+    [0, 1],
+    [BS - 1, 2],
+    [BS - 1, BS + 2],
+    [3 * BS - 10, 2 * BS + 20],
+    [size - 1, 1],
+    [size - 1000, 1000],
+    [size - BS - 5, BS + 5],
+    [19 * BS, 1000],
+    [0, size],
+    [7 * BS + 17, 4 * BS],
+    [0, 0],
+    [size, 0],
   ]
   for (let i = 0; i < 400; i++) {
     const off = randInt(size)
@@ -92,7 +102,11 @@ test('concurrent readers of one missing range cause one source read, and readers
   t.is(source.reads, 1, 'one fetch for 32 readers')
   t.is(cache.stats().misses, 1)
   // Spread over block 7, 2 KiB each, all at once: each 4 KiB unit is fetched once.
-  const spread = await within(10_000, 'spread readers', Promise.all(Array.from({ length: 32 }, (_, i) => cache.read(7 * BS + i * 2048, 2048).then((b) => ({ off: 7 * BS + i * 2048, b })))))
+  const spread = await within(
+    10_000,
+    'spread readers',
+    Promise.all(Array.from({ length: 32 }, (_, i) => cache.read(7 * BS + i * 2048, 2048).then((b) => ({ off: 7 * BS + i * 2048, b })))),
+  )
   for (const { off, b } of spread) t.true(b.equals(source.bytes.subarray(off, off + 2048)), `bytes at ${off}`)
   t.deepEqual(overlaps(source.readLog), [])
   // A later read of cached bytes is a hit with no source read.
@@ -118,7 +132,10 @@ test('random 4 KiB reads fetch only the 4 KiB they read: no readahead, amplifica
   t.is(cache.stats().inFlight, 0)
   const s = cache.stats()
   t.is(s.prefetches, 0)
-  t.true(source.readLog.every((r) => r.length === 4096), 'every fetch is one 4 KiB unit')
+  t.true(
+    source.readLog.every((r) => r.length === 4096),
+    'every fetch is one 4 KiB unit',
+  )
   t.true(s.bytesFetched / s.bytesRead <= 1, `amplification ${s.bytesFetched / s.bytesRead}`)
 })
 
@@ -168,7 +185,10 @@ test('a random reader beside a sequential one keeps fetching 4 KiB, and the sequ
       for (const x of source.readLog.slice(before)) if (x.offset >= 20 * BS) randomFetches.push(x.length)
     }
   }
-  t.true(randomFetches.every((l) => l === 4096), `random fetches: ${randomFetches.join(', ')}`)
+  t.true(
+    randomFetches.every((l) => l === 4096),
+    `random fetches: ${randomFetches.join(', ')}`,
+  )
   t.true(cache.stats().prefetches > 0)
 })
 
@@ -183,9 +203,11 @@ test('readahead of a stream that went away is dropped before it is fetched; rand
   t.is(cache.stats().cancelled, 0, 'random reads did not cancel the readahead')
   const queuedAt = source.reads
   // Eight other sequential readers: the oldest stream goes, and its readahead with it.
-  await Promise.all(Array.from({ length: 8 }, async (_, i) => {
-    for (let off = (300 + 20 * i) * BS; off < (300 + 20 * i) * BS + 4 * 64 * KIB; off += 64 * KIB) await cache.read(off, 64 * KIB)
-  }))
+  await Promise.all(
+    Array.from({ length: 8 }, async (_, i) => {
+      for (let off = (300 + 20 * i) * BS; off < (300 + 20 * i) * BS + 4 * 64 * KIB; off += 64 * KIB) await cache.read(off, 64 * KIB)
+    }),
+  )
   const s = cache.stats()
   t.true(s.cancelled > 0, `cancelled ${s.cancelled}`)
   await settled(cache)
@@ -221,11 +243,15 @@ test('memory stays within the budget across a long scan with concurrent readers'
       if (!got.equals(source.bytes.subarray(off, off + 4096))) throw new Error(`wrong bytes at ${off}`)
     }
   }
-  await within(60_000, 'long scan', Promise.all([
-    scan(1000, source.size, 48 * KIB), // unaligned: crosses block boundaries
-    scan(0, source.size, 128 * KIB),
-    random(300),
-  ]))
+  await within(
+    60_000,
+    'long scan',
+    Promise.all([
+      scan(1000, source.size, 48 * KIB), // unaligned: crosses block boundaries
+      scan(0, source.size, 128 * KIB),
+      random(300),
+    ]),
+  )
   const s = cache.stats()
   t.true(s.peakBytes <= budget, `peakBytes ${s.peakBytes} > budget ${budget}`)
   t.true(maxResident <= budget, `resident ${maxResident} > budget ${budget}`)

@@ -35,7 +35,12 @@ export interface Subject {
 
 /** Ranges every source gets wrong first: the edges, unit and block boundaries, the whole. */
 function edgeRanges(size: number): [number, number][] {
-  const r: [number, number][] = [[0, 1], [0, Math.min(size, 4096)], [size - 1, 1], [0, size]]
+  const r: [number, number][] = [
+    [0, 1],
+    [0, Math.min(size, 4096)],
+    [size - 1, 1],
+    [0, size],
+  ]
   for (const edge of [511, 512, 4095, 4096, 65_535, 1_048_575, 4 * 1_048_576 - 3]) {
     if (edge + 2 <= size) r.push([edge, 2], [edge - 1, Math.min(size - edge + 1, 70_001)])
   }
@@ -94,7 +99,9 @@ export function conformance(subject: Subject): void {
       const before = readsBelow?.()
       const refused = async (what: string, call: () => Promise<unknown>) => {
         let p: Promise<unknown> | undefined
-        t.notThrows(() => { p = call() }, `${what}: no synchronous throw`)
+        t.notThrows(() => {
+          p = call()
+        }, `${what}: no synchronous throw`)
         return t.throwsAsync(p!, { instanceOf: RangeError }, what)
       }
       const past = await refused('read past the end', () => source.read(source.size - 1, 2))
@@ -174,7 +181,9 @@ function writableConformance(subject: Subject): void {
       }
       for (const [offset, data] of edits) sameBytes(t, await source.read(offset, data.length), expected.subarray(offset, offset + data.length), `read back at ${offset}`)
       let refused: Promise<void> | undefined
-      t.notThrows(() => { refused = source.write(size - unit, Buffer.alloc(2 * unit)) }, 'a write past the end is a rejected promise, not a synchronous throw')
+      t.notThrows(() => {
+        refused = source.write(size - unit, Buffer.alloc(2 * unit))
+      }, 'a write past the end is a rejected promise, not a synchronous throw')
       const past = await t.throwsAsync(refused!, { instanceOf: RangeError })
       t.regex(past?.message ?? '', /past the end/)
       t.is(source.size, size, 'writes never grow the source')

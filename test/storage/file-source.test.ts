@@ -127,13 +127,23 @@ test('a FIFO, a character device or a socket as the image is refused at once, wi
     const server = createServer()
     await new Promise<void>((resolve) => server.listen(sock, resolve))
     try {
-      for (const [special, writable] of [[fifo, false], [fifo, true], ['/dev/zero', false], ['/dev/tty', false], [sock, false]] as const) {
+      for (const [special, writable] of [
+        [fifo, false],
+        [fifo, true],
+        ['/dev/zero', false],
+        ['/dev/tty', false],
+        [sock, false],
+      ] as const) {
         const started = Date.now()
         // Nothing writes to the FIFO: an open() that waits for a writer would hang here.
-        const err = await t.throwsAsync(Promise.race([
-          openSource(special, writable ? { writable: { leaseIdFile: path.join(dir, 'lease') } } : {}),
-          new Promise((_, reject) => setTimeout(() => reject(new Error(`opening ${special} blocked`)), 3000)),
-        ]), { instanceOf: StorageError }, special)
+        const err = await t.throwsAsync(
+          Promise.race([
+            openSource(special, writable ? { writable: { leaseIdFile: path.join(dir, 'lease') } } : {}),
+            new Promise((_, reject) => setTimeout(() => reject(new Error(`opening ${special} blocked`)), 3000)),
+          ]),
+          { instanceOf: StorageError },
+          special,
+        )
         t.is(err?.code, 'STORAGE_NOT_A_FILE', special)
         t.regex(err?.message ?? '', /not a regular file or block device/)
         t.true(Date.now() - started < 1000, `${special} refused in ${Date.now() - started} ms`)

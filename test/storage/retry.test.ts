@@ -14,7 +14,10 @@ async function blobServer(t: import('ava').ExecutionContext, answer: (n: number,
     answer(seen.length - 1, req, res)
   })
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
-  t.teardown(() => { server.closeAllConnections(); server.close() })
+  t.teardown(() => {
+    server.closeAllConnections()
+    server.close()
+  })
   return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/devstoreaccount1/c/image.img?sv=1&sig=x`, seen }
 }
 
@@ -41,9 +44,13 @@ test('a refusal (404) is not retried', async (t) => {
 })
 
 test('no answer at all: STORAGE_TIMEOUT once the retry budget is spent, within budget + one attempt', async (t) => {
-  const s = await blobServer(t, () => { /* never answers */ })
+  const s = await blobServer(t, () => {
+    /* never answers */
+  })
   const started = Date.now()
-  const err = await t.throwsAsync(BlobSource.open({ url: s.url, retry: { attemptTimeoutMs: 300, budgetMs: 1500, maxTries: 50, baseDelayMs: 50, maxDelayMs: 200 } }), { instanceOf: StorageError })
+  const err = await t.throwsAsync(BlobSource.open({ url: s.url, retry: { attemptTimeoutMs: 300, budgetMs: 1500, maxTries: 50, baseDelayMs: 50, maxDelayMs: 200 } }), {
+    instanceOf: StorageError,
+  })
   const took = Date.now() - started
   t.is(err?.code, 'STORAGE_TIMEOUT', err?.message)
   t.true(took >= 1300 && took < 1500 + 300 + 1000, `gave up after ${took} ms`)

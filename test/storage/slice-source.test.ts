@@ -14,7 +14,7 @@ conformance({
   },
 })
 
-test('a slice asks the inner source for its window at the slice\'s offset', async (t) => {
+test("a slice asks the inner source for its window at the slice's offset", async (t) => {
   const inner = new MemorySource(100_000)
   const slice = new SliceSource(inner, 16_384, 50_000)
   t.is(slice.size, 50_000)

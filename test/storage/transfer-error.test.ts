@@ -4,7 +4,11 @@ import { storageError } from '../../src/storage/blob-source.js'
 
 test('a failed exchange is a RestError the storage errors and retries read: status, x-ms-error-code, Retry-After; no SAS', (t) => {
   const url = 'https://acct.blob.core.windows.net/c/b?sv=1&sig=SECRET'
-  const err = outcomeError({ curlCode: 0, status: 429, bytes: 0, headers: 'HTTP/1.1 429 Too Many Requests\r\nx-ms-error-code: TooManyRequests\r\nRetry-After: 3\r\n\r\n' }, 'GET', url)
+  const err = outcomeError(
+    { curlCode: 0, status: 429, bytes: 0, headers: 'HTTP/1.1 429 Too Many Requests\r\nx-ms-error-code: TooManyRequests\r\nRetry-After: 3\r\n\r\n' },
+    'GET',
+    url,
+  )
   t.is(err.statusCode, 429)
   t.is(err.code, 'TooManyRequests')
   t.is(err.response?.headers.get('retry-after'), '3')

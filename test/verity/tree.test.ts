@@ -12,7 +12,13 @@ import { veritysetupFormat, veritysetupVerify } from '../helpers/verity.js'
 
 async function buildInMemory(data: Buffer, o: { salt?: Buffer; uuid?: string } = {}) {
   const chunks: { offset: number; bytes: Buffer }[] = []
-  const built = await writeHashTree(new MemorySource(data), async (offset, bytes) => { chunks.push({ offset, bytes: Buffer.from(bytes) }) }, o)
+  const built = await writeHashTree(
+    new MemorySource(data),
+    async (offset, bytes) => {
+      chunks.push({ offset, bytes: Buffer.from(bytes) })
+    },
+    o,
+  )
   const area = Buffer.alloc(built.geometry.hashAreaBytes)
   for (const c of chunks) c.bytes.copy(area, c.offset)
   return { ...built, area }
@@ -48,7 +54,9 @@ test('a tree encfs writes after the data in the same file passes veritysetup ver
     const data = randomBytes(300 * 4096)
     await writeFile(file, data)
     const fh = await open(file, 'r+')
-    const built = await writeHashTree(new MemorySource(data), async (offset, bytes) => { await fh.write(bytes, 0, bytes.length, data.length + offset) })
+    const built = await writeHashTree(new MemorySource(data), async (offset, bytes) => {
+      await fh.write(bytes, 0, bytes.length, data.length + offset)
+    })
     await fh.close()
     t.is((await veritysetupVerify(file, file, built.rootHash, { hashOffset: data.length, dataBlocks: 300 })).code, 0)
     t.is(appendedDataBlocks(data.length + built.geometry.hashAreaBytes), 300, 'the data size is found back from the file size')
@@ -61,7 +69,7 @@ test('a tree encfs writes after the data in the same file passes veritysetup ver
   }
 })
 
-test('superblock: parse(encode(x)) is x, and veritysetup\'s own is read', async (t) => {
+test("superblock: parse(encode(x)) is x, and veritysetup's own is read", async (t) => {
   const sb = newSuperblock(12345)
   const back = parseSuperblock(encodeSuperblock(sb), 'test')
   t.deepEqual(back, sb)
@@ -89,13 +97,60 @@ function codeOf(f: () => unknown): string | undefined {
 
 test('superblocks encfs does not verify are refused with what to do', (t) => {
   const good = encodeSuperblock(newSuperblock(10))
-  const edit = (f: (b: Buffer) => void) => { const b = Buffer.from(good); f(b); return b }
-  t.is(codeOf(() => parseSuperblock(Buffer.alloc(512), 'x')), 'VERITY_NO_SUPERBLOCK')
-  t.regex(t.throws(() => parseSuperblock(edit((b) => b.write('sha1\0\0', 32, 'latin1')), 'x'))!.message, /hash algorithm "sha1".*--hash sha256/)
-  t.regex(t.throws(() => parseSuperblock(edit((b) => b.writeUInt32LE(0, 12)), 'x'))!.message, /hash type 0/)
-  t.regex(t.throws(() => parseSuperblock(edit((b) => b.writeUInt32LE(512, 64)), 'x'))!.message, /512-byte data blocks/)
-  t.is(codeOf(() => parseSuperblock(edit((b) => b.writeBigUInt64LE(0n, 72)), 'x')), 'VERITY_BAD_SUPERBLOCK')
-  t.is(codeOf(() => parseSuperblock(edit((b) => b.writeUInt16LE(300, 80)), 'x')), 'VERITY_BAD_SUPERBLOCK')
+  const edit = (f: (b: Buffer) => void) => {
+    const b = Buffer.from(good)
+    f(b)
+    return b
+  }
+  t.is(
+    codeOf(() => parseSuperblock(Buffer.alloc(512), 'x')),
+    'VERITY_NO_SUPERBLOCK',
+  )
+  t.regex(
+    t.throws(() =>
+      parseSuperblock(
+        edit((b) => b.write('sha1\0\0', 32, 'latin1')),
+        'x',
+      ),
+    )!.message,
+    /hash algorithm "sha1".*--hash sha256/,
+  )
+  t.regex(
+    t.throws(() =>
+      parseSuperblock(
+        edit((b) => b.writeUInt32LE(0, 12)),
+        'x',
+      ),
+    )!.message,
+    /hash type 0/,
+  )
+  t.regex(
+    t.throws(() =>
+      parseSuperblock(
+        edit((b) => b.writeUInt32LE(512, 64)),
+        'x',
+      ),
+    )!.message,
+    /512-byte data blocks/,
+  )
+  t.is(
+    codeOf(() =>
+      parseSuperblock(
+        edit((b) => b.writeBigUInt64LE(0n, 72)),
+        'x',
+      ),
+    ),
+    'VERITY_BAD_SUPERBLOCK',
+  )
+  t.is(
+    codeOf(() =>
+      parseSuperblock(
+        edit((b) => b.writeUInt16LE(300, 80)),
+        'x',
+      ),
+    ),
+    'VERITY_BAD_SUPERBLOCK',
+  )
 })
 
 test('geometry: levels and sizes as the kernel counts them', (t) => {

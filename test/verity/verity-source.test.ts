@@ -14,7 +14,11 @@ import { veritysetupFormat } from '../helpers/verity.js'
 
 const BLOCKS = 3000 // two levels, 24 level-0 hash blocks
 
-interface Fixture { data: Buffer; area: Buffer; root: Buffer }
+interface Fixture {
+  data: Buffer
+  area: Buffer
+  root: Buffer
+}
 
 /** Data and the hash area real veritysetup made for it (separate files). */
 async function fixture(blocks = BLOCKS): Promise<Fixture> {
@@ -36,7 +40,17 @@ test.before(async () => {
 
 function memoryLogger() {
   const lines: Record<string, unknown>[] = []
-  return { lines, logger: pino({ level: 'debug' }, { write: (s: string) => { lines.push(JSON.parse(s) as Record<string, unknown>) } }) }
+  return {
+    lines,
+    logger: pino(
+      { level: 'debug' },
+      {
+        write: (s: string) => {
+          lines.push(JSON.parse(s) as Record<string, unknown>)
+        },
+      },
+    ),
+  }
 }
 
 function open(data: Buffer, area: Buffer, root: Buffer, extra: Partial<Parameters<typeof VeritySource.open>[2]> = {}) {
@@ -59,7 +73,12 @@ conformance({
     const { opened, dataSource, hashSource } = open(f.data, f.area, f.root)
     const verity = await opened
     const cache = BlockCache.over(verity, { blockSize: 1024 * 1024, memoryBytes: 4 * 1024 * 1024, readaheadBlocks: 1 })
-    return { source: new IntactReads(cache, verity), bytes: f.data, readsBelow: () => dataSource.reads + hashSource.reads, closedBelow: () => dataSource.closed && hashSource.closed }
+    return {
+      source: new IntactReads(cache, verity),
+      bytes: f.data,
+      readsBelow: () => dataSource.reads + hashSource.reads,
+      closedBelow: () => dataSource.closed && hashSource.closed,
+    }
   },
 })
 
@@ -175,7 +194,7 @@ test('a truncated tree or image is refused at open', async (t) => {
   t.is(((await t.throwsAsync(open(f.data.subarray(0, 4096 * 100), f.area, f.root).opened)) as { code?: string }).code, 'VERITY_TRUNCATED')
 })
 
-test('one data block: no tree levels, the root is the block\'s own hash', async (t) => {
+test("one data block: no tree levels, the root is the block's own hash", async (t) => {
   const one = await fixture(1)
   const v = await open(one.data, one.area, one.root).opened
   t.true((await v.read(0, 4096)).equals(one.data))

@@ -13,7 +13,11 @@ export interface SelectOptions {
   simulated?: SimulatedOptions
 }
 
-const exists = (p: string) => access(p).then(() => true, () => false)
+const exists = (p: string) =>
+  access(p).then(
+    () => true,
+    () => false,
+  )
 
 /**
  * The report provider for `--attestation`. `auto` takes the first source present, in the order
@@ -45,5 +49,8 @@ export async function selectProvider(mode: string, o: SelectOptions = {}): Promi
       return provider
     }
   }
-  throw new AttestationError('ATTEST_NO_PROVIDER', `no SEV-SNP report source found (looked for ${candidates.map(([p]) => p).join(', ')}): this is not an SEV-SNP guest, or the device is not mapped into the container. For the local stack use --attestation simulated.`)
+  throw new AttestationError(
+    'ATTEST_NO_PROVIDER',
+    `no SEV-SNP report source found (looked for ${candidates.map(([p]) => p).join(', ')}): this is not an SEV-SNP guest, or the device is not mapped into the container. For the local stack use --attestation simulated.`,
+  )
 }

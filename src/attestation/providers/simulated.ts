@@ -9,7 +9,6 @@ import { REPORT_SIZE, SIGNED_LENGTH } from '../report.js'
 import type { ThimCerts } from '../thim.js'
 import { reportDataBlock, type ReportProvider } from './provider.js'
 
-
 /** Milan-like TCB: bl 3, tee 0, snp 8, ucode 0x73 (the values of the Go test report). */
 export const SIMULATED_TCB = 0x7308000000000003n
 
@@ -47,14 +46,47 @@ async function createState(dir: string): Promise<void> {
     await writeFile(path.join(tmp, 'ca.ext'), ca)
     await writeFile(path.join(tmp, 'leaf.ext'), 'basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\n')
     const subj = (cn: string) => `/CN=${cn}/O=encfs simulated SEV-SNP (not AMD)/OU=Engineering`
-    await openssl(['req', '-x509', '-newkey', 'rsa:4096', '-nodes', '-keyout', 'ark.key', '-out', 'ark.pem', '-subj', subj('ARK-Milan'), '-days', '9125', ...PSS, '-addext', 'basicConstraints=critical,CA:TRUE', '-addext', 'keyUsage=critical,keyCertSign,cRLSign'], tmp)
+    await openssl(
+      [
+        'req',
+        '-x509',
+        '-newkey',
+        'rsa:4096',
+        '-nodes',
+        '-keyout',
+        'ark.key',
+        '-out',
+        'ark.pem',
+        '-subj',
+        subj('ARK-Milan'),
+        '-days',
+        '9125',
+        ...PSS,
+        '-addext',
+        'basicConstraints=critical,CA:TRUE',
+        '-addext',
+        'keyUsage=critical,keyCertSign,cRLSign',
+      ],
+      tmp,
+    )
     await openssl(['req', '-new', '-newkey', 'rsa:4096', '-nodes', '-keyout', 'ask.key', '-out', 'ask.csr', '-subj', subj('SEV-Milan')], tmp)
-    await openssl(['x509', '-req', '-in', 'ask.csr', '-CA', 'ark.pem', '-CAkey', 'ark.key', '-set_serial', '1', '-days', '9125', ...PSS, '-extfile', 'ca.ext', '-out', 'ask.pem'], tmp)
+    await openssl(
+      ['x509', '-req', '-in', 'ask.csr', '-CA', 'ark.pem', '-CAkey', 'ark.key', '-set_serial', '1', '-days', '9125', ...PSS, '-extfile', 'ca.ext', '-out', 'ask.pem'],
+      tmp,
+    )
     await openssl(['genpkey', '-algorithm', 'EC', '-pkeyopt', 'ec_paramgen_curve:secp384r1', '-out', 'vcek.key'], tmp)
     await openssl(['req', '-new', '-key', 'vcek.key', '-out', 'vcek.csr', '-subj', subj('SEV-VCEK')], tmp)
-    await openssl(['x509', '-req', '-in', 'vcek.csr', '-CA', 'ask.pem', '-CAkey', 'ask.key', '-set_serial', '0', '-days', '2555', ...PSS, '-extfile', 'leaf.ext', '-out', 'vcek.pem'], tmp)
+    await openssl(
+      ['x509', '-req', '-in', 'vcek.csr', '-CA', 'ask.pem', '-CAkey', 'ask.key', '-set_serial', '0', '-days', '2555', ...PSS, '-extfile', 'leaf.ext', '-out', 'vcek.pem'],
+      tmp,
+    )
     await writeFile(path.join(tmp, 'chip-id'), randomBytes(64).toString('hex'))
-    await writeFile(path.join(tmp, 'measurement'), createHash('sha384').update(`encfs simulated UVM ${randomBytes(8).toString('hex')}`).digest('hex'))
+    await writeFile(
+      path.join(tmp, 'measurement'),
+      createHash('sha384')
+        .update(`encfs simulated UVM ${randomBytes(8).toString('hex')}`)
+        .digest('hex'),
+    )
     for (const f of ['ark.key', 'ask.key', 'ask.csr', 'vcek.csr', 'ca.ext', 'leaf.ext']) await rm(path.join(tmp, f))
     await rename(tmp, dir).catch(async (err: NodeJS.ErrnoException) => {
       // Someone else finished first: theirs stands.
@@ -77,7 +109,9 @@ async function loadState(dir: string): Promise<State> {
       measurement: Buffer.from((await f('measurement')).trim(), 'hex'),
     }
   } catch (err) {
-    throw new AttestationError('ATTEST_SIMULATOR_FAILED', `the simulated SNP state in ${dir} is incomplete (${(err as Error).message}); remove the directory to make a new one`, { cause: err })
+    throw new AttestationError('ATTEST_SIMULATOR_FAILED', `the simulated SNP state in ${dir} is incomplete (${(err as Error).message}); remove the directory to make a new one`, {
+      cause: err,
+    })
   }
 }
 
@@ -122,7 +156,9 @@ function buildReport(state: State, reportData: Buffer, hostData: Buffer): Buffer
   r.writeBigUInt64LE(SIMULATED_TCB, 0x1f0)
   const sig = sign('sha384', r.subarray(0, SIGNED_LENGTH), { key: state.vcekKey, dsaEncoding: 'ieee-p1363' })
   Buffer.from(sig.subarray(0, 48)).reverse().copy(r, 0x2a0)
-  Buffer.from(sig.subarray(48, 96)).reverse().copy(r, 0x2a0 + 72)
+  Buffer.from(sig.subarray(48, 96))
+    .reverse()
+    .copy(r, 0x2a0 + 72)
   return r
 }
 
@@ -133,14 +169,19 @@ export function simulatedProvider(o: SimulatedOptions = {}): SimulatedProvider {
   let state: Promise<State> | undefined
   const ready = (): Promise<State> => {
     state ??= (async () => {
-      const exists = await readFile(path.join(dir, 'vcek.pem')).then(() => true, () => false)
+      const exists = await readFile(path.join(dir, 'vcek.pem')).then(
+        () => true,
+        () => false,
+      )
       if (!exists) {
         logger.warn({ dir }, 'creating a simulated SEV-SNP chip (ARK, ASK, VCEK); this takes a few seconds once')
         await createState(dir)
       }
       return loadState(dir)
     })()
-    state.catch(() => { state = undefined })
+    state.catch(() => {
+      state = undefined
+    })
     return state
   }
   return {

@@ -20,7 +20,10 @@ export function tsmProvider(root = TSM_REPORT_ROOT): ReportProvider {
         await mkdir(dir)
       } catch (err) {
         const e = err as NodeJS.ErrnoException
-        if (e.code === 'ENOENT') throw new AttestationError('ATTEST_DEVICE_MISSING', `${root} does not exist: the kernel has no configfs-tsm (Linux 6.7+ with configfs mounted at /sys/kernel/config)`, { cause: err })
+        if (e.code === 'ENOENT')
+          throw new AttestationError('ATTEST_DEVICE_MISSING', `${root} does not exist: the kernel has no configfs-tsm (Linux 6.7+ with configfs mounted at /sys/kernel/config)`, {
+            cause: err,
+          })
         throw new AttestationError('ATTEST_DEVICE_FAILED', `cannot create ${dir}: ${e.message}`, { cause: err })
       }
       try {

@@ -53,7 +53,11 @@ function unmet(c: Condition, claims: Record<string, unknown>): string | undefine
   return `${c.claim}: no operator`
 }
 
-const authorityOf = (a: string) => a.replace(/^https?:\/\//, '').replace(/\/+$/, '').toLowerCase()
+const authorityOf = (a: string) =>
+  a
+    .replace(/^https?:\/\//, '')
+    .replace(/\/+$/, '')
+    .toLowerCase()
 
 /** Why the policy does not allow release to a token from `issuer` with `claims`, or undefined if it does. */
 export function policyRefusal(policy: ReleasePolicy, issuer: string, claims: Record<string, unknown>): string | undefined {

@@ -48,7 +48,12 @@ export interface AkvEmulator extends TlsServer {
 /** A refusal in the service's shape; a class, so that a request body can never pass for one. */
 class AzureError {
   readonly body: unknown
-  constructor(readonly status: number, code: string, message: string, inner?: string) {
+  constructor(
+    readonly status: number,
+    code: string,
+    message: string,
+    inner?: string,
+  ) {
     this.body = { error: { code, message, ...(inner ? { innererror: { code: inner } } : {}) } }
   }
 }
@@ -102,7 +107,11 @@ class AkvService {
   url = ''
   signer?: { key: KeyObject; x5c: string[] }
 
-  constructor(private readonly o: AkvEmulatorOptions, readonly audience: string, private readonly logger: Logger) {}
+  constructor(
+    private readonly o: AkvEmulatorOptions,
+    readonly audience: string,
+    private readonly logger: Logger,
+  ) {}
 
   private async authorize(auth: string | undefined): Promise<AzureError | undefined> {
     const token = /^Bearer (.+)$/i.exec(auth ?? '')?.[1]
@@ -140,7 +149,14 @@ class AkvService {
     const stored: StoredKey = { name, version, kty, keyOps: jwk.key_ops ?? [], material, policy, policyData, exportable: true }
     this.keys.set(name, [...(this.keys.get(name) ?? []), stored])
     this.logger.info({ name, version, kty: stored.kty }, 'AKV emulator: key imported')
-    return { status: 200, body: { key: { kid: `${this.url}/keys/${name}/${version}`, kty: stored.kty, key_ops: stored.keyOps }, attributes: { enabled: true, exportable: true }, release_policy: { contentType: 'application/json; charset=utf-8', data: policyData } } }
+    return {
+      status: 200,
+      body: {
+        key: { kid: `${this.url}/keys/${name}/${version}`, kty: stored.kty, key_ops: stored.keyOps },
+        attributes: { enabled: true, exportable: true },
+        release_policy: { contentType: 'application/json; charset=utf-8', data: policyData },
+      },
+    }
   }
 
   /** The MAA token's claims once its signature verifies with the issuer's published key. */
@@ -165,7 +181,8 @@ class AkvService {
     const verified = await this.verifiedClaims(req.target)
     if (verified instanceof AzureError) return verified
     const refusal = policyRefusal(stored.policy, verified.issuer, verified.claims)
-    if (refusal) return azureError(403, 'Forbidden', `Target environment attestation statement cannot be verified. The key release policy is not satisfied: ${refusal}`, 'AccessDenied')
+    if (refusal)
+      return azureError(403, 'Forbidden', `Target environment attestation statement cannot be verified. The key release policy is not satisfied: ${refusal}`, 'AccessDenied')
     const runtimeJwk = ((verified.claims['x-ms-runtime'] as { keys?: JsonWebKey[] } | undefined)?.keys ?? [])[0]
     if (!runtimeJwk) return azureError(400, 'BadParameter', 'the attestation token has no x-ms-runtime.keys[0] to wrap the key to')
     const enc = req.enc ?? 'CKM_RSA_AES_KEY_WRAP'
@@ -187,7 +204,13 @@ class AkvService {
     const keyHsm = b64url(JSON.stringify({ schema_version: '1.0', header: { kid, alg: 'dir', enc }, ciphertext: b64url(blob) }))
     const payload = {
       request: { 'api-version': '7.4', enc, kid },
-      response: { key: { attributes: { enabled: true, exportable: true }, key: { kid, kty: stored.kty, key_ops: stored.keyOps, key_hsm: keyHsm }, release_policy: { contentType: 'application/json; charset=utf-8', data: stored.policyData } } },
+      response: {
+        key: {
+          attributes: { enabled: true, exportable: true },
+          key: { kid, kty: stored.kty, key_ops: stored.keyOps, key_hsm: keyHsm },
+          release_policy: { contentType: 'application/json; charset=utf-8', data: stored.policyData },
+        },
+      },
     }
     return new CompactSign(Buffer.from(JSON.stringify(payload))).setProtectedHeader({ alg: 'RS256', x5c: this.signer!.x5c }).sign(this.signer!.key)
   }
@@ -202,9 +225,12 @@ class AkvService {
     if (denied) return sendJson(res, denied.status, denied.body)
     const [, name, version, isRelease] = m
     if (req.method === 'PUT' && !isRelease) this.imports.push({ name: name!, apiVersion: url.searchParams.get('api-version')!, body: body.toString() })
-    const answer = req.method === 'PUT' && !isRelease ? await this.importKey(name!, body)
-      : req.method === 'POST' && isRelease ? await this.release(name!, version, body)
-        : azureError(405, 'MethodNotAllowed', `${req.method} is not supported here`)
+    const answer =
+      req.method === 'PUT' && !isRelease
+        ? await this.importKey(name!, body)
+        : req.method === 'POST' && isRelease
+          ? await this.release(name!, version, body)
+          : azureError(405, 'MethodNotAllowed', `${req.method} is not supported here`)
     if (answer.status >= 400) this.logger.warn({ status: answer.status, error: answer.body }, 'AKV emulator: request refused')
     sendJson(res, answer.status, answer.body)
   }
@@ -225,5 +251,12 @@ export async function startAkvEmulator(o: AkvEmulatorOptions): Promise<AkvEmulat
     key: createPrivateKey(server.pki.keyPem),
     x5c: [new X509Certificate(server.pki.certPem).raw.toString('base64'), new X509Certificate(server.pki.caPem).raw.toString('base64')],
   }
-  return { ...server, audience: service.audience, imports: service.imports, get releases() { return service.releases } }
+  return {
+    ...server,
+    audience: service.audience,
+    imports: service.imports,
+    get releases() {
+      return service.releases
+    },
+  }
 }

@@ -1,7 +1,6 @@
 import { constants, createCipheriv, publicEncrypt, randomBytes, type KeyObject } from 'node:crypto'
 import { OAEP_HASH } from '../../skr/unwrap.js'
 
-
 /** What the HSM does on release: RSA-OAEP of a fresh AES-256 KEK, then AES key wrap with padding of the key. */
 export function wrapForRelease(material: Buffer, enc: string, runtimeKey: KeyObject): Buffer {
   const hash = OAEP_HASH[enc]

@@ -35,23 +35,39 @@ export async function startImdsEmulator(authority: TokenAuthority, o: { port?: n
       return send(failures.status, { error: 'temporarily_unavailable', error_description: 'injected failure' })
     }
     const resource = url.searchParams.get('resource')
-    if (!resource) return send(400, { error: 'invalid_request', error_description: 'Required query variable \'resource\' is missing' })
+    if (!resource) return send(400, { error: 'invalid_request', error_description: "Required query variable 'resource' is missing" })
     const clientId = url.searchParams.get('client_id') ?? url.searchParams.get('mi_res_id') ?? o.defaultClientId ?? 'system-assigned'
-    authority.issue(resource, clientId).then(({ token, expiresOn }) => {
-      logger.info({ resource, clientId }, 'IMDS emulator: token issued')
-      send(200, { access_token: token, refresh_token: '', expires_in: '3600', expires_on: String(expiresOn), not_before: String(expiresOn - 3600), resource, token_type: 'Bearer' })
-    }, (err: Error) => send(500, { error: 'server_error', error_description: err.message }))
+    authority.issue(resource, clientId).then(
+      ({ token, expiresOn }) => {
+        logger.info({ resource, clientId }, 'IMDS emulator: token issued')
+        send(200, {
+          access_token: token,
+          refresh_token: '',
+          expires_in: '3600',
+          expires_on: String(expiresOn),
+          not_before: String(expiresOn - 3600),
+          resource,
+          token_type: 'Bearer',
+        })
+      },
+      (err: Error) => send(500, { error: 'server_error', error_description: err.message }),
+    )
   })
   await new Promise<void>((resolve) => server.listen(o.port ?? 0, '127.0.0.1', resolve))
   const endpoint = `127.0.0.1:${(server.address() as AddressInfo).port}`
   return {
     endpoint,
     url: `http://${endpoint}`,
-    get requests() { return state.requests },
-    failNext: (n, status) => { failures = { n, status } },
-    stop: () => new Promise<void>((resolve) => {
-      server.closeAllConnections()
-      server.close(() => resolve())
-    }),
+    get requests() {
+      return state.requests
+    },
+    failNext: (n, status) => {
+      failures = { n, status }
+    },
+    stop: () =>
+      new Promise<void>((resolve) => {
+        server.closeAllConnections()
+        server.close(() => resolve())
+      }),
   }
 }

@@ -75,7 +75,8 @@ function readAttestRequest(body: Buffer): AttestRequest | { status: number; body
 export async function startMaaEmulator(o: MaaEmulatorOptions = {}): Promise<MaaEmulator> {
   const logger = o.logger ?? silentLogger
   const { privateKey, publicKey } = await new Promise<{ privateKey: KeyObject; publicKey: KeyObject }>((resolve, reject) =>
-    generateKeyPair('rsa', { modulusLength: 2048 }, (err, pub, priv) => (err ? reject(err) : resolve({ privateKey: priv, publicKey: pub }))))
+    generateKeyPair('rsa', { modulusLength: 2048 }, (err, pub, priv) => (err ? reject(err) : resolve({ privateKey: priv, publicKey: pub }))),
+  )
   const jwk = await exportJWK(publicKey)
   const kid = await calculateJwkThumbprint(jwk)
   const published: JWK = { ...jwk, kid, alg: 'RS256', use: 'sig' }
@@ -118,33 +119,43 @@ export async function startMaaEmulator(o: MaaEmulatorOptions = {}): Promise<MaaE
     return { status: 200, body: { token } }
   }
 
-  server = await startTlsServer(async (req, body, res) => {
-    const url = new URL(req.url ?? '/', 'https://x')
-    if (req.method === 'GET' && url.pathname === '/certs') return sendJson(res, 200, { keys: [published] })
-    if (req.method === 'GET' && url.pathname === '/.well-known/openid-configuration') {
-      return sendJson(res, 200, { issuer: server!.url, jwks_uri: `${server!.url}/certs`, id_token_signing_alg_values_supported: ['RS256'] })
-    }
-    if (req.method === 'POST' && /^\/attest\/SevSnpVm$/i.test(url.pathname)) {
-      attestCount++
-      lastUserAgent = req.headers['user-agent']
-      if (failures.n > 0) {
-        failures.n--
-        return sendJson(res, failures.status, { error: { code: 'ServiceUnavailable', message: 'injected failure' } })
+  server = await startTlsServer(
+    async (req, body, res) => {
+      const url = new URL(req.url ?? '/', 'https://x')
+      if (req.method === 'GET' && url.pathname === '/certs') return sendJson(res, 200, { keys: [published] })
+      if (req.method === 'GET' && url.pathname === '/.well-known/openid-configuration') {
+        return sendJson(res, 200, { issuer: server!.url, jwks_uri: `${server!.url}/certs`, id_token_signing_alg_values_supported: ['RS256'] })
       }
-      if (!url.searchParams.get('api-version')) return sendJson(res, 400, { error: { code: 'MissingApiVersionParameter', message: 'The api-version query parameter is required' } })
-      const answer = await attest(body)
-      if (answer.status !== 200) logger.warn({ answer: answer.body }, 'MAA emulator: attestation refused')
-      return sendJson(res, answer.status, answer.body)
-    }
-    sendJson(res, 404, { error: { code: 'NotFound', message: `${req.method} ${url.pathname}` } })
-  }, { port: o.port, pki: o.pki, name: 'MAA' })
+      if (req.method === 'POST' && /^\/attest\/SevSnpVm$/i.test(url.pathname)) {
+        attestCount++
+        lastUserAgent = req.headers['user-agent']
+        if (failures.n > 0) {
+          failures.n--
+          return sendJson(res, failures.status, { error: { code: 'ServiceUnavailable', message: 'injected failure' } })
+        }
+        if (!url.searchParams.get('api-version'))
+          return sendJson(res, 400, { error: { code: 'MissingApiVersionParameter', message: 'The api-version query parameter is required' } })
+        const answer = await attest(body)
+        if (answer.status !== 200) logger.warn({ answer: answer.body }, 'MAA emulator: attestation refused')
+        return sendJson(res, answer.status, answer.body)
+      }
+      sendJson(res, 404, { error: { code: 'NotFound', message: `${req.method} ${url.pathname}` } })
+    },
+    { port: o.port, pki: o.pki, name: 'MAA' },
+  )
 
   const tls = server
   return {
     ...tls,
     jwks: () => ({ keys: [published] }),
-    failNext: (n: number, status: number) => { failures = { n, status } },
-    get attestCount() { return attestCount },
-    get lastUserAgent() { return lastUserAgent },
+    failNext: (n: number, status: number) => {
+      failures = { n, status }
+    },
+    get attestCount() {
+      return attestCount
+    },
+    get lastUserAgent() {
+      return lastUserAgent
+    },
   }
 }
