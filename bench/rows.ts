@@ -1,5 +1,5 @@
 // One function per bench row: each measures once and returns its rate (and what it saw on the way).
-import { BlobClient, PageBlobClient } from '@azure/storage-blob'
+import { BlobClient, type PageBlobClient } from '@azure/storage-blob'
 import { mkdir, rm } from 'node:fs/promises'
 import path from 'node:path'
 import { execFile } from 'node:child_process'

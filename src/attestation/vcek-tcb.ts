@@ -1,4 +1,4 @@
-import { X509Certificate } from 'node:crypto'
+import type { X509Certificate } from 'node:crypto'
 import { AttestationError } from './errors.js'
 
 // node:crypto does not expose certificate extensions, so the few VCEK ones are read from the

@@ -16,7 +16,7 @@ import { loadSync, type PackageDefinition } from '@grpc/proto-loader'
 import { ReflectionService } from '@grpc/reflection'
 import type { Logger } from '../log/logger.js'
 import { EncfsError } from '../errors/encfs-error.js'
-import { KeyProviderService } from './service.js'
+import type { KeyProviderService } from './service.js'
 import type { CombinedEvidence } from '../attestation/combined.js'
 import { grpcStatusOf } from './status.js'
 

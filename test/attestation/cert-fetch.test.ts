@@ -2,7 +2,7 @@
 import test from 'ava'
 import { createServer, type IncomingMessage, type Server } from 'node:http'
 import { readFileSync } from 'node:fs'
-import { X509Certificate } from 'node:crypto'
+import type { X509Certificate } from 'node:crypto'
 import path from 'node:path'
 import { fetchCertChain, fetchLocalThim, fetchWithRetry } from '../../src/attestation/cert-fetch.js'
 import { Collateral } from '../../src/attestation/collateral.js'

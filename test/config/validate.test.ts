@@ -1,6 +1,6 @@
 import test from 'ava'
 import { validateConfig } from '../../src/config/validate.js'
-import { ConfigError } from '../../src/config/errors.js'
+import type { ConfigError } from '../../src/config/errors.js'
 import { BLOB_URL, asConfigError, rawFs, releaseFs, sampleJson, sampleText } from './fixtures.js'
 
 function invalid(json: unknown, source?: string): ConfigError {

@@ -20,16 +20,16 @@ function reportAddon(): NativeAddon {
 }
 
 /** Firmware status names (include/uapi/linux/psp-sev.h) for the values a report request can return. */
-const FW_STATUS: Record<number, string> = {
-  0x01: 'INVALID_PLATFORM_STATE',
-  0x02: 'INVALID_GUEST_STATE',
-  0x07: 'INVALID_ADDRESS',
-  0x0d: 'INVALID_LENGTH',
-  0x16: 'INVALID_PARAM',
-  0x17: 'RESOURCE_LIMIT',
-  0x1f: 'AEAD_OFLOW',
-  0x27: 'INVALID_KEY',
-}
+const FW_STATUS = new Map<number, string>([
+  [0x01, 'INVALID_PLATFORM_STATE'],
+  [0x02, 'INVALID_GUEST_STATE'],
+  [0x07, 'INVALID_ADDRESS'],
+  [0x0d, 'INVALID_LENGTH'],
+  [0x16, 'INVALID_PARAM'],
+  [0x17, 'RESOURCE_LIMIT'],
+  [0x1f, 'AEAD_OFLOW'],
+  [0x27, 'INVALID_KEY'],
+])
 const VMM_ERROR: Record<number, string> = { 1: 'INVALID_LEN', 2: 'BUSY' }
 
 /** Turns what the addon reports into an error a user can act on. */
@@ -46,10 +46,10 @@ export function deviceError(err: NativeError, name: string, path: string): Attes
       { cause: err },
     )
   }
-  const fw = err.fwError ? ` firmware error 0x${err.fwError.toString(16)} ${FW_STATUS[err.fwError] ?? ''}`.trimEnd() : ''
+  const fw = err.fwError ? ` firmware error 0x${err.fwError.toString(16)} ${FW_STATUS.get(err.fwError) ?? ''}`.trimEnd() : ''
   const vmm = err.vmmError ? ` host error ${VMM_ERROR[err.vmmError] ?? err.vmmError}` : ''
   if (err.errno === 0 && err.status !== 0) {
-    return new AttestationError('ATTEST_FIRMWARE_ERROR', `${path}: the SEV firmware answered status 0x${err.status.toString(16)} ${FW_STATUS[err.status] ?? ''}`.trimEnd(), {
+    return new AttestationError('ATTEST_FIRMWARE_ERROR', `${path}: the SEV firmware answered status 0x${err.status.toString(16)} ${FW_STATUS.get(err.status) ?? ''}`.trimEnd(), {
       cause: err,
     })
   }
