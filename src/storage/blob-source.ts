@@ -75,7 +75,7 @@ export function storageError(err: unknown, o: BlobSourceOptions, what: string): 
     if (status === 412) {
       return new StorageError(
         'STORAGE_BLOB_CHANGED',
-        `${what}: ${url} changed since it was mounted (its ETag no longer matches). ` + 'Refusing to mix two versions of the image: restart remotefs to mount the new version',
+        `${what}: ${url} changed since it was mounted (its ETag no longer matches). Refusing to mix two versions of the image: restart remotefs to mount the new version`,
         { cause: err },
       )
     }

@@ -78,7 +78,7 @@ test("the Go fake-report template parses to the values Go's Test_SNP asserts", (
 
 test('a report of the wrong size is refused the way Go words it, hex input is decoded', (t) => {
   t.throws(() => parseReport(Buffer.alloc(4)), { message: /invalid SNP report size: 4 bytes/ })
-  t.deepEqual(decodeReportInput(Buffer.from(genuine.toString('hex') + '\n')), genuine)
+  t.deepEqual(decodeReportInput(Buffer.from(`${genuine.toString('hex')}\n`)), genuine)
   t.deepEqual(decodeReportInput(genuine), genuine)
   t.throws(() => decodeReportInput(Buffer.from('abcd')), { message: /neither 1184 binary bytes nor 2368 hex digits/ })
   t.is(REPORT_SIZE, 1184)

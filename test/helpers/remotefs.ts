@@ -46,7 +46,7 @@ export interface SidecarOptions {
 
 export async function startSidecar(b64: string | undefined, o: SidecarOptions = {}): Promise<Sidecar> {
   const runtimeDir = o.runtimeDir ?? (await mkdtemp(path.join(os.tmpdir(), 'encfs-rt-')))
-  const logFile = path.join(runtimeDir + '.log')
+  const logFile = path.join(`${runtimeDir}.log`)
   // A restart in the same runtime directory appends to the same log: only this run's lines count.
   const logStart = await stat(logFile).then(
     (st) => st.size,

@@ -3,7 +3,7 @@
 // empty reads, refused ranges, concurrent readers, readInto, close, and for writable sources
 // write, flush and read-back. Each source's test file runs it on its subjects; what is particular
 // to a source stays in its own tests.
-import test, { type ExecutionContext } from 'ava'
+import test from 'ava'
 import { isWritable, readInto, type RangeSource, type WritableRangeSource } from '../../src/storage/range-source.js'
 import { randomFor, type Random } from '../helpers/random.js'
 import { sameBytes } from '../helpers/bytes.js'
