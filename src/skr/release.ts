@@ -56,7 +56,11 @@ export async function releaseKey(o: ReleaseOptions): Promise<ReleasedKey> {
     { endpoint: o.maaEndpoint, ca: o.ca, logger, signal: o.signal, attempts: o.attempts },
   )
 
-  const bearer = o.accessToken || (step('getting a vault token from the identity'), await vaultToken(o.akvEndpoint, o.identity, { logger, signal: o.signal }))
+  let bearer = o.accessToken
+  if (!bearer) {
+    step('getting a vault token from the identity')
+    bearer = await vaultToken(o.akvEndpoint, o.identity, { logger, signal: o.signal })
+  }
   step('requesting the release', { akv: o.akvEndpoint })
   const url = `https://${o.akvEndpoint}/keys/${o.kid}/release?api-version=7.4`
   const res = await request(url, {
