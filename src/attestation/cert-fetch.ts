@@ -1,6 +1,6 @@
 import { X509Certificate } from 'node:crypto'
 import type { Logger } from '../log/logger.js'
-import { request } from '../http/request.js'
+import { request, type Response } from '../http/request.js'
 import { AttestationError } from './errors.js'
 import { parseThimJson, parseTcbm, thimChainPem } from './thim.js'
 import { parsePemChain } from './cert-chain.js'
@@ -38,7 +38,7 @@ const goDelay = (retry: number) => Math.floor(Math.random() * 10 ** retry) * 100
 /** GET with Go's retry rule (408, 429, 5xx and transport errors retried; other statuses fail at once). */
 export async function fetchWithRetry(url: string, o: FetchOptions & { headers?: Record<string, string>; what: string }): Promise<Buffer> {
   const attempts = o.attempts ?? 3
-  let res
+  let res: Response
   try {
     res = await request(url, {
       headers: o.headers,

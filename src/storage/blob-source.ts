@@ -1,4 +1,4 @@
-import { BlobClient, RestError, AnonymousCredential, type BlobLeaseClient } from '@azure/storage-blob'
+import { BlobClient, RestError, AnonymousCredential, type BlobGetPropertiesResponse, type BlobLeaseClient } from '@azure/storage-blob'
 import { randomUUID } from 'node:crypto'
 import { readFile, writeFile, rm } from 'node:fs/promises'
 import type { TokenCredential } from '@azure/identity'
@@ -133,7 +133,7 @@ export class BlobSource extends FillingSource {
     const logger = o.logger ?? silentLogger
     const client = blobClient(o)
     if (o.writable && !o.credential) checkWriteSas(o.url)
-    let props
+    let props: BlobGetPropertiesResponse
     try {
       props = await withStorageRetry(retryContextOf(o, 'opening the image', o.signal), (abortSignal) => client.getProperties({ abortSignal }))
     } catch (err) {

@@ -1,7 +1,7 @@
 import { createHash, generateKeyPair, randomUUID, type KeyObject, type X509Certificate } from 'node:crypto'
 import { SignJWT, exportJWK, calculateJwkThumbprint, type JWK } from 'jose'
 import { silentLogger, type Logger } from '../../log/logger.js'
-import { verifyReport } from '../../attestation/verify.js'
+import { verifyReport, type VerifiedReport } from '../../attestation/verify.js'
 import { maaReportData } from '../../attestation/report-data.js'
 import { startTlsServer, sendJson, type TlsServer } from '../tls-server.js'
 import type { ServerPki } from '../pki.js'
@@ -88,7 +88,7 @@ export async function startMaaEmulator(o: MaaEmulatorOptions = {}): Promise<MaaE
   const attest = async (body: Buffer): Promise<{ status: number; body: unknown }> => {
     const r = readAttestRequest(body)
     if ('status' in r) return r
-    let verified
+    let verified: VerifiedReport
     try {
       verified = verifyReport(decodeUrl64(r.bundle.SnpReport), {
         chain: decodeUrl64(r.bundle.VcekCertChain).toString('utf8'),
