@@ -64,7 +64,10 @@ export class Fuse3FileServer implements FileServer {
       const view = f.source.nativeView?.()
       if (!view) return { name: f.name, size: f.source.size, writable: f.writable }
       let table = server.tables.get(view.cache)
-      if (!table) server.tables.set(view.cache, (table = new addon.Table()))
+      if (!table) {
+        table = new addon.Table()
+        server.tables.set(view.cache, table)
+      }
       server.views[i] = view
       return { name: f.name, size: f.source.size, writable: f.writable, table, offset: view.offset, ...(view.xts ? { xts: view.xts } : {}) }
     })

@@ -16,11 +16,9 @@ export async function attachLoop(run: CommandRunner, file: string, readOnly: boo
     return device
   } catch (err) {
     if (hasCode(err, 'COMMAND_MISSING')) throw err
-    throw new MountError(
-      'LOOP_ATTACH_FAILED',
-      `cannot attach a loop device to ${file}: ${(err as Error).message}. Where loop devices are not allowed, use --mounter fuse2fs.`,
-      { cause: err },
-    )
+    throw new MountError('LOOP_ATTACH_FAILED', `cannot attach a loop device to ${file}: ${(err as Error).message}. Where loop devices are not allowed, use --mounter fuse2fs.`, {
+      cause: err,
+    })
   }
 }
 

@@ -179,7 +179,12 @@ export class BlockCache implements RangeSource {
   stats(): BlockCacheStats {
     let inFlight = 0
     let cached = 0
-    for (const list of this.slots.values()) for (const e of list) e.data ? cached++ : inFlight++
+    for (const list of this.slots.values()) {
+      for (const e of list) {
+        if (e.data) cached++
+        else inFlight++
+      }
+    }
     return { ...this.counters, inFlight, cachedBlocks: cached, bytes: this.usedBytes, dirtyBlocks: this.dirty.size }
   }
 
@@ -220,7 +225,10 @@ export class BlockCache implements RangeSource {
   private insert(e: Extent): void {
     const slot = this.slotOf(e.start)
     let list = this.slots.get(slot)
-    if (!list) this.slots.set(slot, (list = []))
+    if (!list) {
+      list = []
+      this.slots.set(slot, list)
+    }
     let i = list.length
     while (i > 0 && list[i - 1]!.start > e.start) i--
     list.splice(i, 0, e)
@@ -417,7 +425,10 @@ export class BlockCache implements RangeSource {
     if (stream) {
       e.stream = stream.id
       let set = this.ahead.get(stream.id)
-      if (!set) this.ahead.set(stream.id, (set = new Set()))
+      if (!set) {
+        set = new Set()
+        this.ahead.set(stream.id, set)
+      }
       set.add(e)
     }
     this.startFetch(e, prefetch)
@@ -890,7 +901,7 @@ export class WritableBlockCache extends BlockCache implements WritableRangeSourc
       else parts.push(e.data!.subarray(lo, hi))
       pos += hi - lo
       e.uploading++
-      if (e.upload) earlier.push(e.upload)
+      if (e.upload !== undefined) earlier.push(e.upload)
     }
     const send = snapshot ? () => this.writer.write(piece.at, snapshot) : () => this.writer.writeParts!(piece.at, parts)
     const run = async () => {

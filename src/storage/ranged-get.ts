@@ -98,7 +98,8 @@ export class RangedGet implements RangeReader {
         body.on('data', (chunk: Buffer) => {
           if (pos + chunk.length > target.length) {
             body.destroy()
-            reject((overflow = new Error(`the server sent more than the ${target.length - from} bytes asked for`)))
+            overflow = new Error(`the server sent more than the ${target.length - from} bytes asked for`)
+            reject(overflow)
             return
           }
           chunk.copy(target, pos)
