@@ -126,17 +126,22 @@ async function main(): Promise<void> {
       const mp = path.join(parent, 'fs')
       const fs = { mount_point: mp, azure_url: imageUrl, raw_key: img.key.toString('hex'), ...(verity ? { verity: { root_hash: tree.rootHash, hash_url: hashUrl } } : {}) }
       const sidecar = await startSidecar(sidecarArgs([fs]), { args: ['--allow-raw-key'] })
+      let measured: { mbps: number; cpuMs: number }
+      let code: number | null
       try {
         await waitReady(sidecar, [mp])
         const cpu = await cpuMsOf(sidecar.child.pid!)
         const file = path.join(mp, 'big.bin')
         const rate = mbps((await stat(file)).size, await ddRead(file))
-        return { mbps: rate, cpuMs: (await cpuMsOf(sidecar.child.pid!)) - cpu }
+        measured = { mbps: rate, cpuMs: (await cpuMsOf(sidecar.child.pid!)) - cpu }
       } finally {
-        const code = await stopSidecar(sidecar)
+        // Stopped whatever happened; an exit status only matters when the measurement itself went
+        // well (thrown from here it would hide the measurement's own error).
+        code = await stopSidecar(sidecar)
         await rm(sidecar.logFile, { force: true })
-        if (code !== 0) throw new Error(`remotefs exited with ${code}`)
       }
+      if (code !== 0) throw new Error(`remotefs exited with ${code}`)
+      return measured
     }
     if (only.has('mount'))
       await abab(

@@ -7,10 +7,10 @@ export const DEFAULT_FUSE_READAHEAD = 8 * 1024 * 1024
 /** The "major:minor" of the filesystem mounted at `mountpoint`, from /proc/self/mountinfo (no request to the mount itself). */
 export async function mountDevice(mountpoint: string): Promise<string | undefined> {
   const info = await readFile('/proc/self/mountinfo', 'utf8')
-  const unescape = (s: string) => s.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(Number.parseInt(o, 8)))
+  const unescapeOctal = (s: string) => s.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(Number.parseInt(o, 8)))
   for (const line of info.split('\n')) {
     const f = line.split(' ')
-    if (f.length > 4 && unescape(f[4]!) === mountpoint) return f[2]
+    if (f.length > 4 && unescapeOctal(f[4]!) === mountpoint) return f[2]
   }
   return undefined
 }

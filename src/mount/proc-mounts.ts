@@ -8,7 +8,7 @@ export interface MountEntry {
 }
 
 /** /proc/mounts escapes space, tab, newline and backslash as octal. */
-function unescape(field: string): string {
+function unescapeOctal(field: string): string {
   return field.replace(/\\([0-7]{3})/g, (_, oct: string) => String.fromCharCode(parseInt(oct, 8)))
 }
 
@@ -20,7 +20,7 @@ export async function readMounts(): Promise<MountEntry[]> {
     .filter((l) => l.length > 0)
     .map((line) => {
       const [source = '', target = '', fstype = '', options = ''] = line.split(' ')
-      return { source: unescape(source), target: unescape(target), fstype, options }
+      return { source: unescapeOctal(source), target: unescapeOctal(target), fstype, options }
     })
 }
 

@@ -68,7 +68,7 @@ test('retryingCredential gives up after the configured attempts with a clear err
   t.regex(String(err?.message), /after 4 attempts/)
   t.regex(String(err?.message), /Network unreachable/)
   t.regex(String(err?.message), /role on the storage account/)
-  t.is((err?.cause as Error).message, 'ManagedIdentityCredential: Network unreachable')
+  t.is((err?.cause as Error | undefined)?.message, 'ManagedIdentityCredential: Network unreachable')
 })
 
 test('retryingCredential treats a null token as a failure and retries', async (t) => {

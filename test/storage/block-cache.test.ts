@@ -98,7 +98,7 @@ test('concurrent readers of one missing range cause one source read, and readers
   const cache = new BlockCache(source, { blockSize: BS, memoryBytes: 16 * BS })
   const at = 5 * BS + 8192
   const same = await within(10_000, 'readers of one range', Promise.all(Array.from({ length: 32 }, (_, i) => cache.read(at + (i % 4) * 512, 1024))))
-  same.forEach((b, i) => t.true(b.equals(source.bytes.subarray(at + (i % 4) * 512, at + (i % 4) * 512 + 1024))))
+  for (const [i, b] of same.entries()) t.true(b.equals(source.bytes.subarray(at + (i % 4) * 512, at + (i % 4) * 512 + 1024)))
   t.is(source.reads, 1, 'one fetch for 32 readers')
   t.is(cache.stats().misses, 1)
   // Spread over block 7, 2 KiB each, all at once: each 4 KiB unit is fetched once.
