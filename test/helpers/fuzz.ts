@@ -107,6 +107,9 @@ export const mutation: fc.Arbitrary<Mutation> = fc.record({
 export function mutate(base: unknown, mutations: Mutation[]): unknown {
   const copy = JSON.parse(JSON.stringify(base)) as unknown
   for (const m of mutations) {
+    // A copy each time: constantFrom hands out the same [] or {} to several mutations, and adding
+    // one into itself made a cycle that pathsOf followed until the stack overflowed.
+    const value = structuredClone(m.value)
     const paths = pathsOf(copy)
     if (paths.length === 0) break
     const p = paths[m.at % paths.length]!
@@ -118,10 +121,10 @@ export function mutate(base: unknown, mutations: Mutation[]): unknown {
       if (Array.isArray(parent)) parent.splice(Number(last), 1)
       else delete (parent as Record<string, unknown>)[last]
     } else if (m.op === 'add' && typeof target === 'object' && target !== null) {
-      if (Array.isArray(target)) target.push(m.value)
-      else Object.defineProperty(target, m.key, { value: m.value, enumerable: true, writable: true, configurable: true })
+      if (Array.isArray(target)) target.push(value)
+      else Object.defineProperty(target, m.key, { value, enumerable: true, writable: true, configurable: true })
     } else {
-      ;(parent as Record<string, unknown>)[last] = m.value
+      ;(parent as Record<string, unknown>)[last] = value
     }
   }
   return copy
