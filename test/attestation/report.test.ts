@@ -10,7 +10,7 @@ import { VECTORS } from '../helpers/vectors.js'
 
 const DATA = VECTORS
 const read = (rel: string) => readFileSync(path.join(DATA, rel))
-// eslint-disable-next-line @typescript-eslint/no-explicit-any -- test vectors, compared field by field
+// `any`: test vectors, compared field by field (noExplicitAny is off in test/, see docs/code-style.md)
 const fields = JSON.parse(read('snp/report_fields.json').toString()) as Record<string, { fields: Record<string, any>; go_test_asserted_values_Test_SNP?: Record<string, any> }>
 const genuine = read('snp/snp_report.bin')
 const genuineChain = read('snp/uvm_host_amd_certificate.pem').toString()
