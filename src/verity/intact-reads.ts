@@ -1,4 +1,4 @@
-import type { RangeSource } from '../storage/range-source.js'
+import { readInto, type RangeSource } from '../storage/range-source.js'
 import type { NativeView } from '../storage/native-view.js'
 import { VerityMismatchError } from './errors.js'
 
@@ -24,6 +24,16 @@ export class IntactReads implements RangeSource {
     } catch (err) {
       if (!(err instanceof VerityMismatchError) || err.touches(offset, offset + length)) throw err
       return this.verified.read(offset, length, signal)
+    }
+  }
+
+  /** The same into the caller's buffer: the volume decrypts in place, without a buffer and a copy per read. */
+  async readInto(offset: number, target: Buffer, signal?: AbortSignal): Promise<void> {
+    try {
+      await readInto(this.cached, offset, target, signal)
+    } catch (err) {
+      if (!(err instanceof VerityMismatchError) || err.touches(offset, offset + target.length)) throw err
+      await readInto(this.verified, offset, target, signal)
     }
   }
 

@@ -216,6 +216,11 @@ test('under a block cache: a bad block never enters the cache, and its neighbour
   t.true((await image.read(256 * 4096, 44 * 4096)).equals(f.data.subarray(256 * 4096, 300 * 4096)), 'the blocks before it in the cache block')
   t.true((await image.read(301 * 4096, 4096)).equals(f.data.subarray(301 * 4096, 302 * 4096)), 'a block after it')
   t.true((await image.read(0, 1024 * 1024)).equals(f.data.subarray(0, 1024 * 1024)), 'another cache block')
+  // readInto (what the volume above uses) reads around the cache the same way.
+  const into = Buffer.alloc(3 * 4096)
+  await image.readInto(302 * 4096, into)
+  t.true(into.equals(f.data.subarray(302 * 4096, 305 * 4096)), 'readInto: blocks after it')
+  await t.throwsAsync(image.readInto(299 * 4096, into), { instanceOf: VerityMismatchError }, 'readInto over the bad block')
   const fetches = dataSource.reads
   await t.throwsAsync(image.read(300 * 4096, 4096))
   t.is(dataSource.reads, fetches, 'a known-bad block is refused without fetching it again')
