@@ -20,6 +20,12 @@ export class BearerToken {
     private readonly scope = STORAGE_SCOPE,
   ) {}
 
+  /** The Authorization header for a request to `url`; as the SDK's bearer policy, never over plain HTTP. */
+  async headerFor(url: string): Promise<string> {
+    if (!/^https:/i.test(url)) throw new Error('Bearer token authentication is not permitted for non-TLS protected (non-https) URLs.')
+    return this.header()
+  }
+
   async header(): Promise<string> {
     const now = Date.now()
     const t = this.token

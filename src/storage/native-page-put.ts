@@ -43,11 +43,7 @@ export class NativePagePut implements PagePut {
     const length = parts.reduce((n, p) => n + p.length, 0)
     // (The addon drops libcurl's "Expect: 100-continue", a round trip before every body over 1 MiB.)
     const headers = [`x-ms-version: ${SERVICE_VERSION}`, 'x-ms-page-write: update', `x-ms-range: bytes=${offset}-${offset + length - 1}`, `x-ms-lease-id: ${o.leaseId}`]
-    if (this.token) {
-      // As the SDK's bearer policy: a token never travels in clear text.
-      if (!/^https:/i.test(this.url)) throw new Error('Bearer token authentication is not permitted for non-TLS protected (non-https) URLs.')
-      headers.push(await this.token.header())
-    }
+    if (this.token) headers.push(await this.token.headerFor(this.url))
     const got = await this.http.send({
       method: 'PUT',
       url: this.url,

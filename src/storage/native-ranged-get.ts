@@ -29,11 +29,7 @@ export class NativeRangedGet implements RangeReader {
   async readInto(offset: number, target: Buffer, o: { etag?: string; signal?: AbortSignal } = {}): Promise<void> {
     const headers = [`x-ms-version: ${SERVICE_VERSION}`]
     if (o.etag) headers.push(`If-Match: ${o.etag}`)
-    if (this.token) {
-      // As the SDK's bearer policy: a token never travels in clear text.
-      if (!/^https:/i.test(this.url)) throw new Error('Bearer token authentication is not permitted for non-TLS protected (non-https) URLs.')
-      headers.push(await this.token.header())
-    }
+    if (this.token) headers.push(await this.token.headerFor(this.url))
     let pos = 0
     for (let attempt = 0; ; attempt++) {
       const last = offset + target.length - 1

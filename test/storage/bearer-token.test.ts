@@ -43,3 +43,11 @@ test('a failing credential fails the request that needs a token, with its error'
   })
   await t.throwsAsync(token.header(), { message: 'no identity here' })
 })
+
+test('a token is never sent over plain HTTP: headerFor refuses an http:// URL without asking for a token', async (t) => {
+  const { c, asked } = credential(3600_000)
+  const token = new BearerToken(c)
+  await t.throwsAsync(token.headerFor('http://127.0.0.1:10000/devstoreaccount1/c/b'), { message: /not permitted for non-TLS/ })
+  t.deepEqual(asked, [])
+  t.is(await token.headerFor('https://acct.blob.core.windows.net/c/b'), 'Authorization: Bearer t1')
+})
