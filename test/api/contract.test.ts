@@ -7,7 +7,6 @@ import { startSkrStack, type SkrStack } from '../helpers/skr-stack.js'
 import { buildApi } from '../../src/api/server.js'
 import { ServiceStatus } from '../../src/api/status.js'
 import { AttestationContext } from '../../src/attestation/context.js'
-import { importKey, releasePolicy } from '../../src/skr/import-key.js'
 import { verifyReport } from '../../src/attestation/verify.js'
 import { maaReportData } from '../../src/attestation/report-data.js'
 
@@ -21,22 +20,8 @@ const status = new ServiceStatus()
 test.before(async () => {
   s = await startSkrStack()
   bearer = (await s.authority.issue(s.akv.audience, 'app')).token
-  await importKey({
-    akvEndpoint: s.akv.endpoint,
-    name: 'app-key',
-    key: { kty: 'oct-HSM', k: octKey.toString('base64url') },
-    policy: releasePolicy(s.maa.endpoint, [[{ claim: 'x-ms-sevsnpvm-hostdata', equals: s.hostData.toString('hex') }]]),
-    bearer,
-    ca: s.ca,
-  })
-  await importKey({
-    akvEndpoint: s.akv.endpoint,
-    name: 'not-for-us',
-    key: { kty: 'oct-HSM', k: octKey.toString('base64url') },
-    policy: releasePolicy(s.maa.endpoint, [[{ claim: 'x-ms-sevsnpvm-is-debuggable', equals: 'true' }]]),
-    bearer,
-    ca: s.ca,
-  })
+  await s.importKey('app-key', octKey)
+  await s.importKey('not-for-us', octKey, [[{ claim: 'x-ms-sevsnpvm-is-debuggable', equals: 'true' }]])
   const logger = pino(
     { level: 'info' },
     {

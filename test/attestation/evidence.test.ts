@@ -11,7 +11,6 @@ import { parseReport } from '../../src/attestation/report.js'
 import type { ReportProvider } from '../../src/attestation/providers/provider.js'
 import { releaseKey } from '../../src/skr/release.js'
 import { Collateral } from '../../src/attestation/collateral.js'
-import { importKey, releasePolicy } from '../../src/skr/import-key.js'
 import { silentLogger } from '../../src/log/logger.js'
 
 let s: SkrStack
@@ -90,14 +89,7 @@ test.serial('/attest/maa retries with a fresh report, and MAA accepts it', async
 test.serial('key release takes the same path: a moved TCB costs one more report, not the release', async (t) => {
   const bearer = (await s.authority.issue(s.akv.audience, 'operator')).token
   const key = randomBytes(32)
-  await importKey({
-    akvEndpoint: s.akv.endpoint,
-    name: 'moving-tcb',
-    key: { kty: 'oct-HSM', k: key.toString('base64url') },
-    policy: releasePolicy(s.maa.endpoint, [[{ claim: 'x-ms-sevsnpvm-hostdata', equals: s.hostData.toString('hex') }]]),
-    bearer,
-    ca: s.ca,
-  })
+  await s.importKey('moving-tcb', key)
   const provider = movingTcb()
   const uvm = { ...s.uvm, hostAmdCertificate: undefined }
   const collateral = new Collateral({ uvm, certcache: { endpoint_type: 'LocalTHIM', endpoint: thimEndpoint } })

@@ -11,7 +11,6 @@ import path from 'node:path'
 import { status } from '@grpc/grpc-js'
 import type { SkrStack } from '../helpers/skr-stack.js'
 import { startImdsEmulator, type ImdsEmulator } from '../../src/emulators/imds/server.js'
-import { importKey, releasePolicy } from '../../src/skr/import-key.js'
 import { E2eFixture, ENCFS_JS, freePort, sidecarArgs, stopSidecar, waitReady, waitUntil, readFromChild, type TestImage } from '../helpers/e2e.js'
 import { keyProviderClients, call, refusal, FIELD, unwrapInput, unwrappedSecret } from '../helpers/keyprovider-client.js'
 import { PACKAGES } from '../../src/keyprovider/server.js'
@@ -31,15 +30,7 @@ test.before(async () => {
   imds = await startImdsEmulator(s.authority)
   e2e.defer(() => imds.stop())
   dir = await e2e.tempDir('encfs-kp-')
-  const bearer = (await s.authority.issue(s.akv.audience, 'operator')).token
-  await importKey({
-    akvEndpoint: s.akv.endpoint,
-    name: 'image-key',
-    key: { ...rsa.privateKey.export({ format: 'jwk' }), kty: 'RSA-HSM' },
-    policy: releasePolicy(s.maa.endpoint, [[{ claim: 'x-ms-sevsnpvm-hostdata', equals: s.hostData.toString('hex') }]]),
-    bearer,
-    ca: s.ca,
-  })
+  await s.importKey('image-key', { ...rsa.privateKey.export({ format: 'jwk' }), kty: 'RSA-HSM' })
   // What the Go set-up script leaves next to a key: the public key and <key>-info.json.
   keyPath = path.join(dir, 'keys', 'image-key')
   await mkdir(path.dirname(keyPath))

@@ -9,7 +9,6 @@ import { E2eFixture, sidecarArgs, stopSidecar, waitReady, readFromChild, leftove
 import { request } from '../../src/http/request.js'
 import type { SkrStack } from '../helpers/skr-stack.js'
 import { startImdsEmulator, type ImdsEmulator } from '../../src/emulators/imds/server.js'
-import { importKey, releasePolicy } from '../../src/skr/import-key.js'
 import { deriveKeyFromRsa } from '../../src/skr/derive.js'
 
 const e2e = new E2eFixture(test)
@@ -30,29 +29,14 @@ test.before(async () => {
   caFile = path.join(s.dir, 'emulator-ca.pem')
   await writeFile(caFile, s.ca.join(''))
   emptyContext = await e2e.tempDir('encfs-ctx-')
-  const bearer = (await s.authority.issue(s.akv.audience, 'operator')).token
   const claims = [
     [
       { claim: 'x-ms-sevsnpvm-hostdata', equals: s.hostData.toString('hex') },
       { claim: 'x-ms-sevsnpvm-is-debuggable', equals: 'false' },
     ],
   ]
-  await importKey({
-    akvEndpoint: s.akv.endpoint,
-    name: 'oct-key',
-    key: { kty: 'oct-HSM', k: octKey.toString('base64url') },
-    policy: releasePolicy(s.maa.endpoint, claims),
-    bearer,
-    ca: s.ca,
-  })
-  await importKey({
-    akvEndpoint: s.akv.endpoint,
-    name: 'rsa-key',
-    key: { ...rsa.export({ format: 'jwk' }), kty: 'RSA-HSM' },
-    policy: releasePolicy(s.maa.endpoint, claims),
-    bearer,
-    ca: s.ca,
-  })
+  await s.importKey('oct-key', octKey, claims)
+  await s.importKey('rsa-key', { ...rsa.export({ format: 'jwk' }), kty: 'RSA-HSM' }, claims)
   oct = await e2e.image({ key: octKey, files: { 'oct.txt': 'released by key vault\n' } })
   derived = await e2e.image({ key: deriveKeyFromRsa(rsa, salt, 'Model Key'), files: { 'rsa.txt': 'derived from an RSA key\n' } })
 })

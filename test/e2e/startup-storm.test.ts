@@ -11,7 +11,6 @@ import { E2eFixture, stopSidecar, waitReady, readFromChild, leftovers, type Side
 import type { SkrStack } from '../helpers/skr-stack.js'
 import { startFaultProxy, type FaultProxy } from '../helpers/fault-proxy.js'
 import { createServerPki } from '../../src/emulators/pki.js'
-import { importKey, releasePolicy } from '../../src/skr/import-key.js'
 
 const PODS = 20
 /** Measured on the 2-core development VM (docs/startup-storms.md): about 25-45 s; the bound leaves room for a loaded machine. */
@@ -37,15 +36,7 @@ test.before(async () => {
   caFile = path.join(s.dir, 'storm-ca.pem')
   await writeFile(caFile, [...s.ca, pki.caPem].join(''))
   emptyContext = await e2e.tempDir('encfs-ctx-')
-  const bearer = (await s.authority.issue(s.akv.audience, 'operator')).token
-  await importKey({
-    akvEndpoint: s.akv.endpoint,
-    name: 'storm-key',
-    key: { kty: 'oct-HSM', k: octKey.toString('base64url') },
-    policy: releasePolicy(s.maa.endpoint, [[{ claim: 'x-ms-sevsnpvm-hostdata', equals: s.hostData.toString('hex') }]]),
-    bearer,
-    ca: s.ca,
-  })
+  await s.importKey('storm-key', octKey)
   img = await e2e.image({ key: octKey, files: { 'hello.txt': 'mounted in a storm\n' } })
 })
 

@@ -10,6 +10,7 @@ import { parsePemChain } from '../../src/attestation/cert-chain.js'
 import { thimChainPem } from '../../src/attestation/thim.js'
 import { Collateral } from '../../src/attestation/collateral.js'
 import type { UvmInformation } from '../../src/attestation/uvm-info.js'
+import { importKey, releasePolicy, type ReleasePolicyClaim } from '../../src/skr/import-key.js'
 
 export interface SkrStack {
   dir: string
@@ -23,6 +24,11 @@ export interface SkrStack {
   uvm: UvmInformation
   collateral: Collateral
   ca: string[]
+  /**
+   * Imports `key` (a JWK, or the bytes of an oct key) into the Key Vault emulator as an operator,
+   * releasable to this pod (its HOST_DATA) unless other claim groups are given.
+   */
+  importKey(name: string, key: Record<string, unknown> | Buffer, claims?: ReleasePolicyClaim[][]): Promise<void>
   stop(): Promise<void>
 }
 
@@ -48,6 +54,11 @@ export async function startSkrStack(o: { managedHsm?: boolean } = {}): Promise<S
     uvm,
     collateral: new Collateral({ uvm }),
     ca: [maa.caPem, akv.caPem],
+    async importKey(name, key, claims = [[{ claim: 'x-ms-sevsnpvm-hostdata', equals: hostData.toString('hex') }]]) {
+      const bearer = (await authority.issue(akv.audience, 'operator')).token
+      const jwk = Buffer.isBuffer(key) ? { kty: 'oct-HSM', k: key.toString('base64url') } : key
+      await importKey({ akvEndpoint: akv.endpoint, name, key: jwk, policy: releasePolicy(maa.endpoint, claims), bearer, ca: [maa.caPem, akv.caPem] })
+    },
     async stop() {
       await akv.stop()
       await maa.stop()

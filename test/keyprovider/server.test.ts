@@ -10,7 +10,6 @@ import { credentials, loadPackageDefinition, status, type GrpcObject, type Servi
 import { loadSync } from '@grpc/proto-loader'
 import { startSkrStack, type SkrStack } from '../helpers/skr-stack.js'
 import { startImdsEmulator, type ImdsEmulator } from '../../src/emulators/imds/server.js'
-import { importKey, releasePolicy } from '../../src/skr/import-key.js'
 import { AttestationContext } from '../../src/attestation/context.js'
 import { verifyReport } from '../../src/attestation/verify.js'
 import { maaReportData } from '../../src/attestation/report-data.js'
@@ -36,32 +35,10 @@ test.before(async () => {
   imds = await startImdsEmulator(s.authority)
   // UnWrapKey releases with the pod's identity, as skr does (no bearer token in the request).
   process.env.AZURE_POD_IDENTITY_AUTHORITY_HOST = imds.url
-  const bearer = (await s.authority.issue(s.akv.audience, 'operator')).token
   const ours = [[{ claim: 'x-ms-sevsnpvm-hostdata', equals: s.hostData.toString('hex') }]]
-  await importKey({
-    akvEndpoint: s.akv.endpoint,
-    name: 'wrapping-key',
-    key: { ...rsa.privateKey.export({ format: 'jwk' }), kty: 'RSA-HSM' },
-    policy: releasePolicy(s.maa.endpoint, ours),
-    bearer,
-    ca: s.ca,
-  })
-  await importKey({
-    akvEndpoint: s.akv.endpoint,
-    name: 'debug-only-key',
-    key: { ...strict.privateKey.export({ format: 'jwk' }), kty: 'RSA-HSM' },
-    policy: releasePolicy(s.maa.endpoint, [[{ claim: 'x-ms-sevsnpvm-is-debuggable', equals: 'true' }]]),
-    bearer,
-    ca: s.ca,
-  })
-  await importKey({
-    akvEndpoint: s.akv.endpoint,
-    name: 'oct-key',
-    key: { kty: 'oct-HSM', k: oct.toString('base64url') },
-    policy: releasePolicy(s.maa.endpoint, ours),
-    bearer,
-    ca: s.ca,
-  })
+  await s.importKey('wrapping-key', { ...rsa.privateKey.export({ format: 'jwk' }), kty: 'RSA-HSM' }, ours)
+  await s.importKey('debug-only-key', { ...strict.privateKey.export({ format: 'jwk' }), kty: 'RSA-HSM' }, [[{ claim: 'x-ms-sevsnpvm-is-debuggable', equals: 'true' }]])
+  await s.importKey('oct-key', oct, ours)
   keyPath = path.join(s.dir, 'wrapping-key')
   await writeFile(`${keyPath}-pub.pem`, rsa.publicKey.export({ format: 'pem', type: 'spki' }))
   await writeFile(`${keyPath}-info.json`, JSON.stringify({ public_key_path: `${keyPath}-pub.pem`, kms_endpoint: s.akv.endpoint, attester_endpoint: s.maa.endpoint }))

@@ -23,31 +23,10 @@ test.before(async () => {
       { claim: 'x-ms-sevsnpvm-vmpl', equals: '0' },
     ],
   ]
-  await importKey({
-    akvEndpoint: s.akv.endpoint,
-    name: 'fs-oct',
-    key: { kty: 'oct-HSM', k: octKey.toString('base64url'), key_size: 256, key_ops: ['encrypt', 'decrypt'] },
-    policy: releasePolicy(s.maa.endpoint, claims),
-    bearer,
-    ca: s.ca,
-  })
+  await s.importKey('fs-oct', { kty: 'oct-HSM', k: octKey.toString('base64url'), key_size: 256, key_ops: ['encrypt', 'decrypt'] }, claims)
   rsa = generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey
-  await importKey({
-    akvEndpoint: s.akv.endpoint,
-    name: 'fs-rsa',
-    key: { ...rsa.export({ format: 'jwk' }), kty: 'RSA-HSM' },
-    policy: releasePolicy(s.maa.endpoint, claims),
-    bearer,
-    ca: s.ca,
-  })
-  await importKey({
-    akvEndpoint: s.akv.endpoint,
-    name: 'other-pod',
-    key: { kty: 'oct-HSM', k: randomBytes(32).toString('base64url') },
-    policy: releasePolicy(s.maa.endpoint, [[{ claim: 'x-ms-sevsnpvm-hostdata', equals: '00'.repeat(32) }]]),
-    bearer,
-    ca: s.ca,
-  })
+  await s.importKey('fs-rsa', { ...rsa.export({ format: 'jwk' }), kty: 'RSA-HSM' }, claims)
+  await s.importKey('other-pod', { kty: 'oct-HSM', k: randomBytes(32).toString('base64url') }, [[{ claim: 'x-ms-sevsnpvm-hostdata', equals: '00'.repeat(32) }]])
 })
 test.after.always(async () => {
   await s?.stop()
