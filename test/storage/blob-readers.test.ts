@@ -6,14 +6,14 @@ import test from 'ava'
 import { createHash, randomBytes } from 'node:crypto'
 import { execFile } from 'node:child_process'
 import { promisify } from 'node:util'
-import { mkdtemp, rm, writeFile } from 'node:fs/promises'
+import { writeFile } from 'node:fs/promises'
 import { createServer } from 'node:https'
 import type { AddressInfo } from 'node:net'
-import os from 'node:os'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { isRestError } from '@azure/core-rest-pipeline'
-import { startAzurite, uploadFile, type Azurite } from '../helpers/azurite.js'
+import { uploadFile, type Azurite } from '../helpers/azurite.js'
+import { E2eFixture } from '../helpers/e2e.js'
 import { startFaultProxy, type Fault } from '../helpers/fault-proxy.js'
 import { createServerPki } from '../../src/emulators/pki.js'
 import { BlobSource, storageError } from '../../src/storage/blob-source.js'
@@ -29,17 +29,15 @@ let dir: string
 let bytes: Buffer
 let file: string
 
+// Azurite and the temporary directory: started before the file's tests, stopped and removed after.
+const fx = new E2eFixture(test)
+
 test.before(async () => {
-  az = await startAzurite()
-  dir = await mkdtemp(path.join(os.tmpdir(), 'encfs-blob-readers-'))
+  az = await fx.azurite()
+  dir = await fx.tempDir('encfs-blob-readers-')
   bytes = randomBytes(SIZE)
   file = path.join(dir, 'blob.bin')
   await writeFile(file, bytes)
-})
-
-test.after.always(async () => {
-  await az?.stop()
-  if (dir) await rm(dir, { recursive: true, force: true })
 })
 
 const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex')

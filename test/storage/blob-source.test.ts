@@ -1,9 +1,9 @@
 import test from 'ava'
 import { randomBytes } from 'node:crypto'
-import { mkdtemp, rm, writeFile } from 'node:fs/promises'
-import os from 'node:os'
+import { writeFile } from 'node:fs/promises'
 import path from 'node:path'
-import { startAzurite, uploadFile, blobSas, freePort, type Azurite } from '../helpers/azurite.js'
+import { uploadFile, blobSas, freePort, type Azurite } from '../helpers/azurite.js'
+import { E2eFixture } from '../helpers/e2e.js'
 import { BlobSource } from '../../src/storage/blob-source.js'
 import { BlockCache } from '../../src/storage/block-cache.js'
 import { conformance } from './conformance.js'
@@ -19,17 +19,15 @@ let dir: string
 let file: string
 let bytes: Buffer
 
+// Azurite and the temporary directory: started before the file's tests, stopped and removed after.
+const fx = new E2eFixture(test)
+
 test.before(async () => {
-  az = await startAzurite()
-  dir = await mkdtemp(path.join(os.tmpdir(), 'encfs-blob-source-'))
+  az = await fx.azurite()
+  dir = await fx.tempDir('encfs-blob-source-')
   bytes = randomBytes(SIZE)
   file = path.join(dir, 'image.img')
   await writeFile(file, bytes)
-})
-
-test.after.always(async () => {
-  await az?.stop()
-  if (dir) await rm(dir, { recursive: true, force: true })
 })
 
 const sasFor = (container: string, blob: string, permissions = 'r') => blobSas(az, container, blob, permissions)
