@@ -172,17 +172,18 @@ export class Fuse3FileServer implements FileServer {
     const unit = view.xts?.unit ?? 1
     const start = Math.floor(offset / unit) * unit
     const end = Math.ceil((offset + length) / unit) * unit
-    const loaded = view.cache.load(view.offset + start, end - start)
-    const { readAround } = view
-    if (!readAround) return this.answer(session, id, loaded, () => session.retry(id), { msg: 'read failed; answering EIO', file: file.name, offset, length })
-    // The cache block failed as a whole; the bytes asked for may still be intact (dm-verity): the source decides.
-    loaded.then(
-      () => session.retry(id),
-      (err: unknown) => {
-        if (readAround(err)) return this.read(session, id, file, offset, length)
-        this.answer(session, id, Promise.reject(err), () => {}, { msg: 'read failed; answering EIO', file: file.name, offset, length })
-      },
-    )
+    // A cache block that failed as a whole may still hold the bytes asked for intact (dm-verity): then the source decides.
+    let around = false
+    const loaded = view.cache.load(view.offset + start, end - start).catch((err: unknown) => {
+      if (!view.readAround?.(err)) throw err
+      around = true
+    })
+    this.answer(session, id, loaded, () => (around ? this.read(session, id, file, offset, length) : session.retry(id)), {
+      msg: 'read failed; answering EIO',
+      file: file.name,
+      offset,
+      length,
+    })
   }
 
   private read(session: Fuse3Session, id: number, file: ServedFile, offset: number, length: number): void {
