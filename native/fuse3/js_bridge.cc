@@ -57,6 +57,10 @@ void Session::FailRequest(double id) {
   if (fuse_req_t r = Take(id).req) fuse_reply_err(r, EIO);
 }
 
+// Here, after CallEvent's definition: with -fsanitize=undefined, GCC 12 cannot check the
+// callback against nullptr at compile time (as the typed channel's template does) otherwise.
+void Session::OpenChannel(Napi::Env env) { channel_ = EventChannel::New(env, onEvent_.Value(), "encfs-fuse3", 0, 1, this, OnChannelFinalized); }
+
 bool Session::Post(Event* ev) { return channelMade_ && channel_.NonBlockingCall(ev) == napi_ok; }
 
 // A request for JavaScript: remembered under a new id, then posted. When the channel is closing

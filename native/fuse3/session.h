@@ -129,6 +129,7 @@ class Session : public Napi::ObjectWrap<Session> {
   bool ServeXts(File& f, const std::vector<Extent*>& ex, uint64_t a, uint64_t b, uint8_t* out);
 
   // The bridge (js_bridge.cc).
+  void OpenChannel(Napi::Env env);
   bool Post(Event* ev);
   void PostRequest(Event* ev, const Pending& p);
   double Remember(const Pending& p);

@@ -125,6 +125,8 @@ Napi::Value Session::Mount(const Napi::CallbackInfo& info) {
   ops.fsync = OnFsync;
   ops.statfs = OnStatfs;
   se_ = fuse_session_new(&args, &ops, sizeof(ops), this);
+  // Parsing may have grown argv into memory of libfuse's (args.allocated): ours to free.
+  fuse_opt_free_args(&args);
   if (!se_) throw Napi::Error::New(env, "fuse_session_new failed (bad options?)");
   auto undo = [this] {
     fuse_session_unmount(se_);
@@ -143,7 +145,7 @@ Napi::Value Session::Mount(const Napi::CallbackInfo& info) {
   }
   device_ = top->dev;
   try {
-    channel_ = EventChannel::New(env, onEvent_.Value(), "encfs-fuse3", 0, 1, this, OnChannelFinalized);
+    OpenChannel(env);
   } catch (...) {
     undo();
     throw;
