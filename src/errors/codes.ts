@@ -51,6 +51,9 @@ export const ERROR_CODES = {
   STORAGE_TIMEOUT: failure('storage did not answer (or kept refusing) through the retries'),
   STORAGE_READ_FAILED: failure('storage answered a read with an error'),
   STORAGE_SHORT_READ: failure('the image ended before the bytes asked for (truncated?)'),
+  STORAGE_BAD_ANSWER: failure(
+    'storage answered a read with bytes other than those asked for (another range, a whole blob, more bytes, a stray answer): the connection is dropped, the read retried, then EIO',
+  ),
   STORAGE_ABORTED: failure('a storage request was aborted (remotefs is stopping)'),
   STORAGE_BLOB_CHANGED: failure('the blob was replaced while mounted (its ETag changed)'),
   STORAGE_NOT_A_FILE: failure('the image path is a FIFO, socket, directory or other non-file'),
@@ -181,6 +184,8 @@ export const ERROR_CODES = {
   HTTP_UNREACHABLE: unavailable('a service (MAA, the vault, a certificate source) cannot be reached'),
   HTTP_TIMEOUT: failure('a service did not answer in time', 504),
   HTTP_TRUST_STORE: failure('NODE_EXTRA_CA_CERTS names a file that cannot be read'),
+  HTTP_HEADER_INVALID: failure('a request header would carry CR, LF or NUL (or its name is not a token): refused before sending, as it would inject headers or requests'),
+  HTTP_URL_REFUSED: failure('a request URL is not http or https, or holds spaces or control characters: refused before sending'),
 
   // Services
   API_LISTEN_FAILED: failure('the HTTP API cannot listen on its port'),

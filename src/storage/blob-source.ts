@@ -8,7 +8,7 @@ import { checkRange, FillingSource, type WritableRangeSource } from './range-sou
 import { StorageError } from './errors.js'
 import { redactUrl } from '../log/redact.js'
 import { withStorageRetry, StorageHealth, type RetryContext, type StorageRetryOptions } from './retry.js'
-import type { RangeReader } from './ranged-get.js'
+import { UnaskedBytesError, type RangeReader } from './ranged-get.js'
 import { defaultBlobHttp, rangeReader, type BlobHttpClient } from './blob-http.js'
 import { constantBackoff, retry, RETRY, STOP } from '../retry/retry.js'
 import { pagePut, type PagePut } from './native-page-put.js'
@@ -86,6 +86,7 @@ export function storageError(err: unknown, o: BlobSourceOptions, what: string): 
     return new StorageError('STORAGE_READ_FAILED', `${what}: ${url} answered HTTP ${status}${code ? ` ${code}` : ''}: ${err.message.split('\n')[0]}`, { cause: err })
   }
   if (err instanceof Error && err.name === 'AbortError') return new StorageError('STORAGE_ABORTED', `${what}: aborted`, { cause: err })
+  if (err instanceof UnaskedBytesError) return new StorageError('STORAGE_BAD_ANSWER', `${what}: ${url}: ${err.message}`, { cause: err })
   const e = err as NodeJS.ErrnoException
   return new StorageError('STORAGE_UNREACHABLE', `${what}: cannot reach ${new URL(o.url).host}: ${e?.message ?? String(err)}`, { cause: err })
 }

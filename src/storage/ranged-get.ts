@@ -12,7 +12,9 @@ import {
 } from '@azure/core-rest-pipeline'
 import type { TokenCredential } from '@azure/identity'
 import type { Readable } from 'node:stream'
+import { headerProblem, urlProblem } from '../http/request-checks.js'
 import { STORAGE_SCOPE } from './bearer-token.js'
+import { StorageError } from './errors.js'
 
 /** The Blob service version the reads ask for (the one @azure/storage-blob 12.x sends). */
 export const SERVICE_VERSION = '2026-04-06'
@@ -21,6 +23,45 @@ export const SERVICE_VERSION = '2026-04-06'
 export interface RangeReader {
   /** Fills `target` with the blob's bytes at `offset`; If-Match `etag` when given (412 when the blob changed). */
   readInto(offset: number, target: Buffer, o?: { etag?: string; signal?: AbortSignal }): Promise<void>
+}
+
+/**
+ * An answer that is not the bytes asked for: another range, a whole blob for a part, more bytes
+ * than asked, a stray answer left on a kept-alive connection. Its connection is dropped and the
+ * read retried (withStorageRetry); what is left after the retries is STORAGE_BAD_ANSWER.
+ */
+export class UnaskedBytesError extends Error {
+  override readonly name = 'UnaskedBytesError'
+}
+
+/**
+ * What is wrong with a 2xx answer to a request for the blob's bytes [first, first + length), or
+ * undefined when it is exactly them: a 206 with that Content-Range (and, when it says one, that
+ * Content-Length), or a 200, the whole blob, when what was asked is the whole blob (from byte 0,
+ * as long as the blob). The libcurl addon applies the same rule (native/http/transfer.cc) before
+ * a byte reaches the caller's buffer.
+ */
+export function answerProblem(status: number, contentRange: string | undefined, contentLength: string | undefined, first: number, length: number): string | undefined {
+  const last = first + length - 1
+  const asked = `asked for bytes ${first}-${last}`
+  if (contentLength !== undefined && contentLength !== String(length)) return `the answer is ${status} with Content-Length ${contentLength} (${asked})`
+  if (status === 206) {
+    const m = /^bytes (\d+)-(\d+)\/(\d+|\*)$/.exec(contentRange ?? '')
+    if (m && m[1] === String(first) && m[2] === String(last)) return undefined
+    return `the answer is 206 with Content-Range "${contentRange ?? ''}" (${asked})`
+  }
+  if (status === 200 && first === 0 && contentLength === String(length)) return undefined
+  return `the answer is ${status}${status === 200 ? ' (a whole blob, not the range)' : ''} (${asked})`
+}
+
+/** The URL and headers of a storage request, refused before anything is sent (src/http/request-checks.ts). */
+export function checkStorageRequest(url: string, headers: readonly string[]): void {
+  const bad = urlProblem(url)
+  if (bad) throw new StorageError('HTTP_URL_REFUSED', `refusing to request ${JSON.stringify(url.split('?')[0])}: ${bad}`)
+  for (const h of headers) {
+    const problem = headerProblem(h)
+    if (problem) throw new StorageError('HTTP_HEADER_INVALID', `refusing to request ${JSON.stringify(url.split('?')[0])}: ${problem}`)
+  }
 }
 
 export interface RangedGetOptions {
@@ -48,6 +89,7 @@ export class RangedGet implements RangeReader {
     private readonly url: string,
     private readonly o: RangedGetOptions = {},
   ) {
+    checkStorageRequest(url, [])
     this.pipeline = createEmptyPipeline()
     this.pipeline.addPolicy(userAgentPolicy({ userAgentPrefix: 'encfs' }))
     this.pipeline.addPolicy(defaultRetryPolicy({ maxRetries: Math.max(0, (o.maxTries ?? 5) - 1), retryDelayInMs: 200, maxRetryDelayInMs: 10_000 }), { phase: 'Retry' })
@@ -73,6 +115,7 @@ export class RangedGet implements RangeReader {
   private async fetch(offset: number, target: Buffer, from: number, o: { etag?: string; signal?: AbortSignal }): Promise<number> {
     const first = offset + from
     const last = offset + target.length - 1
+    if (o.etag) checkStorageRequest(this.url, [`If-Match: ${o.etag}`])
     const headers = createHttpHeaders({ 'x-ms-version': SERVICE_VERSION, 'x-ms-range': `bytes=${first}-${last}` })
     if (o.etag) headers.set('If-Match', o.etag)
     const req = createPipelineRequest({
@@ -90,6 +133,12 @@ export class RangedGet implements RangeReader {
       throw new RestError(`the blob service answered ${res.status}${code ? ` ${code}` : ''}`, { statusCode: res.status, ...(code ? { code } : {}), request: req, response: res })
     }
     const body = res.readableStreamBody as Readable | undefined
+    const problem = answerProblem(res.status, res.headers.get('content-range'), res.headers.get('content-length'), first, target.length - from)
+    if (problem) {
+      // Destroying the body destroys its socket: whatever else it carries is never read.
+      body?.destroy()
+      throw new UnaskedBytesError(`${problem}; the connection is dropped`)
+    }
     if (!body) throw new Error('the response has no body')
     let pos = from
     let overflow: Error | undefined
@@ -98,7 +147,7 @@ export class RangedGet implements RangeReader {
         body.on('data', (chunk: Buffer) => {
           if (pos + chunk.length > target.length) {
             body.destroy()
-            overflow = new Error(`the server sent more than the ${target.length - from} bytes asked for`)
+            overflow = new UnaskedBytesError(`the server sent more than the ${target.length - from} bytes asked for`)
             reject(overflow)
             return
           }
