@@ -67,7 +67,7 @@ fi
 
 # The libfuse3 data plane (native/fuse3), a separate addon: where it cannot be built, remotefs
 # falls back to fuse-native (libfuse2) and says so (--fuse auto).
-if stale native/fuse3/build/Release/encfs_fuse3.node native/fuse3/*.cc native/xts_core.* native/fuse3/binding.gyp; then
+if stale native/fuse3/build/Release/encfs_fuse3.node native/fuse3/*.cc native/fuse3/*.h native/xts_core.* native/arg_checks.h native/fuse3/binding.gyp; then
   say "building the libfuse3 data plane (native/fuse3)"
   if ! npm run --silent build:native-fuse3 >/tmp/encfs-native-fuse3.log 2>&1; then
     cat /tmp/encfs-native-fuse3.log >&2
@@ -78,7 +78,7 @@ fi
 
 # The libcurl blob fetcher (native/http), a separate addon: where it cannot be built, blob reads
 # go through the SDK's Node.js pipeline and remotefs says so (--http auto).
-if stale native/http/build/Release/encfs_http.node native/http/*.cc native/http/binding.gyp; then
+if stale native/http/build/Release/encfs_http.node native/http/*.cc native/http/*.h native/arg_checks.h native/http/binding.gyp; then
   say "building the libcurl blob fetcher (native/http)"
   if ! npm run --silent build:native-http >/tmp/encfs-native-http.log 2>&1; then
     cat /tmp/encfs-native-http.log >&2
