@@ -2,16 +2,7 @@ import { constants, createCipheriv, publicEncrypt, randomBytes, verify, X509Cert
 import { verifyReport, type VerifiedReport } from '../../attestation/verify.js'
 import { maaReportData } from '../../attestation/report-data.js'
 import { GUEST_TOKEN_AAD } from '../../maa/guest-attest.js'
-import {
-  OBJECT,
-  parseAttestation,
-  parseRsaPublic,
-  pcrDigest,
-  policyPcrDigest,
-  TPM_ALG_SHA256,
-  TPM_ST_ATTEST_CERTIFY,
-  type RsaPublic,
-} from '../../tpm/structures.js'
+import { OBJECT, parseAttestation, parseRsaPublic, pcrDigest, policyPcrDigest, TPM_ALG_SHA256, TPM_ST_ATTEST_CERTIFY, type RsaPublic } from '../../tpm/structures.js'
 import { snpClaims } from './claims.js'
 
 /**
