@@ -20,6 +20,10 @@ declare -A need=(
   [g++]=g++
   [make]=make
   [python3]=python3
+  # The vTPM tests (Azure confidential VMs) run a software TPM and provision it with tpm2-tools.
+  [swtpm]=swtpm
+  [swtpm_setup]=swtpm-tools
+  [tpm2_createprimary]=tpm2-tools
 )
 missing=()
 for cmd in "${!need[@]}"; do
@@ -30,6 +34,8 @@ done
 [ -e /usr/include/fuse3/fuse_lowlevel.h ] || missing+=(libfuse3-dev)
 # The libcurl blob fetcher (native/http) builds against libcurl4-openssl-dev (which brings libcurl4).
 [ -e /usr/include/x86_64-linux-gnu/curl/curl.h ] || [ -e /usr/include/curl/curl.h ] || missing+=(libcurl4-openssl-dev)
+# The TPM addon (native/tpm) builds against tpm2-tss's ESAPI (libtss2-dev brings the TCTIs too).
+[ -e /usr/include/tss2/tss2_esys.h ] || missing+=(libtss2-dev)
 if [ ${#missing[@]} -gt 0 ]; then
   mapfile -t pkgs < <(printf '%s\n' "${missing[@]}" | sort -u)
   if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1; then
@@ -85,6 +91,17 @@ if stale native/http/build/Release/encfs_http.node native/http/*.cc native/http/
     say "the libcurl fetcher did not build (it needs libcurl4-openssl-dev: apt-get install libcurl4-openssl-dev); blob reads will use the Node.js pipeline"
   fi
   rm -f /tmp/encfs-native-http.log
+fi
+
+# The TPM addon (native/tpm), a separate addon: where it cannot be built, --attestation vtpm says
+# what to install and every other mode works as before.
+if stale native/tpm/build/Release/encfs_tpm.node native/tpm/*.cc native/tpm/binding.gyp; then
+  say "building the TPM addon (native/tpm)"
+  if ! npm run --silent build:native-tpm >/tmp/encfs-native-tpm.log 2>&1; then
+    cat /tmp/encfs-native-tpm.log >&2
+    say "the TPM addon did not build (it needs libtss2-dev: apt-get install libtss2-dev); --attestation vtpm will not work"
+  fi
+  rm -f /tmp/encfs-native-tpm.log
 fi
 
 npx --no-install tsc -p .

@@ -57,13 +57,17 @@ test('a TDX HCL report (report type 4) is refused with the type named', (t) => {
 })
 
 test('malformed reports are refused naming what is wrong', (t) => {
+  const at = (off: number, v: number) => (b: Buffer) => {
+    b.writeUInt32LE(v, off)
+    return b
+  }
   const cases: [string, (b: Buffer) => Buffer, RegExp][] = [
     ['truncated', (b) => b.subarray(0, 1000), /shorter than the 1236 bytes/],
-    ['no signature', (b) => (b.write('XXXX', 0), b), /does not start with the signature HCLA/],
-    ['unknown hash type', (b) => (b.writeUInt32LE(9, 1216 + 12), b), /hash type 9 is not SHA-256/],
-    ['variable data past the end', (b) => (b.writeUInt32LE(5000, 1216 + 16), b.writeUInt32LE(5020, 1216), b), /runs past the end/],
-    ['inconsistent request size', (b) => (b.writeUInt32LE(42, 1216), b), /the request data says 42 bytes/],
-    ['report size too small', (b) => (b.writeUInt32LE(1300, 8), b), /report size 1300 does not cover/],
+    ['no signature', at(0, 0x58585858), /does not start with the signature HCLA/],
+    ['unknown hash type', at(1216 + 12, 9), /hash type 9 is not SHA-256/],
+    ['variable data past the end', (b) => at(1216, 5020)(at(1216 + 16, 5000)(b)), /runs past the end/],
+    ['inconsistent request size', at(1216, 42), /the request data says 42 bytes/],
+    ['report size too small', at(8, 1300), /report size 1300 does not cover/],
   ]
   for (const [name, mutate, message] of cases) {
     const err = t.throws(() => parseHclReport(mutate(snp()), 'the file'), undefined, name)

@@ -11,7 +11,10 @@ import { hasCode } from '../../src/errors/encfs-error.js'
 function realQuote(): { signature: Buffer; message: Buffer; pcrs: Buffer[] } {
   const b = readFileSync(vector('cvm', 'quote.bin'))
   let at = 0
-  const take = (n: number) => b.subarray(at, (at += n))
+  const take = (n: number) => {
+    at += n
+    return b.subarray(at - n, at)
+  }
   const sized = () => take(Number(take(8).readBigUInt64LE()))
   const signature = sized()
   const message = sized()

@@ -70,6 +70,21 @@ function readAttestRequest(body: Buffer): AttestRequest | { status: number; body
   }
 }
 
+/** Signs guest attestation tokens (azure-guest.ts) as attest() signs its own: RS256, the key at /certs, MAA's common claims. */
+function guestTokenSigner(privateKey: KeyObject, kid: string, lifetimeSeconds: number | undefined, issuer: () => string) {
+  return async (claims: Record<string, unknown>): Promise<string> => {
+    const now = Math.floor(Date.now() / 1000)
+    return new SignJWT({ 'x-ms-policy-hash': createHash('sha256').update('encfs MAA emulator default policy').digest('base64url'), 'x-ms-ver': '1.0', ...claims })
+      .setProtectedHeader({ alg: 'RS256', kid, typ: 'JWT', jku: `${issuer()}/certs` })
+      .setIssuer(issuer())
+      .setIssuedAt(now)
+      .setNotBefore(now)
+      .setExpirationTime(now + (lifetimeSeconds ?? 8 * 3600))
+      .setJti(randomUUID())
+      .sign(privateKey)
+  }
+}
+
 /**
  * Microsoft Azure Attestation for SEV-SNP, on loopback over TLS: checks the report's signature
  * against the VCEK chain it is sent, report_data against the runtime data, host_data when
@@ -88,22 +103,7 @@ export async function startMaaEmulator(o: MaaEmulatorOptions = {}): Promise<MaaE
   let lastUserAgent: string | undefined
   let server: TlsServer | undefined
 
-  /** A guest attestation token (azure-guest.ts): RS256, the key published at /certs, MAA's common claims. */
-  const signToken = async (claims: Record<string, unknown>): Promise<string> => {
-    const now = Math.floor(Date.now() / 1000)
-    return new SignJWT({
-      'x-ms-policy-hash': createHash('sha256').update('encfs MAA emulator default policy').digest('base64url'),
-      'x-ms-ver': '1.0',
-      ...claims,
-    })
-      .setProtectedHeader({ alg: 'RS256', kid, typ: 'JWT', jku: `${server!.url}/certs` })
-      .setIssuer(server!.url)
-      .setIssuedAt(now)
-      .setNotBefore(now)
-      .setExpirationTime(now + (o.tokenLifetimeSeconds ?? 8 * 3600))
-      .setJti(randomUUID())
-      .sign(privateKey)
-  }
+  const signToken = guestTokenSigner(privateKey, kid, o.tokenLifetimeSeconds, () => server!.url)
 
   const attest = async (body: Buffer): Promise<{ status: number; body: unknown }> => {
     const r = readAttestRequest(body)
