@@ -7,7 +7,7 @@ import { randomBytes } from 'node:crypto'
 import path from 'node:path'
 import { E2eFixture, sidecarArgs, stopSidecar, waitReady, readFromChild, leftovers, runEncfs, freePort } from '../helpers/e2e.js'
 import type { SkrStack } from '../helpers/skr-stack.js'
-import type { SwtpmVtpm } from '../helpers/swtpm.js'
+import { CVM_RELEASE_CLAIMS, type SwtpmVtpm } from '../helpers/swtpm.js'
 
 const e2e = new E2eFixture(test)
 let s: SkrStack
@@ -17,22 +17,13 @@ let emptyContext: string
 const key = randomBytes(32)
 let blobUrl: string
 
-/** The release policy of README's "Running on Azure confidential VMs". */
-const cvmPolicy = [
-  [
-    { claim: 'x-ms-isolation-tee.x-ms-attestation-type', equals: 'sevsnpvm' },
-    { claim: 'x-ms-isolation-tee.x-ms-compliance-status', equals: 'azure-compliant-cvm' },
-    { claim: 'x-ms-isolation-tee.x-ms-sevsnpvm-is-debuggable', equals: 'false' },
-  ],
-]
-
 test.before(async () => {
   s = await e2e.skrStack()
   vtpm = await e2e.vtpm(s)
   caFile = path.join(s.dir, 'emulator-ca.pem')
   await writeFile(caFile, s.ca.join(''))
   emptyContext = await e2e.tempDir('encfs-ctx-')
-  await s.importKey('cvm-key', key, cvmPolicy)
+  await s.importKey('cvm-key', key, CVM_RELEASE_CLAIMS)
   const img = await e2e.image({ key, files: { 'cvm.txt': 'released to a confidential VM\n' } })
   blobUrl = (await e2e.upload(img.image, { kind: 'block' })).sasUrl
 })

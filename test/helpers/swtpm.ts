@@ -26,6 +26,15 @@ export interface SwtpmVtpm {
   stop(): Promise<void>
 }
 
+/** The release policy a user writes for a CVM (README, Running on Azure confidential VMs). */
+export const CVM_RELEASE_CLAIMS = [
+  [
+    { claim: 'x-ms-isolation-tee.x-ms-attestation-type', equals: 'sevsnpvm' },
+    { claim: 'x-ms-isolation-tee.x-ms-compliance-status', equals: 'azure-compliant-cvm' },
+    { claim: 'x-ms-isolation-tee.x-ms-sevsnpvm-is-debuggable', equals: 'false' },
+  ],
+]
+
 const MISSING = 'swtpm and tpm2-tools are needed for the vTPM tests: apt-get install swtpm swtpm-tools tpm2-tools (npm test installs them)'
 
 /** Two consecutive free loopback ports (the swtpm TCTI's control channel is port + 1). */

@@ -5,7 +5,7 @@ import test from 'ava'
 import path from 'node:path'
 import { randomBytes, X509Certificate } from 'node:crypto'
 import { startSkrStack, type SkrStack } from '../helpers/skr-stack.js'
-import { startSwtpmVtpm, type SwtpmVtpm } from '../helpers/swtpm.js'
+import { CVM_RELEASE_CLAIMS, startSwtpmVtpm, type SwtpmVtpm } from '../helpers/swtpm.js'
 import { simulatedProvider } from '../../src/attestation/providers/simulated.js'
 import { vtpmProvider } from '../../src/attestation/providers/vtpm.js'
 import { releaseKey } from '../../src/skr/release.js'
@@ -21,15 +21,6 @@ let vtpm: SwtpmVtpm
 let maa: MaaEmulator
 let akv: AkvEmulator
 
-/** The release policy a user writes for a CVM (README, Running on Azure confidential VMs). */
-const cvmClaims = [
-  [
-    { claim: 'x-ms-isolation-tee.x-ms-attestation-type', equals: 'sevsnpvm' },
-    { claim: 'x-ms-isolation-tee.x-ms-compliance-status', equals: 'azure-compliant-cvm' },
-    { claim: 'x-ms-isolation-tee.x-ms-sevsnpvm-is-debuggable', equals: 'false' },
-  ],
-]
-
 test.before(async () => {
   stack = await startSkrStack()
   // The paravisor's chip: the stack's simulated chip (same VCEK chain), no HOST_DATA as on a CVM.
@@ -44,7 +35,7 @@ test.after.always(async () => {
   await stack?.stop()
 })
 
-async function importFor(name: string, key: Buffer, claims = cvmClaims): Promise<void> {
+async function importFor(name: string, key: Buffer, claims = CVM_RELEASE_CLAIMS): Promise<void> {
   const bearer = (await stack.authority.issue(akv.audience, 'operator')).token
   await importKey({
     akvEndpoint: akv.endpoint,
