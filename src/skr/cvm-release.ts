@@ -3,8 +3,8 @@ import { silentLogger } from '../log/logger.js'
 import type { VtpmProvider } from '../attestation/providers/vtpm.js'
 import { parseReport } from '../attestation/report.js'
 import { guestPlatform } from '../attestation/guest-platform.js'
-import { attestAzureGuest, decryptGuestToken } from '../maa/guest-attest.js'
-import { AZURE_VTPM, ATTESTED_PCRS } from '../tpm/vtpm.js'
+import { attestAzureGuest, decryptGuestToken, type GuestEvidence } from '../maa/guest-attest.js'
+import { AZURE_VTPM, ATTESTED_PCRS, type EphemeralKey } from '../tpm/vtpm.js'
 import { vaultRelease, type ReleaseOptions } from './vault-release.js'
 import { SkrError } from './errors.js'
 import { aesKeyUnwrap, splitWrappedKey } from './unwrap.js'
@@ -12,6 +12,41 @@ import { interpretReleasedKey, type ReleasedKey } from './released-key.js'
 
 /** What encfs asks the vault to wrap with on a CVM: RSA-OAEP-SHA256, which the vTPM decrypts. */
 export const CVM_WRAP = 'RSA_AES_KEY_WRAP_256'
+
+/** The guest evidence of this VM's vTPM and the ephemeral key it names (steps 1-4 of docs/key-release.md#cvm). */
+export async function gatherGuestEvidence(
+  provider: VtpmProvider,
+  o: Pick<ReleaseOptions, 'collateral' | 'logger' | 'signal'>,
+  step: (name: string, extra?: Record<string, unknown>) => void = () => {},
+): Promise<{ evidence: GuestEvidence; key: EphemeralKey }> {
+  const tpm = provider.tpm
+  step('creating the ephemeral key in the vTPM', { tcti: tpm.tcti, pcrs: ATTESTED_PCRS })
+  const key = await tpm.ephemeralKey(ATTESTED_PCRS)
+  // The HCL report is refreshed with the key's hash as user data: its SNP report then binds the key too.
+  step('reading the HCL report')
+  const { hcl } = await provider.hclReport(createHash('sha256').update(key.public).digest(), o.signal)
+  const chain = await o.collateral.chainFor(parseReport(hcl.snpReport))
+  step('quoting the PCRs')
+  const quote = await tpm.quote(Buffer.alloc(0), ATTESTED_PCRS)
+  const ak = await tpm.attestationKey()
+  const akCert = await tpm.nvRead(AZURE_VTPM.akCert, 'the attestation key certificate')
+  const platform = await guestPlatform({ logger: o.logger ?? silentLogger })
+  const evidence: GuestEvidence = {
+    ...platform,
+    akCert,
+    akPub: ak.public,
+    quote: quote.attest,
+    quoteSignature: quote.signature,
+    pcrs: key.pcrs,
+    encKeyPub: key.public,
+    encKeyCertifyInfo: key.attest,
+    encKeyCertifyInfoSignature: key.signature,
+    snpReport: hcl.snpReport,
+    vcekCertChain: chain.chainPem,
+    runtimeData: hcl.variableData,
+  }
+  return { evidence, key }
+}
 
 /**
  * Secure key release on an Azure confidential VM (docs/key-release.md#cvm), as Azure's guest
@@ -27,36 +62,9 @@ export async function releaseKeyOnCvm(provider: VtpmProvider, o: ReleaseOptions)
   const step = (name: string, extra: Record<string, unknown> = {}) => logger.info({ kid: o.kid, ...extra }, `key release: ${name}`)
   const tpm = provider.tpm
 
-  step('creating the ephemeral key in the vTPM', { tcti: tpm.tcti, pcrs: ATTESTED_PCRS })
-  const key = await tpm.ephemeralKey(ATTESTED_PCRS)
-  // The HCL report is refreshed with the key's hash as user data: its SNP report then binds the key too.
-  step('reading the HCL report')
-  const { hcl } = await provider.hclReport(createHash('sha256').update(key.public).digest(), o.signal)
-  const chain = await o.collateral.chainFor(parseReport(hcl.snpReport))
-  step('quoting the PCRs')
-  const quote = await tpm.quote(Buffer.alloc(0), ATTESTED_PCRS)
-  const ak = await tpm.attestationKey()
-  const akCert = await tpm.nvRead(AZURE_VTPM.akCert, 'the attestation key certificate')
-  const platform = await guestPlatform({ logger })
-
+  const { evidence, key } = await gatherGuestEvidence(provider, o, step)
   step('attesting with MAA (AzureGuest)', { maa: o.maaEndpoint })
-  const encrypted = await attestAzureGuest(
-    {
-      ...platform,
-      akCert,
-      akPub: ak.public,
-      quote: quote.attest,
-      quoteSignature: quote.signature,
-      pcrs: key.pcrs,
-      encKeyPub: key.public,
-      encKeyCertifyInfo: key.attest,
-      encKeyCertifyInfoSignature: key.signature,
-      snpReport: hcl.snpReport,
-      vcekCertChain: chain.chainPem,
-      runtimeData: hcl.variableData,
-    },
-    { endpoint: o.maaEndpoint, ca: o.ca, logger, signal: o.signal, attempts: o.attempts },
-  )
+  const encrypted = await attestAzureGuest(evidence, { endpoint: o.maaEndpoint, ca: o.ca, logger, signal: o.signal, attempts: o.attempts })
   const token = decryptGuestToken(encrypted, await tpm.decrypt(key, encrypted.encryptedInnerKey, 'rsaes', "MAA's token key"))
 
   const { key: released, enc, ciphertext } = await vaultRelease(o, token, CVM_WRAP, step)
