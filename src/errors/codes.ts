@@ -156,6 +156,9 @@ export const ERROR_CODES = {
   ATTEST_NO_CERTIFICATES: unavailable('no VCEK chain for this chip and TCB from any source'),
   ATTEST_HCL_INVALID: failure('an HCL report (Azure confidential VM) that is malformed, not SEV-SNP, or of an unknown hash type'),
   ATTEST_HCL_BINDING: failure('an HCL report whose REPORT_DATA does not carry the hash of its variable data (altered keys or user data)'),
+  ATTEST_VTPM_UNSUPPORTED: failure(
+    "an SNP report for runtime data (/attest/maa, /attest/combined) asked of a confidential VM's vTPM, whose report binds the HCL variable data instead",
+  ),
   ATTEST_HCL_STALE: failure('the paravisor did not refresh the HCL report with the user data written to NV index 0x01400002 in time'),
 
   // The vTPM of an Azure confidential VM
