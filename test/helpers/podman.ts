@@ -4,7 +4,7 @@
 import { execFile, spawn } from 'node:child_process'
 import { access, mkdir } from 'node:fs/promises'
 import path from 'node:path'
-import { REPO } from './remotefs.js'
+import { REPO, waitUntil } from './remotefs.js'
 
 /** Where the base's root file system and podman's storage are kept between runs (CI clones anew; this survives). */
 export const IMAGE_CACHE = process.env.ENCFS_IMAGE_CACHE || '/var/cache/encfs-image'
@@ -164,6 +164,19 @@ export class Container {
     await podmanOk(['stop', '-t', String(graceSeconds), this.name], (graceSeconds + 60) * 1000)
     const ms = Date.now() - start
     return { exitCode: Number((await podmanOk(['inspect', '--format', '{{.State.ExitCode}}', this.name])).trim()), ms }
+  }
+
+  /** Resolves once its output matches `pattern`; its exit first, or the timeout, is an error with its output. */
+  async waitForLog(pattern: RegExp, timeoutMs = 120_000): Promise<void> {
+    await waitUntil(
+      `${this.name} to log ${pattern}`,
+      async () => {
+        if (pattern.test(await this.logs())) return true
+        if (!(await this.running())) throw new Error(`${this.name} exited:\n${await this.logs()}`)
+        return false
+      },
+      { timeoutMs, intervalMs: 200, details: () => this.logs() },
+    )
   }
 
   async running(): Promise<boolean> {

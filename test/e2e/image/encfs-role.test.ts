@@ -60,15 +60,7 @@ async function startSidecar(t: ExecutionContext, volume: string, b64: string, en
   })
   // Removed when the test ends, even failed: a sidecar left running would hold its mounts into the next test.
   t.teardown(() => removeContainer(sidecar))
-  await waitUntil(
-    'the sidecar to log ready',
-    async () => {
-      if ((await sidecar.logs()).includes('"msg":"ready:')) return true
-      if (!(await sidecar.running())) throw new Error(`the sidecar exited before it was ready:\n${await sidecar.logs()}`)
-      return false
-    },
-    { timeoutMs: 120_000, intervalMs: 200, details: () => sidecar.logs() },
-  )
+  await sidecar.waitForLog(/"msg":"ready:/)
   const readyMs = Date.now() - start
   t.log(`podman run to ready: ${readyMs} ms`)
   console.log(`image: podman run to ready (${entrypoint ?? 'tini -- /encfs.sh'}): ${readyMs} ms`)

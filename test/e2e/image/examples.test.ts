@@ -6,7 +6,7 @@ import test, { type ExecutionContext } from 'ava'
 import { readFile } from 'node:fs/promises'
 import { createServer } from 'node:net'
 import path from 'node:path'
-import { E2eFixture, REPO, waitUntil } from '../../helpers/e2e.js'
+import { E2eFixture, REPO } from '../../helpers/e2e.js'
 import { buildImage, leftoverContainers, IMAGE, type Container } from '../../helpers/podman.js'
 import { podPlatform, type PodPlatform } from '../../helpers/pod.js'
 import { envsubst, fromArmTemplate, fromKubernetes, runPod, type PodSpec } from '../../helpers/pod-spec.js'
@@ -46,18 +46,6 @@ function sayNotExercised(t: ExecutionContext, what: string, spec: PodSpec): void
   console.log(`examples: ${line}`)
 }
 
-async function logsOf(c: Container, pattern: RegExp): Promise<void> {
-  await waitUntil(
-    `${c.name} to print ${pattern}`,
-    async () => {
-      if (pattern.test(await c.logs())) return true
-      if (!(await c.running())) throw new Error(`${c.name} exited:\n${await c.logs()}`)
-      return false
-    },
-    { timeoutMs: 120_000, intervalMs: 250, details: () => c.logs() },
-  )
-}
-
 /**
  * The pod is deleted: every container gets SIGTERM at once; the sidecar exits 0 within the grace
  * period. The apps' `sleep infinity` under sh ignores SIGTERM (a kubelet would kill it after the
@@ -81,7 +69,7 @@ test.serial('aci-arm-template.json: the encfs sidecar and the app container of t
     ],
   )
   const c = await runPod(e2e, spec, { platform: pod })
-  await logsOf(c.app!, /^hello from the example$/m)
+  await c.app!.waitForLog(/^hello from the example$/m)
   await deletePod(t, c.encfs!, [c.app!])
 })
 
@@ -99,7 +87,7 @@ test.serial('aks-encfs-pod.yaml: emptyDir with Bidirectional / HostToContainer p
     ['encfs:Bidirectional', 'app:HostToContainer'],
   )
   const c = await runPod(e2e, spec, { platform: pod })
-  await logsOf(c.app!, /^hello from the example$/m)
+  await c.app!.waitForLog(/^hello from the example$/m)
   await deletePod(t, c.encfs!, [c.app!])
 })
 
@@ -127,7 +115,7 @@ test.serial('aks-kata-keyprovider/keyprovider-pod.yaml: the skr container (/skr.
     ],
   })
   const c = await runPod(e2e, spec, { platform: pod, only: ['skr'], env: { skr: { SkrSideCarArgs: '', UVM_SECURITY_CONTEXT_DIR: '/security-context-test' } } })
-  await logsOf(c.skr!, /"msg":"ready: serving the keyprovider gRPC service"/)
+  await c.skr!.waitForLog(/"msg":"ready: serving the keyprovider gRPC service"/)
   const clients = keyProviderClients(`127.0.0.1:${port}`)
   t.teardown(() => clients.close())
   t.deepEqual(await call(clients.keyprovider, 'SayHello', { name: 'app' }), { message: 'Hello app' }, "the app container's readiness loop gets its answer")

@@ -49,18 +49,6 @@ async function start(t: ExecutionContext, role: string, o: RunOptions): Promise<
   return c
 }
 
-async function waitForLog(c: Container, pattern: RegExp, timeoutMs = 60_000): Promise<void> {
-  await waitUntil(
-    `${c.name} to log ${pattern}`,
-    async () => {
-      if (pattern.test(await c.logs())) return true
-      if (!(await c.running())) throw new Error(`${c.name} exited:\n${await c.logs()}`)
-      return false
-    },
-    { timeoutMs, intervalMs: 200, details: () => c.logs() },
-  )
-}
-
 /** A file a client script writes in its container, once it is there and not empty. */
 async function fileOf(c: Container, file: string): Promise<string> {
   let content = ''
@@ -84,7 +72,7 @@ async function stopsCleanly(t: ExecutionContext, c: Container): Promise<void> {
 test.serial('no configuration at all (as Go CI starts the skr image): the skr role serves the API on localhost:8080, and says the SNP device is missing', async (t) => {
   await require8080Free()
   const skr = await start(t, 'skr-bare', {})
-  await waitForLog(skr, /"msg":"ready: serving the attestation and key release API"/)
+  await skr.waitForLog(/"msg":"ready: serving the attestation and key release API"/)
   const status = await skr.exec('curl -sS -w "\\n%{http_code}" http://localhost:8080/status')
   t.is(status.code, 0, status.stderr)
   const [body, code] = status.stdout.split('\n')
@@ -100,7 +88,7 @@ test.serial("Go's client scripts in containers of the image (the ACI example): a
   await require8080Free()
   // The sidecar has no configuration of its own: only what the platform gives a container.
   const skr = await start(t, 'skr', { env: pod.env, volumes: pod.volumes })
-  await waitForLog(skr, /"msg":"ready: serving the attestation and key release API"/)
+  await skr.waitForLog(/"msg":"ready: serving the attestation and key release API"/)
   const { maa, akv } = pod.stack
   const attest = await start(t, 'attest-client', { entrypoint: '/tests/skr/attest_client.sh', env: { AttestClientRuntimeData: runtimeData } })
   const attestMaa = await start(t, 'attest-maa-client', {
@@ -161,7 +149,7 @@ test.serial('/bin/skr -infile -keypath -outfile wraps offline; /skr.sh with Serv
 
   const port = await freePort()
   const skr = await start(t, 'skr-grpc', { entrypoint: '/skr.sh', env: { ...pod.env, ServerType: 'grpc', Port: String(port) }, volumes: pod.volumes })
-  await waitForLog(skr, /"msg":"ready: serving the keyprovider gRPC service"/)
+  await skr.waitForLog(/"msg":"ready: serving the keyprovider gRPC service"/)
   const clients = keyProviderClients(`localhost:${port}`)
   t.teardown(() => clients.close())
   for (const pkg of PACKAGES) {
