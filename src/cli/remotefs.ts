@@ -1,3 +1,4 @@
+import { DEFAULT_TCTI } from '../tpm/vtpm.js'
 import yargs from 'yargs'
 import { createLogger, logOptions, type Logger } from '../log/logger.js'
 import { configSecrets, loadConfig, redactConfig } from '../config/load.js'
@@ -101,6 +102,11 @@ export function parseRemotefsArgs(argv: string[], env: NodeJS.ProcessEnv = proce
         default: Number(env.EncfsGrpcPort) || undefined,
         describe:
           "also serve the keyprovider gRPC service (skr -server_type grpc) on this port on localhost (and on --unsafe-listen's address if given); off by default (env EncfsGrpcPort)",
+      })
+      .option('tpm-tcti', {
+        type: 'string',
+        default: env.EncfsTpmTcti || DEFAULT_TCTI,
+        describe: 'the TPM of --attestation vtpm (Azure confidential VMs), as a tpm2-tss TCTI (env EncfsTpmTcti)',
       })
       .option('simulated-state', {
         type: 'string',
@@ -243,7 +249,13 @@ export async function main(argv: string[]): Promise<void> {
 
   try {
     const { config, plans } = planned(args, logger)
-    const attestation = new AttestationContext({ attestation: args.attestation, simulatedStateDir: args['simulated-state'], certcache: config.azure_info?.certcache, logger })
+    const attestation = new AttestationContext({
+      attestation: args.attestation,
+      simulatedStateDir: args['simulated-state'],
+      tpmTcti: args['tpm-tcti'],
+      certcache: config.azure_info?.certcache,
+      logger,
+    })
     const s = new ServiceStatus(plans.map((p) => ({ index: p.index, mountPoint: p.mountPoint })))
     run.status = s
     if (args.api) await serveApi(run, { args, port, attestation, identity: config.azure_info?.identity, logger })

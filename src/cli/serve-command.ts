@@ -1,3 +1,4 @@
+import { DEFAULT_TCTI } from '../tpm/vtpm.js'
 import type { Argv } from 'yargs'
 import { commandLogger } from './command-logger.js'
 import { decodeSidecarArgs } from '../config/decode.js'
@@ -46,6 +47,7 @@ export function serveCommand<T>(y: Argv<T>): Argv<T> {
         .option('outfile', { type: 'string', describe: 'offline wrap: where to write the base64 annotation' })
         .option('attestation', { type: 'string', choices: ATTESTATION_MODES, default: env.EncfsAttestation || 'auto' })
         .option('simulated-state', { type: 'string', default: defaultSimulatedStateDir() })
+        .option('tpm-tcti', { type: 'string', default: env.EncfsTpmTcti || DEFAULT_TCTI, describe: 'the TPM of --attestation vtpm, as a tpm2-tss TCTI (env EncfsTpmTcti)' })
         .option('unsafe-listen', { type: 'string', describe: 'listen on this address instead of loopback (exposes key release)' })
         .option('allowTestingMismatchedTCB', {
           type: 'boolean',
@@ -59,7 +61,14 @@ export function serveCommand<T>(y: Argv<T>): Argv<T> {
       const simulatedStateDir = args['simulated-state'] === defaultSimulatedStateDir() ? env.EncfsSimulatedState || args['simulated-state'] : args['simulated-state']
       const testingMismatchedTcb = args.allowTestingMismatchedTCB
       if (testingMismatchedTcb) logger.warn("-allowTestingMismatchedTCB: FOR TESTING ONLY, the host certificate's TCBM is taken as ffffffff")
-      const attestation = new AttestationContext({ attestation: args.attestation, simulatedStateDir, certcache: info.certcache, logger, testingMismatchedTcb })
+      const attestation = new AttestationContext({
+        attestation: args.attestation,
+        simulatedStateDir,
+        tpmTcti: args['tpm-tcti'],
+        certcache: info.certcache,
+        logger,
+        testingMismatchedTcb,
+      })
       if (args.infile || args.keypath || args.outfile) {
         if (!args.infile || !args.keypath || !args.outfile) throw new UsageError('offline wrap needs all of -infile, -keypath and -outfile (or use encfs wrap)')
         return wrapFile({ infile: args.infile, keypath: args.keypath, outfile: args.outfile, logger })

@@ -18,12 +18,16 @@ export interface MaaOptions {
 }
 
 /** Trades a report for an MAA token (docs/attestation.md#maa). */
-export async function attestSevSnp(inputs: AttestInputs, o: MaaOptions): Promise<string> {
-  const url = `https://${o.endpoint}/attest/${o.teeType ?? 'SevSnpVM'}?${o.apiVersion ?? 'api-version=2020-10-01'}`
+export function attestSevSnp(inputs: AttestInputs, o: MaaOptions): Promise<string> {
+  return postForToken(`https://${o.endpoint}/attest/${o.teeType ?? 'SevSnpVM'}?${o.apiVersion ?? 'api-version=2020-10-01'}`, attestRequestBody(inputs), o)
+}
+
+/** POSTs an attest request and returns the `token` member of MAA's answer (for AzureGuest, still encrypted). */
+export async function postForToken(url: string, body: string, o: MaaOptions): Promise<string> {
   const res = await request(url, {
     method: 'POST',
     headers: { 'content-type': 'application/json', 'user-agent': o.userAgent || 'ConfidentialSkrContainer encfs' },
-    body: attestRequestBody(inputs),
+    body,
     what: 'MAA attestation',
     attempts: o.attempts ?? 4,
     baseDelayMs: o.baseDelayMs,

@@ -8,6 +8,8 @@ import { startAzurite, uploadFile, type Azurite, type UploadOptions } from './az
 import { makeEncryptedImage, type ImageOptions, type TestImage } from './images.js'
 import { sidecarArgs, startSidecar, stopSidecar, waitReady, type FsConfig, type Sidecar, type SidecarOptions } from './remotefs.js'
 import { startSkrStack, type SkrStack } from './skr-stack.js'
+import { startSwtpmVtpm, type SwtpmVtpm } from './swtpm.js'
+import { simulatedProvider } from '../../src/attestation/providers/simulated.js'
 import { tempDir } from './temp.js'
 import { chooseUnlock, probeCapabilities, type Choice } from '../../src/mount/capabilities.js'
 
@@ -83,6 +85,16 @@ export class E2eFixture {
     const s = await startSkrStack(o)
     this.defer(() => s.stop())
     return s
+  }
+
+  /**
+   * swtpm provisioned as an Azure confidential VM's vTPM, its paravisor making HCL reports with
+   * `stack`'s simulated chip (no HOST_DATA, as on a CVM); stopped after the file's tests.
+   */
+  async vtpm(stack: SkrStack): Promise<SwtpmVtpm> {
+    const v = await startSwtpmVtpm(simulatedProvider({ stateDir: path.join(stack.dir, 'snp') }))
+    this.defer(() => v.stop())
+    return v
   }
 
   /** remotefs started with `config` (filesystems, or EncfsSideCarArgs as given); stopped, its log and runtime directory removed after the file. */
