@@ -108,7 +108,7 @@ export const ERROR_CODES = {
   MOUNTER_LOOP_UNAVAILABLE: failure('--mounter loop without loop devices here'),
   MOUNTER_FUSE2FS_UNAVAILABLE: failure('--mounter fuse2fs without fuse2fs installed'),
   MOUNTER_UNAVAILABLE: failure('neither loop devices nor fuse2fs: ext4 cannot be mounted'),
-  MOUNT_POINT_PARENT_MISSING: failure("the mount point's parent directory does not exist"),
+  MOUNT_POINT_PARENT_NOT_DIRECTORY: failure("the mount point's parent (or one above it) exists and is not a directory"),
   MOUNT_POINT_EXISTS: failure("the mount point exists and is not remotefs's symlink"),
   MOUNT_DIR_FAILED: failure('the .filesystem-N directory cannot be created'),
   MOUNT_DIR_FOREIGN: failure('something remotefs did not mount sits at .filesystem-N'),

@@ -48,15 +48,16 @@ for (const [prog, js, args, expected, code = 'CLI_USAGE'] of CASES) {
 }
 
 test('remotefs warns when -base64 carries secrets, and not when they come from EncfsSideCarArgs', async (t) => {
-  const { mkdtemp, rm, readFile } = await import('node:fs/promises')
+  const { mkdtemp, rm, readFile, writeFile } = await import('node:fs/promises')
   const os = await import('node:os')
   const path = await import('node:path')
   const dir = await mkdtemp(path.join(os.tmpdir(), 'encfs-secrets-'))
   t.teardown(() => rm(dir, { recursive: true, force: true }))
-  // The mount point's parent does not exist: remotefs stops right after reading the configuration.
+  // The mount point's parent is a file: remotefs stops right after reading the configuration.
+  await writeFile(path.join(dir, 'a-file'), '')
   const b64 = Buffer.from(
     JSON.stringify({
-      azure_filesystems: [{ mount_point: path.join(dir, 'missing', 'x'), azure_url: 'https://a.blob.core.windows.net/c/i.img?sv=1&sig=SECRETSIG', raw_key: 'ab'.repeat(32) }],
+      azure_filesystems: [{ mount_point: path.join(dir, 'a-file', 'x'), azure_url: 'https://a.blob.core.windows.net/c/i.img?sv=1&sig=SECRETSIG', raw_key: 'ab'.repeat(32) }],
     }),
   ).toString('base64')
   const common = ['--allow-raw-key', '--no-api', '--runtime-dir', path.join(dir, 'rt'), '-loglevel', 'warning']
@@ -72,5 +73,5 @@ test('remotefs warns when -base64 carries secrets, and not when they come from E
     ),
   )
   t.notRegex(viaEnv, /carries secrets/)
-  t.regex(viaEnv, /MOUNT_POINT_PARENT_MISSING|does not exist/)
+  t.regex(viaEnv, /a-file is not a directory.*MOUNT_POINT_PARENT_NOT_DIRECTORY/)
 })
