@@ -27,7 +27,8 @@ const answered = (meaning: string) => failure(meaning, 'upstream')
 export const ERROR_CODES = {
   // The command line
   CLI_USAGE: usage('the command line cannot be run as given: unknown flag, missing argument or bad value (see --help)'),
-  LOG_LEVEL_INVALID: usage('-loglevel (or LogLevel) is not a log level'),
+  // Go's sidecars end with logrus.Fatalf (exit 1) on a bad level, so encfs does too.
+  LOG_LEVEL_INVALID: failure('-loglevel (or LogLevel) is not a log level'),
   LOG_FORMAT_INVALID: usage('-logformat is neither json nor text'),
   API_PORT_INVALID: usage('-port (or env Port) is not a port number'),
   KEY_MISSING: failure('the command needs a key: --key-file or --key-hex'),

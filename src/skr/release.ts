@@ -34,6 +34,10 @@ export interface ReleaseOptions {
   ca?: string[]
   logger?: Logger
   signal?: AbortSignal
+  /** The process's MAA User-Agent (src/maa/user-agent.ts). */
+  maaUserAgent?: string
+  /** The configuration's key.kty, only for the log line Go writes (the vault says the real type). */
+  kty?: string
   /** Attempts for the MAA and the vault request each (429, 5xx and transport errors are retried; default 4 and 3). */
   attempts?: number
 }
@@ -45,6 +49,11 @@ export interface ReleaseOptions {
 export async function releaseKey(o: ReleaseOptions): Promise<ReleasedKey> {
   const logger = o.logger ?? silentLogger
   const step = (name: string, extra: Record<string, unknown> = {}) => logger.info({ kid: o.kid, ...extra }, `key release: ${name}`)
+  // Go's lines (pkg/skr), which its troubleshooting guides quote; never the bearer token.
+  logger.info('Performing secure key release...')
+  logger.debug(
+    `Releasing key blob: keyBlob{ KID: ${o.kid}, KTY: ${o.kty ?? ''}, KeyOps: [], Authority: {Endpoint:${o.maaEndpoint} TEEType:SevSnpVM APIVersion:api-version=2020-10-01}, AKV: { Endpoint: ${o.akvEndpoint}, APIVersion: api-version=7.4 } }`,
+  )
   const wrapping = await generateWrappingKey()
 
   step('getting an SNP report', { provider: o.provider.name })
@@ -53,7 +62,7 @@ export async function releaseKey(o: ReleaseOptions): Promise<ReleasedKey> {
   step('attesting with MAA', { maa: o.maaEndpoint })
   const token = await attestSevSnp(
     { report: raw, vcekCertChain: chain.chainPem, referenceInfo: o.uvm.referenceInfo, runtimeData: wrapping.jwks, nonce: randomBytes(8).readBigUInt64LE() },
-    { endpoint: o.maaEndpoint, ca: o.ca, logger, signal: o.signal, attempts: o.attempts },
+    { endpoint: o.maaEndpoint, ca: o.ca, logger, signal: o.signal, attempts: o.attempts, userAgent: o.maaUserAgent },
   )
 
   let bearer = o.accessToken
@@ -62,6 +71,7 @@ export async function releaseKey(o: ReleaseOptions): Promise<ReleasedKey> {
     bearer = await vaultToken(o.akvEndpoint, o.identity, { logger, signal: o.signal })
   }
   step('requesting the release', { akv: o.akvEndpoint })
+  logger.info(`Releasing key ${o.kid}...`)
   const url = `https://${o.akvEndpoint}/keys/${o.kid}/release?api-version=7.4`
   const res = await request(url, {
     method: 'POST',

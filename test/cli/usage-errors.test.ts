@@ -26,9 +26,7 @@ const CASES: [string, string, string[], RegExp, string?][] = [
   ['encfs', ENCFS_JS, ['pack', '--from', '/tmp'], /Missing required arguments?: out, key-file/],
   ['encfs', ENCFS_JS, ['pack', '--from', '/tmp', '--out', 'o', '--key-file', 'k', '--sector-size', '3'], /Invalid values:.*sector-size/s],
   ['encfs', ENCFS_JS, ['check-key', 'x.img', '--key-hex', '00', '--kdf-max-pbkdf2-iterations', '-5'], /--kdf-max-pbkdf2-iterations must be a whole number/],
-  ['encfs', ENCFS_JS, ['--loglevel', 'loud', 'inspect', 'x.img'], /-loglevel "loud" is not a log level: use trace, debug, info, warning/, 'LOG_LEVEL_INVALID'],
   ['remotefs', REMOTEFS_JS, ['--bogus-flag'], /Unknown arguments?: bogus-flag/],
-  ['remotefs', REMOTEFS_JS, ['-loglevel', 'loud'], /-loglevel "loud" is not a log level: use trace, debug, info, warning/, 'LOG_LEVEL_INVALID'],
   ['remotefs', REMOTEFS_JS, ['--unlock', 'magic'], /Invalid values:.*unlock/s],
   ['remotefs', REMOTEFS_JS, ['--kdf-max-pbkdf2-iterations', 'lots'], /--kdf-max-pbkdf2-iterations must be a whole number/],
 ]
@@ -44,6 +42,19 @@ for (const [prog, js, args, expected, code = 'CLI_USAGE'] of CASES) {
     t.regex(lines[0]!, new RegExp(`^${prog}: `))
     t.true(lines[0]!.endsWith(`[${code}]`), lines[0])
     t.regex(lines[0]!, expected)
+  })
+}
+
+// Go's remotefs and skr end with logrus.Fatalf on a level logrus cannot parse: exit 1, not flag's 2.
+for (const [prog, js, args] of [
+  ['remotefs', REMOTEFS_JS, ['-loglevel', 'loud']],
+  ['encfs', ENCFS_JS, ['--loglevel', 'loud', 'inspect', 'x.img']],
+  ['encfs', ENCFS_JS, ['serve', '-loglevel', 'loud']],
+] as const) {
+  test(`${prog} ${args.join(' ')}: exit 1, as Go's sidecars on a bad -loglevel, one line naming the levels`, async (t) => {
+    const r = await run(js, [...args])
+    t.is(r.code, 1, r.stderr)
+    t.is(r.stderr, `${prog}: -loglevel "loud" is not a log level: use trace, debug, info, warning, error, fatal, panic (any letter case; warn = warning) [LOG_LEVEL_INVALID]\n`)
   })
 }
 
