@@ -124,7 +124,7 @@ test.serial('the entry point picks the role from the environment (dry run)', asy
   t.is(await dry({ TestingMismatchedTCB: 'true' }, 'skr.sh'), '/opt/encfs/bin/encfs.js serve -allowTestingMismatchedTCB=true')
   const bad = await run('sh', [path.join(REPO, 'encfs.sh')], { EncfsRole: 'both', ENCFS_DRY_RUN: '1' })
   t.is(bad.code, 2)
-  t.regex(bad.stderr, /EncfsRole must be encfs or skr, got "both"/)
+  t.regex(bad.stderr, /EncfsRole must be encfs, skr or aasp, got "both"/)
 })
 
 test.serial('the skr role with ServerType=grpc serves both keyprovider paths: UnWrapKey returns what encfs wrap wrapped', async (t) => {
