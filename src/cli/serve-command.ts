@@ -14,13 +14,13 @@ export const SERVER_TYPES = ['http', 'grpc'] as const
 /**
  * `encfs serve`: the skr sidecar's job, with its flags and environment, and no filesystems:
  * the HTTP API, or with -server_type grpc the keyprovider gRPC service instead (as skr), or
- * with -infile/-keypath/-outfile skr's offline wrap.
+ * both with --grpc-port (as Go's AASP), or with -infile/-keypath/-outfile skr's offline wrap.
  */
 export function serveCommand<T>(y: Argv<T>): Argv<T> {
   const env = process.env
   return y.command(
     'serve',
-    "serve the skr attestation and key release API alone (the Go skr sidecar's job); flags and env as skr: -base64/SkrSideCarArgs, -port/Port, -server_type/ServerType (http or grpc)",
+    "serve the skr attestation and key release API (the Go skr sidecar's job), or the keyprovider gRPC service, or both (--grpc-port); flags and env as skr: -base64/SkrSideCarArgs, -port/Port, -server_type/ServerType (http or grpc)",
     (c) =>
       c
         .parserConfiguration({ 'short-option-groups': false })
