@@ -1,6 +1,7 @@
 import yargs from 'yargs'
-import { createLogger, logOptions, type Logger } from '../log/logger.js'
-import { exitWith, usageFailure, UsageError } from './fail.js'
+import { logOptions, type Logger } from '../log/logger.js'
+import { startProgram } from './command-logger.js'
+import { asProgram, exitWith, UsageError } from './fail.js'
 import { ATTESTATION_MODES } from '../attestation/providers/provider.js'
 import { defaultSimulatedStateDir } from '../attestation/providers/simulated.js'
 import { AttestationContext } from '../attestation/context.js'
@@ -41,7 +42,7 @@ function httpPort(value: string): number {
 }
 
 export function parseAaspArgs(argv: string[], env: NodeJS.ProcessEnv = process.env) {
-  return (
+  return asProgram(
     yargs(argv)
       .scriptName('aasp')
       .usage(
@@ -72,14 +73,8 @@ export function parseAaspArgs(argv: string[], env: NodeJS.ProcessEnv = process.e
       .option('attestation', { type: 'string', choices: ATTESTATION_MODES, default: env.EncfsAttestation || 'auto', describe: 'SEV-SNP report source (env EncfsAttestation)' })
       .option('simulated-state', { type: 'string', default: env.EncfsSimulatedState || defaultSimulatedStateDir(env), describe: 'state directory of the simulated SNP chip' })
       .option('unsafe-listen', { type: 'string', describe: 'listen on this address instead of loopback (exposes key release and unwrapping)' })
-      .option('allowTestingMismatchedTCB', { type: 'boolean', default: false, describe: "testing only, as skr: the host certificate's TCBM is taken as ffffffff" })
-      .strictOptions()
-      .help()
-      .version(false)
-      .exitProcess(false)
-      .fail(usageFailure)
-      .parseSync()
-  )
+      .option('allowTestingMismatchedTCB', { type: 'boolean', default: false, describe: "testing only, as skr: the host certificate's TCBM is taken as ffffffff" }),
+  ).parseSync()
 }
 
 type AaspArgs = ReturnType<typeof parseAaspArgs>
@@ -130,15 +125,9 @@ async function serve(args: AaspArgs, logger: Logger): Promise<void> {
 }
 
 export async function main(argv: string[]): Promise<void> {
-  let args: AaspArgs
-  let logger: Logger
-  try {
-    args = parseAaspArgs(argv)
-    if (args.help) return
-    logger = createLogger({ level: args.loglevel, file: args.logfile, format: args.logformat, name: 'aasp' })
-  } catch (err) {
-    exitWith('aasp', err, 2)
-  }
+  const started = startProgram('aasp', () => parseAaspArgs(argv))
+  if (!started) return
+  const { args, logger } = started
   try {
     logger.info(`Starting ${process.argv[1] ?? 'aasp'}...`)
     if (args.infile || args.keypath || args.outfile) {

@@ -1,5 +1,5 @@
 import yargs from 'yargs'
-import { createLogger, logOptions, type Logger } from '../log/logger.js'
+import { logOptions, type Logger } from '../log/logger.js'
 import { configSecrets, loadConfig, redactConfig } from '../config/load.js'
 import { skrConfigOf } from './skr-config.js'
 import { planFilesystems } from '../config/plan.js'
@@ -15,7 +15,8 @@ import { MaaUserAgent } from '../maa/user-agent.js'
 import { redactUrl } from '../log/redact.js'
 import type { RunningSkr } from './skr-services.js'
 import { defaultSimulatedStateDir } from '../attestation/providers/simulated.js'
-import { exitWith, usageFailure } from './fail.js'
+import { asProgram, exitWith } from './fail.js'
+import { startProgram } from './command-logger.js'
 import { kdfBudgetOptions, kdfBudgetFrom } from './kdf-options.js'
 import { ATTESTATION_MODES } from '../attestation/providers/provider.js'
 
@@ -56,7 +57,7 @@ function envFlag(value: string | undefined): boolean {
 }
 
 export function parseRemotefsArgs(argv: string[], env: NodeJS.ProcessEnv = process.env) {
-  return (
+  return asProgram(
     kdfBudgetOptions(yargs(argv), env)
       .scriptName('remotefs')
       .usage(
@@ -123,27 +124,18 @@ export function parseRemotefsArgs(argv: string[], env: NodeJS.ProcessEnv = proce
         default: env.EncfsSimulatedState || defaultSimulatedStateDir(env),
         describe: 'state directory of the simulated SNP chip (--attestation simulated)',
       })
-      .option('runtime-dir', { type: 'string', default: env.EncfsRuntimeDir || defaultRuntimeDir(), describe: 'where the FUSE files live; one remotefs per directory' })
-      .strictOptions()
-      .help()
-      .version(false)
-      .exitProcess(false)
-      .fail(usageFailure)
-      .parseSync()
-  )
+      .option('runtime-dir', { type: 'string', default: env.EncfsRuntimeDir || defaultRuntimeDir(), describe: 'where the FUSE files live; one remotefs per directory' }),
+  ).parseSync()
 }
 
 type RemotefsArgs = ReturnType<typeof parseRemotefsArgs>
 
 /** The command line, the logger and whether to serve the API; or exit naming what is wrong (2 for the command line, 1 for a log level, as Go). */
 function startupArgs(argv: string[]): { args: RemotefsArgs; logger: Logger; api: ApiRequest } | undefined {
-  let args: RemotefsArgs
-  let logger: Logger
+  const started = startProgram('remotefs', () => parseRemotefsArgs(argv))
+  if (!started) return undefined
   try {
-    args = parseRemotefsArgs(argv)
-    if (args.help) return undefined
-    logger = createLogger({ level: args.loglevel, file: args.logfile, format: args.logformat, name: 'remotefs' })
-    return { args, logger, api: apiRequest({ api: args.api, port: args.port }) }
+    return { ...started, api: apiRequest({ api: started.args.api, port: started.args.port }) }
   } catch (err) {
     exitWith('remotefs', err, 2)
   }

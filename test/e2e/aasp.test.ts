@@ -12,7 +12,7 @@ import path from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { status } from '@grpc/grpc-js'
 import type { SkrStack } from '../helpers/skr-stack.js'
-import { startImdsEmulator, type ImdsEmulator } from '../../src/emulators/imds/server.js'
+import type { ImdsEmulator } from '../../src/emulators/imds/server.js'
 import { E2eFixture, ENCFS_JS, freePort, waitUntil } from '../helpers/e2e.js'
 import { call, keyProviderClients, refusal, unwrapInput } from '../helpers/keyprovider-client.js'
 
@@ -33,8 +33,7 @@ const rsa = generateKeyPairSync('rsa', { modulusLength: 3072 })
 
 test.before(async () => {
   s = await e2e.skrStack()
-  imds = await startImdsEmulator(s.authority)
-  e2e.defer(() => imds.stop())
+  imds = await e2e.imds(s)
   dir = await e2e.tempDir('encfs-aasp-')
   // What setup-key-mhsm.sh leaves: the key in the vault with its release policy (attestation type
   // and the pod's host data), <key>-pub.pem and <key>-info.json naming the vault and the MAA.
@@ -50,19 +49,10 @@ test.before(async () => {
     `{\n  "public_key_path": "${KEY}-pub.pem",\n  "kms_endpoint": "${s.akv.endpoint}",\n  "attester_endpoint": "${s.maa.endpoint}"\n}\n`,
   )
   await copyFile(path.join(REPO, 'examples', 'aasp', 'plaintext'), path.join(dir, 'plaintext'))
-  await writeFile(path.join(dir, 'ca.pem'), s.ca.join(''))
 })
 
 /** What the pod gives the sidecar: the emulators' CA, its security context, the identity endpoint. */
-const podEnv = (): Record<string, string> => ({
-  NODE_EXTRA_CA_CERTS: path.join(dir, 'ca.pem'),
-  UVM_SECURITY_CONTEXT_DIR: path.join(dir, 'no-context'),
-  UVM_SECURITY_POLICY: s.policyBase64,
-  UVM_REFERENCE_INFO: s.uvm.referenceInfo,
-  UVM_HOST_AMD_CERTIFICATE: Buffer.from(JSON.stringify(s.uvm.hostAmdCertificate)).toString('base64'),
-  AZURE_POD_IDENTITY_AUTHORITY_HOST: imds.url,
-  EncfsSimulatedState: `${s.dir}/snp`,
-})
+const podEnv = (): Record<string, string> => ({ ...s.podEnv({ imdsUrl: imds.url }), EncfsSimulatedState: `${s.dir}/snp` })
 
 /** grpcurl for unwrap.sh: the real one when installed, else the stand-in (test/helpers/grpcurl.ts) on PATH. */
 async function grpcurlPath(t: { log(...v: unknown[]): void }): Promise<string> {

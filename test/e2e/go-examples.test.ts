@@ -7,42 +7,28 @@ import test from 'ava'
 import { execFile } from 'node:child_process'
 import { promisify } from 'node:util'
 import { randomBytes } from 'node:crypto'
-import { readFile, stat, writeFile } from 'node:fs/promises'
+import { readFile, stat } from 'node:fs/promises'
 import path from 'node:path'
 import { E2eFixture, freePort, leftovers, readFromChild, stopSidecar, waitForLog, waitReady, type TestImage } from '../helpers/e2e.js'
 import type { SkrStack } from '../helpers/skr-stack.js'
-import { startImdsEmulator, type ImdsEmulator } from '../../src/emulators/imds/server.js'
+import type { ImdsEmulator } from '../../src/emulators/imds/server.js'
 import { vector } from '../helpers/vectors.js'
 
 const exec = promisify(execFile)
 const e2e = new E2eFixture(test)
 let s: SkrStack
 let imds: ImdsEmulator
-let caFile: string
 let img: TestImage
 const octKey = randomBytes(32)
 
 test.before(async () => {
   s = await e2e.skrStack()
-  imds = await startImdsEmulator(s.authority)
-  e2e.defer(() => imds.stop())
-  caFile = path.join(s.dir, 'emulator-ca.pem')
-  await writeFile(caFile, s.ca.join(''))
+  imds = await e2e.imds(s)
   await s.importKey('EncfsKey', octKey)
   img = await e2e.image({ key: octKey, fsSizeMiB: 8, files: { 'hello.txt': 'from the Go example configuration\n' } })
 })
 
-const podEnv = async () => ({
-  NODE_EXTRA_CA_CERTS: caFile,
-  UVM_SECURITY_CONTEXT_DIR: await e2e.tempDir('encfs-ctx-'),
-  UVM_SECURITY_POLICY: s.policyBase64,
-  UVM_REFERENCE_INFO: s.uvm.referenceInfo,
-  UVM_HOST_AMD_CERTIFICATE: Buffer.from(JSON.stringify(s.uvm.hostAmdCertificate)).toString('base64'),
-  AZURE_POD_IDENTITY_AUTHORITY_HOST: imds.url,
-  SkrSideCarArgs: '',
-  Port: '',
-  EncfsApi: '',
-})
+const podEnv = () => ({ ...s.podEnv({ imdsUrl: imds.url }), SkrSideCarArgs: '' })
 const simulated = () => ['--attestation', 'simulated', '--simulated-state', `${s.dir}/snp`]
 
 test.serial(
@@ -67,7 +53,7 @@ test.serial(
     t.regex(example, /<key-type-of-key-imported-to-akv>/)
     const config = JSON.parse(example) as Record<string, unknown>
     config.azure_info = { identity: { client_id: 'pod-identity' }, certcache: { endpoint_type: 'localthim', endpoint: '169.254.169.254/metadata/THIM/amd/certification' } }
-    const sidecar = await e2e.sidecar(Buffer.from(JSON.stringify(config)).toString('base64'), { args: simulated(), env: await podEnv() })
+    const sidecar = await e2e.sidecar(Buffer.from(JSON.stringify(config)).toString('base64'), { args: simulated(), env: podEnv() })
     await waitReady(sidecar, [mountPoint])
     t.is((await readFromChild(path.join(mountPoint, 'hello.txt'))).toString(), 'from the Go example configuration\n')
     for (const dir of [path.join(ws, 'mnt'), path.join(ws, 'mnt', 'remote')]) t.is((await stat(dir)).mode & 0o777, 0o755, `${dir} made as Go's MkdirAll makes it`)
@@ -84,7 +70,7 @@ test.serial(
 
 test.serial('an empty filesystem list, as Go runs it: nothing mounted, remotefs stays up (the API too, if asked for) until SIGTERM', async (t) => {
   const port = await freePort()
-  const sidecar = await e2e.sidecar(Buffer.from('{"azure_filesystems":[]}').toString('base64'), { args: ['-port', String(port)], env: await podEnv() })
+  const sidecar = await e2e.sidecar(Buffer.from('{"azure_filesystems":[]}').toString('base64'), { args: ['-port', String(port)], env: podEnv() })
   await waitForLog(sidecar, /"msg":"ready: 0 filesystem\(s\) mounted; API on localhost:\d+"/)
   t.regex(await sidecar.log(), /azure_filesystems is empty: nothing to mount; remotefs stays up/)
   const st = await fetch(`http://127.0.0.1:${port}/status`)
@@ -105,7 +91,7 @@ test.serial(
     const config = { azure_info: { identity: { client_id: 'pod-identity' } }, azure_filesystems: fs }
     const b64 = Buffer.from(JSON.stringify(config)).toString('base64')
     const attestsBefore = s.maa.attestCount
-    const sidecar = await e2e.sidecar(b64, { args: [...simulated(), '-port', String(port)], env: { ...(await podEnv()), SkrSideCarArgs: skr } })
+    const sidecar = await e2e.sidecar(b64, { args: [...simulated(), '-port', String(port)], env: { ...podEnv(), SkrSideCarArgs: skr } })
     await waitReady(sidecar, [mp])
     t.true(s.maa.attestCount > attestsBefore)
     t.is(s.maa.lastUserAgent, 'contoso-orders', "the filesystem's key release sent SkrSideCarArgs' User-Agent")
@@ -123,7 +109,7 @@ test.serial(
     t.regex(await sidecar.log(), /Using provided string contoso-orders as User-Agent for request to MAA/)
     t.is(await stopSidecar(sidecar), 0)
 
-    const off = await e2e.sidecar(b64, { args: simulated(), env: { ...(await podEnv()), SkrSideCarArgs: skr } })
+    const off = await e2e.sidecar(b64, { args: simulated(), env: { ...podEnv(), SkrSideCarArgs: skr } })
     await waitReady(off, [mp])
     t.regex(await off.log(), /SkrSideCarArgs is set, but it configures only the attestation and key release API and the keyprovider gRPC service, and neither is served/)
     t.regex(await off.log(), /"msg":"ready: 1 filesystem\(s\) mounted; API off \(not asked for: set -port\/Port or EncfsApi=true\)"/)

@@ -61,9 +61,13 @@ test('encfs serve --grpc-port serves the keyprovider gRPC service and the HTTP A
   const { keyProviderClients, call } = await import('../helpers/keyprovider-client.js')
   const [port, grpcPort] = [await freePort(), await freePort()]
   const env: Record<string, string> = { UVM_SECURITY_CONTEXT_DIR: await e2e.tempDir('encfs-ctx-'), SkrSideCarArgs: '', Port: '', EncfsGrpcPort: '' }
-  const serve = e2e.start(process.execPath, [ENCFS_JS, 'serve', '-port', String(port), '--grpc-port', String(grpcPort), '--attestation', 'simulated', '--simulated-state', `${s.dir}/snp`], {
-    env,
-  })
+  const serve = e2e.start(
+    process.execPath,
+    [ENCFS_JS, 'serve', '-port', String(port), '--grpc-port', String(grpcPort), '--attestation', 'simulated', '--simulated-state', `${s.dir}/snp`],
+    {
+      env,
+    },
+  )
   await waitUntil('encfs serve to be ready', async () => serve.output().includes('"msg":"ready: serving the attestation and key release API and the keyprovider gRPC service"'), {
     exited: serve.exited,
     timeoutMs: 20_000,

@@ -9,6 +9,7 @@ import { startAzurite, uploadFile, type Azurite, type UploadOptions } from './az
 import { makeEncryptedImage, type ImageOptions, type TestImage } from './images.js'
 import { sidecarArgs, startSidecar, stopSidecar, waitReady, type FsConfig, type Sidecar, type SidecarOptions } from './remotefs.js'
 import { startSkrStack, type SkrStack } from './skr-stack.js'
+import { startImdsEmulator, type ImdsEmulator } from '../../src/emulators/imds/server.js'
 import { tempDir } from './temp.js'
 import { chooseUnlock, probeCapabilities, type Choice } from '../../src/mount/capabilities.js'
 
@@ -108,6 +109,13 @@ export class E2eFixture {
     }
     this.defer(() => stop())
     return { child, exited, output: () => out, stop }
+  }
+
+  /** The IMDS emulator (managed identity tokens) of `stack`'s token authority; stopped after the file. */
+  async imds(stack: SkrStack): Promise<ImdsEmulator> {
+    const imds = await startImdsEmulator(stack.authority)
+    this.defer(() => imds.stop())
+    return imds
   }
 
   /** Simulated SNP + MAA + Key Vault emulators. */
