@@ -8,14 +8,18 @@
 #
 # The image has a second role, the Go skr sidecar's (encfs serve: the HTTP API, or the
 # keyprovider gRPC service with ServerType=grpc), which /skr.sh runs; deployments that set the
-# command to /skr.sh get it directly. Here EncfsRole=encfs|skr|aasp chooses; without it,
-# EncfsSideCarArgs set -> encfs; else SkrSideCarArgs or ServerType set -> skr; else encfs.
+# command to /skr.sh get it directly; the AASP role (Go's /bin/aasp) too. Here
+# EncfsRole=encfs|skr|aasp chooses; without it,
+# EncfsSideCarArgs set -> encfs; else SkrSideCarArgs or ServerType set -> skr; else arguments
+# (a positional configuration or remotefs flags) -> encfs; else, no configuration at all, skr:
+# what the Go skr image does when started with no environment (the API on localhost:8080).
 # ENCFS_DRY_RUN=1 prints the command instead of running it.
 role="${EncfsRole:-}"
 if [ -z "$role" ]; then
   if [ -n "${EncfsSideCarArgs:-}" ]; then role=encfs
   elif [ -n "${SkrSideCarArgs:-}" ] || [ -n "${ServerType:-}" ]; then role=skr
-  else role=encfs
+  elif [ $# -gt 0 ]; then role=encfs
+  else role=skr
   fi
 fi
 case "$role" in

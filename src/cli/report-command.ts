@@ -24,6 +24,8 @@ function toText(report: SnpReport): string {
   return `${lines.join('\n')}\n`
 }
 
+const isHexOfAtMost = (text: string, bytes: number): boolean => /^([0-9a-fA-F]{2})*$/.test(text) && text.length <= 2 * bytes
+
 async function readInput(file: string): Promise<Buffer> {
   if (file !== '-') return readFile(file)
   const chunks: Buffer[] = []
@@ -38,8 +40,16 @@ export function reportCommand<T>(y: Argv<T>): Argv<T> {
     (c) =>
       c
         .option('report-data', { type: 'string', default: '', describe: 'hex, at most 64 bytes, placed at the start of REPORT_DATA' })
+        .option('host-data', {
+          type: 'string',
+          describe: 'hex, at most 32 bytes, placed at the start of HOST_DATA (--attestation simulated only: a real chip takes it from the launch)',
+        })
         .option('attestation', { type: 'string', choices: ATTESTATION_MODES, default: process.env.EncfsAttestation || 'auto', describe: 'report source (env EncfsAttestation)' })
-        .option('simulated-state', { type: 'string', describe: 'state directory of the simulated chip', default: defaultSimulatedStateDir() })
+        .option('simulated-state', {
+          type: 'string',
+          describe: 'state directory of the simulated chip (env EncfsSimulatedState)',
+          default: process.env.EncfsSimulatedState || defaultSimulatedStateDir(),
+        })
         .option('format', { type: 'string', choices: ['hex', 'json', 'text'] as const, describe: 'output (default hex when fetching, text when decoding)' })
         .option('decode', { type: 'string', describe: 'decode this report file (hex or binary; - for stdin) instead of fetching' }),
     async (args) => {
@@ -47,10 +57,16 @@ export function reportCommand<T>(y: Argv<T>): Argv<T> {
       let raw: Buffer
       if (args.decode !== undefined) raw = decodeReportInput(await readInput(args.decode))
       else {
-        if (!/^([0-9a-fA-F]{2})*$/.test(args['report-data']) || args['report-data'].length > 128) {
-          throw new AttestationError('ATTEST_REPORT_DATA_INVALID', '--report-data must be hex of at most 64 bytes')
+        if (!isHexOfAtMost(args['report-data'], 64)) throw new AttestationError('ATTEST_REPORT_DATA_INVALID', '--report-data must be hex of at most 64 bytes')
+        const hostData = args['host-data']
+        if (hostData !== undefined && (!isHexOfAtMost(hostData, 32) || args.attestation !== 'simulated')) {
+          throw new AttestationError(
+            'ATTEST_REPORT_DATA_INVALID',
+            '--host-data must be hex of at most 32 bytes, with --attestation simulated (a real chip takes HOST_DATA from the launch)',
+          )
         }
-        const provider = await selectProvider(args.attestation, { logger, simulated: { stateDir: args['simulated-state'] } })
+        const simulatedHostData = hostData === undefined ? undefined : Buffer.concat([Buffer.from(hostData, 'hex'), Buffer.alloc(32)]).subarray(0, 32)
+        const provider = await selectProvider(args.attestation, { logger, simulated: { stateDir: args['simulated-state'], hostData: simulatedHostData } })
         raw = await provider.getReport(Buffer.from(args['report-data'], 'hex'))
       }
       const format = args.format ?? (args.decode !== undefined ? 'text' : 'hex')

@@ -84,8 +84,8 @@ test.serial('encfs wrap makes the annotation offline, as skr -infile -keypath -o
 })
 
 test.serial('the entry point picks the role from the environment (dry run)', async (t) => {
-  const dry = async (env: Record<string, string>, script = 'encfs.sh') => {
-    const r = await run('sh', [path.join(REPO, script)], {
+  const dry = async (env: Record<string, string>, script = 'encfs.sh', args: string[] = []) => {
+    const r = await run('sh', [path.join(REPO, script), ...args], {
       ENCFS_HOME: '/opt/encfs',
       ENCFS_DRY_RUN: '1',
       EncfsSideCarArgs: '',
@@ -110,7 +110,9 @@ test.serial('the entry point picks the role from the environment (dry run)', asy
   )
   t.is(await dry({ EncfsSideCarArgs: 'e30=', SkrSideCarArgs: 'e30=' }), '/opt/encfs/bin/remotefs.js', 'encfs wins when both are set')
   t.is(await dry({ EncfsRole: 'skr' }), '/opt/encfs/bin/encfs.js serve')
-  t.is(await dry({}), '/opt/encfs/bin/remotefs.js', 'no configuration: the encfs role, which says what is missing')
+  t.is(await dry({}), '/opt/encfs/bin/encfs.js serve', "no configuration at all: the skr role, as Go's skr image started with no environment")
+  t.is(await dry({}, 'encfs.sh', ['e30=']), '/opt/encfs/bin/remotefs.js', 'a positional configuration: the encfs role')
+  t.is(await dry({}, 'encfs.sh', ['-base64', 'e30=']), '/opt/encfs/bin/remotefs.js -base64 e30=', 'remotefs flags: the encfs role')
   t.is(await dry({}, 'skr.sh'), '/opt/encfs/bin/encfs.js serve')
   t.is(await dry({ TestingMismatchedTCB: 'true' }, 'skr.sh'), '/opt/encfs/bin/encfs.js serve -allowTestingMismatchedTCB=true')
   const bad = await run('sh', [path.join(REPO, 'encfs.sh')], { EncfsRole: 'both', ENCFS_DRY_RUN: '1' })

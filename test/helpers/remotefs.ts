@@ -11,6 +11,8 @@ const here = path.dirname(fileURLToPath(import.meta.url))
 /** The built CLI entry points, next to this file in dist/. */
 export const REMOTEFS_JS = path.resolve(here, '../../../bin/remotefs.js')
 export const ENCFS_JS = path.resolve(here, '../../../bin/encfs.js')
+/** The repository's root (this file is in dist/test/helpers/). */
+export const REPO = path.resolve(here, '../../..')
 
 export interface FsConfig {
   mount_point: string
