@@ -27,7 +27,8 @@ const answered = (meaning: string) => failure(meaning, 'upstream')
 export const ERROR_CODES = {
   // The command line
   CLI_USAGE: usage('the command line cannot be run as given: unknown flag, missing argument or bad value (see --help)'),
-  LOG_LEVEL_INVALID: usage('-loglevel (or LogLevel) is not a log level'),
+  // Go's sidecars end with logrus.Fatalf (exit 1) on a bad level, so encfs does too.
+  LOG_LEVEL_INVALID: failure('-loglevel (or LogLevel) is not a log level'),
   LOG_FORMAT_INVALID: usage('-logformat is neither json nor text'),
   API_PORT_INVALID: usage('-port (or env Port) is not a port number'),
   KEY_MISSING: failure('the command needs a key: --key-file or --key-hex'),
@@ -108,7 +109,7 @@ export const ERROR_CODES = {
   MOUNTER_LOOP_UNAVAILABLE: failure('--mounter loop without loop devices here'),
   MOUNTER_FUSE2FS_UNAVAILABLE: failure('--mounter fuse2fs without fuse2fs installed'),
   MOUNTER_UNAVAILABLE: failure('neither loop devices nor fuse2fs: ext4 cannot be mounted'),
-  MOUNT_POINT_PARENT_MISSING: failure("the mount point's parent directory does not exist"),
+  MOUNT_POINT_PARENT_NOT_DIRECTORY: failure("the mount point's parent (or one above it) exists and is not a directory"),
   MOUNT_POINT_EXISTS: failure("the mount point exists and is not remotefs's symlink"),
   MOUNT_DIR_FAILED: failure('the .filesystem-N directory cannot be created'),
   MOUNT_DIR_FOREIGN: failure('something remotefs did not mount sits at .filesystem-N'),

@@ -64,7 +64,7 @@ export async function releaseKeyOnCvm(provider: VtpmProvider, o: ReleaseOptions)
 
   const { evidence, key } = await gatherGuestEvidence(provider, o, step)
   step('attesting with MAA (AzureGuest)', { maa: o.maaEndpoint })
-  const encrypted = await attestAzureGuest(evidence, { endpoint: o.maaEndpoint, ca: o.ca, logger, signal: o.signal, attempts: o.attempts })
+  const encrypted = await attestAzureGuest(evidence, { endpoint: o.maaEndpoint, ca: o.ca, logger, signal: o.signal, attempts: o.attempts, userAgent: o.maaUserAgent })
   const token = decryptGuestToken(encrypted, await tpm.decrypt(key, encrypted.encryptedInnerKey, 'rsaes', "MAA's token key"))
 
   const { key: released, enc, ciphertext } = await vaultRelease(o, token, CVM_WRAP, step)

@@ -21,6 +21,11 @@ export async function releaseKey(o: ReleaseOptions): Promise<ReleasedKey> {
   if (isVtpm(o.provider)) return releaseKeyOnCvm(o.provider, o)
   const logger = o.logger ?? silentLogger
   const step = (name: string, extra: Record<string, unknown> = {}) => logger.info({ kid: o.kid, ...extra }, `key release: ${name}`)
+  // Go's lines (pkg/skr), which its troubleshooting guides quote; never the bearer token.
+  logger.info('Performing secure key release...')
+  logger.debug(
+    `Releasing key blob: keyBlob{ KID: ${o.kid}, KTY: ${o.kty ?? ''}, KeyOps: [], Authority: {Endpoint:${o.maaEndpoint} TEEType:SevSnpVM APIVersion:api-version=2020-10-01}, AKV: { Endpoint: ${o.akvEndpoint}, APIVersion: api-version=7.4 } }`,
+  )
   const wrapping = await generateWrappingKey()
 
   step('getting an SNP report', { provider: o.provider.name })
@@ -29,7 +34,7 @@ export async function releaseKey(o: ReleaseOptions): Promise<ReleasedKey> {
   step('attesting with MAA', { maa: o.maaEndpoint })
   const token = await attestSevSnp(
     { report: raw, vcekCertChain: chain.chainPem, referenceInfo: o.uvm.referenceInfo, runtimeData: wrapping.jwks, nonce: randomBytes(8).readBigUInt64LE() },
-    { endpoint: o.maaEndpoint, ca: o.ca, logger, signal: o.signal, attempts: o.attempts },
+    { endpoint: o.maaEndpoint, ca: o.ca, logger, signal: o.signal, attempts: o.attempts, userAgent: o.maaUserAgent },
   )
 
   const { key, enc, ciphertext } = await vaultRelease(o, token, undefined, step)

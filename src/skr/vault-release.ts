@@ -27,6 +27,10 @@ export interface ReleaseOptions {
   ca?: string[]
   logger?: Logger
   signal?: AbortSignal
+  /** The process's MAA User-Agent (src/maa/user-agent.ts). */
+  maaUserAgent?: string
+  /** The configuration's key.kty, only for the log line Go writes (the vault says the real type). */
+  kty?: string
   /** Attempts for the MAA and the vault request each (429, 5xx and transport errors are retried; default 4 and 3). */
   attempts?: number
 }
@@ -55,6 +59,7 @@ export async function vaultRelease(
     bearer = await vaultToken(o.akvEndpoint, o.identity, { logger, signal: o.signal })
   }
   step('requesting the release', { akv: o.akvEndpoint })
+  logger.info(`Releasing key ${o.kid}...`)
   const url = `https://${o.akvEndpoint}/keys/${o.kid}/release?api-version=7.4`
   const res = await request(url, {
     method: 'POST',

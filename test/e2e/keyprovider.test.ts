@@ -36,20 +36,11 @@ test.before(async () => {
   await mkdir(path.dirname(keyPath))
   await writeFile(`${keyPath}-pub.pem`, rsa.publicKey.export({ format: 'pem', type: 'spki' }))
   await writeFile(`${keyPath}-info.json`, JSON.stringify({ public_key_path: `${keyPath}-pub.pem`, kms_endpoint: s.akv.endpoint, attester_endpoint: s.maa.endpoint }))
-  await writeFile(path.join(dir, 'ca.pem'), s.ca.join(''))
   img = await e2e.image({ fsSizeMiB: 8, files: { 'app.txt': 'mounted next to the keyprovider\n' } })
 })
 
 /** What a pod gives the sidecar: the emulators' CA, its security context, an identity endpoint. */
-const podEnv = (): Record<string, string> => ({
-  NODE_EXTRA_CA_CERTS: path.join(dir, 'ca.pem'),
-  UVM_SECURITY_CONTEXT_DIR: path.join(dir, 'no-context'),
-  UVM_SECURITY_POLICY: s.policyBase64,
-  UVM_REFERENCE_INFO: s.uvm.referenceInfo,
-  UVM_HOST_AMD_CERTIFICATE: Buffer.from(JSON.stringify(s.uvm.hostAmdCertificate)).toString('base64'),
-  AZURE_POD_IDENTITY_AUTHORITY_HOST: imds.url,
-  EncfsAttestation: 'simulated',
-})
+const podEnv = (): Record<string, string> => ({ ...s.podEnv({ imdsUrl: imds.url }), EncfsAttestation: 'simulated' })
 
 function run(cmd: string, args: string[], env: Record<string, string> = {}): Promise<{ code: number; stdout: string; stderr: string }> {
   return exec(cmd, args, { env: { ...process.env, ...env }, timeout: 60_000 }).then(
@@ -126,7 +117,7 @@ test.serial('the entry point picks the role from the environment (dry run)', asy
   t.is(await dry({ TestingMismatchedTCB: 'true' }, 'skr.sh'), '/opt/encfs/bin/encfs.js serve -allowTestingMismatchedTCB=true')
   const bad = await run('sh', [path.join(REPO, 'encfs.sh')], { EncfsRole: 'both', ENCFS_DRY_RUN: '1' })
   t.is(bad.code, 2)
-  t.regex(bad.stderr, /EncfsRole must be encfs or skr, got "both"/)
+  t.regex(bad.stderr, /EncfsRole must be encfs, skr or aasp, got "both"/)
 })
 
 test.serial('the skr role with ServerType=grpc serves both keyprovider paths: UnWrapKey returns what encfs wrap wrapped', async (t) => {
