@@ -6,6 +6,7 @@ import { maaReportData } from '../../attestation/report-data.js'
 import { startTlsServer, sendJson, type TlsServer } from '../tls-server.js'
 import type { ServerPki } from '../pki.js'
 import { snpClaims } from './claims.js'
+import { attestGuest } from './azure-guest.js'
 
 export interface MaaEmulatorOptions {
   port?: number
@@ -14,6 +15,8 @@ export interface MaaEmulatorOptions {
   trustedArks?: X509Certificate[]
   /** When given, HOST_DATA must equal it (the policy digest the deployment expects). */
   expectedHostData?: Buffer
+  /** When given, a confidential VM's attestation key certificate must be issued by one of these (Azure's vTPM CA). */
+  trustedAkCas?: X509Certificate[]
   /** `x-ms-compliance-status` when endorsements are present. */
   complianceStatus?: string
   tokenLifetimeSeconds?: number
@@ -67,6 +70,21 @@ function readAttestRequest(body: Buffer): AttestRequest | { status: number; body
   }
 }
 
+/** Signs guest attestation tokens (azure-guest.ts) as attest() signs its own: RS256, the key at /certs, MAA's common claims. */
+function guestTokenSigner(privateKey: KeyObject, kid: string, lifetimeSeconds: number | undefined, issuer: () => string) {
+  return async (claims: Record<string, unknown>): Promise<string> => {
+    const now = Math.floor(Date.now() / 1000)
+    return new SignJWT({ 'x-ms-policy-hash': createHash('sha256').update('encfs MAA emulator default policy').digest('base64url'), 'x-ms-ver': '1.0', ...claims })
+      .setProtectedHeader({ alg: 'RS256', kid, typ: 'JWT', jku: `${issuer()}/certs` })
+      .setIssuer(issuer())
+      .setIssuedAt(now)
+      .setNotBefore(now)
+      .setExpirationTime(now + (lifetimeSeconds ?? 8 * 3600))
+      .setJti(randomUUID())
+      .sign(privateKey)
+  }
+}
+
 /**
  * Microsoft Azure Attestation for SEV-SNP, on loopback over TLS: checks the report's signature
  * against the VCEK chain it is sent, report_data against the runtime data, host_data when
@@ -84,6 +102,8 @@ export async function startMaaEmulator(o: MaaEmulatorOptions = {}): Promise<MaaE
   let attestCount = 0
   let lastUserAgent: string | undefined
   let server: TlsServer | undefined
+
+  const signToken = guestTokenSigner(privateKey, kid, o.tokenLifetimeSeconds, () => server!.url)
 
   const attest = async (body: Buffer): Promise<{ status: number; body: unknown }> => {
     const r = readAttestRequest(body)
@@ -126,7 +146,9 @@ export async function startMaaEmulator(o: MaaEmulatorOptions = {}): Promise<MaaE
       if (req.method === 'GET' && url.pathname === '/.well-known/openid-configuration') {
         return sendJson(res, 200, { issuer: server!.url, jwks_uri: `${server!.url}/certs`, id_token_signing_alg_values_supported: ['RS256'] })
       }
-      if (req.method === 'POST' && /^\/attest\/SevSnpVm$/i.test(url.pathname)) {
+      // Confidential VMs attest through the guest protocol (azure-guest.ts).
+      const guest = req.method === 'POST' && /^\/attest\/AzureGuest$/i.test(url.pathname)
+      if (req.method === 'POST' && (guest || /^\/attest\/SevSnpVm$/i.test(url.pathname))) {
         attestCount++
         lastUserAgent = req.headers['user-agent']
         if (failures.n > 0) {
@@ -135,7 +157,7 @@ export async function startMaaEmulator(o: MaaEmulatorOptions = {}): Promise<MaaE
         }
         if (!url.searchParams.get('api-version'))
           return sendJson(res, 400, { error: { code: 'MissingApiVersionParameter', message: 'The api-version query parameter is required' } })
-        const answer = await attest(body)
+        const answer = guest ? await attestGuest(body, { trustedArks: o.trustedArks, trustedAkCas: o.trustedAkCas, sign: signToken }) : await attest(body)
         if (answer.status !== 200) logger.warn({ answer: answer.body }, 'MAA emulator: attestation refused')
         return sendJson(res, answer.status, answer.body)
       }
