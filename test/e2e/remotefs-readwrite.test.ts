@@ -8,7 +8,7 @@ import { BlobClient } from '@azure/storage-blob'
 import { E2eFixture, stopSidecar, readFromChild, leftovers, type Sidecar, type TestImage } from '../helpers/e2e.js'
 import { FileSource } from '../../src/storage/file-source.js'
 import { startTcpProxy } from '../helpers/tcp-proxy.js'
-import { Luks2Volume } from '../../src/luks/volume.js'
+import { LuksVolume } from '../../src/luks/volume.js'
 
 const exec = promisify(execFile)
 const env = { ...process.env, PATH: `${process.env.PATH}:/usr/sbin:/sbin` }
@@ -37,7 +37,7 @@ function mountRw(url: string, img: TestImage, mp: string, o: { runtimeDir?: stri
 async function offlineCheck(t: import('ava').ExecutionContext, url: string, img: TestImage, file: string): Promise<string> {
   const enc = path.join(img.dir, 'downloaded.img')
   await new BlobClient(url).downloadToFile(enc)
-  const volume = await Luks2Volume.open(await FileSource.open(enc), img.key)
+  const volume = await LuksVolume.open(await FileSource.open(enc), img.key)
   const plain = path.join(img.dir, 'offline-plain.img')
   await writeFile(plain, await volume.read(0, volume.size))
   await volume.close()
