@@ -182,4 +182,4 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
 
 }  // namespace
 
-NODE_API_MODULE(snp_report, Init)
+NODE_API_MODULE(encfs_snp_crypto, Init)

@@ -7,7 +7,7 @@ import { readdir, readFile } from 'node:fs/promises'
 import path from 'node:path'
 
 /** Frames that make a leak ours: the three addons, and libfuse3 and libcurl, which only they load. */
-export const OUR_MODULES = /encfs_fuse3\.node|encfs_http\.node|encfs_native\.node|snp_report\.node|libfuse3\.so|libcurl\.so/
+export const OUR_MODULES = /encfs_fuse3\.node|encfs_http\.node|encfs_snp_crypto\.node|libfuse3\.so|libcurl\.so/
 
 /** The reports in one sanitizer log that concern encfs's native code, each as the text to show. */
 export function ourReports(log: string): string[] {

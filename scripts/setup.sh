@@ -65,7 +65,7 @@ fi
 stale() { local out=$1; shift; [ ! -f "$out" ] && return 0; for f in "$@"; do [ "$f" -nt "$out" ] && return 0; done; return 1; }
 
 # The SEV-SNP report and AES-XTS addon (native/): built with npm's own node-gyp against Node's headers.
-if stale native/build/Release/snp_report.node native/*.cc native/*.h native/binding.gyp; then
+if stale native/build/Release/encfs_snp_crypto.node native/*.cc native/*.h native/binding.gyp; then
   say "building the SEV-SNP report and AES-XTS addon (native/)"
   npm run --silent build:native >/tmp/encfs-native-build.log 2>&1 || { cat /tmp/encfs-native-build.log >&2; rm -f /tmp/encfs-native-build.log; say "the native addon did not build: it needs g++, make and python3 (apt-get install g++ make python3)"; exit 1; }
   rm -f /tmp/encfs-native-build.log
