@@ -2,8 +2,8 @@ import type { Argv } from 'yargs'
 import { readFile, writeFile } from 'node:fs/promises'
 import type { Logger } from '../log/logger.js'
 import { commandLogger } from './command-logger.js'
-import { wrapWithKeyInfo } from '../keyprovider/wrap.js'
-import { KeyProviderError } from '../keyprovider/errors.js'
+import { wrapWithKeyInfo } from '../keyprovider-grpc/wrap.js'
+import { KeyProviderError } from '../keyprovider-grpc/errors.js'
 
 /**
  * Go's `skr -infile F -keypath P -outfile O`: wraps F with the public key named by P-info.json

@@ -13,8 +13,8 @@ import { startImdsEmulator, type ImdsEmulator } from '../../src/emulators/imds/s
 import { AttestationContext } from '../../src/attestation/context.js'
 import { verifyReport } from '../../src/attestation/verify.js'
 import { maaReportData } from '../../src/attestation/report-data.js'
-import { KeyProviderService } from '../../src/keyprovider/service.js'
-import { listenKeyProvider, PACKAGES, type KeyProviderServer } from '../../src/keyprovider/server.js'
+import { KeyProviderService } from '../../src/keyprovider-grpc/service.js'
+import { listenKeyProvider, PACKAGES, type KeyProviderServer } from '../../src/keyprovider-grpc/server.js'
 import { keyProviderClients, call, refusal, FIELD, unwrapInput, unwrappedSecret, type Message } from '../helpers/keyprovider-client.js'
 import { vector } from '../helpers/vectors.js'
 
