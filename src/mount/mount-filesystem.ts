@@ -52,8 +52,6 @@ export interface MountContext extends MountSettings {
   http?: BlobHttpClient
 }
 
-export type FilesystemState = 'mounting' | 'mounted' | 'failed' | 'unmounting' | 'unmounted'
-
 export interface MountedFilesystem {
   readonly index: number
   readonly mountPoint: string
