@@ -1,14 +1,17 @@
 // What every addon checks at its boundary, before a value from JavaScript reaches native code:
 // numbers that are offsets, sizes, ids or counts must be whole, finite and in range (a NaN or a
 // negative double cast to an unsigned integer is undefined behaviour), strings must be strings.
-// Each failure is a TypeError or RangeError naming the argument.
+// Each failure is a TypeError or RangeError naming the argument. (And the one shape of constants
+// an addon hands out, FrozenNumbers, below.)
 #pragma once
 
 #include <napi.h>
 
 #include <cmath>
 #include <cstdint>
+#include <initializer_list>
 #include <string>
+#include <utility>
 
 namespace encfs {
 
@@ -39,6 +42,19 @@ inline bool BoolArg(const Napi::Value& v, const char* name) {
 inline Napi::Buffer<uint8_t> BufferArg(const Napi::Value& v, const char* name) {
   if (!v.IsBuffer()) throw Napi::TypeError::New(v.Env(), std::string(name) + " must be a Buffer");
   return v.As<Napi::Buffer<uint8_t>>();
+}
+
+}  // namespace encfs
+
+namespace encfs {
+
+// What an addon exports as named constants (event kinds, outcome codes): one frozen object, so
+// that JavaScript reads the addon's own numbers instead of repeating them.
+inline Napi::Object FrozenNumbers(Napi::Env env, std::initializer_list<std::pair<const char*, int>> entries) {
+  Napi::Object o = Napi::Object::New(env);
+  for (const auto& [name, value] : entries) o.Set(name, Napi::Number::New(env, value));
+  o.Freeze();
+  return o;
 }
 
 }  // namespace encfs

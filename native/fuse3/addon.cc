@@ -2,6 +2,7 @@
 // installs no signal handlers here: Node owns SIGTERM.
 #include <napi.h>
 
+#include "../arg_checks.h"
 #include "addon_data.h"
 #include "cache_table.h"
 #include "session.h"
@@ -28,16 +29,7 @@ namespace {
 Napi::Value Version(const Napi::CallbackInfo& info) { return Napi::String::New(info.Env(), std::to_string(fuse_version())); }
 
 Napi::Object Events(Napi::Env env) {
-  Napi::Object o = Napi::Object::New(env);
-  o.Set("read", Napi::Number::New(env, kRead));
-  o.Set("write", Napi::Number::New(env, kWrite));
-  o.Set("fsync", Napi::Number::New(env, kFsync));
-  o.Set("touch", Napi::Number::New(env, kTouch));
-  o.Set("stopped", Napi::Number::New(env, kStopped));
-  o.Set("readData", Napi::Number::New(env, kReadData));
-  o.Set("writeEncrypted", Napi::Number::New(env, kWriteEncrypted));
-  o.Freeze();
-  return o;
+  return encfs::FrozenNumbers(env, {{"read", kRead}, {"write", kWrite}, {"fsync", kFsync}, {"touch", kTouch}, {"stopped", kStopped}, {"readData", kReadData}, {"writeEncrypted", kWriteEncrypted}});
 }
 
 }  // namespace

@@ -92,30 +92,29 @@ Pending Session::Take(double id) {
   return p;
 }
 
-// The request `info[0]` names, taken out of the pending set (req null: answered already, at
-// shutdown or by an earlier call). Answering it with the wrong call is a bug in JavaScript: the
-// request gets EIO (it must not be left unanswered) and the call throws. Caller holds gate_ shared.
-Pending Session::TakeAnswerable(const Napi::CallbackInfo& info, uint64_t id, const char* call, int kind, int otherKind) {
-  Pending p = Take(static_cast<double>(id));
-  if (!p.req || (Kinds(kind, otherKind) & (1u << p.kind))) return p;
-  fuse_reply_err(p.req, EIO);
-  throw Napi::TypeError::New(info.Env(), std::string(call) + ": request " + std::to_string(id) + " is not answered this way (its kind is " + std::to_string(p.kind) + ")");
+// Answering a request with the wrong call is a bug in JavaScript: the request gets EIO (it must
+// not be left unanswered) and the call throws.
+Session::Answer Session::TakeAnswer(const Napi::CallbackInfo& info, size_t args, const char* usage, int kind, int otherKind) {
+  if (info.Length() != args) throw Napi::TypeError::New(info.Env(), usage);
+  const uint64_t id = encfs::WholeNumber(info[0], "request id", 1);
+  Answer a{std::shared_lock<std::shared_mutex>(gate_), Pending{}};
+  if (gone_) return a;
+  a.p = Take(static_cast<double>(id));
+  if (!a.p.req || (Kinds(kind, otherKind) & (1u << a.p.kind))) return a;
+  fuse_reply_err(a.p.req, EIO);
+  throw Napi::TypeError::New(info.Env(), std::string(usage) + ": request " + std::to_string(id) + " is not answered this way (its kind is " + std::to_string(a.p.kind) + ")");
 }
 
 Napi::Value Session::ReplyData(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  if (info.Length() != 2) throw Napi::TypeError::New(env, "replyData(id, buffer)");
   auto buf = encfs::BufferArg(info[1], "replyData: buffer");
-  const uint64_t id = encfs::WholeNumber(info[0], "request id", 1);
-  std::shared_lock<std::shared_mutex> lock(gate_);
-  if (gone_) return Napi::Boolean::New(env, false);
-  Pending p = TakeAnswerable(info, id, "replyData", kReadData, kRead);
-  if (!p.req) return Napi::Boolean::New(env, false);
-  if (buf.Length() > p.size) {
-    fuse_reply_err(p.req, EIO);
-    throw Napi::RangeError::New(env, "replyData: " + std::to_string(buf.Length()) + " bytes answer a read of " + std::to_string(p.size));
+  Answer a = TakeAnswer(info, 2, "replyData(id, buffer)", kReadData, kRead);
+  if (!a.p.req) return Napi::Boolean::New(env, false);
+  if (buf.Length() > a.p.size) {
+    fuse_reply_err(a.p.req, EIO);
+    throw Napi::RangeError::New(env, "replyData: " + std::to_string(buf.Length()) + " bytes answer a read of " + std::to_string(a.p.size));
   }
-  fuse_reply_buf(p.req, reinterpret_cast<const char*>(buf.Data()), buf.Length());
+  fuse_reply_buf(a.p.req, reinterpret_cast<const char*>(buf.Data()), buf.Length());
   return Napi::Boolean::New(env, true);
 }
 
@@ -123,39 +122,31 @@ Napi::Value Session::ReplyData(const Napi::CallbackInfo& info) {
 // or with EIO at shutdown if the retry threads are gone by then.
 Napi::Value Session::Retry(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  if (info.Length() != 1) throw Napi::TypeError::New(env, "retry(id)");
-  const uint64_t id = encfs::WholeNumber(info[0], "request id", 1);
-  std::shared_lock<std::shared_mutex> lock(gate_);
-  if (gone_) return Napi::Boolean::New(env, false);
-  Pending p = TakeAnswerable(info, id, "retry", kRead, kRead);
-  if (!p.req) return Napi::Boolean::New(env, false);
+  Answer a = TakeAnswer(info, 1, "retry(id)", kRead, kRead);
+  if (!a.p.req) return Napi::Boolean::New(env, false);
   bool queued;
   {
     std::lock_guard<std::mutex> guard(reqMu_);
     queued = !retryStop_;
-    if (queued) retries_.push_back(p);
+    if (queued) retries_.push_back(a.p);
   }
   if (queued) retryCv_.notify_one();
-  else fuse_reply_err(p.req, EIO);  // the retry threads are gone (stopping)
+  else fuse_reply_err(a.p.req, EIO);  // the retry threads are gone (stopping)
   return Napi::Boolean::New(env, true);
 }
 
 Napi::Value Session::ReplyWrite(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  if (info.Length() != 2) throw Napi::TypeError::New(env, "replyWrite(id, count)");
-  const uint64_t id = encfs::WholeNumber(info[0], "request id", 1);
-  std::shared_lock<std::shared_mutex> lock(gate_);
-  if (gone_) return Napi::Boolean::New(env, false);
-  Pending p = TakeAnswerable(info, id, "replyWrite", kWrite, kWriteEncrypted);
-  if (!p.req) return Napi::Boolean::New(env, false);
+  Answer a = TakeAnswer(info, 2, "replyWrite(id, count)", kWrite, kWriteEncrypted);
+  if (!a.p.req) return Napi::Boolean::New(env, false);
   uint64_t count = 0;
   try {
-    count = encfs::WholeNumber(info[1], "replyWrite: count", 0, static_cast<double>(p.size));
+    count = encfs::WholeNumber(info[1], "replyWrite: count", 0, static_cast<double>(a.p.size));
   } catch (...) {
-    fuse_reply_err(p.req, EIO);
+    fuse_reply_err(a.p.req, EIO);
     throw;
   }
-  fuse_reply_write(p.req, static_cast<size_t>(count));
+  fuse_reply_write(a.p.req, static_cast<size_t>(count));
   return Napi::Boolean::New(env, true);
 }
 

@@ -134,7 +134,14 @@ class Session : public Napi::ObjectWrap<Session> {
   void PostRequest(Event* ev, const Pending& p);
   double Remember(const Pending& p);
   Pending Take(double id);
-  Pending TakeAnswerable(const Napi::CallbackInfo& info, uint64_t id, const char* call, int kind, int otherKind);
+  // The request an answer names, taken while the gate is held shared (the lock comes with it, so
+  // the session cannot be destroyed under the answer); p.req is null when there is nothing left
+  // to answer (the session is gone, or the request was answered already).
+  struct Answer {
+    std::shared_lock<std::shared_mutex> lock;
+    Pending p;
+  };
+  Answer TakeAnswer(const Napi::CallbackInfo& info, size_t args, const char* usage, int kind, int otherKind);
   void RetryWorker();
   void NoteTouch(File& f, uint64_t offset, double length);
   Napi::Value ReplyData(const Napi::CallbackInfo& info);

@@ -419,13 +419,7 @@ Napi::Value DefaultCaInfo(const Napi::CallbackInfo& info) {
 }
 
 Napi::Object Failures(Napi::Env env) {
-  Napi::Object o = Napi::Object::New(env);
-  o.Set("cancelled", Napi::Number::New(env, kCancelled));
-  o.Set("overflow", Napi::Number::New(env, kOverflow));
-  o.Set("mismatch", Napi::Number::New(env, kMismatch));
-  o.Set("setup", Napi::Number::New(env, kSetup));
-  o.Freeze();
-  return o;
+  return encfs::FrozenNumbers(env, {{"cancelled", kCancelled}, {"overflow", kOverflow}, {"mismatch", kMismatch}, {"setup", kSetup}});
 }
 
 }  // namespace
