@@ -114,7 +114,8 @@ function readLoop(file: string, rounds: number): Promise<Buffer> {
     child.stderr.on('data', (d: Buffer) => {
       err += d.toString()
     })
-    child.on('exit', (code) => (code === 0 ? resolve(Buffer.concat(chunks)) : reject(new Error(`reader exited with ${code}: ${err}`))))
+    // 'close', not 'exit': the child may have exited before all of its output was read.
+    child.on('close', (code) => (code === 0 ? resolve(Buffer.concat(chunks)) : reject(new Error(`reader exited with ${code}: ${err}`))))
   })
 }
 
