@@ -18,7 +18,10 @@ export const OUR_MODULES = /encfs_fuse3\.node|encfs_http\.node|encfs_snp_crypto\
  */
 export function leakIsOurs(leak: string): boolean {
   let viaNapi = false
-  for (const frame of leak.split('\n').filter((l) => /^\s*#\d+ /.test(l)).slice(1)) {
+  for (const frame of leak
+    .split('\n')
+    .filter((l) => /^\s*#\d+ /.test(l))
+    .slice(1)) {
     if (/libsanitizer|libstdc\+\+|libc\.so|libc_start|\/nptl\/|\/libio\//.test(frame)) continue
     // A symbolised frame with a C++ source line is in code built here: an addon's, or node-addon-api's inlined into it.
     if (OUR_MODULES.test(frame) || / \.{0,2}[\w./-]*\.(cc|h|hpp|cpp):\d+/.test(frame)) return true

@@ -16,7 +16,8 @@ test("a leak is ours when our code (or N-API for it, or libfuse3/libcurl) made t
     '    #7 0x7f4 in encfs_http::Fetcher::Define(Napi::Env) (/tmp/x/native/http/build/Release/encfs_http.node+0x139dcd)',
   ].join('\n')
   const libfuse = '    #0 0x7f in realloc ../../../../src/libsanitizer/asan/asan_malloc_linux.cpp:85\n    #1 0x7f in fuse_opt_add_arg (/lib/x86_64-linux-gnu/libfuse3.so.3+0x1bb5a)'
-  const event = '    #0 0x7f in operator new(unsigned long) ../../../../src/libsanitizer/asan/asan_new_delete.cpp:95\n    #1 0x7f in encfs_fuse3::Session::OnRead(fuse_req*, unsigned long, unsigned long, long, fuse_file_info*) ../fuse_ops.cc:214'
+  const event =
+    '    #0 0x7f in operator new(unsigned long) ../../../../src/libsanitizer/asan/asan_new_delete.cpp:95\n    #1 0x7f in encfs_fuse3::Session::OnRead(fuse_req*, unsigned long, unsigned long, long, fuse_file_info*) ../fuse_ops.cc:214'
   const string = [
     '    #0 0x7f in operator new(unsigned long) ../../../../src/libsanitizer/asan/asan_new_delete.cpp:95',
     '    #1 0x7f in std::__cxx11::basic_string<char>::_M_mutate (/lib/x86_64-linux-gnu/libstdc++.so.6+0x14a1b4)',
@@ -29,7 +30,8 @@ test("a leak is ours when our code (or N-API for it, or libfuse3/libcurl) made t
     '    #3 0x7f in Napi::Reference<Napi::Value>::New ../../../node-addon-api/napi-inl.h:3000',
   ].join('\n')
   // N-API's allocations for others: fuse-native's references, node's own module registration.
-  const fuseNative = '    #0 0x7f in operator new(unsigned long)\n    #1 0xc5 in napi_create_reference (/usr/bin/node+0xc50f19)\n    #2 0x7f in fuse_native_mount (/x/node_modules/fuse-native/prebuilds/linux-x64/node.napi.node+0x31a6)'
+  const fuseNative =
+    '    #0 0x7f in operator new(unsigned long)\n    #1 0xc5 in napi_create_reference (/usr/bin/node+0xc50f19)\n    #2 0x7f in fuse_native_mount (/x/node_modules/fuse-native/prebuilds/linux-x64/node.napi.node+0x31a6)'
   const registration = '    #0 0x7f in operator new(unsigned long)\n    #1 0xc6 in napi_module_register (/usr/bin/node+0xc6dba5)\n    #2 0x7f in call_init elf/dl-init.c:74'
   t.deepEqual(ourReports(leaks(v8, v8ThroughAddon, fuseNative, registration)), [])
   const found = ourReports(leaks(v8, libfuse, event, string, reference))
