@@ -159,6 +159,17 @@ export const ERROR_CODES = {
   MAA_ATTEST_FAILED: answered("MAA refused the evidence (the message carries MAA's reason)"),
   MAA_UNAVAILABLE: answered('MAA answered 408, 429 or 5xx through all retries'),
   MAA_BAD_ANSWER: badAnswer('MAA answered without a token'),
+  MAA_SIGNING_KEYS: badAnswer("MAA's signing keys (/.well-known/openid-configuration, then its jwks_uri) could not be read"),
+  MAA_TOKEN_MALFORMED: badAnswer('the MAA token is not a compact JWT with a JSON header and claims'),
+  MAA_TOKEN_ALGORITHM: badAnswer('the MAA token is not signed with RS256 (alg none, HS256...)'),
+  MAA_TOKEN_JKU: badAnswer("the MAA token names signing keys (jku) on another host than the MAA instance's"),
+  MAA_TOKEN_KEY_UNKNOWN: badAnswer("the MAA token's kid is not among the instance's signing keys, even after fetching them again"),
+  MAA_TOKEN_SIGNATURE: badAnswer("the MAA token's signature does not verify with the instance's key (tampered with, or signed by another key)"),
+  MAA_TOKEN_ISSUER: badAnswer('the MAA token was issued by another instance than the one asked'),
+  MAA_TOKEN_EXPIRED: badAnswer('the MAA token has expired (exp), beyond the allowed clock skew'),
+  MAA_TOKEN_NOT_YET_VALID: badAnswer('the MAA token is not valid yet (nbf or iat in the future beyond the clock skew)'),
+  MAA_TOKEN_RUNTIME_DATA: badAnswer("the MAA token's x-ms-runtime is not the runtime data that was sent"),
+  MAA_TOKEN_REPORT_DATA: badAnswer("the MAA token's REPORT_DATA claim does not hold the hash of the runtime data that was sent"),
 
   // Secure key release
   SKR_IDENTITY: unavailable('no token for the vault from the managed or workload identity'),

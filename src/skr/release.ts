@@ -6,10 +6,10 @@ import type { UvmInformation } from '../attestation/uvm-info.js'
 import { maaReportData } from '../attestation/report-data.js'
 import { evidence } from '../attestation/evidence.js'
 import type { IdentityConfig } from '../identity/credential.js'
-import { attestSevSnp } from '../maa/client.js'
+import { attestVerified, type VerifiedAttestation } from '../maa/verified-attest.js'
 import { request } from '../http/request.js'
 import { SkrError } from './errors.js'
-import { generateWrappingKey } from './wrapping-key.js'
+import { generateWrappingKey, type WrappingKey } from './wrapping-key.js'
 import { verifyReleaseJws } from './release-jws.js'
 import { defaultTrustedRoots } from './trust.js'
 import { unwrapReleasedKey } from './unwrap.js'
@@ -38,29 +38,45 @@ export interface ReleaseOptions {
   attempts?: number
 }
 
-/**
- * Secure key release as the Go sidecar performs it (docs/key-release.md#release-flow): an ephemeral RSA key, an SNP
- * report binding it, an MAA token, the vault's release, the JWS verified, the key unwrapped.
- */
-export async function releaseKey(o: ReleaseOptions): Promise<ReleasedKey> {
-  const logger = o.logger ?? silentLogger
-  const step = (name: string, extra: Record<string, unknown> = {}) => logger.info({ kid: o.kid, ...extra }, `key release: ${name}`)
-  const wrapping = await generateWrappingKey()
+type Step = (name: string, extra?: Record<string, unknown>) => void
 
+function stepLogger(o: ReleaseOptions): { logger: Logger; step: Step } {
+  const logger = o.logger ?? silentLogger
+  return { logger, step: (name, extra = {}) => logger.info({ kid: o.kid, ...extra }, `key release: ${name}`) }
+}
+
+/**
+ * Steps 1 to 3 of a release: a fresh wrapping key, an SNP report binding its JWK set, and the MAA
+ * token for it, verified before any vault sees it (docs/attestation.md#token-verification).
+ */
+export async function attestWrappingKey(o: ReleaseOptions, step: Step, logger: Logger): Promise<{ wrapping: WrappingKey; attestation: VerifiedAttestation }> {
+  const wrapping = await generateWrappingKey()
   step('getting an SNP report', { provider: o.provider.name })
   const { report: raw, chain } = await evidence(o, maaReportData(wrapping.jwks), { logger, signal: o.signal })
-
   step('attesting with MAA', { maa: o.maaEndpoint })
-  const token = await attestSevSnp(
+  const attestation = await attestVerified(
     { report: raw, vcekCertChain: chain.chainPem, referenceInfo: o.uvm.referenceInfo, runtimeData: wrapping.jwks, nonce: randomBytes(8).readBigUInt64LE() },
     { endpoint: o.maaEndpoint, ca: o.ca, logger, signal: o.signal, attempts: o.attempts },
   )
+  return { wrapping, attestation }
+}
 
-  let bearer = o.accessToken
-  if (!bearer) {
-    step('getting a vault token from the identity')
-    bearer = await vaultToken(o.akvEndpoint, o.identity, { logger, signal: o.signal })
-  }
+/** The caller's bearer token for the vault, else the identity's. */
+export async function vaultBearer(o: ReleaseOptions, step: Step, logger: Logger): Promise<string> {
+  if (o.accessToken) return o.accessToken
+  step('getting a vault token from the identity')
+  return vaultToken(o.akvEndpoint, o.identity, { logger, signal: o.signal })
+}
+
+/**
+ * Secure key release as the Go sidecar performs it (docs/key-release.md#release-flow): an ephemeral RSA key, an SNP
+ * report binding it, an MAA token (verified), the vault's release, the JWS verified, the key unwrapped.
+ */
+export async function releaseKey(o: ReleaseOptions): Promise<ReleasedKey> {
+  const { logger, step } = stepLogger(o)
+  const { wrapping, attestation } = await attestWrappingKey(o, step, logger)
+  const token = attestation.token
+  const bearer = await vaultBearer(o, step, logger)
   step('requesting the release', { akv: o.akvEndpoint })
   const url = `https://${o.akvEndpoint}/keys/${o.kid}/release?api-version=7.4`
   const res = await request(url, {

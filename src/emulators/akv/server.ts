@@ -1,7 +1,8 @@
 import { createPrivateKey, createPublicKey, randomBytes, X509Certificate, type JsonWebKey, type KeyObject } from 'node:crypto'
-import { CompactSign, decodeJwt, decodeProtectedHeader, importJWK, jwtVerify, type JWK } from 'jose'
+import { CompactSign, decodeJwt, type JWK } from 'jose'
 import { silentLogger, type Logger } from '../../log/logger.js'
-import { request } from '../../http/request.js'
+import { MaaSigningKeys } from '../../maa/signing-keys.js'
+import { verifyMaaToken } from '../../maa/token-verify.js'
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import { startTlsServer, sendJson, type TlsServer } from '../tls-server.js'
 import type { TokenAuthority } from '../token-authority.js'
@@ -101,7 +102,8 @@ function parseJson<T>(body: Buffer): T | AzureError {
 /** The vault's keys and what happened to them: import, release (with the MAA token's checks), and the router. */
 class AkvService {
   private readonly keys = new Map<string, StoredKey[]>()
-  private readonly jwksCache = new Map<string, JWK[]>()
+  /** Signing keys per MAA instance whose tokens were presented. */
+  private readonly maaKeys = new Map<string, MaaSigningKeys>()
   readonly imports: ImportRecord[] = []
   releases = 0
   url = ''
@@ -119,17 +121,6 @@ class AkvService {
     const checked = await this.o.authority.check(token, this.audience)
     if (!checked.ok) return azureError(401, 'Unauthorized', `AKV10022: Invalid audience or token: ${checked.reason}`)
     return undefined
-  }
-
-  /** The MAA's published signing keys (`{iss}/certs`), fetched once per issuer. */
-  private async maaKeys(issuer: string): Promise<JWK[]> {
-    const cached = this.jwksCache.get(issuer)
-    if (cached) return cached
-    const res = await request(`${issuer.replace(/\/$/, '')}/certs`, { what: 'MAA signing keys', ca: this.o.maaCas, attempts: 2 })
-    if (res.status !== 200) throw new Error(`${issuer}/certs answered HTTP ${res.status}`)
-    const set = (JSON.parse(res.body.toString()) as { keys: JWK[] }).keys
-    this.jwksCache.set(issuer, set)
-    return set
   }
 
   async importKey(name: string, body: Buffer): Promise<Answer> {
@@ -159,14 +150,19 @@ class AkvService {
     }
   }
 
-  /** The MAA token's claims once its signature verifies with the issuer's published key. */
+  /** The MAA token's claims once it verifies with its issuer's published keys (as Key Vault checks it: signature, issuer, validity). */
   private async verifiedClaims(target: string): Promise<{ issuer: string; claims: Record<string, unknown> } | AzureError> {
     try {
-      const issuer = String(decodeJwt(target).iss ?? '')
-      const { kid } = decodeProtectedHeader(target)
-      const jwk = (await this.maaKeys(issuer)).find((k) => k.kid === kid)
-      if (!jwk) throw new Error(`no signing key ${kid} at ${issuer}/certs`)
-      return { issuer, claims: (await jwtVerify(target, await importJWK(jwk, 'RS256'), { issuer })).payload as Record<string, unknown> }
+      const iss = decodeJwt(target).iss ?? ''
+      if (!/^https:\/\/[^/]+\/?$/i.test(iss)) throw new Error(`the token's issuer ${JSON.stringify(iss)} is not an https instance URL`)
+      const endpoint = iss.replace(/^https:\/\//i, '').replace(/\/+$/, '')
+      let keys = this.maaKeys.get(endpoint)
+      if (!keys) {
+        keys = new MaaSigningKeys(endpoint)
+        this.maaKeys.set(endpoint, keys)
+      }
+      const { issuer, claims } = await verifyMaaToken(target, { endpoint, keys, ca: this.o.maaCas })
+      return { issuer, claims }
     } catch (err) {
       return azureError(403, 'Forbidden', `Target environment attestation statement cannot be verified: ${(err as Error).message}`, 'AccessDenied')
     }
