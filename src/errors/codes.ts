@@ -187,6 +187,9 @@ export const ERROR_CODES = {
   SKR_KEY_TYPE: badAnswer("the released key's type or key_ops cannot be used"),
   SKR_DERIVE_FAILED: failure('an RSA key derivation with a bad key or salt'),
   SKR_IMPORT_FAILED: failure('the vault refused to import the key'),
+  SKR_KEY_READ_FAILED: answered('the vault refused to read the key and its release policy (no such key, or no get permission)'),
+  SKR_POLICY_INVALID: failure("the key's release policy is not base64 of JSON"),
+  SKR_POLICY_UNSATISFIED: failure("encfs release --explain: the key's release policy does not allow release to this attestation"),
 
   // HTTP
   HTTP_UNREACHABLE: unavailable('a service (MAA, the vault, a certificate source) cannot be reached'),

@@ -102,7 +102,7 @@ export async function releaseKey(o: ReleaseOptions): Promise<ReleasedKey> {
       res.status === 401
         ? ' (the bearer token is missing, expired or for another resource)'
         : res.status === 403
-          ? " (the attestation does not satisfy the key's release policy, or the identity lacks the release permission)"
+          ? " (the attestation does not satisfy the key's release policy, or the identity lacks the release permission; encfs release --explain with the same endpoints and kid shows which clause fails)"
           : res.status === 404
             ? ' (check key.kid and key.akv.endpoint)'
             : ''

@@ -6,7 +6,9 @@ import { verifyMaaToken } from '../../maa/token-verify.js'
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import { startTlsServer, sendJson, type TlsServer } from '../tls-server.js'
 import type { TokenAuthority } from '../token-authority.js'
-import { policyRefusal, type ReleasePolicy } from './release-policy.js'
+import { evaluateReleasePolicy, releasePolicyProblems } from '../../skr/release-policy.js'
+import { refusalSummary } from '../../skr/release-explain.js'
+import { decodeReleasePolicy } from '../../skr/key-policy.js'
 import { wrapForRelease } from './wrap.js'
 
 interface StoredKey {
@@ -16,7 +18,7 @@ interface StoredKey {
   keyOps: string[]
   /** oct: the key bytes; RSA: PKCS#8 DER of the private key (what a release hands out). */
   material: Buffer
-  policy: ReleasePolicy
+  policy: unknown
   policyData: string
   exportable: boolean
 }
@@ -82,10 +84,10 @@ function keyMaterial(jwk: JWK): Buffer | AzureError {
   return azureError(400, 'BadParameter', `kty ${jwk.kty} is not supported by this emulator`)
 }
 
-/** release_policy.data: base64 (either alphabet, as the service takes both) of the JSON policy. */
-function releasePolicyOf(policyData: string): ReleasePolicy | AzureError {
+/** release_policy.data, decoded as the service takes it (either base64 alphabet). */
+function releasePolicyOf(policyData: string): unknown {
   try {
-    return JSON.parse(Buffer.from(policyData, policyData.includes('+') || policyData.includes('/') ? 'base64' : 'base64url').toString()) as ReleasePolicy
+    return decodeReleasePolicy(policyData)
   } catch {
     return azureError(400, 'BadParameter', 'release_policy.data is not base64 of a JSON policy')
   }
@@ -133,6 +135,8 @@ class AkvService {
     const policyData = req.release_policy?.data ?? ''
     const policy = releasePolicyOf(policyData)
     if (policy instanceof AzureError) return policy
+    const problems = releasePolicyProblems(policy)
+    if (problems.length) return azureError(400, 'BadParameter', `release_policy is not a valid key release policy: ${problems.join('; ')}`)
     if (req.attributes?.exportable !== true) return azureError(400, 'BadParameter', 'a key with a release policy must be exportable')
     const version = randomBytes(16).toString('hex')
     // As the service does: a key imported with hsm:true is an HSM key whatever kty said.
@@ -146,6 +150,20 @@ class AkvService {
         key: { kid: `${this.url}/keys/${name}/${version}`, kty: stored.kty, key_ops: stored.keyOps },
         attributes: { enabled: true, exportable: true },
         release_policy: { contentType: 'application/json; charset=utf-8', data: policyData },
+      },
+    }
+  }
+
+  /** GET /keys/{name}[/{version}]: the key's public description and its release policy, as Key Vault answers it (no key material). */
+  getKey(name: string, version: string | undefined): Answer {
+    const stored = version ? this.keys.get(name)?.find((k) => k.version === version) : this.keys.get(name)?.at(-1)
+    if (!stored) return azureError(404, 'KeyNotFound', `A key with (name/id) ${name}${version ? `/${version}` : ''} was not found in this key vault.`)
+    return {
+      status: 200,
+      body: {
+        key: { kid: `${this.url}/keys/${name}/${stored.version}`, kty: stored.kty, key_ops: stored.keyOps },
+        attributes: { enabled: true, exportable: stored.exportable },
+        release_policy: { contentType: 'application/json; charset=utf-8', data: stored.policyData, immutable: false },
       },
     }
   }
@@ -176,7 +194,7 @@ class AkvService {
     if (!req.target) return azureError(400, 'BadParameter', 'target (the attestation token) is required')
     const verified = await this.verifiedClaims(req.target)
     if (verified instanceof AzureError) return verified
-    const refusal = policyRefusal(stored.policy, verified.issuer, verified.claims)
+    const refusal = refusalSummary(evaluateReleasePolicy(stored.policy, verified))
     if (refusal)
       return azureError(403, 'Forbidden', `Target environment attestation statement cannot be verified. The key release policy is not satisfied: ${refusal}`, 'AccessDenied')
     const runtimeJwk = ((verified.claims['x-ms-runtime'] as { keys?: JsonWebKey[] } | undefined)?.keys ?? [])[0]
@@ -211,7 +229,7 @@ class AkvService {
     return new CompactSign(Buffer.from(JSON.stringify(payload))).setProtectedHeader({ alg: 'RS256', x5c: this.signer!.x5c }).sign(this.signer!.key)
   }
 
-  /** PUT /keys/{name} imports, POST /keys/{name}[/{version}]/release releases; every request needs api-version and a bearer token. */
+  /** PUT /keys/{name} imports, GET /keys/{name}[/{version}] describes, POST /keys/{name}[/{version}]/release releases; every request needs api-version and a bearer token. */
   async route(req: IncomingMessage, body: Buffer, res: ServerResponse): Promise<void> {
     const url = new URL(req.url ?? '/', 'https://x')
     if (url.searchParams.get('api-version') === null) return sendJson(res, 400, { error: { code: 'BadParameter', message: 'api-version is required' } })
@@ -226,7 +244,9 @@ class AkvService {
         ? await this.importKey(name!, body)
         : req.method === 'POST' && isRelease
           ? await this.release(name!, version, body)
-          : azureError(405, 'MethodNotAllowed', `${req.method} is not supported here`)
+          : req.method === 'GET' && !isRelease
+            ? this.getKey(name!, version)
+            : azureError(405, 'MethodNotAllowed', `${req.method} is not supported here`)
     if (answer.status >= 400) this.logger.warn({ status: answer.status, error: answer.body }, 'AKV emulator: request refused')
     sendJson(res, answer.status, answer.body)
   }
