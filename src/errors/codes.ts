@@ -170,6 +170,12 @@ export const ERROR_CODES = {
   MAA_TOKEN_NOT_YET_VALID: badAnswer('the MAA token is not valid yet (nbf or iat in the future beyond the clock skew)'),
   MAA_TOKEN_RUNTIME_DATA: badAnswer("the MAA token's x-ms-runtime is not the runtime data that was sent"),
   MAA_TOKEN_REPORT_DATA: badAnswer("the MAA token's REPORT_DATA claim does not hold the hash of the runtime data that was sent"),
+  MAA_ADMIN_IDENTITY: unavailable('no token for https://attest.azure.net from the managed or workload identity'),
+  MAA_POLICY_REFUSED: answered('MAA refused the policy or signer operation (syntax error, unknown signer, permission)'),
+  MAA_POLICY_ANSWER: badAnswer('MAA answered a policy operation with something other than the expected token'),
+  MAA_POLICY_HASH: badAnswer('the x-ms-policy-token-hash MAA returned is not the hash of the policy JWS that was sent'),
+  MAA_POLICY_SIGNER: failure('the policy signing key and certificate cannot be read or do not match'),
+  MAA_POLICY_FILE: failure('the attestation policy or certificate file cannot be read'),
 
   // Secure key release
   SKR_IDENTITY: unavailable('no token for the vault from the managed or workload identity'),

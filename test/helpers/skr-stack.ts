@@ -40,7 +40,7 @@ export async function startSkrStack(o: { managedHsm?: boolean } = {}): Promise<S
   const snp = simulatedProvider({ stateDir: path.join(dir, 'snp'), hostData })
   const certs = await snp.thimCerts()
   const authority = await TokenAuthority.create()
-  const maa = await startMaaEmulator({ trustedArks: parsePemChain(thimChainPem(certs)).slice(2) })
+  const maa = await startMaaEmulator({ trustedArks: parsePemChain(thimChainPem(certs)).slice(2), authority })
   const akv = await startAkvEmulator({ authority, maaCas: [maa.caPem], managedHsm: o.managedHsm })
   const uvm: UvmInformation = { securityPolicy: policyBase64, referenceInfo: Buffer.from('reference info').toString('base64'), hostAmdCertificate: certs, source: 'environment' }
   return {
