@@ -233,6 +233,7 @@ export const ERROR_CODES = {
   DEMO_NO_FUSE: failure('/dev/fuse is missing for the demo'),
   DEMO_MISSING_TOOL: failure('a program the demo needs is missing'),
   DEMO_REMOTEFS_FAILED: failure('remotefs exited during the demo'),
+  DEMO_STEP_FAILED: failure('a step of the demo did not do what it shows (a refusal that was not refused)'),
 } as const satisfies Record<string, ErrorCodeInfo>
 
 export type ErrorCode = keyof typeof ERROR_CODES
