@@ -1,6 +1,7 @@
 import { createHash, X509Certificate } from 'node:crypto'
 import { silentLogger, type Logger } from '../log/logger.js'
 import { request } from '../http/request.js'
+import { serviceErrorDetail } from '../http/error-detail.js'
 import { identityCredential, type IdentityConfig } from '../identity/credential.js'
 import { MaaError } from './errors.js'
 import { certificateJwk, managementJws, policyTokenHash, storedPolicy, type PolicySigner } from './policy-jws.js'
@@ -44,13 +45,7 @@ export async function attestationAdminToken(
 }
 
 function refusal(status: number, what: string, o: AdminOptions, text: string): MaaError {
-  let detail = text.slice(0, 400)
-  try {
-    const e = (JSON.parse(text) as { error?: { code?: string; message?: string } }).error
-    if (e) detail = `${e.code ?? ''}: ${e.message ?? ''}`
-  } catch {
-    /* not JSON */
-  }
+  const detail = serviceErrorDetail(text, 400)
   const hint =
     status === 401 || status === 403
       ? ` (a token for ${ATTESTATION_RESOURCE} from an identity with the Attestation Contributor role; on an Isolated instance, a policy-management key)`

@@ -1,5 +1,6 @@
 import type { Logger } from '../log/logger.js'
 import { request } from '../http/request.js'
+import { serviceErrorDetail } from '../http/error-detail.js'
 import { SkrError } from './errors.js'
 
 export interface KeyReleasePolicy {
@@ -19,13 +20,7 @@ export function decodeReleasePolicy(data: string): unknown {
 }
 
 function readFailure(status: number, o: { akvEndpoint: string; kid: string }, text: string): SkrError {
-  let detail = text.slice(0, 300)
-  try {
-    const e = (JSON.parse(text) as { error?: { code?: string; message?: string } }).error
-    if (e) detail = `${e.code ?? ''}: ${e.message ?? ''}`
-  } catch {
-    /* not JSON: keep the text */
-  }
+  const detail = serviceErrorDetail(text, 300)
   const hint =
     status === 404
       ? ` (no key ${o.kid} in ${o.akvEndpoint}: check key.kid, the key's name or name/version, and key.akv.endpoint)`

@@ -8,6 +8,7 @@ import { evidence } from '../attestation/evidence.js'
 import type { IdentityConfig } from '../identity/credential.js'
 import { attestVerified, type VerifiedAttestation } from '../maa/verified-attest.js'
 import { request } from '../http/request.js'
+import { serviceErrorDetail } from '../http/error-detail.js'
 import { SkrError } from './errors.js'
 import { generateWrappingKey, type WrappingKey } from './wrapping-key.js'
 import { verifyReleaseJws } from './release-jws.js'
@@ -91,13 +92,7 @@ export async function releaseKey(o: ReleaseOptions): Promise<ReleasedKey> {
   })
   const text = res.body.toString('utf8')
   if (res.status < 200 || res.status > 207) {
-    let detail = text.slice(0, 500)
-    try {
-      const e = (JSON.parse(text) as { error?: { code?: string; message?: string } }).error
-      if (e) detail = `${e.code ?? ''}: ${e.message ?? ''}`
-    } catch {
-      /* not JSON: keep the text */
-    }
+    const detail = serviceErrorDetail(text)
     const hint =
       res.status === 401
         ? ' (the bearer token is missing, expired or for another resource)'

@@ -11,6 +11,7 @@ import { thimChainPem } from '../../src/attestation/thim.js'
 import { Collateral } from '../../src/attestation/collateral.js'
 import type { UvmInformation } from '../../src/attestation/uvm-info.js'
 import { importKey, releasePolicy, type ReleasePolicyClaim } from '../../src/skr/import-key.js'
+import type { ReleaseOptions } from '../../src/skr/release.js'
 
 export interface SkrStack {
   dir: string
@@ -29,6 +30,8 @@ export interface SkrStack {
    * releasable to this pod (its HOST_DATA) unless other claim groups are given.
    */
   importKey(name: string, key: Record<string, unknown> | Buffer, claims?: ReleasePolicyClaim[][]): Promise<void>
+  /** What releaseKey (or explainRelease) takes to release `kid` from this stack's vault to this pod, with the vault token `accessToken`. */
+  releaseOptions(kid: string, accessToken: string): ReleaseOptions
   stop(): Promise<void>
 }
 
@@ -43,6 +46,7 @@ export async function startSkrStack(o: { managedHsm?: boolean } = {}): Promise<S
   const maa = await startMaaEmulator({ trustedArks: parsePemChain(thimChainPem(certs)).slice(2), authority })
   const akv = await startAkvEmulator({ authority, maaCas: [maa.caPem], managedHsm: o.managedHsm })
   const uvm: UvmInformation = { securityPolicy: policyBase64, referenceInfo: Buffer.from('reference info').toString('base64'), hostAmdCertificate: certs, source: 'environment' }
+  const collateral = new Collateral({ uvm })
   return {
     dir,
     authority,
@@ -52,13 +56,23 @@ export async function startSkrStack(o: { managedHsm?: boolean } = {}): Promise<S
     policyBase64,
     hostData,
     uvm,
-    collateral: new Collateral({ uvm }),
+    collateral,
     ca: [maa.caPem, akv.caPem],
     async importKey(name, key, claims = [[{ claim: 'x-ms-sevsnpvm-hostdata', equals: hostData.toString('hex') }]]) {
       const bearer = (await authority.issue(akv.audience, 'operator')).token
       const jwk = Buffer.isBuffer(key) ? { kty: 'oct-HSM', k: key.toString('base64url') } : key
       await importKey({ akvEndpoint: akv.endpoint, name, key: jwk, policy: releasePolicy(maa.endpoint, claims), bearer, ca: [maa.caPem, akv.caPem] })
     },
+    releaseOptions: (kid, accessToken) => ({
+      maaEndpoint: maa.endpoint,
+      akvEndpoint: akv.endpoint,
+      kid,
+      accessToken,
+      provider: snp,
+      collateral,
+      uvm,
+      ca: [maa.caPem, akv.caPem],
+    }),
     async stop() {
       await akv.stop()
       await maa.stop()

@@ -64,16 +64,7 @@ test.serial('AAD mode: an unsigned policy round-trips (set, get, reset) with ver
   t.is(got.signer, undefined)
   await s.importKey('tiered', Buffer.alloc(32, 7), [[{ claim: 'encfs-tier', equals: 'gold' }]])
   const bearer = (await s.authority.issue(s.akv.audience, 'pod')).token
-  const released = await releaseKey({
-    maaEndpoint: s.maa.endpoint,
-    akvEndpoint: s.akv.endpoint,
-    kid: 'tiered',
-    accessToken: bearer,
-    provider: s.snp,
-    collateral: s.collateral,
-    uvm: s.uvm,
-    ca: s.ca,
-  })
+  const released = await releaseKey(s.releaseOptions('tiered', bearer))
   t.deepEqual(released.material, Buffer.alloc(32, 7), 'the claim the policy issues is in the token, and a release policy can bind to it')
   const reset = await resetPolicy('SevSnpVm', aad())
   t.is(reset.result, 'Removed')
@@ -84,18 +75,7 @@ test.serial('a policy that denies: attestation fails with the rule named, and so
   await setPolicy('SevSnpVm', 'version=1.0;\nauthorizationrules\n{\n  [type=="x-ms-sevsnpvm-vmpl", value==0] => deny();\n  => permit();\n};\n', aad())
   t.teardown(() => resetPolicy('SevSnpVm', aad()))
   await s.importKey('any-pod', Buffer.alloc(32, 1))
-  const err = await t.throwsAsync(
-    releaseKey({
-      maaEndpoint: s.maa.endpoint,
-      akvEndpoint: s.akv.endpoint,
-      kid: 'any-pod',
-      accessToken: (await s.authority.issue(s.akv.audience, 'pod')).token,
-      provider: s.snp,
-      collateral: s.collateral,
-      uvm: s.uvm,
-      ca: s.ca,
-    }),
-  )
+  const err = await t.throwsAsync(releaseKey(s.releaseOptions('any-pod', (await s.authority.issue(s.akv.audience, 'pod')).token)))
   t.is(code(err), 'MAA_ATTEST_FAILED')
   t.regex(err!.message, /HTTP 400: .*PolicyEvaluationError.*the attestation policy denies it \(authorization rule on line 4\)/)
 })

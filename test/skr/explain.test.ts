@@ -4,7 +4,7 @@ import test from 'ava'
 import { randomBytes } from 'node:crypto'
 import { startSkrStack, type SkrStack } from '../helpers/skr-stack.js'
 import { explainRelease } from '../../src/skr/explain.js'
-import { releaseKey, type ReleaseOptions } from '../../src/skr/release.js'
+import { releaseKey } from '../../src/skr/release.js'
 
 let s: SkrStack
 let bearer: string
@@ -20,16 +20,7 @@ test.after.always(async () => {
   await s?.stop()
 })
 
-const opts = (kid: string): ReleaseOptions => ({
-  maaEndpoint: s.maa.endpoint,
-  akvEndpoint: s.akv.endpoint,
-  kid,
-  accessToken: bearer,
-  provider: s.snp,
-  collateral: s.collateral,
-  uvm: s.uvm,
-  ca: s.ca,
-})
+const opts = (kid: string) => s.releaseOptions(kid, bearer)
 
 test('a key bound to another pod: the failing clause with both digests, and the vault refuses the release alike', async (t) => {
   const { evaluation, lines, claims } = await explainRelease(opts('previous-pod'))
