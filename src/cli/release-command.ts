@@ -29,9 +29,9 @@ export function releaseCommand<T>(y: Argv<T>): Argv<T> {
         .option('salt', { type: 'string', default: '', describe: 'key_derivation.salt (hex) for RSA keys with --check-image' })
         .option('label', { type: 'string', default: DEFAULT_DERIVATION_LABEL, describe: 'key_derivation.label for RSA keys with --check-image' })
         .option('private', { type: 'boolean', default: false, describe: 'read --check-image with the managed / workload identity' })
+        // No default: yargs counts a defaulted flag as given, and would call every --check-image a conflict.
         .option('explain', {
           type: 'boolean',
-          default: false,
           describe: "do not release: attest, verify the token, read the key's release policy and say which clause holds or fails, and why",
         })
         .conflicts('explain', 'check-image'),
