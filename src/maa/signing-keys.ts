@@ -24,6 +24,8 @@ export interface KeyFetchOptions {
   ca?: string[]
   signal?: AbortSignal
   logger?: Logger
+  /** Attempts per request (429, 5xx and transport errors are retried; default 4, as for the attest call). */
+  attempts?: number
 }
 
 interface KeySet {
@@ -68,7 +70,7 @@ export class MaaSigningKeys {
   }
 
   private async getJson(url: string, what: string, o: KeyFetchOptions): Promise<Record<string, unknown>> {
-    const res = await request(url, { what, ca: o.ca, signal: o.signal, logger: o.logger, attempts: 3, headers: { accept: 'application/json' } })
+    const res = await request(url, { what, ca: o.ca, signal: o.signal, logger: o.logger, attempts: o.attempts ?? 4, headers: { accept: 'application/json' } })
     if (res.status !== 200) throw new MaaError('MAA_SIGNING_KEYS', `${what}: ${url} answered HTTP ${res.status}: ${res.body.toString('utf8').slice(0, 200)}`)
     try {
       const value = JSON.parse(res.body.toString('utf8')) as unknown

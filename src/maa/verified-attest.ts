@@ -14,7 +14,15 @@ export interface VerifiedAttestation extends VerifiedToken {
  */
 export async function attestVerified(inputs: AttestInputs, o: MaaOptions & { keys?: MaaSigningKeys }): Promise<VerifiedAttestation> {
   const token = await attestSevSnp(inputs, o)
-  const verified = await verifyMaaToken(token, { endpoint: o.endpoint, keys: o.keys, runtimeData: inputs.runtimeData, ca: o.ca, signal: o.signal, logger: o.logger })
+  const verified = await verifyMaaToken(token, {
+    endpoint: o.endpoint,
+    keys: o.keys,
+    runtimeData: inputs.runtimeData,
+    ca: o.ca,
+    signal: o.signal,
+    logger: o.logger,
+    attempts: o.attempts,
+  })
   ;(o.logger ?? silentLogger).info(
     { maa: o.endpoint, kid: verified.header.kid, expires: new Date(Number(verified.claims.exp) * 1000).toISOString() },
     'MAA token verified (signature, issuer, validity, runtime data)',

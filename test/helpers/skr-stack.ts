@@ -61,7 +61,7 @@ export async function startSkrStack(o: { managedHsm?: boolean } = {}): Promise<S
     async importKey(name, key, claims = [[{ claim: 'x-ms-sevsnpvm-hostdata', equals: hostData.toString('hex') }]]) {
       const bearer = (await authority.issue(akv.audience, 'operator')).token
       const jwk = Buffer.isBuffer(key) ? { kty: 'oct-HSM', k: key.toString('base64url') } : key
-      await importKey({ akvEndpoint: akv.endpoint, name, key: jwk, policy: releasePolicy(maa.endpoint, claims), bearer, ca: [maa.caPem, akv.caPem] })
+      await importKey({ akvEndpoint: akv.endpoint, name, key: jwk, policy: releasePolicy(maa.publicEndpoint, claims), bearer, ca: [maa.caPem, akv.caPem] })
     },
     releaseOptions: (kid, accessToken) => ({
       maaEndpoint: maa.endpoint,

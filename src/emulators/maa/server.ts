@@ -41,6 +41,13 @@ export interface MaaEmulator extends TlsServer {
   readonly lastUserAgent: string | undefined
   /** The attestation policies and policy-management certificates. */
   readonly policies: MaaPolicyStore
+  /** The host:port clients address it by: its own, or what serveAs() named. */
+  readonly publicEndpoint: string
+  /**
+   * Answer as the instance at `endpoint` (a proxy in front of it): tokens' iss and jku and the
+   * OpenID configuration name that address, as a real instance names its one host.
+   */
+  serveAs(endpoint: string): void
 }
 
 const decodeUrl64 = (s: string) => Buffer.from(s, 'base64url')
@@ -152,14 +159,16 @@ export async function startMaaEmulator(o: MaaEmulatorOptions = {}): Promise<MaaE
   let attestCount = 0
   let lastUserAgent: string | undefined
   let server: TlsServer | undefined
-  const sign = tokenSigner(privateKey, kid, o.tokenLifetimeSeconds ?? 8 * 3600, () => server!.url)
+  let publicUrl: string | undefined
+  const base = () => publicUrl ?? server!.url
+  const sign = tokenSigner(privateKey, kid, o.tokenLifetimeSeconds ?? 8 * 3600, base)
 
   server = await startTlsServer(
     async (req, body, res) => {
       const url = new URL(req.url ?? '/', 'https://x')
       if (req.method === 'GET' && url.pathname === '/certs') return sendJson(res, 200, { keys: [published] })
       if (req.method === 'GET' && url.pathname === '/.well-known/openid-configuration') {
-        return sendJson(res, 200, { issuer: server!.url, jwks_uri: `${server!.url}/certs`, id_token_signing_alg_values_supported: ['RS256'] })
+        return sendJson(res, 200, { issuer: base(), jwks_uri: `${base()}/certs`, id_token_signing_alg_values_supported: ['RS256'] })
       }
       if (await routePolicyAdmin({ store: policies, authority: o.authority, sign, logger }, req, body, res)) return
       if (req.method === 'POST' && /^\/attest\/SevSnpVm$/i.test(url.pathname)) {
@@ -188,6 +197,12 @@ export async function startMaaEmulator(o: MaaEmulatorOptions = {}): Promise<MaaE
   return {
     ...tls,
     policies,
+    get publicEndpoint() {
+      return base().replace(/^https:\/\//, '')
+    },
+    serveAs: (endpoint: string) => {
+      publicUrl = `https://${endpoint}`
+    },
     jwks: () => ({ keys: [published] }),
     failNext: (n: number, status: number) => {
       failures = { n, status }
