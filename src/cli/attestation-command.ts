@@ -2,6 +2,7 @@ import type { Argv } from 'yargs'
 import { readFile } from 'node:fs/promises'
 import { X509Certificate } from 'node:crypto'
 import { commandLogger } from './command-logger.js'
+import { UsageError } from './fail.js'
 import { MaaError } from '../maa/errors.js'
 import { policySigner, type PolicySigner } from '../maa/policy-jws.js'
 import { attestationAdminToken, changeSigner, getPolicy, listSigners, resetPolicy, setPolicy, signerThumbprint, type AdminOptions } from '../maa/policy-admin.js'
@@ -19,6 +20,15 @@ async function readText(file: string, what: string): Promise<string> {
     return await readFile(file, 'utf8')
   } catch (err) {
     throw new MaaError('MAA_POLICY_FILE', `cannot read ${what} ${file}: ${(err as Error).message}`, { cause: err })
+  }
+}
+
+async function readCertificate(file: string): Promise<X509Certificate> {
+  const text = await readText(file, 'the certificate')
+  try {
+    return new X509Certificate(text)
+  } catch (err) {
+    throw new MaaError('MAA_POLICY_FILE', `${file} is not a PEM X.509 certificate: ${(err as Error).message}`, { cause: err })
   }
 }
 
@@ -51,7 +61,15 @@ function policyCommand<T>(y: Argv<T>): Argv<T> {
     (c) =>
       commonOptions(c)
         .positional('action', { type: 'string', choices: ['get', 'set', 'reset'] as const, demandOption: true })
-        .option('type', { type: 'string', default: 'SevSnpVm', describe: 'attestation type whose policy it is' })
+        .option('type', {
+          type: 'string',
+          default: 'SevSnpVm',
+          describe: 'attestation type whose policy it is',
+          coerce: (t: string) => {
+            if (!/^[A-Za-z]+$/.test(t)) throw new UsageError(`--type ${JSON.stringify(t)} is not an attestation type (letters only: SevSnpVm, SgxEnclave, OpenEnclave, Tpm)`)
+            return t
+          },
+        })
         .option('policy-file', { type: 'string', describe: 'set: the policy text (version=1.0; authorizationrules {...}; issuancerules {...};)' }),
     async (args) => {
       const o = await adminOptions(args)
@@ -96,7 +114,7 @@ function signersCommand<T>(y: Argv<T>): Argv<T> {
           'MAA_POLICY_SIGNER',
           `encfs attestation signers ${args.action} needs --cert (the certificate) and --signing-key with --signing-cert (a current policy-management key)`,
         )
-      const certificate = new X509Certificate(await readText(args.cert, 'the certificate'))
+      const certificate = await readCertificate(args.cert)
       const thumbprint = await changeSigner(args.action as 'add' | 'remove', certificate, { ...o, signer: o.signer })
       process.stdout.write(`${thumbprint} ${args.action === 'add' ? 'is now' : 'is no longer'} a policy-management certificate of ${args.maa}\n`)
     },

@@ -118,3 +118,16 @@ test.serial('an Isolated-mode instance: an unsigned policy is refused, a signed 
   t.is(halfSigner.code, 2)
   t.regex(halfSigner.stderr, /signing-cert.*\[CLI_USAGE\]/)
 })
+
+test.serial('bad input: an attestation type that is not a name, a certificate file that is not one, a policy file that is missing', async (t) => {
+  const common = ['--maa', isolated.endpoint, '--signing-key', files['owner.key']!, '--signing-cert', files['owner.pem']!]
+  const type = await runEncfs(['attestation', 'policy', 'get', ...common, '--type', 'SevSnpVm/../x'], { env })
+  t.is(type.code, 2)
+  t.regex(type.stderr, /--type "SevSnpVm\/\.\.\/x" is not an attestation type .*\[CLI_USAGE\]/)
+  const cert = await runEncfs(['attestation', 'signers', 'add', ...common, '--cert', files.policy!], { env })
+  t.is(cert.code, 1)
+  t.regex(cert.stderr, /policy\.txt is not a PEM X\.509 certificate.*\[MAA_POLICY_FILE\]/)
+  const missing = await runEncfs(['attestation', 'policy', 'set', ...common, '--policy-file', `${dir}/no-such-policy.txt`], { env })
+  t.is(missing.code, 1)
+  t.regex(missing.stderr, /cannot read the attestation policy .*no-such-policy\.txt: ENOENT.*\[MAA_POLICY_FILE\]/)
+})
