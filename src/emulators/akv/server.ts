@@ -179,7 +179,8 @@ class AkvService {
         keys = new MaaSigningKeys(endpoint)
         this.maaKeys.set(endpoint, keys)
       }
-      const { issuer, claims } = await verifyMaaToken(target, { endpoint, keys, ca: this.o.maaCas })
+      // One fetch of MAA's keys serves every release waiting on it: give it the patience remotefs has at start-up.
+      const { issuer, claims } = await verifyMaaToken(target, { endpoint, keys, ca: this.o.maaCas, attempts: 8 })
       return { issuer, claims }
     } catch (err) {
       return azureError(403, 'Forbidden', `Target environment attestation statement cannot be verified: ${(err as Error).message}`, 'AccessDenied')
