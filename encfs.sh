@@ -8,20 +8,30 @@
 #
 # The image has a second role, the Go skr sidecar's (encfs serve: the HTTP API, or the
 # keyprovider gRPC service with ServerType=grpc), which /skr.sh runs; deployments that set the
-# command to /skr.sh get it directly. Here EncfsRole=encfs|skr chooses; without it,
-# EncfsSideCarArgs set -> encfs; else SkrSideCarArgs or ServerType set -> skr; else encfs.
+# command to /skr.sh get it directly; the AASP role (Go's /bin/aasp) too. Here
+# EncfsRole=encfs|skr|aasp chooses; without it,
+# EncfsSideCarArgs set -> encfs; else SkrSideCarArgs or ServerType set -> skr; else arguments
+# (a positional configuration or remotefs flags) -> encfs; else, no configuration at all, skr:
+# what the Go skr image does when started with no environment (the API on localhost:8080).
 # ENCFS_DRY_RUN=1 prints the command instead of running it.
 role="${EncfsRole:-}"
 if [ -z "$role" ]; then
   if [ -n "${EncfsSideCarArgs:-}" ]; then role=encfs
   elif [ -n "${SkrSideCarArgs:-}" ] || [ -n "${ServerType:-}" ]; then role=skr
-  else role=encfs
+  elif [ $# -gt 0 ]; then role=encfs
+  else role=skr
   fi
 fi
 case "$role" in
   encfs) ;;
   skr) exec "$(dirname "$0")/skr.sh" "$@" ;;
-  *) echo "encfs.sh: EncfsRole must be encfs or skr, got \"$role\"" >&2; exit 2 ;;
+  # Go's AASP sidecar (/bin/aasp): keyprovider gRPC (agent "aasp") on 127.0.0.1:50000 and the
+  # HTTP API on 8080 in one process; it reads AaspSideCarArgs, AZURE_CLIENT_ID and takes its flags.
+  aasp)
+    set -- "${ENCFS_HOME:-/opt/encfs}/bin/aasp.js" "$@"
+    if [ -n "${ENCFS_DRY_RUN:-}" ]; then printf '%s\n' node "$@"; exit 0; fi
+    exec node "$@" ;;
+  *) echo "encfs.sh: EncfsRole must be encfs, skr or aasp, got \"$role\"" >&2; exit 2 ;;
 esac
 set -eu
 # The configuration goes to remotefs in the environment (exported), never as -base64: on the

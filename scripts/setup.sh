@@ -20,6 +20,10 @@ declare -A need=(
   [g++]=g++
   [make]=make
   [python3]=python3
+  # The vTPM tests (Azure confidential VMs) run a software TPM and provision it with tpm2-tools.
+  [swtpm]=swtpm
+  [swtpm_setup]=swtpm-tools
+  [tpm2_createprimary]=tpm2-tools
 )
 missing=()
 for cmd in "${!need[@]}"; do
@@ -30,6 +34,8 @@ done
 [ -e /usr/include/fuse3/fuse_lowlevel.h ] || missing+=(libfuse3-dev)
 # The libcurl blob fetcher (native/http) builds against libcurl4-openssl-dev (which brings libcurl4).
 [ -e /usr/include/x86_64-linux-gnu/curl/curl.h ] || [ -e /usr/include/curl/curl.h ] || missing+=(libcurl4-openssl-dev)
+# The TPM addon (native/tpm) builds against tpm2-tss's ESAPI (libtss2-dev brings the TCTIs too).
+[ -e /usr/include/tss2/tss2_esys.h ] || missing+=(libtss2-dev)
 if [ ${#missing[@]} -gt 0 ]; then
   mapfile -t pkgs < <(printf '%s\n' "${missing[@]}" | sort -u)
   if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1; then
@@ -65,27 +71,33 @@ if stale native/build/Release/snp_report.node native/*.cc native/*.h native/bind
   rm -f /tmp/encfs-native-build.log
 fi
 
-# The libfuse3 data plane (native/fuse3), a separate addon: where it cannot be built, remotefs
-# falls back to fuse-native (libfuse2) and says so (--fuse auto).
-if stale native/fuse3/build/Release/encfs_fuse3.node native/fuse3/*.cc native/xts_core.* native/fuse3/binding.gyp; then
-  say "building the libfuse3 data plane (native/fuse3)"
-  if ! npm run --silent build:native-fuse3 >/tmp/encfs-native-fuse3.log 2>&1; then
-    cat /tmp/encfs-native-fuse3.log >&2
-    say "the libfuse3 addon did not build (it needs libfuse3-dev: apt-get install libfuse3-dev); remotefs will use fuse-native (libfuse2)"
+# An addon the product can do without: build it with `npm run <script>`, and where that fails show
+# why and say what is lost. $1 npm script, $2 what it is, $3 what is lost; then the .node and its sources.
+optional_addon() {
+  local script=$1 what=$2 lost=$3 log
+  shift 3
+  stale "$@" || return 0
+  say "building $what"
+  log=$(mktemp /tmp/encfs-native-XXXXXX.log)
+  if ! npm run --silent "$script" >"$log" 2>&1; then
+    cat "$log" >&2
+    say "$what did not build: $lost"
   fi
-  rm -f /tmp/encfs-native-fuse3.log
-fi
+  rm -f "$log"
+}
 
-# The libcurl blob fetcher (native/http), a separate addon: where it cannot be built, blob reads
-# go through the SDK's Node.js pipeline and remotefs says so (--http auto).
-if stale native/http/build/Release/encfs_http.node native/http/*.cc native/http/binding.gyp; then
-  say "building the libcurl blob fetcher (native/http)"
-  if ! npm run --silent build:native-http >/tmp/encfs-native-http.log 2>&1; then
-    cat /tmp/encfs-native-http.log >&2
-    say "the libcurl fetcher did not build (it needs libcurl4-openssl-dev: apt-get install libcurl4-openssl-dev); blob reads will use the Node.js pipeline"
-  fi
-  rm -f /tmp/encfs-native-http.log
-fi
+# The libfuse3 data plane: without it remotefs falls back to fuse-native (libfuse2) and says so (--fuse auto).
+optional_addon build:native-fuse3 "the libfuse3 data plane (native/fuse3)" \
+  "it needs libfuse3-dev (apt-get install libfuse3-dev); remotefs will use fuse-native (libfuse2)" \
+  native/fuse3/build/Release/encfs_fuse3.node native/fuse3/*.cc native/xts_core.* native/fuse3/binding.gyp
+# The libcurl blob fetcher: without it blob reads go through the SDK's Node.js pipeline and remotefs says so (--http auto).
+optional_addon build:native-http "the libcurl blob fetcher (native/http)" \
+  "it needs libcurl4-openssl-dev (apt-get install libcurl4-openssl-dev); blob reads will use the Node.js pipeline" \
+  native/http/build/Release/encfs_http.node native/http/*.cc native/http/binding.gyp
+# The tpm2-tss binding: without it --attestation vtpm (Azure confidential VMs) says what to install; every other mode works.
+optional_addon build:native-tpm "the TPM addon (native/tpm)" \
+  "it needs libtss2-dev (apt-get install libtss2-dev); --attestation vtpm will not work" \
+  native/tpm/build/Release/encfs_tpm.node native/tpm/*.cc native/tpm/binding.gyp
 
 npx --no-install tsc -p .
 

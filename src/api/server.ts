@@ -15,6 +15,8 @@ import { apiStatusFor } from './error-status.js'
 import { EncfsError } from '../errors/encfs-error.js'
 import { STATUS_CODES } from 'node:http'
 import type { Duplex } from 'node:stream'
+import { bindLikeGo, parseAnyBodyAsJson } from './go-body.js'
+import type { MaaUserAgent } from '../maa/user-agent.js'
 
 export interface ApiOptions {
   status: ServiceStatus
@@ -24,8 +26,8 @@ export interface ApiOptions {
   /** Extra CAs for MAA and the vault (tests with emulators). */
   ca?: string[]
   bodyLimit?: number
-  /** skr's maaconfig.user_agent, sent to MAA on /attest/maa. */
-  maaUserAgent?: string
+  /** The process's MAA User-Agent (skr's maaconfig.user_agent, or Go's default), on every MAA request. */
+  maaUserAgent?: MaaUserAgent
   /** Server-side limits for slow or idle clients (defaults in API_TIMEOUTS). */
   timeouts?: Partial<typeof API_TIMEOUTS>
 }
@@ -146,13 +148,14 @@ function routes(app: FastifyInstance, o: ApiOptions): void {
     return reply.code(s.ready ? 200 : 503).send({ message: s.ready ? 'Status OK' : `not ready: ${s.phase}`, ...s, attestation: o.attestation.describe() })
   })
 
-  app.post<{ Body: { runtime_data: string } }>('/attest/raw', { schema: { body: runtimeDataBody } }, async (req) => {
+  const go = (body: { properties: object }) => ({ schema: { body }, preValidation: bindLikeGo(Object.keys(body.properties)) })
+  app.post<{ Body: { runtime_data: string } }>('/attest/raw', go(runtimeDataBody), async (req) => {
     const data = runtime(req.body.runtime_data)
     const report = await attestStep('getting an SNP report', async () => (await o.attestation.ready()).provider.getReport(maaReportData(data)))
     return { report: report.toString('hex') }
   })
 
-  app.post<{ Body: { runtime_data: string } }>('/attest/combined', { schema: { body: runtimeDataBody } }, async (req) => {
+  app.post<{ Body: { runtime_data: string } }>('/attest/combined', go(runtimeDataBody), async (req) => {
     const data = runtime(req.body.runtime_data)
     return attestStep('getting the attestation evidence', async () => {
       const e = await combinedEvidence(await o.attestation.ready(), data, { logger: req.log as unknown as Logger })
@@ -160,20 +163,20 @@ function routes(app: FastifyInstance, o: ApiOptions): void {
     })
   })
 
-  app.post<{ Body: { maa_endpoint: string; runtime_data: string; include_claims?: boolean } }>('/attest/maa', { schema: { body: maaBody } }, async (req) => {
+  app.post<{ Body: { maa_endpoint: string; runtime_data: string; include_claims?: boolean } }>('/attest/maa', go(maaBody), async (req) => {
     const data = runtime(req.body.runtime_data)
     const { token, claims } = await attestStep('attestation', async () => {
       const setup = await o.attestation.ready()
       const { report, chain } = await evidence(setup, maaReportData(data), { logger: req.log as unknown as Logger })
       return attestVerified(
         { report, vcekCertChain: chain.chainPem, referenceInfo: setup.uvm.referenceInfo, runtimeData: data, nonce: randomBytes(8).readBigUInt64LE() },
-        { endpoint: req.body.maa_endpoint, ca: o.ca, userAgent: o.maaUserAgent, logger: req.log as unknown as Logger },
+        { endpoint: req.body.maa_endpoint, ca: o.ca, userAgent: o.maaUserAgent?.value, logger: req.log as unknown as Logger },
       )
     })
     return req.body.include_claims ? { token, claims } : { token }
   })
 
-  app.post<{ Body: { maa_endpoint: string; akv_endpoint: string; kid: string; access_token?: string } }>('/key/release', { schema: { body: releaseBody } }, async (req) => {
+  app.post<{ Body: { maa_endpoint: string; akv_endpoint: string; kid: string; access_token?: string } }>('/key/release', go(releaseBody), async (req) => {
     const b = req.body
     const released = await attestStep('secure key release', async () => {
       const { provider, collateral, uvm } = await o.attestation.ready()
@@ -187,6 +190,7 @@ function routes(app: FastifyInstance, o: ApiOptions): void {
         collateral,
         uvm,
         ca: o.ca,
+        maaUserAgent: o.maaUserAgent?.value,
         logger: req.log as unknown as Logger,
       })
     })
@@ -221,8 +225,7 @@ export function buildApi(o: ApiOptions): FastifyInstance {
     },
     clientErrorHandler: (err, socket) => writeClientError(err as NodeJS.ErrnoException, socket),
   })
-  // The API takes JSON only: a text/plain body is 415, not a string that fails validation.
-  app.removeContentTypeParser('text/plain')
+  parseAnyBodyAsJson(app, (message) => new ApiFailure(400, message))
   answerErrorsAsJson(app, bodyLimit)
   routes(app, o)
   return app

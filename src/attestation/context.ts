@@ -21,6 +21,8 @@ export interface AttestationSetup {
 export interface AttestationContextOptions {
   attestation: string
   simulatedStateDir?: string
+  /** The TPM of --attestation vtpm (and auto on a confidential VM): a tpm2-tss TCTI. */
+  tpmTcti?: string
   certcache?: CertCache
   logger?: Logger
   /** UVM information given instead of read from the environment (tests). */
@@ -46,7 +48,8 @@ export class AttestationContext {
       const logger = this.o.logger ?? silentLogger
       let uvm = this.o.uvm ?? (await readUvmInformation({ logger }))
       const hostData = uvm.securityPolicy ? policyHostData(uvm.securityPolicy) : undefined
-      const provider = this.o.provider ?? (await selectProvider(this.o.attestation, { logger, simulated: { stateDir: this.o.simulatedStateDir, hostData } }))
+      const provider =
+        this.o.provider ?? (await selectProvider(this.o.attestation, { logger, tpmTcti: this.o.tpmTcti, simulated: { stateDir: this.o.simulatedStateDir, hostData } }))
       // The simulated chip is its own platform: with no certificate configured, its chain is the collateral.
       if (isSimulated(provider) && thimAbsent(uvm.hostAmdCertificate) && !this.o.certcache?.endpoint_type) {
         uvm = { ...uvm, hostAmdCertificate: await provider.thimCerts() }

@@ -4,6 +4,8 @@ import type { Collateral } from './collateral.js'
 import type { FetchedChain } from './cert-fetch.js'
 import { parseReport } from './report.js'
 import { hasCode } from '../errors/encfs-error.js'
+import { AttestationError } from './errors.js'
+import { isVtpm } from './providers/vtpm.js'
 
 export interface Evidence {
   /** The raw report the chain was matched to (never an earlier one). */
@@ -24,6 +26,12 @@ export async function evidence(
   opts: { logger?: Logger; signal?: AbortSignal } = {},
 ): Promise<Evidence> {
   const logger = opts.logger ?? silentLogger
+  if (isVtpm(o.provider)) {
+    throw new AttestationError(
+      'ATTEST_VTPM_UNSUPPORTED',
+      "on an Azure confidential VM (--attestation vtpm) the SNP report binds the HCL report's variable data, not the runtime data asked for, so MAA's SevSnpVm cannot accept it: key release works there (/key/release, remotefs), through MAA's guest attestation",
+    )
+  }
   let report = await o.provider.getReport(reportData, opts.signal)
   try {
     return { report, chain: await o.collateral.chainFor(parseReport(report)) }

@@ -22,8 +22,9 @@ export async function main(argv: string[]): Promise<void> {
     .options(logOptions())
     .global(['loglevel', 'logfile', 'logformat'])
     .middleware((argv) => {
+      // A bad level ends as Go's logrus.Fatalf does (LOG_LEVEL_INVALID, exit 1), before any command runs.
+      parseLogLevel(String(argv.loglevel))
       try {
-        parseLogLevel(String(argv.loglevel))
         parseLogFormat(String(argv.logformat))
       } catch (err) {
         throw UsageError.of(err)

@@ -1,6 +1,7 @@
 import { EncfsError, type EncfsErrorOptions } from '../errors/encfs-error.js'
 import { ERROR_CODES, isUsageCode, type UsageCode } from '../errors/codes.js'
 import { redactSecrets } from '../log/redact.js'
+import type { Argv } from 'yargs'
 
 /** A command line that cannot be run as given (unknown flag, missing argument, bad choice): exit 2. */
 export class UsageError extends EncfsError {
@@ -49,4 +50,9 @@ export function usageFailure(msg: string | null | undefined, err: Error | undefi
   if (err && err.name !== 'YError') throw err
   // yargs spreads some messages ("Invalid values:") over several lines.
   throw new UsageError((msg || err?.message || 'invalid command line').replace(/\s*\n\s*/g, ' ').trim())
+}
+
+/** A standalone program's yargs (remotefs, aasp): strict, --help, no --version, errors through usageFailure. */
+export function asProgram<T>(y: Argv<T>): Argv<T> {
+  return y.strictOptions().help().version(false).exitProcess(false).fail(usageFailure)
 }

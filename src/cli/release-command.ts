@@ -1,3 +1,4 @@
+import { DEFAULT_TCTI } from '../tpm/vtpm.js'
 import type { Argv } from 'yargs'
 import { commandLogger } from './command-logger.js'
 import { ATTESTATION_MODES } from '../attestation/providers/provider.js'
@@ -25,6 +26,7 @@ export function releaseCommand<T>(y: Argv<T>): Argv<T> {
         .option('client-id', { type: 'string', describe: 'user-assigned managed identity client id' })
         .option('attestation', { type: 'string', choices: ATTESTATION_MODES, default: process.env.EncfsAttestation || 'auto' })
         .option('simulated-state', { type: 'string', default: defaultSimulatedStateDir() })
+        .option('tpm-tcti', { type: 'string', default: process.env.EncfsTpmTcti || DEFAULT_TCTI, describe: 'the TPM of --attestation vtpm, as a tpm2-tss TCTI (env EncfsTpmTcti)' })
         .option('check-image', { type: 'string', describe: 'blob URL (SAS ok), file:// URL or path of a LUKS2 image: does the released key open it?' })
         .option('salt', { type: 'string', default: '', describe: 'key_derivation.salt (hex) for RSA keys with --check-image' })
         .option('label', { type: 'string', default: DEFAULT_DERIVATION_LABEL, describe: 'key_derivation.label for RSA keys with --check-image' })
@@ -37,7 +39,12 @@ export function releaseCommand<T>(y: Argv<T>): Argv<T> {
         .conflicts('explain', 'check-image'),
     async (args) => {
       const logger = commandLogger(args)
-      const { provider, uvm, collateral } = await new AttestationContext({ attestation: args.attestation, simulatedStateDir: args['simulated-state'], logger }).ready()
+      const { provider, uvm, collateral } = await new AttestationContext({
+        attestation: args.attestation,
+        simulatedStateDir: args['simulated-state'],
+        tpmTcti: args['tpm-tcti'],
+        logger,
+      }).ready()
       const identity = args['client-id'] ? { client_id: args['client-id'] } : undefined
       const o = { maaEndpoint: args.maa, akvEndpoint: args.akv, kid: args.kid, accessToken: args['access-token'], identity, provider, uvm, collateral, logger }
       if (args.explain) {

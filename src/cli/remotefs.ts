@@ -1,35 +1,54 @@
+import { DEFAULT_TCTI } from '../tpm/vtpm.js'
 import yargs from 'yargs'
-import { createLogger, logOptions, type Logger } from '../log/logger.js'
+import { logOptions, type Logger } from '../log/logger.js'
 import { configSecrets, loadConfig, redactConfig } from '../config/load.js'
+import { skrConfigOf } from './skr-config.js'
 import { planFilesystems } from '../config/plan.js'
 import { startRemotefs, type Remotefs } from '../mount/remotefs.js'
 import { defaultRuntimeDir } from '../mount/runtime-dir.js'
 import { releaseKeyProvider } from '../keys/release-provider.js'
 import { AttestationContext } from '../attestation/context.js'
-import type { IdentityConfig } from '../identity/credential.js'
 import { ServiceStatus } from '../api/status.js'
-import type { buildApi } from '../api/server.js'
 import { EncfsError } from '../errors/encfs-error.js'
+import type { SkrConfig } from '../config/validate.js'
+import type { EncfsConfig } from '../config/schema.js'
+import { MaaUserAgent } from '../maa/user-agent.js'
+import { redactUrl } from '../log/redact.js'
+import type { RunningSkr } from './skr-services.js'
 import { defaultSimulatedStateDir } from '../attestation/providers/simulated.js'
-import { exitWith, usageFailure } from './fail.js'
+import { asProgram, exitWith } from './fail.js'
+import { startProgram } from './command-logger.js'
 import { kdfBudgetOptions, kdfBudgetFrom } from './kdf-options.js'
 import { ATTESTATION_MODES } from '../attestation/providers/provider.js'
-import type { KeyProviderServer } from '../keyprovider/server.js'
 
-/** skr's default port: a group that still runs the Go skr sidecar holds it. */
+/** skr's default port, where the API listens when it is asked for without a port. */
 export const DEFAULT_API_PORT = 8080
 
+export interface ApiRequest {
+  serve: boolean
+  port: number
+  /** Why it is on or off, for the ready line. */
+  why: string
+}
+
 /**
- * The API port and whether the user chose it (-port, or env Port). Only a chosen port that
- * cannot be bound stops remotefs; the default one being taken costs the API, not the mounts.
+ * Whether remotefs serves the API, and where. Only when asked: -port / Port, --api or
+ * EncfsApi=true (as the Go encfs image, which serves none, so nothing else in the pod loses its
+ * port); --no-api or EncfsApi=false turns it off whatever else says.
  */
-export function apiPort(flag: number | undefined, env: NodeJS.ProcessEnv = process.env): { port: number; explicit: boolean } {
-  const given = flag ?? (env.Port?.trim() ? Number(env.Port) : undefined)
-  if (given === undefined) return { port: DEFAULT_API_PORT, explicit: false }
-  if (!Number.isInteger(given) || given < 0 || given > 65535) {
-    throw new EncfsError('API_PORT_INVALID', `${flag !== undefined ? '-port' : 'env Port'} ${JSON.stringify(flag ?? env.Port)} is not a port number (0 to 65535)`)
+export function apiRequest(flags: { api?: boolean; port?: number }, env: NodeJS.ProcessEnv = process.env): ApiRequest {
+  const envPort = env.Port?.trim() ? env.Port : undefined
+  const given = flags.port ?? (envPort !== undefined ? Number(envPort) : undefined)
+  if (given !== undefined && (!Number.isInteger(given) || given < 0 || given > 65535)) {
+    throw new EncfsError('API_PORT_INVALID', `${flags.port !== undefined ? '-port' : 'env Port'} ${JSON.stringify(flags.port ?? envPort)} is not a port number (0 to 65535)`)
   }
-  return { port: given, explicit: true }
+  const port = given ?? DEFAULT_API_PORT
+  const envApi = env.EncfsApi?.trim() ? envFlag(env.EncfsApi) : undefined
+  if (flags.api === false) return { serve: false, port, why: '--no-api' }
+  if (flags.api === true) return { serve: true, port, why: '--api' }
+  if (envApi !== undefined) return { serve: envApi, port, why: `EncfsApi=${env.EncfsApi}` }
+  if (given !== undefined) return { serve: true, port, why: flags.port !== undefined ? '-port' : 'env Port' }
+  return { serve: false, port, why: 'not asked for: set -port/Port or EncfsApi=true' }
 }
 import { FUSE_BACKEND_MODES, type FuseBackendMode } from '../fuse/backend.js'
 import { BLOB_HTTP_MODES, type BlobHttpMode } from '../storage/blob-http.js'
@@ -39,7 +58,7 @@ function envFlag(value: string | undefined): boolean {
 }
 
 export function parseRemotefsArgs(argv: string[], env: NodeJS.ProcessEnv = process.env) {
-  return (
+  return asProgram(
     kdfBudgetOptions(yargs(argv), env)
       .scriptName('remotefs')
       .usage(
@@ -88,12 +107,11 @@ export function parseRemotefsArgs(argv: string[], env: NodeJS.ProcessEnv = proce
       })
       .option('port', {
         type: 'number',
-        describe: `port of the attestation and key release API on localhost (env Port; default ${DEFAULT_API_PORT}: if that one is taken, remotefs mounts anyway without the API)`,
+        describe: `serve the attestation and key release API on this port on localhost (env Port); off unless asked for`,
       })
       .option('api', {
         type: 'boolean',
-        default: env.EncfsApi === undefined ? true : envFlag(env.EncfsApi),
-        describe: 'serve the skr attestation and key release API (--no-api to turn it off; env EncfsApi)',
+        describe: `serve the skr attestation and key release API (env EncfsApi=true; on port ${DEFAULT_API_PORT} unless -port says); off by default, as in the Go encfs image. --no-api turns it off`,
       })
       .option('unsafe-listen', { type: 'string', describe: 'serve the API on this address instead of loopback (exposes key release to whoever can reach it)' })
       .option('grpc-port', {
@@ -102,32 +120,28 @@ export function parseRemotefsArgs(argv: string[], env: NodeJS.ProcessEnv = proce
         describe:
           "also serve the keyprovider gRPC service (skr -server_type grpc) on this port on localhost (and on --unsafe-listen's address if given); off by default (env EncfsGrpcPort)",
       })
+      .option('tpm-tcti', {
+        type: 'string',
+        default: env.EncfsTpmTcti || DEFAULT_TCTI,
+        describe: 'the TPM of --attestation vtpm (Azure confidential VMs), as a tpm2-tss TCTI (env EncfsTpmTcti)',
+      })
       .option('simulated-state', {
         type: 'string',
         default: env.EncfsSimulatedState || defaultSimulatedStateDir(env),
         describe: 'state directory of the simulated SNP chip (--attestation simulated)',
       })
-      .option('runtime-dir', { type: 'string', default: env.EncfsRuntimeDir || defaultRuntimeDir(), describe: 'where the FUSE files live; one remotefs per directory' })
-      .strictOptions()
-      .help()
-      .version(false)
-      .exitProcess(false)
-      .fail(usageFailure)
-      .parseSync()
-  )
+      .option('runtime-dir', { type: 'string', default: env.EncfsRuntimeDir || defaultRuntimeDir(), describe: 'where the FUSE files live; one remotefs per directory' }),
+  ).parseSync()
 }
 
 type RemotefsArgs = ReturnType<typeof parseRemotefsArgs>
 
-/** The command line, the logger and the API port, or exit 2 naming what is wrong with them. */
-function startupArgs(argv: string[]): { args: RemotefsArgs; logger: Logger; port: ReturnType<typeof apiPort> } | undefined {
-  let args: RemotefsArgs
-  let logger: Logger
+/** The command line, the logger and whether to serve the API; or exit naming what is wrong (2 for the command line, 1 for a log level, as Go). */
+function startupArgs(argv: string[]): { args: RemotefsArgs; logger: Logger; api: ApiRequest } | undefined {
+  const started = startProgram('remotefs', () => parseRemotefsArgs(argv))
+  if (!started) return undefined
   try {
-    args = parseRemotefsArgs(argv)
-    if (args.help) return undefined
-    logger = createLogger({ level: args.loglevel, file: args.logfile, format: args.logformat, name: 'remotefs' })
-    return { args, logger, port: apiPort(args.port) }
+    return { ...started, api: apiRequest({ api: started.args.api, port: started.args.port }) }
   } catch (err) {
     exitWith('remotefs', err, 2)
   }
@@ -137,48 +151,55 @@ function startupArgs(argv: string[]): { args: RemotefsArgs; logger: Logger; port
 interface Running {
   remotefs?: Remotefs
   status?: ServiceStatus
-  api?: ReturnType<typeof buildApi>
-  grpc?: KeyProviderServer
-  /** Why the API is not served although it was asked for (the default port was taken). */
-  apiUnavailable?: string
+  services?: RunningSkr
   stopRequested?: string
 }
 
 /**
- * The API on its port. A port the user chose that cannot be bound stops remotefs; the default
- * one being taken costs the API, not the mounts.
+ * SkrSideCarArgs, the skr sidecar's configuration (certcache, identity, maaconfig), for the API
+ * and gRPC served in this container; unused, and said so, when neither is.
  */
-async function serveApi(
-  run: Running,
-  o: { args: RemotefsArgs; port: ReturnType<typeof apiPort>; attestation: AttestationContext; identity?: IdentityConfig; logger: Logger },
-): Promise<void> {
-  const { port, logger } = o
-  // Loaded only when served (fastify and the key release stack: docs/data-path.md, "Start-up").
-  const { buildApi, listenApi } = await import('../api/server.js')
-  run.api = buildApi({ status: run.status!, attestation: o.attestation, identity: o.identity, logger })
-  try {
-    await listenApi(run.api, { port: port.port, unsafeListen: o.args['unsafe-listen'], logger })
-  } catch (e) {
-    const err = e as NodeJS.ErrnoException
-    const reason = err.code === 'EADDRINUSE' ? `port ${port.port} is in use (another skr sidecar?)` : err.message
-    if (port.explicit) {
-      throw new EncfsError('API_LISTEN_FAILED', `cannot serve the API on port ${port.port}: ${reason}; pick another with -port, or turn the API off with --no-api`, { cause: err })
-    }
-    // The mounts are the job: without the API, applications still get their filesystems.
-    await run.api.close().catch(() => {})
-    run.api = undefined
-    run.apiUnavailable = reason
-    logger.error(
-      { port: port.port, err: new EncfsError('API_LISTEN_FAILED', reason) },
-      `the attestation and key release API is unavailable (${reason}): mounting anyway; /status and the skr endpoints cannot be reached. Set -port/Port to a free port, or --no-api`,
+function skrConfig(serving: boolean, logger: Logger): SkrConfig | undefined {
+  const text = process.env.SkrSideCarArgs
+  if (!text?.trim()) return undefined
+  if (!serving) {
+    logger.warn(
+      'SkrSideCarArgs is set, but it configures only the attestation and key release API and the keyprovider gRPC service, and neither is served: ask for the API with -port/Port or EncfsApi=true (or gRPC with --grpc-port), or remove SkrSideCarArgs',
     )
+    return undefined
   }
+  return skrConfigOf(text, 'SkrSideCarArgs', logger)
+}
+
+/** The API and the keyprovider, when asked for, configured by SkrSideCarArgs where it says more than EncfsSideCarArgs. */
+async function serveSkr(
+  run: Running,
+  o: { args: RemotefsArgs; api: ApiRequest; attestation: AttestationContext; config: EncfsConfig; skr?: SkrConfig; maaUserAgent: MaaUserAgent; logger: Logger },
+) {
+  const { args, api, skr, logger } = o
+  if (!api.serve && args['grpc-port'] === undefined) return
+  // Loaded only when served (fastify and the key release stack: docs/data-path.md, "Start-up").
+  const { startSkrServices } = await import('./skr-services.js')
+  const attestation = skr?.certcache
+    ? new AttestationContext({ attestation: args.attestation, simulatedStateDir: args['simulated-state'], tpmTcti: args['tpm-tcti'], certcache: skr.certcache, logger })
+    : o.attestation
+  run.services = await startSkrServices({
+    attestation,
+    identity: skr?.identity ?? o.config.azure_info?.identity,
+    maaUserAgent: o.maaUserAgent,
+    ...(api.serve ? { http: { port: api.port, flag: '-port (or turn the API off with --no-api)', status: run.status } } : {}),
+    ...(args['grpc-port'] !== undefined ? { grpc: { port: args['grpc-port'], flag: '--grpc-port' } } : {}),
+    unsafeListen: args['unsafe-listen'],
+    logger,
+  })
+  if (run.services.grpcAddresses) run.status!.grpc = { serving: true, addresses: run.services.grpcAddresses }
 }
 
 /** The configuration (EncfsSideCarArgs or -base64) and a plan per filesystem; a warning when -base64 exposes secrets. */
 function planned(args: RemotefsArgs, logger: Logger) {
-  const { config, source } = loadConfig({ base64: args.base64, env: process.env })
+  const { config, source, warnings } = loadConfig({ base64: args.base64, env: process.env })
   logger.debug({ source, config: redactConfig(config) }, 'configuration')
+  for (const w of warnings) logger.warn({ path: w.path }, `${w.path}: ${w.message}`)
   const secrets = source === '-base64' ? configSecrets(config) : []
   if (secrets.length > 0) {
     logger.warn(
@@ -192,32 +213,36 @@ function planned(args: RemotefsArgs, logger: Logger) {
     mounter: args.mounter as 'auto' | 'loop' | 'fuse2fs',
     logger,
   })
+  logGoPlan(config, logger)
   logger.info({ filesystems: plans.length, source }, 'starting')
   return { config, plans }
 }
 
-function logReady(run: Running, args: RemotefsArgs, port: number, logger: Logger): void {
+/** The lines Go's remotefs logs about its configuration, which runbooks look for. */
+function logGoPlan(config: EncfsConfig, logger: Logger): void {
+  const filesystems = config.azure_filesystems
+  logger.info(`${filesystems.length} filesystems to mount:`)
+  for (const fs of filesystems) logger.info(`  ${fs.mount_point} -> ${redactUrl(fs.azure_url)} (read-write: ${fs.read_write})`)
+  if (filesystems.length === 0) {
+    // Go's remotefs mounts nothing and its encfs.sh sleeps on: the container stays up, and so does remotefs.
+    logger.warn('azure_filesystems is empty: nothing to mount; remotefs stays up (serving the API if asked for) until SIGTERM, as the Go sidecar container does')
+  }
+}
+
+function logReady(run: Running, args: RemotefsArgs, api: ApiRequest, logger: Logger): void {
   const remotefs = run.remotefs!
-  const apiNote = !args.api
-    ? 'API off (--no-api)'
-    : run.apiUnavailable
-      ? `API UNAVAILABLE (${run.apiUnavailable}): /status cannot be reached`
-      : `API on ${args['unsafe-listen'] ?? 'localhost'}:${port}`
+  const apiNote = api.serve ? `API on ${args['unsafe-listen'] ?? 'localhost'}:${api.port}` : `API off (${api.why})`
   logger.warn(
     {
       mounts: remotefs.filesystems.map((f) => ({ mountPoint: f.mountPoint, unlock: f.unlock, mounter: f.mounter })),
-      api: !args.api ? 'off' : run.apiUnavailable ? 'unavailable' : 'listening',
+      api: api.serve ? 'listening' : 'off',
     },
     `ready: ${remotefs.filesystems.length} filesystem(s) mounted; ${apiNote}`,
   )
 }
 
-export async function main(argv: string[]): Promise<void> {
-  const parsed = startupArgs(argv)
-  if (!parsed) return
-  const { args, logger, port } = parsed
-  const run: Running = {}
-  const controller = new AbortController()
+/** SIGTERM / SIGINT: stop the servers, unmount everything in reverse order, exit 0. */
+function onSignals(run: Running, controller: AbortController, logger: Logger): void {
   const stop = async (signal: string) => {
     if (run.stopRequested) {
       logger.warn({ signal }, 'already stopping')
@@ -229,8 +254,7 @@ export async function main(argv: string[]): Promise<void> {
     logger.warn({ signal }, 'stopping: unmounting all filesystems')
     if (run.status) run.status.phase = 'stopping'
     try {
-      await run.api?.close()
-      await run.grpc?.close()
+      await run.services?.close()
       await run.remotefs.stop()
       logger.warn('stopped cleanly')
       process.exit(0)
@@ -240,29 +264,35 @@ export async function main(argv: string[]): Promise<void> {
   }
   process.on('SIGTERM', () => void stop('SIGTERM'))
   process.on('SIGINT', () => void stop('SIGINT'))
+}
 
+export async function main(argv: string[]): Promise<void> {
+  const parsed = startupArgs(argv)
+  if (!parsed) return
+  const { args, logger, api } = parsed
+  logger.info(`Starting ${process.argv[1] ?? 'remotefs'}...`)
+  const run: Running = {}
+  const controller = new AbortController()
+  onSignals(run, controller, logger)
   try {
     const { config, plans } = planned(args, logger)
-    const attestation = new AttestationContext({ attestation: args.attestation, simulatedStateDir: args['simulated-state'], certcache: config.azure_info?.certcache, logger })
-    const s = new ServiceStatus(plans.map((p) => ({ index: p.index, mountPoint: p.mountPoint })))
-    run.status = s
-    if (args.api) await serveApi(run, { args, port, attestation, identity: config.azure_info?.identity, logger })
-    if (args['grpc-port']) {
-      // The gRPC stack is loaded only when asked for.
-      const [{ KeyProviderService }, { listenKeyProvider }] = await Promise.all([import('../keyprovider/service.js'), import('../keyprovider/server.js')])
-      run.grpc = await listenKeyProvider(new KeyProviderService({ attestation, identity: config.azure_info?.identity, logger }), {
-        port: args['grpc-port'],
-        unsafeListen: args['unsafe-listen'],
-        logger,
-      }).catch((err: Error) => {
-        throw new EncfsError('GRPC_LISTEN_FAILED', `${err.message}; pick another with --grpc-port`, { cause: err })
-      })
-      s.grpc = { serving: true, addresses: run.grpc.addresses }
-    }
+    const attestation = new AttestationContext({
+      attestation: args.attestation,
+      simulatedStateDir: args['simulated-state'],
+      tpmTcti: args['tpm-tcti'],
+      certcache: config.azure_info?.certcache,
+      logger,
+    })
+    const skr = skrConfig(api.serve || args['grpc-port'] !== undefined, logger)
+    // One MAA User-Agent for the process, as Go skr's: the API's, gRPC's and the filesystems' releases.
+    const maaUserAgent = new MaaUserAgent(skr?.maaconfig?.user_agent)
+    run.status = new ServiceStatus(plans.map((p) => ({ index: p.index, mountPoint: p.mountPoint })))
+    const s = run.status
+    await serveSkr(run, { args, api, attestation, config, skr, maaUserAgent, logger })
     run.remotefs = await startRemotefs({
       plans,
       onState: (index, state, detail) => s.update(index, state, detail),
-      keys: releaseKeyProvider({ attestation, identity: config.azure_info?.identity, logger }),
+      keys: releaseKeyProvider({ attestation, identity: config.azure_info?.identity, maaUserAgent, logger }),
       runtimeDir: args['runtime-dir'],
       leaseWaitMs: args['lease-wait'] * 1000,
       kdfBudget: kdfBudgetFrom(args),
@@ -273,8 +303,7 @@ export async function main(argv: string[]): Promise<void> {
       signal: controller.signal,
     })
   } catch (err) {
-    await run.api?.close().catch(() => {})
-    await run.grpc?.close().catch(() => {})
+    await run.services?.close().catch(() => {})
     // A signal during start-up aborts whatever runs (a key derivation, a key release, a download)
     // and start-up undoes itself: that is a clean stop, not a failure.
     if (run.stopRequested) {
@@ -282,6 +311,7 @@ export async function main(argv: string[]): Promise<void> {
       process.exit(0)
     }
     logger.error({ err }, 'start-up failed')
+    logger.fatal(`Failed to mount filesystems: ${(err as Error).message}`)
     if (run.status) run.status.phase = 'failed'
     exitWith('remotefs', err)
   }
@@ -290,6 +320,7 @@ export async function main(argv: string[]): Promise<void> {
     process.exit(0)
   }
   run.status!.phase = 'ready'
-  logReady(run, args, port.port, logger)
-  // FUSE keeps the event loop alive; nothing else to do until a signal arrives.
+  logReady(run, args, api, logger)
+  // FUSE (and the API) keep the event loop alive; with no filesystem and no API this does, until a signal.
+  setInterval(() => {}, 2 ** 31 - 1)
 }

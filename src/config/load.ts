@@ -1,11 +1,13 @@
-import { ConfigError } from './errors.js'
+import { ConfigError, type ConfigIssue } from './errors.js'
 import { decodeSidecarArgs } from './decode.js'
-import { validateConfig } from './validate.js'
+import { validateConfig, validateSkrConfig, type SkrConfig } from './validate.js'
 import type { EncfsConfig } from './schema.js'
 import { redactUrl, urlCredentials } from '../log/redact.js'
 
 export interface LoadedConfig {
   config: EncfsConfig
+  /** What Go accepts but is unwise (plain http, a placeholder salt...), to log. */
+  warnings: ConfigIssue[]
   /** Where it came from, for messages: `-base64` or `EncfsSideCarArgs`. */
   source: string
 }
@@ -25,7 +27,14 @@ export function loadConfig(o: { base64?: string; env?: NodeJS.ProcessEnv }): Loa
   if (text === undefined || text.trim() === '') {
     throw new ConfigError('CONFIG_MISSING', 'no configuration: pass -base64 <base64 of the JSON> or set the EncfsSideCarArgs environment variable')
   }
-  return { config: validateConfig(decodeSidecarArgs(text, source), source), source }
+  const warnings: ConfigIssue[] = []
+  return { config: validateConfig(decodeSidecarArgs(text, source), source, warnings), source, warnings }
+}
+
+/** The skr sidecar's configuration (SkrSideCarArgs, AaspSideCarArgs, or -base64 of `encfs serve`), and what to warn about. */
+export function loadSkrConfig(text: string, source: string): { config: SkrConfig; warnings: ConfigIssue[] } {
+  const warnings: ConfigIssue[] = []
+  return { config: validateSkrConfig(decodeSidecarArgs(text, source), `${source} (the skr configuration)`, warnings), warnings }
 }
 
 /** The configuration as it may be logged: no raw keys, bearer tokens or SAS signatures. */

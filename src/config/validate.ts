@@ -1,5 +1,5 @@
 import path from 'node:path'
-import { ConfigError } from './errors.js'
+import { ConfigError, type ConfigIssue } from './errors.js'
 import { Reader, isObject, typeName, type JsonObject } from '../encoding/go-json.js'
 import {
   CERTCACHE_TYPES,
@@ -21,7 +21,12 @@ function isLoopback(host: string): boolean {
   return LOOPBACK.has(host) || /^127\.\d+\.\d+\.\d+$/.test(host)
 }
 
-function checkUrl(r: Reader, url: string, at: string): void {
+/**
+ * `credential` names what would send a bearer token with requests to the URL (azure_url_private):
+ * never over plain http. Without one Go reads http:// URLs (public or SAS blobs), and so does
+ * encfs, with a warning.
+ */
+function checkUrl(r: Reader, url: string, at: string, credential?: string): void {
   if (url.startsWith('/')) return
   let u: URL
   try {
@@ -32,7 +37,9 @@ function checkUrl(r: Reader, url: string, at: string): void {
   }
   if (u.protocol === 'https:' || u.protocol === 'file:') return
   if (u.protocol === 'http:') {
-    if (!isLoopback(u.hostname)) r.add(at, `plain http is allowed only to a loopback host (Azurite); use https for ${u.host}`)
+    if (credential) r.add(at, `is plain http, and ${credential} sends a bearer token with every request, which is never sent unencrypted: use https://${u.host}/…`)
+    else if (!isLoopback(u.hostname))
+      r.warn(at, `is plain http to ${u.host}: the image (and a SAS signature, if the URL has one) travels unencrypted; the Go sidecar accepts it and so does encfs, but use https`)
     return
   }
   r.add(at, `unsupported scheme "${u.protocol}": use https://, file:// or an absolute path`)
@@ -101,7 +108,7 @@ function readVerity(r: Reader, fs: JsonObject, at: string, readWrite: boolean): 
     )
   }
   const url = r.string(v, 'hash_url', `${at}.verity.hash_url`)
-  if (url) checkUrl(r, url, `${at}.verity.hash_url`)
+  if (url) checkUrl(r, url, `${at}.verity.hash_url`, r.member(fs, 'azure_url_private') === true ? `${at}.azure_url_private: true` : undefined)
   else if (url === '') r.add(`${at}.verity.hash_url`, 'must not be empty: give the blob URL of the hash tree, or use hash_offset instead')
   const rawOffset = r.member(v, 'hash_offset')
   let offset: number | undefined
@@ -161,7 +168,7 @@ function readFilesystem(r: Reader, v: unknown, at: string): AzureFilesystem | un
   const url = r.string(v, 'azure_url', `${at}.azure_url`)
   if (url === undefined || url === '') {
     if (url === '' || r.member(v, 'azure_url') == null) r.add(`${at}.azure_url`, 'is required: the blob URL (or file path) of the encrypted image')
-  } else checkUrl(r, url, `${at}.azure_url`)
+  } else checkUrl(r, url, `${at}.azure_url`, r.member(v, 'azure_url_private') === true ? `${at}.azure_url_private: true` : undefined)
   const raw = r.string(v, 'raw_key', `${at}.raw_key`)
   if (raw !== undefined && raw !== '' && (!HEX.test(raw) || raw.length % 2 !== 0 || raw.length > 1024)) {
     r.add(`${at}.raw_key`, 'must be the hex of the key file bytes (an even number of hex digits, at most 512 bytes)')
@@ -171,7 +178,13 @@ function readFilesystem(r: Reader, v: unknown, at: string): AzureFilesystem | un
     salt: r.string(derivation, 'salt', `${at}.key_derivation.salt`),
     label: r.string(derivation, 'label', `${at}.key_derivation.label`),
   }
-  if (kd?.salt && (!HEX.test(kd.salt) || kd.salt.length % 2 !== 0)) r.add(`${at}.key_derivation.salt`, 'must be hex (an even number of hex digits)')
+  if (kd?.salt && (!HEX.test(kd.salt) || kd.salt.length % 2 !== 0)) {
+    // Go reads the salt only to derive the key from a released RSA key, so its example's placeholder works with oct keys.
+    r.warn(
+      `${at}.key_derivation.salt`,
+      'is not hex (an even number of hex digits): it is used only when the released key is RSA, and then the mount fails (as in the Go sidecar); with an oct key it is ignored',
+    )
+  }
   const key = readKey(r, v, at)
   if (!key?.kid && !raw) {
     r.add(`${at}.key`, 'needs key.kid (with key.authority.endpoint and key.akv.endpoint) so the key can be released, or raw_key for testing')
@@ -208,7 +221,7 @@ function readInfoMembers(r: Reader, info: JsonObject, prefix: string): AzureInfo
   const id = r.object(info, 'identity', at('identity'))
   return {
     certcache: cc && {
-      endpoint_type: r.oneOf(cc, 'endpoint_type', at('certcache.endpoint_type'), CERTCACHE_TYPES),
+      endpoint_type: endpointType(r, cc, at('certcache.endpoint_type')),
       endpoint: r.string(cc, 'endpoint', at('certcache.endpoint')),
       tee_type: r.string(cc, 'tee_type', at('certcache.tee_type')),
       api_version: r.string(cc, 'api_version', at('certcache.api_version')),
@@ -221,24 +234,52 @@ function readInfoMembers(r: Reader, info: JsonObject, prefix: string): AzureInfo
   }
 }
 
+/**
+ * certcache.endpoint_type in any letter case, read as its canonical name: Go compares it exactly,
+ * so `localthim` is accepted at start and fails ("invalid endpoint type") only the day the
+ * certificate cache is needed; encfs uses it. Unknown types cannot work and are refused.
+ */
+function endpointType(r: Reader, cc: JsonObject, path: string): (typeof CERTCACHE_TYPES)[number] | undefined {
+  const v = r.string(cc, 'endpoint_type', path)
+  if (v === undefined || v === '') return undefined
+  const canonical = CERTCACHE_TYPES.find((t) => t.toLowerCase() === v.toLowerCase())
+  if (!canonical) {
+    r.add(path, `must be one of ${CERTCACHE_TYPES.join(', ')}, got ${JSON.stringify(v)}`)
+    return undefined
+  }
+  if (canonical !== v)
+    r.warn(
+      path,
+      `"${v}" is read as "${canonical}" (the Go sidecar accepts it at start but fails with "invalid endpoint type" when it needs the certificate cache); write "${canonical}"`,
+    )
+  return canonical
+}
+
 function readAzureInfo(r: Reader, top: JsonObject): AzureInfo | undefined {
   const info = r.object(top, 'azure_info', 'azure_info')
   return info ? readInfoMembers(r, info, 'azure_info') : undefined
 }
 
+/** The skr sidecar's configuration (SkrSideCarArgs, AaspSideCarArgs). */
+export type SkrConfig = AzureInfo & { maaconfig?: { user_agent?: string } }
+
 /** The skr sidecar's configuration (`AzureInformation`: certcache, identity, maaconfig), all optional. */
-export function validateSkrConfig(json: unknown, source = 'configuration'): AzureInfo & { maaconfig?: { user_agent?: string } } {
+export function validateSkrConfig(json: unknown, source = 'configuration', warnings: ConfigIssue[] = []): SkrConfig {
   const r = new Reader()
   if (!isObject(json)) throw ConfigError.invalid([{ path: '(top level)', message: `must be a JSON object, got ${typeName(json)}` }], source)
   const info = readInfoMembers(r, json, '')
   const maa = r.object(json, 'maaconfig', 'maaconfig')
   const userAgent = maa ? r.string(maa, 'user_agent', 'maaconfig.user_agent') : undefined
   if (r.issues.length > 0) throw ConfigError.invalid(r.issues, source)
+  warnings.push(...r.warnings)
   return { ...info, ...(maa ? { maaconfig: { user_agent: userAgent } } : {}) }
 }
 
-/** Validates a decoded configuration; every problem is reported at once, with its JSON path. */
-export function validateConfig(json: unknown, source = 'configuration'): EncfsConfig {
+/**
+ * Validates a decoded configuration; every problem is reported at once, with its JSON path. What
+ * Go accepts but is unwise is accepted, and said in `warnings`.
+ */
+export function validateConfig(json: unknown, source = 'configuration', warnings: ConfigIssue[] = []): EncfsConfig {
   const r = new Reader()
   if (!isObject(json)) throw ConfigError.invalid([{ path: '(top level)', message: `must be a JSON object, got ${typeName(json)}` }], source)
   const azureInfo = readAzureInfo(r, json)
@@ -248,8 +289,6 @@ export function validateConfig(json: unknown, source = 'configuration'): EncfsCo
     r.add('azure_filesystems', 'is required: a list of at least one filesystem')
   } else if (!Array.isArray(list)) {
     r.add('azure_filesystems', `must be an array, got ${typeName(list)}`)
-  } else if (list.length === 0) {
-    r.add('azure_filesystems', 'is empty: at least one filesystem is required')
   } else {
     const seen: { index: number; mountPoint: string }[] = []
     list.forEach((item, i) => {
@@ -267,5 +306,6 @@ export function validateConfig(json: unknown, source = 'configuration'): EncfsCo
     })
   }
   if (r.issues.length > 0) throw ConfigError.invalid(r.issues, source)
+  warnings.push(...r.warnings)
   return { ...(azureInfo ? { azure_info: azureInfo } : {}), azure_filesystems: filesystems }
 }

@@ -186,6 +186,7 @@ async function startDemoRemotefs(
       logFile,
       '--runtime-dir',
       runtimeDir,
+      // The API is off unless asked for (as in the Go encfs image): the demo asks, on a free port.
       '-port',
       String(apiPort),
       '--attestation',
@@ -242,7 +243,7 @@ async function showMount(r: RunningRemotefs, e: Emulators, out: NodeJS.WritableS
     `API on http://localhost:${r.apiPort}: GET /status -> ${status ? `"${status.message}", filesystem 0 ${status.filesystems[0]?.state}${verity ? `, ${verity.verifiedBlocks} blocks verified against the root hash, ${verity.failedReads} failed` : ''}` : 'no answer'}`,
   )
   out.write(
-    `    try: curl -s localhost:${r.apiPort}/status  |  curl -s -X POST localhost:${r.apiPort}/attest/maa -d '{"maa_endpoint":"${e.maa.endpoint}","runtime_data":"e30="}' -H 'content-type: application/json'\n`,
+    `    try: curl -s localhost:${r.apiPort}/status  |  curl -s -X POST localhost:${r.apiPort}/attest/maa -d '{"maa_endpoint":"${e.maa.endpoint}","runtime_data":"e30="}'\n`,
   )
   out.write('\n')
   for (const rel of await walk(r.mountPoint)) {

@@ -24,9 +24,15 @@ export function typeName(v: unknown): string {
 
 export class Reader {
   readonly issues: JsonIssue[] = []
+  /** What is accepted, as Go accepts it, but deserves a word to the operator. */
+  readonly warnings: JsonIssue[] = []
 
   add(path: string, message: string): void {
     this.issues.push({ path, message })
+  }
+
+  warn(path: string, message: string): void {
+    this.warnings.push({ path, message })
   }
 
   /** The member Go would bind to `name`. */

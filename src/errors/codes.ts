@@ -27,7 +27,8 @@ const answered = (meaning: string) => failure(meaning, 'upstream')
 export const ERROR_CODES = {
   // The command line
   CLI_USAGE: usage('the command line cannot be run as given: unknown flag, missing argument or bad value (see --help)'),
-  LOG_LEVEL_INVALID: usage('-loglevel (or LogLevel) is not a log level'),
+  // Go's sidecars end with logrus.Fatalf (exit 1) on a bad level, so encfs does too.
+  LOG_LEVEL_INVALID: failure('-loglevel (or LogLevel) is not a log level'),
   LOG_FORMAT_INVALID: usage('-logformat is neither json nor text'),
   API_PORT_INVALID: usage('-port (or env Port) is not a port number'),
   KEY_MISSING: failure('the command needs a key: --key-file or --key-hex'),
@@ -108,7 +109,7 @@ export const ERROR_CODES = {
   MOUNTER_LOOP_UNAVAILABLE: failure('--mounter loop without loop devices here'),
   MOUNTER_FUSE2FS_UNAVAILABLE: failure('--mounter fuse2fs without fuse2fs installed'),
   MOUNTER_UNAVAILABLE: failure('neither loop devices nor fuse2fs: ext4 cannot be mounted'),
-  MOUNT_POINT_PARENT_MISSING: failure("the mount point's parent directory does not exist"),
+  MOUNT_POINT_PARENT_NOT_DIRECTORY: failure("the mount point's parent (or one above it) exists and is not a directory"),
   MOUNT_POINT_EXISTS: failure("the mount point exists and is not remotefs's symlink"),
   MOUNT_DIR_FAILED: failure('the .filesystem-N directory cannot be created'),
   MOUNT_DIR_FOREIGN: failure('something remotefs did not mount sits at .filesystem-N'),
@@ -154,6 +155,19 @@ export const ERROR_CODES = {
   ATTEST_VCEK_INVALID: badAnswer('the VCEK has no readable TCB extensions'),
   ATTEST_TCB_MISMATCH: badAnswer("the report's TCB differs from the TCB of the VCEK chain"),
   ATTEST_NO_CERTIFICATES: unavailable('no VCEK chain for this chip and TCB from any source'),
+  ATTEST_HCL_INVALID: failure('an HCL report (Azure confidential VM) that is malformed, not SEV-SNP, or of an unknown hash type'),
+  ATTEST_HCL_BINDING: failure('an HCL report whose REPORT_DATA does not carry the hash of its variable data (altered keys or user data)'),
+  ATTEST_VTPM_UNSUPPORTED: failure(
+    "an SNP report for runtime data (/attest/maa, /attest/combined) asked of a confidential VM's vTPM, whose report binds the HCL variable data instead",
+  ),
+  ATTEST_HCL_STALE: failure('the paravisor did not refresh the HCL report with the user data written to NV index 0x01400002 in time'),
+
+  // The vTPM of an Azure confidential VM
+  TPM_ADDON_MISSING: failure('the TPM addon (tpm2-tss) is not built or does not load (npm run setup; libtss2-dev to build)'),
+  TPM_UNAVAILABLE: failure('the TPM named by --tpm-tcti cannot be opened (/dev/tpmrm0 missing or not mapped, swtpm not running)'),
+  TPM_COMMAND_FAILED: failure('the TPM answered a command with an error (its response code and meaning are in the message)'),
+  TPM_NOT_CVM: failure('the TPM holds no HCL report or attestation key: this is not an Azure confidential VM'),
+  TPM_DATA_INVALID: failure('a TPM structure (public area, quote, certify info) that cannot be read'),
 
   // MAA
   MAA_ATTEST_FAILED: answered("MAA refused the evidence (the message carries MAA's reason)"),

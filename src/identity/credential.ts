@@ -60,6 +60,8 @@ export function retryingCredential(inner: TokenCredential, who: string, audience
             attempts: retries,
             backoff: constantBackoff(o.retryDelayMs ?? 3000),
             classify: () => (options?.abortSignal?.aborted ? STOP : RETRY),
+            // Callers pass real AbortSignals; the sleep between attempts ends with them.
+            signal: options?.abortSignal as AbortSignal | undefined,
             onRetry: ({ attempt, error }) => logger.info({ attempt, retries, identity: who, err: (error as Error)?.message }, 'identity endpoint not ready; retrying'),
           },
         )

@@ -10,8 +10,10 @@ import { parseJson } from '../encoding/json.js'
 
 /** The parameter under which ocicrypt passes this provider's arguments (the provider's name in its config). */
 export const AGENT_PARAMETER = 'attestation-agent'
-/** The attestation agent name this service answers to; WrapKey takes `skr:<key path>`. */
+/** The attestation agent name skr answers to; WrapKey takes `skr:<key path>`. */
 export const AGENT_NAME = 'skr'
+/** The name Go's AASP sidecar answered to (its unwrap.sh sends `aasp`), and the AASP role's. */
+export const AASP_AGENT_NAME = 'aasp'
 
 export interface ProtocolInput {
   op?: string
@@ -92,17 +94,17 @@ function agentParameter(parameters: Record<string, string[]>, path: string, expe
   return decoded.toString('utf8')
 }
 
-function wrongAgent(at: string, agent: string): KeyProviderError {
+function wrongAgent(at: string, agent: string, name: string): KeyProviderError {
   return KeyProviderError.invalid('keyprovider input', [
-    `${at} names the attestation agent "${agent}", but this key provider is "${AGENT_NAME}": was the request meant for another key provider?`,
+    `${at} names the attestation agent "${agent}", but this key provider is "${name}": was the request meant for another key provider?`,
   ])
 }
 
-/** UnWrapKey's request: the agent must be `skr`; returns the annotation bytes. */
-export function unwrapRequest(input: ProtocolInput): Buffer {
+/** UnWrapKey's request: the agent must be `name` (any letter case, as Go compares); returns the annotation bytes. */
+export function unwrapRequest(input: ProtocolInput, name = AGENT_NAME): Buffer {
   checkOp(input, 'keyunwrap', 'UnWrapKey')
-  const agent = agentParameter(input.keyUnwrap.parameters, 'keyunwrapparams.dc', AGENT_NAME)
-  if (agent.toLowerCase() !== AGENT_NAME) throw wrongAgent(`keyunwrapparams.dc.Parameters["${AGENT_PARAMETER}"][0]`, agent)
+  const agent = agentParameter(input.keyUnwrap.parameters, 'keyunwrapparams.dc', name)
+  if (agent.toLowerCase() !== name) throw wrongAgent(`keyunwrapparams.dc.Parameters["${AGENT_PARAMETER}"][0]`, agent, name)
   const annotation = input.keyUnwrap.annotation
   if (!annotation || annotation.length === 0) {
     throw KeyProviderError.invalid('keyprovider input', [
@@ -112,16 +114,16 @@ export function unwrapRequest(input: ProtocolInput): Buffer {
   return annotation
 }
 
-/** WrapKey's request: the agent parameter `skr:<key path>`; returns the key path and the data to wrap. */
-export function wrapRequest(input: ProtocolInput): { keyPath: string; optsdata: Buffer } {
+/** WrapKey's request: the agent parameter `<name>:<key path>`; returns the key path and the data to wrap. */
+export function wrapRequest(input: ProtocolInput, name = AGENT_NAME): { keyPath: string; optsdata: Buffer } {
   checkOp(input, 'keywrap', 'WrapKey')
   const at = `keywrapparams.ec.Parameters["${AGENT_PARAMETER}"][0]`
-  const value = agentParameter(input.keyWrap.parameters, 'keywrapparams.ec', `${AGENT_NAME}:<key path>`)
+  const value = agentParameter(input.keyWrap.parameters, 'keywrapparams.ec', `${name}:<key path>`)
   const colon = value.indexOf(':')
   if (colon < 0 || colon === value.length - 1)
-    throw KeyProviderError.invalid('keyprovider input', [`${at} is "${value}": it must be "${AGENT_NAME}:<key path>", the path of the wrapping key without -info.json`])
+    throw KeyProviderError.invalid('keyprovider input', [`${at} is "${value}": it must be "${name}:<key path>", the path of the wrapping key without -info.json`])
   const agent = value.slice(0, colon)
-  if (agent.toLowerCase() !== AGENT_NAME) throw wrongAgent(at, agent)
+  if (agent.toLowerCase() !== name) throw wrongAgent(at, agent, name)
   return { keyPath: value.slice(colon + 1), optsdata: input.keyWrap.optsdata ?? Buffer.alloc(0) }
 }
 

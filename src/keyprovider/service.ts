@@ -10,6 +10,7 @@ import { parseProtocolInput, unwrapRequest, wrapRequest, unwrapOutput, wrapOutpu
 import { parseAnnotation } from './annotation.js'
 import { unwrapWithPrivateKey, wrapWithKeyInfo } from './wrap.js'
 import { KeyProviderError, StepError } from './errors.js'
+import type { MaaUserAgent } from '../maa/user-agent.js'
 
 export interface KeyProviderOptions {
   attestation: AttestationContext
@@ -17,6 +18,10 @@ export interface KeyProviderOptions {
   logger: Logger
   /** Extra CAs for MAA and the vault (the emulators'); production relies on NODE_EXTRA_CA_CERTS. */
   ca?: string[]
+  /** The process's MAA User-Agent. */
+  maaUserAgent?: MaaUserAgent
+  /** The attestation agent name requests must carry: `skr` (the default), or `aasp` in the AASP role. */
+  agentName?: string
 }
 
 /**
@@ -38,7 +43,7 @@ export class KeyProviderService {
   /** keyunwrap: release the annotation's RSA key with attestation, decrypt the wrapped data. */
   async unwrapKey(input: Buffer, o: { logger?: Logger; signal?: AbortSignal } = {}): Promise<Buffer> {
     const logger = o.logger ?? this.o.logger
-    const annotation = parseAnnotation(unwrapRequest(parseProtocolInput(input)), 'keyunwrapparams.annotation')
+    const annotation = parseAnnotation(unwrapRequest(parseProtocolInput(input), this.o.agentName), 'keyunwrapparams.annotation')
     logger.info({ kid: annotation.kid, akv: annotation.kmsEndpoint, maa: annotation.attesterEndpoint, wrapType: annotation.wrapType }, 'UnWrapKey: releasing the wrapping key')
     const { provider, collateral, uvm } = await this.setup('secure key release')
     const released = await StepError.wrap('secure key release', () =>
@@ -51,6 +56,7 @@ export class KeyProviderService {
         collateral,
         uvm,
         ca: this.o.ca,
+        maaUserAgent: this.o.maaUserAgent?.value,
         logger,
         signal: o.signal,
       }),
@@ -75,7 +81,7 @@ export class KeyProviderService {
 
   /** keywrap: wrap optsdata with the public key named by `skr:<key path>` (its -info.json on this machine). */
   async wrapKey(input: Buffer, o: { logger?: Logger } = {}): Promise<Buffer> {
-    const { keyPath, optsdata } = wrapRequest(parseProtocolInput(input))
+    const { keyPath, optsdata } = wrapRequest(parseProtocolInput(input), this.o.agentName)
     try {
       const { annotation, fields } = await wrapWithKeyInfo(optsdata, keyPath)
       ;(o.logger ?? this.o.logger).info({ kid: fields.kid, akv: fields.kmsEndpoint, maa: fields.attesterEndpoint }, 'WrapKey: data wrapped')

@@ -5,6 +5,7 @@ import { releaseKey } from '../skr/release.js'
 import { filesystemKey } from './filesystem-key.js'
 import { decodeRawKey } from './raw-key.js'
 import type { KeyProvider } from './provider.js'
+import type { MaaUserAgent } from '../maa/user-agent.js'
 
 export interface ReleaseProviderOptions {
   attestation: AttestationContext
@@ -12,6 +13,8 @@ export interface ReleaseProviderOptions {
   logger: Logger
   /** Extra CAs for MAA and the vault (the emulators' CA); production relies on NODE_EXTRA_CA_CERTS. */
   ca?: string[]
+  /** The process's MAA User-Agent. */
+  maaUserAgent?: MaaUserAgent
 }
 
 /** Attempts per MAA and vault request when remotefs releases a filesystem key (docs/startup-storms.md). */
@@ -30,12 +33,14 @@ export function releaseKeyProvider(o: ReleaseProviderOptions): KeyProvider {
         maaEndpoint: spec.maaEndpoint,
         akvEndpoint: spec.akvEndpoint,
         kid: spec.kid,
+        ...(spec.kty ? { kty: spec.kty } : {}),
         accessToken: spec.bearerToken,
         identity: o.identity,
         provider,
         collateral,
         uvm,
         ca: o.ca,
+        maaUserAgent: o.maaUserAgent?.value,
         logger,
         signal,
         // Start-up has nothing better to do than to wait for a throttled MAA or vault (many pods

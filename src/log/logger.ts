@@ -8,7 +8,7 @@ export type { Logger }
 export const GO_LOG_LEVELS = ['trace', 'debug', 'info', 'warning', 'error', 'fatal', 'panic'] as const
 export type GoLogLevel = (typeof GO_LOG_LEVELS)[number]
 
-/** JSON lines (pino, the default) or logrus-style text lines (key=value), as the Go sidecars write. */
+/** JSON lines (pino, the default) or the Go sidecars' logrus text lines (level=info msg=… key=value). */
 export const LOG_FORMATS = ['json', 'text'] as const
 export type LogFormat = (typeof LOG_FORMATS)[number]
 
@@ -41,7 +41,7 @@ export function logOptions(env: NodeJS.ProcessEnv = process.env) {
   return {
     loglevel: { type: 'string', default: env.LogLevel || 'warning', describe: `log level: ${GO_LOG_LEVELS.join('|')}, any case, warn = warning (env LogLevel)` },
     logfile: { type: 'string', default: env.LogFile || undefined, describe: 'append logs to this file instead of stderr (env LogFile)' },
-    logformat: { type: 'string', default: env.LogFormat || 'json', describe: 'json lines, or text: logrus-style time="…" level=info msg="…" key=value (env LogFormat)' },
+    logformat: { type: 'string', default: env.LogFormat || 'json', describe: "json lines, or text: the Go sidecars' logrus lines, level=info msg=… key=value (env LogFormat)" },
   } as const
 }
 
@@ -104,16 +104,16 @@ const LOGRUS_LEVELS: Record<number, string> = { 10: 'trace', 20: 'debug', 30: 'i
 /** pino's own members, shown as time/level/msg or dropped (the Go sidecars log no pid or host). */
 const PINO_MEMBERS = new Set(['time', 'level', 'msg', 'pid', 'hostname', 'name'])
 
-/** logrus quotes a value unless every character is one of these (and it is not empty). */
-function logfmtValue(v: unknown): string {
-  const s = typeof v === 'string' ? v : (JSON.stringify(v) ?? String(v))
-  return /^[A-Za-z0-9\-._/@^+]+$/.test(s) ? s : JSON.stringify(s)
+/** A field's value as logrus prints it with DisableQuote: strings as they are, anything else as JSON. */
+function logrusValue(v: unknown): string {
+  return typeof v === 'string' ? v : (JSON.stringify(v) ?? String(v))
 }
 
 /**
- * One pino JSON line as logrus's TextFormatter writes it: time, level, msg, then the other
- * fields sorted by name; an error as error="message". Written here because logfmt libraries
- * neither order nor name levels as logrus does.
+ * One pino JSON line as logrus's TextFormatter writes it with the Go sidecars' settings
+ * (DisableTimestamp, DisableQuote): `level=info msg=Starting /bin/remotefs...`, then the other
+ * fields sorted by name, unquoted; an error as error=message. Written here because logfmt
+ * libraries neither order nor name levels as logrus does, and all of them quote.
  */
 export function logrusLine(json: string): string {
   let o: Record<string, unknown>
@@ -122,18 +122,16 @@ export function logrusLine(json: string): string {
   } catch {
     return json
   }
-  const parts: string[] = []
-  if (typeof o.time === 'number') parts.push(`time=${logfmtValue(new Date(o.time).toISOString().replace(/\.\d{3}Z$/, 'Z'))}`)
-  parts.push(`level=${LOGRUS_LEVELS[o.level as number] ?? String(o.level)}`)
-  if (typeof o.msg === 'string' && o.msg !== '') parts.push(`msg=${logfmtValue(o.msg)}`)
+  const parts: string[] = [`level=${LOGRUS_LEVELS[o.level as number] ?? String(o.level)}`]
+  if (typeof o.msg === 'string' && o.msg !== '') parts.push(`msg=${o.msg}`)
   for (const key of Object.keys(o)
     .filter((k) => !PINO_MEMBERS.has(k))
     .sort()) {
     const v = o[key]
     if (key === 'err' && typeof v === 'object' && v !== null) {
       const e = v as { message?: string; code?: string }
-      parts.push(`error=${logfmtValue(e.code ? `${e.message ?? ''} [${e.code}]` : (e.message ?? ''))}`)
-    } else parts.push(`${key}=${logfmtValue(v)}`)
+      parts.push(`error=${e.code ? `${e.message ?? ''} [${e.code}]` : (e.message ?? '')}`)
+    } else parts.push(`${key}=${logrusValue(v)}`)
   }
   return `${parts.join(' ')}\n`
 }

@@ -2,6 +2,7 @@ import type { Logger } from '../log/logger.js'
 import { request } from '../http/request.js'
 import { MaaError } from './errors.js'
 import { attestRequestBody, type AttestInputs } from './attest-request.js'
+import { SKR_USER_AGENT } from './user-agent.js'
 
 export interface MaaOptions {
   /** MAA host without scheme (a port is allowed for emulators). */
@@ -13,17 +14,23 @@ export interface MaaOptions {
   signal?: AbortSignal
   attempts?: number
   baseDelayMs?: number
-  /** skr's `maaconfig.user_agent`; MAA logs it, which helps support find a deployment's requests. */
+  /** The process's MAA User-Agent (MaaUserAgent.value); default Go skr's `ConfidentialSkrContainer`. */
   userAgent?: string
 }
 
 /** Trades a report for an MAA token (docs/attestation.md#maa). */
-export async function attestSevSnp(inputs: AttestInputs, o: MaaOptions): Promise<string> {
-  const url = `https://${o.endpoint}/attest/${o.teeType ?? 'SevSnpVM'}?${o.apiVersion ?? 'api-version=2020-10-01'}`
+export function attestSevSnp(inputs: AttestInputs, o: MaaOptions): Promise<string> {
+  return postForToken(`https://${o.endpoint}/attest/${o.teeType ?? 'SevSnpVM'}?${o.apiVersion ?? 'api-version=2020-10-01'}`, attestRequestBody(inputs), o)
+}
+
+/** POSTs an attest request and returns the `token` member of MAA's answer (for AzureGuest, still encrypted). */
+export async function postForToken(url: string, body: string, o: MaaOptions): Promise<string> {
+  const userAgent = o.userAgent || SKR_USER_AGENT
+  o.logger?.debug({ userAgent }, `Adding User-Agent to MAA request: ${userAgent}`)
   const res = await request(url, {
     method: 'POST',
-    headers: { 'content-type': 'application/json', 'user-agent': o.userAgent || 'ConfidentialSkrContainer encfs' },
-    body: attestRequestBody(inputs),
+    headers: { 'content-type': 'application/json', 'user-agent': userAgent },
+    body,
     what: 'MAA attestation',
     attempts: o.attempts ?? 4,
     baseDelayMs: o.baseDelayMs,

@@ -1,4 +1,4 @@
-import { mkdir, rmdir, symlink, unlink, lstat } from 'node:fs/promises'
+import { mkdir, rmdir, symlink, unlink, lstat, stat } from 'node:fs/promises'
 import path from 'node:path'
 import type { Logger } from '../log/logger.js'
 import { isWritable, type RangeSource } from '../storage/range-source.js'
@@ -67,12 +67,16 @@ export interface MountedFilesystem {
 /** Checks that need no side effect, done for every filesystem before the first one is touched. */
 export async function preflight(plan: FilesystemPlan): Promise<void> {
   const where = `azure_filesystems[${plan.index}].mount_point`
-  const parent = await lstat(plan.parentDir).catch(() => undefined)
-  if (!parent?.isDirectory()) {
-    throw new MountError(
-      'MOUNT_POINT_PARENT_MISSING',
-      `${where}: the parent directory ${plan.parentDir} does not exist; create it (in a pod: the shared emptyDir volume) before starting remotefs`,
-    )
+  // Missing parents are created with the mount directory (as Go's MkdirAll); one that is not a directory cannot be.
+  for (let dir = plan.parentDir; ; dir = path.posix.dirname(dir)) {
+    const st = await stat(dir).catch((err: NodeJS.ErrnoException) => (err.code === 'ENOENT' ? undefined : err))
+    if (st instanceof Error || (st && !st.isDirectory())) {
+      throw new MountError(
+        'MOUNT_POINT_PARENT_NOT_DIRECTORY',
+        `${where}: ${dir} ${st instanceof Error ? `cannot be read (${st.code ?? st.message})` : 'is not a directory'}, so ${plan.parentDir} cannot be the mount point's parent directory`,
+      )
+    }
+    if (st || dir === '/') break
   }
   const existing = await lstat(plan.mountPoint).catch(() => undefined)
   if (existing && !existing.isSymbolicLink()) {
@@ -143,8 +147,7 @@ export async function mountFilesystem(plan: FilesystemPlan, ctx: MountContext): 
         progress('dm-crypt mapping opened', { device })
       }
       key.fill(0)
-      const dir = await makeMountDir(plan)
-      if (dir.undo) undo.push('remove mount directory', dir.undo)
+      done('remove mount directory', await makeMountDir(plan))
       if (mounter.mode === 'loop' && unlock.mode === 'userspace') {
         device = done('detach loop device', await attachLoopDevice(ctx, device, plan.readWrite, server)).device
         progress('loop device attached', { loop: device })
@@ -290,16 +293,38 @@ async function openCryptMapping(
   return { device, undo: () => cryptsetupClose(ctx.run, name) }
 }
 
-/** The directory ext4 is mounted on; removed by the undo only when this run created it. */
-async function makeMountDir(plan: FilesystemPlan): Promise<{ undo?: Undo }> {
+/**
+ * The directory ext4 is mounted on, and the mount point's missing parents (mode 0755, as Go's
+ * MkdirAll); the undo removes what this run created, the parents only while they are empty.
+ */
+async function makeMountDir(plan: FilesystemPlan): Promise<{ undo: Undo }> {
+  const firstParent = await mkdir(plan.parentDir, { recursive: true, mode: 0o755 }).catch((err: NodeJS.ErrnoException) => {
+    throw new MountError('MOUNT_DIR_FAILED', `cannot create ${plan.parentDir}, the mount point's parent: ${err.message}`, { cause: err })
+  })
+  const removeParents = async () => {
+    if (firstParent === undefined) return
+    for (let dir = plan.parentDir; dir.startsWith(firstParent); dir = path.posix.dirname(dir)) {
+      const removed = await rmdir(dir).then(
+        () => true,
+        () => false,
+      )
+      if (!removed || dir === firstParent) break
+    }
+  }
   const created = await mkdir(plan.mountDir, { mode: 0o755 }).then(
     () => true,
-    (err: NodeJS.ErrnoException) => {
+    async (err: NodeJS.ErrnoException) => {
       if (err.code === 'EEXIST') return false
+      await removeParents()
       throw new MountError('MOUNT_DIR_FAILED', `cannot create ${plan.mountDir}: ${err.message}`, { cause: err })
     },
   )
-  return created ? { undo: () => rmdir(plan.mountDir) } : {}
+  return {
+    undo: async () => {
+      if (created) await rmdir(plan.mountDir)
+      await removeParents()
+    },
+  }
 }
 
 async function attachLoopDevice(ctx: MountContext, file: string, readWrite: boolean, server: FileServer): Promise<{ device: string; undo: Undo }> {

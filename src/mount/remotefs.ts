@@ -75,6 +75,7 @@ export async function startRemotefs(o: RemotefsOptions): Promise<Remotefs> {
     for (const plan of o.plans) {
       try {
         o.onState?.(plan.index, 'mounting')
+        logger.info(`Mounting Azure Storage blob ${plan.index}...`)
         const { identity, leaseWaitMs, kdfBudget, signal } = o
         const fs = await mountFilesystem(plan, {
           run,

@@ -1,6 +1,7 @@
 import { silentLogger } from '../log/logger.js'
 import { fetchKeyReleasePolicy } from './key-policy.js'
-import { attestWrappingKey, vaultBearer, type ReleaseOptions } from './release.js'
+import { attestWrappingKey, type ReleaseOptions } from './release.js'
+import { vaultBearer } from './vault-release.js'
 import { evaluateReleasePolicy, type PolicyEvaluation } from './release-policy.js'
 import { explainEvaluation } from './release-explain.js'
 

@@ -1,50 +1,16 @@
 import { randomBytes } from 'node:crypto'
 import { silentLogger, type Logger } from '../log/logger.js'
-import type { ReportProvider } from '../attestation/providers/provider.js'
-import type { Collateral } from '../attestation/collateral.js'
-import type { UvmInformation } from '../attestation/uvm-info.js'
 import { maaReportData } from '../attestation/report-data.js'
 import { evidence } from '../attestation/evidence.js'
-import type { IdentityConfig } from '../identity/credential.js'
+import { isVtpm } from '../attestation/providers/vtpm.js'
 import { attestVerified, type VerifiedAttestation } from '../maa/verified-attest.js'
-import { request } from '../http/request.js'
-import { serviceErrorDetail } from '../http/error-detail.js'
-import { SkrError } from './errors.js'
 import { generateWrappingKey, type WrappingKey } from './wrapping-key.js'
-import { verifyReleaseJws } from './release-jws.js'
-import { defaultTrustedRoots } from './trust.js'
 import { unwrapReleasedKey } from './unwrap.js'
 import { interpretReleasedKey, type ReleasedKey } from './released-key.js'
-import { vaultToken } from './vault-token.js'
-import { X509Certificate } from 'node:crypto'
+import { vaultRelease, type ReleaseOptions, type Step } from './vault-release.js'
+import { releaseKeyOnCvm } from './cvm-release.js'
 
-export interface ReleaseOptions {
-  /** MAA host (port allowed), no scheme. */
-  maaEndpoint: string
-  /** Key Vault / Managed HSM host (port allowed), no scheme. */
-  akvEndpoint: string
-  /** Key name, or name/version. */
-  kid: string
-  /** A bearer token for the vault (config bearer_token, or the API caller's); else the identity's. */
-  accessToken?: string
-  identity?: IdentityConfig
-  provider: ReportProvider
-  collateral: Collateral
-  uvm: UvmInformation
-  /** Extra CAs (PEM) for MAA, the vault and the JWS chain, e.g. the emulators'. */
-  ca?: string[]
-  logger?: Logger
-  signal?: AbortSignal
-  /** Attempts for the MAA and the vault request each (429, 5xx and transport errors are retried; default 4 and 3). */
-  attempts?: number
-}
-
-type Step = (name: string, extra?: Record<string, unknown>) => void
-
-function stepLogger(o: ReleaseOptions): { logger: Logger; step: Step } {
-  const logger = o.logger ?? silentLogger
-  return { logger, step: (name, extra = {}) => logger.info({ kid: o.kid, ...extra }, `key release: ${name}`) }
-}
+export type { ReleaseOptions } from './vault-release.js'
 
 /**
  * Steps 1 to 3 of a release: a fresh wrapping key, an SNP report binding its JWK set, and the MAA
@@ -57,77 +23,27 @@ export async function attestWrappingKey(o: ReleaseOptions, step: Step, logger: L
   step('attesting with MAA', { maa: o.maaEndpoint })
   const attestation = await attestVerified(
     { report: raw, vcekCertChain: chain.chainPem, referenceInfo: o.uvm.referenceInfo, runtimeData: wrapping.jwks, nonce: randomBytes(8).readBigUInt64LE() },
-    { endpoint: o.maaEndpoint, ca: o.ca, logger, signal: o.signal, attempts: o.attempts },
+    { endpoint: o.maaEndpoint, ca: o.ca, logger, signal: o.signal, attempts: o.attempts, userAgent: o.maaUserAgent },
   )
   return { wrapping, attestation }
 }
 
-/** The caller's bearer token for the vault, else the identity's. */
-export async function vaultBearer(o: ReleaseOptions, step: Step, logger: Logger): Promise<string> {
-  if (o.accessToken) return o.accessToken
-  step('getting a vault token from the identity')
-  return vaultToken(o.akvEndpoint, o.identity, { logger, signal: o.signal })
-}
-
 /**
  * Secure key release as the Go sidecar performs it (docs/key-release.md#release-flow): an ephemeral RSA key, an SNP
- * report binding it, an MAA token (verified), the vault's release, the JWS verified, the key unwrapped.
+ * report binding it, an MAA token (verified), the vault's release, the JWS verified, the key unwrapped. On a
+ * confidential VM's vTPM the release goes through guest attestation instead (cvm-release.ts).
  */
 export async function releaseKey(o: ReleaseOptions): Promise<ReleasedKey> {
-  const { logger, step } = stepLogger(o)
+  if (isVtpm(o.provider)) return releaseKeyOnCvm(o.provider, o)
+  const logger = o.logger ?? silentLogger
+  const step: Step = (name, extra = {}) => logger.info({ kid: o.kid, ...extra }, `key release: ${name}`)
+  // Go's lines (pkg/skr), which its troubleshooting guides quote; never the bearer token.
+  logger.info('Performing secure key release...')
+  logger.debug(
+    `Releasing key blob: keyBlob{ KID: ${o.kid}, KTY: ${o.kty ?? ''}, KeyOps: [], Authority: {Endpoint:${o.maaEndpoint} TEEType:SevSnpVM APIVersion:api-version=2020-10-01}, AKV: { Endpoint: ${o.akvEndpoint}, APIVersion: api-version=7.4 } }`,
+  )
   const { wrapping, attestation } = await attestWrappingKey(o, step, logger)
-  const token = attestation.token
-  const bearer = await vaultBearer(o, step, logger)
-  step('requesting the release', { akv: o.akvEndpoint })
-  const url = `https://${o.akvEndpoint}/keys/${o.kid}/release?api-version=7.4`
-  const res = await request(url, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json', authorization: `Bearer ${bearer}` },
-    body: JSON.stringify({ target: token }),
-    what: 'key release',
-    attempts: o.attempts ?? 3,
-    ca: o.ca,
-    logger,
-    signal: o.signal,
-  })
-  const text = res.body.toString('utf8')
-  if (res.status < 200 || res.status > 207) {
-    const detail = serviceErrorDetail(text)
-    const hint =
-      res.status === 401
-        ? ' (the bearer token is missing, expired or for another resource)'
-        : res.status === 403
-          ? " (the attestation does not satisfy the key's release policy, or the identity lacks the release permission; encfs release --explain with the same endpoints and kid shows which clause fails)"
-          : res.status === 404
-            ? ' (check key.kid and key.akv.endpoint)'
-            : ''
-    const unavailable = res.status === 408 || res.status === 429 || res.status >= 500
-    throw new SkrError(
-      unavailable ? 'SKR_RELEASE_UNAVAILABLE' : 'SKR_RELEASE_REFUSED',
-      `key release of ${o.kid} from ${o.akvEndpoint} failed with HTTP ${res.status} ${detail}${hint}`,
-      { upstreamStatus: res.status },
-    )
-  }
-  let jws: unknown
-  try {
-    jws = (JSON.parse(text) as { value?: unknown }).value
-  } catch {
-    jws = undefined
-  }
-  if (typeof jws !== 'string') throw new SkrError('SKR_JWS_INVALID', `key release from ${o.akvEndpoint} answered without a JWS value`)
-
-  step("verifying the vault's signature")
-  const roots = [...defaultTrustedRoots(), ...(o.ca ?? []).map((p) => new X509Certificate(p))]
-  const payload = await verifyReleaseJws(jws, { host: o.akvEndpoint, roots })
-  const key = payload.response?.key?.key
-  const enc = payload.request?.enc
-  if (!key?.key_hsm || !enc) throw new SkrError('SKR_JWS_INVALID', 'the key release payload lacks response.key.key.key_hsm or request.enc')
-  let ciphertext: Buffer
-  try {
-    ciphertext = Buffer.from((JSON.parse(Buffer.from(key.key_hsm, 'base64url').toString('utf8')) as { ciphertext: string }).ciphertext, 'base64url')
-  } catch (err) {
-    throw new SkrError('SKR_JWS_INVALID', 'key_hsm in the key release payload is not the expected JSON', { cause: err })
-  }
+  const { key, enc, ciphertext } = await vaultRelease(o, attestation.token, undefined, step)
   const plaintext = unwrapReleasedKey(ciphertext, enc, wrapping.privateKey)
   const released = interpretReleasedKey(key.kty, key.key_ops, plaintext)
   step('key released', { kty: released.kty })

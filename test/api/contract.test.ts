@@ -9,6 +9,7 @@ import { ServiceStatus } from '../../src/api/status.js'
 import { AttestationContext } from '../../src/attestation/context.js'
 import { verifyReport } from '../../src/attestation/verify.js'
 import { maaReportData } from '../../src/attestation/report-data.js'
+import { MaaUserAgent } from '../../src/maa/user-agent.js'
 
 let s: SkrStack
 let bearer: string
@@ -36,7 +37,7 @@ test.before(async () => {
     logger,
     ca: s.ca,
     bodyLimit: 64 * 1024,
-    maaUserAgent: 'ConfidentialSkrContainer contract-test',
+    maaUserAgent: new MaaUserAgent('ConfidentialSkrContainer contract-test'),
   })
 })
 test.after.always(async () => {
@@ -113,6 +114,7 @@ test.serial('POST /key/release: the key as a JWK JSON string, as the Go sidecar 
   const key = res.json<{ key: string }>().key
   t.is(typeof key, 'string')
   t.is((JSON.parse(key) as { k: string }).k, octKey.toString('base64url'))
+  t.is(s.maa.lastUserAgent, 'ConfidentialSkrContainer contract-test', "key release's MAA request carries maaconfig.user_agent too, as Go's one User-Agent per process")
   t.false(logLines.join('').includes(bearer), 'the access token is never logged')
   t.false(logLines.join('').includes(octKey.toString('base64url')), 'the key is never logged')
 })
@@ -148,4 +150,30 @@ test.serial('a release policy that is not satisfied is a 403 that names the clai
   const policy = await post('/key/release', { maa_endpoint: s.maa.endpoint, akv_endpoint: s.akv.endpoint, kid: 'not-for-us', access_token: bearer })
   t.is(policy.statusCode, 403)
   t.regex(policy.json<{ error: string }>().error, /HTTP 403 .*x-ms-sevsnpvm-is-debuggable is false, not true/)
+})
+
+test.serial("bodies as Go skr's gin binds them: JSON whatever the Content-Type (curl -d, as Go's maa-test-kata-cc example sends it), member names in any case", async (t) => {
+  const { execFile } = await import('node:child_process')
+  const { promisify } = await import('node:util')
+  const { generateKeyPairSync } = await import('node:crypto')
+  await app.listen({ host: '127.0.0.1', port: 0 })
+  const port = (app.server.address() as { port: number }).port
+  // Go's example: curl --fail-with-body -XPOST http://localhost:8080/attest/maa -d "{\"runtime_data\":\"$(cat rsa.jwk | base64 -w 0)\", \"maa_endpoint\": …}"
+  const jwk = JSON.stringify(generateKeyPairSync('rsa', { modulusLength: 2048 }).publicKey.export({ format: 'jwk' }))
+  const body = `{"runtime_data":"${b64(jwk)}", "maa_endpoint": "${s.maa.endpoint}"}`
+  const curl = await promisify(execFile)('curl', ['--silent', '--fail-with-body', '-XPOST', `http://127.0.0.1:${port}/attest/maa`, '-d', body])
+  t.truthy((JSON.parse(curl.stdout) as { token?: string }).token, curl.stdout)
+  for (const headers of [{}, { 'content-type': 'text/plain' }, { 'content-type': 'application/x-www-form-urlencoded' }]) {
+    const res = await app.inject({ method: 'POST', url: '/attest/raw', headers, payload: `{"runtime_data":"${b64('{}')}"}` })
+    t.is(res.statusCode, 200, `${JSON.stringify(headers)}: ${res.body}`)
+  }
+  // encoding/json matches member names case-insensitively; an exact match wins.
+  const upper = await app.inject({ method: 'POST', url: '/attest/raw', payload: { RUNTIME_DATA: b64('{}') } })
+  t.is(upper.statusCode, 200, upper.body)
+  const mixed = await post('/key/release', { Maa_Endpoint: s.maa.endpoint, AKV_endpoint: s.akv.endpoint, KID: 'app-key', Access_Token: bearer })
+  t.is(mixed.statusCode, 200, mixed.body)
+  t.is((JSON.parse(mixed.json<{ key: string }>().key) as { k: string }).k, octKey.toString('base64url'))
+  const notJson = await app.inject({ method: 'POST', url: '/attest/raw', headers: { 'content-type': 'application/x-www-form-urlencoded' }, payload: 'runtime_data=e30%3D' })
+  t.is(notJson.statusCode, 400)
+  t.regex(notJson.json<{ error: string }>().error, /^invalid request: the body is not valid JSON/)
 })

@@ -12,6 +12,9 @@ import type { ReportProvider } from '../../src/attestation/providers/provider.js
 import { releaseKey } from '../../src/skr/release.js'
 import { Collateral } from '../../src/attestation/collateral.js'
 import { silentLogger } from '../../src/log/logger.js'
+import { hasCode } from '../../src/errors/encfs-error.js'
+import { evidence } from '../../src/attestation/evidence.js'
+import { vtpmProvider } from '../../src/attestation/providers/vtpm.js'
 
 let s: SkrStack
 let thim: Server
@@ -107,4 +110,12 @@ test.serial('-allowTestingMismatchedTCB: the host certificate matches no report,
   const chain = await new Collateral({ uvm: s.uvm, certcache, testingMismatchedTcb: true }).chainFor(report)
   t.is(thimRequests, before + 1, 'fetched from the certcache')
   t.is(chain.tcbm, report.reportedTcb.value)
+})
+
+test('on a confidential VM the runtime-data endpoints refuse at once, saying key release is the way, without touching the TPM', async (t) => {
+  // Nothing listens on port 1: any TPM command would fail with TPM_UNAVAILABLE instead.
+  const provider = vtpmProvider('swtpm:host=127.0.0.1,port=1')
+  const err = await t.throwsAsync(evidence({ provider, collateral: new Collateral({}) }, Buffer.alloc(64)))
+  t.true(hasCode(err, 'ATTEST_VTPM_UNSUPPORTED'), err?.message)
+  t.regex(err!.message, /key release works there \(\/key\/release, remotefs\)/)
 })

@@ -26,9 +26,7 @@ const CASES: [string, string, string[], RegExp, string?][] = [
   ['encfs', ENCFS_JS, ['pack', '--from', '/tmp'], /Missing required arguments?: out, key-file/],
   ['encfs', ENCFS_JS, ['pack', '--from', '/tmp', '--out', 'o', '--key-file', 'k', '--sector-size', '3'], /Invalid values:.*sector-size/s],
   ['encfs', ENCFS_JS, ['check-key', 'x.img', '--key-hex', '00', '--kdf-max-pbkdf2-iterations', '-5'], /--kdf-max-pbkdf2-iterations must be a whole number/],
-  ['encfs', ENCFS_JS, ['--loglevel', 'loud', 'inspect', 'x.img'], /-loglevel "loud" is not a log level: use trace, debug, info, warning/, 'LOG_LEVEL_INVALID'],
   ['remotefs', REMOTEFS_JS, ['--bogus-flag'], /Unknown arguments?: bogus-flag/],
-  ['remotefs', REMOTEFS_JS, ['-loglevel', 'loud'], /-loglevel "loud" is not a log level: use trace, debug, info, warning/, 'LOG_LEVEL_INVALID'],
   ['remotefs', REMOTEFS_JS, ['--unlock', 'magic'], /Invalid values:.*unlock/s],
   ['remotefs', REMOTEFS_JS, ['--kdf-max-pbkdf2-iterations', 'lots'], /--kdf-max-pbkdf2-iterations must be a whole number/],
 ]
@@ -47,16 +45,30 @@ for (const [prog, js, args, expected, code = 'CLI_USAGE'] of CASES) {
   })
 }
 
+// Go's remotefs and skr end with logrus.Fatalf on a level logrus cannot parse: exit 1, not flag's 2.
+for (const [prog, js, args] of [
+  ['remotefs', REMOTEFS_JS, ['-loglevel', 'loud']],
+  ['encfs', ENCFS_JS, ['--loglevel', 'loud', 'inspect', 'x.img']],
+  ['encfs', ENCFS_JS, ['serve', '-loglevel', 'loud']],
+] as const) {
+  test(`${prog} ${args.join(' ')}: exit 1, as Go's sidecars on a bad -loglevel, one line naming the levels`, async (t) => {
+    const r = await run(js, [...args])
+    t.is(r.code, 1, r.stderr)
+    t.is(r.stderr, `${prog}: -loglevel "loud" is not a log level: use trace, debug, info, warning, error, fatal, panic (any letter case; warn = warning) [LOG_LEVEL_INVALID]\n`)
+  })
+}
+
 test('remotefs warns when -base64 carries secrets, and not when they come from EncfsSideCarArgs', async (t) => {
-  const { mkdtemp, rm, readFile } = await import('node:fs/promises')
+  const { mkdtemp, rm, readFile, writeFile } = await import('node:fs/promises')
   const os = await import('node:os')
   const path = await import('node:path')
   const dir = await mkdtemp(path.join(os.tmpdir(), 'encfs-secrets-'))
   t.teardown(() => rm(dir, { recursive: true, force: true }))
-  // The mount point's parent does not exist: remotefs stops right after reading the configuration.
+  // The mount point's parent is a file: remotefs stops right after reading the configuration.
+  await writeFile(path.join(dir, 'a-file'), '')
   const b64 = Buffer.from(
     JSON.stringify({
-      azure_filesystems: [{ mount_point: path.join(dir, 'missing', 'x'), azure_url: 'https://a.blob.core.windows.net/c/i.img?sv=1&sig=SECRETSIG', raw_key: 'ab'.repeat(32) }],
+      azure_filesystems: [{ mount_point: path.join(dir, 'a-file', 'x'), azure_url: 'https://a.blob.core.windows.net/c/i.img?sv=1&sig=SECRETSIG', raw_key: 'ab'.repeat(32) }],
     }),
   ).toString('base64')
   const common = ['--allow-raw-key', '--no-api', '--runtime-dir', path.join(dir, 'rt'), '-loglevel', 'warning']
@@ -72,5 +84,5 @@ test('remotefs warns when -base64 carries secrets, and not when they come from E
     ),
   )
   t.notRegex(viaEnv, /carries secrets/)
-  t.regex(viaEnv, /MOUNT_POINT_PARENT_MISSING|does not exist/)
+  t.regex(viaEnv, /a-file is not a directory.*MOUNT_POINT_PARENT_NOT_DIRECTORY/)
 })

@@ -61,7 +61,10 @@ test('hash_offset must be a non-negative multiple of 4096; hash_url a blob URL',
     )
   }
   t.regex(issues(cfg({ root_hash: ROOT, hash_url: 'ftp://host/x' }))[0]!, /^azure_filesystems\[0\]\.verity\.hash_url: unsupported scheme "ftp:"/)
-  t.regex(issues(cfg({ root_hash: ROOT, hash_url: 'http://example.com/x' }))[0]!, /verity\.hash_url: plain http is allowed only to a loopback host/)
+  t.regex(
+    issues(cfg({ root_hash: ROOT, hash_url: 'http://example.com/x' }, { azure_url_private: true }))[0]!,
+    /verity\.hash_url: is plain http, and .*azure_url_private: true sends a bearer token/,
+  )
   t.regex(issues(cfg({ root_hash: ROOT, hash_url: '' }))[0]!, /verity\.hash_url: must not be empty/)
   t.regex(issues(cfg('yes'))[0]!, /^azure_filesystems\[0\]\.verity: must be an object, got a string/)
 })

@@ -36,20 +36,11 @@ test.before(async () => {
   await mkdir(path.dirname(keyPath))
   await writeFile(`${keyPath}-pub.pem`, rsa.publicKey.export({ format: 'pem', type: 'spki' }))
   await writeFile(`${keyPath}-info.json`, JSON.stringify({ public_key_path: `${keyPath}-pub.pem`, kms_endpoint: s.akv.endpoint, attester_endpoint: s.maa.endpoint }))
-  await writeFile(path.join(dir, 'ca.pem'), s.ca.join(''))
   img = await e2e.image({ fsSizeMiB: 8, files: { 'app.txt': 'mounted next to the keyprovider\n' } })
 })
 
 /** What a pod gives the sidecar: the emulators' CA, its security context, an identity endpoint. */
-const podEnv = (): Record<string, string> => ({
-  NODE_EXTRA_CA_CERTS: path.join(dir, 'ca.pem'),
-  UVM_SECURITY_CONTEXT_DIR: path.join(dir, 'no-context'),
-  UVM_SECURITY_POLICY: s.policyBase64,
-  UVM_REFERENCE_INFO: s.uvm.referenceInfo,
-  UVM_HOST_AMD_CERTIFICATE: Buffer.from(JSON.stringify(s.uvm.hostAmdCertificate)).toString('base64'),
-  AZURE_POD_IDENTITY_AUTHORITY_HOST: imds.url,
-  EncfsAttestation: 'simulated',
-})
+const podEnv = (): Record<string, string> => ({ ...s.podEnv({ imdsUrl: imds.url }), EncfsAttestation: 'simulated' })
 
 function run(cmd: string, args: string[], env: Record<string, string> = {}): Promise<{ code: number; stdout: string; stderr: string }> {
   return exec(cmd, args, { env: { ...process.env, ...env }, timeout: 60_000 }).then(
@@ -93,8 +84,8 @@ test.serial('encfs wrap makes the annotation offline, as skr -infile -keypath -o
 })
 
 test.serial('the entry point picks the role from the environment (dry run)', async (t) => {
-  const dry = async (env: Record<string, string>, script = 'encfs.sh') => {
-    const r = await run('sh', [path.join(REPO, script)], {
+  const dry = async (env: Record<string, string>, script = 'encfs.sh', args: string[] = []) => {
+    const r = await run('sh', [path.join(REPO, script), ...args], {
       ENCFS_HOME: '/opt/encfs',
       ENCFS_DRY_RUN: '1',
       EncfsSideCarArgs: '',
@@ -119,12 +110,14 @@ test.serial('the entry point picks the role from the environment (dry run)', asy
   )
   t.is(await dry({ EncfsSideCarArgs: 'e30=', SkrSideCarArgs: 'e30=' }), '/opt/encfs/bin/remotefs.js', 'encfs wins when both are set')
   t.is(await dry({ EncfsRole: 'skr' }), '/opt/encfs/bin/encfs.js serve')
-  t.is(await dry({}), '/opt/encfs/bin/remotefs.js', 'no configuration: the encfs role, which says what is missing')
+  t.is(await dry({}), '/opt/encfs/bin/encfs.js serve', "no configuration at all: the skr role, as Go's skr image started with no environment")
+  t.is(await dry({}, 'encfs.sh', ['e30=']), '/opt/encfs/bin/remotefs.js', 'a positional configuration: the encfs role')
+  t.is(await dry({}, 'encfs.sh', ['-base64', 'e30=']), '/opt/encfs/bin/remotefs.js -base64 e30=', 'remotefs flags: the encfs role')
   t.is(await dry({}, 'skr.sh'), '/opt/encfs/bin/encfs.js serve')
   t.is(await dry({ TestingMismatchedTCB: 'true' }, 'skr.sh'), '/opt/encfs/bin/encfs.js serve -allowTestingMismatchedTCB=true')
   const bad = await run('sh', [path.join(REPO, 'encfs.sh')], { EncfsRole: 'both', ENCFS_DRY_RUN: '1' })
   t.is(bad.code, 2)
-  t.regex(bad.stderr, /EncfsRole must be encfs or skr, got "both"/)
+  t.regex(bad.stderr, /EncfsRole must be encfs, skr or aasp, got "both"/)
 })
 
 test.serial('the skr role with ServerType=grpc serves both keyprovider paths: UnWrapKey returns what encfs wrap wrapped', async (t) => {

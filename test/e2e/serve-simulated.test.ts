@@ -56,3 +56,35 @@ test("skr's -allowTestingMismatchedTCB=true is accepted and does what it does in
   t.true(res.status >= 500, `status ${res.status}`)
   t.regex(((await res.json()) as { error: string }).error, /no VCEK certificate chain .*host certificate \(TCBM 00000000ffffffff\)/)
 })
+
+test('encfs serve --grpc-port serves the keyprovider gRPC service and the HTTP API from one process; not with -server_type grpc', async (t) => {
+  const { keyProviderClients, call } = await import('../helpers/keyprovider-client.js')
+  const [port, grpcPort] = [await freePort(), await freePort()]
+  const env: Record<string, string> = { UVM_SECURITY_CONTEXT_DIR: await e2e.tempDir('encfs-ctx-'), SkrSideCarArgs: '', Port: '', EncfsGrpcPort: '' }
+  const serve = e2e.start(
+    process.execPath,
+    [ENCFS_JS, 'serve', '-port', String(port), '--grpc-port', String(grpcPort), '--attestation', 'simulated', '--simulated-state', `${s.dir}/snp`],
+    {
+      env,
+    },
+  )
+  await waitUntil('encfs serve to be ready', async () => serve.output().includes('"msg":"ready: serving the attestation and key release API and the keyprovider gRPC service"'), {
+    exited: serve.exited,
+    timeoutMs: 20_000,
+    details: () => serve.output(),
+  })
+  const clients = keyProviderClients(`localhost:${grpcPort}`)
+  t.teardown(() => clients.close())
+  const [status, hello, report] = await Promise.all([
+    fetch(`http://127.0.0.1:${port}/status`),
+    call(clients.keyprovider, 'SayHello', { name: 'both' }),
+    call(clients.key_provider, 'GetReport', { report_data_hex_string: 'c0ffee' }),
+  ])
+  t.is(status.status, 200)
+  t.deepEqual(hello, { message: 'Hello both' })
+  t.is(String(report.report_hex_string).length, 2368)
+  t.is(await serve.stop(), 0)
+  const grpcOnly = e2e.start(process.execPath, [ENCFS_JS, 'serve', '-server_type', 'grpc', '-port', String(port), '--grpc-port', String(grpcPort)], { env })
+  t.is(await grpcOnly.exited, 2)
+  t.regex(grpcOnly.output(), /--grpc-port serves gRPC next to the HTTP API: with -server_type grpc, -port is already the gRPC port \(see --help\) \[CLI_USAGE\]/)
+})

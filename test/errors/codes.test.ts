@@ -55,9 +55,9 @@ test('each code has a one-line meaning, an exit status and an API status', (t) =
   t.false(isErrorCode('NO_SUCH_CODE'))
 })
 
-test('exit statuses come from the registry; usage errors exit 2', (t) => {
+test('exit statuses come from the registry; usage errors exit 2, a bad log level 1 (as Go)', (t) => {
   t.is(exitStatus(new UsageError('bad flag')), 2)
-  t.is(exitStatus(new EncfsError('LOG_LEVEL_INVALID', 'x')), 2)
+  t.is(exitStatus(new EncfsError('LOG_LEVEL_INVALID', 'x')), 1)
   t.is(exitStatus(new LuksError('LUKS_WRONG_KEY', 'x')), 1)
   t.is(exitStatus(new TypeError('bug')), 1)
   t.is(UsageError.of(new EncfsError('LOG_FORMAT_INVALID', 'x')).code, 'LOG_FORMAT_INVALID')

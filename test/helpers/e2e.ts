@@ -3,11 +3,15 @@
 // for, stopped). All of it is undone after the file's tests, the last made first, whatever failed.
 import type { TestFn } from 'ava'
 import { mkdir, rm } from 'node:fs/promises'
+import { spawn, type ChildProcess } from 'node:child_process'
 import path from 'node:path'
 import { startAzurite, uploadFile, type Azurite, type UploadOptions } from './azurite.js'
 import { makeEncryptedImage, type ImageOptions, type TestImage } from './images.js'
 import { sidecarArgs, startSidecar, stopSidecar, waitReady, type FsConfig, type Sidecar, type SidecarOptions } from './remotefs.js'
 import { startSkrStack, type SkrStack } from './skr-stack.js'
+import { startSwtpmVtpm, type SwtpmVtpm } from './swtpm.js'
+import { simulatedProvider } from '../../src/attestation/providers/simulated.js'
+import { startImdsEmulator, type ImdsEmulator } from '../../src/emulators/imds/server.js'
 import { tempDir } from './temp.js'
 import { chooseUnlock, probeCapabilities, type Choice } from '../../src/mount/capabilities.js'
 
@@ -29,6 +33,16 @@ export interface Ended {
  */
 export async function autoUnlock(): Promise<Choice<'kernel' | 'userspace'>> {
   return chooseUnlock('auto', await probeCapabilities())
+}
+
+/** A program a test started (an entry point script, a sidecar in another role): its output so far, and how it ended. */
+export interface Started {
+  child: ChildProcess
+  exited: Promise<number | null>
+  /** stdout and stderr so far, interleaved. */
+  output(): string
+  /** SIGTERM (or `signal`), then the exit code; SIGKILL after 30 s. */
+  stop(signal?: NodeJS.Signals): Promise<number | null>
 }
 
 /** `text` as a regular expression that matches it literally. */
@@ -78,11 +92,49 @@ export class E2eFixture {
     return { dir, parent }
   }
 
+  /** Runs `cmd` as a user would (`env` on top of this process's); stopped after the file's tests if it still runs. */
+  start(cmd: string, args: string[], o: { env?: Record<string, string>; cwd?: string } = {}): Started {
+    const child = spawn(cmd, args, { env: { ...process.env, ...o.env }, cwd: o.cwd, stdio: ['ignore', 'pipe', 'pipe'] })
+    let out = ''
+    const collect = (d: Buffer) => {
+      out += d.toString()
+    }
+    child.stdout.on('data', collect)
+    child.stderr.on('data', collect)
+    const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)))
+    const stop = async (signal: NodeJS.Signals = 'SIGTERM') => {
+      if (child.exitCode === null && child.signalCode === null) child.kill(signal)
+      const timer = setTimeout(() => child.kill('SIGKILL'), 30_000)
+      const code = await exited
+      clearTimeout(timer)
+      return code
+    }
+    this.defer(() => stop())
+    return { child, exited, output: () => out, stop }
+  }
+
+  /** The IMDS emulator (managed identity tokens) of `stack`'s token authority; stopped after the file. */
+  async imds(stack: SkrStack): Promise<ImdsEmulator> {
+    const imds = await startImdsEmulator(stack.authority)
+    this.defer(() => imds.stop())
+    return imds
+  }
+
   /** Simulated SNP + MAA + Key Vault emulators. */
   async skrStack(o?: { managedHsm?: boolean }): Promise<SkrStack> {
     const s = await startSkrStack(o)
     this.defer(() => s.stop())
     return s
+  }
+
+  /**
+   * swtpm provisioned as an Azure confidential VM's vTPM, its paravisor making HCL reports with
+   * `stack`'s simulated chip (no HOST_DATA, as on a CVM); stopped after the file's tests.
+   */
+  async vtpm(stack: SkrStack): Promise<SwtpmVtpm> {
+    const v = await startSwtpmVtpm(simulatedProvider({ stateDir: path.join(stack.dir, 'snp') }))
+    this.defer(() => v.stop())
+    return v
   }
 
   /** remotefs started with `config` (filesystems, or EncfsSideCarArgs as given); stopped, its log and runtime directory removed after the file. */

@@ -1,5 +1,5 @@
-import { mkdtemp, mkdir, writeFile, rm, truncate, copyFile } from 'node:fs/promises'
-import { randomBytes } from 'node:crypto'
+import { mkdtemp, mkdir, writeFile, readFile, rm, truncate, copyFile } from 'node:fs/promises'
+import { createDecipheriv, randomBytes } from 'node:crypto'
 import os from 'node:os'
 import path from 'node:path'
 import { runCommand } from '../../src/process/run.js'
@@ -126,5 +126,38 @@ export async function makeEncryptedImage(o: ImageOptions = {}): Promise<TestImag
   } catch (err) {
     await cleanup()
     throw err
+  }
+}
+
+/**
+ * The plaintext of a LUKS2 image (aes-xts-plain64) as cryptsetup opens it, where there is no
+ * device-mapper to map it: cryptsetup reads the header, opens a keyslot with the key and hands out
+ * the volume key (`luksDump --dump-volume-key`), and node:crypto decrypts the data segment
+ * (plain64: the IV counts 512-byte sectors), so nothing of encfs's own LUKS code is involved.
+ */
+export async function decryptWithCryptsetup(image: string, keyFile: string): Promise<Buffer> {
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'encfs-cryptsetup-'))
+  try {
+    const vk = path.join(dir, 'volume-key')
+    await runCommand('cryptsetup', ['luksDump', '--dump-volume-key', '--volume-key-file', vk, '--key-file', keyFile, '--batch-mode', image])
+    const meta = JSON.parse((await runCommand('cryptsetup', ['luksDump', '--dump-json-metadata', image])).stdout) as {
+      segments: Record<string, { offset: string; encryption: string; sector_size: number }>
+    }
+    const segment = meta.segments['0']
+    if (segment?.encryption !== 'aes-xts-plain64') throw new Error(`decryptWithCryptsetup: segment 0 is ${JSON.stringify(segment)}, not aes-xts-plain64`)
+    const key = await readFile(vk)
+    const data = (await readFile(image)).subarray(Number(segment.offset))
+    const plain = Buffer.alloc(data.length - (data.length % segment.sector_size))
+    const iv = Buffer.alloc(16)
+    for (let off = 0; off < plain.length; off += segment.sector_size) {
+      iv.fill(0).writeBigUInt64LE(BigInt(off / 512))
+      const d = createDecipheriv(`aes-${key.length * 4}-xts`, key, iv).setAutoPadding(false)
+      d.update(data.subarray(off, off + segment.sector_size)).copy(plain, off)
+      d.final()
+    }
+    key.fill(0)
+    return plain
+  } finally {
+    await rm(dir, { recursive: true, force: true })
   }
 }

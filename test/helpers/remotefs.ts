@@ -11,6 +11,8 @@ const here = path.dirname(fileURLToPath(import.meta.url))
 /** The built CLI entry points, next to this file in dist/. */
 export const REMOTEFS_JS = path.resolve(here, '../../../bin/remotefs.js')
 export const ENCFS_JS = path.resolve(here, '../../../bin/encfs.js')
+/** The repository's root (this file is in dist/test/helpers/). */
+export const REPO = path.resolve(here, '../../..')
 
 export interface FsConfig {
   mount_point: string
@@ -52,10 +54,10 @@ export async function startSidecar(b64: string | undefined, o: SidecarOptions = 
     (st) => st.size,
     () => 0,
   )
-  // Tests run in parallel: the API is off unless a test gives it a port of its own.
-  const api = o.args?.includes('-port') ? [] : ['--no-api']
-  const args = [REMOTEFS_JS, ...(b64 !== undefined ? ['-base64', b64] : []), '-loglevel', 'debug', '-logfile', logFile, '--runtime-dir', runtimeDir, ...api, ...(o.args ?? [])]
-  const child = spawn(process.execPath, [...(o.nodeArgs ?? ['--enable-source-maps']), ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...o.env } })
+  const args = [REMOTEFS_JS, ...(b64 !== undefined ? ['-base64', b64] : []), '-loglevel', 'debug', '-logfile', logFile, '--runtime-dir', runtimeDir, ...(o.args ?? [])]
+  // Tests run in parallel: the API (off by default) is served only when a test asks, on a port of its own.
+  const env = { ...process.env, Port: '', EncfsApi: '', ...o.env }
+  const child = spawn(process.execPath, [...(o.nodeArgs ?? ['--enable-source-maps']), ...args], { stdio: ['ignore', 'pipe', 'pipe'], env })
   let out = ''
   child.stdout?.on('data', (d: Buffer) => {
     out += d.toString()
@@ -181,4 +183,25 @@ export async function leftovers(runtimeDir: string, mountDirs: string[]): Promis
   const { stdout } = await exec('losetup', ['--list', '--noheadings', '--output', 'NAME,BACK-FILE'])
   for (const line of stdout.split('\n')) if (line.includes(runtimeDir)) found.push(`loop: ${line.trim()}`)
   return found
+}
+
+/** The TCP ports process `pid` listens on, as `ss -ltnp` would show them (read from /proc: no iproute2 needed). */
+export async function listeningPorts(pid: number): Promise<number[]> {
+  const { readdir, readlink } = await import('node:fs/promises')
+  const inodes = new Set<string>()
+  for (const fd of await readdir(`/proc/${pid}/fd`)) {
+    const target = await readlink(`/proc/${pid}/fd/${fd}`).catch(() => '')
+    const m = /^socket:\[(\d+)\]$/.exec(target)
+    if (m) inodes.add(m[1]!)
+  }
+  const ports: number[] = []
+  for (const table of ['/proc/net/tcp', '/proc/net/tcp6']) {
+    const lines = (await readFile(table, 'utf8').catch(() => '')).split('\n').slice(1)
+    for (const line of lines) {
+      const f = line.trim().split(/\s+/)
+      // local_address is HEXIP:HEXPORT, st 0A is LISTEN, the inode is the tenth column.
+      if (f[3] === '0A' && inodes.has(f[9] ?? '')) ports.push(Number.parseInt(f[1]!.split(':')[1]!, 16))
+    }
+  }
+  return [...new Set(ports)].sort((a, b) => a - b)
 }

@@ -1,4 +1,4 @@
-import { mkdtemp, rm } from 'node:fs/promises'
+import { mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { createHash } from 'node:crypto'
 import os from 'node:os'
 import path from 'node:path'
@@ -25,6 +25,14 @@ export interface SkrStack {
   uvm: UvmInformation
   collateral: Collateral
   ca: string[]
+  /** The emulators' CA as a PEM file, for NODE_EXTRA_CA_CERTS. */
+  caFile: string
+  /**
+   * What a pod gives a sidecar process run against this stack: the emulators' CA, the security
+   * context (policy, reference info, host certificate; no context directory) and, with `imdsUrl`,
+   * the identity endpoint.
+   */
+  podEnv(o?: { imdsUrl?: string }): Record<string, string>
   /**
    * Imports `key` (a JWK, or the bytes of an oct key) into the Key Vault emulator as an operator,
    * releasable to this pod (its HOST_DATA) unless other claim groups are given.
@@ -47,6 +55,8 @@ export async function startSkrStack(o: { managedHsm?: boolean } = {}): Promise<S
   const akv = await startAkvEmulator({ authority, maaCas: [maa.caPem], managedHsm: o.managedHsm })
   const uvm: UvmInformation = { securityPolicy: policyBase64, referenceInfo: Buffer.from('reference info').toString('base64'), hostAmdCertificate: certs, source: 'environment' }
   const collateral = new Collateral({ uvm })
+  const caFile = path.join(dir, 'emulators-ca.pem')
+  await writeFile(caFile, [maa.caPem, akv.caPem].join(''))
   return {
     dir,
     authority,
@@ -58,6 +68,15 @@ export async function startSkrStack(o: { managedHsm?: boolean } = {}): Promise<S
     uvm,
     collateral,
     ca: [maa.caPem, akv.caPem],
+    caFile,
+    podEnv: (o = {}) => ({
+      NODE_EXTRA_CA_CERTS: caFile,
+      UVM_SECURITY_CONTEXT_DIR: path.join(dir, 'no-security-context'),
+      UVM_SECURITY_POLICY: policyBase64,
+      UVM_REFERENCE_INFO: uvm.referenceInfo,
+      UVM_HOST_AMD_CERTIFICATE: Buffer.from(JSON.stringify(certs)).toString('base64'),
+      ...(o.imdsUrl ? { AZURE_POD_IDENTITY_AUTHORITY_HOST: o.imdsUrl } : {}),
+    }),
     async importKey(name, key, claims = [[{ claim: 'x-ms-sevsnpvm-hostdata', equals: hostData.toString('hex') }]]) {
       const bearer = (await authority.issue(akv.audience, 'operator')).token
       const jwk = Buffer.isBuffer(key) ? { kty: 'oct-HSM', k: key.toString('base64url') } : key

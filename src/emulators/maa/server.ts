@@ -11,6 +11,7 @@ import { MaaPolicyStore, policyHash, type PolicyMode } from './policy-store.js'
 import { certificateJwk } from '../../maa/policy-jws.js'
 import { routePolicyAdmin } from './policy-routes.js'
 import { evaluatePolicy, incomingClaims } from './policy-engine.js'
+import { attestGuest } from './azure-guest.js'
 
 export interface MaaEmulatorOptions {
   port?: number
@@ -19,6 +20,8 @@ export interface MaaEmulatorOptions {
   trustedArks?: X509Certificate[]
   /** When given, HOST_DATA must equal it (the policy digest the deployment expects). */
   expectedHostData?: Buffer
+  /** When given, a confidential VM's attestation key certificate must be issued by one of these (Azure's vTPM CA). */
+  trustedAkCas?: X509Certificate[]
   /** `x-ms-compliance-status` when endorsements are present. */
   complianceStatus?: string
   tokenLifetimeSeconds?: number
@@ -162,6 +165,8 @@ export async function startMaaEmulator(o: MaaEmulatorOptions = {}): Promise<MaaE
   let publicUrl: string | undefined
   const base = () => publicUrl ?? server!.url
   const sign = tokenSigner(privateKey, kid, o.tokenLifetimeSeconds ?? 8 * 3600, base)
+  // Guest attestation tokens (azure-guest.ts) carry MAA's common claims too; no policy is applied to them here.
+  const signGuest = (claims: Record<string, unknown>) => sign({ 'x-ms-policy-hash': policyHash(policies.policy('AzureGuest').text), 'x-ms-ver': '1.0', ...claims })
 
   server = await startTlsServer(
     async (req, body, res) => {
@@ -171,7 +176,9 @@ export async function startMaaEmulator(o: MaaEmulatorOptions = {}): Promise<MaaE
         return sendJson(res, 200, { issuer: base(), jwks_uri: `${base()}/certs`, id_token_signing_alg_values_supported: ['RS256'] })
       }
       if (await routePolicyAdmin({ store: policies, authority: o.authority, sign, logger }, req, body, res)) return
-      if (req.method === 'POST' && /^\/attest\/SevSnpVm$/i.test(url.pathname)) {
+      // Confidential VMs attest through the guest protocol (azure-guest.ts).
+      const guest = req.method === 'POST' && /^\/attest\/AzureGuest$/i.test(url.pathname)
+      if (req.method === 'POST' && (guest || /^\/attest\/SevSnpVm$/i.test(url.pathname))) {
         attestCount++
         lastUserAgent = req.headers['user-agent']
         if (failures.n > 0) {
@@ -180,6 +187,11 @@ export async function startMaaEmulator(o: MaaEmulatorOptions = {}): Promise<MaaE
         }
         if (!url.searchParams.get('api-version'))
           return sendJson(res, 400, { error: { code: 'MissingApiVersionParameter', message: 'The api-version query parameter is required' } })
+        if (guest) {
+          const answer = await attestGuest(body, { trustedArks: o.trustedArks, trustedAkCas: o.trustedAkCas, sign: signGuest })
+          if (answer.status !== 200) logger.warn({ answer: answer.body }, 'MAA emulator: attestation refused')
+          return sendJson(res, answer.status, answer.body)
+        }
         const answer = await attestClaims(o, policies, body)
         if ('status' in answer) {
           logger.warn({ answer: answer.body }, 'MAA emulator: attestation refused')
