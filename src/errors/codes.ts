@@ -87,6 +87,7 @@ export const ERROR_CODES = {
   VERITY_UNSUPPORTED: failure('the hash tree uses a hash, block size or format encfs does not verify'),
   VERITY_TRUNCATED: failure('the hash tree or the image is shorter than the superblock says'),
   VERITY_SUPERBLOCK_MISMATCH: failure('the superblock does not describe the tree the root hash pins'),
+  VERITY_DATA_SIZE: failure('the data the superblock covers is not the whole image (or not verity.data_blocks)'),
   VERITY_ROOT_MISMATCH: failure('the hash tree does not match verity.root_hash'),
   VERITY_MISMATCH: failure('data read from the image does not match the hash tree'),
   VERITY_IMAGE_MODIFIED: failure('encfs verify found data blocks that do not match the root hash'),

@@ -15,6 +15,8 @@ export interface VeritySourceOptions {
   /** Names the hash area in messages, e.g. "verity.hash_url" or "the image at verity.hash_offset 123". */
   where?: string
   logger?: Logger
+  /** The data-block count pinned by the configuration (verity.data_blocks), when it pins one. */
+  dataBlocks?: number
   /** Bound on cached verified hash blocks; default 16 MiB (the whole tree of a 2 GiB image). */
   hashCacheBytes?: number
 }
@@ -132,6 +134,8 @@ export class VeritySource extends FillingSource {
       )
     }
     await v.checkShape()
+    // After the shape: a count edited against the tree is named as such; one the tree agrees with is checked here.
+    checkDataSize(g, hash === data ? { hashOffset: o.hashOffset } : { imageBytes: data.size }, o.dataBlocks, where)
     v.logger.info(
       { dataBlocks: g.dataBlocks, levels: g.levels, treeBlocks: g.treeBlocks, uuid: superblock.uuid, rootHash: o.rootHash.toString('hex') },
       'dm-verity hash tree matches the pinned root hash',
@@ -359,6 +363,34 @@ export class VeritySource extends FillingSource {
       const oldest = this.hashCache.keys().next().value as number
       this.hashCache.delete(oldest)
     }
+  }
+}
+
+/**
+ * The root hash binds the tree's blocks but not which level of it the superblock calls the data:
+ * a superblock claiming fewer blocks can present the tree's own level-0 blocks (or its top block)
+ * as the image, and they verify. So the data the tree covers must be exactly everything before an
+ * appended hash area, or the whole image blob, and the count pinned in the configuration if any.
+ */
+function checkDataSize(g: TreeGeometry, layout: { hashOffset: number } | { imageBytes: number }, pinned: number | undefined, where: string): void {
+  const covers = `${where}: the superblock covers ${g.dataBlocks} data blocks`
+  if (pinned !== undefined && pinned !== g.dataBlocks) {
+    throw new VerityError(
+      'VERITY_DATA_SIZE',
+      `${covers}, but verity.data_blocks pins ${pinned}: the superblock (or the whole tree and image) was replaced; this is not the image that was published`,
+    )
+  }
+  if ('hashOffset' in layout && layout.hashOffset !== g.dataBytes) {
+    throw new VerityError(
+      'VERITY_DATA_SIZE',
+      `${covers} (${g.dataBytes} bytes), but the hash area starts at byte ${layout.hashOffset}: an appended tree covers everything before it (encfs pack --verity and veritysetup format --hash-offset=<data size> make such trees); the superblock was modified, or verity.hash_offset is wrong`,
+    )
+  }
+  if ('imageBytes' in layout && layout.imageBytes !== g.dataBytes) {
+    throw new VerityError(
+      'VERITY_DATA_SIZE',
+      `${covers} (${g.dataBytes} bytes), but the image is ${layout.imageBytes} bytes: a separate tree covers the whole image; this tree belongs to another image, or its superblock was modified`,
+    )
   }
 }
 
