@@ -212,6 +212,32 @@ function logReady(run: Running, args: RemotefsArgs, port: number, logger: Logger
   )
 }
 
+/** How long the API and gRPC servers get to finish the requests they are answering when remotefs stops. */
+const SERVICES_CLOSE_MS = 2_000
+
+/**
+ * Closes the API and the gRPC service, waiting for their requests in flight at most
+ * SERVICES_CLOSE_MS: a key release hanging on a vault must not hold the unmounts (and SIGTERM).
+ */
+async function closeServices(run: Running, logger: Logger): Promise<void> {
+  const closing = Promise.all([run.api?.close(), run.grpc?.close()])
+  let timer: NodeJS.Timeout | undefined
+  const late = await Promise.race([
+    closing.then(
+      () => false,
+      (err: unknown) => {
+        logger.warn({ err }, 'closing the API or the gRPC service failed; unmounting anyway')
+        return false
+      },
+    ),
+    new Promise<boolean>((resolve) => {
+      timer = setTimeout(() => resolve(true), SERVICES_CLOSE_MS)
+    }),
+  ])
+  clearTimeout(timer)
+  if (late) logger.warn(`the API and gRPC requests in flight did not end within ${SERVICES_CLOSE_MS / 1000} s; unmounting anyway (they end with the process)`)
+}
+
 export async function main(argv: string[]): Promise<void> {
   const parsed = startupArgs(argv)
   if (!parsed) return
@@ -229,8 +255,7 @@ export async function main(argv: string[]): Promise<void> {
     logger.warn({ signal }, 'stopping: unmounting all filesystems')
     if (run.status) run.status.phase = 'stopping'
     try {
-      await run.api?.close()
-      await run.grpc?.close()
+      await closeServices(run, logger)
       await run.remotefs.stop()
       logger.warn('stopped cleanly')
       process.exit(0)

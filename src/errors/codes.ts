@@ -57,7 +57,10 @@ export const ERROR_CODES = {
   STORAGE_LEASED: failure("another writer holds the blob's lease (another read-write remotefs?)"),
   STORAGE_NEEDS_PAGE_BLOB: failure('read_write needs a page blob, and the image is a block or append blob'),
   STORAGE_WRITE_NEEDS_CREDENTIAL: failure('read_write needs a credential that may write: a SAS with sp=rw or an identity'),
-  STORAGE_WRITE_FAILED: failure('a write-back to storage failed after its retries; the data stays in memory for the next fsync'),
+  STORAGE_WRITE_FAILED: failure('a write-back to storage failed within its bound; the data stays in memory for the next fsync'),
+  STORAGE_WRITE_DROPPED: failure('at stop, written data could not reach storage within the deadline and was discarded (listed in the message)'),
+  STORAGE_LEASE_LOST: failure('remotefs no longer holds the write lease on the blob: reads and writes that need storage fail'),
+  STORAGE_BAD_ANSWER: failure('storage answered something that makes no sense (more bytes than asked for, a body cut short, another ETag)'),
 
   // LUKS
   LUKS_TOO_SMALL: failure('the image is too small to hold a LUKS header'),
@@ -121,6 +124,7 @@ export const ERROR_CODES = {
   EXT4_MOUNT_FAILED: failure('the decrypted image does not mount as ext4'),
   FUSE2FS_FAILED: failure('fuse2fs did not mount the decrypted image'),
   UNMOUNT_FAILED: failure('some cleanup steps of an unmount failed'),
+  MOUNT_ABORTED: failure('the filesystem was being unmounted, or remotefs stopped, while a step was running'),
   STOP_FAILED: failure('stopping remotefs left filesystems that could not be unmounted'),
 
   // Keys

@@ -36,6 +36,15 @@ export interface FaultProxy {
   /** An outage: every connection is cut at once ('refuse') or answered 503 ('503') until up(). */
   down(how: 'refuse' | '503'): void
   up(): void
+  /**
+   * A black hole for the requests `applies` picks (default: all): read and never answered, their
+   * connection left open, as a storage front end that hangs. Until unstall(); stop() cuts them.
+   */
+  stall(applies?: (req: IncomingMessage) => boolean): void
+  /** Ends the black hole: later requests pass; those already held are cut (as a hung server's connections are, at last). */
+  unstall(): void
+  /** Requests held by the black hole so far, and how many of them are still waiting. */
+  readonly stalled: { total: number; waiting: number }
   stop(): Promise<void>
 }
 
@@ -51,6 +60,9 @@ export async function startFaultProxy(target: { host?: string; port: number; tls
   let seen = 0
   let faulted = 0
   let outage: 'refuse' | '503' | undefined
+  let blackHole: ((req: IncomingMessage) => boolean) | undefined
+  const held = new Set<IncomingMessage>()
+  let heldTotal = 0
   const sockets = new Set<Socket>()
   const host = target.host ?? '127.0.0.1'
 
@@ -117,6 +129,14 @@ export async function startFaultProxy(target: { host?: string; port: number; tls
       res.writeHead(503, { 'x-ms-error-code': 'ServerBusy' }).end()
       return
     }
+    if (blackHole?.(req)) {
+      // The body is taken (a client sending a large Put Page is not stopped by flow control), the answer never comes.
+      req.resume()
+      held.add(req)
+      heldTotal++
+      req.socket.once('close', () => held.delete(req))
+      return
+    }
     let fault: Fault = 'pass'
     if (current && (current.applies?.(req) ?? true)) {
       seen++
@@ -175,10 +195,36 @@ export async function startFaultProxy(target: { host?: string; port: number; tls
     up() {
       outage = undefined
     },
+    stall(applies) {
+      blackHole = applies ?? (() => true)
+    },
+    unstall() {
+      blackHole = undefined
+      for (const req of held) req.socket.destroy()
+      held.clear()
+    },
+    get stalled() {
+      return { total: heldTotal, waiting: held.size }
+    },
     stop: () =>
       new Promise<void>((resolve) => {
         for (const s of sockets) s.destroy()
         server.close(() => resolve())
       }),
   }
+}
+
+/**
+ * Another writer taking a leased page blob over: breaks the lease at once, takes one of its own
+ * and writes `bytes` at `offset` under it, as a second read-write mount (or an operator) would.
+ * Returns the other writer's lease id; its lease is left for the caller to release.
+ */
+export async function takeOverLease(sasUrl: string, offset: number, bytes: Buffer): Promise<string> {
+  const { BlobClient } = await import('@azure/storage-blob')
+  const blob = new BlobClient(sasUrl)
+  await blob.getBlobLeaseClient().breakLease(0)
+  const lease = blob.getBlobLeaseClient()
+  await lease.acquireLease(-1)
+  await blob.getPageBlobClient().uploadPages(bytes, offset, bytes.length, { conditions: { leaseId: lease.leaseId } })
+  return lease.leaseId
 }

@@ -1,6 +1,6 @@
 import test from 'ava'
 import { outcomeError } from '../../src/storage/transfer-error.js'
-import { storageError } from '../../src/storage/blob-source.js'
+import { storageError } from '../../src/storage/storage-error.js'
 
 test('a failed exchange is a RestError the storage errors and retries read: status, x-ms-error-code, Retry-After; no SAS', (t) => {
   const url = 'https://acct.blob.core.windows.net/c/b?sv=1&sig=SECRET'
