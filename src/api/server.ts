@@ -7,6 +7,7 @@ import { evidence } from '../attestation/evidence.js'
 import { combinedEvidence } from '../attestation/combined.js'
 import { attestSevSnp } from '../maa/client.js'
 import { releaseKey } from '../skr/release.js'
+import type { VaultHost } from '../skr/vault-hosts.js'
 import { randomBytes } from 'node:crypto'
 import { runtimeDataBody, maaBody, releaseBody } from './schemas.js'
 import { decodeGoStdBase64 } from '../encoding/base64.js'
@@ -23,6 +24,8 @@ export interface ApiOptions {
   logger: Logger
   /** Extra CAs for MAA and the vault (tests with emulators). */
   ca?: string[]
+  /** The operator's vault hosts (default: env EncfsVaultHosts); akv_endpoint must be one, or a cloud vault. */
+  vaultHosts?: readonly VaultHost[]
   bodyLimit?: number
   /** skr's maaconfig.user_agent, sent to MAA on /attest/maa. */
   maaUserAgent?: string
@@ -180,6 +183,8 @@ function routes(app: FastifyInstance, o: ApiOptions): void {
       return releaseKey({
         maaEndpoint: b.maa_endpoint,
         akvEndpoint: b.akv_endpoint,
+        akvField: 'akv_endpoint',
+        vaultHosts: o.vaultHosts,
         kid: b.kid,
         accessToken: b.access_token || undefined,
         identity: o.identity,

@@ -15,6 +15,7 @@ import { exitWith, usageFailure } from './fail.js'
 import { kdfBudgetOptions, kdfBudgetFrom } from './kdf-options.js'
 import { ATTESTATION_MODES } from '../attestation/providers/provider.js'
 import type { KeyProviderServer } from '../keyprovider/server.js'
+import { vaultHostsFromEnv, type VaultHost } from '../skr/vault-hosts.js'
 
 /** skr's default port: a group that still runs the Go skr sidecar holds it. */
 export const DEFAULT_API_PORT = 8080
@@ -150,12 +151,12 @@ interface Running {
  */
 async function serveApi(
   run: Running,
-  o: { args: RemotefsArgs; port: ReturnType<typeof apiPort>; attestation: AttestationContext; identity?: IdentityConfig; logger: Logger },
+  o: { args: RemotefsArgs; port: ReturnType<typeof apiPort>; attestation: AttestationContext; identity?: IdentityConfig; vaultHosts: VaultHost[]; logger: Logger },
 ): Promise<void> {
   const { port, logger } = o
   // Loaded only when served (fastify and the key release stack: docs/data-path.md, "Start-up").
   const { buildApi, listenApi } = await import('../api/server.js')
-  run.api = buildApi({ status: run.status!, attestation: o.attestation, identity: o.identity, logger })
+  run.api = buildApi({ status: run.status!, attestation: o.attestation, identity: o.identity, vaultHosts: o.vaultHosts, logger })
   try {
     await listenApi(run.api, { port: port.port, unsafeListen: o.args['unsafe-listen'], logger })
   } catch (e) {
@@ -268,14 +269,16 @@ export async function main(argv: string[]): Promise<void> {
 
   try {
     const { config, plans } = planned(args, logger)
+    // A bad EncfsVaultHosts stops start-up here, not at the first key release.
+    const vaultHosts = vaultHostsFromEnv()
     const attestation = new AttestationContext({ attestation: args.attestation, simulatedStateDir: args['simulated-state'], certcache: config.azure_info?.certcache, logger })
     const s = new ServiceStatus(plans.map((p) => ({ index: p.index, mountPoint: p.mountPoint })))
     run.status = s
-    if (args.api) await serveApi(run, { args, port, attestation, identity: config.azure_info?.identity, logger })
+    if (args.api) await serveApi(run, { args, port, attestation, identity: config.azure_info?.identity, vaultHosts, logger })
     if (args['grpc-port']) {
       // The gRPC stack is loaded only when asked for.
       const [{ KeyProviderService }, { listenKeyProvider }] = await Promise.all([import('../keyprovider/service.js'), import('../keyprovider/server.js')])
-      run.grpc = await listenKeyProvider(new KeyProviderService({ attestation, identity: config.azure_info?.identity, logger }), {
+      run.grpc = await listenKeyProvider(new KeyProviderService({ attestation, identity: config.azure_info?.identity, vaultHosts, logger }), {
         port: args['grpc-port'],
         unsafeListen: args['unsafe-listen'],
         logger,
@@ -287,7 +290,7 @@ export async function main(argv: string[]): Promise<void> {
     run.remotefs = await startRemotefs({
       plans,
       onState: (index, state, detail) => s.update(index, state, detail),
-      keys: releaseKeyProvider({ attestation, identity: config.azure_info?.identity, logger }),
+      keys: releaseKeyProvider({ attestation, identity: config.azure_info?.identity, vaultHosts, logger }),
       runtimeDir: args['runtime-dir'],
       leaseWaitMs: args['lease-wait'] * 1000,
       kdfBudget: kdfBudgetFrom(args),

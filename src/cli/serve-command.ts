@@ -7,6 +7,7 @@ import { defaultSimulatedStateDir } from '../attestation/providers/simulated.js'
 import { AttestationContext } from '../attestation/context.js'
 import { ServiceStatus } from '../api/status.js'
 import { buildApi, listenApi } from '../api/server.js'
+import { vaultHostsFromEnv } from '../skr/vault-hosts.js'
 import { EncfsError } from '../errors/encfs-error.js'
 import { UsageError } from './fail.js'
 import { KeyProviderService } from '../keyprovider/service.js'
@@ -65,8 +66,9 @@ export function serveCommand<T>(y: Argv<T>): Argv<T> {
         return wrapFile({ infile: args.infile, keypath: args.keypath, outfile: args.outfile, logger })
       }
       let close: () => Promise<void>
+      const vaultHosts = vaultHostsFromEnv(env)
       if (args.server_type === 'grpc') {
-        const grpc = await listenKeyProvider(new KeyProviderService({ attestation, identity: info.identity, logger }), {
+        const grpc = await listenKeyProvider(new KeyProviderService({ attestation, identity: info.identity, vaultHosts, logger }), {
           port: args.port,
           unsafeListen: args['unsafe-listen'],
           logger,
@@ -75,7 +77,7 @@ export function serveCommand<T>(y: Argv<T>): Argv<T> {
         })
         close = grpc.close
       } else {
-        const api = buildApi({ status: new ServiceStatus(), attestation, identity: info.identity, maaUserAgent: info.maaconfig?.user_agent, logger })
+        const api = buildApi({ status: new ServiceStatus(), attestation, identity: info.identity, vaultHosts, maaUserAgent: info.maaconfig?.user_agent, logger })
         await listenApi(api, { port: args.port, unsafeListen: args['unsafe-listen'], logger }).catch((err: NodeJS.ErrnoException) => {
           throw new EncfsError(
             'API_LISTEN_FAILED',

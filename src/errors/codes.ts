@@ -167,6 +167,8 @@ export const ERROR_CODES = {
 
   // Secure key release
   SKR_IDENTITY: unavailable('no token for the vault from the managed or workload identity'),
+  SKR_VAULT_UNTRUSTED: failure('the vault endpoint is not a Key Vault or Managed HSM of the Azure clouds nor in EncfsVaultHosts: no token is sent to it', 403),
+  SKR_VAULT_HOSTS_INVALID: failure('env EncfsVaultHosts has an entry that is not host[:port][=<vault suffix>]'),
   SKR_RELEASE_REFUSED: answered('the vault refused the release (policy not satisfied, no permission, bad token, no such key)'),
   SKR_RELEASE_UNAVAILABLE: answered('the vault answered 408, 429 or 5xx through all retries'),
   SKR_JWS_INVALID: badAnswer('the release answer is not the expected JWS'),

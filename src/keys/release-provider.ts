@@ -2,6 +2,7 @@ import type { Logger } from '../log/logger.js'
 import type { IdentityConfig } from '../identity/credential.js'
 import type { AttestationContext } from '../attestation/context.js'
 import { releaseKey } from '../skr/release.js'
+import type { VaultHost } from '../skr/vault-hosts.js'
 import { filesystemKey } from './filesystem-key.js'
 import { decodeRawKey } from './raw-key.js'
 import type { KeyProvider } from './provider.js'
@@ -12,6 +13,8 @@ export interface ReleaseProviderOptions {
   logger: Logger
   /** Extra CAs for MAA and the vault (the emulators' CA); production relies on NODE_EXTRA_CA_CERTS. */
   ca?: string[]
+  /** The operator's vault hosts (default: env EncfsVaultHosts); key.akv.endpoint must be one, or a cloud vault. */
+  vaultHosts?: readonly VaultHost[]
 }
 
 /** Attempts per MAA and vault request when remotefs releases a filesystem key (docs/startup-storms.md). */
@@ -29,6 +32,8 @@ export function releaseKeyProvider(o: ReleaseProviderOptions): KeyProvider {
       const released = await releaseKey({
         maaEndpoint: spec.maaEndpoint,
         akvEndpoint: spec.akvEndpoint,
+        akvField: `azure_filesystems[${index}].key.akv.endpoint`,
+        vaultHosts: o.vaultHosts,
         kid: spec.kid,
         accessToken: spec.bearerToken,
         identity: o.identity,

@@ -15,13 +15,18 @@ import { defaultTrustedRoots } from './trust.js'
 import { unwrapReleasedKey } from './unwrap.js'
 import { interpretReleasedKey, type ReleasedKey } from './released-key.js'
 import { vaultToken } from './vault-token.js'
+import { trustedVault, type VaultHost } from './vault-hosts.js'
 import { X509Certificate } from 'node:crypto'
 
 export interface ReleaseOptions {
   /** MAA host (port allowed), no scheme. */
   maaEndpoint: string
-  /** Key Vault / Managed HSM host (port allowed), no scheme. */
+  /** Key Vault / Managed HSM host (port allowed), no scheme; refused unless trusted (vault-hosts.ts). */
   akvEndpoint: string
+  /** What named akvEndpoint, for the refusal: key.akv.endpoint, akv_endpoint, kms_endpoint... */
+  akvField?: string
+  /** The operator's vault hosts (default: env EncfsVaultHosts); the cloud vaults are trusted anyway. */
+  vaultHosts?: readonly VaultHost[]
   /** Key name, or name/version. */
   kid: string
   /** A bearer token for the vault (config bearer_token, or the API caller's); else the identity's. */
@@ -45,6 +50,8 @@ export interface ReleaseOptions {
 export async function releaseKey(o: ReleaseOptions): Promise<ReleasedKey> {
   const logger = o.logger ?? silentLogger
   const step = (name: string, extra: Record<string, unknown> = {}) => logger.info({ kid: o.kid, ...extra }, `key release: ${name}`)
+  // Before anything: the MAA token and the vault token go to this host only if it is a vault.
+  const vault = trustedVault(o.akvEndpoint, { field: o.akvField ?? 'the vault endpoint', hosts: o.vaultHosts })
   const wrapping = await generateWrappingKey()
 
   step('getting an SNP report', { provider: o.provider.name })
@@ -59,7 +66,7 @@ export async function releaseKey(o: ReleaseOptions): Promise<ReleasedKey> {
   let bearer = o.accessToken
   if (!bearer) {
     step('getting a vault token from the identity')
-    bearer = await vaultToken(o.akvEndpoint, o.identity, { logger, signal: o.signal })
+    bearer = await vaultToken(vault, o.identity, { logger, signal: o.signal })
   }
   step('requesting the release', { akv: o.akvEndpoint })
   const url = `https://${o.akvEndpoint}/keys/${o.kid}/release?api-version=7.4`

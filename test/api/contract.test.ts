@@ -1,5 +1,7 @@
 // The skr API contract, endpoint by endpoint, against simulated SNP and the MAA / Key Vault emulators.
 import test from 'ava'
+import { startSilentListener } from '../helpers/fault-proxy.js'
+import { startImdsEmulator } from '../../src/emulators/imds/server.js'
 import { randomBytes } from 'node:crypto'
 import { pino } from 'pino'
 import { importJWK, jwtVerify } from 'jose'
@@ -35,6 +37,7 @@ test.before(async () => {
     attestation: new AttestationContext({ attestation: 'simulated', simulatedStateDir: `${s.dir}/snp`, uvm: s.uvm, logger }),
     logger,
     ca: s.ca,
+    vaultHosts: s.vaultHosts,
     bodyLimit: 64 * 1024,
     maaUserAgent: 'ConfidentialSkrContainer contract-test',
   })
@@ -128,4 +131,21 @@ test.serial('a release policy that is not satisfied is a 403 that names the clai
   const policy = await post('/key/release', { maa_endpoint: s.maa.endpoint, akv_endpoint: s.akv.endpoint, kid: 'not-for-us', access_token: bearer })
   t.is(policy.statusCode, 403)
   t.regex(policy.json<{ error: string }>().error, /HTTP 403 .*x-ms-sevsnpvm-is-debuggable is false, not true/)
+})
+
+test.serial('POST /key/release naming a host that is not a vault: 403 naming akv_endpoint, and that host sees nothing (no MAA token, no vault token)', async (t) => {
+  const outside = await startSilentListener()
+  t.teardown(() => outside.stop())
+  const imds = await startImdsEmulator(s.authority)
+  t.teardown(() => imds.stop())
+  const before = process.env.AZURE_POD_IDENTITY_AUTHORITY_HOST
+  process.env.AZURE_POD_IDENTITY_AUTHORITY_HOST = imds.url
+  t.teardown(() => {
+    process.env.AZURE_POD_IDENTITY_AUTHORITY_HOST = before
+  })
+  const res = await post('/key/release', { maa_endpoint: s.maa.endpoint, akv_endpoint: outside.endpoint, kid: 'app-key' })
+  t.is(res.statusCode, 403)
+  t.regex(res.json<{ error: string }>().error, /^secure key release failed: akv_endpoint "127\.0\.0\.1:\d+" is not a Key Vault or Managed HSM of the Azure clouds/)
+  t.is(outside.connections, 0, 'the outside host was never contacted')
+  t.is(imds.requests, 0, 'no vault token was minted')
 })

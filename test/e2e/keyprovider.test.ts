@@ -49,6 +49,7 @@ const podEnv = (): Record<string, string> => ({
   UVM_HOST_AMD_CERTIFICATE: Buffer.from(JSON.stringify(s.uvm.hostAmdCertificate)).toString('base64'),
   AZURE_POD_IDENTITY_AUTHORITY_HOST: imds.url,
   EncfsAttestation: 'simulated',
+  EncfsVaultHosts: s.vaultHostsEnv,
 })
 
 function run(cmd: string, args: string[], env: Record<string, string> = {}): Promise<{ code: number; stdout: string; stderr: string }> {

@@ -228,3 +228,28 @@ export async function takeOverLease(sasUrl: string, offset: number, bytes: Buffe
   await blob.getPageBlobClient().uploadPages(bytes, offset, bytes.length, { conditions: { leaseId: lease.leaseId } })
   return lease.leaseId
 }
+
+/** A TCP listener on 127.0.0.1 that takes connections and says nothing: where a token must never go. */
+export async function startSilentListener(): Promise<{ endpoint: string; readonly connections: number; stop(): Promise<void> }> {
+  const { createServer } = await import('node:net')
+  let connections = 0
+  const sockets = new Set<Socket>()
+  const server = createServer((socket) => {
+    connections++
+    sockets.add(socket)
+    socket.on('close', () => sockets.delete(socket))
+    socket.resume()
+  })
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  return {
+    endpoint: `127.0.0.1:${(server.address() as AddressInfo).port}`,
+    get connections() {
+      return connections
+    },
+    stop: () =>
+      new Promise<void>((resolve) => {
+        for (const s of sockets) s.destroy()
+        server.close(() => resolve())
+      }),
+  }
+}

@@ -11,6 +11,7 @@ import { thimChainPem } from '../../src/attestation/thim.js'
 import { Collateral } from '../../src/attestation/collateral.js'
 import type { UvmInformation } from '../../src/attestation/uvm-info.js'
 import { importKey, releasePolicy, type ReleasePolicyClaim } from '../../src/skr/import-key.js'
+import type { VaultHost } from '../../src/skr/vault-hosts.js'
 
 export interface SkrStack {
   dir: string
@@ -24,6 +25,9 @@ export interface SkrStack {
   uvm: UvmInformation
   collateral: Collateral
   ca: string[]
+  /** The vault emulator as an operator lists it (releases refuse any other local host), and as env EncfsVaultHosts says it. */
+  vaultHosts: VaultHost[]
+  vaultHostsEnv: string
   /**
    * Imports `key` (a JWK, or the bytes of an oct key) into the Key Vault emulator as an operator,
    * releasable to this pod (its HOST_DATA) unless other claim groups are given.
@@ -54,6 +58,8 @@ export async function startSkrStack(o: { managedHsm?: boolean } = {}): Promise<S
     uvm,
     collateral: new Collateral({ uvm }),
     ca: [maa.caPem, akv.caPem],
+    vaultHosts: [{ endpoint: akv.endpoint, audience: akv.audience }],
+    vaultHostsEnv: `${akv.endpoint}=${new URL(akv.audience).host}`,
     async importKey(name, key, claims = [[{ claim: 'x-ms-sevsnpvm-hostdata', equals: hostData.toString('hex') }]]) {
       const bearer = (await authority.issue(akv.audience, 'operator')).token
       const jwk = Buffer.isBuffer(key) ? { kty: 'oct-HSM', k: key.toString('base64url') } : key

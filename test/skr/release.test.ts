@@ -41,6 +41,7 @@ const opts = (kid: string) => ({
   collateral: s.collateral,
   uvm: s.uvm,
   ca: s.ca,
+  vaultHosts: s.vaultHosts,
 })
 
 test('an oct key is released to the attested pod: the same 32 bytes, as an oct JWK', async (t) => {
@@ -102,7 +103,7 @@ test('an expired MAA token is refused by the vault; a Managed HSM takes only tok
   const policy = (maa: string) => releasePolicy(maa, [[{ claim: 'x-ms-sevsnpvm-hostdata', equals: s.hostData.toString('hex') }]])
   await importKey({ akvEndpoint: hsm.endpoint, name: 'k1', key: { kty: 'oct-HSM', k: octKey.toString('base64url') }, policy: policy(staleMaa.endpoint), bearer: hsmBearer, ca })
   await importKey({ akvEndpoint: hsm.endpoint, name: 'k2', key: { kty: 'oct-HSM', k: octKey.toString('base64url') }, policy: policy(s.maa.endpoint), bearer: hsmBearer, ca })
-  const base = { akvEndpoint: hsm.endpoint, provider: s.snp, collateral: s.collateral, uvm: s.uvm, ca }
+  const base = { akvEndpoint: hsm.endpoint, provider: s.snp, collateral: s.collateral, uvm: s.uvm, ca, vaultHosts: [{ endpoint: hsm.endpoint, audience: hsm.audience }] }
   const expired = await t.throwsAsync(releaseKey({ ...base, maaEndpoint: staleMaa.endpoint, kid: 'k1', accessToken: hsmBearer }))
   t.regex(expired!.message, /HTTP 403 .*"exp" claim timestamp check failed/)
   t.deepEqual((await releaseKey({ ...base, maaEndpoint: s.maa.endpoint, kid: 'k2', accessToken: hsmBearer })).material, octKey)
