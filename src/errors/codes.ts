@@ -198,7 +198,8 @@ export const ERROR_CODES = {
   KEYPROVIDER_WRAP_FAILED: failure('the payload cannot be wrapped with the given key'),
   KEYPROVIDER_UNWRAP_FAILED: failure('the wrapped data does not unwrap with the released key'),
   KEYPROVIDER_STEP_FAILED: failure('a step of a keyprovider request failed with an unexpected error'),
-  KEYPROVIDER_INFILE: failure('encfs wrap cannot read the file to wrap'),
+  KEYPROVIDER_INFILE: failure('encfs wrap cannot read the file to wrap (missing, not a regular file, or too large)'),
+  KEYPROVIDER_OUTFILE: failure('encfs wrap cannot write the annotation to -outfile (a directory, no permission)'),
 
   // Tools
   IMPORT_CONFIG: failure('importkeyconfig.json is unreadable or invalid'),
