@@ -325,3 +325,24 @@ test.serial('it listens on loopback only, unless --unsafe-listen names another a
   t.deepEqual(await listeningAddresses(open.port), ['00000000'])
   t.true(logLines.some((l) => l.includes('listens beyond loopback (--unsafe-listen)')))
 })
+
+test.serial('bytes that are not the request message (a truncated protobuf) are INVALID_ARGUMENT, not INTERNAL', async (t) => {
+  const { Client } = await import('@grpc/grpc-js')
+  const client = new Client(`localhost:${server.port}`, credentials.createInsecure())
+  t.teardown(() => client.close())
+  // Field 1, length-delimited, claims 100 bytes and carries 3.
+  const truncated = Buffer.from([0x0a, 100, 0x61, 0x62, 0x63])
+  for (const pkg of PACKAGES) {
+    const err = await new Promise<{ code?: number; details?: string }>((resolve) => {
+      client.makeUnaryRequest(
+        `/${pkg}.KeyProviderService/UnWrapKey`,
+        (b: Buffer) => b,
+        (b: Buffer) => b,
+        truncated,
+        (e) => resolve(e ?? {}),
+      )
+    })
+    t.is(err.code, status.INVALID_ARGUMENT, `${pkg}: ${err.details}`)
+    t.regex(err.details ?? '', new RegExp(`the request is not a ${pkg}\\.KeyProviderService/UnWrapKey request message \\(protobuf\\)`))
+  }
+})
