@@ -6,6 +6,7 @@ import { BLOCK_SIZE, DIGEST_SIZE, SUPERBLOCK_SIZE, parseSuperblock, type VerityS
 import { FANOUT, TreeGeometry } from './geometry.js'
 import { hashBlock, hashBlocks, hashBlocksAsync } from './hash-blocks.js'
 import { VerityError, VerityMismatchError, type BadRange } from './errors.js'
+import { BadBlockLedger, type BadBlockOptions } from './bad-blocks.js'
 
 export interface VeritySourceOptions {
   /** The pinned root hash (verity.root_hash). */
@@ -19,6 +20,8 @@ export interface VeritySourceOptions {
   dataBlocks?: number
   /** Bound on cached verified hash blocks; default 16 MiB (the whole tree of a 2 GiB image). */
   hashCacheBytes?: number
+  /** Bounds of the failure bookkeeping and its log lines (bad-blocks.ts). */
+  badBlocks?: BadBlockOptions
 }
 
 export interface VerityStats {
@@ -70,10 +73,8 @@ export class VeritySource extends FillingSource {
   private readonly inflight = new Map<string, Promise<HashBlockResult[]>>()
   /** Known-bad data ranges (data offsets), kept to refuse repeated reads without fetching again. */
   private readonly known: BadRange[] = []
-  private readonly badData = new Set<number>()
-  private readonly badHash = new Set<number>()
+  private readonly failures: BadBlockLedger
   private readonly counters = { verifiedBlocks: 0, failedReads: 0, hashBlocksFetched: 0 }
-  private firstFailure?: string
 
   private constructor(
     private readonly data: RangeSource,
@@ -89,6 +90,7 @@ export class VeritySource extends FillingSource {
     this.salt = superblock.salt
     this.size = this.geometry.dataBytes
     this.logger = o.logger ?? silentLogger
+    this.failures = new BadBlockLedger(this.logger, o.badBlocks)
     this.where = o.where ?? 'the hash tree'
     this.hashCacheLimit = Math.max(64, Math.floor((o.hashCacheBytes ?? 16 * 1024 * 1024) / BLOCK_SIZE))
   }
@@ -148,9 +150,7 @@ export class VeritySource extends FillingSource {
       rootHash: this.rootHash.toString('hex'),
       dataBlocks: this.geometry.dataBlocks,
       ...this.counters,
-      badDataBlocks: this.badData.size,
-      badHashBlocks: this.badHash.size,
-      ...(this.firstFailure ? { firstFailure: this.firstFailure } : {}),
+      ...this.failures.stats(),
       cachedHashBlocks: this.hashCache.size,
     }
   }
@@ -244,6 +244,7 @@ export class VeritySource extends FillingSource {
   }
 
   async close(): Promise<void> {
+    this.failures.flush()
     this.hashCache.clear()
     await this.data.close()
     if (this.hash !== this.data) await this.hash.close()
@@ -261,19 +262,14 @@ export class VeritySource extends FillingSource {
 
   private noteBadData(block: number): BadRange {
     const range = { start: block * BLOCK_SIZE, end: (block + 1) * BLOCK_SIZE }
-    if (!this.badData.has(block)) {
-      this.badData.add(block)
-      const msg = `data block ${block} (image bytes ${range.start}-${range.end - 1}) does not match the dm-verity hash tree pinned by verity.root_hash`
-      if (!this.firstFailure) {
-        this.firstFailure = msg
-        this.logger.error(
-          { block, offset: range.start, rootHash: this.rootHash.toString('hex') },
-          `INTEGRITY VIOLATION: ${msg}. The stored image was modified (tampering, or a rollback to another version). Reads of this block fail with EIO; intact blocks are still served, each verified`,
-        )
-      } else {
-        this.logger.error({ block, offset: range.start }, msg)
-      }
-    }
+    const msg = `data block ${block} (image bytes ${range.start}-${range.end - 1}) does not match the dm-verity hash tree pinned by verity.root_hash`
+    this.failures.note(
+      'data',
+      block,
+      msg,
+      { block, offset: range.start, rootHash: this.rootHash.toString('hex') },
+      `INTEGRITY VIOLATION: ${msg}. The stored image was modified (tampering, or a rollback to another version). Reads of this block fail with EIO; intact blocks are still served, each verified`,
+    )
     return range
   }
 
@@ -285,13 +281,13 @@ export class VeritySource extends FillingSource {
     const bad = { start: start * BLOCK_SIZE, end: end * BLOCK_SIZE }
     const msg = `hash block ${index} of tree level ${level} (${this.where}, byte ${this.hashOffset + g.blockOffset(level, index)}) does not chain up to verity.root_hash, so data blocks ${start}-${end - 1} cannot be verified`
     const key = g.levelStart[level]! + index
-    if (!this.badHash.has(key)) {
-      this.badHash.add(key)
-      if (!this.firstFailure) {
-        this.firstFailure = msg
-        this.logger.error({ level, index, dataBlocks: [start, end - 1] }, `INTEGRITY VIOLATION: ${msg}. The stored hash tree was modified; reads of those blocks fail with EIO`)
-      } else this.logger.error({ level, index, dataBlocks: [start, end - 1] }, msg)
-    }
+    this.failures.note(
+      'hash',
+      key,
+      msg,
+      { level, index, dataBlocks: [start, end - 1] },
+      `INTEGRITY VIOLATION: ${msg}. The stored hash tree was modified; reads of those blocks fail with EIO`,
+    )
     return new VerityMismatchError(msg, [bad])
   }
 

@@ -277,3 +277,26 @@ test('forged superblocks that present part of the tree as the data are refused: 
   t.is(ok.size, BLOCKS * 4096)
   await ok.close()
 })
+
+test('an image modified all over: the log says it loudly once, then at most 10 lines a minute and how many it did not tell; /status still counts every block, and the bookkeeping is bounded', async (t) => {
+  const data = Buffer.from(f.data)
+  for (let b = 0; b < 2000; b++) data[b * 4096 + 1]! ^= 0x40
+  const { lines, logger } = memoryLogger()
+  const v = await open(data, f.area, f.root, { logger }).opened
+  for (let off = 0; off < v.size; off += 64 * 4096) await v.read(off, Math.min(64 * 4096, v.size - off)).catch(() => {})
+  await v.close()
+  const errors = lines.filter((l) => l.level === 50)
+  t.is(errors.filter((l) => String(l.msg).startsWith('INTEGRITY VIOLATION')).length, 1, 'loud once')
+  t.true(errors.length <= 12, `${errors.length} error lines for 2000 bad blocks`)
+  t.true(
+    errors.some((l) => /^1989 more dm-verity failure\(s\) were not logged one by one/.test(String(l.msg))),
+    'the rest are counted in one line',
+  )
+  t.is(v.stats().badDataBlocks, 2000, 'every bad block counted')
+
+  // Past the set's bound, failures are still counted.
+  const small = await open(data, f.area, f.root, { logger: pino({ level: 'silent' }), badBlocks: { maxTracked: 100 } }).opened
+  for (let off = 0; off < small.size; off += 64 * 4096) await small.read(off, Math.min(64 * 4096, small.size - off)).catch(() => {})
+  t.is(small.stats().badDataBlocks, 2000)
+  await small.close()
+})
