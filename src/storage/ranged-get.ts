@@ -101,6 +101,12 @@ export class RangedGet implements RangeReader {
       throw new RestError(`the blob service answered ${res.status}${code ? ` ${code}` : ''}`, { statusCode: res.status, ...(code ? { code } : {}), request: req, response: res })
     }
     const body = res.readableStreamBody as Readable | undefined
+    const answered = res.headers.get('etag')
+    if (o.etag && answered && answered !== o.etag) {
+      // A server that ignored If-Match: these bytes are another version's.
+      body?.destroy()
+      throw new RestError(`the blob service answered a read pinned to ETag ${o.etag} with ETag ${answered}`, { statusCode: 412, code: 'ETagMismatch', request: req, response: res })
+    }
     if (!body) throw new Error('the response has no body')
     let pos = from
     let overflow: Error | undefined

@@ -16,6 +16,11 @@ export type Fault =
 
 export const ALL_FAULTS: Fault[] = ['429', '429-retry-after', '503', '503-retry-after', 'reset', 'reset-mid-body', 'slow-body']
 
+export interface HeaderRewrite {
+  request?: (headers: IncomingMessage['headers'], req: IncomingMessage) => void
+  response?: (headers: IncomingMessage['headers'], req: IncomingMessage) => void
+}
+
 export interface FaultPlan {
   /** Every `every`-th request (10: 10 % of them) gets the next fault of `faults`, in turn. */
   every: number
@@ -45,6 +50,12 @@ export interface FaultProxy {
   unstall(): void
   /** Requests held by the black hole so far, and how many of them are still waiting. */
   readonly stalled: { total: number; waiting: number }
+  /**
+   * A server that lies in its headers: `request` edits the headers forwarded upstream (drop
+   * If-Match: a server that ignores it), `response` those answered (drop or change the ETag).
+   * Undefined: headers pass as they are.
+   */
+  rewrite(r?: HeaderRewrite): void
   stop(): Promise<void>
 }
 
@@ -61,6 +72,7 @@ export async function startFaultProxy(target: { host?: string; port: number; tls
   let faulted = 0
   let outage: 'refuse' | '503' | undefined
   let blackHole: ((req: IncomingMessage) => boolean) | undefined
+  let rewriting: HeaderRewrite | undefined
   const held = new Set<IncomingMessage>()
   let heldTotal = 0
   const sockets = new Set<Socket>()
@@ -68,17 +80,21 @@ export async function startFaultProxy(target: { host?: string; port: number; tls
 
   const forward = (req: IncomingMessage, res: ServerResponse, fault: Fault): void => {
     const send = target.tls ? httpsRequest : httpRequest
+    const headers = { ...req.headers, host: `${host}:${target.port}` }
+    rewriting?.request?.(headers, req)
     const upstream = send(
       {
         host,
         port: target.port,
         method: req.method,
         path: req.url,
-        headers: { ...req.headers, host: `${host}:${target.port}` },
+        headers,
         ...(target.tls ? { ca: target.tls.targetCa } : {}),
       },
       (up) => {
-        res.writeHead(up.statusCode ?? 502, up.headers)
+        const answered = { ...up.headers }
+        rewriting?.response?.(answered, req)
+        res.writeHead(up.statusCode ?? 502, answered)
         if (fault === 'reset-mid-body') {
           let sent = 0
           up.on('data', (chunk: Buffer) => {
@@ -197,6 +213,9 @@ export async function startFaultProxy(target: { host?: string; port: number; tls
     },
     stall(applies) {
       blackHole = applies ?? (() => true)
+    },
+    rewrite(r) {
+      rewriting = r
     },
     unstall() {
       blackHole = undefined

@@ -352,3 +352,40 @@ test('when remotefs stops, reads in flight end at once and no read goes out any 
     await src.close()
   }
 })
+
+test('storage that answers without an ETag is not said to be pinned; one that answers a pinned read with another ETag is refused (Node.js client)', async (t) => {
+  const { sasUrl } = await uploadFile(az, file, { kind: 'block' })
+  const proxy = await startFaultProxy({ port: Number(new URL(sasUrl).port) })
+  t.teardown(() => proxy.stop())
+  const lines: string[] = []
+  const logger = pino({ level: 'info' }, { write: (l: string) => void lines.push(l) })
+  proxy.rewrite({
+    response: (h, req) => {
+      if (req.method === 'HEAD') delete h.etag
+    },
+  })
+  const unpinned = await BlobSource.open({ url: proxy.via(sasUrl), logger, http: 'node' })
+  t.is(unpinned.etag, '')
+  t.false(
+    lines.some((l) => l.includes('ETag pinned')),
+    'no claim of a pin',
+  )
+  t.true(lines.some((l) => l.includes('storage sent no ETag: nothing can be pinned')))
+  await unpinned.close()
+
+  proxy.rewrite(undefined)
+  const pinned = await BlobSource.open({ url: proxy.via(sasUrl), http: 'node' })
+  // Another version answered: the server drops If-Match and names another ETag.
+  proxy.rewrite({
+    request: (h) => {
+      delete h['if-match']
+    },
+    response: (h, req) => {
+      if (req.method === 'GET') h.etag = '"0x8DC0FFEE0000000"'
+    },
+  })
+  const err = await t.throwsAsync(pinned.read(0, 4096), { instanceOf: StorageError })
+  t.is(err?.code, 'STORAGE_BLOB_CHANGED')
+  t.regex(String((err?.cause as Error | undefined)?.message), /answered a read pinned to ETag .* with ETag "0x8DC0FFEE0000000"/)
+  await pinned.close()
+})
