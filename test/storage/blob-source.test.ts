@@ -389,3 +389,29 @@ test('storage that answers without an ETag is not said to be pinned; one that an
   t.regex(String((err?.cause as Error | undefined)?.message), /answered a read pinned to ETag .* with ETag "0x8DC0FFEE0000000"/)
   await pinned.close()
 })
+
+test('a lease taken over while nothing is read is found lost at the next renewal (a third of the lease period)', async (t) => {
+  const { sasUrl, url } = await uploadFile(az, file, { kind: 'page' })
+  const name = decodeURIComponent(new URL(url).pathname.split('/').pop()!)
+  const lines: string[] = []
+  const logger = pino({ level: 'info' }, { write: (l: string) => void lines.push(l) })
+  // 15 s leases: renewed every 5 s.
+  const src = await BlobSource.open({ url: sasUrl, logger, writable: { leaseIdFile: path.join(dir, `lease-renew-${name}`), leaseSeconds: 15 } })
+  try {
+    const other = await takeOverLease(sasUrl, 0, Buffer.alloc(512, 9))
+    t.teardown(() => az.service.getContainerClient('private').getBlobClient(name).getBlobLeaseClient(other).releaseLease())
+    const started = Date.now()
+    await within(
+      10_000,
+      'the renewal to find the lease lost',
+      (async () => {
+        while (src.leaseStatus().held) await new Promise((r) => setTimeout(r, 50))
+      })(),
+    )
+    t.true(Date.now() - started <= 6_000, `found after ${Date.now() - started} ms`)
+    t.true(lines.some((l) => l.includes('LEASE LOST') && l.includes('renewing the lease')))
+    await t.throwsAsync(src.read(0, 512), { message: /no longer holds the write lease/ })
+  } finally {
+    await src.close()
+  }
+})
