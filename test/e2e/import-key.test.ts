@@ -55,18 +55,7 @@ const keyConfig = (kid: string, kty: string, extra: Record<string, unknown> = {}
   ...extra,
 })
 
-const release = (kid: string) =>
-  releaseKey({
-    maaEndpoint: s.maa.endpoint,
-    akvEndpoint: s.akv.endpoint,
-    kid,
-    accessToken: bearer,
-    provider: s.snp,
-    collateral: s.collateral,
-    uvm: s.uvm,
-    ca: s.ca,
-    vaultHosts: s.vaultHosts,
-  })
+const release = (kid: string) => releaseKey(s.releaseOptions(kid, bearer))
 
 test("the release policy built from Go importkey's README config is the one Go builds", async (t) => {
   const cfg = JSON.parse(await readFile(vector('config', 'importkeyconfig.readme-sample.json'), 'utf8')) as {

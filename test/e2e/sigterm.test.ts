@@ -42,14 +42,27 @@ function app(script: string): { done: Promise<{ code: number | null; stderr: str
   return { done: new Promise((resolve) => child.on('exit', (code) => resolve({ code, stderr, ms: Date.now() - started }))) }
 }
 
-/** SIGTERM, and the time to exit; past a minute the run is killed so that the test fails instead of hanging. */
-async function sigterm(sidecar: Sidecar): Promise<{ code: number | null; ms: number }> {
+/**
+ * SIGTERM, and the exit within the bound (the time is logged); past a minute the run is killed so
+ * that the test fails instead of hanging. Resolves with the exit code.
+ */
+async function stopsInTime(t: ExecutionContext, sidecar: Sidecar): Promise<number | null> {
   const sent = Date.now()
   sidecar.child.kill('SIGTERM')
   const killer = setTimeout(() => sidecar.child.kill('SIGKILL'), 60_000)
   const code = await sidecar.exited
   clearTimeout(killer)
-  return { code, ms: Date.now() - sent }
+  const ms = Date.now() - sent
+  t.log(`exit ${ms} ms after SIGTERM`)
+  t.true(ms < STOP_BOUND_MS, `exited ${ms} ms after SIGTERM`)
+  return code
+}
+
+/** A stop during start-up: exit 0, said as such, nothing left. */
+async function stoppedDuringStartup(t: ExecutionContext, sidecar: Sidecar, parent: string): Promise<void> {
+  t.is(await stopsInTime(t, sidecar), 0)
+  t.regex(await sidecar.log(), /stopped during start-up/)
+  await nothingLeft(t, sidecar, parent)
 }
 
 async function nothingLeft(t: ExecutionContext, sidecar: Sidecar, parent: string): Promise<void> {
@@ -60,9 +73,7 @@ test.serial('idle: SIGTERM ends remotefs within 15 s, exit 0', async (t) => {
   const { sasUrl } = await e2e.upload(img.image, { kind: 'block' })
   const ws = await e2e.workspace()
   const sidecar = await e2e.mount([{ mount_point: path.join(ws.parent, 'idle'), azure_url: sasUrl, raw_key: img.key.toString('hex') }], { args: ['--allow-raw-key'] })
-  const stop = await sigterm(sidecar)
-  t.true(stop.ms < STOP_BOUND_MS, `exited ${stop.ms} ms after SIGTERM`)
-  t.is(stop.code, 0)
+  t.is(await stopsInTime(t, sidecar), 0)
   await nothingLeft(t, sidecar, ws.parent)
 })
 
@@ -74,10 +85,7 @@ test.serial('reads pending on a stalled blob server: SIGTERM aborts them (the re
   proxy.stall((req) => req.method === 'GET')
   const reader = app(`cat ${mp}/big.bin > /dev/null`)
   await waitUntil('a read to be held by the stalled server', async () => proxy.stalled.waiting > 0, { exited: sidecar.exited, timeoutMs: 30_000 })
-  const stop = await sigterm(sidecar)
-  t.log(`exit ${stop.ms} ms after SIGTERM`)
-  t.true(stop.ms < STOP_BOUND_MS, `exited ${stop.ms} ms after SIGTERM`)
-  t.is(stop.code, 0, await sidecar.log())
+  t.is(await stopsInTime(t, sidecar), 0)
   const r = await reader.done
   t.not(r.code, 0, 'the reader did not get data that never came')
   t.regex(r.stderr, /Input\/output error|Transport endpoint/)
@@ -93,11 +101,8 @@ test.serial('write-backs black-holed (Put Page never answered): SIGTERM gives th
   proxy.stall((req) => req.method === 'PUT' && /[?&]comp=page/.test(req.url ?? ''))
   const writer = app(`dd if=/dev/urandom of=${mp}/new.bin bs=64k count=32 conv=fsync status=none`)
   await waitUntil('a Put Page to be held by the black hole', async () => proxy.stalled.waiting > 0, { exited: sidecar.exited, timeoutMs: 30_000 })
-  const stop = await sigterm(sidecar)
-  t.log(`exit ${stop.ms} ms after SIGTERM`)
+  t.is(await stopsInTime(t, sidecar), 1, 'written data that never reached storage is a failed stop')
   const log = await sidecar.log()
-  t.true(stop.ms < STOP_BOUND_MS, `exited ${stop.ms} ms after SIGTERM`)
-  t.is(stop.code, 1, 'acknowledged data that never reached storage is a failed stop')
   t.regex(log, /"msg":"\d+ bytes in \d+ range\(s\) were not written to storage and are lost/)
   t.regex(log, /"code":"STORAGE_WRITE_DROPPED"/)
   t.regex(sidecar.output(), /were not written to storage and are lost.*\[STOP_FAILED\]/)
@@ -144,12 +149,7 @@ test.serial('a key release hanging on a stalled vault: SIGTERM during start-up e
     timeoutMs: 60_000,
     details: () => sidecar.log(),
   })
-  const stop = await sigterm(sidecar)
-  t.log(`exit ${stop.ms} ms after SIGTERM`)
-  t.true(stop.ms < STOP_BOUND_MS, `exited ${stop.ms} ms after SIGTERM`)
-  t.is(stop.code, 0)
-  t.regex(await sidecar.log(), /stopped during start-up/)
-  await nothingLeft(t, sidecar, ws.parent)
+  await stoppedDuringStartup(t, sidecar, ws.parent)
 })
 
 test.serial('the header prefetch stalled at start-up: SIGTERM aborts it and remotefs exits 0 within 15 s', async (t) => {
@@ -158,10 +158,5 @@ test.serial('the header prefetch stalled at start-up: SIGTERM aborts it and remo
   const ws = await e2e.workspace()
   const sidecar = await e2e.sidecar([{ mount_point: path.join(ws.parent, 'hdr'), azure_url: proxy.via(sasUrl), raw_key: img.key.toString('hex') }], { args: ['--allow-raw-key'] })
   await waitUntil('the header prefetch to be held by the stalled server', async () => proxy.stalled.waiting > 0, { exited: sidecar.exited, timeoutMs: 30_000 })
-  const stop = await sigterm(sidecar)
-  t.log(`exit ${stop.ms} ms after SIGTERM`)
-  t.true(stop.ms < STOP_BOUND_MS, `exited ${stop.ms} ms after SIGTERM`)
-  t.is(stop.code, 0)
-  t.regex(await sidecar.log(), /stopped during start-up/)
-  await nothingLeft(t, sidecar, ws.parent)
+  await stoppedDuringStartup(t, sidecar, ws.parent)
 })

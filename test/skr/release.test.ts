@@ -32,17 +32,7 @@ test.after.always(async () => {
   await s?.stop()
 })
 
-const opts = (kid: string) => ({
-  maaEndpoint: s.maa.endpoint,
-  akvEndpoint: s.akv.endpoint,
-  kid,
-  accessToken: bearer,
-  provider: s.snp,
-  collateral: s.collateral,
-  uvm: s.uvm,
-  ca: s.ca,
-  vaultHosts: s.vaultHosts,
-})
+const opts = (kid: string) => s.releaseOptions(kid, bearer)
 
 test('an oct key is released to the attested pod: the same 32 bytes, as an oct JWK', async (t) => {
   const key = await releaseKey(opts('fs-oct'))
