@@ -41,6 +41,7 @@ export function releaseCommand<T>(y: Argv<T>): Argv<T> {
       const released = await releaseKey({
         maaEndpoint: args.maa,
         akvEndpoint: args.akv,
+        akvField: '--akv',
         kid: args.kid,
         accessToken: args['access-token'],
         identity,

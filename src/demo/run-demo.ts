@@ -193,6 +193,8 @@ async function startDemoRemotefs(work: string, o: DemoOptions, chip: Chip, e: Em
         EncfsSideCarArgs: Buffer.from(JSON.stringify(config)).toString('base64'),
         NODE_EXTRA_CA_CERTS: e.caFile,
         AZURE_POD_IDENTITY_AUTHORITY_HOST: e.imds.url,
+        // The Key Vault emulator on loopback is a vault only because the operator (the demo) says so.
+        EncfsVaultHosts: e.akv.endpoint,
         UVM_SECURITY_CONTEXT_DIR: emptyContext,
         UVM_SECURITY_POLICY: chip.policyBase64,
         UVM_REFERENCE_INFO: Buffer.from('encfs demo reference info').toString('base64'),

@@ -9,6 +9,7 @@ import { unwrapReleasedKey } from './unwrap.js'
 import { interpretReleasedKey, type ReleasedKey } from './released-key.js'
 import { vaultRelease, type ReleaseOptions } from './vault-release.js'
 import { releaseKeyOnCvm } from './cvm-release.js'
+import { trustedVault } from './vault-hosts.js'
 
 export type { ReleaseOptions } from './vault-release.js'
 
@@ -18,7 +19,9 @@ export type { ReleaseOptions } from './vault-release.js'
  * confidential VM's vTPM the release goes through guest attestation instead (cvm-release.ts).
  */
 export async function releaseKey(o: ReleaseOptions): Promise<ReleasedKey> {
-  if (isVtpm(o.provider)) return releaseKeyOnCvm(o.provider, o)
+  // Before anything: the MAA token and the vault token go to this host only if it is a vault.
+  const vault = trustedVault(o.akvEndpoint, { field: o.akvField ?? 'the vault endpoint', hosts: o.vaultHosts })
+  if (isVtpm(o.provider)) return releaseKeyOnCvm(o.provider, { ...o, vault })
   const logger = o.logger ?? silentLogger
   const step = (name: string, extra: Record<string, unknown> = {}) => logger.info({ kid: o.kid, ...extra }, `key release: ${name}`)
   // Go's lines (pkg/skr), which its troubleshooting guides quote; never the bearer token.
@@ -37,7 +40,7 @@ export async function releaseKey(o: ReleaseOptions): Promise<ReleasedKey> {
     { endpoint: o.maaEndpoint, ca: o.ca, logger, signal: o.signal, attempts: o.attempts, userAgent: o.maaUserAgent },
   )
 
-  const { key, enc, ciphertext } = await vaultRelease(o, token, undefined, step)
+  const { key, enc, ciphertext } = await vaultRelease({ ...o, vault }, token, undefined, step)
   const plaintext = unwrapReleasedKey(ciphertext, enc, wrapping.privateKey)
   const released = interpretReleasedKey(key.kty, key.key_ops, plaintext)
   step('key released', { kty: released.kty })

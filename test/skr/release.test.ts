@@ -32,16 +32,7 @@ test.after.always(async () => {
   await s?.stop()
 })
 
-const opts = (kid: string) => ({
-  maaEndpoint: s.maa.endpoint,
-  akvEndpoint: s.akv.endpoint,
-  kid,
-  accessToken: bearer,
-  provider: s.snp,
-  collateral: s.collateral,
-  uvm: s.uvm,
-  ca: s.ca,
-})
+const opts = (kid: string) => s.releaseOptions(kid, bearer)
 
 test('an oct key is released to the attested pod: the same 32 bytes, as an oct JWK', async (t) => {
   const key = await releaseKey(opts('fs-oct'))
@@ -102,7 +93,7 @@ test('an expired MAA token is refused by the vault; a Managed HSM takes only tok
   const policy = (maa: string) => releasePolicy(maa, [[{ claim: 'x-ms-sevsnpvm-hostdata', equals: s.hostData.toString('hex') }]])
   await importKey({ akvEndpoint: hsm.endpoint, name: 'k1', key: { kty: 'oct-HSM', k: octKey.toString('base64url') }, policy: policy(staleMaa.endpoint), bearer: hsmBearer, ca })
   await importKey({ akvEndpoint: hsm.endpoint, name: 'k2', key: { kty: 'oct-HSM', k: octKey.toString('base64url') }, policy: policy(s.maa.endpoint), bearer: hsmBearer, ca })
-  const base = { akvEndpoint: hsm.endpoint, provider: s.snp, collateral: s.collateral, uvm: s.uvm, ca }
+  const base = { akvEndpoint: hsm.endpoint, provider: s.snp, collateral: s.collateral, uvm: s.uvm, ca, vaultHosts: [{ endpoint: hsm.endpoint, audience: hsm.audience }] }
   const expired = await t.throwsAsync(releaseKey({ ...base, maaEndpoint: staleMaa.endpoint, kid: 'k1', accessToken: hsmBearer }))
   t.regex(expired!.message, /HTTP 403 .*"exp" claim timestamp check failed/)
   t.deepEqual((await releaseKey({ ...base, maaEndpoint: s.maa.endpoint, kid: 'k2', accessToken: hsmBearer })).material, octKey)
