@@ -7,6 +7,7 @@ import { evidence } from '../attestation/evidence.js'
 import { combinedEvidence } from '../attestation/combined.js'
 import { attestVerified } from '../maa/verified-attest.js'
 import { releaseKey } from '../skr/release.js'
+import type { VaultHost } from '../skr/vault-hosts.js'
 import { randomBytes } from 'node:crypto'
 import { runtimeDataBody, maaBody, releaseBody } from './schemas.js'
 import { decodeGoStdBase64 } from '../encoding/base64.js'
@@ -25,6 +26,8 @@ export interface ApiOptions {
   logger: Logger
   /** Extra CAs for MAA and the vault (tests with emulators). */
   ca?: string[]
+  /** The operator's vault hosts (default: env EncfsVaultHosts); akv_endpoint must be one, or a cloud vault. */
+  vaultHosts?: readonly VaultHost[]
   bodyLimit?: number
   /** The process's MAA User-Agent (skr's maaconfig.user_agent, or Go's default), on every MAA request. */
   maaUserAgent?: MaaUserAgent
@@ -183,6 +186,8 @@ function routes(app: FastifyInstance, o: ApiOptions): void {
       return releaseKey({
         maaEndpoint: b.maa_endpoint,
         akvEndpoint: b.akv_endpoint,
+        akvField: 'akv_endpoint',
+        vaultHosts: o.vaultHosts,
         kid: b.kid,
         accessToken: b.access_token || undefined,
         identity: o.identity,

@@ -56,6 +56,7 @@ export function emulatorsCommand<T>(y: Argv<T>): Argv<T> {
       process.stdout.write(
         `${JSON.stringify(endpoints, null, 2)}\n\n` +
           `export NODE_EXTRA_CA_CERTS=${caFile}\nexport AZURE_POD_IDENTITY_AUTHORITY_HOST=${imds.url}\n` +
+          `export EncfsVaultHosts=${akv.endpoint},${hsm.endpoint}=managedhsm.azure.net\n` +
           `# key.authority.endpoint=${maa.endpoint}  key.akv.endpoint=${akv.endpoint} (or ${hsm.endpoint} for a managed HSM)\n`,
       )
       await new Promise<void>((resolve) => {

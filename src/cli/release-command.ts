@@ -46,7 +46,18 @@ export function releaseCommand<T>(y: Argv<T>): Argv<T> {
         logger,
       }).ready()
       const identity = args['client-id'] ? { client_id: args['client-id'] } : undefined
-      const o = { maaEndpoint: args.maa, akvEndpoint: args.akv, kid: args.kid, accessToken: args['access-token'], identity, provider, uvm, collateral, logger }
+      const o = {
+        maaEndpoint: args.maa,
+        akvEndpoint: args.akv,
+        akvField: '--akv',
+        kid: args.kid,
+        accessToken: args['access-token'],
+        identity,
+        provider,
+        uvm,
+        collateral,
+        logger,
+      }
       if (args.explain) {
         const { evaluation, lines } = await explainRelease(o)
         process.stdout.write(`${lines.join('\n')}\n`)

@@ -14,6 +14,8 @@ const ENCFS_JS = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../
 export interface PodContext {
   caFile: string
   imdsUrl: string
+  /** The Key Vault emulator on loopback: a vault only because the operator (the demo) says so (EncfsVaultHosts). */
+  vaultHost: string
   policyBase64: string
   /** An empty security-context directory, so that nothing on this machine is taken for the pod's. */
   contextDir: string
@@ -25,6 +27,7 @@ export function podEnvironment(pod: PodContext): NodeJS.ProcessEnv {
     ...process.env,
     NODE_EXTRA_CA_CERTS: pod.caFile,
     AZURE_POD_IDENTITY_AUTHORITY_HOST: pod.imdsUrl,
+    EncfsVaultHosts: pod.vaultHost,
     UVM_SECURITY_CONTEXT_DIR: pod.contextDir,
     UVM_SECURITY_POLICY: pod.policyBase64,
     UVM_REFERENCE_INFO: Buffer.from('encfs demo reference info').toString('base64'),

@@ -273,7 +273,13 @@ export async function runDemo(o: DemoOptions): Promise<void> {
     const emulators = await startEmulators(work, chip, cleanups, step)
     const key = await importDemoKey(emulators, chip, step)
     const image = await packAndUpload(work, key, cleanups, step)
-    const pod = { caFile: emulators.caFile, imdsUrl: emulators.imds.url, policyBase64: chip.policyBase64, contextDir: await makeContextDir(work) }
+    const pod = {
+      caFile: emulators.caFile,
+      imdsUrl: emulators.imds.url,
+      vaultHost: emulators.akv.endpoint,
+      policyBase64: chip.policyBase64,
+      contextDir: await makeContextDir(work),
+    }
     const r = await startDemoRemotefs(work, o, chip, emulators, pod, image, step)
     remotefs = r.child
     await showMount(r, emulators, out, step)

@@ -58,7 +58,10 @@ export const ERROR_CODES = {
   STORAGE_LEASED: failure("another writer holds the blob's lease (another read-write remotefs?)"),
   STORAGE_NEEDS_PAGE_BLOB: failure('read_write needs a page blob, and the image is a block or append blob'),
   STORAGE_WRITE_NEEDS_CREDENTIAL: failure('read_write needs a credential that may write: a SAS with sp=rw or an identity'),
-  STORAGE_WRITE_FAILED: failure('a write-back to storage failed after its retries; the data stays in memory for the next fsync'),
+  STORAGE_WRITE_FAILED: failure('a write-back to storage failed within its bound; the data stays in memory for the next fsync'),
+  STORAGE_WRITE_DROPPED: failure('at stop, written data could not reach storage within the deadline and was discarded (listed in the message)'),
+  STORAGE_LEASE_LOST: failure('remotefs no longer holds the write lease on the blob: reads and writes that need storage fail'),
+  STORAGE_BAD_ANSWER: failure('storage answered something that makes no sense (more bytes than asked for, a body cut short, another ETag)'),
 
   // LUKS
   LUKS_TOO_SMALL: failure('the image is too small to hold a LUKS header'),
@@ -88,6 +91,7 @@ export const ERROR_CODES = {
   VERITY_UNSUPPORTED: failure('the hash tree uses a hash, block size or format encfs does not verify'),
   VERITY_TRUNCATED: failure('the hash tree or the image is shorter than the superblock says'),
   VERITY_SUPERBLOCK_MISMATCH: failure('the superblock does not describe the tree the root hash pins'),
+  VERITY_DATA_SIZE: failure('the data the superblock covers is not the whole image (or not verity.data_blocks)'),
   VERITY_ROOT_MISMATCH: failure('the hash tree does not match verity.root_hash'),
   VERITY_MISMATCH: failure('data read from the image does not match the hash tree'),
   VERITY_IMAGE_MODIFIED: failure('encfs verify found data blocks that do not match the root hash'),
@@ -121,6 +125,7 @@ export const ERROR_CODES = {
   EXT4_MOUNT_FAILED: failure('the decrypted image does not mount as ext4'),
   FUSE2FS_FAILED: failure('fuse2fs did not mount the decrypted image'),
   UNMOUNT_FAILED: failure('some cleanup steps of an unmount failed'),
+  MOUNT_ABORTED: failure('the filesystem was being unmounted, or remotefs stopped, while a step was running'),
   STOP_FAILED: failure('stopping remotefs left filesystems that could not be unmounted'),
 
   // Keys
@@ -193,6 +198,8 @@ export const ERROR_CODES = {
 
   // Secure key release
   SKR_IDENTITY: unavailable('no token for the vault from the managed or workload identity'),
+  SKR_VAULT_UNTRUSTED: failure('the vault endpoint is not a Key Vault or Managed HSM of the Azure clouds nor in EncfsVaultHosts: no token is sent to it', 403),
+  SKR_VAULT_HOSTS_INVALID: failure('env EncfsVaultHosts has an entry that is not host[:port][=<vault suffix>]'),
   SKR_RELEASE_REFUSED: answered('the vault refused the release (policy not satisfied, no permission, bad token, no such key)'),
   SKR_RELEASE_UNAVAILABLE: answered('the vault answered 408, 429 or 5xx through all retries'),
   SKR_JWS_INVALID: badAnswer('the release answer is not the expected JWS'),
@@ -225,7 +232,8 @@ export const ERROR_CODES = {
   KEYPROVIDER_WRAP_FAILED: failure('the payload cannot be wrapped with the given key'),
   KEYPROVIDER_UNWRAP_FAILED: failure('the wrapped data does not unwrap with the released key'),
   KEYPROVIDER_STEP_FAILED: failure('a step of a keyprovider request failed with an unexpected error'),
-  KEYPROVIDER_INFILE: failure('encfs wrap cannot read the file to wrap'),
+  KEYPROVIDER_INFILE: failure('encfs wrap cannot read the file to wrap (missing, not a regular file, or too large)'),
+  KEYPROVIDER_OUTFILE: failure('encfs wrap cannot write the annotation to -outfile (a directory, no permission)'),
 
   // Tools
   IMPORT_CONFIG: failure('importkeyconfig.json is unreadable or invalid'),

@@ -7,6 +7,7 @@ import { attestAzureGuest, decryptGuestToken, type GuestEvidence } from '../maa/
 import { verifyMaaToken } from '../maa/token-verify.js'
 import { AZURE_VTPM, ATTESTED_PCRS, type EphemeralKey } from '../tpm/vtpm.js'
 import { vaultRelease, type ReleaseOptions } from './vault-release.js'
+import type { VaultHost } from './vault-hosts.js'
 import { SkrError } from './errors.js'
 import { aesKeyUnwrap, splitWrappedKey } from './unwrap.js'
 import { interpretReleasedKey, type ReleasedKey } from './released-key.js'
@@ -58,7 +59,7 @@ export async function gatherGuestEvidence(
  * names that key; the vault wraps the released key to it, and only this vTPM, in this boot,
  * with these PCRs, can unwrap it.
  */
-export async function releaseKeyOnCvm(provider: VtpmProvider, o: ReleaseOptions): Promise<ReleasedKey> {
+export async function releaseKeyOnCvm(provider: VtpmProvider, o: ReleaseOptions & { vault: VaultHost }): Promise<ReleasedKey> {
   const logger = o.logger ?? silentLogger
   const step = (name: string, extra: Record<string, unknown> = {}) => logger.info({ kid: o.kid, ...extra }, `key release: ${name}`)
   const tpm = provider.tpm

@@ -9,6 +9,7 @@ import { unwrapReleasedKey } from './unwrap.js'
 import { interpretReleasedKey, type ReleasedKey } from './released-key.js'
 import { vaultRelease, type ReleaseOptions, type Step } from './vault-release.js'
 import { releaseKeyOnCvm } from './cvm-release.js'
+import { trustedVault } from './vault-hosts.js'
 
 export type { ReleaseOptions } from './vault-release.js'
 
@@ -34,7 +35,9 @@ export async function attestWrappingKey(o: ReleaseOptions, step: Step, logger: L
  * confidential VM's vTPM the release goes through guest attestation instead (cvm-release.ts).
  */
 export async function releaseKey(o: ReleaseOptions): Promise<ReleasedKey> {
-  if (isVtpm(o.provider)) return releaseKeyOnCvm(o.provider, o)
+  // Before anything: the MAA token and the vault token go to this host only if it is a vault.
+  const vault = trustedVault(o.akvEndpoint, { field: o.akvField ?? 'the vault endpoint', hosts: o.vaultHosts })
+  if (isVtpm(o.provider)) return releaseKeyOnCvm(o.provider, { ...o, vault })
   const logger = o.logger ?? silentLogger
   const step: Step = (name, extra = {}) => logger.info({ kid: o.kid, ...extra }, `key release: ${name}`)
   // Go's lines (pkg/skr), which its troubleshooting guides quote; never the bearer token.
@@ -43,7 +46,7 @@ export async function releaseKey(o: ReleaseOptions): Promise<ReleasedKey> {
     `Releasing key blob: keyBlob{ KID: ${o.kid}, KTY: ${o.kty ?? ''}, KeyOps: [], Authority: {Endpoint:${o.maaEndpoint} TEEType:SevSnpVM APIVersion:api-version=2020-10-01}, AKV: { Endpoint: ${o.akvEndpoint}, APIVersion: api-version=7.4 } }`,
   )
   const { wrapping, attestation } = await attestWrappingKey(o, step, logger)
-  const { key, enc, ciphertext } = await vaultRelease(o, attestation.token, undefined, step)
+  const { key, enc, ciphertext } = await vaultRelease({ ...o, vault }, attestation.token, undefined, step)
   const plaintext = unwrapReleasedKey(ciphertext, enc, wrapping.privateKey)
   const released = interpretReleasedKey(key.kty, key.key_ops, plaintext)
   step('key released', { kty: released.kty })

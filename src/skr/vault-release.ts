@@ -10,12 +10,17 @@ import { SkrError } from './errors.js'
 import { verifyReleaseJws } from './release-jws.js'
 import { defaultTrustedRoots } from './trust.js'
 import { vaultToken } from './vault-token.js'
+import type { VaultHost } from './vault-hosts.js'
 
 export interface ReleaseOptions {
   /** MAA host (port allowed), no scheme. */
   maaEndpoint: string
-  /** Key Vault / Managed HSM host (port allowed), no scheme. */
+  /** Key Vault / Managed HSM host (port allowed), no scheme; refused unless trusted (vault-hosts.ts). */
   akvEndpoint: string
+  /** What named akvEndpoint, for the refusal: key.akv.endpoint, akv_endpoint, kms_endpoint... */
+  akvField?: string
+  /** The operator's vault hosts (default: env EncfsVaultHosts); the cloud vaults are trusted anyway. */
+  vaultHosts?: readonly VaultHost[]
   /** Key name, or name/version. */
   kid: string
   /** A bearer token for the vault (config bearer_token, or the API caller's); else the identity's. */
@@ -39,10 +44,10 @@ export interface ReleaseOptions {
 export type Step = (name: string, extra?: Record<string, unknown>) => void
 
 /** The caller's bearer token for the vault, else the identity's. */
-export async function vaultBearer(o: Pick<ReleaseOptions, 'akvEndpoint' | 'accessToken' | 'identity' | 'signal'>, step: Step, logger: Logger): Promise<string> {
+export async function vaultBearer(o: Pick<ReleaseOptions, 'accessToken' | 'identity' | 'signal'> & { vault: VaultHost }, step: Step, logger: Logger): Promise<string> {
   if (o.accessToken) return o.accessToken
   step('getting a vault token from the identity')
-  return vaultToken(o.akvEndpoint, o.identity, { logger, signal: o.signal })
+  return vaultToken(o.vault, o.identity, { logger, signal: o.signal })
 }
 
 /** What the vault released: the key's JWK members, the wrapping algorithm and the wrapped bytes. */
@@ -57,7 +62,10 @@ export interface VaultRelease {
  * (signature, chain, the vault's host name), the wrapped key taken out of key_hsm.
  */
 export async function vaultRelease(
-  o: Pick<ReleaseOptions, 'akvEndpoint' | 'kid' | 'accessToken' | 'identity' | 'ca' | 'logger' | 'signal' | 'attempts'>,
+  o: Pick<ReleaseOptions, 'akvEndpoint' | 'kid' | 'accessToken' | 'identity' | 'ca' | 'logger' | 'signal' | 'attempts'> & {
+    /** The vault as trustedVault() accepted it: nothing reaches a host that was not checked first. */
+    vault: VaultHost
+  },
   token: string,
   wantEnc: string | undefined,
   step: Step,

@@ -19,8 +19,18 @@ export const SERVICE_VERSION = '2026-04-06'
 
 /** A blob's bytes by range: RangedGet (Node.js) or NativeRangedGet (libcurl), chosen in blob-http.ts. */
 export interface RangeReader {
-  /** Fills `target` with the blob's bytes at `offset`; If-Match `etag` when given (412 when the blob changed). */
-  readInto(offset: number, target: Buffer, o?: { etag?: string; signal?: AbortSignal }): Promise<void>
+  /**
+   * Fills `target` with the blob's bytes at `offset`; If-Match `etag` when given (412 when the blob
+   * changed), and `leaseId` as x-ms-lease-id (412 when it is not the blob's active lease).
+   */
+  readInto(offset: number, target: Buffer, o?: ReadConditions): Promise<void>
+}
+
+/** What a ranged GET is conditioned on, and its abort. */
+export interface ReadConditions {
+  etag?: string
+  leaseId?: string
+  signal?: AbortSignal
 }
 
 export interface RangedGetOptions {
@@ -56,7 +66,7 @@ export class RangedGet implements RangeReader {
   }
 
   /** Fills `target` with the blob's bytes at `offset`; If-Match `etag` when given (412 when the blob changed). */
-  async readInto(offset: number, target: Buffer, o: { etag?: string; signal?: AbortSignal } = {}): Promise<void> {
+  async readInto(offset: number, target: Buffer, o: ReadConditions = {}): Promise<void> {
     let pos = 0
     for (let attempt = 0; ; attempt++) {
       try {
@@ -70,11 +80,12 @@ export class RangedGet implements RangeReader {
     }
   }
 
-  private async fetch(offset: number, target: Buffer, from: number, o: { etag?: string; signal?: AbortSignal }): Promise<number> {
+  private async fetch(offset: number, target: Buffer, from: number, o: ReadConditions): Promise<number> {
     const first = offset + from
     const last = offset + target.length - 1
     const headers = createHttpHeaders({ 'x-ms-version': SERVICE_VERSION, 'x-ms-range': `bytes=${first}-${last}` })
     if (o.etag) headers.set('If-Match', o.etag)
+    if (o.leaseId) headers.set('x-ms-lease-id', o.leaseId)
     const req = createPipelineRequest({
       url: this.url,
       method: 'GET',
@@ -90,6 +101,12 @@ export class RangedGet implements RangeReader {
       throw new RestError(`the blob service answered ${res.status}${code ? ` ${code}` : ''}`, { statusCode: res.status, ...(code ? { code } : {}), request: req, response: res })
     }
     const body = res.readableStreamBody as Readable | undefined
+    const answered = res.headers.get('etag')
+    if (o.etag && answered && answered !== o.etag) {
+      // A server that ignored If-Match: these bytes are another version's.
+      body?.destroy()
+      throw new RestError(`the blob service answered a read pinned to ETag ${o.etag} with ETag ${answered}`, { statusCode: 412, code: 'ETagMismatch', request: req, response: res })
+    }
     if (!body) throw new Error('the response has no body')
     let pos = from
     let overflow: Error | undefined

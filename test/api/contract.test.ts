@@ -1,5 +1,7 @@
 // The skr API contract, endpoint by endpoint, against simulated SNP and the MAA / Key Vault emulators.
 import test from 'ava'
+import { startSilentListener } from '../helpers/fault-proxy.js'
+import { startImdsEmulator } from '../../src/emulators/imds/server.js'
 import { randomBytes } from 'node:crypto'
 import { pino } from 'pino'
 import { importJWK, jwtVerify } from 'jose'
@@ -36,6 +38,7 @@ test.before(async () => {
     attestation: new AttestationContext({ attestation: 'simulated', simulatedStateDir: `${s.dir}/snp`, uvm: s.uvm, logger }),
     logger,
     ca: s.ca,
+    vaultHosts: s.vaultHosts,
     bodyLimit: 64 * 1024,
     maaUserAgent: new MaaUserAgent('ConfidentialSkrContainer contract-test'),
   })
@@ -176,4 +179,21 @@ test.serial("bodies as Go skr's gin binds them: JSON whatever the Content-Type (
   const notJson = await app.inject({ method: 'POST', url: '/attest/raw', headers: { 'content-type': 'application/x-www-form-urlencoded' }, payload: 'runtime_data=e30%3D' })
   t.is(notJson.statusCode, 400)
   t.regex(notJson.json<{ error: string }>().error, /^invalid request: the body is not valid JSON/)
+})
+
+test.serial('POST /key/release naming a host that is not a vault: 403 naming akv_endpoint, and that host sees nothing (no MAA token, no vault token)', async (t) => {
+  const outside = await startSilentListener()
+  t.teardown(() => outside.stop())
+  const imds = await startImdsEmulator(s.authority)
+  t.teardown(() => imds.stop())
+  const before = process.env.AZURE_POD_IDENTITY_AUTHORITY_HOST
+  process.env.AZURE_POD_IDENTITY_AUTHORITY_HOST = imds.url
+  t.teardown(() => {
+    process.env.AZURE_POD_IDENTITY_AUTHORITY_HOST = before
+  })
+  const res = await post('/key/release', { maa_endpoint: s.maa.endpoint, akv_endpoint: outside.endpoint, kid: 'app-key' })
+  t.is(res.statusCode, 403)
+  t.regex(res.json<{ error: string }>().error, /^secure key release failed: akv_endpoint "127\.0\.0\.1:\d+" is not a Key Vault or Managed HSM of the Azure clouds/)
+  t.is(outside.connections, 0, 'the outside host was never contacted')
+  t.is(imds.requests, 0, 'no vault token was minted')
 })

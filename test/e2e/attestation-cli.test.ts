@@ -51,6 +51,7 @@ test.before(async () => {
   env = {
     NODE_EXTRA_CA_CERTS: files['ca.pem']!,
     AZURE_POD_IDENTITY_AUTHORITY_HOST: imds.url,
+    EncfsVaultHosts: s.vaultHostsEnv,
     UVM_SECURITY_CONTEXT_DIR: await e2e.tempDir('encfs-ctx-'),
     UVM_SECURITY_POLICY: s.policyBase64,
     UVM_REFERENCE_INFO: s.uvm.referenceInfo ?? '',

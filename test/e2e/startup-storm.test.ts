@@ -50,6 +50,8 @@ test('20 remotefs starting at once against a throttling MAA and Key Vault all mo
     UVM_SECURITY_POLICY: s.policyBase64,
     UVM_REFERENCE_INFO: s.uvm.referenceInfo,
     UVM_HOST_AMD_CERTIFICATE: Buffer.from(JSON.stringify(s.uvm.hostAmdCertificate)).toString('base64'),
+    // The throttling proxy in front of the Key Vault emulator is the vault the operator lists.
+    EncfsVaultHosts: akv.endpoint,
   }
   // Each pod in its own directory, as each pod has its own volume.
   const mountPoints = await Promise.all(Array.from({ length: PODS }, async (_, i) => path.join((await e2e.workspace()).parent, `pod${i}`)))

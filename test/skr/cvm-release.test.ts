@@ -54,6 +54,7 @@ async function release(kid: string, o: { maa?: MaaEmulator; attempts?: number } 
     akvEndpoint: akv.endpoint,
     kid,
     accessToken: (await stack.authority.issue(akv.audience, 'pod')).token,
+    vaultHosts: [{ endpoint: akv.endpoint, audience: akv.audience }],
     provider: vtpmProvider(vtpm.tcti),
     collateral: stack.collateral,
     uvm: stack.uvm,
