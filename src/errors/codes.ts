@@ -178,6 +178,23 @@ export const ERROR_CODES = {
   MAA_ATTEST_FAILED: answered("MAA refused the evidence (the message carries MAA's reason)"),
   MAA_UNAVAILABLE: answered('MAA answered 408, 429 or 5xx through all retries'),
   MAA_BAD_ANSWER: badAnswer('MAA answered without a token'),
+  MAA_SIGNING_KEYS: badAnswer("MAA's signing keys (/.well-known/openid-configuration, then its jwks_uri) could not be read"),
+  MAA_TOKEN_MALFORMED: badAnswer('the MAA token is not a compact JWT with a JSON header and claims'),
+  MAA_TOKEN_ALGORITHM: badAnswer('the MAA token is not signed with RS256 (alg none, HS256...)'),
+  MAA_TOKEN_JKU: badAnswer("the MAA token names signing keys (jku) on another host than the MAA instance's"),
+  MAA_TOKEN_KEY_UNKNOWN: badAnswer("the MAA token's kid is not among the instance's signing keys, even after fetching them again"),
+  MAA_TOKEN_SIGNATURE: badAnswer("the MAA token's signature does not verify with the instance's key (tampered with, or signed by another key)"),
+  MAA_TOKEN_ISSUER: badAnswer('the MAA token was issued by another instance than the one asked'),
+  MAA_TOKEN_EXPIRED: badAnswer('the MAA token has expired (exp), beyond the allowed clock skew'),
+  MAA_TOKEN_NOT_YET_VALID: badAnswer('the MAA token is not valid yet (nbf or iat in the future beyond the clock skew)'),
+  MAA_TOKEN_RUNTIME_DATA: badAnswer("the MAA token's x-ms-runtime is not the runtime data that was sent"),
+  MAA_TOKEN_REPORT_DATA: badAnswer("the MAA token's REPORT_DATA claim does not hold the hash of the runtime data that was sent"),
+  MAA_ADMIN_IDENTITY: unavailable('no token for https://attest.azure.net from the managed or workload identity'),
+  MAA_POLICY_REFUSED: answered('MAA refused the policy or signer operation (syntax error, unknown signer, permission)'),
+  MAA_POLICY_ANSWER: badAnswer('MAA answered a policy operation with something other than the expected token'),
+  MAA_POLICY_HASH: badAnswer('the x-ms-policy-token-hash MAA returned is not the hash of the policy JWS that was sent'),
+  MAA_POLICY_SIGNER: failure('the policy signing key and certificate cannot be read or do not match'),
+  MAA_POLICY_FILE: failure('the attestation policy or certificate file cannot be read'),
 
   // Secure key release
   SKR_IDENTITY: unavailable('no token for the vault from the managed or workload identity'),
@@ -197,6 +214,9 @@ export const ERROR_CODES = {
   SKR_KEY_TYPE: badAnswer("the released key's type or key_ops cannot be used"),
   SKR_DERIVE_FAILED: failure('an RSA key derivation with a bad key or salt'),
   SKR_IMPORT_FAILED: failure('the vault refused to import the key'),
+  SKR_KEY_READ_FAILED: answered('the vault refused to read the key and its release policy (no such key, or no get permission)'),
+  SKR_POLICY_INVALID: failure("the key's release policy is not base64 of JSON"),
+  SKR_POLICY_UNSATISFIED: failure("encfs release --explain: the key's release policy does not allow release to this attestation"),
 
   // HTTP
   HTTP_UNREACHABLE: unavailable('a service (MAA, the vault, a certificate source) cannot be reached'),
@@ -235,6 +255,7 @@ export const ERROR_CODES = {
   DEMO_NO_FUSE: failure('/dev/fuse is missing for the demo'),
   DEMO_MISSING_TOOL: failure('a program the demo needs is missing'),
   DEMO_REMOTEFS_FAILED: failure('remotefs exited during the demo'),
+  DEMO_STEP_FAILED: failure('a step of the demo did not do what it shows (a refusal that was not refused)'),
 } as const satisfies Record<string, ErrorCodeInfo>
 
 export type ErrorCode = keyof typeof ERROR_CODES

@@ -5,6 +5,7 @@ import type { Collateral } from '../attestation/collateral.js'
 import type { UvmInformation } from '../attestation/uvm-info.js'
 import type { IdentityConfig } from '../identity/credential.js'
 import { request } from '../http/request.js'
+import { serviceErrorDetail } from '../http/error-detail.js'
 import { SkrError } from './errors.js'
 import { verifyReleaseJws } from './release-jws.js'
 import { defaultTrustedRoots } from './trust.js'
@@ -40,6 +41,15 @@ export interface ReleaseOptions {
   attempts?: number
 }
 
+export type Step = (name: string, extra?: Record<string, unknown>) => void
+
+/** The caller's bearer token for the vault, else the identity's. */
+export async function vaultBearer(o: Pick<ReleaseOptions, 'accessToken' | 'identity' | 'signal'> & { vault: VaultHost }, step: Step, logger: Logger): Promise<string> {
+  if (o.accessToken) return o.accessToken
+  step('getting a vault token from the identity')
+  return vaultToken(o.vault, o.identity, { logger, signal: o.signal })
+}
+
 /** What the vault released: the key's JWK members, the wrapping algorithm and the wrapped bytes. */
 export interface VaultRelease {
   key: { kty?: string; key_ops?: string[] }
@@ -58,14 +68,10 @@ export async function vaultRelease(
   },
   token: string,
   wantEnc: string | undefined,
-  step: (name: string, extra?: Record<string, unknown>) => void,
+  step: Step,
 ): Promise<VaultRelease> {
   const logger = o.logger ?? silentLogger
-  let bearer = o.accessToken
-  if (!bearer) {
-    step('getting a vault token from the identity')
-    bearer = await vaultToken(o.vault, o.identity, { logger, signal: o.signal })
-  }
+  const bearer = await vaultBearer(o, step, logger)
   step('requesting the release', { akv: o.akvEndpoint })
   logger.info(`Releasing key ${o.kid}...`)
   const url = `https://${o.akvEndpoint}/keys/${o.kid}/release?api-version=7.4`
@@ -81,18 +87,12 @@ export async function vaultRelease(
   })
   const text = res.body.toString('utf8')
   if (res.status < 200 || res.status > 207) {
-    let detail = text.slice(0, 500)
-    try {
-      const e = (JSON.parse(text) as { error?: { code?: string; message?: string } }).error
-      if (e) detail = `${e.code ?? ''}: ${e.message ?? ''}`
-    } catch {
-      /* not JSON: keep the text */
-    }
+    const detail = serviceErrorDetail(text)
     const hint =
       res.status === 401
         ? ' (the bearer token is missing, expired or for another resource)'
         : res.status === 403
-          ? " (the attestation does not satisfy the key's release policy, or the identity lacks the release permission)"
+          ? " (the attestation does not satisfy the key's release policy, or the identity lacks the release permission; encfs release --explain with the same endpoints and kid shows which clause fails)"
           : res.status === 404
             ? ' (check key.kid and key.akv.endpoint)'
             : ''

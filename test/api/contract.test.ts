@@ -91,6 +91,26 @@ test.serial('POST /attest/maa: a token from MAA whose x-ms-runtime is the runtim
   t.is(s.maa.lastUserAgent, 'ConfidentialSkrContainer contract-test', 'maaconfig.user_agent reaches MAA')
 })
 
+test.serial('POST /attest/maa with include_claims: the verified claims next to the token; without it, only the token (as Go answers)', async (t) => {
+  const runtime = '{"nonce":"n2"}'
+  const res = await post('/attest/maa', { maa_endpoint: s.maa.endpoint, runtime_data: b64(runtime), include_claims: true })
+  t.is(res.statusCode, 200)
+  const body = res.json<{ token: string; claims: Record<string, unknown> }>()
+  t.deepEqual(Object.keys(body).sort(), ['claims', 'token'])
+  const { payload } = await jwtVerify(body.token, await importJWK(s.maa.jwks().keys[0]!, 'RS256'))
+  t.deepEqual(body.claims, payload, 'the claims are those of the token')
+  t.is(body.claims['x-ms-sevsnpvm-reportdata'], maaReportData(Buffer.from(runtime)).toString('hex'))
+  t.true(
+    logLines.some((l) => l.includes('MAA token verified')),
+    'the sidecar verified the token before answering',
+  )
+  const plain = await post('/attest/maa', { maa_endpoint: s.maa.endpoint, runtime_data: b64(runtime), include_claims: false })
+  t.deepEqual(Object.keys(plain.json<object>()), ['token'])
+  const bad = await post('/attest/maa', { maa_endpoint: s.maa.endpoint, runtime_data: b64(runtime), include_claims: 'yes' })
+  t.is(bad.statusCode, 400)
+  t.regex(bad.json<{ error: string }>().error, /include_claims must be a boolean/)
+})
+
 test.serial('POST /key/release: the key as a JWK JSON string, as the Go sidecar answers', async (t) => {
   const res = await post('/key/release', { maa_endpoint: s.maa.endpoint, akv_endpoint: s.akv.endpoint, kid: 'app-key', access_token: bearer })
   t.is(res.statusCode, 200)

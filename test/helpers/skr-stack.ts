@@ -55,7 +55,7 @@ export async function startSkrStack(o: { managedHsm?: boolean } = {}): Promise<S
   const snp = simulatedProvider({ stateDir: path.join(dir, 'snp'), hostData })
   const certs = await snp.thimCerts()
   const authority = await TokenAuthority.create()
-  const maa = await startMaaEmulator({ trustedArks: parsePemChain(thimChainPem(certs)).slice(2) })
+  const maa = await startMaaEmulator({ trustedArks: parsePemChain(thimChainPem(certs)).slice(2), authority })
   const akv = await startAkvEmulator({ authority, maaCas: [maa.caPem], managedHsm: o.managedHsm })
   const uvm: UvmInformation = { securityPolicy: policyBase64, referenceInfo: Buffer.from('reference info').toString('base64'), hostAmdCertificate: certs, source: 'environment' }
   const collateral = new Collateral({ uvm })
@@ -90,7 +90,7 @@ export async function startSkrStack(o: { managedHsm?: boolean } = {}): Promise<S
     async importKey(name, key, claims = [[{ claim: 'x-ms-sevsnpvm-hostdata', equals: hostData.toString('hex') }]]) {
       const bearer = (await authority.issue(akv.audience, 'operator')).token
       const jwk = Buffer.isBuffer(key) ? { kty: 'oct-HSM', k: key.toString('base64url') } : key
-      await importKey({ akvEndpoint: akv.endpoint, name, key: jwk, policy: releasePolicy(maa.endpoint, claims), bearer, ca })
+      await importKey({ akvEndpoint: akv.endpoint, name, key: jwk, policy: releasePolicy(maa.publicEndpoint, claims), bearer, ca })
     },
     releaseOptions(kid, accessToken) {
       return {
