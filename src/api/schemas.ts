@@ -15,6 +15,8 @@ export const maaBody = {
   properties: {
     maa_endpoint: { type: 'string', minLength: 1, pattern: host },
     runtime_data: { type: 'string', minLength: 1, pattern: base64 },
+    // An encfs extension: the verified token's claims next to it. Without it, the answer is Go's.
+    include_claims: { type: 'boolean' },
   },
 } as const
 

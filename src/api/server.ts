@@ -5,8 +5,9 @@ import type { IdentityConfig } from '../identity/credential.js'
 import { maaReportData } from '../attestation/report-data.js'
 import { evidence } from '../attestation/evidence.js'
 import { combinedEvidence } from '../attestation/combined.js'
-import { attestSevSnp } from '../maa/client.js'
+import { attestVerified } from '../maa/verified-attest.js'
 import { releaseKey } from '../skr/release.js'
+import type { VaultHost } from '../skr/vault-hosts.js'
 import { randomBytes } from 'node:crypto'
 import { runtimeDataBody, maaBody, releaseBody } from './schemas.js'
 import { decodeGoStdBase64 } from '../encoding/base64.js'
@@ -25,6 +26,8 @@ export interface ApiOptions {
   logger: Logger
   /** Extra CAs for MAA and the vault (tests with emulators). */
   ca?: string[]
+  /** The operator's vault hosts (default: env EncfsVaultHosts); akv_endpoint must be one, or a cloud vault. */
+  vaultHosts?: readonly VaultHost[]
   bodyLimit?: number
   /** The process's MAA User-Agent (skr's maaconfig.user_agent, or Go's default), on every MAA request. */
   maaUserAgent?: MaaUserAgent
@@ -163,17 +166,17 @@ function routes(app: FastifyInstance, o: ApiOptions): void {
     })
   })
 
-  app.post<{ Body: { maa_endpoint: string; runtime_data: string } }>('/attest/maa', go(maaBody), async (req) => {
+  app.post<{ Body: { maa_endpoint: string; runtime_data: string; include_claims?: boolean } }>('/attest/maa', go(maaBody), async (req) => {
     const data = runtime(req.body.runtime_data)
-    const token = await attestStep('attestation', async () => {
+    const { token, claims } = await attestStep('attestation', async () => {
       const setup = await o.attestation.ready()
       const { report, chain } = await evidence(setup, maaReportData(data), { logger: req.log as unknown as Logger })
-      return attestSevSnp(
+      return attestVerified(
         { report, vcekCertChain: chain.chainPem, referenceInfo: setup.uvm.referenceInfo, runtimeData: data, nonce: randomBytes(8).readBigUInt64LE() },
         { endpoint: req.body.maa_endpoint, ca: o.ca, userAgent: o.maaUserAgent?.value, logger: req.log as unknown as Logger },
       )
     })
-    return { token }
+    return req.body.include_claims ? { token, claims } : { token }
   })
 
   app.post<{ Body: { maa_endpoint: string; akv_endpoint: string; kid: string; access_token?: string } }>('/key/release', go(releaseBody), async (req) => {
@@ -183,6 +186,8 @@ function routes(app: FastifyInstance, o: ApiOptions): void {
       return releaseKey({
         maaEndpoint: b.maa_endpoint,
         akvEndpoint: b.akv_endpoint,
+        akvField: 'akv_endpoint',
+        vaultHosts: o.vaultHosts,
         kid: b.kid,
         accessToken: b.access_token || undefined,
         identity: o.identity,

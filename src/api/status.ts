@@ -9,6 +9,14 @@ export interface FilesystemStatus {
   mounter?: string
   /** dm-verity counters, live, for filesystems with a `verity` section. */
   verity?: VerityStatus
+  /** Read-write: whether the blob's write lease is still held (when lost, reads and writes that need storage fail). */
+  lease?: LeaseStatus
+}
+
+export interface LeaseStatus {
+  held: boolean
+  lostAt?: string
+  reason?: string
 }
 
 export interface VerityStatus {
@@ -26,6 +34,7 @@ export interface StateDetail {
   mounter?: string
   /** Read on every snapshot, so /status shows the counters as they are now. */
   verity?: () => VerityStatus
+  lease?: () => LeaseStatus
 }
 
 /** The keyprovider gRPC service next to the API (remotefs --grpc-port): off, or where it listens. */
@@ -40,6 +49,7 @@ export class ServiceStatus {
   grpc: GrpcStatus = { serving: false }
   private readonly filesystems = new Map<number, FilesystemStatus>()
   private readonly verity = new Map<number, () => VerityStatus>()
+  private readonly lease = new Map<number, () => LeaseStatus>()
 
   constructor(filesystems: { index: number; mountPoint: string }[] = []) {
     for (const f of filesystems) this.filesystems.set(f.index, { index: f.index, mountPoint: f.mountPoint, state: 'pending' })
@@ -47,8 +57,9 @@ export class ServiceStatus {
   }
 
   update(index: number, state: FilesystemState, detail: StateDetail = {}): void {
-    const { verity, ...rest } = detail
+    const { verity, lease, ...rest } = detail
     if (verity) this.verity.set(index, verity)
+    if (lease) this.lease.set(index, lease)
     const f = this.filesystems.get(index)
     if (f) Object.assign(f, { state, ...rest }, state === 'failed' ? {} : { reason: undefined })
   }
@@ -63,7 +74,8 @@ export class ServiceStatus {
       phase: this.phase,
       filesystems: [...this.filesystems.values()].map((f) => {
         const verity = this.verity.get(f.index)?.()
-        return JSON.parse(JSON.stringify(verity ? { ...f, verity } : f)) as FilesystemStatus
+        const lease = this.lease.get(f.index)?.()
+        return JSON.parse(JSON.stringify({ ...f, ...(verity ? { verity } : {}), ...(lease ? { lease } : {}) })) as FilesystemStatus
       }),
       grpc: structuredClone(this.grpc),
     }

@@ -1,4 +1,5 @@
 import { DEFAULT_TCTI } from '../tpm/vtpm.js'
+import { vaultHostsFromEnv } from '../skr/vault-hosts.js'
 import yargs from 'yargs'
 import { logOptions, type Logger } from '../log/logger.js'
 import { startProgram } from './command-logger.js'
@@ -108,6 +109,7 @@ async function serve(args: AaspArgs, logger: Logger): Promise<void> {
     attestation,
     identity,
     maaUserAgent: new MaaUserAgent(info.maaconfig?.user_agent),
+    vaultHosts: vaultHostsFromEnv(),
     grpc: { port: grpcPort, flag: '-keyprovider_sock' },
     http: { port, flag: '-http_keyprovider_sock' },
     agentName: AASP_AGENT_NAME,

@@ -11,6 +11,7 @@ import { toolsCommands } from './tools-commands.js'
 import { importKeyCommand } from './import-key-command.js'
 import { wrapCommand } from './wrap-command.js'
 import { verityCommands } from './verity-commands.js'
+import { attestationCommand } from './attestation-command.js'
 
 export async function main(argv: string[]): Promise<void> {
   const cli = yargs(argv)
@@ -40,6 +41,7 @@ export async function main(argv: string[]): Promise<void> {
   importKeyCommand(cli)
   wrapCommand(cli)
   verityCommands(cli)
+  attestationCommand(cli)
   cli.demandCommand(1, 'name a command (encfs --help lists them)').strict().version(false).help().exitProcess(false).fail(usageFailure)
   try {
     await cli.parseAsync()

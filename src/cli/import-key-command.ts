@@ -6,6 +6,7 @@ import { commandLogger } from './command-logger.js'
 import { EncfsError } from '../errors/encfs-error.js'
 import { importKey, releasePolicy, type ReleasePolicyClaim } from '../skr/import-key.js'
 import { vaultToken } from '../skr/vault-token.js'
+import { trustedVault } from '../skr/vault-hosts.js'
 import { DEFAULT_DERIVATION_LABEL } from '../skr/derive.js'
 import { filesystemKey } from '../keys/filesystem-key.js'
 import { isObject, Reader, type JsonObject } from '../encoding/go-json.js'
@@ -185,7 +186,10 @@ export function importKeyCommand<T>(y: Argv<T>): Argv<T> {
         }
         let kid: string
         try {
-          const bearer = !args.a && cfg.bearerToken ? cfg.bearerToken : await vaultToken(cfg.akvEndpoint, cfg.identity, { logger, purpose: 'import' })
+          const bearer =
+            !args.a && cfg.bearerToken
+              ? cfg.bearerToken
+              : await vaultToken(trustedVault(cfg.akvEndpoint, { field: 'key.akv.endpoint' }), cfg.identity, { logger, purpose: 'import' })
           kid = (await importKey({ akvEndpoint: cfg.akvEndpoint, name: cfg.kid, key: jwk, policy, bearer, apiVersion: cfg.apiVersion })).kid
         } catch (err) {
           if (generatedPem) await rm(generatedPem.path, { force: true })

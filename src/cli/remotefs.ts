@@ -3,6 +3,7 @@ import yargs from 'yargs'
 import { logOptions, type Logger } from '../log/logger.js'
 import { configSecrets, loadConfig, redactConfig } from '../config/load.js'
 import { skrConfigOf } from './skr-config.js'
+import { vaultHostsFromEnv, type VaultHost } from '../skr/vault-hosts.js'
 import { planFilesystems } from '../config/plan.js'
 import { startRemotefs, type Remotefs } from '../mount/remotefs.js'
 import { defaultRuntimeDir } from '../mount/runtime-dir.js'
@@ -174,7 +175,16 @@ function skrConfig(serving: boolean, logger: Logger): SkrConfig | undefined {
 /** The API and the keyprovider, when asked for, configured by SkrSideCarArgs where it says more than EncfsSideCarArgs. */
 async function serveSkr(
   run: Running,
-  o: { args: RemotefsArgs; api: ApiRequest; attestation: AttestationContext; config: EncfsConfig; skr?: SkrConfig; maaUserAgent: MaaUserAgent; logger: Logger },
+  o: {
+    args: RemotefsArgs
+    api: ApiRequest
+    attestation: AttestationContext
+    config: EncfsConfig
+    skr?: SkrConfig
+    maaUserAgent: MaaUserAgent
+    vaultHosts: VaultHost[]
+    logger: Logger
+  },
 ) {
   const { args, api, skr, logger } = o
   if (!api.serve && args['grpc-port'] === undefined) return
@@ -187,6 +197,7 @@ async function serveSkr(
     attestation,
     identity: skr?.identity ?? o.config.azure_info?.identity,
     maaUserAgent: o.maaUserAgent,
+    vaultHosts: o.vaultHosts,
     ...(api.serve ? { http: { port: api.port, flag: '-port (or turn the API off with --no-api)', status: run.status } } : {}),
     ...(args['grpc-port'] !== undefined ? { grpc: { port: args['grpc-port'], flag: '--grpc-port' } } : {}),
     unsafeListen: args['unsafe-listen'],
@@ -241,6 +252,32 @@ function logReady(run: Running, args: RemotefsArgs, api: ApiRequest, logger: Log
   )
 }
 
+/** How long the API and gRPC servers get to finish the requests they are answering when remotefs stops. */
+const SERVICES_CLOSE_MS = 2_000
+
+/**
+ * Closes the API and the gRPC service, waiting for their requests in flight at most
+ * SERVICES_CLOSE_MS: a key release hanging on a vault must not hold the unmounts (and SIGTERM).
+ */
+async function closeServices(run: Running, logger: Logger): Promise<void> {
+  if (!run.services) return
+  let timer: NodeJS.Timeout | undefined
+  const late = await Promise.race([
+    run.services.close().then(
+      () => false,
+      (err: unknown) => {
+        logger.warn({ err }, 'closing the API or the gRPC service failed; unmounting anyway')
+        return false
+      },
+    ),
+    new Promise<boolean>((resolve) => {
+      timer = setTimeout(() => resolve(true), SERVICES_CLOSE_MS)
+    }),
+  ])
+  clearTimeout(timer)
+  if (late) logger.warn(`the API and gRPC requests in flight did not end within ${SERVICES_CLOSE_MS / 1000} s; unmounting anyway (they end with the process)`)
+}
+
 /** SIGTERM / SIGINT: stop the servers, unmount everything in reverse order, exit 0. */
 function onSignals(run: Running, controller: AbortController, logger: Logger): void {
   const stop = async (signal: string) => {
@@ -254,7 +291,7 @@ function onSignals(run: Running, controller: AbortController, logger: Logger): v
     logger.warn({ signal }, 'stopping: unmounting all filesystems')
     if (run.status) run.status.phase = 'stopping'
     try {
-      await run.services?.close()
+      await closeServices(run, logger)
       await run.remotefs.stop()
       logger.warn('stopped cleanly')
       process.exit(0)
@@ -276,6 +313,8 @@ export async function main(argv: string[]): Promise<void> {
   onSignals(run, controller, logger)
   try {
     const { config, plans } = planned(args, logger)
+    // A bad EncfsVaultHosts stops start-up here, not at the first key release.
+    const vaultHosts = vaultHostsFromEnv()
     const attestation = new AttestationContext({
       attestation: args.attestation,
       simulatedStateDir: args['simulated-state'],
@@ -288,11 +327,11 @@ export async function main(argv: string[]): Promise<void> {
     const maaUserAgent = new MaaUserAgent(skr?.maaconfig?.user_agent)
     run.status = new ServiceStatus(plans.map((p) => ({ index: p.index, mountPoint: p.mountPoint })))
     const s = run.status
-    await serveSkr(run, { args, api, attestation, config, skr, maaUserAgent, logger })
+    await serveSkr(run, { args, api, attestation, config, skr, maaUserAgent, vaultHosts, logger })
     run.remotefs = await startRemotefs({
       plans,
       onState: (index, state, detail) => s.update(index, state, detail),
-      keys: releaseKeyProvider({ attestation, identity: config.azure_info?.identity, maaUserAgent, logger }),
+      keys: releaseKeyProvider({ attestation, identity: config.azure_info?.identity, maaUserAgent, vaultHosts, logger }),
       runtimeDir: args['runtime-dir'],
       leaseWaitMs: args['lease-wait'] * 1000,
       kdfBudget: kdfBudgetFrom(args),

@@ -8,6 +8,7 @@ import { AttestationContext } from '../attestation/context.js'
 import { UsageError } from './fail.js'
 import { wrapFile } from './wrap-command.js'
 import { startSkrServices } from './skr-services.js'
+import { vaultHostsFromEnv } from '../skr/vault-hosts.js'
 import { MaaUserAgent } from '../maa/user-agent.js'
 
 export const SERVER_TYPES = ['http', 'grpc'] as const
@@ -80,6 +81,7 @@ export function serveCommand<T>(y: Argv<T>): Argv<T> {
         attestation,
         identity: info.identity,
         maaUserAgent: new MaaUserAgent(info.maaconfig?.user_agent),
+        vaultHosts: vaultHostsFromEnv(env),
         ...(grpcOnly ? {} : { http: { port: args.port, flag: '-port' } }),
         ...(grpcOnly ? { grpc: { port: args.port, flag: '-port' } } : args['grpc-port'] !== undefined ? { grpc: { port: args['grpc-port'], flag: '--grpc-port' } } : {}),
         unsafeListen: args['unsafe-listen'],

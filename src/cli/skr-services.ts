@@ -7,12 +7,15 @@ import { buildApi, listenApi } from '../api/server.js'
 import { KeyProviderService } from '../keyprovider-grpc/service.js'
 import { listenKeyProvider } from '../keyprovider-grpc/server.js'
 import { vaultToken } from '../skr/vault-token.js'
+import type { VaultHost } from '../skr/vault-hosts.js'
 import { EncfsError } from '../errors/encfs-error.js'
 
 export interface SkrServiceOptions {
   attestation: AttestationContext
   identity?: IdentityConfig
   maaUserAgent: MaaUserAgent
+  /** The operator's vault hosts (EncfsVaultHosts): where key release and UnWrapKey may send tokens, besides the cloud vaults. */
+  vaultHosts?: readonly VaultHost[]
   /** The HTTP API on this port; `flag` names the option in messages. */
   http?: { port: number; flag: string; status?: ServiceStatus }
   /** The keyprovider gRPC service on this port. */
@@ -38,7 +41,7 @@ export async function startSkrServices(o: SkrServiceOptions): Promise<RunningSkr
   const closers: (() => Promise<void>)[] = []
   const learning = new AbortController()
   // Go asks for a Key Vault token (vault.azure.net) only to read who this deployment is.
-  void o.maaUserAgent.learn(() => vaultToken('vault.azure.net', o.identity, { logger, signal: learning.signal }), logger)
+  void o.maaUserAgent.learn(() => vaultToken({ endpoint: 'vault.azure.net', audience: 'https://vault.azure.net' }, o.identity, { logger, signal: learning.signal }), logger)
   const close = async () => {
     learning.abort()
     for (const c of closers.reverse()) await c().catch((err: unknown) => logger.warn({ err }, 'stopping a server failed'))
@@ -47,7 +50,14 @@ export async function startSkrServices(o: SkrServiceOptions): Promise<RunningSkr
   try {
     if (o.grpc) {
       const grpc = o.grpc
-      const service = new KeyProviderService({ attestation: o.attestation, identity: o.identity, maaUserAgent: o.maaUserAgent, agentName: o.agentName, logger })
+      const service = new KeyProviderService({
+        attestation: o.attestation,
+        identity: o.identity,
+        maaUserAgent: o.maaUserAgent,
+        agentName: o.agentName,
+        vaultHosts: o.vaultHosts,
+        logger,
+      })
       const server = await listenKeyProvider(service, { port: grpc.port, unsafeListen: o.unsafeListen, logger }).catch((err: Error) => {
         throw new EncfsError('GRPC_LISTEN_FAILED', `${err.message}; pick another port with ${grpc.flag}`, { cause: err })
       })
@@ -58,7 +68,14 @@ export async function startSkrServices(o: SkrServiceOptions): Promise<RunningSkr
     if (o.http) {
       const http = o.http
       logger.info('Starting HTTP server...')
-      const api = buildApi({ status: http.status ?? new ServiceStatus(), attestation: o.attestation, identity: o.identity, maaUserAgent: o.maaUserAgent, logger })
+      const api = buildApi({
+        status: http.status ?? new ServiceStatus(),
+        attestation: o.attestation,
+        identity: o.identity,
+        maaUserAgent: o.maaUserAgent,
+        vaultHosts: o.vaultHosts,
+        logger,
+      })
       closers.push(() => api.close())
       await listenApi(api, { port: http.port, unsafeListen: o.unsafeListen, logger }).catch((err: NodeJS.ErrnoException) => {
         throw new EncfsError(

@@ -51,10 +51,10 @@ async function addVerityTree(image: string, hashOut: string | undefined, logger:
     process.stdout.write(
       `hash tree written to ${tree.hashOut} (${tree.hashAreaBytes} bytes): upload it with the image (encfs upload ${image} <blob URL> --hash-file ${tree.hashOut}) and add to the filesystem's configuration:\n`,
     )
-    process.stdout.write(`  ${verityJson(tree.rootHash, { hashUrl: '<blob URL of the hash tree>' })}\n`)
+    process.stdout.write(`  ${verityJson(tree.rootHash, tree.superblock.dataBlocks, { hashUrl: '<blob URL of the hash tree>' })}\n`)
   } else {
     process.stdout.write(`hash tree appended at byte ${tree.hashOffset} (${tree.hashAreaBytes} bytes); add to the filesystem's configuration:\n`)
-    process.stdout.write(`  ${verityJson(tree.rootHash, { hashOffset: tree.hashOffset! })}\n`)
+    process.stdout.write(`  ${verityJson(tree.rootHash, tree.superblock.dataBlocks, { hashOffset: tree.hashOffset! })}\n`)
   }
 }
 
@@ -126,11 +126,13 @@ function uploadCommand<T>(y: Argv<T>): Argv<T> {
         process.stdout.write(
           `uploaded the hash tree (${h.bytes} bytes) to ${redactUrl(hashUrl)}; the filesystem's configuration (hash_url needs read access: a SAS, or azure_url_private):\n`,
         )
-        process.stdout.write(`  ${verityJson(stored.rootHash, { hashUrl: hashUrl.split('?')[0]! })}\n`)
+        process.stdout.write(`  ${verityJson(stored.rootHash, stored.superblock.dataBlocks, { hashUrl: hashUrl.split('?')[0]! })}\n`)
       } else {
         const tree = await describeFiles(args.image, args.image, (img) => findAppendedTree(img, 'the hash tree appended to the image'))
         if (tree)
-          process.stdout.write(`the image carries its dm-verity hash tree; the filesystem's configuration:\n  ${verityJson(tree.rootHash, { hashOffset: tree.hashOffset })}\n`)
+          process.stdout.write(
+            `the image carries its dm-verity hash tree; the filesystem's configuration:\n  ${verityJson(tree.rootHash, tree.superblock.dataBlocks, { hashOffset: tree.hashOffset })}\n`,
+          )
       }
     },
   )

@@ -76,6 +76,10 @@ export function verityCommands<T>(y: Argv<T>): Argv<T> {
         .positional('image', { type: 'string', demandOption: true, describe: 'blob URL (SAS ok), file:// URL or path' })
         .option('root-hash', { type: 'string', demandOption: true, describe: 'the root hash to check against (verity.root_hash)' })
         .options(TREE_OPTIONS)
+        .option('data-blocks', {
+          type: 'number',
+          describe: 'the data-block count to hold the tree to (verity.data_blocks); the data must in any case be the whole image, or everything before an appended tree',
+        })
         .option('private', { type: 'boolean', default: false, describe: 'read blobs with the managed / workload identity' }),
     async (args) => {
       const logger = commandLogger(args)
@@ -92,6 +96,7 @@ export function verityCommands<T>(y: Argv<T>): Argv<T> {
           hashOffset: loc.tree.hashOffset,
           where: loc.where,
           logger: silentLogger,
+          ...(args['data-blocks'] !== undefined ? { dataBlocks: args['data-blocks'] } : {}),
         })
         const check = await verifyWholeImage(v, { logger })
         if (check.bad.length === 0) {

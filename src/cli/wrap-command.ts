@@ -1,9 +1,13 @@
 import type { Argv } from 'yargs'
-import { readFile, writeFile } from 'node:fs/promises'
+import { writeFile } from 'node:fs/promises'
 import type { Logger } from '../log/logger.js'
 import { commandLogger } from './command-logger.js'
 import { wrapWithKeyInfo } from '../keyprovider-grpc/wrap.js'
 import { KeyProviderError } from '../keyprovider-grpc/errors.js'
+import { readSmallFile } from '../keyprovider-grpc/bounded-file.js'
+
+/** RSA-OAEP-SHA256 wraps at most 1982 bytes (RSA-16384); anything much larger is not a secret to wrap. */
+const MAX_INFILE_BYTES = 64 * 1024
 
 /**
  * Go's `skr -infile F -keypath P -outfile O`: wraps F with the public key named by P-info.json
@@ -11,12 +15,17 @@ import { KeyProviderError } from '../keyprovider-grpc/errors.js'
  * step fails.
  */
 export async function wrapFile(o: { infile: string; keypath: string; outfile: string; logger: Logger }): Promise<void> {
-  const data = await readFile(o.infile).catch((err: NodeJS.ErrnoException) => {
-    throw new KeyProviderError('KEYPROVIDER_INFILE', `cannot read the file to wrap ${o.infile} (${err.code ?? err.message})`, { cause: err })
-  })
+  const data = await readSmallFile(
+    o.infile,
+    MAX_INFILE_BYTES,
+    (reason, cause) => new KeyProviderError('KEYPROVIDER_INFILE', `cannot read the file to wrap ${o.infile} (${reason})`, { cause }),
+  )
   try {
     const { annotation, fields } = await wrapWithKeyInfo(data, o.keypath)
-    await writeFile(o.outfile, annotation.toString('base64'))
+    await writeFile(o.outfile, annotation.toString('base64')).catch((err: NodeJS.ErrnoException) => {
+      const why = err.code === 'EISDIR' ? 'it is a directory; name the file to write' : (err.code ?? err.message)
+      throw new KeyProviderError('KEYPROVIDER_OUTFILE', `cannot write the annotation to -outfile ${o.outfile} (${why})`, { cause: err })
+    })
     o.logger.info({ kid: fields.kid, akv: fields.kmsEndpoint, maa: fields.attesterEndpoint, outfile: o.outfile }, 'wrapped')
     process.stderr.write(`wrote the annotation for key ${fields.kid} (${fields.kmsEndpoint}, MAA ${fields.attesterEndpoint}) to ${o.outfile}\n`)
   } finally {

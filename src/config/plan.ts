@@ -83,10 +83,12 @@ export function planFilesystems(cfg: EncfsConfig, o: PlanOptions): FilesystemPla
       ...(fs.cache ? { cache: fs.cache } : {}),
       ...(fs.verity
         ? {
-            verity:
-              fs.verity.hash_url !== undefined
+            verity: {
+              ...(fs.verity.hash_url !== undefined
                 ? { rootHash: fs.verity.root_hash, hashUrl: fs.verity.hash_url }
-                : { rootHash: fs.verity.root_hash, hashOffset: fs.verity.hash_offset ?? 0 },
+                : { rootHash: fs.verity.root_hash, hashOffset: fs.verity.hash_offset ?? 0 }),
+              ...(fs.verity.data_blocks !== undefined ? { dataBlocks: fs.verity.data_blocks } : {}),
+            },
           }
         : {}),
       key,

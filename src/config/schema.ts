@@ -50,6 +50,11 @@ export interface VeritySettings {
   hash_url?: string
   /** Byte offset of the hash area inside the image blob; the image is the data before it. */
   hash_offset?: number
+  /**
+   * The data blocks (4096 bytes) the tree covers, as encfs pack / upload print it. Optional; with
+   * hash_url it is what tells the tree's own blocks, presented as an image, from the image.
+   */
+  data_blocks?: number
 }
 
 export interface AzureFilesystem {

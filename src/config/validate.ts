@@ -120,6 +120,22 @@ function readVerity(r: Reader, fs: JsonObject, at: string, readWrite: boolean): 
       )
     } else offset = rawOffset
   }
+  const rawBlocks = r.member(v, 'data_blocks')
+  let dataBlocks: number | undefined
+  if (rawBlocks !== undefined && rawBlocks !== null) {
+    if (typeof rawBlocks !== 'number' || !Number.isSafeInteger(rawBlocks) || rawBlocks < 1 || rawBlocks > Number.MAX_SAFE_INTEGER / 4096) {
+      r.add(
+        `${at}.verity.data_blocks`,
+        `must be the number of 4096-byte data blocks the tree covers (a positive whole number, as encfs pack --verity printed it), got ${JSON.stringify(rawBlocks)}`,
+      )
+    } else dataBlocks = rawBlocks
+  }
+  if (offset !== undefined && dataBlocks !== undefined && offset !== dataBlocks * 4096) {
+    r.add(
+      `${at}.verity.data_blocks`,
+      `${dataBlocks} blocks are ${dataBlocks * 4096} bytes, but hash_offset ${offset} says the data ends there: an appended tree covers everything before it`,
+    )
+  }
   const hasUrl = url !== undefined
   const hasOffset = rawOffset !== undefined && rawOffset !== null
   if (hasUrl === hasOffset) {
@@ -137,7 +153,12 @@ function readVerity(r: Reader, fs: JsonObject, at: string, readWrite: boolean): 
     )
   }
   if (r.issues.length > before || root === undefined) return undefined
-  return { root_hash: root.toLowerCase(), ...(url ? { hash_url: url } : {}), ...(offset !== undefined ? { hash_offset: offset } : {}) }
+  return {
+    root_hash: root.toLowerCase(),
+    ...(url ? { hash_url: url } : {}),
+    ...(offset !== undefined ? { hash_offset: offset } : {}),
+    ...(dataBlocks !== undefined ? { data_blocks: dataBlocks } : {}),
+  }
 }
 
 function readFilesystem(r: Reader, v: unknown, at: string): AzureFilesystem | undefined {

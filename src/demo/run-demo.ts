@@ -19,6 +19,7 @@ import { startImdsEmulator } from '../emulators/imds/server.js'
 import { importKey, releasePolicy } from '../skr/import-key.js'
 import { pack } from '../pack/pack.js'
 import { formatImageTree } from '../verity/image-tree.js'
+import { makeContextDir, podEnvironment, showRefusedRelease, type PodContext } from './refused-release.js'
 
 export interface DemoOptions {
   once: boolean
@@ -148,7 +149,15 @@ interface RunningRemotefs {
 }
 
 /** remotefs as the sidecar runs: the configuration in EncfsSideCarArgs, the emulators' CA, IMDS and the pod's policy in the environment. */
-async function startDemoRemotefs(work: string, o: DemoOptions, chip: Chip, e: Emulators, image: Awaited<ReturnType<typeof packAndUpload>>, step: Step): Promise<RunningRemotefs> {
+async function startDemoRemotefs(
+  work: string,
+  o: DemoOptions,
+  chip: Chip,
+  e: Emulators,
+  pod: PodContext,
+  image: Awaited<ReturnType<typeof packAndUpload>>,
+  step: Step,
+): Promise<RunningRemotefs> {
   const parent = path.join(work, 'mnt', 'remote')
   await mkdir(parent, { recursive: true })
   const mountPoint = path.join(parent, 'share')
@@ -166,8 +175,6 @@ async function startDemoRemotefs(work: string, o: DemoOptions, chip: Chip, e: Em
   const logFile = path.join(work, 'remotefs.log')
   const runtimeDir = path.join(work, 'runtime')
   const apiPort = await freePort()
-  const emptyContext = path.join(work, 'security-context')
-  await mkdir(emptyContext)
   const child = spawn(
     process.execPath,
     [
@@ -188,16 +195,7 @@ async function startDemoRemotefs(work: string, o: DemoOptions, chip: Chip, e: Em
       chip.snpState,
     ],
     {
-      env: {
-        ...process.env,
-        EncfsSideCarArgs: Buffer.from(JSON.stringify(config)).toString('base64'),
-        NODE_EXTRA_CA_CERTS: e.caFile,
-        AZURE_POD_IDENTITY_AUTHORITY_HOST: e.imds.url,
-        UVM_SECURITY_CONTEXT_DIR: emptyContext,
-        UVM_SECURITY_POLICY: chip.policyBase64,
-        UVM_REFERENCE_INFO: Buffer.from('encfs demo reference info').toString('base64'),
-        // No UVM_HOST_AMD_CERTIFICATE: remotefs uses the simulated chip's own chain as collateral.
-      },
+      env: { ...podEnvironment(pod), EncfsSideCarArgs: Buffer.from(JSON.stringify(config)).toString('base64') },
       stdio: ['ignore', 'inherit', 'inherit'],
     },
   )
@@ -275,9 +273,27 @@ export async function runDemo(o: DemoOptions): Promise<void> {
     const emulators = await startEmulators(work, chip, cleanups, step)
     const key = await importDemoKey(emulators, chip, step)
     const image = await packAndUpload(work, key, cleanups, step)
-    const r = await startDemoRemotefs(work, o, chip, emulators, image, step)
+    const pod = {
+      caFile: emulators.caFile,
+      imdsUrl: emulators.imds.url,
+      vaultHost: emulators.akv.endpoint,
+      policyBase64: chip.policyBase64,
+      contextDir: await makeContextDir(work),
+    }
+    const r = await startDemoRemotefs(work, o, chip, emulators, pod, image, step)
     remotefs = r.child
     await showMount(r, emulators, out, step)
+    await showRefusedRelease({
+      pod,
+      maa: emulators.maa.endpoint,
+      akv: emulators.akv.endpoint,
+      akvAudience: emulators.akv.audience,
+      authority: emulators.authority,
+      ca: [emulators.akv.caPem],
+      snpState: chip.snpState,
+      out,
+      step,
+    })
     if (!o.once) {
       out.write(`Serving ${r.mountPoint} until Ctrl-C. Log: ${r.logFile}\n`)
       await new Promise<void>((resolve) => {

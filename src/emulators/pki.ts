@@ -68,3 +68,23 @@ export async function createServerPki(hosts: string[], caName = 'encfs emulator 
     await rm(dir, { recursive: true, force: true })
   }
 }
+
+export interface SigningCertificate {
+  /** A self-signed certificate (PEM) and its RSA key (PKCS#8 PEM). */
+  certPem: string
+  keyPem: string
+}
+
+/**
+ * A self-signed RSA certificate for signing JWS: what MAA publishes its token keys as, and what an
+ * Isolated-mode attestation instance takes as a policy-management certificate.
+ */
+export async function createSigningCertificate(name: string): Promise<SigningCertificate> {
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'encfs-signer-'))
+  try {
+    await openssl(['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', 'key.pem', '-out', 'cert.pem', '-subj', `/CN=${name}`, '-days', '30', '-sha256'], dir)
+    return { certPem: await readFile(path.join(dir, 'cert.pem'), 'utf8'), keyPem: await readFile(path.join(dir, 'key.pem'), 'utf8') }
+  } finally {
+    await rm(dir, { recursive: true, force: true })
+  }
+}

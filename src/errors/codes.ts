@@ -52,16 +52,18 @@ export const ERROR_CODES = {
   STORAGE_TIMEOUT: failure('storage did not answer (or kept refusing) through the retries'),
   STORAGE_READ_FAILED: failure('storage answered a read with an error'),
   STORAGE_SHORT_READ: failure('the image ended before the bytes asked for (truncated?)'),
-  STORAGE_BAD_ANSWER: failure(
-    'storage answered a read with bytes other than those asked for (another range, a whole blob, more bytes, a stray answer): the connection is dropped, the read retried, then EIO',
-  ),
   STORAGE_ABORTED: failure('a storage request was aborted (remotefs is stopping)'),
   STORAGE_BLOB_CHANGED: failure('the blob was replaced while mounted (its ETag changed)'),
   STORAGE_NOT_A_FILE: failure('the image path is a FIFO, socket, directory or other non-file'),
   STORAGE_LEASED: failure("another writer holds the blob's lease (another read-write remotefs?)"),
   STORAGE_NEEDS_PAGE_BLOB: failure('read_write needs a page blob, and the image is a block or append blob'),
   STORAGE_WRITE_NEEDS_CREDENTIAL: failure('read_write needs a credential that may write: a SAS with sp=rw or an identity'),
-  STORAGE_WRITE_FAILED: failure('a write-back to storage failed after its retries; the data stays in memory for the next fsync'),
+  STORAGE_WRITE_FAILED: failure('a write-back to storage failed within its bound; the data stays in memory for the next fsync'),
+  STORAGE_WRITE_DROPPED: failure('at stop, written data could not reach storage within the deadline and was discarded (listed in the message)'),
+  STORAGE_LEASE_LOST: failure('remotefs no longer holds the write lease on the blob: reads and writes that need storage fail'),
+  STORAGE_BAD_ANSWER: failure(
+    'storage answered something that makes no sense: bytes other than those asked for (another range, a whole blob, more bytes, a stray answer: the connection is dropped and the read retried), a body cut short, another ETag',
+  ),
 
   // LUKS
   LUKS_TOO_SMALL: failure('the image is too small to hold a LUKS header'),
@@ -91,6 +93,7 @@ export const ERROR_CODES = {
   VERITY_UNSUPPORTED: failure('the hash tree uses a hash, block size or format encfs does not verify'),
   VERITY_TRUNCATED: failure('the hash tree or the image is shorter than the superblock says'),
   VERITY_SUPERBLOCK_MISMATCH: failure('the superblock does not describe the tree the root hash pins'),
+  VERITY_DATA_SIZE: failure('the data the superblock covers is not the whole image (or not verity.data_blocks)'),
   VERITY_ROOT_MISMATCH: failure('the hash tree does not match verity.root_hash'),
   VERITY_MISMATCH: failure('data read from the image does not match the hash tree'),
   VERITY_IMAGE_MODIFIED: failure('encfs verify found data blocks that do not match the root hash'),
@@ -124,6 +127,7 @@ export const ERROR_CODES = {
   EXT4_MOUNT_FAILED: failure('the decrypted image does not mount as ext4'),
   FUSE2FS_FAILED: failure('fuse2fs did not mount the decrypted image'),
   UNMOUNT_FAILED: failure('some cleanup steps of an unmount failed'),
+  MOUNT_ABORTED: failure('the filesystem was being unmounted, or remotefs stopped, while a step was running'),
   STOP_FAILED: failure('stopping remotefs left filesystems that could not be unmounted'),
 
   // Keys
@@ -176,9 +180,28 @@ export const ERROR_CODES = {
   MAA_ATTEST_FAILED: answered("MAA refused the evidence (the message carries MAA's reason)"),
   MAA_UNAVAILABLE: answered('MAA answered 408, 429 or 5xx through all retries'),
   MAA_BAD_ANSWER: badAnswer('MAA answered without a token'),
+  MAA_SIGNING_KEYS: badAnswer("MAA's signing keys (/.well-known/openid-configuration, then its jwks_uri) could not be read"),
+  MAA_TOKEN_MALFORMED: badAnswer('the MAA token is not a compact JWT with a JSON header and claims'),
+  MAA_TOKEN_ALGORITHM: badAnswer('the MAA token is not signed with RS256 (alg none, HS256...)'),
+  MAA_TOKEN_JKU: badAnswer("the MAA token names signing keys (jku) on another host than the MAA instance's"),
+  MAA_TOKEN_KEY_UNKNOWN: badAnswer("the MAA token's kid is not among the instance's signing keys, even after fetching them again"),
+  MAA_TOKEN_SIGNATURE: badAnswer("the MAA token's signature does not verify with the instance's key (tampered with, or signed by another key)"),
+  MAA_TOKEN_ISSUER: badAnswer('the MAA token was issued by another instance than the one asked'),
+  MAA_TOKEN_EXPIRED: badAnswer('the MAA token has expired (exp), beyond the allowed clock skew'),
+  MAA_TOKEN_NOT_YET_VALID: badAnswer('the MAA token is not valid yet (nbf or iat in the future beyond the clock skew)'),
+  MAA_TOKEN_RUNTIME_DATA: badAnswer("the MAA token's x-ms-runtime is not the runtime data that was sent"),
+  MAA_TOKEN_REPORT_DATA: badAnswer("the MAA token's REPORT_DATA claim does not hold the hash of the runtime data that was sent"),
+  MAA_ADMIN_IDENTITY: unavailable('no token for https://attest.azure.net from the managed or workload identity'),
+  MAA_POLICY_REFUSED: answered('MAA refused the policy or signer operation (syntax error, unknown signer, permission)'),
+  MAA_POLICY_ANSWER: badAnswer('MAA answered a policy operation with something other than the expected token'),
+  MAA_POLICY_HASH: badAnswer('the x-ms-policy-token-hash MAA returned is not the hash of the policy JWS that was sent'),
+  MAA_POLICY_SIGNER: failure('the policy signing key and certificate cannot be read or do not match'),
+  MAA_POLICY_FILE: failure('the attestation policy or certificate file cannot be read'),
 
   // Secure key release
   SKR_IDENTITY: unavailable('no token for the vault from the managed or workload identity'),
+  SKR_VAULT_UNTRUSTED: failure('the vault endpoint is not a Key Vault or Managed HSM of the Azure clouds nor in EncfsVaultHosts: no token is sent to it', 403),
+  SKR_VAULT_HOSTS_INVALID: failure('env EncfsVaultHosts has an entry that is not host[:port][=<vault suffix>]'),
   SKR_RELEASE_REFUSED: answered('the vault refused the release (policy not satisfied, no permission, bad token, no such key)'),
   SKR_RELEASE_UNAVAILABLE: answered('the vault answered 408, 429 or 5xx through all retries'),
   SKR_JWS_INVALID: badAnswer('the release answer is not the expected JWS'),
@@ -193,6 +216,9 @@ export const ERROR_CODES = {
   SKR_KEY_TYPE: badAnswer("the released key's type or key_ops cannot be used"),
   SKR_DERIVE_FAILED: failure('an RSA key derivation with a bad key or salt'),
   SKR_IMPORT_FAILED: failure('the vault refused to import the key'),
+  SKR_KEY_READ_FAILED: answered('the vault refused to read the key and its release policy (no such key, or no get permission)'),
+  SKR_POLICY_INVALID: failure("the key's release policy is not base64 of JSON"),
+  SKR_POLICY_UNSATISFIED: failure("encfs release --explain: the key's release policy does not allow release to this attestation"),
 
   // HTTP
   HTTP_UNREACHABLE: unavailable('a service (MAA, the vault, a certificate source) cannot be reached'),
@@ -210,7 +236,8 @@ export const ERROR_CODES = {
   KEYPROVIDER_WRAP_FAILED: failure('the payload cannot be wrapped with the given key'),
   KEYPROVIDER_UNWRAP_FAILED: failure('the wrapped data does not unwrap with the released key'),
   KEYPROVIDER_STEP_FAILED: failure('a step of a keyprovider request failed with an unexpected error'),
-  KEYPROVIDER_INFILE: failure('encfs wrap cannot read the file to wrap'),
+  KEYPROVIDER_INFILE: failure('encfs wrap cannot read the file to wrap (missing, not a regular file, or too large)'),
+  KEYPROVIDER_OUTFILE: failure('encfs wrap cannot write the annotation to -outfile (a directory, no permission)'),
 
   // Tools
   IMPORT_CONFIG: failure('importkeyconfig.json is unreadable or invalid'),
@@ -232,6 +259,7 @@ export const ERROR_CODES = {
   DEMO_NO_FUSE: failure('/dev/fuse is missing for the demo'),
   DEMO_MISSING_TOOL: failure('a program the demo needs is missing'),
   DEMO_REMOTEFS_FAILED: failure('remotefs exited during the demo'),
+  DEMO_STEP_FAILED: failure('a step of the demo did not do what it shows (a refusal that was not refused)'),
 } as const satisfies Record<string, ErrorCodeInfo>
 
 export type ErrorCode = keyof typeof ERROR_CODES

@@ -65,6 +65,32 @@ export function loadKeyProviderProtos(): PackageDefinition {
 type Message = Record<string, unknown>
 type Context = { signal: AbortSignal; logger: Logger }
 
+/** Marks a request whose bytes did not decode: the handler answers it. */
+const UNDECODABLE = Symbol('undecodable request')
+
+/**
+ * The service with a request decoder that never throws: grpc-js answers a decoder's exception
+ * with INTERNAL, as if this side had failed, when it is the client that sent bytes that are not
+ * the message. A request that does not decode reaches the handler marked, and is answered
+ * INVALID_ARGUMENT there.
+ */
+function markingUndecodable(definition: ServiceDefinition): ServiceDefinition {
+  const methods: Record<string, ServiceDefinition[string]> = {}
+  for (const [name, method] of Object.entries(definition)) {
+    methods[name] = {
+      ...method,
+      requestDeserialize: (bytes: Buffer) => {
+        try {
+          return method.requestDeserialize(bytes) as unknown
+        } catch (err) {
+          return { [UNDECODABLE]: (err as Error).message }
+        }
+      },
+    }
+  }
+  return methods as ServiceDefinition
+}
+
 function handlers(pkg: KeyProviderPackage, service: KeyProviderService, logger: Logger): UntypedServiceImplementation {
   const f = FIELDS[pkg]
   const unary =
@@ -74,6 +100,12 @@ function handlers(pkg: KeyProviderPackage, service: KeyProviderService, logger: 
       call.on('cancelled', () => controller.abort(new Error('the client cancelled the call')))
       const log = logger.child({ rpc: `/${pkg}.KeyProviderService/${method}` })
       log.debug('call')
+      const undecodable = (call.request as { [UNDECODABLE]?: string })[UNDECODABLE]
+      if (undecodable !== undefined) {
+        const details = `the request is not a ${pkg}.KeyProviderService/${method} request message (protobuf): ${undecodable}`
+        log.warn({ code: 'INVALID_ARGUMENT', reason: details }, `${method}: refused`)
+        return callback({ code: status.INVALID_ARGUMENT, details })
+      }
       Promise.resolve()
         .then(() => run(call.request, { signal: controller.signal, logger: log }))
         .then(
@@ -135,7 +167,7 @@ export async function listenKeyProvider(service: KeyProviderService, o: ListenOp
   const definition = loadKeyProviderProtos()
   const server = new Server()
   for (const pkg of PACKAGES) {
-    server.addService(definition[`${pkg}.KeyProviderService`] as ServiceDefinition, handlers(pkg, service, logger))
+    server.addService(markingUndecodable(definition[`${pkg}.KeyProviderService`] as ServiceDefinition), handlers(pkg, service, logger))
   }
   new ReflectionService(definition).addToServer(server)
   const host = o.unsafeListen ? (o.unsafeListen.includes(':') && !o.unsafeListen.startsWith('[') ? `[${o.unsafeListen}]` : o.unsafeListen) : 'localhost'

@@ -6,6 +6,7 @@ import { maaReportData } from '../attestation/report-data.js'
 import { combinedEvidence, type CombinedEvidence } from '../attestation/combined.js'
 import { decodeGoStdBase64 } from '../encoding/base64.js'
 import { releaseKey } from '../skr/release.js'
+import type { VaultHost } from '../skr/vault-hosts.js'
 import { parseProtocolInput, unwrapRequest, wrapRequest, unwrapOutput, wrapOutput } from './protocol.js'
 import { parseAnnotation } from './annotation.js'
 import { unwrapWithPrivateKey, wrapWithKeyInfo } from './wrap.js'
@@ -22,6 +23,8 @@ export interface KeyProviderOptions {
   maaUserAgent?: MaaUserAgent
   /** The attestation agent name requests must carry: `skr` (the default), or `aasp` in the AASP role. */
   agentName?: string
+  /** The operator's vault hosts (default: env EncfsVaultHosts); an annotation's kms_endpoint must be one, or a cloud vault. */
+  vaultHosts?: readonly VaultHost[]
 }
 
 /**
@@ -50,6 +53,8 @@ export class KeyProviderService {
       releaseKey({
         maaEndpoint: annotation.attesterEndpoint,
         akvEndpoint: annotation.kmsEndpoint,
+        akvField: 'keyunwrapparams.annotation.kms_endpoint',
+        vaultHosts: this.o.vaultHosts,
         kid: annotation.kid,
         identity: this.o.identity,
         provider,

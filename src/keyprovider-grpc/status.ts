@@ -33,6 +33,8 @@ export function grpcStatusOf(err: unknown): { code: status; details: string } {
     case 'HTTP_UNREACHABLE':
     case 'SKR_IDENTITY':
       return { code: status.UNAVAILABLE, details }
+    case 'SKR_VAULT_UNTRUSTED':
+      return { code: status.PERMISSION_DENIED, details }
     case 'SKR_RELEASE_REFUSED':
     case 'MAA_ATTEST_FAILED': {
       const http = httpStatus(err)

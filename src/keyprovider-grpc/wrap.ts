@@ -1,4 +1,3 @@
-import { readFile } from 'node:fs/promises'
 import path from 'node:path'
 import { constants, createPublicKey, privateDecrypt, publicEncrypt, type KeyObject } from 'node:crypto'
 import { Reader, isObject } from '../encoding/go-json.js'
@@ -6,6 +5,10 @@ import { checkEndpoint } from '../config/validate.js'
 import { KeyProviderError } from './errors.js'
 import { formatAnnotation, type Annotation } from './annotation.js'
 import { parseJson } from '../encoding/json.js'
+import { readSmallFile } from './bounded-file.js'
+
+/** A key-info JSON or a PEM public key is a few KiB (an RSA-16384 public key: 3 KiB). */
+export const MAX_KEY_FILE_BYTES = 64 * 1024
 
 /** What `<key path>-info.json` says about a wrapping key (written next to the key by the set-up scripts). */
 export interface KeyInfo {
@@ -18,16 +21,18 @@ const OAEP = { padding: constants.RSA_PKCS1_OAEP_PADDING, oaepHash: 'sha256' } a
 
 export async function readKeyInfo(keyPath: string): Promise<KeyInfo> {
   const file = `${keyPath}-info.json`
-  let text: string
-  try {
-    text = await readFile(file, 'utf8')
-  } catch (err) {
-    throw new KeyProviderError(
-      'KEYPROVIDER_KEY_INFO',
-      `cannot read the key info file ${file} (${(err as NodeJS.ErrnoException).code ?? (err as Error).message}): the key path names the wrapping key without -info.json, and ${path.basename(file)} must sit next to it`,
-      { cause: err },
+  const text = (
+    await readSmallFile(
+      file,
+      MAX_KEY_FILE_BYTES,
+      (reason, cause) =>
+        new KeyProviderError(
+          'KEYPROVIDER_KEY_INFO',
+          `cannot read the key info file ${file} (${reason}): the key path names the wrapping key without -info.json, and ${path.basename(file)} must sit next to it`,
+          { cause },
+        ),
     )
-  }
+  ).toString('utf8')
   const json = parseJson(
     text,
     (err) =>
@@ -51,12 +56,11 @@ export async function readKeyInfo(keyPath: string): Promise<KeyInfo> {
 }
 
 async function readPublicKey(file: string): Promise<KeyObject> {
-  let pem: Buffer
-  try {
-    pem = await readFile(file)
-  } catch (err) {
-    throw new KeyProviderError('KEYPROVIDER_KEY_INFO', `cannot read the public key ${file} (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`, { cause: err })
-  }
+  const pem = await readSmallFile(
+    file,
+    MAX_KEY_FILE_BYTES,
+    (reason, cause) => new KeyProviderError('KEYPROVIDER_KEY_INFO', `cannot read the public key ${file} (public_key_path; ${reason})`, { cause }),
+  )
   let key: KeyObject
   try {
     key = createPublicKey({ key: pem, format: 'pem' })

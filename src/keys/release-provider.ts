@@ -2,6 +2,7 @@ import type { Logger } from '../log/logger.js'
 import type { IdentityConfig } from '../identity/credential.js'
 import type { AttestationContext } from '../attestation/context.js'
 import { releaseKey } from '../skr/release.js'
+import type { VaultHost } from '../skr/vault-hosts.js'
 import { filesystemKey } from './filesystem-key.js'
 import { decodeRawKey } from './raw-key.js'
 import type { KeyProvider } from './provider.js'
@@ -15,6 +16,8 @@ export interface ReleaseProviderOptions {
   ca?: string[]
   /** The process's MAA User-Agent. */
   maaUserAgent?: MaaUserAgent
+  /** The operator's vault hosts (default: env EncfsVaultHosts); key.akv.endpoint must be one, or a cloud vault. */
+  vaultHosts?: readonly VaultHost[]
 }
 
 /** Attempts per MAA and vault request when remotefs releases a filesystem key (docs/startup-storms.md). */
@@ -32,6 +35,8 @@ export function releaseKeyProvider(o: ReleaseProviderOptions): KeyProvider {
       const released = await releaseKey({
         maaEndpoint: spec.maaEndpoint,
         akvEndpoint: spec.akvEndpoint,
+        akvField: `azure_filesystems[${index}].key.akv.endpoint`,
+        vaultHosts: o.vaultHosts,
         kid: spec.kid,
         ...(spec.kty ? { kty: spec.kty } : {}),
         accessToken: spec.bearerToken,

@@ -29,16 +29,19 @@ export async function detachLoop(run: CommandRunner, device: string): Promise<vo
 export interface LoopDevice {
   name: string
   backingFile: string
+  /** "major:minor" of the filesystem holding the backing file (global, unlike the path, which is per mount namespace). */
+  backingDevice: string
 }
 
 /** Loop devices and their backing files, for finding those a crashed run left attached. */
 export async function listLoops(run: CommandRunner): Promise<LoopDevice[]> {
-  const { stdout } = await run('losetup', ['--list', '--json', '--output', 'NAME,BACK-FILE'], { timeoutMs: 30_000 })
+  const { stdout } = await run('losetup', ['--list', '--json', '--output', 'NAME,BACK-FILE,BACK-MAJ:MIN'], { timeoutMs: 30_000 })
   if (!stdout.trim()) return []
-  const parsed = JSON.parse(stdout) as { loopdevices?: { name: string; 'back-file': string | null }[] }
+  const parsed = JSON.parse(stdout) as { loopdevices?: { name: string; 'back-file': string | null; 'back-maj:min'?: string | null }[] }
   return (parsed.loopdevices ?? []).map((d) => ({
     name: d.name,
     // A backing file on a dead FUSE mount is shown with " (deleted)" appended by some versions.
     backingFile: (d['back-file'] ?? '').replace(/ \(deleted\)$/, ''),
+    backingDevice: (d['back-maj:min'] ?? '').trim(),
   }))
 }

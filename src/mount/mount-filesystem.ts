@@ -1,7 +1,8 @@
 import { mkdir, rmdir, symlink, unlink, lstat, stat } from 'node:fs/promises'
 import path from 'node:path'
 import type { Logger } from '../log/logger.js'
-import { isWritable, type RangeSource } from '../storage/range-source.js'
+import { isWritable, type RangeSource, type WritableRangeSource } from '../storage/range-source.js'
+import type { WritableBlobSource } from '../storage/blob-source.js'
 import type { FilesystemPlan } from '../config/plan.js'
 import { openSource, type OpenedSource } from '../storage/open-source.js'
 import { redactUrl } from '../log/redact.js'
@@ -29,6 +30,7 @@ import { openVerity } from '../verity/open-verity.js'
 import { IntactReads } from '../verity/intact-reads.js'
 import type { VeritySource, VerityStats } from '../verity/verity-source.js'
 import { veritysetupClose, veritysetupOpen, verityMapperName } from './kernel-verity.js'
+import type { LeaseStatus } from '../storage/blob-lease.js'
 
 /** What every filesystem of one remotefs shares (RemotefsOptions carries the same). */
 export interface MountSettings {
@@ -38,6 +40,7 @@ export interface MountSettings {
   /** The key-derivation budget of the unlock (docs/kdf-budget.md). */
   kdfBudget?: Partial<KdfBudget>
   logger: Logger
+  /** remotefs's stop: ends the start-up step that runs, and later every storage request in flight. */
   signal?: AbortSignal
 }
 
@@ -59,6 +62,14 @@ export interface MountedFilesystem {
   readonly mounter: 'loop' | 'fuse2fs'
   /** Present when the image is checked against a dm-verity tree (its counters go to /status). */
   readonly verity?: { stats(): VerityStats }
+  /** Present when the image is a leased page blob (read-write): whether the lease is still held, for /status. */
+  readonly lease?: () => LeaseStatus
+  /**
+   * Ends the filesystem's storage I/O: reads in flight are aborted at once (the FUSE requests
+   * waiting on them are answered EIO), write-backs after a short grace. unmount() does it first
+   * too; remotefs calls it on every filesystem before unmounting the first, so none waits.
+   */
+  abortIo(): void
   unmount(): Promise<void>
 }
 
@@ -118,8 +129,14 @@ interface ImageChain {
  * and `unmount()` later unwinds the same steps: symlink, ext4, loop / dm-crypt, FUSE, sources
  * (which zero the volume key).
  */
-export async function mountFilesystem(plan: FilesystemPlan, ctx: MountContext): Promise<MountedFilesystem> {
-  const logger = ctx.logger.child({ filesystem: plan.index })
+export async function mountFilesystem(plan: FilesystemPlan, given: MountContext): Promise<MountedFilesystem> {
+  const logger = given.logger.child({ filesystem: plan.index })
+  // This filesystem's stop: remotefs's, or abortIo() for it alone; every step and source gets it.
+  const stop = new AbortController()
+  const abortIo = () => stop.abort(given.signal?.reason ?? new MountError('MOUNT_ABORTED', `filesystem ${plan.index} is being unmounted`))
+  if (given.signal?.aborted) abortIo()
+  else given.signal?.addEventListener('abort', abortIo, { once: true })
+  const ctx: MountContext = { ...given, signal: stop.signal }
   const undo = new UndoStack(logger)
   const started = Date.now()
   const progress: Progress = (msg, extra = {}) => logger.info({ ms: Date.now() - started, ...extra }, msg)
@@ -156,12 +173,13 @@ export async function mountFilesystem(plan: FilesystemPlan, ctx: MountContext): 
       done('remove mount point symlink', await publish(plan))
       // The cache counters here are what mounting cost; the bench subtracts them.
       progress('filesystem ready', { mountPoint: plan.mountPoint, cache: chain.cache.stats() })
-      return mounted(plan, unlock.mode, mounter.mode, chain.verity, undo, logger)
+      return mounted(plan, { unlock: unlock.mode, mounter: mounter.mode, chain, abortIo }, undo, logger)
     } finally {
       key.fill(0)
     }
   } catch (err) {
     logger.error({ err }, 'mount failed; undoing what was done')
+    abortIo()
     await undo.unwind()
     throw err
   }
@@ -245,22 +263,29 @@ async function serveFiles(plan: FilesystemPlan, ctx: MountContext, chain: ImageC
   const fuseDir = fuseDirOf(ctx.runtimeDir, plan.index)
   const server = await mountFileServer({ mountpoint: fuseDir, files, logger, backend: ctx.fuse ?? 'libfuse2' })
   const undo = async () => {
-    const outer = chain.outer
-    if (isWritable(outer)) {
-      // ext4 and the loop device are gone by now: what is dirty here is all that is left to save.
-      const before = chain.cache.stats()
-      await outer.flush()
-      const after = chain.cache.stats()
-      logger.warn(
-        { bytes: after.bytesWritten - before.bytesWritten, blocks: after.writeBacks - before.writeBacks, totalBytesWritten: after.bytesWritten },
-        `flushed ${after.bytesWritten - before.bytesWritten} bytes to storage before unmounting`,
-      )
-    }
+    // A flush that fails must not keep FUSE mounted: that left a dead mount (ENOTCONN) behind.
+    if (isWritable(chain.outer)) await flushBeforeUnmount(chain, logger)
     logger.info({ fuse: server.stats(), cache: chain.cache.stats() }, 'I/O statistics')
     await server.unmount()
     await rmdir(fuseDir).catch(() => {})
   }
   return { server, undo }
+}
+
+/** ext4 and the loop device are gone by now: what is dirty in the chain is all that is left to save. */
+async function flushBeforeUnmount(chain: ImageChain, logger: Logger): Promise<void> {
+  const before = chain.cache.stats()
+  try {
+    await (chain.outer as WritableRangeSource).flush()
+  } catch (err) {
+    logger.error({ err }, 'could not flush to storage before unmounting; unmounting anyway (closing the image says exactly what was not written)')
+    return
+  }
+  const after = chain.cache.stats()
+  logger.warn(
+    { bytes: after.bytesWritten - before.bytesWritten, blocks: after.writeBacks - before.writeBacks, totalBytesWritten: after.bytesWritten },
+    `flushed ${after.bytesWritten - before.bytesWritten} bytes to storage before unmounting`,
+  )
 }
 
 async function openVerityMapping(plan: FilesystemPlan, ctx: MountContext, server: FileServer, dataFile: string, logger: Logger): Promise<{ device: string; undo: Undo }> {
@@ -350,19 +375,22 @@ async function publish(plan: FilesystemPlan): Promise<{ undo: Undo }> {
 
 function mounted(
   plan: FilesystemPlan,
-  unlock: 'kernel' | 'userspace',
-  mounter: 'loop' | 'fuse2fs',
-  verity: VeritySource | undefined,
+  m: { unlock: 'kernel' | 'userspace'; mounter: 'loop' | 'fuse2fs'; chain: ImageChain; abortIo: () => void },
   undo: UndoStack,
   logger: Logger,
 ): MountedFilesystem {
+  const { verity, source } = m.chain
+  const leased = source as Partial<Pick<WritableBlobSource, 'leaseStatus'>>
   return {
     index: plan.index,
     mountPoint: plan.mountPoint,
-    unlock,
-    mounter,
+    unlock: m.unlock,
+    mounter: m.mounter,
     ...(verity ? { verity } : {}),
+    ...(leased.leaseStatus ? { lease: () => leased.leaseStatus!() } : {}),
+    abortIo: m.abortIo,
     async unmount() {
+      m.abortIo()
       logger.info({ mountPoint: plan.mountPoint }, 'unmounting')
       const failures = await undo.unwind()
       if (failures.length > 0) {

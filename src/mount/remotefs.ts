@@ -52,6 +52,8 @@ export async function startRemotefs(o: RemotefsOptions): Promise<Remotefs> {
   const mounted: MountedFilesystem[] = []
   const stopAll = async (): Promise<Error[]> => {
     const failures: Error[] = []
+    // Every filesystem's storage I/O ends first, so that none waits for a stalled server while another unmounts.
+    for (const fs of mounted) fs.abortIo()
     while (mounted.length > 0) {
       const fs = mounted.pop()!
       o.onState?.(fs.index, 'unmounting')
@@ -93,7 +95,12 @@ export async function startRemotefs(o: RemotefsOptions): Promise<Remotefs> {
         })
         mounted.push(fs)
         const verity = fs.verity
-        o.onState?.(plan.index, 'mounted', { unlock: fs.unlock, mounter: fs.mounter, ...(verity ? { verity: () => verity.stats() } : {}) })
+        o.onState?.(plan.index, 'mounted', {
+          unlock: fs.unlock,
+          mounter: fs.mounter,
+          ...(verity ? { verity: () => verity.stats() } : {}),
+          ...(fs.lease ? { lease: fs.lease } : {}),
+        })
       } catch (err) {
         const e = err as Error & { code?: string }
         o.onState?.(plan.index, 'failed', { reason: e.message })

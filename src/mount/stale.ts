@@ -2,7 +2,7 @@ import { lstat, readlink, unlink, access, rmdir } from 'node:fs/promises'
 import path from 'node:path'
 import type { Logger } from '../log/logger.js'
 import type { CommandRunner } from '../process/run.js'
-import { readMounts, isMounted, type MountEntry } from './proc-mounts.js'
+import { readMounts, isMounted, mountDevicesUnder, type MountEntry } from './proc-mounts.js'
 import { listLoops, detachLoop, type LoopDevice } from './loop.js'
 import { MountError } from './errors.js'
 import { unmountPath } from './ext4.js'
@@ -23,15 +23,29 @@ function under(dir: string, p: string): boolean {
 }
 
 /**
- * Whether a mount at `.filesystem-N` is one remotefs makes: ext4 (or fuse2fs) over a loop device
- * backed by a FUSE file in our runtime directory, over that FUSE file itself, or over our
- * dm-crypt mapping for filesystem N. Anything else belongs to someone else.
+ * Whether a mount at `.filesystem-N` is one remotefs makes: ext4 (or fuse2fs) over one of our
+ * loop devices, over a FUSE file in our runtime directory itself, or over our dm-crypt mapping
+ * for filesystem N. Anything else belongs to someone else.
  */
-function isOurs(m: MountEntry, t: StaleTarget, runtimeDir: string, loops: LoopDevice[]): boolean {
+function isOurs(m: MountEntry, t: StaleTarget, runtimeDir: string, ours: LoopDevice[]): boolean {
   if (under(runtimeDir, m.source)) return true
   if (m.source === `/dev/mapper/${mapperName(t.index)}`) return true
-  const loop = loops.find((l) => l.name === m.source)
-  return loop !== undefined && under(runtimeDir, loop.backingFile)
+  return ours.some((l) => l.name === m.source)
+}
+
+/**
+ * Our loop devices: backed by a file on a filesystem mounted in our runtime directory, in this
+ * mount namespace (a FUSE mount, dead or alive), told by the backing file's device, never by its
+ * path. The default runtime directory is the same in every pod and loop devices are global: by
+ * path, a start detached (or set to auto-detach) another pod's loop devices.
+ */
+async function ourLoops(run: CommandRunner, runtimeDir: string, logger: Logger): Promise<LoopDevice[]> {
+  const loops = await listLoops(run).catch((err: unknown) => {
+    logger.debug({ err }, 'cannot list loop devices')
+    return [] as LoopDevice[]
+  })
+  const devices = await mountDevicesUnder(path.resolve(runtimeDir))
+  return loops.filter((l) => l.backingDevice !== '' && devices.has(l.backingDevice))
 }
 
 /**
@@ -42,10 +56,7 @@ function isOurs(m: MountEntry, t: StaleTarget, runtimeDir: string, loops: LoopDe
  */
 export async function clearStale(run: CommandRunner, runtimeDir: string, targets: StaleTarget[], logger: Logger): Promise<number> {
   let cleared = 0
-  const loops = await listLoops(run).catch((err: unknown) => {
-    logger.debug({ err }, 'cannot list loop devices')
-    return [] as LoopDevice[]
-  })
+  const loops = await ourLoops(run, runtimeDir, logger)
   const mounts = await readMounts()
   // Refuse before changing anything at all.
   for (const t of targets) {
@@ -98,11 +109,9 @@ export async function clearStale(run: CommandRunner, runtimeDir: string, targets
     }
   }
   for (const loop of loops) {
-    if (under(runtimeDir, loop.backingFile)) {
-      logger.warn({ device: loop.name, file: loop.backingFile }, 'detaching a stale loop device left by an earlier run')
-      await detachLoop(run, loop.name).catch((err: unknown) => logger.error({ err, device: loop.name }, 'cannot detach stale loop device'))
-      cleared++
-    }
+    logger.warn({ device: loop.name, file: loop.backingFile, backingDevice: loop.backingDevice }, 'detaching a stale loop device left by an earlier run')
+    await detachLoop(run, loop.name).catch((err: unknown) => logger.error({ err, device: loop.name }, 'cannot detach stale loop device'))
+    cleared++
   }
   for (const m of (await readMounts()).filter((x) => under(runtimeDir, x.target) && x.fstype.startsWith('fuse')).reverse()) {
     logger.warn({ target: m.target }, 'unmounting a dead FUSE mount left by an earlier run')

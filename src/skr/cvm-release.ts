@@ -4,8 +4,10 @@ import type { VtpmProvider } from '../attestation/providers/vtpm.js'
 import { parseReport } from '../attestation/report.js'
 import { guestPlatform } from '../attestation/guest-platform.js'
 import { attestAzureGuest, decryptGuestToken, type GuestEvidence } from '../maa/guest-attest.js'
+import { verifyMaaToken } from '../maa/token-verify.js'
 import { AZURE_VTPM, ATTESTED_PCRS, type EphemeralKey } from '../tpm/vtpm.js'
 import { vaultRelease, type ReleaseOptions } from './vault-release.js'
+import type { VaultHost } from './vault-hosts.js'
 import { SkrError } from './errors.js'
 import { aesKeyUnwrap, splitWrappedKey } from './unwrap.js'
 import { interpretReleasedKey, type ReleasedKey } from './released-key.js'
@@ -57,7 +59,7 @@ export async function gatherGuestEvidence(
  * names that key; the vault wraps the released key to it, and only this vTPM, in this boot,
  * with these PCRs, can unwrap it.
  */
-export async function releaseKeyOnCvm(provider: VtpmProvider, o: ReleaseOptions): Promise<ReleasedKey> {
+export async function releaseKeyOnCvm(provider: VtpmProvider, o: ReleaseOptions & { vault: VaultHost }): Promise<ReleasedKey> {
   const logger = o.logger ?? silentLogger
   const step = (name: string, extra: Record<string, unknown> = {}) => logger.info({ kid: o.kid, ...extra }, `key release: ${name}`)
   const tpm = provider.tpm
@@ -66,6 +68,9 @@ export async function releaseKeyOnCvm(provider: VtpmProvider, o: ReleaseOptions)
   step('attesting with MAA (AzureGuest)', { maa: o.maaEndpoint })
   const encrypted = await attestAzureGuest(evidence, { endpoint: o.maaEndpoint, ca: o.ca, logger, signal: o.signal, attempts: o.attempts, userAgent: o.maaUserAgent })
   const token = decryptGuestToken(encrypted, await tpm.decrypt(key, encrypted.encryptedInnerKey, 'rsaes', "MAA's token key"))
+  // Checked before the vault sees it, as the SEV-SNP path checks its token: signature, issuer,
+  // validity (docs/attestation.md#token-verification); the guest token's runtime binding is MAA's to check.
+  await verifyMaaToken(token, { endpoint: o.maaEndpoint, ca: o.ca, signal: o.signal, logger, attempts: o.attempts })
 
   const { key: released, enc, ciphertext } = await vaultRelease(o, token, CVM_WRAP, step)
   if (enc !== CVM_WRAP) step('the vault wrapped with another algorithm than asked', { enc })

@@ -5,16 +5,22 @@ import type { Collateral } from '../attestation/collateral.js'
 import type { UvmInformation } from '../attestation/uvm-info.js'
 import type { IdentityConfig } from '../identity/credential.js'
 import { request } from '../http/request.js'
+import { serviceErrorDetail } from '../http/error-detail.js'
 import { SkrError } from './errors.js'
 import { verifyReleaseJws } from './release-jws.js'
 import { defaultTrustedRoots } from './trust.js'
 import { vaultToken } from './vault-token.js'
+import type { VaultHost } from './vault-hosts.js'
 
 export interface ReleaseOptions {
   /** MAA host (port allowed), no scheme. */
   maaEndpoint: string
-  /** Key Vault / Managed HSM host (port allowed), no scheme. */
+  /** Key Vault / Managed HSM host (port allowed), no scheme; refused unless trusted (vault-hosts.ts). */
   akvEndpoint: string
+  /** What named akvEndpoint, for the refusal: key.akv.endpoint, akv_endpoint, kms_endpoint... */
+  akvField?: string
+  /** The operator's vault hosts (default: env EncfsVaultHosts); the cloud vaults are trusted anyway. */
+  vaultHosts?: readonly VaultHost[]
   /** Key name, or name/version. */
   kid: string
   /** A bearer token for the vault (config bearer_token, or the API caller's); else the identity's. */
@@ -35,6 +41,15 @@ export interface ReleaseOptions {
   attempts?: number
 }
 
+export type Step = (name: string, extra?: Record<string, unknown>) => void
+
+/** The caller's bearer token for the vault, else the identity's. */
+export async function vaultBearer(o: Pick<ReleaseOptions, 'accessToken' | 'identity' | 'signal'> & { vault: VaultHost }, step: Step, logger: Logger): Promise<string> {
+  if (o.accessToken) return o.accessToken
+  step('getting a vault token from the identity')
+  return vaultToken(o.vault, o.identity, { logger, signal: o.signal })
+}
+
 /** What the vault released: the key's JWK members, the wrapping algorithm and the wrapped bytes. */
 export interface VaultRelease {
   key: { kty?: string; key_ops?: string[] }
@@ -47,17 +62,16 @@ export interface VaultRelease {
  * (signature, chain, the vault's host name), the wrapped key taken out of key_hsm.
  */
 export async function vaultRelease(
-  o: Pick<ReleaseOptions, 'akvEndpoint' | 'kid' | 'accessToken' | 'identity' | 'ca' | 'logger' | 'signal' | 'attempts'>,
+  o: Pick<ReleaseOptions, 'akvEndpoint' | 'kid' | 'accessToken' | 'identity' | 'ca' | 'logger' | 'signal' | 'attempts'> & {
+    /** The vault as trustedVault() accepted it: nothing reaches a host that was not checked first. */
+    vault: VaultHost
+  },
   token: string,
   wantEnc: string | undefined,
-  step: (name: string, extra?: Record<string, unknown>) => void,
+  step: Step,
 ): Promise<VaultRelease> {
   const logger = o.logger ?? silentLogger
-  let bearer = o.accessToken
-  if (!bearer) {
-    step('getting a vault token from the identity')
-    bearer = await vaultToken(o.akvEndpoint, o.identity, { logger, signal: o.signal })
-  }
+  const bearer = await vaultBearer(o, step, logger)
   step('requesting the release', { akv: o.akvEndpoint })
   logger.info(`Releasing key ${o.kid}...`)
   const url = `https://${o.akvEndpoint}/keys/${o.kid}/release?api-version=7.4`
@@ -73,18 +87,12 @@ export async function vaultRelease(
   })
   const text = res.body.toString('utf8')
   if (res.status < 200 || res.status > 207) {
-    let detail = text.slice(0, 500)
-    try {
-      const e = (JSON.parse(text) as { error?: { code?: string; message?: string } }).error
-      if (e) detail = `${e.code ?? ''}: ${e.message ?? ''}`
-    } catch {
-      /* not JSON: keep the text */
-    }
+    const detail = serviceErrorDetail(text)
     const hint =
       res.status === 401
         ? ' (the bearer token is missing, expired or for another resource)'
         : res.status === 403
-          ? " (the attestation does not satisfy the key's release policy, or the identity lacks the release permission)"
+          ? " (the attestation does not satisfy the key's release policy, or the identity lacks the release permission; encfs release --explain with the same endpoints and kid shows which clause fails)"
           : res.status === 404
             ? ' (check key.kid and key.akv.endpoint)'
             : ''

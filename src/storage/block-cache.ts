@@ -2,7 +2,7 @@ import type { Logger } from '../log/logger.js'
 import { silentLogger } from '../log/logger.js'
 import { checkRange, isWritable, readByFilling, readInto, type RangeSource, type WritableRangeSource } from './range-source.js'
 import { StorageError } from './errors.js'
-import { retry } from '../retry/retry.js'
+import { STORAGE_RETRY } from './retry.js'
 import { AccessPattern, RANDOM_UNIT, type Access, type Stream } from './access-pattern.js'
 import type { CacheMirror, NativeView } from './native-view.js'
 
@@ -15,10 +15,10 @@ export interface BlockCacheOptions {
   readaheadBlocks?: number
   /** Most concurrent requests to the inner source; a quarter (up to 4) is kept for demand reads, so readahead never queues a random reader. */
   concurrency?: number
-  /** Read-write: attempts per write-back before a flush fails (default 3). */
-  writeAttempts?: number
-  /** Read-write: pause between write-back attempts (default 1000 ms, doubled each time). */
-  writeRetryDelayMs?: number
+  /** Read-write: the longest a flush (an fsync) waits for storage (default: one storage retry budget, 60 s). */
+  flushTimeoutMs?: number
+  /** Read-write: the same while storage is known down (a write-back failed in the last 10 s); default 5 s. */
+  downFlushTimeoutMs?: number
   /** Read-write: dirty data older than this is written back without waiting for a flush (default 5000 ms). */
   writeBackIntervalMs?: number
   logger?: Logger
@@ -63,6 +63,11 @@ const SHARED_PREFETCH = 3
 /** Azure's largest Put Page. */
 const MAX_WRITE = 4 * 1024 * 1024
 const SECTOR = 512
+/** After a write-back failed, storage is taken for down this long: flushes wait for it only downFlushTimeoutMs. */
+const WRITES_DOWN_MS = 10_000
+const DOWN_FLUSH_TIMEOUT_MS = 5_000
+
+type Piece = { at: number; parts: { e: Extent; lo: number; hi: number }[]; length: number }
 
 /**
  * A cached range of the source. Ranges never overlap and never cross a block boundary; their
@@ -699,19 +704,22 @@ export class WritableBlockCache extends BlockCache implements WritableRangeSourc
   private readonly writer: WritableRangeSource
   /** The writer takes a piece as its ranges' own memory (writeParts): no snapshot; a range written while on the way is copied instead. */
   private readonly gathers: boolean
-  private readonly uploads = new Set<Promise<void>>()
+  /** Write-backs on the way, and the piece each one sends (what a close that cannot wait for them reports lost). */
+  private readonly uploads = new Map<Promise<void>, Piece>()
   /** Write-back copies, reused: 4 MiB allocations per piece kept the GC busy in the bench. */
   private readonly snapshots: Buffer[] = []
-  private readonly writeAttempts: number
-  private readonly writeRetryDelayMs: number
+  private readonly flushTimeoutMs: number
+  private readonly downFlushTimeoutMs: number
+  /** When a write-back last failed (or a flush ran out of time), and why; cleared by one that lands. */
+  private writesFailed?: { at: number; reason: string }
   private readonly timer: NodeJS.Timeout
 
   constructor(inner: WritableRangeSource, o: BlockCacheOptions = {}) {
     super(inner, o)
     this.writer = inner
     this.gathers = typeof inner.writeParts === 'function'
-    this.writeAttempts = Math.max(1, o.writeAttempts ?? 3)
-    this.writeRetryDelayMs = o.writeRetryDelayMs ?? 1000
+    this.flushTimeoutMs = o.flushTimeoutMs ?? STORAGE_RETRY.budgetMs
+    this.downFlushTimeoutMs = o.downFlushTimeoutMs ?? DOWN_FLUSH_TIMEOUT_MS
     // Bounds how long written data waits in memory; unref: it must not keep the process alive.
     this.timer = setInterval(() => void this.writeBackDirty().catch(() => {}), o.writeBackIntervalMs ?? 5000)
     this.timer.unref()
@@ -726,13 +734,45 @@ export class WritableBlockCache extends BlockCache implements WritableRangeSourc
     return this.flushAll()
   }
 
+  /**
+   * Flushes, then closes the chain below whatever happened (a lease released, a volume key
+   * zeroed). What could not be written within the flush's bound is dropped: never silently, the
+   * error names every range (STORAGE_WRITE_DROPPED).
+   */
   override async close(): Promise<void> {
     clearInterval(this.timer)
+    let lost: StorageError | undefined
     if (!this.closed && (this.dirty.size > 0 || this.uploads.size > 0)) {
-      // Nothing acknowledged may be dropped silently: flush, and refuse to close if that fails.
-      await this.flush()
+      lost = await this.flush().then(
+        () => undefined,
+        (err: unknown) => this.dropped(err as Error),
+      )
     }
     await super.close()
+    if (lost) throw lost
+  }
+
+  /** Everything not on the source yet (dirty, or on the way), by sector: what a close that cannot flush loses, exactly. */
+  private dropped(cause: Error): StorageError {
+    const ranges: [number, number][] = []
+    for (const e of this.dirty) ranges.push([e.start + e.dirty!.lo, e.start + e.dirty!.hi])
+    for (const piece of this.uploads.values()) for (const { e, lo, hi } of piece.parts) ranges.push([e.start + lo, e.start + hi])
+    ranges.sort((a, b) => a[0] - b[0])
+    const merged: [number, number][] = []
+    for (const r of ranges) {
+      const last = merged.at(-1)
+      if (last && r[0] <= last[1]) last[1] = Math.max(last[1], r[1])
+      else merged.push([...r])
+    }
+    const bytes = merged.reduce((n, [a, b]) => n + b - a, 0)
+    const listed = merged.map(([a, b]) => `${a}-${b - 1}`)
+    const err = new StorageError(
+      'STORAGE_WRITE_DROPPED',
+      `${bytes} bytes in ${merged.length} range(s) were not written to storage and are lost: ${listed.slice(0, 20).join(', ')}${listed.length > 20 ? ` and ${listed.length - 20} more` : ''} (whole 512-byte sectors of the image); the last failure: ${this.writesFailed?.reason ?? cause.message}`,
+      { cause },
+    )
+    this.logger.error({ bytes, ranges: listed, err: cause }, `${bytes} bytes in ${merged.length} range(s) were not written to storage and are lost`)
+    return err
   }
 
   /**
@@ -887,7 +927,7 @@ export class WritableBlockCache extends BlockCache implements WritableRangeSourc
   }
 
   /** Writes one piece back, with retries; a failure puts the dirty marks back. */
-  private uploadPiece(piece: { at: number; parts: { e: Extent; lo: number; hi: number }[]; length: number }): Promise<void> {
+  private uploadPiece(piece: Piece): Promise<void> {
     // The ranges may be written again while this piece is on the way: a gathering writer is given
     // the ranges' memory (copied on write, see copyOnWrite), any other a snapshot. The copy took
     // 0.65 s of remotefs's main thread per GB written (a fifth of its time in the bench).
@@ -907,19 +947,18 @@ export class WritableBlockCache extends BlockCache implements WritableRangeSourc
     const run = async () => {
       // An older snapshot of the same range still on the way must land first.
       if (earlier.length > 0) await Promise.allSettled(earlier)
-      await retry(send, {
-        attempts: this.writeAttempts,
-        backoff: (n) => this.writeRetryDelayMs * 2 ** (n - 1),
-        onRetry: ({ attempt, error }) => this.logger.warn({ offset: piece.at, length: piece.length, attempt, reason: (error as Error).message }, 'write-back failed; retrying'),
-        onGiveUp: ({ attempt, error }) => {
-          this.counters.writeFailures++
-          for (const { e, lo, hi } of piece.parts) this.markDirty(e, lo, hi)
-          this.logger.error(
-            { err: error, offset: piece.at, length: piece.length, attempts: attempt },
-            'write-back failed; the data stays dirty in memory and the next flush retries',
-          )
-        },
-      })
+      // One try: the writer's own retries (withStorageRetry: one budget) are the only ones, so an
+      // fsync waits one budget, not one per layer (three of them held a black-holed fsync 139 s).
+      try {
+        await send()
+      } catch (err) {
+        this.counters.writeFailures++
+        this.writesFailed = { at: Date.now(), reason: (err as Error).message }
+        for (const { e, lo, hi } of piece.parts) this.markDirty(e, lo, hi)
+        this.logger.error({ err, offset: piece.at, length: piece.length }, 'write-back failed; the data stays dirty in memory and the next flush retries')
+        throw err
+      }
+      this.writesFailed = undefined
       this.counters.bytesWritten += piece.length
       this.counters.writeBacks++
     }
@@ -933,7 +972,7 @@ export class WritableBlockCache extends BlockCache implements WritableRangeSourc
       this.wakeSpaceWaiter()
     })
     for (const { e } of piece.parts) e.upload = upload
-    this.uploads.add(upload)
+    this.uploads.set(upload, piece)
     upload.catch(() => {})
     return upload
   }
@@ -971,19 +1010,48 @@ export class WritableBlockCache extends BlockCache implements WritableRangeSourc
     if (failure) throw failure
   }
 
-  /** Resolves once everything written before the call is on the source (fsync semantics). */
+  /**
+   * Resolves once everything written before the call is on the source (fsync semantics), or
+   * fails within flushTimeoutMs (downFlushTimeoutMs while storage is known down), so that an
+   * fsync on storage that does not answer returns EIO in a bounded time instead of holding the
+   * application (and the host's sync) in uninterruptible sleep. Write-backs still on the way go
+   * on; what they do not deliver stays dirty for the next flush.
+   */
   private async flushAll(): Promise<void> {
-    const pending = () => [...this.uploads]
+    const failed = this.writesFailed
+    const down = failed !== undefined && Date.now() - failed.at < WRITES_DOWN_MS
+    const bound = down ? this.downFlushTimeoutMs : this.flushTimeoutMs
+    let timer: NodeJS.Timeout | undefined
+    const deadline = new Promise<'late'>((resolve) => {
+      timer = setTimeout(() => resolve('late'), bound)
+    })
+    const work = this.writeBackAll()
+    // It may fail after the deadline answered: that failure is already logged and re-dirtied, not unhandled.
+    work.catch(() => {})
+    try {
+      if ((await Promise.race([work, deadline])) === 'late') {
+        this.writesFailed = { at: Date.now(), reason: `no answer within ${bound / 1000} s` }
+        const why = down ? ` (storage failed a write-back ${Date.now() - failed.at} ms ago: ${failed.reason})` : ''
+        throw new StorageError(
+          'STORAGE_WRITE_FAILED',
+          `storage took no answer to the write-backs within ${bound / 1000} s${why}; the data is kept in memory and the next fsync tries again`,
+        )
+      }
+    } finally {
+      clearTimeout(timer)
+    }
+  }
+
+  private async writeBackAll(): Promise<void> {
+    const pending = () => [...this.uploads.keys()]
     // Write-backs already on the way may fail and re-dirty their range: wait, then write what is dirty.
     await Promise.allSettled(pending())
     try {
       await this.writeBackDirty()
     } catch (err) {
-      throw new StorageError(
-        'STORAGE_WRITE_FAILED',
-        `writing back to storage failed after ${this.writeAttempts} attempts: ${(err as Error).message}; the data is kept in memory and the next fsync retries`,
-        { cause: err },
-      )
+      throw new StorageError('STORAGE_WRITE_FAILED', `writing back to storage failed: ${(err as Error).message}; the data is kept in memory and the next fsync tries again`, {
+        cause: err,
+      })
     }
     await Promise.allSettled(pending())
     if (this.dirty.size > 0) this.logger.debug({ ranges: this.dirty.size }, 'ranges written during the flush stay dirty for the next one')

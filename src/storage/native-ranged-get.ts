@@ -1,7 +1,7 @@
 import { BearerToken } from './bearer-token.js'
 import { CurlClient } from '../http/curl-client.js'
 import { outcomeError } from './transfer-error.js'
-import { SERVICE_VERSION, UnaskedBytesError, checkStorageRequest, type RangedGetOptions, type RangeReader } from './ranged-get.js'
+import { SERVICE_VERSION, UnaskedBytesError, checkStorageRequest, type RangedGetOptions, type RangeReader, type ReadConditions } from './ranged-get.js'
 
 /**
  * RangedGet's contract on the libcurl fetcher (native/http): one ranged GET per call, If-Match the
@@ -26,9 +26,10 @@ export class NativeRangedGet implements RangeReader {
   }
 
   /** Fills `target` with the blob's bytes at `offset`; If-Match `etag` when given (412 when the blob changed). */
-  async readInto(offset: number, target: Buffer, o: { etag?: string; signal?: AbortSignal } = {}): Promise<void> {
+  async readInto(offset: number, target: Buffer, o: ReadConditions = {}): Promise<void> {
     const headers = [`x-ms-version: ${SERVICE_VERSION}`]
     if (o.etag) headers.push(`If-Match: ${o.etag}`)
+    if (o.leaseId) headers.push(`x-ms-lease-id: ${o.leaseId}`)
     if (this.token) headers.push(await this.token.headerFor(this.url))
     checkStorageRequest(this.url, headers)
     let pos = 0

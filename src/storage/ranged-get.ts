@@ -21,8 +21,18 @@ export const SERVICE_VERSION = '2026-04-06'
 
 /** A blob's bytes by range: RangedGet (Node.js) or NativeRangedGet (libcurl), chosen in blob-http.ts. */
 export interface RangeReader {
-  /** Fills `target` with the blob's bytes at `offset`; If-Match `etag` when given (412 when the blob changed). */
-  readInto(offset: number, target: Buffer, o?: { etag?: string; signal?: AbortSignal }): Promise<void>
+  /**
+   * Fills `target` with the blob's bytes at `offset`; If-Match `etag` when given (412 when the blob
+   * changed), and `leaseId` as x-ms-lease-id (412 when it is not the blob's active lease).
+   */
+  readInto(offset: number, target: Buffer, o?: ReadConditions): Promise<void>
+}
+
+/** What a ranged GET is conditioned on, and its abort. */
+export interface ReadConditions {
+  etag?: string
+  leaseId?: string
+  signal?: AbortSignal
 }
 
 /**
@@ -98,7 +108,7 @@ export class RangedGet implements RangeReader {
   }
 
   /** Fills `target` with the blob's bytes at `offset`; If-Match `etag` when given (412 when the blob changed). */
-  async readInto(offset: number, target: Buffer, o: { etag?: string; signal?: AbortSignal } = {}): Promise<void> {
+  async readInto(offset: number, target: Buffer, o: ReadConditions = {}): Promise<void> {
     let pos = 0
     for (let attempt = 0; ; attempt++) {
       try {
@@ -112,12 +122,13 @@ export class RangedGet implements RangeReader {
     }
   }
 
-  private async fetch(offset: number, target: Buffer, from: number, o: { etag?: string; signal?: AbortSignal }): Promise<number> {
+  private async fetch(offset: number, target: Buffer, from: number, o: ReadConditions): Promise<number> {
     const first = offset + from
     const last = offset + target.length - 1
-    if (o.etag) checkStorageRequest(this.url, [`If-Match: ${o.etag}`])
+    checkStorageRequest(this.url, [...(o.etag ? [`If-Match: ${o.etag}`] : []), ...(o.leaseId ? [`x-ms-lease-id: ${o.leaseId}`] : [])])
     const headers = createHttpHeaders({ 'x-ms-version': SERVICE_VERSION, 'x-ms-range': `bytes=${first}-${last}` })
     if (o.etag) headers.set('If-Match', o.etag)
+    if (o.leaseId) headers.set('x-ms-lease-id', o.leaseId)
     const req = createPipelineRequest({
       url: this.url,
       method: 'GET',
@@ -138,6 +149,12 @@ export class RangedGet implements RangeReader {
       // Destroying the body destroys its socket: whatever else it carries is never read.
       body?.destroy()
       throw new UnaskedBytesError(`${problem}; the connection is dropped`)
+    }
+    const answered = res.headers.get('etag')
+    if (o.etag && answered && answered !== o.etag) {
+      // A server that ignored If-Match: these bytes are another version's.
+      body?.destroy()
+      throw new RestError(`the blob service answered a read pinned to ETag ${o.etag} with ETag ${answered}`, { statusCode: 412, code: 'ETagMismatch', request: req, response: res })
     }
     if (!body) throw new Error('the response has no body')
     let pos = from

@@ -14,7 +14,7 @@ import { StorageError } from './errors.js'
 export interface StorageRetryOptions {
   /** Attempts per request. */
   maxTries: number
-  /** No attempt starts later than this after the first one: the retry budget. */
+  /** No attempt starts later than this after the first one, nor runs past it: the request's bound in all. */
   budgetMs: number
   /** Backoff before retry n is between half and all of min(maxDelayMs, baseDelayMs * 2^(n-1)). */
   baseDelayMs: number
@@ -36,6 +36,9 @@ export const STORAGE_RETRY: StorageRetryOptions = {
   // 256 KiB/s: slower than that, an attempt is taken for stuck.
   perMiBMs: 4_000,
 }
+
+/** The shortest an attempt is given when little of the budget is left: less is not worth sending. */
+const MIN_ATTEMPT_MS = 1_000
 
 /** Statuses that say "not now" rather than "no". */
 const RETRIED_STATUS = new Set([408, 429, 500, 502, 503, 504])
@@ -102,7 +105,11 @@ export async function withStorageRetry<T>(ctx: RetryContext, attempt: (signal: A
   const o = { ...STORAGE_RETRY, ...ctx.options, ...(ctx.health?.down ? { maxTries: 1 } : {}) }
   const logger = ctx.logger ?? silentLogger
   const timeoutMs = o.attemptTimeoutMs + Math.ceil(((ctx.bytes ?? 0) / (1024 * 1024)) * o.perMiBMs)
-  const result = await retry(() => withAttemptTimeout(ctx.signal, timeoutMs, attempt), {
+  const started = Date.now()
+  // No attempt outlives the budget: a request ends within budgetMs in all (the bound of an fsync
+  // and of a read on storage that does not answer), not budgetMs plus a last attempt's timeout.
+  const bounded = () => Math.min(timeoutMs, Math.max(MIN_ATTEMPT_MS, o.budgetMs - (Date.now() - started)))
+  const result = await retry(() => withAttemptTimeout(ctx.signal, bounded(), attempt), {
     attempts: o.maxTries,
     budgetMs: o.budgetMs,
     backoff: exponentialBackoff(o.baseDelayMs, o.maxDelayMs, [0.5, 1]),

@@ -3,7 +3,7 @@ import { AnonymousCredential, BlobClient, type StorageSharedKeyCredential } from
 import type { TokenCredential } from '@azure/identity'
 import { silentLogger, type Logger } from '../log/logger.js'
 import { redactUrl } from '../log/redact.js'
-import { storageError } from './blob-source.js'
+import { storageError } from './storage-error.js'
 
 /**
  * Uploads an image: a page blob (needed for read_write; pages of zeros are skipped, so sparse

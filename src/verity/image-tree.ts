@@ -89,7 +89,8 @@ export async function findAppendedTree(image: RangeSource, where: string): Promi
   return tree.superblock.dataBlocks === blocks ? tree : undefined
 }
 
-/** The `verity` member to paste into the filesystem's configuration. */
-export function verityJson(rootHash: string, where: { hashOffset: number } | { hashUrl: string }): string {
-  return `"verity": ${JSON.stringify('hashOffset' in where ? { root_hash: rootHash, hash_offset: where.hashOffset } : { root_hash: rootHash, hash_url: where.hashUrl })}`
+/** The `verity` member to paste into the filesystem's configuration; data_blocks pins how much of the image the tree covers. */
+export function verityJson(rootHash: string, dataBlocks: number, where: { hashOffset: number } | { hashUrl: string }): string {
+  const place = 'hashOffset' in where ? { hash_offset: where.hashOffset } : { hash_url: where.hashUrl }
+  return `"verity": ${JSON.stringify({ root_hash: rootHash, ...place, data_blocks: dataBlocks })}`
 }

@@ -8,7 +8,7 @@ import { EncfsError } from '../errors/encfs-error.js'
 import { VeritySource } from './verity-source.js'
 
 /** dm-verity as planned from the configuration: the pinned root hash, and where the hash area is (its own blob, or in the image). */
-export type VerityPlan = { rootHash: string } & ({ hashUrl: string; hashOffset?: undefined } | { hashOffset: number; hashUrl?: undefined })
+export type VerityPlan = { rootHash: string; dataBlocks?: number } & ({ hashUrl: string; hashOffset?: undefined } | { hashOffset: number; hashUrl?: undefined })
 
 export interface OpenVerityOptions {
   /** azure_url_private: the hash blob is read with the same credential as the image. */
@@ -26,8 +26,15 @@ export interface OpenVerityOptions {
  */
 export async function openVerity(image: RangeSource, plan: VerityPlan, o: OpenVerityOptions): Promise<VeritySource> {
   const rootHash = Buffer.from(plan.rootHash, 'hex')
+  const dataBlocks = plan.dataBlocks !== undefined ? { dataBlocks: plan.dataBlocks } : {}
   if (plan.hashUrl === undefined) {
-    return VeritySource.open(image, image, { rootHash, hashOffset: plan.hashOffset, where: `the image at verity.hash_offset ${plan.hashOffset}`, logger: o.logger })
+    return VeritySource.open(image, image, { rootHash, hashOffset: plan.hashOffset, where: `the image at verity.hash_offset ${plan.hashOffset}`, logger: o.logger, ...dataBlocks })
+  }
+  if (plan.dataBlocks === undefined) {
+    o.logger.warn(
+      { hashUrl: redactUrl(plan.hashUrl) },
+      'verity.data_blocks is not pinned: with the tree in its own blob, whoever can replace both blobs can present part of the tree as the image; add the data_blocks encfs pack --verity / encfs upload printed',
+    )
   }
   const hash = await openSource(plan.hashUrl, { private: o.private, identity: o.identity, logger: o.logger, signal: o.signal }).catch((err: unknown) => {
     // The storage layer speaks of "the image": say which blob this is.
@@ -35,7 +42,7 @@ export async function openVerity(image: RangeSource, plan: VerityPlan, o: OpenVe
     throw err
   })
   try {
-    return await VeritySource.open(image, hash, { rootHash, hashOffset: 0, where: `verity.hash_url ${redactUrl(plan.hashUrl)}`, logger: o.logger })
+    return await VeritySource.open(image, hash, { rootHash, hashOffset: 0, where: `verity.hash_url ${redactUrl(plan.hashUrl)}`, logger: o.logger, ...dataBlocks })
   } catch (err) {
     await hash.close()
     throw err

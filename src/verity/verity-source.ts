@@ -6,6 +6,7 @@ import { BLOCK_SIZE, DIGEST_SIZE, SUPERBLOCK_SIZE, parseSuperblock, type VerityS
 import { FANOUT, TreeGeometry } from './geometry.js'
 import { hashBlock, hashBlocks, hashBlocksAsync } from './hash-blocks.js'
 import { VerityError, VerityMismatchError, type BadRange } from './errors.js'
+import { BadBlockLedger, type BadBlockOptions } from './bad-blocks.js'
 
 export interface VeritySourceOptions {
   /** The pinned root hash (verity.root_hash). */
@@ -15,8 +16,12 @@ export interface VeritySourceOptions {
   /** Names the hash area in messages, e.g. "verity.hash_url" or "the image at verity.hash_offset 123". */
   where?: string
   logger?: Logger
+  /** The data-block count pinned by the configuration (verity.data_blocks), when it pins one. */
+  dataBlocks?: number
   /** Bound on cached verified hash blocks; default 16 MiB (the whole tree of a 2 GiB image). */
   hashCacheBytes?: number
+  /** Bounds of the failure bookkeeping and its log lines (bad-blocks.ts). */
+  badBlocks?: BadBlockOptions
 }
 
 export interface VerityStats {
@@ -68,10 +73,8 @@ export class VeritySource extends FillingSource {
   private readonly inflight = new Map<string, Promise<HashBlockResult[]>>()
   /** Known-bad data ranges (data offsets), kept to refuse repeated reads without fetching again. */
   private readonly known: BadRange[] = []
-  private readonly badData = new Set<number>()
-  private readonly badHash = new Set<number>()
+  private readonly failures: BadBlockLedger
   private readonly counters = { verifiedBlocks: 0, failedReads: 0, hashBlocksFetched: 0 }
-  private firstFailure?: string
 
   private constructor(
     private readonly data: RangeSource,
@@ -87,6 +90,7 @@ export class VeritySource extends FillingSource {
     this.salt = superblock.salt
     this.size = this.geometry.dataBytes
     this.logger = o.logger ?? silentLogger
+    this.failures = new BadBlockLedger(this.logger, o.badBlocks)
     this.where = o.where ?? 'the hash tree'
     this.hashCacheLimit = Math.max(64, Math.floor((o.hashCacheBytes ?? 16 * 1024 * 1024) / BLOCK_SIZE))
   }
@@ -132,6 +136,8 @@ export class VeritySource extends FillingSource {
       )
     }
     await v.checkShape()
+    // After the shape: a count edited against the tree is named as such; one the tree agrees with is checked here.
+    checkDataSize(g, hash === data ? { hashOffset: o.hashOffset } : { imageBytes: data.size }, o.dataBlocks, where)
     v.logger.info(
       { dataBlocks: g.dataBlocks, levels: g.levels, treeBlocks: g.treeBlocks, uuid: superblock.uuid, rootHash: o.rootHash.toString('hex') },
       'dm-verity hash tree matches the pinned root hash',
@@ -144,9 +150,7 @@ export class VeritySource extends FillingSource {
       rootHash: this.rootHash.toString('hex'),
       dataBlocks: this.geometry.dataBlocks,
       ...this.counters,
-      badDataBlocks: this.badData.size,
-      badHashBlocks: this.badHash.size,
-      ...(this.firstFailure ? { firstFailure: this.firstFailure } : {}),
+      ...this.failures.stats(),
       cachedHashBlocks: this.hashCache.size,
     }
   }
@@ -265,6 +269,7 @@ export class VeritySource extends FillingSource {
   }
 
   async close(): Promise<void> {
+    this.failures.flush()
     this.hashCache.clear()
     await this.data.close()
     if (this.hash !== this.data) await this.hash.close()
@@ -282,19 +287,14 @@ export class VeritySource extends FillingSource {
 
   private noteBadData(block: number): BadRange {
     const range = { start: block * BLOCK_SIZE, end: (block + 1) * BLOCK_SIZE }
-    if (!this.badData.has(block)) {
-      this.badData.add(block)
-      const msg = `data block ${block} (image bytes ${range.start}-${range.end - 1}) does not match the dm-verity hash tree pinned by verity.root_hash`
-      if (!this.firstFailure) {
-        this.firstFailure = msg
-        this.logger.error(
-          { block, offset: range.start, rootHash: this.rootHash.toString('hex') },
-          `INTEGRITY VIOLATION: ${msg}. The stored image was modified (tampering, or a rollback to another version). Reads of this block fail with EIO; intact blocks are still served, each verified`,
-        )
-      } else {
-        this.logger.error({ block, offset: range.start }, msg)
-      }
-    }
+    const msg = `data block ${block} (image bytes ${range.start}-${range.end - 1}) does not match the dm-verity hash tree pinned by verity.root_hash`
+    this.failures.note(
+      'data',
+      block,
+      msg,
+      { block, offset: range.start, rootHash: this.rootHash.toString('hex') },
+      `INTEGRITY VIOLATION: ${msg}. The stored image was modified (tampering, or a rollback to another version). Reads of this block fail with EIO; intact blocks are still served, each verified`,
+    )
     return range
   }
 
@@ -306,13 +306,13 @@ export class VeritySource extends FillingSource {
     const bad = { start: start * BLOCK_SIZE, end: end * BLOCK_SIZE }
     const msg = `hash block ${index} of tree level ${level} (${this.where}, byte ${this.hashOffset + g.blockOffset(level, index)}) does not chain up to verity.root_hash, so data blocks ${start}-${end - 1} cannot be verified`
     const key = g.levelStart[level]! + index
-    if (!this.badHash.has(key)) {
-      this.badHash.add(key)
-      if (!this.firstFailure) {
-        this.firstFailure = msg
-        this.logger.error({ level, index, dataBlocks: [start, end - 1] }, `INTEGRITY VIOLATION: ${msg}. The stored hash tree was modified; reads of those blocks fail with EIO`)
-      } else this.logger.error({ level, index, dataBlocks: [start, end - 1] }, msg)
-    }
+    this.failures.note(
+      'hash',
+      key,
+      msg,
+      { level, index, dataBlocks: [start, end - 1] },
+      `INTEGRITY VIOLATION: ${msg}. The stored hash tree was modified; reads of those blocks fail with EIO`,
+    )
     return new VerityMismatchError(msg, [bad])
   }
 
@@ -384,6 +384,34 @@ export class VeritySource extends FillingSource {
       const oldest = this.hashCache.keys().next().value as number
       this.hashCache.delete(oldest)
     }
+  }
+}
+
+/**
+ * The root hash binds the tree's blocks but not which level of it the superblock calls the data:
+ * a superblock claiming fewer blocks can present the tree's own level-0 blocks (or its top block)
+ * as the image, and they verify. So the data the tree covers must be exactly everything before an
+ * appended hash area, or the whole image blob, and the count pinned in the configuration if any.
+ */
+function checkDataSize(g: TreeGeometry, layout: { hashOffset: number } | { imageBytes: number }, pinned: number | undefined, where: string): void {
+  const covers = `${where}: the superblock covers ${g.dataBlocks} data blocks`
+  if (pinned !== undefined && pinned !== g.dataBlocks) {
+    throw new VerityError(
+      'VERITY_DATA_SIZE',
+      `${covers}, but verity.data_blocks pins ${pinned}: the superblock (or the whole tree and image) was replaced; this is not the image that was published`,
+    )
+  }
+  if ('hashOffset' in layout && layout.hashOffset !== g.dataBytes) {
+    throw new VerityError(
+      'VERITY_DATA_SIZE',
+      `${covers} (${g.dataBytes} bytes), but the hash area starts at byte ${layout.hashOffset}: an appended tree covers everything before it (encfs pack --verity and veritysetup format --hash-offset=<data size> make such trees); the superblock was modified, or verity.hash_offset is wrong`,
+    )
+  }
+  if ('imageBytes' in layout && layout.imageBytes !== g.dataBytes) {
+    throw new VerityError(
+      'VERITY_DATA_SIZE',
+      `${covers} (${g.dataBytes} bytes), but the image is ${layout.imageBytes} bytes: a separate tree covers the whole image; this tree belongs to another image, or its superblock was modified`,
+    )
   }
 }
 

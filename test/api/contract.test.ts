@@ -1,5 +1,7 @@
 // The skr API contract, endpoint by endpoint, against simulated SNP and the MAA / Key Vault emulators.
 import test from 'ava'
+import { startSilentListener } from '../helpers/fault-proxy.js'
+import { startImdsEmulator } from '../../src/emulators/imds/server.js'
 import { randomBytes } from 'node:crypto'
 import { pino } from 'pino'
 import { importJWK, jwtVerify } from 'jose'
@@ -36,6 +38,7 @@ test.before(async () => {
     attestation: new AttestationContext({ attestation: 'simulated', simulatedStateDir: `${s.dir}/snp`, uvm: s.uvm, logger }),
     logger,
     ca: s.ca,
+    vaultHosts: s.vaultHosts,
     bodyLimit: 64 * 1024,
     maaUserAgent: new MaaUserAgent('ConfidentialSkrContainer contract-test'),
   })
@@ -86,6 +89,26 @@ test.serial('POST /attest/maa: a token from MAA whose x-ms-runtime is the runtim
   const { payload } = await jwtVerify(res.json<{ token: string }>().token, await importJWK(s.maa.jwks().keys[0]!, 'RS256'))
   t.deepEqual(payload['x-ms-runtime'], { nonce: 'n1' })
   t.is(s.maa.lastUserAgent, 'ConfidentialSkrContainer contract-test', 'maaconfig.user_agent reaches MAA')
+})
+
+test.serial('POST /attest/maa with include_claims: the verified claims next to the token; without it, only the token (as Go answers)', async (t) => {
+  const runtime = '{"nonce":"n2"}'
+  const res = await post('/attest/maa', { maa_endpoint: s.maa.endpoint, runtime_data: b64(runtime), include_claims: true })
+  t.is(res.statusCode, 200)
+  const body = res.json<{ token: string; claims: Record<string, unknown> }>()
+  t.deepEqual(Object.keys(body).sort(), ['claims', 'token'])
+  const { payload } = await jwtVerify(body.token, await importJWK(s.maa.jwks().keys[0]!, 'RS256'))
+  t.deepEqual(body.claims, payload, 'the claims are those of the token')
+  t.is(body.claims['x-ms-sevsnpvm-reportdata'], maaReportData(Buffer.from(runtime)).toString('hex'))
+  t.true(
+    logLines.some((l) => l.includes('MAA token verified')),
+    'the sidecar verified the token before answering',
+  )
+  const plain = await post('/attest/maa', { maa_endpoint: s.maa.endpoint, runtime_data: b64(runtime), include_claims: false })
+  t.deepEqual(Object.keys(plain.json<object>()), ['token'])
+  const bad = await post('/attest/maa', { maa_endpoint: s.maa.endpoint, runtime_data: b64(runtime), include_claims: 'yes' })
+  t.is(bad.statusCode, 400)
+  t.regex(bad.json<{ error: string }>().error, /include_claims must be a boolean/)
 })
 
 test.serial('POST /key/release: the key as a JWK JSON string, as the Go sidecar answers', async (t) => {
@@ -156,4 +179,21 @@ test.serial("bodies as Go skr's gin binds them: JSON whatever the Content-Type (
   const notJson = await app.inject({ method: 'POST', url: '/attest/raw', headers: { 'content-type': 'application/x-www-form-urlencoded' }, payload: 'runtime_data=e30%3D' })
   t.is(notJson.statusCode, 400)
   t.regex(notJson.json<{ error: string }>().error, /^invalid request: the body is not valid JSON/)
+})
+
+test.serial('POST /key/release naming a host that is not a vault: 403 naming akv_endpoint, and that host sees nothing (no MAA token, no vault token)', async (t) => {
+  const outside = await startSilentListener()
+  t.teardown(() => outside.stop())
+  const imds = await startImdsEmulator(s.authority)
+  t.teardown(() => imds.stop())
+  const before = process.env.AZURE_POD_IDENTITY_AUTHORITY_HOST
+  process.env.AZURE_POD_IDENTITY_AUTHORITY_HOST = imds.url
+  t.teardown(() => {
+    process.env.AZURE_POD_IDENTITY_AUTHORITY_HOST = before
+  })
+  const res = await post('/key/release', { maa_endpoint: s.maa.endpoint, akv_endpoint: outside.endpoint, kid: 'app-key' })
+  t.is(res.statusCode, 403)
+  t.regex(res.json<{ error: string }>().error, /^secure key release failed: akv_endpoint "127\.0\.0\.1:\d+" is not a Key Vault or Managed HSM of the Azure clouds/)
+  t.is(outside.connections, 0, 'the outside host was never contacted')
+  t.is(imds.requests, 0, 'no vault token was minted')
 })

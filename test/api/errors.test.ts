@@ -27,6 +27,8 @@ test.before(async () => {
     status: new ServiceStatus(),
     logger,
     ca: s.ca,
+    // 127.0.0.1:1 as a vault the operator runs, so that its being unreachable is what is tested.
+    vaultHosts: [...s.vaultHosts, { endpoint: '127.0.0.1:1', audience: 'https://vault.azure.net' }],
     bodyLimit: 64 * 1024,
     attestation: new AttestationContext({ attestation: 'simulated', simulatedStateDir: `${s.dir}/snp`, uvm: s.uvm, logger }),
     timeouts: { headersMs: 500, requestMs: 1000, keepAliveMs: 300 },

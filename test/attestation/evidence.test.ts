@@ -61,7 +61,7 @@ function api(provider: ReportProvider) {
   // No host certificate: the chain for the moved TCB comes from the certcache (local THIM).
   const uvm = { ...s.uvm, hostAmdCertificate: undefined }
   const attestation = new AttestationContext({ attestation: 'simulated', provider, uvm, certcache: { endpoint_type: 'LocalTHIM', endpoint: thimEndpoint }, logger: silentLogger })
-  return buildApi({ status: new ServiceStatus(), attestation, logger: silentLogger, ca: s.ca })
+  return buildApi({ status: new ServiceStatus(), attestation, logger: silentLogger, ca: s.ca, vaultHosts: s.vaultHosts })
 }
 
 test.serial('/attest/combined retries with a fresh report and returns the report the chain endorses', async (t) => {
@@ -96,7 +96,17 @@ test.serial('key release takes the same path: a moved TCB costs one more report,
   const provider = movingTcb()
   const uvm = { ...s.uvm, hostAmdCertificate: undefined }
   const collateral = new Collateral({ uvm, certcache: { endpoint_type: 'LocalTHIM', endpoint: thimEndpoint } })
-  const released = await releaseKey({ maaEndpoint: s.maa.endpoint, akvEndpoint: s.akv.endpoint, kid: 'moving-tcb', accessToken: bearer, provider, collateral, uvm, ca: s.ca })
+  const released = await releaseKey({
+    maaEndpoint: s.maa.endpoint,
+    akvEndpoint: s.akv.endpoint,
+    kid: 'moving-tcb',
+    accessToken: bearer,
+    provider,
+    collateral,
+    uvm,
+    ca: s.ca,
+    vaultHosts: s.vaultHosts,
+  })
   t.deepEqual(released.material, key)
   t.is(provider.reports.length, 2)
 })

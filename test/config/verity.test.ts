@@ -79,3 +79,14 @@ test('every verity problem is reported at once, next to the others', (t) => {
   const found = issues({ azure_filesystems: [rawFs({ mount_point: 'rel', verity: { root_hash: 'x', hash_offset: 3 } })] })
   t.is(found.length, 3)
 })
+
+test('data_blocks pins the data the tree covers: a positive whole number, planned, and agreeing with hash_offset', (t) => {
+  const a = validateConfig(cfg({ root_hash: ROOT, hash_url: BLOB_URL, data_blocks: 8448 }))
+  t.deepEqual(planFilesystems(a, { allowRawKey: true })[0]!.verity, { rootHash: ROOT, hashUrl: BLOB_URL, dataBlocks: 8448 })
+  t.is(validateConfig(cfg({ root_hash: ROOT, hash_offset: 4096 * 10, data_blocks: 10 })).azure_filesystems[0]!.verity?.data_blocks, 10)
+  for (const bad of [0, -1, 1.5, '10'])
+    t.regex(issues(cfg({ root_hash: ROOT, hash_url: BLOB_URL, data_blocks: bad }))[0]!, /^azure_filesystems\[0\]\.verity\.data_blocks: must be the number of 4096-byte data blocks/)
+  t.deepEqual(issues(cfg({ root_hash: ROOT, hash_offset: 4096 * 10, data_blocks: 9 })), [
+    'azure_filesystems[0].verity.data_blocks: 9 blocks are 36864 bytes, but hash_offset 40960 says the data ends there: an appended tree covers everything before it',
+  ])
+})

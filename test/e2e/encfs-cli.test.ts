@@ -16,7 +16,7 @@ test.before(async () => {
 
 const encfs = runEncfs
 
-test.serial('encfs demo --once: emulators, a key released by SKR, a packed image from Azurite, a real mount, the files printed, and nothing left', async (t) => {
+test.serial('encfs demo --once: a key released by SKR, an image from Azurite, a real mount, its files, a refused release explained, and nothing left', async (t) => {
   const r = await encfs(['demo', '--once'])
   t.is(r.code, 0, r.stderr)
   t.regex(r.stdout, new RegExp(`key released by secure key release; mounted: .*remote/share -> \\.filesystem-0 \\(unlock ${(await autoUnlock()).mode}`))
@@ -24,6 +24,8 @@ test.serial('encfs demo --once: emulators, a key released by SKR, a packed image
   t.regex(r.stdout, /appended a dm-verity hash tree \(encfs pack --verity\); root hash [0-9a-f]{64} pinned in the configuration/)
   t.regex(r.stdout, /filesystem 0 mounted, [1-9]\d* blocks verified against the root hash, 0 failed/)
   t.regex(r.stdout, /Hello from an encrypted filesystem, streamed from blob storage and mounted by encfs\./)
+  t.regex(r.stdout, /encfs: key release of encfs-demo-key-previous from .* failed with HTTP 403 .*\[SKR_RELEASE_REFUSED\]/, 'the demo shows a refused release')
+  t.regex(r.stdout, /\[FAIL\] anyOf\[0\]\.allOf\[0\]: x-ms-sevsnpvm-hostdata equals "[0-9a-f]{64}": the token has "[0-9a-f]{64}"/, 'and --explain naming the clause')
   t.regex(r.stdout, /remotefs stopped \(exit 0\)/)
   const workDir = /work directory (\S+)/.exec(r.stdout)?.[1]
   t.truthy(workDir)

@@ -55,8 +55,7 @@ const keyConfig = (kid: string, kty: string, extra: Record<string, unknown> = {}
   ...extra,
 })
 
-const release = (kid: string) =>
-  releaseKey({ maaEndpoint: s.maa.endpoint, akvEndpoint: s.akv.endpoint, kid, accessToken: bearer, provider: s.snp, collateral: s.collateral, uvm: s.uvm, ca: s.ca })
+const release = (kid: string) => releaseKey(s.releaseOptions(kid, bearer))
 
 test("the release policy built from Go importkey's README config is the one Go builds", async (t) => {
   const cfg = JSON.parse(await readFile(vector('config', 'importkeyconfig.readme-sample.json'), 'utf8')) as {
@@ -158,7 +157,10 @@ test.serial('-a takes the vault token from the managed identity, not key.akv.bea
   const withoutA = await importkey('identity', config, [], { AZURE_POD_IDENTITY_AUTHORITY_HOST: imds.url })
   t.is(withoutA.code, 1, 'without -a the configured (bad) bearer token is used')
   t.regex(withoutA.stderr, /HTTP 401/)
-  const r = await importkey('identity', config, ['-a'], { AZURE_POD_IDENTITY_AUTHORITY_HOST: imds.url })
+  const unlisted = await importkey('identity', config, ['-a'], { AZURE_POD_IDENTITY_AUTHORITY_HOST: imds.url })
+  t.regex(unlisted.stderr, /key\.akv\.endpoint "127\.0\.0\.1:\d+" is not a Key Vault or Managed HSM .*\[SKR_VAULT_UNTRUSTED\]/, 'no identity token for a vault that is not listed')
+  t.is(imds.requests, 0)
+  const r = await importkey('identity', config, ['-a'], { AZURE_POD_IDENTITY_AUTHORITY_HOST: imds.url, EncfsVaultHosts: s.vaultHostsEnv })
   t.is(r.code, 0, r.stderr)
   t.regex(r.stdout, /\/keys\/go-oct-identity\//)
 })

@@ -81,6 +81,20 @@ test.serial('encfs wrap makes the annotation offline, as skr -infile -keypath -o
   t.is(missing.code, 1)
   t.regex(missing.stderr, /^encfs: cannot read the key info file .*other-info\.json \(ENOENT\).* \[KEYPROVIDER_KEY_INFO\]\n$/)
   await t.throwsAsync(access(path.join(dir, 'not-written')), undefined, 'nothing written')
+
+  const asDir = await run(process.execPath, [ENCFS_JS, 'wrap', '--infile', secret, '--keypath', keyPath, '--outfile', dir])
+  t.is(asDir.code, 1)
+  t.regex(asDir.stderr, /^encfs: cannot write the annotation to -outfile .* \(it is a directory; name the file to write\) \[KEYPROVIDER_OUTFILE\]\n$/)
+  // Unbounded inputs: /dev/zero as the file to wrap, or as the public key, is refused at once (it grew to GBs).
+  const zeroIn = await run(process.execPath, [ENCFS_JS, 'wrap', '--infile', '/dev/zero', '--keypath', keyPath, '--outfile', path.join(dir, 'not-written')])
+  t.regex(zeroIn.stderr, /cannot read the file to wrap \/dev\/zero \(not a regular file \(a device or socket\)\) \[KEYPROVIDER_INFILE\]/)
+  const zeroKey = path.join(dir, 'keys', 'zero')
+  await writeFile(`${zeroKey}-info.json`, JSON.stringify({ public_key_path: '/dev/zero', kms_endpoint: s.akv.endpoint, attester_endpoint: s.maa.endpoint }))
+  const started = Date.now()
+  const zeroPub = await run(process.execPath, [ENCFS_JS, 'wrap', '--infile', secret, '--keypath', zeroKey, '--outfile', path.join(dir, 'not-written')])
+  t.true(Date.now() - started < 20_000, `refused after ${Date.now() - started} ms`)
+  t.regex(zeroPub.stderr, /cannot read the public key \/dev\/zero \(public_key_path; not a regular file .*\[KEYPROVIDER_KEY_INFO\]/)
+  await t.throwsAsync(access(path.join(dir, 'not-written')), undefined, 'nothing written')
 })
 
 test.serial('the entry point picks the role from the environment (dry run)', async (t) => {

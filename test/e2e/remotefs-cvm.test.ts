@@ -33,6 +33,7 @@ const env = async () => ({
   NODE_EXTRA_CA_CERTS: caFile,
   UVM_SECURITY_CONTEXT_DIR: emptyContext,
   UVM_HOST_AMD_CERTIFICATE: Buffer.from(JSON.stringify(await s.snp.thimCerts())).toString('base64'),
+  EncfsVaultHosts: s.vaultHostsEnv,
 })
 
 test.serial('remotefs --attestation vtpm gets the key released through the vTPM and mounts the image; SIGTERM leaves nothing', async (t) => {

@@ -8,6 +8,9 @@ import { BlobClient } from '@azure/storage-blob'
 import { E2eFixture, stopSidecar, readFromChild, leftovers, type Sidecar, type TestImage } from '../helpers/e2e.js'
 import { FileSource } from '../../src/storage/file-source.js'
 import { startTcpProxy } from '../helpers/tcp-proxy.js'
+import { takeOverLease } from '../helpers/fault-proxy.js'
+import { randomBytes } from 'node:crypto'
+import { freePort } from '../helpers/e2e.js'
 import { LuksVolume } from '../../src/luks/volume.js'
 
 const exec = promisify(execFile)
@@ -148,3 +151,45 @@ test.serial('storage going away: the fsync fails with EIO, nothing acknowledged 
   t.is((await sh(`sha256sum ${mp}/b.bin | cut -d' ' -f1`)).out.trim(), sum, 'the data written while storage was away arrived')
   t.is(await stopSidecar(again), 0)
 })
+
+test.serial(
+  'another writer breaks the lease and writes: remotefs serves none of its bytes, fails reads and writes that need storage with EIO, says so in /status, and still unmounts everything',
+  async (t) => {
+    const untouched = randomBytes(4 * 1024 * 1024)
+    const img = await e2e.image({ fsSizeMiB: 24, files: { 'seed.txt': 'seed\n', 'untouched.bin': untouched } })
+    const { sasUrl } = await e2e.upload(img.image, { kind: 'page' })
+    const ws = await e2e.workspace()
+    const mp = path.join(ws.parent, 'fenced')
+    const port = await freePort()
+    // A small cache without readahead: what was not read is not in memory.
+    const cache = { block_size_kib: 64, memory_mib: 1, readahead_blocks: 0 }
+    const sidecar = await e2e.mount([{ mount_point: mp, azure_url: sasUrl, raw_key: img.key.toString('hex'), read_write: true, cache }], {
+      args: ['--allow-raw-key', '-port', String(port)],
+    })
+    t.is((await sh(`echo mine > ${mp}/mine.txt && sync ${mp}/mine.txt`)).code, 0)
+    // untouched.bin was never read: its blocks come from storage. The other writer overwrites them (ciphertext of nothing: garbage once decrypted).
+    const { stdout } = await exec('debugfs', ['-R', 'bmap /untouched.bin 0', img.plain], { env })
+    const at = img.payloadOffset + Number(stdout.trim()) * 4096
+    const other = await takeOverLease(sasUrl, at, randomBytes(64 * 1024))
+    const read = await sh(`cat ${mp}/untouched.bin > /dev/null`)
+    t.not(read.code, 0)
+    t.regex(read.out, /Input\/output error/, "the other writer's bytes are not served")
+    const write = await sh(`echo late > ${mp}/late.txt && sync ${mp}/late.txt`)
+    t.not(write.code, 0, 'writes fail too')
+    const log = await sidecar.log()
+    t.regex(log, /LEASE LOST: .*remotefs no longer holds the write lease/)
+    t.notRegex(log, /STORAGE_BLOB_CHANGED/, 'not mistaken for a replaced blob')
+    const status = (await (await fetch(`http://127.0.0.1:${port}/status`)).json()) as { filesystems: { lease?: { held: boolean; reason?: string } }[] }
+    t.is(status.filesystems[0]!.lease?.held, false)
+    t.regex(status.filesystems[0]!.lease?.reason ?? '', /no longer holds the write lease/)
+    const started = Date.now()
+    const code = await stopSidecar(sidecar)
+    t.true(Date.now() - started < 15_000, `stopped in ${Date.now() - started} ms`)
+    t.not(code, null)
+    t.deepEqual(await leftovers(sidecar.runtimeDir, [path.join(ws.parent, '.filesystem-0')]), [], 'FUSE unmounted even though the flush failed (no dead mount)')
+    t.regex(await sidecar.log(), /bytes in \d+ range\(s\) were not written to storage and are lost|flushed \d+ bytes/)
+    const props = await new BlobClient(sasUrl).getProperties()
+    t.is(props.leaseState, 'leased', "the other writer's lease is left alone")
+    await new BlobClient(sasUrl).getBlobLeaseClient(other).releaseLease()
+  },
+)

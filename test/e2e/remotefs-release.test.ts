@@ -48,6 +48,7 @@ const sidecarEnv = () => ({
   UVM_REFERENCE_INFO: s.uvm.referenceInfo,
   // No UVM_HOST_AMD_CERTIFICATE: the simulated chip's own chain is the collateral.
   AZURE_POD_IDENTITY_AUTHORITY_HOST: imds.url,
+  EncfsVaultHosts: s.vaultHostsEnv,
 })
 
 test.serial('an oct key (bearer token) and an RSA-derived key (managed identity via IMDS) are released and the images mounted', async (t) => {

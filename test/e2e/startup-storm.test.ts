@@ -29,7 +29,9 @@ test.before(async () => {
   s = await e2e.skrStack()
   const pki = await createServerPki(['127.0.0.1'], 'encfs storm proxy CA')
   const throttle = { every: 3, faults: ['429-retry-after', '429'] as const }
-  maa = await startFaultProxy({ port: Number(s.maa.endpoint.split(':')[1]), tls: { pki, targetCa: s.maa.caPem } }, { ...throttle, faults: [...throttle.faults] })
+  // The proxy stands where MAA's name leads: it answers with MAA's own certificate, and MAA's tokens name it as their issuer.
+  maa = await startFaultProxy({ port: Number(s.maa.endpoint.split(':')[1]), tls: { pki: s.maa.pki, targetCa: s.maa.caPem } }, { ...throttle, faults: [...throttle.faults] })
+  s.maa.serveAs(maa.endpoint)
   akv = await startFaultProxy({ port: Number(s.akv.endpoint.split(':')[1]), tls: { pki, targetCa: s.akv.caPem } }, { ...throttle, faults: [...throttle.faults] })
   e2e.defer(() => maa.stop())
   e2e.defer(() => akv.stop())
@@ -48,6 +50,8 @@ test('20 remotefs starting at once against a throttling MAA and Key Vault all mo
     UVM_SECURITY_POLICY: s.policyBase64,
     UVM_REFERENCE_INFO: s.uvm.referenceInfo,
     UVM_HOST_AMD_CERTIFICATE: Buffer.from(JSON.stringify(s.uvm.hostAmdCertificate)).toString('base64'),
+    // The throttling proxy in front of the Key Vault emulator is the vault the operator lists.
+    EncfsVaultHosts: akv.endpoint,
   }
   // Each pod in its own directory, as each pod has its own volume.
   const mountPoints = await Promise.all(Array.from({ length: PODS }, async (_, i) => path.join((await e2e.workspace()).parent, `pod${i}`)))

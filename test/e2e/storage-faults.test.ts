@@ -129,3 +129,34 @@ test.serial('read-write under 10 % faults: writes and fsyncs succeed, and after 
   t.is((await readHash(path.join(ws2.parent, 'check', 'big.bin'))).sum, sha(files['big.bin']!), 'what was there before is intact')
   t.is(await stopSidecar(reader), 0)
 })
+
+test.serial(
+  'Put Page black-holed: the application fsync fails with EIO within one storage budget (60 s), not minutes; the data stays and reaches storage once it answers',
+  async (t) => {
+    const { sasUrl, proxy, ws, mp, sidecar } = await faultyMount('faults-bh.img', { kind: 'page', name: 'bh' })
+    const { writeFile } = await import('node:fs/promises')
+    const written = randomBytes(1024 * 1024)
+    const source = path.join(ws.dir, 'bh.bin')
+    await writeFile(source, written)
+    proxy.stall((req) => req.method === 'PUT' && /[?&]comp=page/.test(req.url ?? ''))
+    const started = Date.now()
+    const dd = await exec('dd', [`if=${source}`, `of=${mp}/bh.bin`, 'bs=64k', 'conv=fsync', 'status=none']).then(
+      () => ({ code: 0, stderr: '' }),
+      (e: { code?: number; stderr?: string }) => ({ code: e.code ?? -1, stderr: e.stderr ?? '' }),
+    )
+    const ms = Date.now() - started
+    t.log(`fsync answered after ${ms} ms`)
+    t.not(dd.code, 0, 'the fsync reports the failure')
+    t.regex(dd.stderr, /Input\/output error/)
+    // docs/storage-faults.md: one storage budget (60 s), plus room for a loaded machine; it was 311 s.
+    t.true(ms < 90_000, `the application's fsync returned after ${ms} ms`)
+    t.regex(await sidecar.log(), /storage took no answer to the write-backs within 60 s|write-back failed/)
+    proxy.unstall()
+    t.is(await stopSidecar(sidecar), 0, 'once storage answers, the stop writes everything down')
+    t.regex(await sidecar.log(), /flushed \d+ bytes to storage before unmounting/)
+    const ws2 = await e2e.workspace()
+    const reader = await mount(sasUrl, path.join(ws2.parent, 'check'), true)
+    t.is((await readHash(path.join(ws2.parent, 'check', 'big.bin'))).sum, sha(files['big.bin']!), 'the filesystem is intact')
+    t.is(await stopSidecar(reader), 0)
+  },
+)

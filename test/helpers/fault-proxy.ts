@@ -21,6 +21,11 @@ export const ALL_FAULTS: Fault[] = ['429', '429-retry-after', '503', '503-retry-
 /** Answers that are not the bytes asked for: a client must refuse them, never pass them on. */
 export const HOSTILE_FAULTS: Fault[] = ['shifted-range', '200-for-206']
 
+export interface HeaderRewrite {
+  request?: (headers: IncomingMessage['headers'], req: IncomingMessage) => void
+  response?: (headers: IncomingMessage['headers'], req: IncomingMessage) => void
+}
+
 export interface FaultPlan {
   /** Every `every`-th request (10: 10 % of them) gets the next fault of `faults`, in turn. */
   every: number
@@ -41,6 +46,21 @@ export interface FaultProxy {
   /** An outage: every connection is cut at once ('refuse') or answered 503 ('503') until up(). */
   down(how: 'refuse' | '503'): void
   up(): void
+  /**
+   * A black hole for the requests `applies` picks (default: all): read and never answered, their
+   * connection left open, as a storage front end that hangs. Until unstall(); stop() cuts them.
+   */
+  stall(applies?: (req: IncomingMessage) => boolean): void
+  /** Ends the black hole: later requests pass; those already held are cut (as a hung server's connections are, at last). */
+  unstall(): void
+  /** Requests held by the black hole so far, and how many of them are still waiting. */
+  readonly stalled: { total: number; waiting: number }
+  /**
+   * A server that lies in its headers: `request` edits the headers forwarded upstream (drop
+   * If-Match: a server that ignores it), `response` those answered (drop or change the ETag).
+   * Undefined: headers pass as they are.
+   */
+  rewrite(r?: HeaderRewrite): void
   stop(): Promise<void>
 }
 
@@ -56,18 +76,23 @@ export async function startFaultProxy(target: { host?: string; port: number; tls
   let seen = 0
   let faulted = 0
   let outage: 'refuse' | '503' | undefined
+  let blackHole: ((req: IncomingMessage) => boolean) | undefined
+  let rewriting: HeaderRewrite | undefined
+  const held = new Set<IncomingMessage>()
+  let heldTotal = 0
   const sockets = new Set<Socket>()
   const host = target.host ?? '127.0.0.1'
 
   const forward = (req: IncomingMessage, res: ServerResponse, fault: Fault): void => {
     const send = target.tls ? httpsRequest : httpRequest
-    const headers: Record<string, string | string[] | undefined> = { ...req.headers, host: `${host}:${target.port}` }
+    const headers: IncomingMessage['headers'] = { ...req.headers, host: `${host}:${target.port}` }
     const range = /^bytes=(\d+)-(\d+)$/.exec(String(req.headers['x-ms-range'] ?? ''))
     if (fault === 'shifted-range' && range) {
       const [a, b] = [Number(range[1]), Number(range[2])]
       const by = a >= 65536 ? -65536 : 65536
       headers['x-ms-range'] = `bytes=${a + by}-${b + by}`
     }
+    rewriting?.request?.(headers, req)
     const upstream = send(
       {
         host,
@@ -78,13 +103,15 @@ export async function startFaultProxy(target: { host?: string; port: number; tls
         ...(target.tls ? { ca: target.tls.targetCa } : {}),
       },
       (up) => {
+        const answered = { ...up.headers }
+        rewriting?.response?.(answered, req)
         if (fault === '200-for-206' && up.statusCode === 206) {
-          const { 'content-range': _dropped, ...rest } = up.headers
+          const { 'content-range': _dropped, ...rest } = answered
           res.writeHead(200, rest)
           up.pipe(res)
           return
         }
-        res.writeHead(up.statusCode ?? 502, up.headers)
+        res.writeHead(up.statusCode ?? 502, answered)
         if (fault === 'reset-mid-body') {
           let sent = 0
           up.on('data', (chunk: Buffer) => {
@@ -133,6 +160,14 @@ export async function startFaultProxy(target: { host?: string; port: number; tls
     if (outage === '503') {
       req.resume()
       res.writeHead(503, { 'x-ms-error-code': 'ServerBusy' }).end()
+      return
+    }
+    if (blackHole?.(req)) {
+      // The body is taken (a client sending a large Put Page is not stopped by flow control), the answer never comes.
+      req.resume()
+      held.add(req)
+      heldTotal++
+      req.socket.once('close', () => held.delete(req))
       return
     }
     let fault: Fault = 'pass'
@@ -192,6 +227,60 @@ export async function startFaultProxy(target: { host?: string; port: number; tls
     },
     up() {
       outage = undefined
+    },
+    stall(applies) {
+      blackHole = applies ?? (() => true)
+    },
+    rewrite(r) {
+      rewriting = r
+    },
+    unstall() {
+      blackHole = undefined
+      for (const req of held) req.socket.destroy()
+      held.clear()
+    },
+    get stalled() {
+      return { total: heldTotal, waiting: held.size }
+    },
+    stop: () =>
+      new Promise<void>((resolve) => {
+        for (const s of sockets) s.destroy()
+        server.close(() => resolve())
+      }),
+  }
+}
+
+/**
+ * Another writer taking a leased page blob over: breaks the lease at once, takes one of its own
+ * and writes `bytes` at `offset` under it, as a second read-write mount (or an operator) would.
+ * Returns the other writer's lease id; its lease is left for the caller to release.
+ */
+export async function takeOverLease(sasUrl: string, offset: number, bytes: Buffer): Promise<string> {
+  const { BlobClient } = await import('@azure/storage-blob')
+  const blob = new BlobClient(sasUrl)
+  await blob.getBlobLeaseClient().breakLease(0)
+  const lease = blob.getBlobLeaseClient()
+  await lease.acquireLease(-1)
+  await blob.getPageBlobClient().uploadPages(bytes, offset, bytes.length, { conditions: { leaseId: lease.leaseId } })
+  return lease.leaseId
+}
+
+/** A TCP listener on 127.0.0.1 that takes connections and says nothing: where a token must never go. */
+export async function startSilentListener(): Promise<{ endpoint: string; readonly connections: number; stop(): Promise<void> }> {
+  const { createServer } = await import('node:net')
+  let connections = 0
+  const sockets = new Set<Socket>()
+  const server = createServer((socket) => {
+    connections++
+    sockets.add(socket)
+    socket.on('close', () => sockets.delete(socket))
+    socket.resume()
+  })
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  return {
+    endpoint: `127.0.0.1:${(server.address() as AddressInfo).port}`,
+    get connections() {
+      return connections
     },
     stop: () =>
       new Promise<void>((resolve) => {

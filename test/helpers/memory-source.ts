@@ -52,6 +52,8 @@ export class MemorySource implements RangeSource {
 /** A MemorySource that takes writes (512-byte aligned, as a page blob), can fail them, and logs them. */
 export class WritableMemorySource extends MemorySource {
   failWrites = false
+  /** While set, writes wait for it: storage that takes a write and does not answer. */
+  hold?: Promise<void>
   readonly writeLog: { offset: number; length: number }[] = []
   flushes = 0
   private readonly landing: { count: number; resolve: () => void }[] = []
@@ -60,6 +62,7 @@ export class WritableMemorySource extends MemorySource {
     checkRange(this.size, offset, data.length)
     if (offset % 512 !== 0 || data.length % 512 !== 0) throw new Error(`unaligned write ${offset}+${data.length}`)
     if (this.delayMs > 0) await sleep(this.delayMs)
+    if (this.hold !== undefined) await this.hold
     if (this.failWrites) throw new Error('injected write failure')
     this.writeLog.push({ offset, length: data.length })
     data.copy(this.bytes, offset)

@@ -40,7 +40,7 @@ export async function podPlatform(e2e: E2eFixture): Promise<PodPlatform> {
   return {
     stack,
     imds,
-    env: { NODE_EXTRA_CA_CERTS: '/etc/encfs-test/ca.pem', EncfsAttestation: 'simulated', AZURE_POD_IDENTITY_AUTHORITY_HOST: imds.url },
+    env: { NODE_EXTRA_CA_CERTS: '/etc/encfs-test/ca.pem', EncfsAttestation: 'simulated', AZURE_POD_IDENTITY_AUTHORITY_HOST: imds.url, EncfsVaultHosts: stack.vaultHostsEnv },
     volumes: [`${dir}/ca.pem:/etc/encfs-test/ca.pem:ro`, `${stack.dir}/snp:/root/.local/state/encfs/simulated-snp:ro`, `${context}:/security-context-test:ro`],
   }
 }

@@ -1,5 +1,7 @@
 // The keyprovider protocol JSON and annotation formats, against Go's example vectors.
 import test from 'ava'
+import { runCommand } from '../../src/process/run.js'
+import { within } from '../helpers/time.js'
 import { readFile, writeFile, mkdtemp, rm } from 'node:fs/promises'
 import { generateKeyPairSync, privateDecrypt, constants } from 'node:crypto'
 import os from 'node:os'
@@ -7,7 +9,7 @@ import path from 'node:path'
 import { vector } from '../helpers/vectors.js'
 import { parseProtocolInput, unwrapRequest, wrapRequest, unwrapOutput, wrapOutput } from '../../src/keyprovider-grpc/protocol.js'
 import { parseAnnotation, formatAnnotation } from '../../src/keyprovider-grpc/annotation.js'
-import { wrapWithKeyInfo, unwrapWithPrivateKey } from '../../src/keyprovider-grpc/wrap.js'
+import { wrapWithKeyInfo, unwrapWithPrivateKey, MAX_KEY_FILE_BYTES } from '../../src/keyprovider-grpc/wrap.js'
 import { KeyProviderError } from '../../src/keyprovider-grpc/errors.js'
 
 interface Example {
@@ -121,4 +123,30 @@ test('wrapWithKeyInfo says which file is missing or wrong', async (t) => {
   const small = generateKeyPairSync('rsa', { modulusLength: 1024 })
   await writeFile(`${key}.pem`, small.publicKey.export({ format: 'pem', type: 'spki' }))
   await t.throwsAsync(wrapWithKeyInfo(Buffer.alloc(100), key), { message: /cannot wrap 100 bytes with the 1024-bit key .*at most 62 bytes/ })
+})
+
+test('wrapWithKeyInfo reads key files of a bounded size only: a FIFO, a device or an oversized file is refused at once, naming public_key_path', async (t) => {
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'encfs-wrap-'))
+  t.teardown(() => rm(dir, { recursive: true, force: true }))
+  const key = path.join(dir, 'k')
+  const info = (publicKeyPath: string) =>
+    writeFile(`${key}-info.json`, JSON.stringify({ public_key_path: publicKeyPath, kms_endpoint: 'v.vault.azure.net', attester_endpoint: 'a.attest.azure.net' }))
+  const fifo = path.join(dir, 'fifo')
+  await runCommand('mkfifo', [fifo])
+  for (const [file, reason] of [
+    [fifo, /not a regular file \(a FIFO\)/],
+    ['/dev/zero', /not a regular file \(a device or socket\)/],
+    [dir, /not a regular file \(a directory\)/],
+  ] as const) {
+    await info(file)
+    const err = await within(5000, `reading ${file}`, t.throwsAsync(wrapWithKeyInfo(Buffer.from('x'), key)))
+    t.regex(err!.message, new RegExp(`cannot read the public key ${file} \\(public_key_path; ${reason.source}`), file)
+    t.is((err as { code?: string }).code, 'KEYPROVIDER_KEY_INFO')
+  }
+  const big = path.join(dir, 'big.pem')
+  await writeFile(big, Buffer.alloc(MAX_KEY_FILE_BYTES + 1, 0x41))
+  await info(big)
+  await t.throwsAsync(wrapWithKeyInfo(Buffer.from('x'), key), {
+    message: /cannot read the public key .*big\.pem \(public_key_path; 65537 bytes, more than the 65536 such a file can hold\)/,
+  })
 })

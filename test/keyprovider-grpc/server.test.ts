@@ -17,6 +17,7 @@ import { KeyProviderService } from '../../src/keyprovider-grpc/service.js'
 import { listenKeyProvider, PACKAGES, type KeyProviderServer } from '../../src/keyprovider-grpc/server.js'
 import { keyProviderClients, call, refusal, FIELD, unwrapInput, unwrappedSecret, type Message } from '../helpers/keyprovider-client.js'
 import { vector } from '../helpers/vectors.js'
+import { startSilentListener } from '../helpers/fault-proxy.js'
 
 let s: SkrStack
 let imds: ImdsEmulator
@@ -52,7 +53,7 @@ test.before(async () => {
     },
   )
   const attestation = new AttestationContext({ attestation: 'simulated', simulatedStateDir: `${s.dir}/snp`, uvm: s.uvm, logger })
-  server = await listenKeyProvider(new KeyProviderService({ attestation, logger, ca: s.ca }), { port: 0, logger })
+  server = await listenKeyProvider(new KeyProviderService({ attestation, logger, ca: s.ca, vaultHosts: s.vaultHosts }), { port: 0, logger })
   // A server on a machine without SEV-SNP (this test machine has no /dev/sev-guest, /dev/sev or configfs-tsm).
   bare = await listenKeyProvider(new KeyProviderService({ attestation: new AttestationContext({ attestation: 'auto', uvm: s.uvm, logger }), logger }), { port: 0, logger })
   clients = keyProviderClients(`localhost:${server.port}`)
@@ -111,6 +112,18 @@ for (const pkg of PACKAGES) {
     const out = (res[f.out] as Buffer).toString()
     t.is(out, `{"keywrapresults":{"annotation":null},"keyunwrapresults":{"optsdata":"${secret.toString('base64')}"}}`)
     t.true(imds.requests >= 1, 'the vault token came from the managed identity')
+  })
+
+  test.serial(`${pkg}: an annotation whose kms_endpoint is not a vault: PERMISSION_DENIED before any token, and the named host sees nothing`, async (t) => {
+    const outside = await startSilentListener()
+    t.teardown(() => outside.stop())
+    const tokens = imds.requests
+    const annotation = goAnnotation('wrapping-key', Buffer.from('secret')).replace(s.akv.endpoint, outside.endpoint)
+    const err = await refusal(call(clients[pkg], 'UnWrapKey', { [f.in]: unwrapInput(annotation) }))
+    t.is(err.code, status.PERMISSION_DENIED, err.details)
+    t.regex(err.details, /keyunwrapparams\.annotation\.kms_endpoint "127\.0\.0\.1:\d+" is not a Key Vault or Managed HSM of the Azure clouds .*EncfsVaultHosts/)
+    t.is(outside.connections, 0, 'the host the annotation named was never contacted')
+    t.is(imds.requests, tokens, 'no vault token was minted for the pod identity')
   })
 
   test.serial(`${pkg}: bad attestation-agent parameters and annotations are INVALID_ARGUMENT with what is wrong`, async (t) => {
@@ -311,4 +324,25 @@ test.serial('it listens on loopback only, unless --unsafe-listen names another a
   t.teardown(() => open.close())
   t.deepEqual(await listeningAddresses(open.port), ['00000000'])
   t.true(logLines.some((l) => l.includes('listens beyond loopback (--unsafe-listen)')))
+})
+
+test.serial('bytes that are not the request message (a truncated protobuf) are INVALID_ARGUMENT, not INTERNAL', async (t) => {
+  const { Client } = await import('@grpc/grpc-js')
+  const client = new Client(`localhost:${server.port}`, credentials.createInsecure())
+  t.teardown(() => client.close())
+  // Field 1, length-delimited, claims 100 bytes and carries 3.
+  const truncated = Buffer.from([0x0a, 100, 0x61, 0x62, 0x63])
+  for (const pkg of PACKAGES) {
+    const err = await new Promise<{ code?: number; details?: string }>((resolve) => {
+      client.makeUnaryRequest(
+        `/${pkg}.KeyProviderService/UnWrapKey`,
+        (b: Buffer) => b,
+        (b: Buffer) => b,
+        truncated,
+        (e) => resolve(e ?? {}),
+      )
+    })
+    t.is(err.code, status.INVALID_ARGUMENT, `${pkg}: ${err.details}`)
+    t.regex(err.details ?? '', new RegExp(`the request is not a ${pkg}\\.KeyProviderService/UnWrapKey request message \\(protobuf\\)`))
+  }
 })

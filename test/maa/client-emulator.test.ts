@@ -84,3 +84,14 @@ test.serial('the emulator refuses a chain from an untrusted ARK, and a TLS peer 
   t.is((untrusted as { code?: string }).code, 'HTTP_UNREACHABLE')
   t.regex(untrusted!.message, /NODE_EXTRA_CA_CERTS/)
 })
+
+test.serial("the emulator's tokens verify as MAA's do: its OpenID configuration, its keys, bound to the request", async (t) => {
+  const { attestVerified } = await import('../../src/maa/verified-attest.js')
+  const { MaaSigningKeys } = await import('../../src/maa/signing-keys.js')
+  const i = await inputs()
+  const verified = await attestVerified(i, { endpoint: maa.endpoint, ca: [maa.caPem], keys: new MaaSigningKeys(maa.endpoint) })
+  t.is(verified.issuer, maa.url)
+  t.is(verified.header.kid, maa.jwks().keys[0]!.kid)
+  t.is(verified.claims['x-ms-sevsnpvm-reportdata'], maaReportData(i.runtimeData).toString('hex'))
+  t.deepEqual(verified.claims['x-ms-runtime'], JSON.parse(i.runtimeData.toString()))
+})

@@ -54,6 +54,7 @@ async function release(kid: string, o: { maa?: MaaEmulator; attempts?: number } 
     akvEndpoint: akv.endpoint,
     kid,
     accessToken: (await stack.authority.issue(akv.audience, 'pod')).token,
+    vaultHosts: [{ endpoint: akv.endpoint, audience: akv.audience }],
     provider: vtpmProvider(vtpm.tcti),
     collateral: stack.collateral,
     uvm: stack.uvm,
@@ -87,4 +88,14 @@ test.serial('MAA refuses evidence whose attestation key is not certified by the 
   const err = await t.throwsAsync(release('cvm-key', { maa: strict, attempts: 1 }))
   t.true(hasCode(err, 'MAA_ATTEST_FAILED'), err?.message)
   t.regex(err!.message, /AikCert is not issued by a trusted vTPM CA/)
+})
+
+test.serial('an expired guest token is refused before the vault sees it (MAA_TOKEN_EXPIRED)', async (t) => {
+  const stale = await startMaaEmulator({ trustedArks: parsePemChain(thimChainPem(await stack.snp.thimCerts())).slice(2), trustedAkCas: [vtpm.akCa], tokenLifetimeSeconds: -600 })
+  t.teardown(() => stale.stop())
+  await importFor('cvm-stale', randomBytes(32))
+  const before = akv.releases
+  const err = await t.throwsAsync(release('cvm-stale', { maa: stale }))
+  t.true(hasCode(err, 'MAA_TOKEN_EXPIRED'), err?.message)
+  t.is(akv.releases, before)
 })

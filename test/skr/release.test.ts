@@ -32,16 +32,7 @@ test.after.always(async () => {
   await s?.stop()
 })
 
-const opts = (kid: string) => ({
-  maaEndpoint: s.maa.endpoint,
-  akvEndpoint: s.akv.endpoint,
-  kid,
-  accessToken: bearer,
-  provider: s.snp,
-  collateral: s.collateral,
-  uvm: s.uvm,
-  ca: s.ca,
-})
+const opts = (kid: string) => s.releaseOptions(kid, bearer)
 
 test('an oct key is released to the attested pod: the same 32 bytes, as an oct JWK', async (t) => {
   const key = await releaseKey(opts('fs-oct'))
@@ -66,7 +57,7 @@ test('an RSA key is released as a private JWK and derives the same filesystem ke
 test('refusals name the step, the endpoint and the reason', async (t) => {
   const policy = await t.throwsAsync(releaseKey(opts('other-pod')))
   t.is((policy as { code?: string }).code, 'SKR_RELEASE_REFUSED')
-  t.regex(policy!.message, /HTTP 403 .*release policy is not satisfied: x-ms-sevsnpvm-hostdata is [0-9a-f]+, not 0+/)
+  t.regex(policy!.message, /HTTP 403 .*release policy is not satisfied: anyOf\[0\]\.allOf\[0\]: x-ms-sevsnpvm-hostdata is [0-9a-f]+, not 0+ .*encfs release --explain/)
   const missing = await t.throwsAsync(releaseKey(opts('no-such-key')))
   t.regex(missing!.message, /HTTP 404 KeyNotFound.*check key\.kid/)
   const storageToken = (await s.authority.issue('https://storage.azure.com', 'pod')).token
@@ -86,12 +77,15 @@ test('refusals name the step, the endpoint and the reason', async (t) => {
   t.regex(untrusted!.message, /NODE_EXTRA_CA_CERTS/)
 })
 
-test('an expired MAA token is refused by the vault; a Managed HSM takes only tokens for managedhsm.azure.net', async (t) => {
+test('an expired MAA token never reaches the vault (MAA_TOKEN_EXPIRED), and the vault refuses one sent to it; a Managed HSM takes only tokens for managedhsm.azure.net', async (t) => {
   const { startMaaEmulator } = await import('../../src/emulators/maa/server.js')
   const { startAkvEmulator } = await import('../../src/emulators/akv/server.js')
   const { parsePemChain } = await import('../../src/attestation/cert-chain.js')
   const { thimChainPem } = await import('../../src/attestation/thim.js')
-  const staleMaa = await startMaaEmulator({ tokenLifetimeSeconds: -120, trustedArks: parsePemChain(thimChainPem(await s.snp.thimCerts())).slice(2) })
+  const { attestSevSnp } = await import('../../src/maa/client.js')
+  const { maaReportData } = await import('../../src/attestation/report-data.js')
+  const { request } = await import('../../src/http/request.js')
+  const staleMaa = await startMaaEmulator({ tokenLifetimeSeconds: -600, trustedArks: parsePemChain(thimChainPem(await s.snp.thimCerts())).slice(2) })
   const hsm = await startAkvEmulator({ authority: s.authority, maaCas: [staleMaa.caPem, s.maa.caPem], managedHsm: true })
   t.teardown(async () => {
     await hsm.stop()
@@ -102,9 +96,27 @@ test('an expired MAA token is refused by the vault; a Managed HSM takes only tok
   const policy = (maa: string) => releasePolicy(maa, [[{ claim: 'x-ms-sevsnpvm-hostdata', equals: s.hostData.toString('hex') }]])
   await importKey({ akvEndpoint: hsm.endpoint, name: 'k1', key: { kty: 'oct-HSM', k: octKey.toString('base64url') }, policy: policy(staleMaa.endpoint), bearer: hsmBearer, ca })
   await importKey({ akvEndpoint: hsm.endpoint, name: 'k2', key: { kty: 'oct-HSM', k: octKey.toString('base64url') }, policy: policy(s.maa.endpoint), bearer: hsmBearer, ca })
-  const base = { akvEndpoint: hsm.endpoint, provider: s.snp, collateral: s.collateral, uvm: s.uvm, ca }
+  const base = { akvEndpoint: hsm.endpoint, provider: s.snp, collateral: s.collateral, uvm: s.uvm, ca, vaultHosts: [{ endpoint: hsm.endpoint, audience: hsm.audience }] }
+  const released = hsm.releases
   const expired = await t.throwsAsync(releaseKey({ ...base, maaEndpoint: staleMaa.endpoint, kid: 'k1', accessToken: hsmBearer }))
-  t.regex(expired!.message, /HTTP 403 .*"exp" claim timestamp check failed/)
+  t.is((expired as { code?: string }).code, 'MAA_TOKEN_EXPIRED')
+  t.regex(expired!.message, /the MAA token expired at .* s of clock skew allowed/)
+  t.is(hsm.releases, released)
+  // The vault checks for itself: the same stale token, sent to it directly.
+  const runtime = Buffer.from('{"keys":[]}')
+  const stale = await attestSevSnp(
+    { report: await s.snp.getReport(maaReportData(runtime)), vcekCertChain: thimChainPem(await s.snp.thimCerts()), runtimeData: runtime, nonce: 1n },
+    { endpoint: staleMaa.endpoint, ca },
+  )
+  const refused = await request(`https://${hsm.endpoint}/keys/k1/release?api-version=7.4`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', authorization: `Bearer ${hsmBearer}` },
+    body: JSON.stringify({ target: stale }),
+    what: 'test release',
+    ca,
+  })
+  t.is(refused.status, 403)
+  t.regex(refused.body.toString(), /cannot be verified: the MAA token expired at/)
   t.deepEqual((await releaseKey({ ...base, maaEndpoint: s.maa.endpoint, kid: 'k2', accessToken: hsmBearer })).material, octKey)
   const vaultBearer = (await s.authority.issue('https://vault.azure.net', 'operator')).token
   t.regex(

@@ -1,7 +1,8 @@
 // A vault token that cannot be had says so in the vault's words: which resource, which key
 // operation, what the identity needs there; not the storage account's.
 import test from 'ava'
-import { vaultResource, vaultToken } from '../../src/skr/vault-token.js'
+import { vaultToken } from '../../src/skr/vault-token.js'
+import { trustedVault } from '../../src/skr/vault-hosts.js'
 import { SkrError } from '../../src/skr/errors.js'
 
 // Workload identity with a token file that does not exist: the credential fails at once, without
@@ -10,13 +11,10 @@ process.env.AZURE_CLIENT_ID = '11111111-2222-3333-4444-555555555555'
 process.env.AZURE_TENANT_ID = '66666666-7777-8888-9999-000000000000'
 process.env.AZURE_FEDERATED_TOKEN_FILE = '/nonexistent/encfs-test-token'
 
-test('Key Vault and Managed HSM take tokens for their own resources', (t) => {
-  t.is(vaultResource('myvault.vault.azure.net'), 'https://vault.azure.net')
-  t.is(vaultResource('myhsm.managedhsm.azure.net'), 'https://managedhsm.azure.net')
-})
+const vault = (endpoint: string) => trustedVault(endpoint, { field: 'key.akv.endpoint', hosts: [] })
 
 test('a vault token failure names the vault and the release permission, not blob storage', async (t) => {
-  const err = await t.throwsAsync(vaultToken('myvault.vault.azure.net', undefined, { retries: 2, retryDelayMs: 1 }), { instanceOf: SkrError })
+  const err = await t.throwsAsync(vaultToken(vault('myvault.vault.azure.net'), undefined, { retries: 2, retryDelayMs: 1 }), { instanceOf: SkrError })
   t.is(err?.code, 'SKR_IDENTITY')
   t.regex(String(err?.message), /https:\/\/vault\.azure\.net/)
   t.regex(String(err?.message), /myvault\.vault\.azure\.net/)
@@ -27,7 +25,7 @@ test('a vault token failure names the vault and the release permission, not blob
 })
 
 test('a token for importing a key names the import permission', async (t) => {
-  const err = await t.throwsAsync(vaultToken('myhsm.managedhsm.azure.net', undefined, { retries: 1, retryDelayMs: 1, purpose: 'import' }), { instanceOf: SkrError })
+  const err = await t.throwsAsync(vaultToken(vault('myhsm.managedhsm.azure.net'), undefined, { retries: 1, retryDelayMs: 1, purpose: 'import' }), { instanceOf: SkrError })
   t.is(err?.code, 'SKR_IDENTITY')
   t.regex(String(err?.message), /https:\/\/managedhsm\.azure\.net/)
   t.regex(String(err?.message), /import/)

@@ -11,6 +11,9 @@ import { openSource } from '../../src/storage/open-source.js'
 import { StorageError } from '../../src/storage/errors.js'
 import { redactUrl } from '../../src/log/redact.js'
 import { pino } from 'pino'
+import { startFaultProxy, takeOverLease } from '../helpers/fault-proxy.js'
+import { within } from '../helpers/time.js'
+import { STOP_WRITE_GRACE_MS } from '../../src/storage/stop-gate.js'
 
 const SIZE = 5 * 1024 * 1024 + 1234 // not a multiple of 512: the page blob gets padded
 
@@ -290,4 +293,125 @@ test('waiting for a lease ends at once when the caller aborts', async (t) => {
   t.true(Date.now() - started < 10_000, `ended after ${Date.now() - started} ms`)
   t.regex(String(err?.message), /abort/i)
   await other.releaseLease()
+})
+
+test('another writer taking the lease fences the source: its bytes are refused (never read), writes too, and the status says why', async (t) => {
+  const { sasUrl, url } = await uploadFile(az, file, { kind: 'page' })
+  const name = decodeURIComponent(new URL(url).pathname.split('/').pop()!)
+  const src = await BlobSource.open({ url: sasUrl, writable: { leaseIdFile: path.join(dir, `lease-fenced-${name}`) } })
+  try {
+    await src.write(0, Buffer.alloc(512, 7))
+    t.deepEqual(src.leaseStatus(), { held: true })
+    const other = await takeOverLease(sasUrl, 4096, randomBytes(64 * 1024))
+    const read = await t.throwsAsync(src.read(4096, 4096), { instanceOf: StorageError })
+    t.is(read?.code, 'STORAGE_LEASE_LOST', read?.message)
+    t.regex(String(read?.message), /no longer holds the write lease on .* \(Lease\w+\)/)
+    const write = await t.throwsAsync(src.write(0, Buffer.alloc(512, 8)), { instanceOf: StorageError })
+    t.is(write?.code, 'STORAGE_LEASE_LOST')
+    const status = src.leaseStatus()
+    t.false(status.held)
+    t.regex(status.reason ?? '', /another writer broke or took it/)
+    await src.close()
+    t.is((await az.service.getContainerClient('private').getBlobClient(name).getProperties()).leaseState, 'leased', "the other writer's lease is not released by this one")
+    await az.service.getContainerClient('private').getBlobClient(name).getBlobLeaseClient(other).releaseLease()
+  } finally {
+    await src.close()
+  }
+})
+
+test('when remotefs stops, reads in flight end at once and no read goes out any more; writes get a grace, then the same', async (t) => {
+  const { sasUrl, url } = await uploadFile(az, file, { kind: 'page' })
+  const name = decodeURIComponent(new URL(url).pathname.split('/').pop()!)
+  const proxy = await startFaultProxy({ port: Number(new URL(sasUrl).port) })
+  t.teardown(() => proxy.stop())
+  const stop = new AbortController()
+  const src = await BlobSource.open({ url: proxy.via(sasUrl), signal: stop.signal, writable: { leaseIdFile: path.join(dir, `lease-stop-${name}`) } })
+  try {
+    proxy.stall((req) => req.method === 'GET' || /comp=page/.test(req.url ?? ''))
+    const reading = src.read(0, 4096)
+    const writing = src.write(0, Buffer.alloc(4096, 1))
+    await within(
+      10_000,
+      'both requests to reach the stalled server',
+      (async () => {
+        while (proxy.stalled.waiting < 2) await new Promise((r) => setTimeout(r, 20))
+      })(),
+    )
+    const stopped = Date.now()
+    stop.abort()
+    const read = await within(2000, 'the pending read to end', t.throwsAsync(reading, { instanceOf: StorageError }))
+    t.is(read?.code, 'STORAGE_ABORTED')
+    t.true(Date.now() - stopped < 1000, `the read ended ${Date.now() - stopped} ms after the stop`)
+    const write = await within(STOP_WRITE_GRACE_MS + 3000, 'the pending write to end', t.throwsAsync(writing, { instanceOf: StorageError }))
+    t.is(write?.code, 'STORAGE_ABORTED')
+    const ms = Date.now() - stopped
+    t.true(ms >= STOP_WRITE_GRACE_MS - 100 && ms < STOP_WRITE_GRACE_MS + 2000, `the write ended ${ms} ms after the stop, after its grace`)
+    await t.throwsAsync(src.write(0, Buffer.alloc(512)), { message: /write-backs had 5 s and are no longer sent/ })
+    proxy.unstall()
+  } finally {
+    await src.close()
+  }
+})
+
+test('storage that answers without an ETag is not said to be pinned; one that answers a pinned read with another ETag is refused (Node.js client)', async (t) => {
+  const { sasUrl } = await uploadFile(az, file, { kind: 'block' })
+  const proxy = await startFaultProxy({ port: Number(new URL(sasUrl).port) })
+  t.teardown(() => proxy.stop())
+  const lines: string[] = []
+  const logger = pino({ level: 'info' }, { write: (l: string) => void lines.push(l) })
+  proxy.rewrite({
+    response: (h, req) => {
+      if (req.method === 'HEAD') delete h.etag
+    },
+  })
+  const unpinned = await BlobSource.open({ url: proxy.via(sasUrl), logger, http: 'node' })
+  t.is(unpinned.etag, '')
+  t.false(
+    lines.some((l) => l.includes('ETag pinned')),
+    'no claim of a pin',
+  )
+  t.true(lines.some((l) => l.includes('storage sent no ETag: nothing can be pinned')))
+  await unpinned.close()
+
+  proxy.rewrite(undefined)
+  const pinned = await BlobSource.open({ url: proxy.via(sasUrl), http: 'node' })
+  // Another version answered: the server drops If-Match and names another ETag.
+  proxy.rewrite({
+    request: (h) => {
+      delete h['if-match']
+    },
+    response: (h, req) => {
+      if (req.method === 'GET') h.etag = '"0x8DC0FFEE0000000"'
+    },
+  })
+  const err = await t.throwsAsync(pinned.read(0, 4096), { instanceOf: StorageError })
+  t.is(err?.code, 'STORAGE_BLOB_CHANGED')
+  t.regex(String((err?.cause as Error | undefined)?.message), /answered a read pinned to ETag .* with ETag "0x8DC0FFEE0000000"/)
+  await pinned.close()
+})
+
+test('a lease taken over while nothing is read is found lost at the next renewal (a third of the lease period)', async (t) => {
+  const { sasUrl, url } = await uploadFile(az, file, { kind: 'page' })
+  const name = decodeURIComponent(new URL(url).pathname.split('/').pop()!)
+  const lines: string[] = []
+  const logger = pino({ level: 'info' }, { write: (l: string) => void lines.push(l) })
+  // 15 s leases: renewed every 5 s.
+  const src = await BlobSource.open({ url: sasUrl, logger, writable: { leaseIdFile: path.join(dir, `lease-renew-${name}`), leaseSeconds: 15 } })
+  try {
+    const other = await takeOverLease(sasUrl, 0, Buffer.alloc(512, 9))
+    t.teardown(() => az.service.getContainerClient('private').getBlobClient(name).getBlobLeaseClient(other).releaseLease())
+    const started = Date.now()
+    await within(
+      10_000,
+      'the renewal to find the lease lost',
+      (async () => {
+        while (src.leaseStatus().held) await new Promise((r) => setTimeout(r, 50))
+      })(),
+    )
+    t.true(Date.now() - started <= 6_000, `found after ${Date.now() - started} ms`)
+    t.true(lines.some((l) => l.includes('LEASE LOST') && l.includes('renewing the lease')))
+    await t.throwsAsync(src.read(0, 512), { message: /no longer holds the write lease/ })
+  } finally {
+    await src.close()
+  }
 })

@@ -9,7 +9,7 @@ import { sameBytes } from '../helpers/bytes.js'
 import { within } from '../helpers/time.js'
 
 const KiB = 1024
-const opts = { blockSize: 64 * KiB, memoryBytes: 512 * KiB, readaheadBlocks: 0, writeRetryDelayMs: 5, writeBackIntervalMs: 60_000 }
+const opts = { blockSize: 64 * KiB, memoryBytes: 512 * KiB, readaheadBlocks: 0, writeBackIntervalMs: 60_000 }
 
 // Unaligned writes over a source that takes only whole 512-byte sectors (as a page blob), in a
 // budget smaller than what is written: partial sectors are read first, dirty ranges written back.
@@ -183,4 +183,45 @@ test('the timer writes dirty data back without a flush', async (t) => {
   t.true(at - started >= 40, `written back by the timer after ${at - started} ms, not at once`)
   t.deepEqual(src.bytes.subarray(0, 512), data)
   await cache.close()
+})
+
+test('an fsync on storage that takes writes and never answers fails within its bound; the next ones, while it stays down, within the short bound; nothing is lost', async (t) => {
+  const src = new WritableMemorySource(512 * KiB)
+  const cache = BlockCache.over(src, { ...opts, flushTimeoutMs: 400, downFlushTimeoutMs: 100 })
+  const data = randomBytes(8192)
+  await cache.write(0, data)
+  let answer!: () => void
+  src.hold = new Promise((resolve) => {
+    answer = resolve
+  })
+  const first = Date.now()
+  const err = await within(5000, 'the first fsync on storage that does not answer', t.throwsAsync(cache.flush()))
+  const firstMs = Date.now() - first
+  t.is((err as { code?: string }).code, 'STORAGE_WRITE_FAILED')
+  t.regex(err!.message, /storage took no answer to the write-backs within 0\.4 s/)
+  t.true(firstMs >= 350 && firstMs < 2000, `failed after ${firstMs} ms`)
+  const second = Date.now()
+  await within(5000, 'the second fsync', t.throwsAsync(cache.flush(), { message: /within 0\.1 s.*storage failed a write-back \d+ ms ago/ }))
+  t.true(Date.now() - second < 400, `the second fsync failed after ${Date.now() - second} ms: storage was known down`)
+  src.hold = undefined
+  answer()
+  await within(5000, 'the flush once storage answers', cache.flush())
+  t.deepEqual(src.bytes.subarray(0, 8192), data, 'what was written arrived')
+  await cache.close()
+})
+
+test('closing when write-backs cannot land: the source below is closed anyway, and the error lists exactly the bytes that were lost', async (t) => {
+  const src = new WritableMemorySource(512 * KiB)
+  const cache = BlockCache.over(src, { ...opts, flushTimeoutMs: 200, downFlushTimeoutMs: 100 })
+  await cache.write(4096, randomBytes(5000))
+  await cache.write(100_000, randomBytes(1000))
+  src.failWrites = true
+  const err = await within(5000, 'close', t.throwsAsync(cache.close()))
+  t.is((err as { code?: string }).code, 'STORAGE_WRITE_DROPPED')
+  // By whole sectors: 5000 bytes at 4096 and 1000 at 100000 touch these.
+  t.regex(
+    err!.message,
+    /^6656 bytes in 2 range\(s\) were not written to storage and are lost: 4096-9215, 99840-101375 \(whole 512-byte sectors of the image\); the last failure: injected write failure$/,
+  )
+  t.true(src.closed, 'the source below was closed (a lease released, a volume key zeroed)')
 })

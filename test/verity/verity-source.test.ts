@@ -123,7 +123,7 @@ test('the tree after the data in the same source (hash_offset): the verified siz
     const file = path.join(tmp.dir, 'img')
     const data = randomBytes(500 * 4096)
     await writeFile(file, data)
-    const hashOffset = 520 * 4096 // a gap after the data is allowed
+    const hashOffset = 500 * 4096
     const root = await veritysetupFormat(file, file, { hashOffset, dataBlocks: 500 })
     const whole = new MemorySource(await readFile(file))
     const v = await VeritySource.open(whole, whole, { rootHash: root, hashOffset })
@@ -132,6 +132,13 @@ test('the tree after the data in the same source (hash_offset): the verified siz
     await v.close()
     const bad = await t.throwsAsync(VeritySource.open(whole, whole, { rootHash: root, hashOffset: 4096 }))
     t.is((bad as { code?: string }).code, 'VERITY_NO_SUPERBLOCK')
+    // A tree covering less than everything before it: the bytes in the gap would be served unverified by nobody, and trusted by the size.
+    await writeFile(file, data)
+    const gapRoot = await veritysetupFormat(file, file, { hashOffset: 520 * 4096, dataBlocks: 500 })
+    const gapped = new MemorySource(await readFile(file))
+    const gap = await t.throwsAsync(VeritySource.open(gapped, gapped, { rootHash: gapRoot, hashOffset: 520 * 4096 }))
+    t.is((gap as { code?: string }).code, 'VERITY_DATA_SIZE')
+    t.regex(gap!.message, /covers 500 data blocks \(2048000 bytes\), but the hash area starts at byte 2129920/)
   } finally {
     await tmp.cleanup()
   }
@@ -247,4 +254,67 @@ test('under a block cache: a bad block never enters the cache, and its neighbour
   t.is(dataSource.reads, fetches)
   await image.close()
   t.true(dataSource.closed)
+})
+
+/** The real tree's blocks: the superblock, then its top block, then level 0 (24 blocks for 3000 data blocks). */
+function treeParts(area: Buffer) {
+  return { top: area.subarray(4096, 8192), level0: area.subarray(8192, 8192 + 24 * 4096) }
+}
+
+/** A superblock copied from the real one, claiming `blocks` data blocks (same salt, so the root stays the real one). */
+function forgedSuperblock(area: Buffer, blocks: number): Buffer {
+  const sb = Buffer.from(area.subarray(0, 4096))
+  sb.writeBigUInt64LE(BigInt(blocks), 72)
+  return sb
+}
+
+test('forged superblocks that present part of the tree as the data are refused: the data size is pinned by hash_offset, the image size or verity.data_blocks', async (t) => {
+  const { top, level0 } = treeParts(f.area)
+  const hashOffset = BLOCKS * 4096
+  // The image blob rewritten, the pinned hash_offset kept: level 0 as "the data", then filler up to the superblock.
+  const asLevel0 = Buffer.concat([level0, Buffer.alloc(hashOffset - level0.length), forgedSuperblock(f.area, 24), top])
+  const l0 = new MemorySource(asLevel0)
+  const err = await t.throwsAsync(VeritySource.open(l0, l0, { rootHash: f.root, hashOffset }))
+  t.is((err as { code?: string }).code, 'VERITY_DATA_SIZE', err!.message)
+  t.regex(err!.message, /superblock covers 24 data blocks \(98304 bytes\), but the hash area starts at byte 12288000/)
+  // The top hash block alone as a one-block image (no tree levels: the root is its own hash).
+  const asTop = Buffer.concat([top, Buffer.alloc(hashOffset - 4096), forgedSuperblock(f.area, 1)])
+  const one = new MemorySource(asTop)
+  t.is(((await t.throwsAsync(VeritySource.open(one, one, { rootHash: f.root, hashOffset }))) as { code?: string }).code, 'VERITY_DATA_SIZE')
+  // A separate tree blob replaced alone: the image blob still holds 3000 blocks.
+  const sep = await t.throwsAsync(open(f.data, Buffer.concat([forgedSuperblock(f.area, 24), top]), f.root).opened)
+  t.is((sep as { code?: string }).code, 'VERITY_DATA_SIZE')
+  t.regex(sep!.message, /covers 24 data blocks \(98304 bytes\), but the image is 12288000 bytes/)
+  // Both blobs replaced: only the pinned count tells.
+  const both = open(level0, Buffer.concat([forgedSuperblock(f.area, 24), top]), f.root, { dataBlocks: BLOCKS })
+  const pinned = await t.throwsAsync(both.opened)
+  t.is((pinned as { code?: string }).code, 'VERITY_DATA_SIZE')
+  t.regex(pinned!.message, /covers 24 data blocks, but verity\.data_blocks pins 3000/)
+  // The real tree with the right count pinned opens.
+  const ok = await open(f.data, f.area, f.root, { dataBlocks: BLOCKS }).opened
+  t.is(ok.size, BLOCKS * 4096)
+  await ok.close()
+})
+
+test('an image modified all over: the log says it loudly once, then at most 10 lines a minute and how many it did not tell; /status still counts every block, and the bookkeeping is bounded', async (t) => {
+  const data = Buffer.from(f.data)
+  for (let b = 0; b < 2000; b++) data[b * 4096 + 1]! ^= 0x40
+  const { lines, logger } = memoryLogger()
+  const v = await open(data, f.area, f.root, { logger }).opened
+  for (let off = 0; off < v.size; off += 64 * 4096) await v.read(off, Math.min(64 * 4096, v.size - off)).catch(() => {})
+  await v.close()
+  const errors = lines.filter((l) => l.level === 50)
+  t.is(errors.filter((l) => String(l.msg).startsWith('INTEGRITY VIOLATION')).length, 1, 'loud once')
+  t.true(errors.length <= 12, `${errors.length} error lines for 2000 bad blocks`)
+  t.true(
+    errors.some((l) => /^1989 more dm-verity failure\(s\) were not logged one by one/.test(String(l.msg))),
+    'the rest are counted in one line',
+  )
+  t.is(v.stats().badDataBlocks, 2000, 'every bad block counted')
+
+  // Past the set's bound, failures are still counted.
+  const small = await open(data, f.area, f.root, { logger: pino({ level: 'silent' }), badBlocks: { maxTracked: 100 } }).opened
+  for (let off = 0; off < small.size; off += 64 * 4096) await small.read(off, Math.min(64 * 4096, small.size - off)).catch(() => {})
+  t.is(small.stats().badDataBlocks, 2000)
+  await small.close()
 })

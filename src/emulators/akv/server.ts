@@ -1,11 +1,14 @@
 import { createPrivateKey, createPublicKey, randomBytes, X509Certificate, type JsonWebKey, type KeyObject } from 'node:crypto'
-import { CompactSign, decodeJwt, decodeProtectedHeader, importJWK, jwtVerify, type JWK } from 'jose'
+import { CompactSign, decodeJwt, type JWK } from 'jose'
 import { silentLogger, type Logger } from '../../log/logger.js'
-import { request } from '../../http/request.js'
+import { MaaSigningKeys } from '../../maa/signing-keys.js'
+import { verifyMaaToken } from '../../maa/token-verify.js'
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import { startTlsServer, sendJson, type TlsServer } from '../tls-server.js'
 import type { TokenAuthority } from '../token-authority.js'
-import { policyRefusal, type ReleasePolicy } from './release-policy.js'
+import { evaluateReleasePolicy, releasePolicyProblems } from '../../skr/release-policy.js'
+import { refusalSummary } from '../../skr/release-explain.js'
+import { decodeReleasePolicy } from '../../skr/key-policy.js'
 import { wrapForRelease } from './wrap.js'
 
 interface StoredKey {
@@ -15,7 +18,7 @@ interface StoredKey {
   keyOps: string[]
   /** oct: the key bytes; RSA: PKCS#8 DER of the private key (what a release hands out). */
   material: Buffer
-  policy: ReleasePolicy
+  policy: unknown
   policyData: string
   exportable: boolean
 }
@@ -81,10 +84,10 @@ function keyMaterial(jwk: JWK): Buffer | AzureError {
   return azureError(400, 'BadParameter', `kty ${jwk.kty} is not supported by this emulator`)
 }
 
-/** release_policy.data: base64 (either alphabet, as the service takes both) of the JSON policy. */
-function releasePolicyOf(policyData: string): ReleasePolicy | AzureError {
+/** release_policy.data, decoded as the service takes it (either base64 alphabet). */
+function releasePolicyOf(policyData: string): unknown {
   try {
-    return JSON.parse(Buffer.from(policyData, policyData.includes('+') || policyData.includes('/') ? 'base64' : 'base64url').toString()) as ReleasePolicy
+    return decodeReleasePolicy(policyData)
   } catch {
     return azureError(400, 'BadParameter', 'release_policy.data is not base64 of a JSON policy')
   }
@@ -101,7 +104,8 @@ function parseJson<T>(body: Buffer): T | AzureError {
 /** The vault's keys and what happened to them: import, release (with the MAA token's checks), and the router. */
 class AkvService {
   private readonly keys = new Map<string, StoredKey[]>()
-  private readonly jwksCache = new Map<string, JWK[]>()
+  /** Signing keys per MAA instance whose tokens were presented. */
+  private readonly maaKeys = new Map<string, MaaSigningKeys>()
   readonly imports: ImportRecord[] = []
   releases = 0
   url = ''
@@ -121,17 +125,6 @@ class AkvService {
     return undefined
   }
 
-  /** The MAA's published signing keys (`{iss}/certs`), fetched once per issuer. */
-  private async maaKeys(issuer: string): Promise<JWK[]> {
-    const cached = this.jwksCache.get(issuer)
-    if (cached) return cached
-    const res = await request(`${issuer.replace(/\/$/, '')}/certs`, { what: 'MAA signing keys', ca: this.o.maaCas, attempts: 2 })
-    if (res.status !== 200) throw new Error(`${issuer}/certs answered HTTP ${res.status}`)
-    const set = (JSON.parse(res.body.toString()) as { keys: JWK[] }).keys
-    this.jwksCache.set(issuer, set)
-    return set
-  }
-
   async importKey(name: string, body: Buffer): Promise<Answer> {
     const req = parseJson<ImportRequest>(body)
     if (req instanceof AzureError) return req
@@ -142,6 +135,8 @@ class AkvService {
     const policyData = req.release_policy?.data ?? ''
     const policy = releasePolicyOf(policyData)
     if (policy instanceof AzureError) return policy
+    const problems = releasePolicyProblems(policy)
+    if (problems.length) return azureError(400, 'BadParameter', `release_policy is not a valid key release policy: ${problems.join('; ')}`)
     if (req.attributes?.exportable !== true) return azureError(400, 'BadParameter', 'a key with a release policy must be exportable')
     const version = randomBytes(16).toString('hex')
     // As the service does: a key imported with hsm:true is an HSM key whatever kty said.
@@ -159,14 +154,34 @@ class AkvService {
     }
   }
 
-  /** The MAA token's claims once its signature verifies with the issuer's published key. */
+  /** GET /keys/{name}[/{version}]: the key's public description and its release policy, as Key Vault answers it (no key material). */
+  getKey(name: string, version: string | undefined): Answer {
+    const stored = version ? this.keys.get(name)?.find((k) => k.version === version) : this.keys.get(name)?.at(-1)
+    if (!stored) return azureError(404, 'KeyNotFound', `A key with (name/id) ${name}${version ? `/${version}` : ''} was not found in this key vault.`)
+    return {
+      status: 200,
+      body: {
+        key: { kid: `${this.url}/keys/${name}/${stored.version}`, kty: stored.kty, key_ops: stored.keyOps },
+        attributes: { enabled: true, exportable: stored.exportable },
+        release_policy: { contentType: 'application/json; charset=utf-8', data: stored.policyData, immutable: false },
+      },
+    }
+  }
+
+  /** The MAA token's claims once it verifies with its issuer's published keys (as Key Vault checks it: signature, issuer, validity). */
   private async verifiedClaims(target: string): Promise<{ issuer: string; claims: Record<string, unknown> } | AzureError> {
     try {
-      const issuer = String(decodeJwt(target).iss ?? '')
-      const { kid } = decodeProtectedHeader(target)
-      const jwk = (await this.maaKeys(issuer)).find((k) => k.kid === kid)
-      if (!jwk) throw new Error(`no signing key ${kid} at ${issuer}/certs`)
-      return { issuer, claims: (await jwtVerify(target, await importJWK(jwk, 'RS256'), { issuer })).payload as Record<string, unknown> }
+      const iss = decodeJwt(target).iss ?? ''
+      if (!/^https:\/\/[^/]+\/?$/i.test(iss)) throw new Error(`the token's issuer ${JSON.stringify(iss)} is not an https instance URL`)
+      const endpoint = iss.replace(/^https:\/\//i, '').replace(/\/+$/, '')
+      let keys = this.maaKeys.get(endpoint)
+      if (!keys) {
+        keys = new MaaSigningKeys(endpoint)
+        this.maaKeys.set(endpoint, keys)
+      }
+      // One fetch of MAA's keys serves every release waiting on it: give it the patience remotefs has at start-up.
+      const { issuer, claims } = await verifyMaaToken(target, { endpoint, keys, ca: this.o.maaCas, attempts: 8 })
+      return { issuer, claims }
     } catch (err) {
       return azureError(403, 'Forbidden', `Target environment attestation statement cannot be verified: ${(err as Error).message}`, 'AccessDenied')
     }
@@ -180,7 +195,7 @@ class AkvService {
     if (!req.target) return azureError(400, 'BadParameter', 'target (the attestation token) is required')
     const verified = await this.verifiedClaims(req.target)
     if (verified instanceof AzureError) return verified
-    const refusal = policyRefusal(stored.policy, verified.issuer, verified.claims)
+    const refusal = refusalSummary(evaluateReleasePolicy(stored.policy, verified))
     if (refusal)
       return azureError(403, 'Forbidden', `Target environment attestation statement cannot be verified. The key release policy is not satisfied: ${refusal}`, 'AccessDenied')
     const runtimeJwk = ((verified.claims['x-ms-runtime'] as { keys?: JsonWebKey[] } | undefined)?.keys ?? [])[0]
@@ -215,7 +230,7 @@ class AkvService {
     return new CompactSign(Buffer.from(JSON.stringify(payload))).setProtectedHeader({ alg: 'RS256', x5c: this.signer!.x5c }).sign(this.signer!.key)
   }
 
-  /** PUT /keys/{name} imports, POST /keys/{name}[/{version}]/release releases; every request needs api-version and a bearer token. */
+  /** PUT /keys/{name} imports, GET /keys/{name}[/{version}] describes, POST /keys/{name}[/{version}]/release releases; every request needs api-version and a bearer token. */
   async route(req: IncomingMessage, body: Buffer, res: ServerResponse): Promise<void> {
     const url = new URL(req.url ?? '/', 'https://x')
     if (url.searchParams.get('api-version') === null) return sendJson(res, 400, { error: { code: 'BadParameter', message: 'api-version is required' } })
@@ -230,7 +245,9 @@ class AkvService {
         ? await this.importKey(name!, body)
         : req.method === 'POST' && isRelease
           ? await this.release(name!, version, body)
-          : azureError(405, 'MethodNotAllowed', `${req.method} is not supported here`)
+          : req.method === 'GET' && !isRelease
+            ? this.getKey(name!, version)
+            : azureError(405, 'MethodNotAllowed', `${req.method} is not supported here`)
     if (answer.status >= 400) this.logger.warn({ status: answer.status, error: answer.body }, 'AKV emulator: request refused')
     sendJson(res, answer.status, answer.body)
   }

@@ -1,4 +1,4 @@
-import { createHash, generateKeyPair, randomUUID, type KeyObject, type X509Certificate } from 'node:crypto'
+import { generateKeyPair, randomUUID, X509Certificate, type KeyObject } from 'node:crypto'
 import { SignJWT, exportJWK, calculateJwkThumbprint, type JWK } from 'jose'
 import { silentLogger, type Logger } from '../../log/logger.js'
 import { verifyReport, type VerifiedReport } from '../../attestation/verify.js'
@@ -6,6 +6,11 @@ import { maaReportData } from '../../attestation/report-data.js'
 import { startTlsServer, sendJson, type TlsServer } from '../tls-server.js'
 import type { ServerPki } from '../pki.js'
 import { snpClaims } from './claims.js'
+import type { TokenAuthority } from '../token-authority.js'
+import { MaaPolicyStore, policyHash, type PolicyMode } from './policy-store.js'
+import { certificateJwk } from '../../maa/policy-jws.js'
+import { routePolicyAdmin } from './policy-routes.js'
+import { evaluatePolicy, incomingClaims } from './policy-engine.js'
 import { attestGuest } from './azure-guest.js'
 
 export interface MaaEmulatorOptions {
@@ -21,6 +26,12 @@ export interface MaaEmulatorOptions {
   complianceStatus?: string
   tokenLifetimeSeconds?: number
   logger?: Logger
+  /** Checks bearer tokens of the management plane (policies, certificates); without it, management requests are refused. */
+  authority?: TokenAuthority
+  /** AAD (default): unsigned policies allowed. Isolated: every policy change signed by one of `policySigners`. */
+  policyMode?: PolicyMode
+  /** The policy-management certificates (PEM) an Isolated instance starts with. */
+  policySigners?: string[]
 }
 
 export interface MaaEmulator extends TlsServer {
@@ -31,6 +42,15 @@ export interface MaaEmulator extends TlsServer {
   readonly attestCount: number
   /** The User-Agent of the last attest request. */
   readonly lastUserAgent: string | undefined
+  /** The attestation policies and policy-management certificates. */
+  readonly policies: MaaPolicyStore
+  /** The host:port clients address it by: its own, or what serveAs() named. */
+  readonly publicEndpoint: string
+  /**
+   * Answer as the instance at `endpoint` (a proxy in front of it): tokens' iss and jku and the
+   * OpenID configuration name that address, as a real instance names its one host.
+   */
+  serveAs(endpoint: string): void
 }
 
 const decodeUrl64 = (s: string) => Buffer.from(s, 'base64url')
@@ -70,25 +90,61 @@ function readAttestRequest(body: Buffer): AttestRequest | { status: number; body
   }
 }
 
-/** Signs guest attestation tokens (azure-guest.ts) as attest() signs its own: RS256, the key at /certs, MAA's common claims. */
-function guestTokenSigner(privateKey: KeyObject, kid: string, lifetimeSeconds: number | undefined, issuer: () => string) {
-  return async (claims: Record<string, unknown>): Promise<string> => {
+/** Signs claims as the instance signs every token: RS256, its kid and jku, with iss, iat, nbf, exp and jti. */
+function tokenSigner(key: KeyObject, kid: string, lifetimeSeconds: number, url: () => string) {
+  return (claims: Record<string, unknown>): Promise<string> => {
     const now = Math.floor(Date.now() / 1000)
-    return new SignJWT({ 'x-ms-policy-hash': createHash('sha256').update('encfs MAA emulator default policy').digest('base64url'), 'x-ms-ver': '1.0', ...claims })
-      .setProtectedHeader({ alg: 'RS256', kid, typ: 'JWT', jku: `${issuer()}/certs` })
-      .setIssuer(issuer())
+    return new SignJWT(claims)
+      .setProtectedHeader({ alg: 'RS256', kid, typ: 'JWT', jku: `${url()}/certs` })
+      .setIssuer(url())
       .setIssuedAt(now)
       .setNotBefore(now)
-      .setExpirationTime(now + (lifetimeSeconds ?? 8 * 3600))
+      .setExpirationTime(now + lifetimeSeconds)
       .setJti(randomUUID())
-      .sign(privateKey)
+      .sign(key)
+  }
+}
+
+/** The SevSnpVm attest call: the report verified, the attestation policy applied, the token's claims. */
+async function attestClaims(o: MaaEmulatorOptions, policies: MaaPolicyStore, body: Buffer): Promise<{ status: number; body: unknown } | { claims: Record<string, unknown> }> {
+  const r = readAttestRequest(body)
+  if ('status' in r) return r
+  let verified: VerifiedReport
+  try {
+    verified = verifyReport(decodeUrl64(r.bundle.SnpReport), {
+      chain: decodeUrl64(r.bundle.VcekCertChain).toString('utf8'),
+      trustedArks: o.trustedArks,
+      reportData: maaReportData(r.runtime),
+      hostData: o.expectedHostData,
+    })
+  } catch (err) {
+    return bad(`SNP report verification failed: ${(err as Error).message}`)
+  }
+  const evidence = {
+    ...snpClaims(verified.report),
+    'x-ms-compliance-status': r.bundle.Endorsements ? (o.complianceStatus ?? 'azure-compliant-uvm') : 'not-endorsed',
+  }
+  const policy = policies.policy('SevSnpVm')
+  const decision = evaluatePolicy(policy.parsed, incomingClaims(evidence))
+  if (!decision.permitted) return { status: 400, body: { error: { code: 'PolicyEvaluationError', message: `Attestation failed: ${decision.reason}` } } }
+  return {
+    claims: {
+      ...evidence,
+      ...decision.issued,
+      'x-ms-runtime': r.runtimeJson,
+      'x-ms-policy-hash': policyHash(policy.text),
+      ...(policy.signer ? { 'x-ms-policy-signer': certificateJwk(policy.signer) } : {}),
+      'x-ms-ver': '1.0',
+      ...(r.nonce !== undefined ? { nonce: String(r.nonce) } : {}),
+    },
   }
 }
 
 /**
  * Microsoft Azure Attestation for SEV-SNP, on loopback over TLS: checks the report's signature
  * against the VCEK chain it is sent, report_data against the runtime data, host_data when
- * configured, and issues an RS256 token with MAA's claims; keys at /certs.
+ * configured, applies the SevSnpVm attestation policy, and issues an RS256 token with MAA's
+ * claims; keys at /certs; the policy management plane of docs/attestation-policy.md.
  */
 export async function startMaaEmulator(o: MaaEmulatorOptions = {}): Promise<MaaEmulator> {
   const logger = o.logger ?? silentLogger
@@ -98,54 +154,28 @@ export async function startMaaEmulator(o: MaaEmulatorOptions = {}): Promise<MaaE
   const jwk = await exportJWK(publicKey)
   const kid = await calculateJwkThumbprint(jwk)
   const published: JWK = { ...jwk, kid, alg: 'RS256', use: 'sig' }
+  const policies = new MaaPolicyStore(
+    o.policyMode ?? 'AAD',
+    (o.policySigners ?? []).map((p) => new X509Certificate(p)),
+  )
   let failures = { n: 0, status: 503 }
   let attestCount = 0
   let lastUserAgent: string | undefined
   let server: TlsServer | undefined
-
-  const signToken = guestTokenSigner(privateKey, kid, o.tokenLifetimeSeconds, () => server!.url)
-
-  const attest = async (body: Buffer): Promise<{ status: number; body: unknown }> => {
-    const r = readAttestRequest(body)
-    if ('status' in r) return r
-    let verified: VerifiedReport
-    try {
-      verified = verifyReport(decodeUrl64(r.bundle.SnpReport), {
-        chain: decodeUrl64(r.bundle.VcekCertChain).toString('utf8'),
-        trustedArks: o.trustedArks,
-        reportData: maaReportData(r.runtime),
-        hostData: o.expectedHostData,
-      })
-    } catch (err) {
-      return bad(`SNP report verification failed: ${(err as Error).message}`)
-    }
-    const now = Math.floor(Date.now() / 1000)
-    const token = await new SignJWT({
-      ...snpClaims(verified.report),
-      'x-ms-runtime': r.runtimeJson,
-      'x-ms-compliance-status': r.bundle.Endorsements ? (o.complianceStatus ?? 'azure-compliant-uvm') : 'not-endorsed',
-      'x-ms-policy-hash': createHash('sha256').update('encfs MAA emulator default policy').digest('base64url'),
-      'x-ms-ver': '1.0',
-      ...(r.nonce !== undefined ? { nonce: String(r.nonce) } : {}),
-    })
-      .setProtectedHeader({ alg: 'RS256', kid, typ: 'JWT', jku: `${server!.url}/certs` })
-      .setIssuer(server!.url)
-      .setIssuedAt(now)
-      .setNotBefore(now)
-      .setExpirationTime(now + (o.tokenLifetimeSeconds ?? 8 * 3600))
-      .setJti(randomUUID())
-      .sign(privateKey)
-    logger.info({ hostData: verified.report.hostData }, 'MAA emulator: token issued')
-    return { status: 200, body: { token } }
-  }
+  let publicUrl: string | undefined
+  const base = () => publicUrl ?? server!.url
+  const sign = tokenSigner(privateKey, kid, o.tokenLifetimeSeconds ?? 8 * 3600, base)
+  // Guest attestation tokens (azure-guest.ts) carry MAA's common claims too; no policy is applied to them here.
+  const signGuest = (claims: Record<string, unknown>) => sign({ 'x-ms-policy-hash': policyHash(policies.policy('AzureGuest').text), 'x-ms-ver': '1.0', ...claims })
 
   server = await startTlsServer(
     async (req, body, res) => {
       const url = new URL(req.url ?? '/', 'https://x')
       if (req.method === 'GET' && url.pathname === '/certs') return sendJson(res, 200, { keys: [published] })
       if (req.method === 'GET' && url.pathname === '/.well-known/openid-configuration') {
-        return sendJson(res, 200, { issuer: server!.url, jwks_uri: `${server!.url}/certs`, id_token_signing_alg_values_supported: ['RS256'] })
+        return sendJson(res, 200, { issuer: base(), jwks_uri: `${base()}/certs`, id_token_signing_alg_values_supported: ['RS256'] })
       }
+      if (await routePolicyAdmin({ store: policies, authority: o.authority, sign, logger }, req, body, res)) return
       // Confidential VMs attest through the guest protocol (azure-guest.ts).
       const guest = req.method === 'POST' && /^\/attest\/AzureGuest$/i.test(url.pathname)
       if (req.method === 'POST' && (guest || /^\/attest\/SevSnpVm$/i.test(url.pathname))) {
@@ -157,9 +187,18 @@ export async function startMaaEmulator(o: MaaEmulatorOptions = {}): Promise<MaaE
         }
         if (!url.searchParams.get('api-version'))
           return sendJson(res, 400, { error: { code: 'MissingApiVersionParameter', message: 'The api-version query parameter is required' } })
-        const answer = guest ? await attestGuest(body, { trustedArks: o.trustedArks, trustedAkCas: o.trustedAkCas, sign: signToken }) : await attest(body)
-        if (answer.status !== 200) logger.warn({ answer: answer.body }, 'MAA emulator: attestation refused')
-        return sendJson(res, answer.status, answer.body)
+        if (guest) {
+          const answer = await attestGuest(body, { trustedArks: o.trustedArks, trustedAkCas: o.trustedAkCas, sign: signGuest })
+          if (answer.status !== 200) logger.warn({ answer: answer.body }, 'MAA emulator: attestation refused')
+          return sendJson(res, answer.status, answer.body)
+        }
+        const answer = await attestClaims(o, policies, body)
+        if ('status' in answer) {
+          logger.warn({ answer: answer.body }, 'MAA emulator: attestation refused')
+          return sendJson(res, answer.status, answer.body)
+        }
+        logger.info({ hostData: answer.claims['x-ms-sevsnpvm-hostdata'] }, 'MAA emulator: token issued')
+        return sendJson(res, 200, { token: await sign(answer.claims) })
       }
       sendJson(res, 404, { error: { code: 'NotFound', message: `${req.method} ${url.pathname}` } })
     },
@@ -169,6 +208,13 @@ export async function startMaaEmulator(o: MaaEmulatorOptions = {}): Promise<MaaE
   const tls = server
   return {
     ...tls,
+    policies,
+    get publicEndpoint() {
+      return base().replace(/^https:\/\//, '')
+    },
+    serveAs: (endpoint: string) => {
+      publicUrl = `https://${endpoint}`
+    },
     jwks: () => ({ keys: [published] }),
     failNext: (n: number, status: number) => {
       failures = { n, status }
