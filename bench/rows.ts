@@ -11,7 +11,7 @@ import { NativePagePut } from '../src/storage/native-page-put.js'
 import { blobSas } from '../src/demo/azurite.js'
 import type { BlobHttpClient } from '../src/storage/blob-http.js'
 import { BlockCache } from '../src/storage/block-cache.js'
-import { Luks2Volume } from '../src/luks/volume.js'
+import { LuksVolume } from '../src/luks/volume.js'
 import { MiB, ddRead, dropCaches, iosWithin, mbps, peakRssMiB, processCpuSeconds, rssMiB, runFio, type FioJob } from './harness.js'
 import { startRclone, startRemotefs, type CacheCounters, type FuseCounters, type RemotefsRun } from './mounts.js'
 import type { Scenario } from './scenario.js'
@@ -71,10 +71,10 @@ export async function goSerial(url: string, bytes: number, into: Buffer): Promis
   return sdkDownloadRanges(url, bytes, 512 * 1024, 1, into)
 }
 
-/** BlobSource + BlockCache + Luks2Volume in this process (no FUSE): 1 MiB reads, 4 in flight, as the kernel asks. */
+/** BlobSource + BlockCache + LuksVolume in this process (no FUSE): 1 MiB reads, 4 in flight, as the kernel asks. */
 export async function inProcess(url: string, key: Buffer, bytes: number, http: BlobHttpClient): Promise<{ mbps: number; cpuPerGB: number }> {
   const source = await BlobSource.open({ url, http })
-  const volume = await Luks2Volume.open(new BlockCache(source), key)
+  const volume = await LuksVolume.open(new BlockCache(source), key)
   try {
     const cpu0 = process.cpuUsage()
     const started = performance.now()

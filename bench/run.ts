@@ -125,7 +125,7 @@ async function main(): Promise<void> {
     const inProcCpu: Record<BlobHttpClient, number[]> = { native: [], node: [] }
     if (groups.has('seq')) {
       const inProc = (http: BlobHttpClient): Contender => ({
-        name: `in-process: BlobSource+BlockCache+Luks2Volume (${http === 'native' ? 'libcurl' : 'Node.js'} HTTP)`,
+        name: `in-process: BlobSource+BlockCache+LuksVolume (${http === 'native' ? 'libcurl' : 'Node.js'} HTTP)`,
         run: async () => {
           const r = await rows.inProcess(scn.blockUrl, scn.image.key, bigBytes, http)
           inProcCpu[http].push(r.cpuPerGB)

@@ -4,7 +4,7 @@
 //   npm run build && node dist/bench/verity.js [--size-mib 256] [--runs 3]
 //
 // Rows, each as "without" and "with" verity and their ratio (with / without, 1.00 = free):
-//  - in-process from a local file: FileSource -> [VeritySource] -> BlockCache -> Luks2Volume,
+//  - in-process from a local file: FileSource -> [VeritySource] -> BlockCache -> LuksVolume,
 //    read in 1 MiB requests. Storage costs nothing here, so this is the worst case: the CPU cost of
 //    hashing next to decryption.
 //  - in-process from Azurite: the same chain over a BlobSource.
@@ -25,7 +25,7 @@ import { openSource } from '../src/storage/open-source.js'
 import { BlockCache } from '../src/storage/block-cache.js'
 import { VeritySource } from '../src/verity/verity-source.js'
 import { IntactReads } from '../src/verity/intact-reads.js'
-import { Luks2Volume } from '../src/luks/volume.js'
+import { LuksVolume } from '../src/luks/volume.js'
 import type { RangeSource } from '../src/storage/range-source.js'
 
 interface Sample {
@@ -59,7 +59,7 @@ async function inProcess(image: string, hash: string | undefined, root: string, 
     data = verity
   }
   const cache = new BlockCache(data)
-  const volume = await Luks2Volume.open(verity ? new IntactReads(cache, verity) : cache, key)
+  const volume = await LuksVolume.open(verity ? new IntactReads(cache, verity) : cache, key)
   try {
     return await readAll(volume)
   } finally {

@@ -1,7 +1,7 @@
 {
   "targets": [
     {
-      "target_name": "snp_report",
+      "target_name": "encfs_snp_crypto",
       "sources": ["snp_report.cc", "xts.cc", "xts_core.cc", "verity-hash.cc"],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       "defines": ["NAPI_VERSION=8"],

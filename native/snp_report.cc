@@ -140,7 +140,9 @@ Napi::Value GetReport(const Napi::CallbackInfo& info) {
   if (kind != "sev-guest" && kind != "sev") throw Napi::TypeError::New(env, "kind must be 'sev-guest' or 'sev'");
   auto data = info[2].As<Napi::Buffer<uint8_t>>();
   if (data.Length() != 64) throw Napi::RangeError::New(env, "reportData must be exactly 64 bytes");
-  auto* worker = new ReportWorker(env, kind == "sev", info[1].As<Napi::String>(), data.Data());
+  const std::string path = info[1].As<Napi::String>();
+  if (path.empty() || path[0] != '/' || path.find('\0') != std::string::npos) throw Napi::TypeError::New(env, "path must be an absolute device path");
+  auto* worker = new ReportWorker(env, kind == "sev", path, data.Data());
   worker->Queue();
   return worker->Promise();
 }
@@ -180,4 +182,4 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
 
 }  // namespace
 
-NODE_API_MODULE(snp_report, Init)
+NODE_API_MODULE(encfs_snp_crypto, Init)

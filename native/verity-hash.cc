@@ -11,6 +11,8 @@
 #include <cstdint>
 #include <string>
 
+#include "arg_checks.h"
+
 namespace {
 
 // Returns an empty string on success, else what failed.
@@ -32,11 +34,12 @@ struct Args {
 
 Args Check(const Napi::CallbackInfo& info, const char* name) {
   Napi::Env env = info.Env();
-  if (info.Length() != 4 || !info[0].IsBuffer() || !info[1].IsBuffer() || !info[2].IsNumber() || !info[3].IsBuffer()) {
-    throw Napi::TypeError::New(env, std::string(name) + "(salt, input, blockSize, output)");
-  }
-  Args a{info[0].As<Napi::Buffer<uint8_t>>(), info[1].As<Napi::Buffer<uint8_t>>(), info[3].As<Napi::Buffer<uint8_t>>(), info[2].As<Napi::Number>().Uint32Value()};
-  if (a.block == 0 || a.input.Length() % a.block != 0 || a.output.Length() < (a.input.Length() / a.block) * 32) {
+  if (info.Length() != 4) throw Napi::TypeError::New(env, std::string(name) + "(salt, input, blockSize, output)");
+  Args a{encfs::BufferArg(info[0], "salt"), encfs::BufferArg(info[1], "input"), encfs::BufferArg(info[3], "output"),
+         static_cast<size_t>(encfs::WholeNumber(info[2], "blockSize", 1, 1 << 20))};
+  // dm-verity salts are at most 256 bytes.
+  if (a.salt.Length() > 256) throw Napi::RangeError::New(env, "salt: at most 256 bytes");
+  if (a.input.Length() % a.block != 0 || a.output.Length() < (a.input.Length() / a.block) * 32) {
     throw Napi::RangeError::New(env, "input must be whole blocks and output 32 bytes per block");
   }
   return a;

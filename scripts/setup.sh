@@ -65,7 +65,7 @@ fi
 stale() { local out=$1; shift; [ ! -f "$out" ] && return 0; for f in "$@"; do [ "$f" -nt "$out" ] && return 0; done; return 1; }
 
 # The SEV-SNP report and AES-XTS addon (native/): built with npm's own node-gyp against Node's headers.
-if stale native/build/Release/snp_report.node native/*.cc native/*.h native/binding.gyp; then
+if stale native/build/Release/encfs_snp_crypto.node native/*.cc native/*.h native/binding.gyp; then
   say "building the SEV-SNP report and AES-XTS addon (native/)"
   npm run --silent build:native >/tmp/encfs-native-build.log 2>&1 || { cat /tmp/encfs-native-build.log >&2; rm -f /tmp/encfs-native-build.log; say "the native addon did not build: it needs g++, make and python3 (apt-get install g++ make python3)"; exit 1; }
   rm -f /tmp/encfs-native-build.log
@@ -89,11 +89,11 @@ optional_addon() {
 # The libfuse3 data plane: without it remotefs falls back to fuse-native (libfuse2) and says so (--fuse auto).
 optional_addon build:native-fuse3 "the libfuse3 data plane (native/fuse3)" \
   "it needs libfuse3-dev (apt-get install libfuse3-dev); remotefs will use fuse-native (libfuse2)" \
-  native/fuse3/build/Release/encfs_fuse3.node native/fuse3/*.cc native/xts_core.* native/fuse3/binding.gyp
+  native/fuse3/build/Release/encfs_fuse3.node native/fuse3/*.cc native/fuse3/*.h native/xts_core.* native/arg_checks.h native/fuse3/binding.gyp
 # The libcurl blob fetcher: without it blob reads go through the SDK's Node.js pipeline and remotefs says so (--http auto).
 optional_addon build:native-http "the libcurl blob fetcher (native/http)" \
   "it needs libcurl4-openssl-dev (apt-get install libcurl4-openssl-dev); blob reads will use the Node.js pipeline" \
-  native/http/build/Release/encfs_http.node native/http/*.cc native/http/binding.gyp
+  native/http/build/Release/encfs_http.node native/http/*.cc native/http/*.h native/arg_checks.h native/http/binding.gyp
 # The tpm2-tss binding: without it --attestation vtpm (Azure confidential VMs) says what to install; every other mode works.
 optional_addon build:native-tpm "the TPM addon (native/tpm)" \
   "it needs libtss2-dev (apt-get install libtss2-dev); --attestation vtpm will not work" \

@@ -2,7 +2,7 @@
   "targets": [
     {
       "target_name": "encfs_fuse3",
-      "sources": ["fuse3_addon.cc", "../xts_core.cc"],
+      "sources": ["addon.cc", "cache_table.cc", "fuse_ops.cc", "js_bridge.cc", "mountinfo.cc", "session_mount.cc", "session_shutdown.cc", "../xts_core.cc"],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")", "/usr/include/fuse3"],
       "libraries": ["-lfuse3", "-lpthread"],
       "defines": ["NAPI_VERSION=8"],

@@ -2,7 +2,7 @@
   "targets": [
     {
       "target_name": "encfs_http",
-      "sources": ["http_addon.cc"],
+      "sources": ["fetcher.cc", "transfer.cc"],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       "libraries": ["-lcurl", "-lpthread"],
       "defines": ["NAPI_VERSION=8"],

@@ -2,9 +2,9 @@ import type { Argv } from 'yargs'
 import { writeFile } from 'node:fs/promises'
 import type { Logger } from '../log/logger.js'
 import { commandLogger } from './command-logger.js'
-import { wrapWithKeyInfo } from '../keyprovider/wrap.js'
-import { KeyProviderError } from '../keyprovider/errors.js'
-import { readSmallFile } from '../keyprovider/bounded-file.js'
+import { wrapWithKeyInfo } from '../keyprovider-grpc/wrap.js'
+import { KeyProviderError } from '../keyprovider-grpc/errors.js'
+import { readSmallFile } from '../keyprovider-grpc/bounded-file.js'
 
 /** RSA-OAEP-SHA256 wraps at most 1982 bytes (RSA-16384); anything much larger is not a secret to wrap. */
 const MAX_INFILE_BYTES = 64 * 1024

@@ -61,7 +61,9 @@ export const ERROR_CODES = {
   STORAGE_WRITE_FAILED: failure('a write-back to storage failed within its bound; the data stays in memory for the next fsync'),
   STORAGE_WRITE_DROPPED: failure('at stop, written data could not reach storage within the deadline and was discarded (listed in the message)'),
   STORAGE_LEASE_LOST: failure('remotefs no longer holds the write lease on the blob: reads and writes that need storage fail'),
-  STORAGE_BAD_ANSWER: failure('storage answered something that makes no sense (more bytes than asked for, a body cut short, another ETag)'),
+  STORAGE_BAD_ANSWER: failure(
+    'storage answered something that makes no sense: bytes other than those asked for (another range, a whole blob, more bytes, a stray answer: the connection is dropped and the read retried), a body cut short, another ETag',
+  ),
 
   // LUKS
   LUKS_TOO_SMALL: failure('the image is too small to hold a LUKS header'),
@@ -222,6 +224,8 @@ export const ERROR_CODES = {
   HTTP_UNREACHABLE: unavailable('a service (MAA, the vault, a certificate source) cannot be reached'),
   HTTP_TIMEOUT: failure('a service did not answer in time', 504),
   HTTP_TRUST_STORE: failure('NODE_EXTRA_CA_CERTS names a file that cannot be read'),
+  HTTP_HEADER_INVALID: failure('a request header would carry CR, LF or NUL (or its name is not a token): refused before sending, as it would inject headers or requests'),
+  HTTP_URL_REFUSED: failure('a request URL is not http or https, or holds spaces or control characters: refused before sending'),
 
   // Services
   API_LISTEN_FAILED: failure('the HTTP API cannot listen on its port'),

@@ -2,7 +2,7 @@ import { mkdir } from 'node:fs/promises'
 import { constants as osConstants } from 'node:os'
 import path from 'node:path'
 import { silentLogger, type Logger } from '../log/logger.js'
-import { loadFuse3Addon, Fuse3Event, type Fuse3Session, type Fuse3SessionFile, type Fuse3Table } from '../native/fuse3.js'
+import { loadFuse3Addon, type Fuse3EventKinds, type Fuse3Session, type Fuse3SessionFile, type Fuse3Stop, type Fuse3Table } from '../native/fuse3.js'
 import type { MirroredCache, NativeView } from '../storage/native-view.js'
 import { readInto } from '../storage/range-source.js'
 import { FuseError } from './errors.js'
@@ -44,7 +44,8 @@ export class Fuse3FileServer implements FileServer {
   private session?: Fuse3Session
   private readonly pool: BufferPool
   private readonly counters = { reads: 0, bytesRead: 0, writes: 0, bytesWritten: 0, errors: 0 }
-  private stopped?: (ended: boolean) => void
+  private readonly kinds: Readonly<Fuse3EventKinds>
+  private stopped?: (stop: Fuse3Stop) => void
   private mounted = false
   private lastStats?: FileServerStats
 
@@ -54,6 +55,7 @@ export class Fuse3FileServer implements FileServer {
     this.files = options.files
     this.views = options.files.map(() => undefined)
     this.pool = new BufferPool(loadFuse3Addon().maxRequest, 4)
+    this.kinds = loadFuse3Addon().events
   }
 
   static async mount(options: FileServerOptions): Promise<Fuse3FileServer> {
@@ -74,11 +76,14 @@ export class Fuse3FileServer implements FileServer {
     // What is cached already (the LUKS header, ext4's first blocks) is served natively from the first request.
     for (const [cache, table] of server.tables) cache.attachMirror(table)
     try {
-      server.session = new addon.Session(
+      const session = new addon.Session(
         { mountpoint: server.mountpoint, fsname: options.fsname ?? 'encfs', subtype: options.subtype ?? 'encfs', files },
         (kind, id, file, offset, length, data) => server.onEvent(kind, id, file, offset, length, data),
       )
+      server.session = session
+      session.mount()
     } catch (err) {
+      server.session = undefined
       for (const cache of server.tables.keys()) cache.detachMirror()
       throw mountFailed(server.mountpoint, err as Error)
     }
@@ -108,11 +113,16 @@ export class Fuse3FileServer implements FileServer {
     }
   }
 
+  /**
+   * Aborts the FUSE connection and unmounts (docs/data-path.md, "Shutdown"): requests still
+   * waiting, and every later read by whoever holds the file, fail at once; what JavaScript
+   * answers afterwards is dropped. Throws only when the connection could not be aborted.
+   */
   async unmount(): Promise<void> {
     if (!this.mounted || !this.session) return
     this.mounted = false
     const session = this.session
-    const ended = await new Promise<boolean>((resolve) => {
+    const stop = await new Promise<Fuse3Stop>((resolve) => {
       this.stopped = resolve
       session.unmount()
     })
@@ -121,47 +131,44 @@ export class Fuse3FileServer implements FileServer {
     this.session = undefined
     this.lastStats = last
     for (const cache of this.tables.keys()) cache.detachMirror()
-    if (!ended) {
-      throw new FuseError(
-        'FUSE_UNMOUNT_FAILED',
-        `cannot unmount FUSE at ${this.mountpoint}: something still holds it open (a loop device, a mapping or a process); its threads were left running`,
-      )
+    if (!stop.ended) throw new FuseError('FUSE_UNMOUNT_FAILED', `cannot unmount FUSE at ${this.mountpoint}: ${stop.detail}`)
+    this.logger.debug({ mountpoint: this.mountpoint, detail: stop.detail }, 'FUSE file server unmounted (libfuse3)')
+  }
+
+  /** A handler that throws must not leave the kernel waiting: the request is answered with EIO. */
+  private onEvent(kind: number, id: number, file: number, offset: number, length: number, data: Buffer | Fuse3Stop | undefined): void {
+    try {
+      this.dispatch(kind, id, file, offset, length, data)
+    } catch (err) {
+      this.counters.errors++
+      this.logger.error({ err, kind, file, offset, length }, 'FUSE request handler failed; answering EIO')
+      if (id !== 0) this.replyEio(this.session, id)
     }
   }
 
-  private onEvent(kind: Fuse3Event, id: number, file: number, offset: number, length: number, data?: Buffer | string): void {
+  private dispatch(kind: number, id: number, file: number, offset: number, length: number, data: Buffer | Fuse3Stop | undefined): void {
     const session = this.session
-    switch (kind) {
-      case Fuse3Event.Read: {
-        const view = this.views[file]
-        if (session && view) this.load(session, id, view, this.files[file]!, offset, length)
-        else if (session) this.read(session, id, this.files[file]!, offset, length)
-        return
-      }
-      case Fuse3Event.ReadData:
-        if (session) this.read(session, id, this.files[file]!, offset, length)
-        return
-      case Fuse3Event.Write:
-        if (session) this.write(session, id, this.files[file]!, offset, data as Buffer, false)
-        return
-      case Fuse3Event.WriteEncrypted:
-        if (session) this.write(session, id, this.files[file]!, offset, data as Buffer, true)
-        return
-      case Fuse3Event.Fsync:
-        if (session) this.fsync(session, id, this.files[file]!)
-        return
-      case Fuse3Event.Touch: {
-        if (!session) return
-        session.drainTouches().forEach((ranges, i) => {
-          if (ranges) this.views[i]?.cache.noteReads(ranges)
-        })
-        return
-      }
-      case Fuse3Event.Stopped:
-        if (data === 'unmounted') this.stopped?.(offset === 1)
-        else this.logger.error({ mountpoint: this.mountpoint, reason: data }, 'the FUSE mount went away while serving (was it unmounted from outside?)')
-        return
+    const K = this.kinds
+    if (kind === K.stopped) return this.onStopped(data as Fuse3Stop)
+    if (!session) return
+    const served = this.files[file]
+    if (kind === K.touch) {
+      return session.drainTouches().forEach((ranges, i) => {
+        if (ranges) this.views[i]?.cache.noteReads(ranges)
+      })
     }
+    if (!served) throw new RangeError(`event ${kind} for file ${file}, which is not served`)
+    const view = this.views[file]
+    if (kind === K.read && view) return this.load(session, id, view, served, offset, length)
+    if (kind === K.read || kind === K.readData) return this.read(session, id, served, offset, length)
+    if (kind === K.write || kind === K.writeEncrypted) return this.write(session, id, served, offset, data as Buffer, kind === K.writeEncrypted)
+    if (kind === K.fsync) return this.fsync(session, id, served)
+    throw new RangeError(`unknown FUSE event kind ${kind}`)
+  }
+
+  private onStopped(stop: Fuse3Stop): void {
+    if (stop.requested) this.stopped?.(stop)
+    else this.logger.error({ mountpoint: this.mountpoint, reason: stop.detail }, 'the FUSE mount went away while serving (was it unmounted from outside?)')
   }
 
   /**
@@ -209,7 +216,10 @@ export class Fuse3FileServer implements FileServer {
   /** The bytes are ours (the addon's copy of the request): handed over to the cache, which keeps them. */
   private write(session: Fuse3Session, id: number, file: ServedFile, offset: number, data: Buffer, encrypted: boolean): void {
     const write = this.writerOf(file, encrypted)
-    if (!write) return session.replyError(id, encrypted ? E.EIO : E.EROFS)
+    if (!write) {
+      session.replyError(id, encrypted ? E.EIO : E.EROFS)
+      return
+    }
     this.answer(
       session,
       id,
@@ -230,17 +240,35 @@ export class Fuse3FileServer implements FileServer {
   }
 
   private fsync(session: Fuse3Session, id: number, file: ServedFile): void {
-    if (!file.writable) return session.replyError(id, 0)
-    this.answer(session, id, file.source.flush(), () => session.replyError(id, 0), { msg: 'fsync failed; answering EIO', file: file.name })
+    if (!file.writable) {
+      session.replyError(id, 0)
+      return
+    }
+    this.answer(session, id, file.source.flush(), () => void session.replyError(id, 0), { msg: 'fsync failed; answering EIO', file: file.name })
   }
 
-  /** Answers request `id` when `op` settles: `done()` on success, EIO on failure (counted and logged). */
+  /** Answers request `id` when `op` settles: `done()` on success, EIO on failure, or when `done()` itself throws (counted and logged). */
   private answer(session: Fuse3Session, id: number, op: Promise<void>, done: () => void, failure: { msg: string } & Record<string, unknown>): void {
-    op.then(done, (err: unknown) => {
+    const fail = (err: unknown): void => {
       this.counters.errors++
       const { msg, ...where } = failure
       this.logger.error({ err, ...where }, msg)
-      session.replyError(id, E.EIO)
-    })
+      this.replyEio(session, id)
+    }
+    op.then(() => {
+      try {
+        done()
+      } catch (err) {
+        fail(err)
+      }
+    }, fail)
+  }
+
+  private replyEio(session: Fuse3Session | undefined, id: number): void {
+    try {
+      session?.replyError(id, E.EIO)
+    } catch (err) {
+      this.logger.error({ err, id }, 'cannot answer a FUSE request with EIO')
+    }
   }
 }

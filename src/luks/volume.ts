@@ -18,10 +18,10 @@ export interface VolumeOptions extends KdfOptions {
 /**
  * The decrypted payload of a LUKS2 (or LUKS1) image as a RangeSource: the userspace unlock path, which
  * needs no device-mapper. Reads at any offset; whole data units are fetched and decrypted
- * underneath. Over a writable source it is a WritableLuks2Volume. Owns `data` (and a detached
+ * underneath. Over a writable source it is a WritableLuksVolume. Owns `data` (and a detached
  * header): close() closes them.
  */
-export class Luks2Volume implements RangeSource {
+export class LuksVolume implements RangeSource {
   readonly size: number
   readonly header: LuksHeader
   readonly keyslot: string
@@ -46,9 +46,9 @@ export class Luks2Volume implements RangeSource {
     this.unit = header.segment.sectorSize
   }
 
-  static open(data: WritableRangeSource, passphrase: Buffer, opts?: VolumeOptions): Promise<WritableLuks2Volume>
-  static open(data: RangeSource, passphrase: Buffer, opts?: VolumeOptions): Promise<Luks2Volume>
-  static async open(data: RangeSource, passphrase: Buffer, opts: VolumeOptions = {}): Promise<Luks2Volume> {
+  static open(data: WritableRangeSource, passphrase: Buffer, opts?: VolumeOptions): Promise<WritableLuksVolume>
+  static open(data: RangeSource, passphrase: Buffer, opts?: VolumeOptions): Promise<LuksVolume>
+  static async open(data: RangeSource, passphrase: Buffer, opts: VolumeOptions = {}): Promise<LuksVolume> {
     const logger = opts.logger ?? silentLogger
     const headerSource = opts.header ?? data
     const header = await readLuksHeader(headerSource, { logger, detached: opts.header !== undefined })
@@ -56,7 +56,7 @@ export class Luks2Volume implements RangeSource {
     const { volumeKey, keyslot } = await unlockAnyVolumeKey(headerSource, header, passphrase, { ...opts, logger })
     try {
       const cipher = new SectorCipher(header.segment.encryption, volumeKey)
-      return isWritable(data) ? new WritableLuks2Volume(data, opts.header, header, keyslot, cipher, payload) : new Luks2Volume(data, opts.header, header, keyslot, cipher, payload)
+      return isWritable(data) ? new WritableLuksVolume(data, opts.header, header, keyslot, cipher, payload) : new LuksVolume(data, opts.header, header, keyslot, cipher, payload)
     } finally {
       volumeKey.fill(0)
     }
@@ -111,7 +111,7 @@ export class Luks2Volume implements RangeSource {
 }
 
 /** A volume over a writable source: writes are encrypted here (or by the native data plane) and written below. */
-export class WritableLuks2Volume extends Luks2Volume implements WritableRangeSource {
+export class WritableLuksVolume extends LuksVolume implements WritableRangeSource {
   private writes: Promise<void> = Promise.resolve()
   private readonly writer: WritableRangeSource
 

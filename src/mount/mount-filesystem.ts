@@ -10,7 +10,7 @@ import { BlockCache } from '../storage/block-cache.js'
 import { SliceSource } from '../storage/slice-source.js'
 import { readLuksHeader, payloadRange, type LuksHeader } from '../luks/header.js'
 import { userspaceRefusal } from '../luks/cipher-policy.js'
-import { Luks2Volume } from '../luks/volume.js'
+import { LuksVolume } from '../luks/volume.js'
 import { checkAnyUnlockCost } from '../luks/volume-key.js'
 import type { KdfBudget } from '../luks/kdf-budget.js'
 import type { FileServer, ServedFile } from '../fuse/file-server.js'
@@ -54,8 +54,6 @@ export interface MountContext extends MountSettings {
   /** HTTP client of blob reads, chosen once per process (chooseBlobHttp); default: env EncfsHttp, else auto. */
   http?: BlobHttpClient
 }
-
-export type FilesystemState = 'mounting' | 'mounted' | 'failed' | 'unmounting' | 'unmounted'
 
 export interface MountedFilesystem {
   readonly index: number
@@ -238,7 +236,7 @@ async function checkHeader(chain: ImageChain, unlock: 'kernel' | 'userspace', ct
 
 /** The userspace unlock: the decrypted volume, served as `data`; it becomes the chain's outermost layer. */
 async function unlockUserspace(chain: ImageChain, key: Buffer, readWrite: boolean, ctx: MountContext, logger: Logger, progress: Progress): Promise<ServedFile[]> {
-  const volume = await Luks2Volume.open(chain.image, key, { logger, signal: ctx.signal, budget: ctx.kdfBudget })
+  const volume = await LuksVolume.open(chain.image, key, { logger, signal: ctx.signal, budget: ctx.kdfBudget })
   chain.outer = volume
   progress('keyslot unlocked in userspace', { payloadBytes: volume.size })
   return [served('data', volume, readWrite)]

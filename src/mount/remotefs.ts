@@ -7,7 +7,7 @@ import { clearStale } from './stale.js'
 import { claimRuntimeDir } from './runtime-dir.js'
 import { mountFilesystem, preflight, type MountedFilesystem, type MountSettings } from './mount-filesystem.js'
 import { MountError } from './errors.js'
-import type { StateDetail } from '../api/status.js'
+import type { FilesystemState, StateDetail } from '../api/status.js'
 import { chooseFuseBackend, type FuseBackendMode } from '../fuse/backend.js'
 import { chooseBlobHttp, type BlobHttpMode } from '../storage/blob-http.js'
 
@@ -22,7 +22,8 @@ export interface RemotefsOptions extends MountSettings {
   /** HTTP client of blob reads: auto (libcurl addon when it loads, else the SDK's pipeline), native or node. */
   http?: BlobHttpMode
   /** Told of every filesystem's state as it changes (the API's /status). */
-  onState?: (index: number, state: 'mounting' | 'mounted' | 'failed' | 'unmounting' | 'unmounted', detail?: StateDetail) => void
+  /** Every state but `pending`, which is a filesystem's before remotefs starts on it. */
+  onState?: (index: number, state: Exclude<FilesystemState, 'pending'>, detail?: StateDetail) => void
 }
 
 export interface Remotefs {

@@ -13,7 +13,7 @@ export interface NativeAddon {
 
 /** The addon built from native/ by the README's set-up (npm run build:native). */
 export const loadAddon = addonLoader<NativeAddon>({
-  file: '../../../native/build/Release/snp_report.node',
+  file: '../../../native/build/Release/encfs_snp_crypto.node',
   code: 'NATIVE_ADDON_MISSING',
   notBuilt: 'the native addon is not built: run npm run setup (it needs g++, make and python3)',
   notLoading: 'the native addon does not load: run npm run setup again (it needs g++, make and python3)',

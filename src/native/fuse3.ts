@@ -15,14 +15,30 @@ export interface Fuse3SessionFile {
 }
 
 /**
- * Read: a miss of a file with a table (load it, then retry); ReadData: answer with the bytes;
- * WriteEncrypted: whole units of an AES-XTS file, already encrypted by the FUSE thread.
+ * The event kinds, as the addon defines and exports them (`events`): read, a miss of a file with
+ * a table (load it, then retry); readData, answer with the bytes; write and writeEncrypted (whole
+ * units of an AES-XTS file, already encrypted by the FUSE thread), answer with replyWrite; fsync,
+ * replyError(id, 0) once durable; touch, reads served natively (drainTouches); stopped, the end.
  */
-export const Fuse3Event = { Read: 1, Write: 2, Fsync: 3, Touch: 4, Stopped: 5, ReadData: 6, WriteEncrypted: 7 } as const
-export type Fuse3Event = (typeof Fuse3Event)[keyof typeof Fuse3Event]
+export interface Fuse3EventKinds {
+  read: number
+  readData: number
+  write: number
+  writeEncrypted: number
+  fsync: number
+  touch: number
+  stopped: number
+}
 
-/** kind, request id, file index, offset, length, and the written bytes (Write) or a message (Stopped). */
-export type Fuse3EventHandler = (kind: Fuse3Event, id: number, file: number, offset: number, length: number, data?: Buffer | string) => void
+/** How a session ended: by unmount() or from outside, and whether its threads ended and the session was destroyed. */
+export interface Fuse3Stop {
+  requested: boolean
+  ended: boolean
+  detail: string
+}
+
+/** kind, request id (0 for touch and stopped), file index, offset, length, and the written bytes (write events) or the stop. */
+export type Fuse3EventHandler = (kind: number, id: number, file: number, offset: number, length: number, data: Buffer | Fuse3Stop | undefined) => void
 
 export interface Fuse3SessionStats {
   nativeReads: number
@@ -30,20 +46,30 @@ export interface Fuse3SessionStats {
   postedReads: number
   postedWrites: number
   postedFsyncs: number
+  /** Requests JavaScript has not answered yet. */
+  pending: number
 }
 
+/**
+ * One mount. Answers take the request id of an event and return false when the request is no
+ * longer there (answered with EIO at shutdown); answering a request the wrong way (replyData to a
+ * write, more bytes than were asked for) answers it with EIO and throws.
+ */
 export interface Fuse3Session {
-  replyData(id: number, data: Buffer): void
-  /** After a Read miss: the range is cached now; a native thread answers from the table. */
-  retry(id: number): void
-  replyWrite(id: number, count: number): void
-  replyError(id: number, errno: number): void
+  /** Mounts; throws (leaving nothing mounted) when it cannot. */
+  mount(): void
+  replyData(id: number, data: Buffer): boolean
+  /** After a read miss: the range is cached now; a native thread answers from the table. */
+  retry(id: number): boolean
+  replyWrite(id: number, count: number): boolean
+  /** errno 0 (success) for an fsync only. */
+  replyError(id: number, errno: number): boolean
   /** Reads served natively since the last call, per file, as (offset, length) pairs in cache coordinates. */
   drainTouches(): (Float64Array | null)[]
   stats(): Fuse3SessionStats
-  /** Starts unmounting; a Stopped event with "unmounted" follows (offset 1: the threads ended). */
+  /** Starts unmounting; a stopped event follows (docs/data-path.md, "Shutdown"). */
   unmount(): void
-  /** After the Stopped event: releases the event channel. */
+  /** After the stopped event: releases the event channel. */
   close(): void
 }
 
@@ -53,6 +79,7 @@ export interface Fuse3Addon {
   libfuseVersion(): string
   /** Largest READ and WRITE negotiated with the kernel. */
   maxRequest: number
+  events: Readonly<Fuse3EventKinds>
 }
 
 /** The libfuse3 data plane built from native/fuse3 by npm run setup (needs libfuse3-dev to build, libfuse3-3 to run). */

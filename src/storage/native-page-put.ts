@@ -2,7 +2,7 @@ import type { PageBlobClient } from '@azure/storage-blob'
 import { BearerToken } from './bearer-token.js'
 import { CurlClient } from '../http/curl-client.js'
 import { outcomeError } from './transfer-error.js'
-import { SERVICE_VERSION, type RangedGetOptions } from './ranged-get.js'
+import { SERVICE_VERSION, checkStorageRequest, type RangedGetOptions } from './ranged-get.js'
 import type { BlobHttpClient } from './blob-http.js'
 
 /** Put Page (x-ms-page-write: update) of 512-aligned bytes at a 512-aligned offset, under the writer's lease. */
@@ -44,6 +44,7 @@ export class NativePagePut implements PagePut {
     // (The addon drops libcurl's "Expect: 100-continue", a round trip before every body over 1 MiB.)
     const headers = [`x-ms-version: ${SERVICE_VERSION}`, 'x-ms-page-write: update', `x-ms-range: bytes=${offset}-${offset + length - 1}`, `x-ms-lease-id: ${o.leaseId}`]
     if (this.token) headers.push(await this.token.headerFor(this.url))
+    checkStorageRequest(this.url, headers)
     const got = await this.http.send({
       method: 'PUT',
       url: this.url,
@@ -60,6 +61,7 @@ export class NativePagePut implements PagePut {
 export function sdkPagePut(pages: PageBlobClient): PagePut {
   return {
     async putPages(offset, data, o) {
+      checkStorageRequest(pages.url, [`x-ms-lease-id: ${o.leaseId}`])
       await pages.uploadPages(data, offset, data.length, { conditions: { leaseId: o.leaseId }, abortSignal: o.signal })
     },
   }

@@ -2,7 +2,7 @@ import type { NativeView } from './native-view.js'
 
 /**
  * The one shape every layer between blob storage and the FUSE file has: a random-access byte
- * range. BlockCache wraps one and is one; Luks2Volume wraps one and is one; the FUSE server
+ * range. BlockCache wraps one and is one; LuksVolume wraps one and is one; the FUSE server
  * serves any one. A wrapper owns what it wraps: closing the outermost closes the whole chain.
  * Read-only: a source that also takes writes is a WritableRangeSource.
  */

@@ -12,7 +12,9 @@ import {
 } from '@azure/core-rest-pipeline'
 import type { TokenCredential } from '@azure/identity'
 import type { Readable } from 'node:stream'
+import { headerProblem, urlProblem } from '../http/request-checks.js'
 import { STORAGE_SCOPE } from './bearer-token.js'
+import { StorageError } from './errors.js'
 
 /** The Blob service version the reads ask for (the one @azure/storage-blob 12.x sends). */
 export const SERVICE_VERSION = '2026-04-06'
@@ -31,6 +33,45 @@ export interface ReadConditions {
   etag?: string
   leaseId?: string
   signal?: AbortSignal
+}
+
+/**
+ * An answer that is not the bytes asked for: another range, a whole blob for a part, more bytes
+ * than asked, a stray answer left on a kept-alive connection. Its connection is dropped and the
+ * read retried (withStorageRetry); what is left after the retries is STORAGE_BAD_ANSWER.
+ */
+export class UnaskedBytesError extends Error {
+  override readonly name = 'UnaskedBytesError'
+}
+
+/**
+ * What is wrong with a 2xx answer to a request for the blob's bytes [first, first + length), or
+ * undefined when it is exactly them: a 206 with that Content-Range (and, when it says one, that
+ * Content-Length), or a 200, the whole blob, when what was asked is the whole blob (from byte 0,
+ * as long as the blob). The libcurl addon applies the same rule (native/http/transfer.cc) before
+ * a byte reaches the caller's buffer.
+ */
+export function answerProblem(status: number, contentRange: string | undefined, contentLength: string | undefined, first: number, length: number): string | undefined {
+  const last = first + length - 1
+  const asked = `asked for bytes ${first}-${last}`
+  if (contentLength !== undefined && contentLength !== String(length)) return `the answer is ${status} with Content-Length ${contentLength} (${asked})`
+  if (status === 206) {
+    const m = /^bytes (\d+)-(\d+)\/(\d+|\*)$/.exec(contentRange ?? '')
+    if (m && m[1] === String(first) && m[2] === String(last)) return undefined
+    return `the answer is 206 with Content-Range "${contentRange ?? ''}" (${asked})`
+  }
+  if (status === 200 && first === 0 && contentLength === String(length)) return undefined
+  return `the answer is ${status}${status === 200 ? ' (a whole blob, not the range)' : ''} (${asked})`
+}
+
+/** The URL and headers of a storage request, refused before anything is sent (src/http/request-checks.ts). */
+export function checkStorageRequest(url: string, headers: readonly string[]): void {
+  const bad = urlProblem(url)
+  if (bad) throw new StorageError('HTTP_URL_REFUSED', `refusing to request ${JSON.stringify(url.split('?')[0])}: ${bad}`)
+  for (const h of headers) {
+    const problem = headerProblem(h)
+    if (problem) throw new StorageError('HTTP_HEADER_INVALID', `refusing to request ${JSON.stringify(url.split('?')[0])}: ${problem}`)
+  }
 }
 
 export interface RangedGetOptions {
@@ -58,6 +99,7 @@ export class RangedGet implements RangeReader {
     private readonly url: string,
     private readonly o: RangedGetOptions = {},
   ) {
+    checkStorageRequest(url, [])
     this.pipeline = createEmptyPipeline()
     this.pipeline.addPolicy(userAgentPolicy({ userAgentPrefix: 'encfs' }))
     this.pipeline.addPolicy(defaultRetryPolicy({ maxRetries: Math.max(0, (o.maxTries ?? 5) - 1), retryDelayInMs: 200, maxRetryDelayInMs: 10_000 }), { phase: 'Retry' })
@@ -83,6 +125,7 @@ export class RangedGet implements RangeReader {
   private async fetch(offset: number, target: Buffer, from: number, o: ReadConditions): Promise<number> {
     const first = offset + from
     const last = offset + target.length - 1
+    checkStorageRequest(this.url, [...(o.etag ? [`If-Match: ${o.etag}`] : []), ...(o.leaseId ? [`x-ms-lease-id: ${o.leaseId}`] : [])])
     const headers = createHttpHeaders({ 'x-ms-version': SERVICE_VERSION, 'x-ms-range': `bytes=${first}-${last}` })
     if (o.etag) headers.set('If-Match', o.etag)
     if (o.leaseId) headers.set('x-ms-lease-id', o.leaseId)
@@ -101,6 +144,12 @@ export class RangedGet implements RangeReader {
       throw new RestError(`the blob service answered ${res.status}${code ? ` ${code}` : ''}`, { statusCode: res.status, ...(code ? { code } : {}), request: req, response: res })
     }
     const body = res.readableStreamBody as Readable | undefined
+    const problem = answerProblem(res.status, res.headers.get('content-range'), res.headers.get('content-length'), first, target.length - from)
+    if (problem) {
+      // Destroying the body destroys its socket: whatever else it carries is never read.
+      body?.destroy()
+      throw new UnaskedBytesError(`${problem}; the connection is dropped`)
+    }
     const answered = res.headers.get('etag')
     if (o.etag && answered && answered !== o.etag) {
       // A server that ignored If-Match: these bytes are another version's.
@@ -115,7 +164,7 @@ export class RangedGet implements RangeReader {
         body.on('data', (chunk: Buffer) => {
           if (pos + chunk.length > target.length) {
             body.destroy()
-            overflow = new Error(`the server sent more than the ${target.length - from} bytes asked for`)
+            overflow = new UnaskedBytesError(`the server sent more than the ${target.length - from} bytes asked for`)
             reject(overflow)
             return
           }

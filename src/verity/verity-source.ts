@@ -205,7 +205,7 @@ export class VeritySource extends FillingSource {
     const buf = aligned ? target : Buffer.allocUnsafe((end - first) * BLOCK_SIZE)
     const g = this.geometry
     const hashBlocksWanted = g.levels === 0 ? [] : range(Math.floor(first / FANOUT), Math.floor((end - 1) / FANOUT) + 1)
-    const [, parents] = await Promise.all([readInto(this.data, first * BLOCK_SIZE, buf, signal), Promise.all(hashBlocksWanted.map((i) => this.hashBlockResult(0, i)))])
+    const parents = await this.fetchDataAndParents(first * BLOCK_SIZE, buf, hashBlocksWanted, signal)
     const digests = await hashBlocksAsync(this.salt, buf)
     const bad: BadRange[] = []
     let why: string | undefined
@@ -241,6 +241,31 @@ export class VeritySource extends FillingSource {
     }
     this.counters.verifiedBlocks += end - first
     if (!aligned) buf.copy(target, 0, offset - first * BLOCK_SIZE, offset - first * BLOCK_SIZE + length)
+  }
+
+  /**
+   * The data blocks into `buf` (which may be the caller's buffer) and the level-0 hash blocks over
+   * them, fetched together. When either fails the other is stopped, and both have settled before
+   * the failure is thrown: a data transfer left running would go on writing unverified bytes into
+   * a buffer its owner has taken back (a pooled FUSE reply buffer, a cache block given to another range).
+   */
+  private async fetchDataAndParents(offset: number, buf: Buffer, hashBlocks: number[], signal?: AbortSignal): Promise<HashBlockResult[]> {
+    const stop = new AbortController()
+    const onAbort = (): void => stop.abort(signal?.reason)
+    if (signal?.aborted) onAbort()
+    signal?.addEventListener('abort', onAbort, { once: true })
+    try {
+      const data = readInto(this.data, offset, buf, stop.signal)
+      const parents = Promise.all(hashBlocks.map((i) => this.hashBlockResult(0, i)))
+      // A failed hash fetch stops the data transfer at once; allSettled then waits until it has stopped.
+      parents.catch((err: unknown) => stop.abort(err))
+      const [d, p] = await Promise.allSettled([data, parents])
+      if (p.status === 'rejected') throw p.reason
+      if (d.status === 'rejected') throw d.reason
+      return p.value
+    } finally {
+      signal?.removeEventListener('abort', onAbort)
+    }
   }
 
   async close(): Promise<void> {

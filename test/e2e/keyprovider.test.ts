@@ -13,7 +13,7 @@ import type { SkrStack } from '../helpers/skr-stack.js'
 import { startImdsEmulator, type ImdsEmulator } from '../../src/emulators/imds/server.js'
 import { E2eFixture, ENCFS_JS, freePort, sidecarArgs, stopSidecar, waitReady, waitUntil, readFromChild, type TestImage } from '../helpers/e2e.js'
 import { keyProviderClients, call, refusal, FIELD, unwrapInput, unwrappedSecret } from '../helpers/keyprovider-client.js'
-import { PACKAGES } from '../../src/keyprovider/server.js'
+import { PACKAGES } from '../../src/keyprovider-grpc/server.js'
 
 const exec = promisify(execFile)
 const REPO = path.resolve(path.dirname(ENCFS_JS), '..')

@@ -11,7 +11,7 @@ import { startTcpProxy } from '../helpers/tcp-proxy.js'
 import { takeOverLease } from '../helpers/fault-proxy.js'
 import { randomBytes } from 'node:crypto'
 import { freePort } from '../helpers/e2e.js'
-import { Luks2Volume } from '../../src/luks/volume.js'
+import { LuksVolume } from '../../src/luks/volume.js'
 
 const exec = promisify(execFile)
 const env = { ...process.env, PATH: `${process.env.PATH}:/usr/sbin:/sbin` }
@@ -40,7 +40,7 @@ function mountRw(url: string, img: TestImage, mp: string, o: { runtimeDir?: stri
 async function offlineCheck(t: import('ava').ExecutionContext, url: string, img: TestImage, file: string): Promise<string> {
   const enc = path.join(img.dir, 'downloaded.img')
   await new BlobClient(url).downloadToFile(enc)
-  const volume = await Luks2Volume.open(await FileSource.open(enc), img.key)
+  const volume = await LuksVolume.open(await FileSource.open(enc), img.key)
   const plain = path.join(img.dir, 'offline-plain.img')
   await writeFile(plain, await volume.read(0, volume.size))
   await volume.close()

@@ -11,7 +11,7 @@ import { veritysetupFormat } from '../helpers/verity.js'
 import { runCommand } from '../../src/process/run.js'
 import { TreeGeometry } from '../../src/verity/geometry.js'
 import { FileSource } from '../../src/storage/file-source.js'
-import { Luks2Volume } from '../../src/luks/volume.js'
+import { LuksVolume } from '../../src/luks/volume.js'
 
 const exec = promisify(execFile)
 const e2e = new E2eFixture(test)
@@ -145,7 +145,7 @@ test.serial('the blob replaced by an older image under the same key: the rolled-
   // The "newer" image: the same LUKS header and key, the victim's first 64 KiB rewritten.
   const newer = await variant('newer.img')
   const source = await FileSource.open(newer, { writable: true })
-  const volume = await Luks2Volume.open(source, img.key)
+  const volume = await LuksVolume.open(source, img.key)
   const first = (await dataBlockOf('victim.bin', 0)) * 4096 - img.payloadOffset
   await volume.write(first, randomBytes(64 * 1024))
   await volume.close()

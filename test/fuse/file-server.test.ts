@@ -10,7 +10,7 @@ import { loadFuse3Addon } from '../../src/native/fuse3.js'
 import { BlockCache } from '../../src/storage/block-cache.js'
 import { FileSource } from '../../src/storage/file-source.js'
 import { SliceSource } from '../../src/storage/slice-source.js'
-import { Luks2Volume } from '../../src/luks/volume.js'
+import { LuksVolume } from '../../src/luks/volume.js'
 import { makeEncryptedImage } from '../helpers/images.js'
 import { MemorySource, WritableMemorySource } from '../helpers/memory-source.js'
 import { readFromChild } from '../helpers/remotefs.js'
@@ -128,7 +128,7 @@ for (const backend of BACKENDS) {
     test(`${backend}: a LUKS2 volume (${sectorSize}-byte sectors) over a block cache reads as its plaintext, first from storage, then from the cache`, async (t) => {
       const img = await makeEncryptedImage({ fsSizeMiB: 8, sectorSize, files: { 'a.bin': randomBytes(3 * MiB) } })
       const tmp = await tempDir()
-      const volume = await Luks2Volume.open(new BlockCache(await FileSource.open(img.image), { blockSize: MiB, memoryBytes: 64 * MiB }), img.key)
+      const volume = await LuksVolume.open(new BlockCache(await FileSource.open(img.image), { blockSize: MiB, memoryBytes: 64 * MiB }), img.key)
       const server = await mountFileServer({ backend, mountpoint: `${tmp.dir}/fuse`, files: [{ name: 'data', source: volume, writable: false }] })
       try {
         const plain = await readFile(img.plain)

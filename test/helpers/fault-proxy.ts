@@ -13,8 +13,13 @@ export type Fault =
   | 'reset' // the connection is cut before any answer
   | 'reset-mid-body' // the answer starts, then the connection is cut
   | 'slow-body' // the answer arrives in small pieces with pauses
+  | 'shifted-range' // a ranged GET answered with the range 64 KiB away, under its own Content-Range (a proxy that got it wrong)
+  | '200-for-206' // a ranged GET answered 200 without Content-Range (a proxy that dropped the range)
 
+/** The faults real storage shows (throttling, resets, slow bodies): each is survived by retrying. */
 export const ALL_FAULTS: Fault[] = ['429', '429-retry-after', '503', '503-retry-after', 'reset', 'reset-mid-body', 'slow-body']
+/** Answers that are not the bytes asked for: a client must refuse them, never pass them on. */
+export const HOSTILE_FAULTS: Fault[] = ['shifted-range', '200-for-206']
 
 export interface HeaderRewrite {
   request?: (headers: IncomingMessage['headers'], req: IncomingMessage) => void
@@ -66,7 +71,7 @@ export interface FaultProxy {
  * replays. With `tls`, it terminates TLS with that certificate and talks TLS to the target.
  */
 export async function startFaultProxy(target: { host?: string; port: number; tls?: { pki: ServerPki; targetCa: string } }, plan?: FaultPlan): Promise<FaultProxy> {
-  const counts = Object.fromEntries(['pass', ...ALL_FAULTS].map((f) => [f, 0])) as Record<Fault, number>
+  const counts = Object.fromEntries(['pass', ...ALL_FAULTS, ...HOSTILE_FAULTS].map((f) => [f, 0])) as Record<Fault, number>
   let current = plan
   let seen = 0
   let faulted = 0
@@ -80,7 +85,13 @@ export async function startFaultProxy(target: { host?: string; port: number; tls
 
   const forward = (req: IncomingMessage, res: ServerResponse, fault: Fault): void => {
     const send = target.tls ? httpsRequest : httpRequest
-    const headers = { ...req.headers, host: `${host}:${target.port}` }
+    const headers: IncomingMessage['headers'] = { ...req.headers, host: `${host}:${target.port}` }
+    const range = /^bytes=(\d+)-(\d+)$/.exec(String(req.headers['x-ms-range'] ?? ''))
+    if (fault === 'shifted-range' && range) {
+      const [a, b] = [Number(range[1]), Number(range[2])]
+      const by = a >= 65536 ? -65536 : 65536
+      headers['x-ms-range'] = `bytes=${a + by}-${b + by}`
+    }
     rewriting?.request?.(headers, req)
     const upstream = send(
       {
@@ -94,6 +105,12 @@ export async function startFaultProxy(target: { host?: string; port: number; tls
       (up) => {
         const answered = { ...up.headers }
         rewriting?.response?.(answered, req)
+        if (fault === '200-for-206' && up.statusCode === 206) {
+          const { 'content-range': _dropped, ...rest } = answered
+          res.writeHead(200, rest)
+          up.pipe(res)
+          return
+        }
         res.writeHead(up.statusCode ?? 502, answered)
         if (fault === 'reset-mid-body') {
           let sent = 0

@@ -4,7 +4,7 @@
 // repository's .proto files and prints the answer as grpcurl does: JSON, bytes as standard base64.
 import type { ServiceError } from '@grpc/grpc-js'
 import { pathToFileURL } from 'node:url'
-import { loadKeyProviderProtos, PACKAGES, type KeyProviderPackage } from '../../src/keyprovider/server.js'
+import { loadKeyProviderProtos, PACKAGES, type KeyProviderPackage } from '../../src/keyprovider-grpc/server.js'
 import { call, keyProviderClients, type Message } from './keyprovider-client.js'
 
 interface Field {

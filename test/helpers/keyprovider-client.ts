@@ -1,5 +1,5 @@
 import { credentials, loadPackageDefinition, type Client, type GrpcObject, type ServiceClientConstructor, type ServiceError } from '@grpc/grpc-js'
-import { loadKeyProviderProtos, PACKAGES, type KeyProviderPackage } from '../../src/keyprovider/server.js'
+import { loadKeyProviderProtos, PACKAGES, type KeyProviderPackage } from '../../src/keyprovider-grpc/server.js'
 
 export type Message = Record<string, unknown>
 

@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto'
 import { open } from 'node:fs/promises'
 import { FileSource } from '../../src/storage/file-source.js'
-import { Luks2Volume } from '../../src/luks/volume.js'
+import { LuksVolume } from '../../src/luks/volume.js'
 
 /**
  * Rewrites one LUKS2 header copy of an image file the way an attacker with write access to the
@@ -61,10 +61,10 @@ export async function corruptJson(file: string, copy: 'primary' | 'secondary'): 
 }
 
 /** Opens an image file in userspace and returns the error it is refused with; fails when it opens. */
-export async function openRefusal(file: string, key: Buffer, opts: Parameters<typeof Luks2Volume.open>[2] = {}): Promise<unknown> {
+export async function openRefusal(file: string, key: Buffer, opts: Parameters<typeof LuksVolume.open>[2] = {}): Promise<unknown> {
   const src = await FileSource.open(file)
   try {
-    const volume = await Luks2Volume.open(src, key, opts)
+    const volume = await LuksVolume.open(src, key, opts)
     await volume.close()
   } catch (err) {
     await src.close()

@@ -5,6 +5,7 @@ import os from 'node:os'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { waitFor } from '../../src/retry/retry.js'
+import { within } from './time.js'
 
 const exec = promisify(execFile)
 const here = path.dirname(fileURLToPath(import.meta.url))
@@ -183,6 +184,81 @@ export async function leftovers(runtimeDir: string, mountDirs: string[]): Promis
   const { stdout } = await exec('losetup', ['--list', '--noheadings', '--output', 'NAME,BACK-FILE'])
   for (const line of stdout.split('\n')) if (line.includes(runtimeDir)) found.push(`loop: ${line.trim()}`)
   return found
+}
+
+/** A child process that keeps a file open, as an application does, and reads it when asked. */
+export interface Holder {
+  /** One read through the held descriptor: the bytes, or the error code the kernel gave (never rejects while the child lives). */
+  read(offset: number, length: number): Promise<{ ok: true; bytes: Buffer } | { ok: false; code: string }>
+  /** Closes the file: the child is ended (SIGKILL if it does not end within a second). */
+  release(): Promise<void>
+}
+
+// The child: opens the file once, answers "offset length" lines with one JSON line per read.
+const HOLDER_JS = `
+const fs = require('node:fs')
+const fd = fs.openSync(process.argv[1], 'r')
+process.stdout.write('held\\n')
+require('node:readline').createInterface({ input: process.stdin }).on('line', (line) => {
+  const [offset, length] = line.split(' ').map(Number)
+  let answer
+  try {
+    const b = Buffer.alloc(length)
+    answer = { ok: true, data: b.subarray(0, fs.readSync(fd, b, 0, length, offset)).toString('base64') }
+  } catch (err) {
+    answer = { ok: false, code: err.code ?? String(err) }
+  }
+  process.stdout.write(JSON.stringify(answer) + '\\n')
+})
+`
+
+/** Opens `file` in a child process and keeps it open until release() (never reads our own mounts from this process). */
+export async function holdOpen(file: string): Promise<Holder> {
+  const child = spawn(process.execPath, ['-e', HOLDER_JS, file], { stdio: ['pipe', 'pipe', 'pipe'] })
+  const lines: string[] = []
+  const waiting: ((line: string) => void)[] = []
+  let buffered = ''
+  let stderr = ''
+  child.stderr.on('data', (d: Buffer) => {
+    stderr += d.toString()
+  })
+  child.stdout.on('data', (d: Buffer) => {
+    buffered += d.toString()
+    for (let nl = buffered.indexOf('\n'); nl >= 0; nl = buffered.indexOf('\n')) {
+      const line = buffered.slice(0, nl)
+      buffered = buffered.slice(nl + 1)
+      const w = waiting.shift()
+      if (w) w(line)
+      else lines.push(line)
+    }
+  })
+  const exited = new Promise<void>((resolve) => child.on('exit', () => resolve()))
+  const next = (): Promise<string> =>
+    lines.length > 0
+      ? Promise.resolve(lines.shift()!)
+      : new Promise((resolve, reject) => {
+          waiting.push(resolve)
+          void exited.then(() => reject(new Error(`the holder of ${file} exited: ${stderr}`)))
+        })
+  const first = await next()
+  if (first !== 'held') throw new Error(`the holder could not open ${file}: ${first} ${stderr}`)
+  return {
+    async read(offset, length) {
+      child.stdin.write(`${offset} ${length}\n`)
+      const a = JSON.parse(await next()) as { ok: boolean; data?: string; code?: string }
+      return a.ok ? { ok: true, bytes: Buffer.from(a.data ?? '', 'base64') } : { ok: false, code: a.code ?? 'unknown' }
+    },
+    async release() {
+      if (child.exitCode !== null || child.signalCode !== null) return
+      child.kill('SIGTERM')
+      const timer = setTimeout(() => child.kill('SIGKILL'), 1000)
+      // A read stuck in the kernel below a block device cannot be killed: do not wait for it forever
+      // (the test has failed already then; this must not hide why).
+      await within(10_000, `the holder of ${file} to exit`, exited)
+        .catch(() => {})
+        .finally(() => clearTimeout(timer))
+    },
+  }
 }
 
 /** The TCP ports process `pid` listens on, as `ss -ltnp` would show them (read from /proc: no iproute2 needed). */

@@ -7,7 +7,7 @@ import { randomBytes } from 'node:crypto'
 import { copyFile } from 'node:fs/promises'
 import path from 'node:path'
 import { FileSource } from '../../src/storage/file-source.js'
-import { Luks2Volume } from '../../src/luks/volume.js'
+import { LuksVolume } from '../../src/luks/volume.js'
 import { readLuks2Header } from '../../src/luks/header.js'
 import { deriveKey, pbkdf2Async } from '../../src/luks/kdf.js'
 import { LuksError } from '../../src/luks/errors.js'
@@ -39,7 +39,7 @@ async function edited(edit: (m: Record<string, any>) => void, copies: ('primary'
   return file
 }
 
-type OpenOptions = Parameters<typeof Luks2Volume.open>[2]
+type OpenOptions = Parameters<typeof LuksVolume.open>[2]
 
 /** Opens the image and expects a refusal: returns the error, which must be a LuksError. */
 async function refusal(t: import('ava').ExecutionContext, file: string, key: Buffer = base.key, opts: OpenOptions = {}): Promise<LuksError> {
@@ -48,8 +48,8 @@ async function refusal(t: import('ava').ExecutionContext, file: string, key: Buf
   return err as LuksError
 }
 
-async function opens(file: string, key: Buffer = base.key, opts: OpenOptions = {}): Promise<Luks2Volume> {
-  return Luks2Volume.open(await FileSource.open(file), key, opts)
+async function opens(file: string, key: Buffer = base.key, opts: OpenOptions = {}): Promise<LuksVolume> {
+  return LuksVolume.open(await FileSource.open(file), key, opts)
 }
 
 const wrongKey = () => randomBytes(32)

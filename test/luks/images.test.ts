@@ -7,7 +7,7 @@ import { writeFile, stat } from 'node:fs/promises'
 import path from 'node:path'
 import { pino } from 'pino'
 import { FileSource } from '../../src/storage/file-source.js'
-import { Luks2Volume } from '../../src/luks/volume.js'
+import { LuksVolume } from '../../src/luks/volume.js'
 import { readLuks2Header } from '../../src/luks/header.js'
 import { makeEncryptedImage, type ImageOptions, type TestImage } from '../helpers/images.js'
 
@@ -34,7 +34,7 @@ async function sha256File(file: string, length: number): Promise<string> {
   }
 }
 
-async function sha256Volume(volume: Luks2Volume, length: number): Promise<string> {
+async function sha256Volume(volume: LuksVolume, length: number): Promise<string> {
   const hash = createHash('sha256')
   // Odd chunk size: reads straddle data units, as FUSE reads of a loop device never would.
   for (let off = 0; off < length; off += 1_000_003) hash.update(await volume.read(off, Math.min(1_000_003, length - off)))
@@ -46,7 +46,7 @@ async function expectDecrypts(t: import('ava').ExecutionContext, img: TestImage,
   const plainSize = (await stat(img.plain)).size
   const data = await FileSource.open(img.image)
   const header = img.header ? await FileSource.open(img.header) : undefined
-  const volume = await Luks2Volume.open(data, key, { header })
+  const volume = await LuksVolume.open(data, key, { header })
   try {
     const expected = img.header ? (await stat(img.image)).size : (await stat(img.image)).size - img.payloadOffset
     t.is(volume.size, expected, 'payload size = image size minus the data offset')
@@ -104,7 +104,7 @@ test('R9: detached header', async (t) => {
   await expectDecrypts(t, img)
   // Without the header the data file is not LUKS at all.
   const data = await FileSource.open(img.image)
-  const err = await t.throwsAsync(Luks2Volume.open(data, img.key))
+  const err = await t.throwsAsync(LuksVolume.open(data, img.key))
   t.is((err as { code?: string }).code, 'LUKS_NOT_LUKS')
   await data.close()
 })
@@ -152,7 +152,7 @@ test('R8: 64k metadata, label, a second keyslot with priority prefer, and a toke
       },
     },
   )
-  const volume = await Luks2Volume.open(await FileSource.open(img.image), img.key, { logger })
+  const volume = await LuksVolume.open(await FileSource.open(img.image), img.key, { logger })
   await volume.close()
   t.deepEqual(tried, ['1', '0'], 'keyslot 1 (priority prefer) is tried before keyslot 0')
 })

@@ -8,7 +8,7 @@ import { createHash, randomBytes } from 'node:crypto'
 import { promisify } from 'node:util'
 import path from 'node:path'
 import { FileSource } from '../../src/storage/file-source.js'
-import { Luks2Volume } from '../../src/luks/volume.js'
+import { LuksVolume } from '../../src/luks/volume.js'
 import { readLuksHeader } from '../../src/luks/header.js'
 import { unlockAnyVolumeKey } from '../../src/luks/volume-key.js'
 import { makeEncryptedImage, type TestImage } from '../helpers/images.js'
@@ -44,7 +44,7 @@ test.after.always(async () => {
 async function openError(image: string, key: Buffer): Promise<{ code?: string; message: string }> {
   const src = await FileSource.open(image)
   try {
-    await (await Luks2Volume.open(src, key)).close()
+    await (await LuksVolume.open(src, key)).close()
   } catch (err) {
     await src.close()
     return err as { code?: string; message: string }
@@ -66,7 +66,7 @@ for (const o of [
     const img = await cryptsetupLuks1(o)
     const dump = (await cryptsetup(['luksDump', img.image])).stdout
     t.regex(dump, /^Version:\s+1$/m, 'cryptsetup made a LUKS1 image')
-    const volume = await Luks2Volume.open(await FileSource.open(img.image), img.key)
+    const volume = await LuksVolume.open(await FileSource.open(img.image), img.key)
     try {
       t.is(volume.header.version, 1)
       t.is(volume.header.segment.encryption, o.cipher)
@@ -100,7 +100,7 @@ test("luksFormat --type luks1: encfs opens cryptsetup's volume key, and what enc
   volumeKey.fill(0)
 
   const plaintext = randomBytes(1024 * 1024 + 1234)
-  const volume = await Luks2Volume.open(await FileSource.open(image, { writable: true }), formatted.key)
+  const volume = await LuksVolume.open(await FileSource.open(image, { writable: true }), formatted.key)
   await volume.write(4096 + 7, plaintext)
   await volume.close()
   // Independent check: cryptsetup converts the header and decrypts the payload offline.

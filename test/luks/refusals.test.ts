@@ -7,7 +7,7 @@ import { promisify } from 'node:util'
 import path from 'node:path'
 import { pino } from 'pino'
 import { FileSource } from '../../src/storage/file-source.js'
-import { Luks2Volume } from '../../src/luks/volume.js'
+import { LuksVolume } from '../../src/luks/volume.js'
 import { readLuks2Header } from '../../src/luks/header.js'
 import { makeEncryptedImage, type TestImage } from '../helpers/images.js'
 import { editHeader, corruptJson, openRefusal } from '../helpers/luks-edit.js'
@@ -34,7 +34,7 @@ async function copy(of: TestImage = base): Promise<string> {
   return file
 }
 
-async function openError(file: string, key = base.key, opts: Parameters<typeof Luks2Volume.open>[2] = {}): Promise<{ code?: string; message: string }> {
+async function openError(file: string, key = base.key, opts: Parameters<typeof LuksVolume.open>[2] = {}): Promise<{ code?: string; message: string }> {
   return (await openRefusal(file, key, opts)) as { code?: string; message: string }
 }
 
@@ -101,7 +101,7 @@ test('N3: a corrupt primary falls back to the secondary copy, with a warning', a
   t.is(header.copy, 'secondary')
   t.regex(text(), /only the secondary copy is valid/)
   t.regex(text(), /checksum mismatch/)
-  const volume = await Luks2Volume.open(src, base.key)
+  const volume = await LuksVolume.open(src, base.key)
   t.is(volume.keyslot, '0')
   await volume.close()
 })
@@ -224,14 +224,14 @@ test('Argon2 memory above the limit is refused with the numbers, and opens under
   const err = await openError(argon.image, argon.key, { maxArgon2MemoryKiB: 16 * 1024 })
   t.is(err.code, 'LUKS_KDF_MEMORY')
   t.regex(err.message, /needs 32 MiB for Argon2; the limit is 16 MiB/)
-  const volume = await Luks2Volume.open(await FileSource.open(argon.image), argon.key, { maxArgon2MemoryKiB: 64 * 1024 })
+  const volume = await LuksVolume.open(await FileSource.open(argon.image), argon.key, { maxArgon2MemoryKiB: 64 * 1024 })
   t.is(volume.keyslot, '0')
   await volume.close()
 })
 
 test('the key never appears in what is logged while unlocking', async (t) => {
   const { logger, text } = captureLogger()
-  const volume = await Luks2Volume.open(await FileSource.open(base.image), base.key, { logger })
+  const volume = await LuksVolume.open(await FileSource.open(base.image), base.key, { logger })
   await volume.close()
   t.regex(text(), /keyslot 0 opened/)
   t.false(text().includes(base.key.toString('hex')))

@@ -8,7 +8,7 @@ import { randomBytes } from 'node:crypto'
 import path from 'node:path'
 import { monitorEventLoopDelay } from 'node:perf_hooks'
 import { FileSource } from '../../src/storage/file-source.js'
-import { Luks2Volume } from '../../src/luks/volume.js'
+import { LuksVolume } from '../../src/luks/volume.js'
 import { makeEncryptedImage, type TestImage } from '../helpers/images.js'
 
 const exec = promisify(execFile)
@@ -30,7 +30,7 @@ for (const sectorSize of [512, 4096] as const) {
       [expected.length - 7, randomBytes(7)],
       [777_777, randomBytes(sectorSize)],
     ]
-    const volume = await Luks2Volume.open(await FileSource.open(img.image, { writable: true }), img.key)
+    const volume = await LuksVolume.open(await FileSource.open(img.image, { writable: true }), img.key)
     // Concurrent writes that share data units must not lose each other.
     await Promise.all(edits.map(([off, data]) => volume.write(off, data)))
     for (const [off, data] of edits) data.copy(expected, off)
@@ -56,7 +56,7 @@ test('Argon2 runs off the event loop: timers keep firing while a keyslot is deri
   const h = monitorEventLoopDelay({ resolution: 10 })
   h.enable()
   const started = performance.now()
-  const volume = await Luks2Volume.open(await FileSource.open(img.image), img.key)
+  const volume = await LuksVolume.open(await FileSource.open(img.image), img.key)
   const took = performance.now() - started
   h.disable()
   await volume.close()

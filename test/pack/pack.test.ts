@@ -8,7 +8,7 @@ import os from 'node:os'
 import path from 'node:path'
 import { pack } from '../../src/pack/pack.js'
 import { FileSource } from '../../src/storage/file-source.js'
-import { Luks2Volume } from '../../src/luks/volume.js'
+import { LuksVolume } from '../../src/luks/volume.js'
 import { ENCFS_JS } from '../helpers/remotefs.js'
 import { vector } from '../helpers/vectors.js'
 
@@ -45,7 +45,7 @@ for (const [pbkdf, sectorSize] of [
     await t.throwsAsync(exec('cryptsetup', ['open', '--test-passphrase', '--key-file', vector('keys', 'wrapping_test_key.pem'), img], { env }))
 
     // encfs's reader and cryptsetup's offline decryption agree on the plaintext, which is a clean ext4.
-    const volume = await Luks2Volume.open(await FileSource.open(img), key)
+    const volume = await LuksVolume.open(await FileSource.open(img), key)
     const ours = await volume.read(0, volume.size)
     await volume.close()
     const copy = path.join(dir, `${pbkdf}.decrypted`)

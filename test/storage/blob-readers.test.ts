@@ -205,7 +205,7 @@ for (const client of CLIENTS) {
         return
       }
       const [a, b] = /^bytes=(\d+)-(\d+)$/.exec(String(req.headers['x-ms-range']))!.slice(1).map(Number) as [number, number]
-      res.writeHead(206, { 'content-length': String(b - a + 1) }).end(bytes.subarray(a, b + 1))
+      res.writeHead(206, { 'content-length': String(b - a + 1), 'content-range': `bytes ${a}-${b}/${bytes.length}` }).end(bytes.subarray(a, b + 1))
     })
     await new Promise<void>((resolve) => srv.listen(0, '127.0.0.1', resolve))
     const url = `https://127.0.0.1:${(srv.address() as AddressInfo).port}/c/blob`

@@ -36,7 +36,11 @@ conformance({
   open: async () => {
     const source = new MemorySource(new Random(20).bytes(20 * BS + 1000))
     const cache = BlockCache.over(source, { blockSize: BS, memoryBytes: 6 * BS, readaheadBlocks: 2 })
-    return { source: cache, bytes: source.bytes, readsBelow: () => source.reads, closedBelow: () => source.closed }
+    const failBelow = () => {
+      source.failReads = true
+      source.delayMs = 20
+    }
+    return { source: cache, bytes: source.bytes, readsBelow: () => source.reads, closedBelow: () => source.closed, failBelow }
   },
 })
 

@@ -1,9 +1,10 @@
 // The RangeSource contract, checked the same way for every source and layer (file, blob, slice,
 // block cache, LUKS2 volume, dm-verity, the test's memory source): exact bytes for any range,
-// empty reads, refused ranges, concurrent readers, readInto, close, and for writable sources
-// write, flush and read-back. Each source's test file runs it on its subjects; what is particular
+// empty reads, refused ranges, concurrent readers, readInto, nothing written after a rejected
+// readInto, close, and for writable sources write, flush and read-back. Each source's test file runs it on its subjects; what is particular
 // to a source stays in its own tests.
 import test from 'ava'
+import { setTimeout as sleep } from 'node:timers/promises'
 import { isWritable, readInto, type RangeSource, type WritableRangeSource } from '../../src/storage/range-source.js'
 import { randomFor, type Random } from '../helpers/random.js'
 import { sameBytes } from '../helpers/bytes.js'
@@ -20,6 +21,12 @@ export interface Opened {
   persisted?: () => Promise<Buffer>
   /** Removes what open() made (temporary files). */
   cleanup?: () => Promise<void>
+  /**
+   * Makes what the source reads from fail from now on, some parts sooner than others (the hash
+   * tree at once while the data is still on its way): its reads must reject, and never write the
+   * caller's buffer once they have.
+   */
+  failBelow?: () => void
 }
 
 export interface Subject {
@@ -141,6 +148,64 @@ export function conformance(subject: Subject): void {
         t.true(whole.subarray(0, 32).every((b) => b === 0xee) && whole.subarray(32 + length).every((b) => b === 0xee), `readInto(${offset}, ${length}) wrote outside its target`)
         sameBytes(t, target, await source.read(offset, length), `readInto == read at ${offset}`)
       }
+    })
+  })
+
+  test(`${name}: RangeSource: once readInto has rejected, the caller's buffer is never written again`, async (t) => {
+    const ranges = (size: number): [number, number][] => {
+      const middle = Math.floor(size / 2 / 4096) * 4096
+      return [
+        [0, Math.min(size, 1024 * 1024)],
+        [middle, Math.min(size - middle, 300_000)],
+        [Math.max(0, size - 5000), Math.min(size, 5000)],
+      ]
+    }
+    // A read either resolves with exactly its bytes, or rejects; then what it left running below
+    // (a transfer, a copy) may not write its buffer any more.
+    const watch = async (source: RangeSource, bytes: Buffer, offset: number, length: number, signal?: AbortSignal) => {
+      const target = Buffer.alloc(length, 0x5a)
+      try {
+        await readInto(source, offset, target, signal)
+        return { target, ok: target.equals(bytes.subarray(offset, offset + length)) }
+      } catch {
+        return { target, ok: true, snapshot: Buffer.from(target) }
+      }
+    }
+    const check = async (results: { target: Buffer; ok: boolean; snapshot?: Buffer }[]) => {
+      t.true(
+        results.every((r) => r.ok),
+        'a read that resolved has its bytes',
+      )
+      await sleep(300)
+      for (const [i, r] of results.entries()) if (r.snapshot) t.true(r.target.equals(r.snapshot), `read ${i}: the buffer was written after readInto rejected`)
+    }
+    // Aborted at once, a microtask later and a millisecond later: a source that stops on its
+    // signal rejects, with whatever it had under way below perhaps still running.
+    let failsBelow = false
+    await withOpened(subject, async ({ source, bytes, failBelow }) => {
+      failsBelow = failBelow !== undefined
+      const runs = ranges(source.size).flatMap(([offset, length]) =>
+        (['now', 'microtask', 'ms'] as const).map((when) => {
+          const ac = new AbortController()
+          const run = watch(source, bytes, offset, length, ac.signal)
+          if (when === 'now') ac.abort()
+          else if (when === 'microtask') queueMicrotask(() => ac.abort())
+          else setTimeout(() => ac.abort(), 1)
+          return run
+        }),
+      )
+      await check(await Promise.all(runs))
+    })
+    if (!failsBelow) return
+    // Reads that fail below, on a fresh source (nothing cached yet).
+    await withOpened(subject, async ({ source, bytes, failBelow }) => {
+      failBelow!()
+      const results = await Promise.all(ranges(source.size).map(([offset, length]) => watch(source, bytes, offset, length)))
+      t.true(
+        results.some((r) => r.snapshot),
+        'reads that fail below reject',
+      )
+      await check(results)
     })
   })
 

@@ -34,8 +34,12 @@ async function fixture(blocks = BLOCKS): Promise<Fixture> {
 }
 
 let f: Fixture
+// For the conformance subjects: more level-0 hash blocks (66) than the smallest hash cache holds
+// (64), so that reads still fetch hash blocks after open (which fetches the level's first 128).
+let wide: Fixture
+const WIDE_BLOCKS = 8448
 test.before(async () => {
-  f = await fixture()
+  ;[f, wide] = await Promise.all([fixture(), fixture(WIDE_BLOCKS)])
 })
 
 function memoryLogger() {
@@ -59,25 +63,39 @@ function open(data: Buffer, area: Buffer, root: Buffer, extra: Partial<Parameter
   return { dataSource, hashSource, opened: VeritySource.open(dataSource, hashSource, { rootHash: root, hashOffset: 0, ...extra }) }
 }
 
+/** The hash tree fails at once while the data is still on its way (50 ms): the data transfer must not outlive the failed read. */
+const hashFailsFirst = (data: MemorySource, hash: MemorySource) => () => {
+  hash.failReads = true
+  data.delayMs = 50
+}
+const SMALLEST_HASH_CACHE = 64 * 4096
+
 conformance({
   name: 'VeritySource (a tree made by veritysetup format)',
   open: async () => {
-    const { opened, dataSource, hashSource } = open(f.data, f.area, f.root)
-    return { source: await opened, bytes: f.data, readsBelow: () => dataSource.reads + hashSource.reads, closedBelow: () => dataSource.closed && hashSource.closed }
+    const { opened, dataSource, hashSource } = open(wide.data, wide.area, wide.root, { hashCacheBytes: SMALLEST_HASH_CACHE })
+    return {
+      source: await opened,
+      bytes: wide.data,
+      readsBelow: () => dataSource.reads + hashSource.reads,
+      closedBelow: () => dataSource.closed && hashSource.closed,
+      failBelow: hashFailsFirst(dataSource, hashSource),
+    }
   },
 })
 
 conformance({
   name: 'IntactReads over a BlockCache over a VeritySource',
   open: async () => {
-    const { opened, dataSource, hashSource } = open(f.data, f.area, f.root)
+    const { opened, dataSource, hashSource } = open(wide.data, wide.area, wide.root, { hashCacheBytes: SMALLEST_HASH_CACHE })
     const verity = await opened
     const cache = BlockCache.over(verity, { blockSize: 1024 * 1024, memoryBytes: 4 * 1024 * 1024, readaheadBlocks: 1 })
     return {
       source: new IntactReads(cache, verity),
-      bytes: f.data,
+      bytes: wide.data,
       readsBelow: () => dataSource.reads + hashSource.reads,
       closedBelow: () => dataSource.closed && hashSource.closed,
+      failBelow: hashFailsFirst(dataSource, hashSource),
     }
   },
 })

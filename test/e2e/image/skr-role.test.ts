@@ -11,7 +11,7 @@ import { E2eFixture, freePort, waitUntil } from '../../helpers/e2e.js'
 import { buildImage, leftoverContainers, podman, removeContainer, runContainer, IMAGE, type Container, type RunOptions } from '../../helpers/podman.js'
 import { podPlatform, type PodPlatform } from '../../helpers/pod.js'
 import { keyProviderClients, call, FIELD, unwrapInput, unwrappedSecret } from '../../helpers/keyprovider-client.js'
-import { PACKAGES } from '../../../src/keyprovider/server.js'
+import { PACKAGES } from '../../../src/keyprovider-grpc/server.js'
 import { parseReport } from '../../../src/attestation/report.js'
 
 const e2e = new E2eFixture(test)

@@ -7,10 +7,10 @@ import { generateKeyPairSync, privateDecrypt, constants } from 'node:crypto'
 import os from 'node:os'
 import path from 'node:path'
 import { vector } from '../helpers/vectors.js'
-import { parseProtocolInput, unwrapRequest, wrapRequest, unwrapOutput, wrapOutput } from '../../src/keyprovider/protocol.js'
-import { parseAnnotation, formatAnnotation } from '../../src/keyprovider/annotation.js'
-import { wrapWithKeyInfo, unwrapWithPrivateKey, MAX_KEY_FILE_BYTES } from '../../src/keyprovider/wrap.js'
-import { KeyProviderError } from '../../src/keyprovider/errors.js'
+import { parseProtocolInput, unwrapRequest, wrapRequest, unwrapOutput, wrapOutput } from '../../src/keyprovider-grpc/protocol.js'
+import { parseAnnotation, formatAnnotation } from '../../src/keyprovider-grpc/annotation.js'
+import { wrapWithKeyInfo, unwrapWithPrivateKey, MAX_KEY_FILE_BYTES } from '../../src/keyprovider-grpc/wrap.js'
+import { KeyProviderError } from '../../src/keyprovider-grpc/errors.js'
 
 interface Example {
   annotation_decoded_keys_in_order: string[]
