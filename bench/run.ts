@@ -12,7 +12,7 @@ import { MiB, ensureTools, runBench, formatRatio, formatValue, interleave, paire
 import { buildScenario } from './scenario.js'
 import * as rows from './rows.js'
 import { availableFuseBackends } from '../src/fuse/backend.js'
-import { DEFAULT_MEMORY_BYTES } from '../src/storage/block-cache.js'
+import { DEFAULT_MEMORY_BYTES } from '../src/cache/block-cache.js'
 import type { BlobHttpClient } from '../src/storage/blob-http.js'
 
 const args = yargs(process.argv.slice(2))

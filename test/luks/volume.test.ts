@@ -3,7 +3,7 @@
 import { copyFile } from 'node:fs/promises'
 import path from 'node:path'
 import { FileSource } from '../../src/storage/file-source.js'
-import { BlockCache } from '../../src/storage/block-cache.js'
+import { BlockCache } from '../../src/cache/block-cache.js'
 import { LuksVolume } from '../../src/luks/volume.js'
 import { makeSmallImage } from '../helpers/small-image.js'
 import { tempDir } from '../helpers/temp.js'

@@ -1,10 +1,10 @@
 import test from 'ava'
-import { BlockCache } from '../../src/storage/block-cache.js'
+import { BlockCache } from '../../src/cache/block-cache.js'
 import type { CacheMirror } from '../../src/storage/native-view.js'
 import { MemorySource } from '../helpers/memory-source.js'
 import { Random, randomFor } from '../helpers/random.js'
 import { within } from '../helpers/time.js'
-import { conformance } from './conformance.js'
+import { conformance } from '../storage/conformance.js'
 
 const KIB = 1024
 const BS = 64 * KIB

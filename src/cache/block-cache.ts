@@ -1,10 +1,10 @@
 import type { Logger } from '../log/logger.js'
 import { silentLogger } from '../log/logger.js'
-import { checkRange, isWritable, readByFilling, readInto, type RangeSource, type WritableRangeSource } from './range-source.js'
-import { StorageError } from './errors.js'
-import { STORAGE_RETRY } from './retry.js'
+import { checkRange, isWritable, readByFilling, readInto, type RangeSource, type WritableRangeSource } from '../storage/range-source.js'
+import { StorageError } from '../storage/errors.js'
+import { STORAGE_RETRY } from '../storage/retry.js'
 import { AccessPattern, RANDOM_UNIT, type Access, type Stream } from './access-pattern.js'
-import type { CacheMirror, NativeView } from './native-view.js'
+import type { CacheMirror, NativeView } from '../storage/native-view.js'
 
 export interface BlockCacheOptions {
   /** Largest fetch, and the alignment no cached range crosses. */

@@ -1,10 +1,10 @@
 import test from 'ava'
 import { randomBytes } from 'node:crypto'
-import { BlockCache } from '../../src/storage/block-cache.js'
+import { BlockCache } from '../../src/cache/block-cache.js'
 import { isWritable, type WritableRangeSource } from '../../src/storage/range-source.js'
 import { GatheringMemorySource, WritableMemorySource } from '../helpers/memory-source.js'
 import { Random } from '../helpers/random.js'
-import { conformance } from './conformance.js'
+import { conformance } from '../storage/conformance.js'
 import { sameBytes } from '../helpers/bytes.js'
 import { within } from '../helpers/time.js'
 
