@@ -6,7 +6,8 @@ import type { WritableBlobSource } from '../storage/blob-source.js'
 import type { FilesystemPlan } from '../config/plan.js'
 import { openSource, type OpenedSource } from '../storage/open-source.js'
 import { redactUrl } from '../log/redact.js'
-import { BlockCache } from '../cache/block-cache.js'
+import type { BlockCache } from '../cache/block-cache.js'
+import { cacheOver } from '../cache/cache-over.js'
 import { SliceSource } from '../storage/slice-source.js'
 import { readLuksHeader, payloadRange, type LuksHeader } from '../luks/header.js'
 import { userspaceRefusal } from '../luks/cipher-policy.js'
@@ -204,7 +205,7 @@ async function openImage(plan: FilesystemPlan, ctx: MountContext, logger: Logger
     // unverified is cached, decrypted or served (docs/dm-verity.md).
     const verity = plan.verity ? await openVerity(source, plan.verity, { private: plan.private, identity: ctx.identity, logger, signal: ctx.signal }) : undefined
     if (verity) chain.outer = chain.verity = verity
-    const cache = BlockCache.over(verity ?? source, { ...cacheOptions(plan), logger })
+    const cache = cacheOver(verity ?? source, { ...cacheOptions(plan), logger })
     chain.outer = chain.cache = cache
     chain.image = verity ? new IntactReads(cache, verity) : cache
     progress('image opened', { bytes: source.size, kind: source.kind, blobType: source.blobType, ...(verity ? { verifiedBytes: verity.size } : {}) })
