@@ -32,6 +32,7 @@ import { IntactReads } from '../verity/intact-reads.js'
 import type { VeritySource, VerityStats } from '../verity/verity-source.js'
 import { veritysetupClose, veritysetupOpen, verityMapperName } from './kernel-verity.js'
 import type { LeaseStatus } from '../storage/blob-lease.js'
+import type { MemoryStatus } from '../api/status.js'
 
 /** What every filesystem of one remotefs shares (RemotefsOptions carries the same). */
 export interface MountSettings {
@@ -65,6 +66,8 @@ export interface MountedFilesystem {
   readonly verity?: { stats(): VerityStats }
   /** Present when the image is a leased page blob (read-write): whether the lease is still held, for /status. */
   readonly lease?: () => LeaseStatus
+  /** The block cache's memory now, for /status. */
+  memory(): MemoryStatus
   /**
    * Ends the filesystem's storage I/O: reads in flight are aborted at once (the FUSE requests
    * waiting on them are answered EIO), write-backs after a short grace. unmount() does it first
@@ -389,6 +392,17 @@ function mounted(
     mounter: m.mounter,
     ...(verity ? { verity } : {}),
     ...(leased.leaseStatus ? { lease: () => leased.leaseStatus!() } : {}),
+    memory: () => {
+      const s = m.chain.cache.stats()
+      return {
+        budgetBytes: m.chain.cache.memoryBytes,
+        cacheBytes: s.bytes,
+        peakCacheBytes: s.peakBytes,
+        cachedRanges: s.cachedBlocks,
+        inFlightRanges: s.inFlight,
+        dirtyRanges: s.dirtyBlocks,
+      }
+    },
     abortIo: m.abortIo,
     async unmount() {
       m.abortIo()
