@@ -220,6 +220,7 @@ test.serial('EncfsRole=aasp through /encfs.sh (the AASP role): /bin/aasp wraps o
     args: ['/encfs.sh', '-keyprovider_sock', `127.0.0.1:${grpcPort}`, '-http_keyprovider_sock', String(httpPort)],
   })
   await aasp.waitForLog(/"msg":"ready: serving the keyprovider gRPC service \(attestation agent \\"aasp\\"\)/)
+  t.regex(await aasp.logs(), /"msg":"Starting \/bin\/aasp\.\.\."/, "Go AASP's first line")
   const clients = keyProviderClients(`localhost:${grpcPort}`)
   t.teardown(() => clients.close())
   const [unwrapped, maa] = await Promise.all([
