@@ -14,6 +14,12 @@
 # (a positional configuration or remotefs flags) -> encfs; else, no configuration at all, skr:
 # what the Go skr image does when started with no environment (the API on localhost:8080).
 # ENCFS_DRY_RUN=1 prints the command instead of running it.
+# In the image, the programs go by the Go images' paths (/bin/remotefs, /bin/aasp), so that the
+# first log line reads as Go's ("Starting /bin/remotefs..."), which runbooks look for; from a
+# checkout (ENCFS_HOME), by the checkout's.
+program() {
+  if [ -z "${ENCFS_HOME:-}" ] && [ -e "/bin/$1" ]; then echo "/bin/$1"; else echo "${ENCFS_HOME:-/opt/encfs}/bin/$1.js"; fi
+}
 role="${EncfsRole:-}"
 if [ -z "$role" ]; then
   if [ -n "${EncfsSideCarArgs:-}" ]; then role=encfs
@@ -28,7 +34,7 @@ case "$role" in
   # Go's AASP sidecar (/bin/aasp): keyprovider gRPC (agent "aasp") on 127.0.0.1:50000 and the
   # HTTP API on 8080 in one process; it reads AaspSideCarArgs, AZURE_CLIENT_ID and takes its flags.
   aasp)
-    set -- "${ENCFS_HOME:-/opt/encfs}/bin/aasp.js" "$@"
+    set -- "$(program aasp)" "$@"
     if [ -n "${ENCFS_DRY_RUN:-}" ]; then printf '%s\n' node "$@"; exit 0; fi
     exec node "$@" ;;
   *) echo "encfs.sh: EncfsRole must be encfs, skr or aasp, got \"$role\"" >&2; exit 2 ;;
@@ -43,7 +49,7 @@ if [ $# -gt 0 ] && [ "${1#-}" = "$1" ]; then
   if [ $# -gt 0 ] && [ "${1#-}" = "$1" ]; then LogLevel="${LogLevel:-$1}"; shift; fi
 fi
 if [ -n "${EncfsSideCarArgs:-}" ]; then export EncfsSideCarArgs; fi
-set -- "${ENCFS_HOME:-/opt/encfs}/bin/remotefs.js" "$@"
+set -- "$(program remotefs)" "$@"
 if [ -n "${LogFile:-}" ]; then set -- "$@" -logfile "$LogFile"; fi
 if [ -n "${LogLevel:-}" ]; then set -- "$@" -loglevel "$LogLevel"; fi
 if [ -n "${ENCFS_DRY_RUN:-}" ]; then printf '%s\n' "$@"; exit 0; fi

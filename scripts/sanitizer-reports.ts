@@ -6,8 +6,8 @@
 import { readdir, readFile } from 'node:fs/promises'
 import path from 'node:path'
 
-/** Modules only encfs's addons load: the three addons themselves, and libfuse3 and libcurl. */
-export const OUR_MODULES = /encfs_fuse3\.node|encfs_http\.node|encfs_snp_crypto\.node|libfuse3\.so|libcurl\.so/
+/** Modules only encfs's addons load: the four addons themselves, and libfuse3, libcurl and tpm2-tss. */
+export const OUR_MODULES = /encfs_fuse3\.node|encfs_http\.node|encfs_snp_crypto\.node|encfs_tpm\.node|libfuse3\.so|libcurl\.so|libtss2-[a-z]+\.so/
 
 /**
  * Whose allocation a leak is, from the frames above the allocator: our addons' code (a source line

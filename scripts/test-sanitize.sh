@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# npm run test:sanitize: the native and FUSE tests against the three addons built with
+# npm run test:sanitize: the native, FUSE and TPM tests against the four addons built with
 # AddressSanitizer and UndefinedBehaviorSanitizer. The sanitized addons are built in a scratch
 # copy of the built tree (the normal build is never replaced), the tests run from that copy with
 # the sanitizer runtimes preloaded into node (node itself is not built with them), and any report
@@ -33,7 +33,7 @@ find native -name build -prune -o -type f \( -name '*.cc' -o -name '*.h' -o -nam
 done
 
 sanitize="-fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer -g -O1"
-for target in build:native build:native-fuse3 build:native-http; do
+for target in build:native build:native-fuse3 build:native-http build:native-tpm; do
   say "building $target with $sanitize"
   if ! (cd "$scratch" && CXXFLAGS="$sanitize" LDFLAGS="-fsanitize=address,undefined" npm run --silent "$target" -- --jobs 2 >"$scratch/build.log" 2>&1); then
     cat "$scratch/build.log" >&2
@@ -56,6 +56,9 @@ files=(
   dist/test/verity/tree.test.js
   dist/test/verity/verity-source.test.js
   dist/test/e2e/remotefs-shutdown.test.js
+  dist/test/tpm/*.test.js
+  dist/test/attestation/vtpm.test.js
+  dist/test/skr/cvm-release.test.js
 )
 if [ -n "${ENCFS_SANITIZE_FILES:-}" ]; then read -r -a files <<<"$ENCFS_SANITIZE_FILES"; fi
 say "running ${#files[@]} test files with libasan and libubsan preloaded into node"

@@ -87,6 +87,15 @@ TPML_PCR_SELECTION Selection(const std::vector<uint32_t>& pcrs) {
   return sel;
 }
 
+// Fills a TPM2B buffer: the boundary bounds every length, this keeps the bound next to the copy,
+// and memcpy never gets the null data() of an empty vector (undefined behaviour, even for 0 bytes).
+template <typename T>
+void Fill(T& tpm2b, const uint8_t* bytes, size_t n, const char* what) {
+  if (n > sizeof(tpm2b.buffer)) throw Failure{std::string(what) + " does not fit its TPM buffer", TPM2_RC_SIZE, false};
+  tpm2b.size = static_cast<uint16_t>(n);
+  if (n > 0) std::memcpy(tpm2b.buffer, bytes, n);
+}
+
 template <typename T, typename M>
 Bytes Marshal(const T& value, M marshal, const char* step) {
   Bytes out(sizeof(T) + 16);
@@ -141,8 +150,7 @@ void NvWrite(Context& c, uint32_t handle, const Bytes& data) {
   }
   for (size_t off = 0; off < data.size(); off += kNvChunk) {
     TPM2B_MAX_NV_BUFFER chunk{};
-    chunk.size = static_cast<uint16_t>(std::min<size_t>(kNvChunk, data.size() - off));
-    std::memcpy(chunk.buffer, data.data() + off, chunk.size);
+    Fill(chunk, data.data() + off, std::min<size_t>(kNvChunk, data.size() - off), "NV data");
     Check(Esys_NV_Write(c.get(), ESYS_TR_RH_OWNER, index, ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE, &chunk, static_cast<uint16_t>(off)), "Esys_NV_Write");
   }
 }
@@ -164,8 +172,7 @@ std::map<std::string, Bytes> Signed(TPM2B_ATTEST* attest, TPMT_SIGNATURE* sig) {
 std::map<std::string, Bytes> Quote(Context& c, uint32_t akHandle, const Bytes& qualifying, const std::vector<uint32_t>& pcrs) {
   ESYS_TR ak = FromPublic(c, akHandle, "Esys_TR_FromTPMPublic(attestation key)");
   TPM2B_DATA data{};
-  data.size = static_cast<uint16_t>(qualifying.size());
-  std::memcpy(data.buffer, qualifying.data(), qualifying.size());
+  Fill(data, qualifying.data(), qualifying.size(), "qualifyingData");
   TPMT_SIG_SCHEME scheme{};
   scheme.scheme = TPM2_ALG_NULL;
   TPML_PCR_SELECTION sel = Selection(pcrs);
@@ -211,8 +218,7 @@ ESYS_TR CreateEphemeral(Context& c, const Bytes& authPolicy, TPM2B_PUBLIC** outP
   in.publicArea.type = TPM2_ALG_RSA;
   in.publicArea.nameAlg = TPM2_ALG_SHA256;
   in.publicArea.objectAttributes = TPMA_OBJECT_DECRYPT | TPMA_OBJECT_FIXEDTPM | TPMA_OBJECT_FIXEDPARENT | TPMA_OBJECT_SENSITIVEDATAORIGIN | TPMA_OBJECT_NODA;
-  in.publicArea.authPolicy.size = static_cast<uint16_t>(authPolicy.size());
-  std::memcpy(in.publicArea.authPolicy.buffer, authPolicy.data(), authPolicy.size());
+  Fill(in.publicArea.authPolicy, authPolicy.data(), authPolicy.size(), "authPolicy");
   in.publicArea.parameters.rsaDetail.symmetric.algorithm = TPM2_ALG_NULL;
   in.publicArea.parameters.rsaDetail.scheme.scheme = TPM2_ALG_NULL;
   in.publicArea.parameters.rsaDetail.keyBits = 2048;
@@ -260,8 +266,7 @@ std::map<std::string, Bytes> EphemeralDecrypt(Context& c, const Bytes& authPolic
   TPML_PCR_SELECTION sel = Selection(pcrs);
   Check(Esys_PolicyPCR(c.get(), session, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, &current, &sel), "Esys_PolicyPCR");
   TPM2B_PUBLIC_KEY_RSA in{};
-  in.size = static_cast<uint16_t>(ciphertext.size());
-  std::memcpy(in.buffer, ciphertext.data(), ciphertext.size());
+  Fill(in, ciphertext.data(), ciphertext.size(), "ciphertext");
   TPMT_RSA_DECRYPT scheme{};
   scheme.scheme = oaep ? TPM2_ALG_OAEP : TPM2_ALG_RSAES;
   if (oaep) scheme.details.oaep.hashAlg = TPM2_ALG_SHA256;

@@ -21,10 +21,17 @@ export async function mountExt4(run: CommandRunner, device: string, target: stri
 }
 
 /**
+ * How long, from the start of a stop, unmounts wait for applications to close their files before
+ * detaching lazily. One window for all filesystems: the pod's containers get SIGTERM together, and
+ * the sidecar must be gone well inside Kubernetes' 30 s grace period (docs/data-path.md, "Shutdown").
+ */
+export const UNMOUNT_BUSY_WINDOW_MS = 5_000
+
+/**
  * Unmounts `target`; while it is busy (an application still has files open) it retries, and
  * after `busyTimeoutMs` it detaches lazily so that shutdown can proceed.
  */
-export async function unmountPath(run: CommandRunner, target: string, logger: Logger, busyTimeoutMs = 10_000): Promise<void> {
+export async function unmountPath(run: CommandRunner, target: string, logger: Logger, busyTimeoutMs = UNMOUNT_BUSY_WINDOW_MS): Promise<void> {
   try {
     await retry(
       async () => {
@@ -85,12 +92,12 @@ export async function mountFuse2fs(file: string, target: string, readOnly: boole
   return { child, target }
 }
 
-export async function unmountFuse2fs(run: CommandRunner, mount: Fuse2fsMount, logger: Logger): Promise<void> {
+export async function unmountFuse2fs(run: CommandRunner, mount: Fuse2fsMount, logger: Logger, busyTimeoutMs = UNMOUNT_BUSY_WINDOW_MS): Promise<void> {
   const exited = new Promise<void>((resolve) => {
     if (mount.child.exitCode !== null || mount.child.signalCode !== null) resolve()
     else mount.child.once('exit', () => resolve())
   })
-  await unmountPath(run, mount.target, logger)
+  await unmountPath(run, mount.target, logger, busyTimeoutMs)
   const timer = setTimeout(() => mount.child.kill('SIGKILL'), 10_000)
   await exited
   clearTimeout(timer)

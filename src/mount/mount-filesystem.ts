@@ -24,7 +24,7 @@ import type { CommandRunner } from '../process/run.js'
 import { MountError } from './errors.js'
 import { UndoStack } from './undo-stack.js'
 import { attachLoop, detachLoop } from './loop.js'
-import { mountExt4, mountFuse2fs, unmountFuse2fs, unmountPath } from './ext4.js'
+import { mountExt4, mountFuse2fs, UNMOUNT_BUSY_WINDOW_MS, unmountFuse2fs, unmountPath } from './ext4.js'
 import { cryptsetupClose, cryptsetupOpen, mapperName } from './kernel-unlock.js'
 import { fuseDirOf } from './runtime-dir.js'
 import { openVerity } from '../verity/open-verity.js'
@@ -141,6 +141,10 @@ export async function mountFilesystem(plan: FilesystemPlan, given: MountContext)
   if (given.signal?.aborted) abortIo()
   else given.signal?.addEventListener('abort', abortIo, { once: true })
   const ctx: MountContext = { ...given, signal: stop.signal }
+  // remotefs aborts every filesystem's I/O when its stop begins: the busy window counts from there.
+  let stopBegan: number | undefined
+  stop.signal.addEventListener('abort', () => (stopBegan = Date.now()), { once: true })
+  const busyWindowLeft = () => (stopBegan === undefined ? UNMOUNT_BUSY_WINDOW_MS : Math.max(0, UNMOUNT_BUSY_WINDOW_MS - (Date.now() - stopBegan)))
   const undo = new UndoStack(logger)
   const started = Date.now()
   const progress: Progress = (msg, extra = {}) => logger.info({ ms: Date.now() - started, ...extra }, msg)
@@ -171,7 +175,7 @@ export async function mountFilesystem(plan: FilesystemPlan, given: MountContext)
         device = done('detach loop device', await attachLoopDevice(ctx, device, plan.readWrite, server)).device
         progress('loop device attached', { loop: device })
       }
-      done(mounter.mode === 'loop' ? 'unmount ext4' : 'unmount fuse2fs', await mountExt4On(mounter.mode, ctx, device, plan, logger))
+      done(mounter.mode === 'loop' ? 'unmount ext4' : 'unmount fuse2fs', await mountExt4On(mounter.mode, ctx, device, plan, logger, busyWindowLeft))
       progress('ext4 mounted', { at: plan.mountDir, readWrite: plan.readWrite })
       // Last: the path appears only once the filesystem behind it is ready.
       done('remove mount point symlink', await publish(plan))
@@ -362,13 +366,20 @@ async function attachLoopDevice(ctx: MountContext, file: string, readWrite: bool
 }
 
 /** ext4 on `device`: by the kernel (a loop or dm-crypt device) or by fuse2fs. */
-async function mountExt4On(mounter: 'loop' | 'fuse2fs', ctx: MountContext, device: string, plan: FilesystemPlan, logger: Logger): Promise<{ undo: Undo }> {
+async function mountExt4On(
+  mounter: 'loop' | 'fuse2fs',
+  ctx: MountContext,
+  device: string,
+  plan: FilesystemPlan,
+  logger: Logger,
+  busyWindowLeft: () => number,
+): Promise<{ undo: Undo }> {
   if (mounter === 'loop') {
     await mountExt4(ctx.run, device, plan.mountDir, !plan.readWrite)
-    return { undo: () => unmountPath(ctx.run, plan.mountDir, logger) }
+    return { undo: () => unmountPath(ctx.run, plan.mountDir, logger, busyWindowLeft()) }
   }
   const m = await mountFuse2fs(device, plan.mountDir, !plan.readWrite, logger)
-  return { undo: () => unmountFuse2fs(ctx.run, m, logger) }
+  return { undo: () => unmountFuse2fs(ctx.run, m, logger, busyWindowLeft()) }
 }
 
 /** The mount point appears, as a relative symlink to the mounted directory. */

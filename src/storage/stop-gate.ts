@@ -1,3 +1,4 @@
+import { setMaxListeners } from 'node:events'
 import { StorageError } from './errors.js'
 
 /**
@@ -26,6 +27,8 @@ export class StopGate {
     signal: AbortSignal | undefined,
     private readonly o: { writable: boolean; writeGraceMs?: number } = { writable: false },
   ) {
+    // Every request in flight listens on them (a cold sequential read keeps dozens going): more than 10 is no leak.
+    setMaxListeners(0, this.reads.signal, this.writes.signal)
     if (signal?.aborted) this.stop()
     else signal?.addEventListener('abort', () => this.stop(), { once: true })
   }

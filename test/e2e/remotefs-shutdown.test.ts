@@ -28,35 +28,43 @@ async function exitWithin(exited: Promise<number | null>, ms: number, what: stri
 }
 
 test.serial(
-  `SIGTERM while an application holds a file open in the mount: exit 0 within ${EXIT_BOUND_MS / 1000} s, its next read fails instead of hanging, nothing left once it lets go`,
+  `SIGTERM while applications hold files open in two mounts: exit 0 within ${EXIT_BOUND_MS / 1000} s (one busy window for both), their next reads fail instead of hanging, nothing left once they let go`,
   async (t) => {
     const big = randomBytes(24 * MiB)
     const img = await e2e.image({ fsSizeMiB: 40, files: { 'big.bin': big } })
     const { sasUrl } = await e2e.upload(img.image, { kind: 'block' })
     const ws = await e2e.workspace()
-    const mp = path.join(ws.parent, 'data')
-    const mountDir = path.join(ws.parent, '.filesystem-0')
-    const sidecar = await e2e.mount([{ mount_point: mp, azure_url: sasUrl, raw_key: img.key.toString('hex') }], { args: ['--allow-raw-key'] })
-    const holder = await holdOpen(path.join(mp, 'big.bin'))
+    // The same image twice, read-only: two filesystems, each with an application holding a file.
+    const mounts = ['data', 'more'].map((name) => path.join(ws.parent, name))
+    const mountDirs = [0, 1].map((i) => path.join(ws.parent, `.filesystem-${i}`))
+    const sidecar = await e2e.mount(
+      mounts.map((mp) => ({ mount_point: mp, azure_url: sasUrl, raw_key: img.key.toString('hex') })),
+      { args: ['--allow-raw-key'] },
+    )
+    const holders = await Promise.all(mounts.map((mp) => holdOpen(path.join(mp, 'big.bin'))))
     try {
-      const first = await holder.read(0, 4096)
-      t.true(first.ok && first.bytes.equals(big.subarray(0, 4096)), 'the application reads while mounted')
+      for (const holder of holders) {
+        const first = await holder.read(0, 4096)
+        t.true(first.ok && first.bytes.equals(big.subarray(0, 4096)), 'the application reads while mounted')
+      }
       sidecar.child.kill('SIGTERM')
       const exit = await exitWithin(sidecar.exited, 60_000, 'remotefs to exit after SIGTERM')
       t.is(exit.code, 0, `exit status 0 (${sidecar.output()})`)
       t.true(exit.ms < EXIT_BOUND_MS, `exited after ${exit.ms} ms`)
-      t.log(`remotefs exited ${exit.ms} ms after SIGTERM with the file held open`)
-      // Bytes the application never read are not in any cache: the read reaches the aborted FUSE connection.
-      const after = await within(5000, "the application's read after SIGTERM", holder.read(20 * MiB, 4096))
-      t.false(after.ok, 'the read fails')
-      if (!after.ok) t.is(after.code, 'EIO')
-      t.regex(await sidecar.log(), /detaching lazily/, 'ext4 was busy, so it was detached')
+      t.log(`remotefs exited ${exit.ms} ms after SIGTERM with a file held open in each of two mounts`)
+      for (const holder of holders) {
+        // Bytes the application never read are not in any cache: the read reaches the aborted FUSE connection.
+        const after = await within(5000, "the application's read after SIGTERM", holder.read(20 * MiB, 4096))
+        t.false(after.ok, 'the read fails')
+        if (!after.ok) t.is(after.code, 'EIO')
+      }
+      t.is((await sidecar.log()).match(/detaching lazily/g)?.length, 2, 'both ext4 mounts were busy, so both were detached')
     } finally {
-      await holder.release()
+      await Promise.all(holders.map((h) => h.release()))
     }
-    // The file closed, the kernel lets go of the detached ext4, its loop device and the FUSE file.
-    const clean = await waitFor(async () => (await leftovers(sidecar.runtimeDir, [mountDir])).length === 0, { timeoutMs: 10_000, intervalMs: 100 })
-    t.true(clean, (await leftovers(sidecar.runtimeDir, [mountDir])).join('\n'))
+    // The files closed, the kernel lets go of the detached ext4s, their loop devices and the FUSE files.
+    const clean = await waitFor(async () => (await leftovers(sidecar.runtimeDir, mountDirs)).length === 0, { timeoutMs: 10_000, intervalMs: 100 })
+    t.true(clean, (await leftovers(sidecar.runtimeDir, mountDirs)).join('\n'))
   },
 )
 

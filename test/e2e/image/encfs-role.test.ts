@@ -54,7 +54,8 @@ async function startSidecar(t: ExecutionContext, volume: string, b64: string, en
   const start = Date.now()
   const sidecar = await runContainer('sidecar', {
     privileged: true,
-    env: { ...pod.env, EncfsSideCarArgs: b64 },
+    // LogLevel as Go's examples set it (the default, warning, would not show Go's info lines).
+    env: { ...pod.env, EncfsSideCarArgs: b64, LogLevel: 'info' },
     volumes: [...pod.volumes, `${volume}:/mnt/remote:rshared`],
     ...(entrypoint ? { entrypoint } : {}),
   })
@@ -62,6 +63,7 @@ async function startSidecar(t: ExecutionContext, volume: string, b64: string, en
   t.teardown(() => removeContainer(sidecar))
   await sidecar.waitForLog(/"msg":"ready:/)
   const readyMs = Date.now() - start
+  t.regex(await sidecar.logs(), /"msg":"Starting \/bin\/remotefs\.\.\."/, "Go's first line, which runbooks look for")
   t.log(`podman run to ready: ${readyMs} ms`)
   console.log(`image: podman run to ready (${entrypoint ?? 'tini -- /encfs.sh'}): ${readyMs} ms`)
   return { sidecar, readyMs }

@@ -1,7 +1,8 @@
 // The image in the skr role as the Go skr image is run: started with no configuration (Go's own CI
 // starts it so), Go's client scripts in containers of the same image as its ACI example runs
 // them, /bin/skr's offline wrap and the keyprovider gRPC service, get-snp-report and
-// get-fake-snp-report. Simulated SNP and the MAA / Key Vault / IMDS emulators on loopback.
+// get-fake-snp-report, and the AASP role (EncfsRole=aasp). Simulated SNP and the MAA / Key Vault /
+// IMDS emulators on loopback.
 import test, { type ExecutionContext } from 'ava'
 import { createHash, generateKeyPairSync, randomBytes } from 'node:crypto'
 import { createServer } from 'node:net'
@@ -114,15 +115,19 @@ test.serial("Go's client scripts in containers of the image (the ACI example): a
   for (const c of [attest, attestMaa, release, skr]) await stopsCleanly(t, c)
 })
 
-test.serial('/bin/skr -infile -keypath -outfile wraps offline; /skr.sh with ServerType=grpc unwraps it by secure key release', async (t) => {
+/**
+ * A secret wrapped offline by the image's `bin` (/bin/skr or /bin/aasp: -infile -keypath -outfile)
+ * with a new RSA key imported as `kid`, as Go's examples wrap one: the annotation and the secret.
+ */
+async function wrapOffline(t: ExecutionContext, bin: string, kid: string): Promise<{ annotation: Buffer; secret: Buffer }> {
   const rsa = generateKeyPairSync('rsa', { modulusLength: 3072 })
-  await pod.stack.importKey('wrap-key', { ...rsa.privateKey.export({ format: 'jwk' }), kty: 'RSA-HSM' })
+  await pod.stack.importKey(kid, { ...rsa.privateKey.export({ format: 'jwk' }), kty: 'RSA-HSM' })
   const keys = path.join(await e2e.tempDir('encfs-keys-'), 'keys')
   await mkdir(keys)
-  await writeFile(path.join(keys, 'wrap-key-pub.pem'), rsa.publicKey.export({ format: 'pem', type: 'spki' }))
+  await writeFile(path.join(keys, `${kid}-pub.pem`), rsa.publicKey.export({ format: 'pem', type: 'spki' }))
   await writeFile(
-    path.join(keys, 'wrap-key-info.json'),
-    JSON.stringify({ public_key_path: '/keys/wrap-key-pub.pem', kms_endpoint: pod.stack.akv.endpoint, attester_endpoint: pod.stack.maa.endpoint }),
+    path.join(keys, `${kid}-info.json`),
+    JSON.stringify({ public_key_path: `/keys/${kid}-pub.pem`, kms_endpoint: pod.stack.akv.endpoint, attester_endpoint: pod.stack.maa.endpoint }),
   )
   const secret = randomBytes(48)
   await writeFile(path.join(keys, 'secret'), secret)
@@ -134,18 +139,23 @@ test.serial('/bin/skr -infile -keypath -outfile wraps offline; /skr.sh with Serv
     '--volume',
     `${keys}:/keys`,
     '--entrypoint',
-    '/bin/skr',
+    bin,
     IMAGE,
     '-infile',
     '/keys/secret',
     '-keypath',
-    '/keys/wrap-key',
+    `/keys/${kid}`,
     '-outfile',
     '/keys/wrapped',
   ])
   t.is(wrap.code, 0, wrap.stderr)
   const annotation = Buffer.from(await readFile(path.join(keys, 'wrapped'), 'utf8'), 'base64')
-  t.like(JSON.parse(annotation.toString()), { kid: 'wrap-key', wrap_type: 'rsa_3072' })
+  t.like(JSON.parse(annotation.toString()), { kid, wrap_type: 'rsa_3072' })
+  return { annotation, secret }
+}
+
+test.serial('/bin/skr -infile -keypath -outfile wraps offline; /skr.sh with ServerType=grpc unwraps it by secure key release', async (t) => {
+  const { annotation, secret } = await wrapOffline(t, '/bin/skr', 'wrap-key')
 
   const port = await freePort()
   const skr = await start(t, 'skr-grpc', { entrypoint: '/skr.sh', env: { ...pod.env, ServerType: 'grpc', Port: String(port) }, volumes: pod.volumes })
@@ -197,4 +207,29 @@ test.serial('get-snp-report <hex> and get-fake-snp-report: hex reports on stdout
   t.not(none.code, 0)
   t.is(none.stdout, '', 'no report without a device')
   t.regex(none.stderr, /no SEV-SNP report source found.*\[ATTEST_NO_PROVIDER\]/)
+})
+
+test.serial('EncfsRole=aasp through /encfs.sh (the AASP role): /bin/aasp wraps offline, then one process serves the keyprovider gRPC service and the HTTP API', async (t) => {
+  const { annotation, secret } = await wrapOffline(t, '/bin/aasp', 'aasp-key')
+
+  const [grpcPort, httpPort] = [await freePort(), await freePort()]
+  // As a pod's args after the image's command: /encfs.sh passes them on to /bin/aasp.
+  const aasp = await start(t, 'aasp', {
+    env: { ...pod.env, EncfsRole: 'aasp', AZURE_CLIENT_ID: 'aasp-pod-identity' },
+    volumes: pod.volumes,
+    args: ['/encfs.sh', '-keyprovider_sock', `127.0.0.1:${grpcPort}`, '-http_keyprovider_sock', String(httpPort)],
+  })
+  await aasp.waitForLog(/"msg":"ready: serving the keyprovider gRPC service \(attestation agent \\"aasp\\"\)/)
+  t.regex(await aasp.logs(), /"msg":"Starting \/bin\/aasp\.\.\."/, "Go AASP's first line")
+  const clients = keyProviderClients(`localhost:${grpcPort}`)
+  t.teardown(() => clients.close())
+  const [unwrapped, maa] = await Promise.all([
+    call(clients.keyprovider, 'UnWrapKey', { KeyProviderKeyWrapProtocolInput: unwrapInput(annotation, 'aasp') }),
+    aasp.exec(`curl -sS -w "\\n%{http_code}" -X POST -d '{"maa_endpoint":"${pod.stack.maa.endpoint}","runtime_data":"${runtimeData}"}' http://localhost:${httpPort}/attest/maa`),
+  ])
+  t.deepEqual(unwrappedSecret(unwrapped.KeyProviderKeyWrapProtocolOutput), secret, 'UnWrapKey (agent "aasp") returns the secret')
+  const [body, code] = maa.stdout.split('\n')
+  t.is(code, '200', maa.stdout + maa.stderr)
+  t.truthy((JSON.parse(body ?? '{}') as { token?: string }).token, 'the same process answers /attest/maa')
+  await stopsCleanly(t, aasp)
 })
