@@ -94,6 +94,8 @@ export interface MountedSeq {
   startMs: number
   kdfMs: number
   backend?: string
+  /** Bytes remotefs fetched from storage per byte dd read: readahead past the file's end, which the cache cannot see, is what exceeds 1. */
+  fetchedPerByte: number
 }
 
 /** Cold sequential read of big.bin inside a fresh mount (page cache dropped), by dd in a child. */
@@ -107,7 +109,8 @@ export async function mountedSequential(scn: Scenario, backend?: string, loopBuf
     const bytes = scn.sizes.bigMiB * MiB
     return { mbps: mbps(bytes, ms), cpuPerGB: cpu / (bytes / 1e9), peakRssMiB: await peakRssMiB(run.pid), idleRssMiB }
   })
-  return { ...r.value, startMs: r.run.startMs, kdfMs: r.run.kdfMs, ...(r.backend ? { backend: r.backend } : {}) }
+  const fetched = (r.atEnd?.bytesFetched ?? Number.NaN) - (r.run.atReady?.bytesFetched ?? 0)
+  return { ...r.value, startMs: r.run.startMs, kdfMs: r.run.kdfMs, fetchedPerByte: fetched / (scn.sizes.bigMiB * MiB), ...(r.backend ? { backend: r.backend } : {}) }
 }
 
 /** Cold `dd bs=1M` of the FUSE data file itself (no loop, no ext4), as much as big.bin holds. */
@@ -192,7 +195,8 @@ export async function mountedMixed(scn: Scenario, seconds: number, backend?: str
  * Time to the first 4 KiB of a file nobody has read, in a fresh mount with the page cache
  * dropped: open() and one read(), as an application starts on a file. Milliseconds.
  */
-export async function mountedFirstByte(scn: Scenario, file: string, backend?: string): Promise<number> {
+/** open() + the first 4 KiB of a cold file: how long, and how many requests storage answered on the way (ext4's directory and inode blocks come before the data). */
+export async function mountedFirstByte(scn: Scenario, file: string, backend?: string): Promise<{ ms: number; requests: number }> {
   const r = await withMount(scn, { backend }, async (run) => {
     await dropCaches([scn.az.location])
     const buf = Buffer.alloc(4096)
@@ -205,7 +209,8 @@ export async function mountedFirstByte(scn: Scenario, file: string, backend?: st
       await fh.close()
     }
   })
-  return r.value
+  const requests = (c?: CacheCounters) => (c ? c.fetches + c.prefetches : Number.NaN)
+  return { ms: r.value, requests: requests(r.atEnd) - (r.run.atReady ? requests(r.run.atReady) : 0) }
 }
 
 /** Raw random 4 KiB GETs while a raw parallel download of the blob runs beside them: what storage itself allows a mixed load. */

@@ -231,7 +231,7 @@ export class BlockCache implements RangeSource {
     }
     const e = this.newFetch(at, p, end, access.unit, false)
     if (!e) return undefined
-    if (!access.sequential) this.scheduler.noteRandomDemand()
+    if (!access.sequential) this.scheduler.noteRandomDemand(e)
     this.counters.misses++
     e.pins++
     return e

@@ -1,15 +1,14 @@
 import type { Extent } from './extent.js'
+import { ReadaheadThrottle } from './readahead-throttle.js'
 
-/** A random reader counts as active this long after its last fetch... */
+/** A random reader counts as active this long after its last fetch; meanwhile ReadaheadThrottle bounds readahead. */
 const RANDOM_ACTIVE_MS = 200
-/** ...and readahead is held to this many requests meanwhile. */
-const SHARED_PREFETCH = 3
 
 /**
  * When fetches run: at most `concurrency` requests to the source at once, demand fetches first,
- * readahead with what is left (a quarter of the slots, up to 4, is kept for demand), and only a
- * few readahead requests while a random reader is active: storage answers a 4 KiB read late
- * behind many 8 MiB transfers (docs/data-path.md, "Scheduling").
+ * readahead with what is left (a quarter of the slots, up to 4, is kept for demand), and while a
+ * random reader is active, as many readahead requests as the random reader's latency allows
+ * (ReadaheadThrottle; docs/data-path.md, "Scheduling").
  */
 export class FetchScheduler {
   readonly concurrency: number
@@ -19,17 +18,31 @@ export class FetchScheduler {
   private readonly prefetchQueue: Extent[] = []
   /** When a random read last had to fetch (performance.now()). */
   private randomDemandAt = Number.NEGATIVE_INFINITY
+  /** Transfers under way: whether each runs as readahead, and since when. */
+  private readonly started = new Map<Extent, { prefetch: boolean; at: number }>()
+  private runningPrefetch = 0
+  /** Random readers' fetches, whose latency steers the throttle. */
+  private readonly randomFetches = new WeakSet<Extent>()
+  /** Queued readahead a reader asked for meanwhile: it runs as a demand fetch. */
+  private readonly promoted = new WeakSet<Extent>()
+  readonly throttle: ReadaheadThrottle
 
   constructor(concurrency: number) {
     this.concurrency = Math.max(1, concurrency)
     this.prefetchConcurrency = Math.max(1, this.concurrency - Math.min(4, Math.floor(this.concurrency / 4)))
+    this.throttle = new ReadaheadThrottle(this.prefetchConcurrency)
   }
 
   /** Queues `start` (the transfer of `e`); a queued readahead keeps it in `e.queued` until it runs. */
   submit(e: Extent, start: () => void, prefetch: boolean): void {
     const run = () => {
+      // A queued readahead that a reader promoted runs as a demand fetch.
+      const asPrefetch = prefetch && !this.promoted.has(e)
+      this.promoted.delete(e)
       e.queued = undefined
       this.running++
+      if (asPrefetch) this.runningPrefetch++
+      this.started.set(e, { prefetch: asPrefetch, at: performance.now() })
       start()
     }
     if (prefetch) {
@@ -46,6 +59,7 @@ export class FetchScheduler {
     const i = this.prefetchQueue.indexOf(e)
     if (i < 0 || !e.queued) return false
     this.prefetchQueue.splice(i, 1)
+    this.promoted.add(e)
     const run = e.queued
     e.queued = undefined
     this.demandQueue.push(run)
@@ -60,19 +74,33 @@ export class FetchScheduler {
     e.queued = undefined
   }
 
-  /** A transfer ended (either way): its slot is free; pump() starts the next. */
-  finished(): void {
+  /** The transfer of `e` ended (either way): its slot is free; pump() starts the next. `ok`: its bytes arrived. */
+  finished(e: Extent, ok: boolean): void {
     this.running--
+    const s = this.started.get(e)
+    if (!s) return
+    this.started.delete(e)
+    if (s.prefetch) this.runningPrefetch--
+    if (ok && this.randomFetches.has(e)) this.throttle.observe(performance.now() - s.at, s.at, this.runningPrefetch)
   }
 
-  noteRandomDemand(): void {
+  /** `e` is a random reader's fetch: the reader is active, and the fetch's latency is measured. */
+  noteRandomDemand(e: Extent): void {
     this.randomDemandAt = performance.now()
+    this.randomFetches.add(e)
   }
 
   pump(): void {
     while (this.demandQueue.length > 0 && this.running < this.concurrency) this.demandQueue.shift()!()
-    const limit = performance.now() - this.randomDemandAt < RANDOM_ACTIVE_MS ? Math.min(this.prefetchConcurrency, SHARED_PREFETCH) : this.prefetchConcurrency
-    while (this.prefetchQueue.length > 0 && this.running < limit && this.demandQueue.length === 0) {
+    // Readahead is bounded by its own count while a random reader is active (it was bounded by all
+    // requests before, so that four random fetches in flight stopped readahead altogether).
+    const throttled = performance.now() - this.randomDemandAt < RANDOM_ACTIVE_MS
+    while (
+      this.prefetchQueue.length > 0 &&
+      this.running < this.prefetchConcurrency &&
+      (!throttled || this.runningPrefetch < this.throttle.limit) &&
+      this.demandQueue.length === 0
+    ) {
       const e = this.prefetchQueue.shift()!
       e.queued!()
     }

@@ -63,7 +63,7 @@ export class Fetcher {
   }
 
   private fetched(e: Extent, target: Buffer): void {
-    this.parts.scheduler.finished()
+    this.parts.scheduler.finished(e, true)
     e.abort = undefined
     if (e.gone) {
       if (!this.parts.closed()) this.parts.budget.release(e)
@@ -75,7 +75,7 @@ export class Fetcher {
   }
 
   private failed(e: Extent, err: unknown, prefetch: boolean): void {
-    this.parts.scheduler.finished()
+    this.parts.scheduler.finished(e, false)
     e.abort = undefined
     this.parts.remove(e)
     if (!this.parts.closed()) this.parts.budget.release(e)
