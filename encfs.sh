@@ -52,5 +52,6 @@ if [ -n "${EncfsSideCarArgs:-}" ]; then export EncfsSideCarArgs; fi
 set -- "$(program remotefs)" "$@"
 if [ -n "${LogFile:-}" ]; then set -- "$@" -logfile "$LogFile"; fi
 if [ -n "${LogLevel:-}" ]; then set -- "$@" -loglevel "$LogLevel"; fi
-if [ -n "${ENCFS_DRY_RUN:-}" ]; then printf '%s\n' node "$@"; exit 0; fi
-exec node "$@"
+if [ -n "${ENCFS_DRY_RUN:-}" ]; then printf '%s\n' "$@"; exit 0; fi
+# Run by its own first line, which carries remotefs's Node.js flags (bin/remotefs.js).
+exec "$@"

@@ -211,9 +211,9 @@ export function ddRead(file: string, o: { bs?: string; count?: number; direct?: 
 }
 
 /** The Debian package that provides each external tool the bench drives. */
-export const TOOL_PACKAGES: Record<string, string> = { fio: 'fio', rclone: 'rclone', fusermount: 'fuse', dd: 'coreutils' }
+export const TOOL_PACKAGES: Record<string, string> = { fio: 'fio', rclone: 'rclone', fusermount: 'fuse', dd: 'coreutils', curl: 'curl' }
 
-async function has(cmd: string): Promise<boolean> {
+export async function hasTool(cmd: string): Promise<boolean> {
   return exec('sh', ['-c', `command -v ${cmd}`]).then(
     () => true,
     () => false,
@@ -223,16 +223,16 @@ async function has(cmd: string): Promise<boolean> {
 /** Installs missing tools with apt-get when root, else fails naming the packages to install. */
 export async function ensureTools(tools: string[], log: (s: string) => void = () => {}): Promise<void> {
   const missing: string[] = []
-  for (const t of tools) if (!(await has(t))) missing.push(TOOL_PACKAGES[t] ?? t)
+  for (const t of tools) if (!(await hasTool(t))) missing.push(TOOL_PACKAGES[t] ?? t)
   if (missing.length === 0) return
   const pkgs = [...new Set(missing)]
-  if (process.getuid?.() !== 0 || !(await has('apt-get'))) {
+  if (process.getuid?.() !== 0 || !(await hasTool('apt-get'))) {
     throw new Error(`the bench needs ${pkgs.join(', ')}: install them (apt-get install ${pkgs.join(' ')}) and run again`)
   }
   log(`installing ${pkgs.join(' ')} with apt-get`)
   await exec('apt-get', ['update', '-qq'], { env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' } })
   await exec('apt-get', ['install', '-y', '-qq', '--no-install-recommends', ...pkgs], { env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' }, maxBuffer: 16 * MiB })
-  for (const t of tools) if (!(await has(t))) throw new Error(`${t} is still missing after apt-get install ${pkgs.join(' ')}`)
+  for (const t of tools) if (!(await hasTool(t))) throw new Error(`${t} is still missing after apt-get install ${pkgs.join(' ')}`)
 }
 
 /** Runs a bench's main: a failure is one message on stderr and a non-zero exit. */

@@ -1,75 +1,21 @@
 // One function per bench row: each measures once and returns its rate (and what it saw on the way).
-import { BlobClient, type PageBlobClient } from '@azure/storage-blob'
-import { mkdir, rm } from 'node:fs/promises'
+import type { PageBlobClient } from '@azure/storage-blob'
+import { mkdir, open, rm } from 'node:fs/promises'
 import path from 'node:path'
 import { execFile } from 'node:child_process'
 import { promisify } from 'node:util'
 import { BlobSource } from '../src/storage/blob-source.js'
-import { RangedGet } from '../src/storage/ranged-get.js'
-import { NativeRangedGet } from '../src/storage/native-ranged-get.js'
 import { NativePagePut } from '../src/storage/native-page-put.js'
 import { blobSas } from '../src/demo/azurite.js'
 import type { BlobHttpClient } from '../src/storage/blob-http.js'
-import { BlockCache } from '../src/storage/block-cache.js'
+import { BlockCache } from '../src/cache/block-cache.js'
 import { LuksVolume } from '../src/luks/volume.js'
 import { MiB, ddRead, dropCaches, iosWithin, mbps, peakRssMiB, processCpuSeconds, rssMiB, runFio, type FioJob } from './harness.js'
+import { rawRandom4k } from './raw-clients.js'
 import { startRclone, startRemotefs, type CacheCounters, type FuseCounters, type RemotefsRun } from './mounts.js'
 import type { Scenario } from './scenario.js'
 
 const exec = promisify(execFile)
-
-/** The SDK's parallel download (downloadToBuffer), the reference every streaming row divides by. */
-export async function rawDownload(url: string, bytes: number, blockSize: number, concurrency: number, into: Buffer): Promise<number> {
-  const client = new BlobClient(url)
-  const started = performance.now()
-  await client.downloadToBuffer(into, 0, bytes, { blockSize, concurrency })
-  return mbps(bytes, performance.now() - started)
-}
-
-/** Ranged GETs of `range` bytes, `concurrency` at a time, each body copied into one buffer. */
-async function parallelRanges(bytes: number, range: number, concurrency: number, get: (offset: number, length: number) => Promise<void>): Promise<number> {
-  let next = 0
-  const started = performance.now()
-  const worker = async () => {
-    while (next < bytes) {
-      const off = next
-      next += range
-      await get(off, Math.min(range, bytes - off))
-    }
-  }
-  await Promise.all(Array.from({ length: concurrency }, worker))
-  return mbps(bytes, performance.now() - started)
-}
-
-/** BlobClient.download() per range (what BlobSource used before RangedGet), the body copied chunk by chunk. */
-export async function sdkDownloadRanges(url: string, bytes: number, range: number, concurrency: number, into: Buffer): Promise<number> {
-  const client = new BlobClient(url)
-  return parallelRanges(bytes, range, concurrency, async (off, len) => {
-    const res = await client.download(off, len)
-    let pos = off
-    for await (const chunk of res.readableStreamBody as AsyncIterable<Buffer>) {
-      chunk.copy(into, pos)
-      pos += chunk.length
-    }
-  })
-}
-
-/** RangedGet (what BlobSource reads with): one GET per range straight through the SDK's HTTP pipeline. */
-export async function pipelineRanges(url: string, bytes: number, range: number, concurrency: number, into: Buffer): Promise<number> {
-  const get = new RangedGet(url)
-  return parallelRanges(bytes, range, concurrency, (off, len) => get.readInto(off, into.subarray(off, off + len)))
-}
-
-/** The libcurl fetcher (native/http) alone, outside remotefs: what the fastest client here downloads. */
-export async function nativeRanges(url: string, bytes: number, range: number, concurrency: number, into: Buffer): Promise<number> {
-  const get = new NativeRangedGet(url)
-  return parallelRanges(bytes, range, concurrency, (off, len) => get.readInto(off, into.subarray(off, off + len)))
-}
-
-/** What Go's azmount does on a cold sequential read: one 512 KiB ranged GET after another. */
-export async function goSerial(url: string, bytes: number, into: Buffer): Promise<number> {
-  return sdkDownloadRanges(url, bytes, 512 * 1024, 1, into)
-}
 
 /** BlobSource + BlockCache + LuksVolume in this process (no FUSE): 1 MiB reads, 4 in flight, as the kernel asks. */
 export async function inProcess(url: string, key: Buffer, bytes: number, http: BlobHttpClient): Promise<{ mbps: number; cpuPerGB: number }> {
@@ -148,6 +94,8 @@ export interface MountedSeq {
   startMs: number
   kdfMs: number
   backend?: string
+  /** Bytes remotefs fetched from storage per byte dd read: readahead past the file's end, which the cache cannot see, is what exceeds 1. */
+  fetchedPerByte: number
 }
 
 /** Cold sequential read of big.bin inside a fresh mount (page cache dropped), by dd in a child. */
@@ -161,7 +109,8 @@ export async function mountedSequential(scn: Scenario, backend?: string, loopBuf
     const bytes = scn.sizes.bigMiB * MiB
     return { mbps: mbps(bytes, ms), cpuPerGB: cpu / (bytes / 1e9), peakRssMiB: await peakRssMiB(run.pid), idleRssMiB }
   })
-  return { ...r.value, startMs: r.run.startMs, kdfMs: r.run.kdfMs, ...(r.backend ? { backend: r.backend } : {}) }
+  const fetched = (r.atEnd?.bytesFetched ?? Number.NaN) - (r.run.atReady?.bytesFetched ?? 0)
+  return { ...r.value, startMs: r.run.startMs, kdfMs: r.run.kdfMs, fetchedPerByte: fetched / (scn.sizes.bigMiB * MiB), ...(r.backend ? { backend: r.backend } : {}) }
 }
 
 /** Cold `dd bs=1M` of the FUSE data file itself (no loop, no ext4), as much as big.bin holds. */
@@ -175,36 +124,13 @@ export async function fuseFileRead(scn: Scenario, backend?: string, http?: BlobH
 
 /** rclone mount of the same (encrypted) blob, read cold by dd: the peer. */
 export async function rcloneRead(scn: Scenario): Promise<number> {
-  const m = await startRclone({ blobEndpoint: scn.az.blobEndpoint, container: scn.blockBlob.container, blob: scn.blockBlob.name, dir: scn.dir })
+  const m = await startRclone({ blobEndpoint: scn.blobEndpoint, container: scn.blockBlob.container, blob: scn.blockBlob.name, dir: scn.dir })
   try {
     await dropCaches([scn.az.location])
     return mbps(scn.sizes.bigMiB * MiB, await ddRead(m.file, { count: scn.sizes.bigMiB }))
   } finally {
     await m.stop()
   }
-}
-
-/** Random 4 KiB ranged GETs straight to storage, `concurrency` at a time, for `seconds`: IOPS. */
-export async function rawRandom4k(url: string, span: number, seconds: number, concurrency: number, client: 'sdk' | 'pipeline' | 'native'): Promise<number> {
-  const sdk = new BlobClient(url)
-  const get = client === 'native' ? new NativeRangedGet(url) : new RangedGet(url)
-  const end = performance.now() + seconds * 1000
-  let done = 0
-  const started = performance.now()
-  const worker = async () => {
-    const buf = Buffer.alloc(4096)
-    while (performance.now() < end) {
-      const off = Math.floor(Math.random() * (span / 4096)) * 4096
-      if (client !== 'sdk') await get.readInto(off, buf)
-      else {
-        const res = await sdk.download(off, 4096)
-        for await (const _ of res.readableStreamBody as AsyncIterable<Buffer>) void _
-      }
-      done++
-    }
-  }
-  await Promise.all(Array.from({ length: concurrency }, worker))
-  return done / ((performance.now() - started) / 1000)
 }
 
 const randJob = (mp: string, seconds: number, iopsLog?: string): FioJob => ({
@@ -263,6 +189,28 @@ export async function mountedMixed(scn: Scenario, seconds: number, backend?: str
     }
   })
   return r.value
+}
+
+/**
+ * Time to the first 4 KiB of a file nobody has read, in a fresh mount with the page cache
+ * dropped: open() and one read(), as an application starts on a file. Milliseconds.
+ */
+/** open() + the first 4 KiB of a cold file: how long, and how many requests storage answered on the way (ext4's directory and inode blocks come before the data). */
+export async function mountedFirstByte(scn: Scenario, file: string, backend?: string): Promise<{ ms: number; requests: number }> {
+  const r = await withMount(scn, { backend }, async (run) => {
+    await dropCaches([scn.az.location])
+    const buf = Buffer.alloc(4096)
+    const started = performance.now()
+    const fh = await open(path.join(run.mountPoint, file), 'r')
+    try {
+      await fh.read(buf, 0, buf.length, 0)
+      return performance.now() - started
+    } finally {
+      await fh.close()
+    }
+  })
+  const requests = (c?: CacheCounters) => (c ? c.fetches + c.prefetches : Number.NaN)
+  return { ms: r.value, requests: requests(r.atEnd) - (r.run.atReady ? requests(r.run.atReady) : 0) }
 }
 
 /** Raw random 4 KiB GETs while a raw parallel download of the blob runs beside them: what storage itself allows a mixed load. */

@@ -1,19 +1,24 @@
-// The data-path bench: every row of issue #11 measured side by side in one run, contenders
-// interleaved round by round (A B C A B C ...), each ratio taken within a round and printed with
-// its spread across rounds. Needs root (FUSE, loop, dropping the page cache), fio and rclone.
+// The data-path bench: every row of issues #11 and #26 measured side by side in one run, under two
+// storage profiles (Azurite on loopback, and behind a proxy that puts it at a VM's distance),
+// contenders interleaved round by round (A B C A B C ...), each ratio taken within a round and
+// printed with its spread across rounds. Needs root (FUSE, loop, dropping the page cache), fio
+// and curl; rclone when it can be installed.
 //
-//   npm run bench                 full run, about 12 minutes on 2 cores
-//   npm run bench -- --quick      small sizes, 2 rounds: a smoke test in about 4 minutes
+//   npm run bench                 full run, about 20 minutes on 2 cores
+//   npm run bench -- --quick      small sizes, 2 rounds: a smoke test
 //
 // See docs/data-path.md for what the rows mean and what they showed.
 import yargs from 'yargs'
 import os from 'node:os'
-import { MiB, ensureTools, runBench, formatRatio, formatValue, interleave, pairedRatios, summarize, table, type Contender } from './harness.js'
+import { readFile } from 'node:fs/promises'
+import { MiB, ensureTools, hasTool, runBench, formatRatio, formatValue, interleave, pairedRatios, summarize, table, type Contender } from './harness.js'
 import { buildScenario } from './scenario.js'
 import * as rows from './rows.js'
+import { calibrate, firstByteGroup, randomGroup, sequentialGroup, type ReadOptions, type Section, type TargetResult } from './read-groups.js'
+import { latency, loopback, LATENCY_DELAY_MS, LATENCY_MIB_PER_SECOND, type Profile } from './profiles.js'
+import { rawParallel, rawDownload, sdkDownloadRanges, pipelineRanges, type RawKind } from './raw-clients.js'
 import { availableFuseBackends } from '../src/fuse/backend.js'
-import { DEFAULT_MEMORY_BYTES } from '../src/storage/block-cache.js'
-import type { BlobHttpClient } from '../src/storage/blob-http.js'
+import { DEFAULT_MEMORY_BYTES } from '../src/cache/block-cache.js'
 
 const args = yargs(process.argv.slice(2))
   .option('quick', { type: 'boolean', default: false, describe: 'small sizes and 2 rounds (smoke test)' })
@@ -22,18 +27,17 @@ const args = yargs(process.argv.slice(2))
   .option('big-mib', { type: 'number', describe: 'sequential file size (default 256, quick 160; larger than the 128 MiB cache, so a second pass is cold too)' })
   .option('rand-mib', { type: 'number', describe: 'random file size (default 256, quick 64)' })
   .option('write-mib', { type: 'number', describe: 'read-write row size (default 256, quick 32)' })
-  .option('groups', { type: 'string', default: 'seq,random,mixed,write,http', describe: 'comma-separated groups to run' })
-  .option('mounted-node-http', {
+  .option('profiles', { type: 'string', default: 'loopback,latency', describe: 'storage profiles of the read rows: loopback, latency' })
+  .option('groups', { type: 'string', default: 'seq,random,first,write', describe: 'comma-separated groups to run (also: http)' })
+  .option('delay-ms', { type: 'number', default: LATENCY_DELAY_MS, describe: 'latency profile: delay of every request' })
+  .option('mib-per-second', { type: 'number', default: LATENCY_MIB_PER_SECOND, describe: 'latency profile: cap of every connection' })
+  .option('explain', {
     type: 'boolean',
     default: true,
-    describe: 'also measure the mounted sequential read with --http node (the Node.js client), beside the default native one',
+    describe: 'also the rows that explain (the FUSE file alone, Go azmount, the SDK client, the Node.js HTTP client in the mount)',
   })
-  .option('loop-buffered', { type: 'boolean', default: false, describe: 'also measure the libfuse3 mounted rows with the loop device in buffered mode (the libfuse2 default)' })
   .strict()
   .parseSync()
-
-type RawKind = 'sdk' | 'get' | 'curl'
-const rawName = (kind: RawKind, bs: number, c: number) => `raw ${kind === 'sdk' ? 'downloadToBuffer' : kind === 'get' ? 'RangedGet' : 'libcurl (native fetcher)'} ${bs} MiB x ${c}`
 
 const quick = args.quick
 const rounds = args.rounds ?? (quick ? 2 : 4)
@@ -42,289 +46,204 @@ const sizes = { bigMiB: args['big-mib'] ?? (quick ? 160 : 256), randMiB: args['r
 const groups = new Set(args.groups.split(','))
 const log = (s: string) => process.stderr.write(`bench: ${s}\n`)
 const out = (s = '') => process.stdout.write(`${s}\n`)
+const load = () =>
+  os
+    .loadavg()
+    .map((l) => l.toFixed(1))
+    .join(' ')
 
-async function main(): Promise<void> {
-  if (process.getuid?.() !== 0) throw new Error('the bench mounts FUSE and loop devices and drops the page cache: run it as root')
-  await ensureTools(['fio', 'rclone', 'fusermount', 'dd'], log)
-  const backends = await availableFuseBackends()
-  log(
-    `FUSE backends: ${backends.join(', ')}; ${rounds} rounds; ${os.cpus().length} CPUs; load ${os
-      .loadavg()
-      .map((l) => l.toFixed(1))
-      .join(' ')}`,
-  )
-  const began = performance.now()
-  const scn = await buildScenario(sizes, log)
-  const bigBytes = sizes.bigMiB * MiB
-  const buf = Buffer.alloc(Math.max(bigBytes, sizes.writeMiB * MiB))
-  const rawRun = (kind: RawKind, bs: number, c: number) =>
-    kind === 'sdk'
-      ? rows.rawDownload(scn.blockUrl, bigBytes, bs * MiB, c, buf)
-      : kind === 'get'
-        ? rows.pipelineRanges(scn.blockUrl, bigBytes, bs * MiB, c, buf)
-        : rows.nativeRanges(scn.blockUrl, bigBytes, bs * MiB, c, buf)
-  const report: string[] = []
-  const section = (title: string, body: string) => {
-    report.push(`\n## ${title}\n\n${body}`)
-    out(`\n## ${title}\n\n${body}`)
+const CONFIGS: [RawKind, number, number][] = quick
+  ? [
+      ['sdk', 8, 8],
+      ['native', 8, 8],
+      ['native', 8, 16],
+      ['curl', 8, 8],
+      ['curl', 8, 16],
+    ]
+  : [
+      ['sdk', 8, 8],
+      ['sdk', 16, 8],
+      ['get', 8, 8],
+      ['native', 8, 8],
+      ['native', 8, 16],
+      ['native', 16, 8],
+      ['curl', 8, 8],
+      ['curl', 8, 16],
+      ['curl', 16, 8],
+    ]
+
+function print(s: Section): void {
+  out(`\n## ${s.title}\n\n${s.body}`)
+}
+
+/** The closing table: every target of every profile, its median and spread, and whether the median meets it. */
+function summary(targets: TargetResult[]): Section {
+  return {
+    title: 'targets (median (min-max) over rounds; met = the median meets the goal)',
+    body: table(
+      ['target', 'profile', 'measured', 'value', 'goal', 'met'],
+      targets.map((t) => {
+        const m = summarize(t.values).median
+        return [
+          t.target,
+          t.profile,
+          t.measured,
+          formatRatio(t.values),
+          `${t.atLeast ? '>=' : '<='} ${t.goal}`,
+          Number.isNaN(m) ? '-' : (t.atLeast ? m >= t.goal : m <= t.goal) ? 'yes' : 'no',
+        ]
+      }),
+    ),
   }
-  try {
-    out(
-      `# encfs data-path bench  (${quick ? 'quick' : 'full'}: ${rounds} rounds, blob ${(scn.blobBytes / MiB).toFixed(0)} MiB, big.bin ${sizes.bigMiB} MiB, rand.bin ${sizes.randMiB} MiB, timed runs ${seconds} s)`,
-    )
-    out('values: median (min-max) over rounds; ratios are taken within each round, then summarised the same way')
+}
 
-    // Which parallel download is best here: its setting is the reference of every streaming row.
-    // A first download warms Azurite and the JIT; then each setting is tried, interleaved. The
-    // issue's reference is the best Node.js client (the SDK's downloadToBuffer or RangedGet); the
-    // libcurl fetcher is measured the same way, and rows are also divided by the best of all.
-    const configs: [RawKind, number, number][] = quick
-      ? [
-          ['sdk', 8, 8],
-          ['sdk', 16, 8],
-          ['get', 8, 8],
-          ['curl', 8, 8],
-          ['curl', 16, 8],
-        ]
-      : [
-          ['sdk', 4, 4],
-          ['sdk', 8, 4],
-          ['sdk', 8, 8],
-          ['sdk', 16, 4],
-          ['sdk', 16, 8],
-          ['get', 8, 8],
-          ['get', 16, 8],
-          ['curl', 8, 8],
-          ['curl', 16, 4],
-          ['curl', 16, 8],
-        ]
-    await rows.rawDownload(scn.blockUrl, bigBytes, 8 * MiB, 8, buf)
-    await rows.nativeRanges(scn.blockUrl, bigBytes, 8 * MiB, 8, buf)
-    const cal = await interleave(
-      quick ? 1 : 2,
-      configs.map(([k, bs, c]) => ({ name: rawName(k, bs, c), run: () => rawRun(k, bs, c) })),
-      (n, r, v) => log(`calibration ${r + 1}: ${n}: ${v.toFixed(0)} MB/s`),
-    )
-    const calibration = [...cal.entries()].map(([n, v]) => [n, formatValue(v)])
-    const bestOf = (kinds: RawKind[]) => {
-      let best = { k: kinds[0]!, bs: 8, c: 8, mbps: 0 }
-      configs.forEach(([k, bs, c], i) => {
-        const m = summarize([...cal.values()][i]!).median
-        if (kinds.includes(k) && m > best.mbps) best = { k, bs, c, mbps: m }
-      })
-      return best
-    }
-    const bestNode = bestOf(['sdk', 'get'])
-    const bestCurl = bestOf(['curl'])
-    section('raw parallel download settings (the best Node.js median is the reference below; libcurl is the native fetcher alone)', table(['setting', 'MB/s'], calibration))
-    const ref = rawName(bestNode.k, bestNode.bs, bestNode.c)
-    const raw = () => rawRun(bestNode.k, bestNode.bs, bestNode.c)
-    const refCurl = rawName(bestCurl.k, bestCurl.bs, bestCurl.c)
+async function readRows(p: Profile, backend: string, rclone: boolean, buf: Buffer, targets: TargetResult[]): Promise<void> {
+  const scn = p.scn
+  out(`\n# profile: ${p.title}`)
+  const o: ReadOptions = { rounds, seconds, backend, rclone, explain: args.explain, log }
+  const cal = await calibrate(scn, scn.sizes.bigMiB * MiB, buf, CONFIGS, quick ? 1 : 2, log)
+  print(cal.section)
+  if (groups.has('seq')) {
+    const seq = await sequentialGroup(scn, o, cal.best, buf, args.explain && scn.profile === 'loopback' ? ['node'] : [])
+    seq.sections.forEach(print)
+    targets.push(...seq.targets)
+    if (scn.profile === 'loopback') targets.push(...resources(seq.notes.get('default') ?? [], seq.inProcCpu))
+  }
+  if (groups.has('random')) {
+    const bestCurl = cal.best.get('curl') ?? cal.best.get('native')!
+    const download = () => rawParallel(cal.best.has('curl') ? 'curl' : 'native', scn.blockUrl, scn.sizes.bigMiB * MiB, bestCurl.bs * MiB, bestCurl.c, buf)
+    const r = await randomGroup(scn, o, download)
+    r.sections.forEach(print)
+    targets.push(...r.targets)
+  }
+  if (groups.has('first')) {
+    const f = await firstByteGroup(scn, o)
+    f.sections.forEach(print)
+    targets.push(...f.targets)
+  }
+}
 
-    const seqNotes = new Map<string, rows.MountedSeq[]>()
-    const inProcCpu: Record<BlobHttpClient, number[]> = { native: [], node: [] }
-    if (groups.has('seq')) {
-      const inProc = (http: BlobHttpClient): Contender => ({
-        name: `in-process: BlobSource+BlockCache+LuksVolume (${http === 'native' ? 'libcurl' : 'Node.js'} HTTP)`,
-        run: async () => {
-          const r = await rows.inProcess(scn.blockUrl, scn.image.key, bigBytes, http)
-          inProcCpu[http].push(r.cpuPerGB)
-          return r.mbps
-        },
-      })
-      const mounted = (b: string, http?: BlobHttpClient): Contender => ({
-        name: `mounted: dd of big.bin in ext4 (${b}${http ? `, ${http === 'native' ? 'libcurl' : 'Node.js'} HTTP` : ''})`,
-        run: async () => {
-          const r = await rows.mountedSequential(scn, b, false, http)
-          const key = http ? `${b}, http ${http}` : b
-          seqNotes.set(key, [...(seqNotes.get(key) ?? []), r])
-          return r.mbps
-        },
-      })
-      const contenders: Contender[] = [
-        { name: ref, run: raw },
-        { name: refCurl, run: () => rawRun(bestCurl.k, bestCurl.bs, bestCurl.c) },
-        inProc('native'),
-        inProc('node'),
-        ...backends.map((b): Contender => ({ name: `FUSE data file, dd bs=1M (${b})`, run: () => rows.fuseFileRead(scn, b) })),
-        ...backends.map((b) => mounted(b)),
-        ...(args['mounted-node-http'] ? [mounted(backends[0]!, 'node')] : []),
-        ...(args['loop-buffered']
-          ? [{ name: `mounted: dd of big.bin in ext4 (${backends[0]!}, loop buffered)`, run: async () => (await rows.mountedSequential(scn, backends[0]!, true)).mbps }]
-          : []),
-        { name: 'rclone mount of the blob (peer)', run: () => rows.rcloneRead(scn) },
-        { name: 'Go azmount: 512 KiB ranges, serial', run: () => rows.goSerial(scn.blockUrl, Math.min(bigBytes, 64 * MiB), buf) },
-      ]
-      const s = await interleave(rounds, contenders, (n, r, v) => log(`seq round ${r + 1}: ${n}: ${v.toFixed(0)} MB/s`))
-      const refS = s.get(ref)!
-      const curlS = s.get(refCurl)!
-      const bestAny = refS.map((v, i) => Math.max(v, curlS[i] ?? 0))
-      const rclone = s.get('rclone mount of the blob (peer)')!
-      section(
-        `sequential read, cold (reference: ${ref}; "any client" is the better of it and ${refCurl}, round by round)`,
-        table(
-          ['what', 'MB/s', 'ratio to raw (Node.js)', 'ratio to raw (any client)', 'ratio to rclone'],
-          [...s.entries()].map(([n, v]) => [n, formatValue(v), formatRatio(pairedRatios(v, refS)), formatRatio(pairedRatios(v, bestAny)), formatRatio(pairedRatios(v, rclone))]),
-        ),
-      )
-
-      const budget = DEFAULT_MEMORY_BYTES / MiB
-      const resRows: string[][] = []
-      for (const [b, notes] of seqNotes) {
-        // Each mount against the in-process pipeline on the same client, in the same round.
-        const inProcSame = b.endsWith('http node') ? inProcCpu.node : inProcCpu.native
-        const cpuRatio = notes.map((n, i) => n.cpuPerGB / (inProcSame[i] ?? Number.NaN))
-        resRows.push([`peak RSS, MiB (${b}); target <= ${budget + 64}`, formatValue(notes.map((n) => n.peakRssMiB))])
-        resRows.push([`  RSS once mounted, before reading (Node.js, SDK, modules)`, formatValue(notes.map((n) => n.idleRssMiB))])
-        resRows.push([`  peak - mounted: what reading added; target <= ${budget + 64}`, formatValue(notes.map((n) => n.peakRssMiB - n.idleRssMiB))])
-        resRows.push([
-          `CPU s per GB served (${b})`,
+/** remotefs's memory and CPU during the loopback mounted read, with the default configuration. */
+function resources(notes: rows.MountedSeq[], inProcCpu: number[]): TargetResult[] {
+  const budget = DEFAULT_MEMORY_BYTES / MiB
+  print({
+    title: `remotefs resources during the mounted sequential read (default configuration: cache budget ${budget} MiB)`,
+    body: table(
+      ['what', 'value'],
+      [
+        [`peak RSS, MiB; target <= ${budget + 64}`, formatValue(notes.map((n) => n.peakRssMiB))],
+        ['  RSS once mounted, before reading', formatValue(notes.map((n) => n.idleRssMiB))],
+        ['  peak - mounted: what reading added', formatValue(notes.map((n) => n.peakRssMiB - n.idleRssMiB))],
+        [
+          'CPU s per GB served',
           formatValue(
             notes.map((n) => n.cpuPerGB),
             2,
           ),
-        ])
-        resRows.push([`  / in-process CPU s per GB, same HTTP client (${formatValue(inProcSame, 2)}); target <= 1.3`, formatRatio(cpuRatio)])
-        resRows.push([`start to mounted, ms, KDF excluded (${b}); target <= 1000`, formatValue(notes.map((n) => n.startMs - n.kdfMs))])
-        resRows.push([`  KDF (pbkdf2 keyslot), ms`, formatValue(notes.map((n) => n.kdfMs))])
-      }
-      section(`remotefs resources during the mounted sequential read (cache budget ${budget} MiB)`, table(['what', 'value'], resRows))
-    }
+        ],
+        [`  / in-process CPU s per GB (${formatValue(inProcCpu, 2)})`, formatRatio(notes.map((n, i) => n.cpuPerGB / (inProcCpu[i] ?? Number.NaN)))],
+        ['start to mounted, ms, KDF excluded', formatValue(notes.map((n) => n.startMs - n.kdfMs))],
+      ],
+    ),
+  })
+  return [
+    {
+      target: '4. peak RSS, MiB (default configuration)',
+      profile: 'loopback',
+      measured: 'VmHWM of remotefs over the cold read',
+      values: notes.map((n) => n.peakRssMiB),
+      goal: budget + 64,
+      atLeast: false,
+    },
+  ]
+}
 
-    if (groups.has('random') || groups.has('mixed')) {
-      const def = backends[0]!
-      const amp: number[] = []
-      const contenders: Contender[] = [
-        { name: 'raw 4 KiB ranged GETs x 4', run: () => rows.rawRandom4k(scn.blockUrl, scn.blobBytes, seconds, 4, 'pipeline') },
-        { name: 'raw 4 KiB BlobClient.download() x 4', run: () => rows.rawRandom4k(scn.blockUrl, scn.blobBytes, seconds, 4, 'sdk') },
-        { name: 'raw 4 KiB libcurl GETs x 4', run: () => rows.rawRandom4k(scn.blockUrl, scn.blobBytes, seconds, 4, 'native') },
-        {
-          name: `mounted: fio randread 4k psync 4 jobs (${def})`,
-          run: async () => {
-            const r = await rows.mountedRandom(scn, seconds, def)
-            amp.push(r.amplification)
-            return r.iops
-          },
-        },
-        ...(args['loop-buffered']
-          ? [{ name: `mounted: fio randread 4k psync 4 jobs (${def}, loop buffered)`, run: async () => (await rows.mountedRandom(scn, seconds, def, true)).iops }]
-          : []),
-      ]
-      const mixedSeq: number[] = []
-      const mixedSeqBuffered: number[] = []
-      if (groups.has('mixed')) {
-        contenders.push({ name: 'raw 4 KiB ranged GETs x 4 while a raw download runs', run: () => rows.rawMixed(scn, Math.min(seconds, 2), raw) })
-        contenders.push({ name: `mounted: fio read 1M, one pass, alone (${def})`, run: () => rows.mountedSeqFio(scn, def) })
-        contenders.push({
-          name: `mounted: fio randread 4k x 4 while the fio read 1M pass runs (${def})`,
-          run: async () => {
-            const r = await rows.mountedMixed(scn, seconds, def)
-            mixedSeq.push(r.seqMBps)
-            return r.randIops
-          },
-        })
-        if (args['loop-buffered']) {
-          contenders.push({ name: `mounted: fio read 1M, one pass, alone (${def}, loop buffered)`, run: () => rows.mountedSeqFio(scn, def, true) })
-          contenders.push({
-            name: `mounted: fio randread 4k x 4 while the fio read 1M pass runs (${def}, loop buffered)`,
-            run: async () => {
-              const r = await rows.mountedMixed(scn, seconds, def, true)
-              mixedSeqBuffered.push(r.seqMBps)
-              return r.randIops
-            },
-          })
-        }
-      }
-      const s = await interleave(rounds, contenders, (n, r, v) => log(`random round ${r + 1}: ${n}: ${v.toFixed(0)}`))
-      const rawS = s.get('raw 4 KiB ranged GETs x 4')!
-      const randS = s.get(`mounted: fio randread 4k psync 4 jobs (${def})`)!
-      const sdkS = s.get('raw 4 KiB BlobClient.download() x 4')!
-      const curl4kS = s.get('raw 4 KiB libcurl GETs x 4')!
-      const best4k = rawS.map((v, i) => Math.max(v, curl4kS[i] ?? 0))
-      const bufferedS = s.get(`mounted: fio randread 4k psync 4 jobs (${def}, loop buffered)`)
-      const row = (n: string, v: number[]) => [n, formatValue(v), formatRatio(pairedRatios(v, rawS)), formatRatio(pairedRatios(v, best4k))]
-      const body: string[][] = [
-        row('raw 4 KiB ranged GETs x 4 (RangedGet), IOPS', rawS),
-        row('raw 4 KiB BlobClient.download() x 4, IOPS', sdkS),
-        row('raw 4 KiB libcurl GETs x 4 (native fetcher), IOPS', curl4kS),
-        row(`mounted fio randread 4k x 4, IOPS (${def})`, randS),
-        ['  read amplification (bytes fetched / bytes read); target <= 2', formatValue(amp, 2), '', ''],
-      ]
-      if (bufferedS) body.push(row(`mounted fio randread 4k x 4, IOPS (${def}, loop buffered)`, bufferedS))
-      section('random 4 KiB reads (target: mounted >= 0.7 x raw at the same concurrency)', table(['what', 'value', 'ratio to raw (RangedGet)', 'ratio to raw (any client)'], body))
-      if (groups.has('mixed')) {
-        const seqAlone = s.get(`mounted: fio read 1M, one pass, alone (${def})`)!
-        const randMixed = s.get(`mounted: fio randread 4k x 4 while the fio read 1M pass runs (${def})`)!
-        const rawMixed = s.get('raw 4 KiB ranged GETs x 4 while a raw download runs')!
-        const mixedRows = [
-          ['storage alone: raw random GETs beside a raw download, IOPS', formatValue(rawS), formatValue(rawMixed), formatRatio(pairedRatios(rawMixed, rawS))],
-          ['sequential fio read 1M, one pass, MB/s', formatValue(seqAlone), formatValue(mixedSeq), formatRatio(pairedRatios(mixedSeq, seqAlone))],
-          ['random fio randread 4k x 4, IOPS', formatValue(randS), formatValue(randMixed), formatRatio(pairedRatios(randMixed, randS))],
-        ]
-        const seqAloneBuffered = s.get(`mounted: fio read 1M, one pass, alone (${def}, loop buffered)`)
-        const randMixedBuffered = s.get(`mounted: fio randread 4k x 4 while the fio read 1M pass runs (${def}, loop buffered)`)
-        if (seqAloneBuffered && randMixedBuffered && bufferedS) {
-          mixedRows.push([
-            'sequential, loop buffered, MB/s',
-            formatValue(seqAloneBuffered),
-            formatValue(mixedSeqBuffered),
-            formatRatio(pairedRatios(mixedSeqBuffered, seqAloneBuffered)),
-          ])
-          mixedRows.push(['random, loop buffered, IOPS', formatValue(bufferedS), formatValue(randMixedBuffered), formatRatio(pairedRatios(randMixedBuffered, bufferedS))])
-        }
-        section('mixed: a sequential and a random reader at once (target: each keeps >= 0.5 of its solo rate)', table(['what', 'alone', 'together', 'kept'], mixedRows))
-      }
-    }
+async function writeRows(scn: Profile['scn'], backend: string, buf: Buffer): Promise<TargetResult[]> {
+  const data = buf.subarray(0, sizes.writeMiB * MiB)
+  ;(await readFile(scn.writeSource)).copy(data)
+  const rawSdk = 'raw Put Page upload 4 MiB x 8 (SDK)'
+  const rawCurl = 'raw Put Page upload 4 MiB x 8 (libcurl)'
+  const mountedName = `mounted read-write: dd bs=1M conv=fsync (${backend})`
+  const contenders: Contender[] = [
+    { name: rawSdk, run: () => rows.rawPutPages(scn, data, 'sdk') },
+    { name: rawCurl, run: () => rows.rawPutPages(scn, data, 'curl') },
+    { name: mountedName, run: () => rows.mountedWrite(scn, backend) },
+    // The fallback where libcurl does not load: Put Page by the SDK, write-backs copied into snapshots.
+    ...(args.explain ? [{ name: `mounted read-write: dd bs=1M conv=fsync (${backend}, --http node)`, run: () => rows.mountedWrite(scn, backend, 'node') }] : []),
+  ]
+  const s = await interleave(Math.max(2, Math.ceil(rounds / 2)), contenders, (n, r, v) => log(`write round ${r + 1}: ${n}: ${v.toFixed(0)} MB/s`))
+  const rawS = s.get(rawSdk)!
+  const bestRaw = rawS.map((v, i) => Math.max(v, s.get(rawCurl)![i] ?? 0))
+  print({
+    title: `loopback: ${sizes.writeMiB} MiB written and fsynced on a page blob (target >= 0.7 x raw Put Page)`,
+    body: table(
+      ['what', 'MB/s', 'of raw (SDK)', 'of the best raw'],
+      [...s.entries()].map(([n, v]) => [n, formatValue(v), formatRatio(pairedRatios(v, rawS)), formatRatio(pairedRatios(v, bestRaw))]),
+    ),
+  })
+  return [
+    {
+      target: '5. write + fsync / raw Put Page (the SDK)',
+      profile: 'loopback',
+      measured: `${mountedName} / ${rawSdk}`,
+      values: pairedRatios(s.get(mountedName)!, rawS),
+      goal: 0.7,
+      atLeast: true,
+    },
+  ]
+}
 
-    if (groups.has('write')) {
-      const data = buf.subarray(0, sizes.writeMiB * MiB)
-      const { readFile } = await import('node:fs/promises')
-      ;(await readFile(scn.writeSource)).copy(data)
-      const def = backends[0]!
-      const rawSdk = 'raw Put Page upload 4 MiB x 8 (SDK)'
-      const rawCurl = 'raw Put Page upload 4 MiB x 8 (libcurl)'
-      const contenders: Contender[] = [
-        { name: rawSdk, run: () => rows.rawPutPages(scn, data, 'sdk') },
-        { name: rawCurl, run: () => rows.rawPutPages(scn, data, 'curl') },
-        ...backends.map((b): Contender => ({ name: `mounted read-write: dd bs=1M conv=fsync (${b})`, run: () => rows.mountedWrite(scn, b) })),
-        // The fallback where libcurl does not load: Put Page by the SDK, write-backs copied into snapshots.
-        { name: `mounted read-write: dd bs=1M conv=fsync (${def}, --http node)`, run: () => rows.mountedWrite(scn, def, 'node') },
-      ]
-      const s = await interleave(Math.max(2, Math.ceil(rounds / 2)), contenders, (n, r, v) => log(`write round ${r + 1}: ${n}: ${v.toFixed(0)} MB/s`))
-      const rawS = s.get(rawSdk)!
-      const bestRaw = rawS.map((v, i) => Math.max(v, s.get(rawCurl)![i] ?? 0))
-      section(
-        `read-write: ${sizes.writeMiB} MiB written and fsynced on a page blob (target >= 0.7 x raw; default backend ${def})`,
-        table(
-          ['what', 'MB/s', 'ratio to raw (SDK)', 'to the best raw'],
-          [...s.entries()].map(([n, v]) => [n, formatValue(v), formatRatio(pairedRatios(v, rawS)), formatRatio(pairedRatios(v, bestRaw))]),
-        ),
-      )
-    }
+async function httpRows(url: string, bytes: number, buf: Buffer): Promise<void> {
+  const range = 8 * MiB
+  const contenders: Contender[] = [
+    { name: 'SDK downloadToBuffer 8 MiB x 8', run: () => rawDownload(url, bytes, range, 8, buf) },
+    { name: 'SDK BlobClient.download() 8 MiB x 8, body copied', run: () => sdkDownloadRanges(url, bytes, range, 8, buf) },
+    { name: 'RangedGet (core-rest-pipeline) 8 MiB x 8', run: () => pipelineRanges(url, bytes, range, 8, buf) },
+  ]
+  const s = await interleave(rounds, contenders, (n, r, v) => log(`http round ${r + 1}: ${n}: ${v.toFixed(0)} MB/s`))
+  const refS = s.values().next().value!
+  print({
+    title: 'HTTP client: the SDK download path against a direct ranged GET',
+    body: table(
+      ['what', 'MB/s', 'ratio'],
+      [...s.entries()].map(([n, v]) => [n, formatValue(v), formatRatio(pairedRatios(v, refS))]),
+    ),
+  })
+}
 
-    if (groups.has('http')) {
-      const range = 8 * MiB
-      const contenders: Contender[] = [
-        { name: 'SDK downloadToBuffer 8 MiB x 8', run: () => rows.rawDownload(scn.blockUrl, bigBytes, range, 8, buf) },
-        { name: 'SDK BlobClient.download() 8 MiB x 8, body copied', run: () => rows.sdkDownloadRanges(scn.blockUrl, bigBytes, range, 8, buf) },
-        { name: 'RangedGet (core-rest-pipeline) 8 MiB x 8', run: () => rows.pipelineRanges(scn.blockUrl, bigBytes, range, 8, buf) },
-      ]
-      const s = await interleave(rounds, contenders, (n, r, v) => log(`http round ${r + 1}: ${n}: ${v.toFixed(0)} MB/s`))
-      const refS = s.values().next().value!
-      section(
-        'HTTP client: the SDK download path against a direct ranged GET',
-        table(
-          ['what', 'MB/s', 'ratio'],
-          [...s.entries()].map(([n, v]) => [n, formatValue(v), formatRatio(pairedRatios(v, refS))]),
-        ),
-      )
-    }
+async function main(): Promise<void> {
+  if (process.getuid?.() !== 0) throw new Error('the bench mounts FUSE and loop devices and drops the page cache: run it as root')
+  await ensureTools(['fio', 'fusermount', 'dd', 'curl'], log)
+  const rclone = await ensureTools(['rclone'], log).then(
+    () => true,
+    (err: unknown) => {
+      log(`rclone is not available, its rows are left out: ${(err as Error).message}`)
+      return false
+    },
+  )
+  const backend = (await availableFuseBackends())[0]!
+  log(`FUSE backend ${backend}; ${rounds} rounds; ${os.cpus().length} CPUs; load ${load()}; curl ${(await hasTool('curl')) ? 'yes' : 'no'}`)
+  const began = performance.now()
+  const scn = await buildScenario(sizes, log)
+  const buf = Buffer.alloc(Math.max(sizes.bigMiB, sizes.writeMiB) * MiB)
+  const targets: TargetResult[] = []
+  try {
     out(
-      `\nbench took ${((performance.now() - began) / 60000).toFixed(1)} min; load now ${os
-        .loadavg()
-        .map((l) => l.toFixed(1))
-        .join(' ')}`,
+      `# encfs data-path bench  (${quick ? 'quick' : 'full'}: ${rounds} rounds, blob ${(scn.blobBytes / MiB).toFixed(0)} MiB, big.bin ${sizes.bigMiB} MiB, rand.bin ${sizes.randMiB} MiB, timed runs ${seconds} s; ${os.cpus().length} CPUs, load ${load()})`,
     )
+    out('values: median (min-max) over rounds; ratios are taken within each round, then summarised the same way')
+    for (const name of args.profiles.split(',')) {
+      const p = name === 'latency' ? await latency(scn, args['delay-ms'], args['mib-per-second']) : loopback(scn)
+      try {
+        await readRows(p, backend, rclone, buf, targets)
+      } finally {
+        await p.stop()
+      }
+    }
+    if (groups.has('write')) targets.push(...(await writeRows(scn, backend, buf)))
+    if (groups.has('http')) await httpRows(scn.blockUrl, sizes.bigMiB * MiB, buf)
+    print(summary(targets))
+    out(`\nbench took ${((performance.now() - began) / 60000).toFixed(1)} min; load now ${load()}`)
   } finally {
     await scn.cleanup()
   }

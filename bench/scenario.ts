@@ -19,7 +19,11 @@ export interface Sizes {
 }
 
 export interface Scenario {
+  /** Which storage profile the URLs below lead to: Azurite on loopback, or behind the latency proxy. */
+  profile: string
   az: Azurite
+  /** The blob service endpoint for clients that take one (rclone), through the profile. */
+  blobEndpoint: string
   image: TestImage
   /** Block blob (read-only rows). */
   blockUrl: string
@@ -62,7 +66,9 @@ export async function buildScenario(sizes: Sizes, log: (s: string) => void): Pro
     const writeSource = path.join(srcDir, 'write.bin')
     await writeFile(writeSource, randomBytes(sizes.writeMiB * MiB))
     return {
+      profile: 'loopback',
       az,
+      blobEndpoint: az.blobEndpoint,
       image,
       blockUrl: block.sasUrl,
       blockBlob: { container: 'bench', name: blockName },
@@ -77,4 +83,14 @@ export async function buildScenario(sizes: Sizes, log: (s: string) => void): Pro
     await cleanup()
     throw err
   }
+}
+
+/** The same scenario with every URL through a proxy on `port` (the storage-latency profile). */
+export function through(scn: Scenario, profile: string, port: number): Scenario {
+  const via = (u: string) => {
+    const url = new URL(u)
+    url.port = String(port)
+    return url.toString()
+  }
+  return { ...scn, profile, blockUrl: via(scn.blockUrl), pageUrl: via(scn.pageUrl), blobEndpoint: via(scn.blobEndpoint).replace(/\/$/, '') }
 }

@@ -22,7 +22,7 @@ import { startSidecar, stopSidecar, waitReady, sidecarArgs } from '../test/helpe
 import { tempDir } from '../test/helpers/temp.js'
 import { formatImageTree } from '../src/verity/image-tree.js'
 import { openSource } from '../src/storage/open-source.js'
-import { BlockCache } from '../src/storage/block-cache.js'
+import { BlockCache } from '../src/cache/block-cache.js'
 import { VeritySource } from '../src/verity/verity-source.js'
 import { IntactReads } from '../src/verity/intact-reads.js'
 import { LuksVolume } from '../src/luks/volume.js'

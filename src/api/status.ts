@@ -11,6 +11,28 @@ export interface FilesystemStatus {
   verity?: VerityStatus
   /** Read-write: whether the blob's write lease is still held (when lost, reads and writes that need storage fail). */
   lease?: LeaseStatus
+  /** What the filesystem's block cache holds now, against its budget (`cache.memory_mib`). */
+  memory?: MemoryStatus
+}
+
+export interface MemoryStatus {
+  /** The cache's bound: cached, in-flight and spare bytes never exceed it. */
+  budgetBytes: number
+  /** Cached, in-flight and spare bytes now, and their high-water mark since the mount. */
+  cacheBytes: number
+  peakCacheBytes: number
+  cachedRanges: number
+  inFlightRanges: number
+  /** Written and not yet in the blob (read-write). */
+  dirtyRanges: number
+}
+
+/** The whole process (every filesystem, Node.js, the native addons), from process.memoryUsage(). */
+export interface ProcessMemory {
+  rssBytes: number
+  heapUsedBytes: number
+  /** Buffers outside V8's heap: the caches' memory is here. */
+  externalBytes: number
 }
 
 export interface LeaseStatus {
@@ -35,6 +57,7 @@ export interface StateDetail {
   /** Read on every snapshot, so /status shows the counters as they are now. */
   verity?: () => VerityStatus
   lease?: () => LeaseStatus
+  memory?: () => MemoryStatus
 }
 
 /** The keyprovider gRPC service next to the API (remotefs --grpc-port): off, or where it listens. */
@@ -50,6 +73,7 @@ export class ServiceStatus {
   private readonly filesystems = new Map<number, FilesystemStatus>()
   private readonly verity = new Map<number, () => VerityStatus>()
   private readonly lease = new Map<number, () => LeaseStatus>()
+  private readonly memory = new Map<number, () => MemoryStatus>()
 
   constructor(filesystems: { index: number; mountPoint: string }[] = []) {
     for (const f of filesystems) this.filesystems.set(f.index, { index: f.index, mountPoint: f.mountPoint, state: 'pending' })
@@ -57,9 +81,12 @@ export class ServiceStatus {
   }
 
   update(index: number, state: FilesystemState, detail: StateDetail = {}): void {
-    const { verity, lease, ...rest } = detail
+    const { verity, lease, memory, ...rest } = detail
     if (verity) this.verity.set(index, verity)
     if (lease) this.lease.set(index, lease)
+    if (memory) this.memory.set(index, memory)
+    // A filesystem that is not mounted holds no cache.
+    if (state !== 'mounted') this.memory.delete(index)
     const f = this.filesystems.get(index)
     if (f) Object.assign(f, { state, ...rest }, state === 'failed' ? {} : { reason: undefined })
   }
@@ -68,16 +95,19 @@ export class ServiceStatus {
     return this.phase === 'ready'
   }
 
-  snapshot(): { ready: boolean; phase: string; filesystems: FilesystemStatus[]; grpc: GrpcStatus } {
+  snapshot(): { ready: boolean; phase: string; filesystems: FilesystemStatus[]; grpc: GrpcStatus; memory: ProcessMemory } {
+    const m = process.memoryUsage()
     return {
       ready: this.ready,
       phase: this.phase,
       filesystems: [...this.filesystems.values()].map((f) => {
         const verity = this.verity.get(f.index)?.()
         const lease = this.lease.get(f.index)?.()
-        return JSON.parse(JSON.stringify({ ...f, ...(verity ? { verity } : {}), ...(lease ? { lease } : {}) })) as FilesystemStatus
+        const memory = this.memory.get(f.index)?.()
+        return JSON.parse(JSON.stringify({ ...f, ...(verity ? { verity } : {}), ...(lease ? { lease } : {}), ...(memory ? { memory } : {}) })) as FilesystemStatus
       }),
       grpc: structuredClone(this.grpc),
+      memory: { rssBytes: m.rss, heapUsedBytes: m.heapUsed, externalBytes: m.external },
     }
   }
 }

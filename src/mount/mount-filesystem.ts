@@ -6,7 +6,8 @@ import type { WritableBlobSource } from '../storage/blob-source.js'
 import type { FilesystemPlan } from '../config/plan.js'
 import { openSource, type OpenedSource } from '../storage/open-source.js'
 import { redactUrl } from '../log/redact.js'
-import { BlockCache } from '../storage/block-cache.js'
+import type { BlockCache } from '../cache/block-cache.js'
+import { cacheOver } from '../cache/cache-over.js'
 import { SliceSource } from '../storage/slice-source.js'
 import { readLuksHeader, payloadRange, type LuksHeader } from '../luks/header.js'
 import { userspaceRefusal } from '../luks/cipher-policy.js'
@@ -31,6 +32,7 @@ import { IntactReads } from '../verity/intact-reads.js'
 import type { VeritySource, VerityStats } from '../verity/verity-source.js'
 import { veritysetupClose, veritysetupOpen, verityMapperName } from './kernel-verity.js'
 import type { LeaseStatus } from '../storage/blob-lease.js'
+import type { MemoryStatus } from '../api/status.js'
 
 /** What every filesystem of one remotefs shares (RemotefsOptions carries the same). */
 export interface MountSettings {
@@ -64,6 +66,8 @@ export interface MountedFilesystem {
   readonly verity?: { stats(): VerityStats }
   /** Present when the image is a leased page blob (read-write): whether the lease is still held, for /status. */
   readonly lease?: () => LeaseStatus
+  /** The block cache's memory now, for /status. */
+  memory(): MemoryStatus
   /**
    * Ends the filesystem's storage I/O: reads in flight are aborted at once (the FUSE requests
    * waiting on them are answered EIO), write-backs after a short grace. unmount() does it first
@@ -208,7 +212,7 @@ async function openImage(plan: FilesystemPlan, ctx: MountContext, logger: Logger
     // unverified is cached, decrypted or served (docs/dm-verity.md).
     const verity = plan.verity ? await openVerity(source, plan.verity, { private: plan.private, identity: ctx.identity, logger, signal: ctx.signal }) : undefined
     if (verity) chain.outer = chain.verity = verity
-    const cache = BlockCache.over(verity ?? source, { ...cacheOptions(plan), logger })
+    const cache = cacheOver(verity ?? source, { ...cacheOptions(plan), logger })
     chain.outer = chain.cache = cache
     chain.image = verity ? new IntactReads(cache, verity) : cache
     progress('image opened', { bytes: source.size, kind: source.kind, blobType: source.blobType, ...(verity ? { verifiedBytes: verity.size } : {}) })
@@ -399,6 +403,17 @@ function mounted(
     mounter: m.mounter,
     ...(verity ? { verity } : {}),
     ...(leased.leaseStatus ? { lease: () => leased.leaseStatus!() } : {}),
+    memory: () => {
+      const s = m.chain.cache.stats()
+      return {
+        budgetBytes: m.chain.cache.memoryBytes,
+        cacheBytes: s.bytes,
+        peakCacheBytes: s.peakBytes,
+        cachedRanges: s.cachedBlocks,
+        inFlightRanges: s.inFlight,
+        dirtyRanges: s.dirtyBlocks,
+      }
+    },
     abortIo: m.abortIo,
     async unmount() {
       m.abortIo()

@@ -100,6 +100,7 @@ export async function startRemotefs(o: RemotefsOptions): Promise<Remotefs> {
           mounter: fs.mounter,
           ...(verity ? { verity: () => verity.stats() } : {}),
           ...(fs.lease ? { lease: fs.lease } : {}),
+          memory: () => fs.memory(),
         })
       } catch (err) {
         const e = err as Error & { code?: string }

@@ -2,12 +2,13 @@ import { EncfsError } from '../errors/encfs-error.js'
 import { CurlClient } from '../http/curl-client.js'
 import { loadProblem } from '../process/load-addon.js'
 import { NativeRangedGet } from './native-ranged-get.js'
-import { RangedGet, type RangedGetOptions, type RangeReader } from './ranged-get.js'
+import type { RangedGetOptions, RangeReader } from './range-request.js'
 
 /**
  * Which HTTP client moves blob bytes: `native`, libcurl on its own thread (native/http, see
  * docs/data-path.md "The HTTP client"), or `node`, the SDK's pipeline on the main thread
- * (RangedGet). Everything else (properties, leases) always goes through the SDK.
+ * (RangedGet). On libcurl a read-only blob never loads the SDK (its properties are a HEAD by
+ * Node's own client, blob-properties.ts); leases, and everything on the Node.js client, use it.
  */
 export type BlobHttpClient = 'native' | 'node'
 export type BlobHttpMode = 'auto' | BlobHttpClient
@@ -53,7 +54,9 @@ export function defaultBlobHttp(): BlobHttpChoice {
   return byEnv
 }
 
-/** The ranged reader of `url` on the given client. */
-export function rangeReader(url: string, o: RangedGetOptions, client: BlobHttpClient): RangeReader {
-  return client === 'native' ? new NativeRangedGet(url, o) : new RangedGet(url, o)
+/** The ranged reader of `url` on the given client (the SDK's pipeline is loaded only for `node`). */
+export async function rangeReader(url: string, o: RangedGetOptions, client: BlobHttpClient): Promise<RangeReader> {
+  if (client === 'native') return new NativeRangedGet(url, o)
+  const { RangedGet } = await import('./ranged-get.js')
+  return new RangedGet(url, o)
 }

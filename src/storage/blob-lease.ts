@@ -1,4 +1,5 @@
-import { RestError, type BlobClient, type BlobLeaseClient } from '@azure/storage-blob'
+import type { BlobClient, BlobLeaseClient } from '@azure/storage-blob'
+import { isRestLike } from './rest-error.js'
 import { randomUUID } from 'node:crypto'
 import { readFile, writeFile, rm } from 'node:fs/promises'
 import type { Logger } from '../log/logger.js'
@@ -62,7 +63,7 @@ export class BlobLease {
     const id = stored || randomUUID()
     if (!stored) await writeFile(w.leaseIdFile, `${id}\n`, { mode: 0o600 })
     const client = blob.getBlobLeaseClient(id)
-    const heldByAnother = (err: unknown) => err instanceof RestError && err.statusCode === 409
+    const heldByAnother = (err: unknown) => isRestLike(err) && err.statusCode === 409
     try {
       await retry(() => withStorageRetry(ctx, (abortSignal) => client.acquireLease(w.leaseSeconds ?? 60, { abortSignal })), {
         budgetMs: w.leaseWaitMs ?? 75_000,

@@ -1,4 +1,4 @@
-import { BlobClient, AnonymousCredential, type BlobGetPropertiesResponse } from '@azure/storage-blob'
+import type { BlobClient } from '@azure/storage-blob'
 import type { TokenCredential } from '@azure/identity'
 import type { Logger } from '../log/logger.js'
 import { silentLogger } from '../log/logger.js'
@@ -6,16 +6,18 @@ import { checkRange, FillingSource, type WritableRangeSource } from './range-sou
 import { StorageError } from './errors.js'
 import { redactUrl } from '../log/redact.js'
 import { withStorageRetry, StorageHealth, type RetryContext, type StorageRetryOptions } from './retry.js'
-import type { RangeReader } from './ranged-get.js'
+import type { RangeReader } from './range-request.js'
 import { defaultBlobHttp, rangeReader, type BlobHttpClient } from './blob-http.js'
 import { pagePut, type PagePut } from './native-page-put.js'
 import { storageError } from './storage-error.js'
 import { StopGate } from './stop-gate.js'
 import { BlobLease, type LeaseStatus, type WritableBlobOptions } from './blob-lease.js'
+import { BearerToken } from './bearer-token.js'
+import { checkBlobUrl, headBlob, type BlobProperties, type BlobType } from './blob-properties.js'
 
 export type { WritableBlobOptions } from './blob-lease.js'
 
-export type BlobType = 'BlockBlob' | 'PageBlob' | 'AppendBlob'
+export type { BlobType } from './blob-properties.js'
 
 export interface BlobSourceOptions {
   url: string
@@ -61,20 +63,21 @@ function retryContextOf(o: BlobSourceOptions, what: string, signal?: AbortSignal
 export class BlobSource extends FillingSource {
   readonly kind = 'blob' as const
 
-  private readonly getter: RangeReader
   private readonly health = new StorageHealth()
   protected readonly gate: StopGate
+  readonly size: number
+  readonly etag: string
+  readonly blobType: BlobType
 
   protected constructor(
-    protected readonly client: BlobClient,
     protected readonly options: BlobSourceOptions,
-    readonly size: number,
-    readonly etag: string,
-    readonly blobType: BlobType,
+    props: BlobProperties,
+    private readonly getter: RangeReader,
   ) {
     super()
-    // One attempt per call: withStorageRetry around it does the retrying (and bounds each attempt).
-    this.getter = rangeReader(options.url, { credential: options.credential, maxTries: 1, tryTimeoutMs: options.tryTimeoutMs ?? 120_000 }, options.http ?? defaultBlobHttp().client)
+    this.size = props.size
+    this.etag = props.etag
+    this.blobType = props.blobType
     this.gate = new StopGate(options.signal, { writable: options.writable !== undefined })
   }
 
@@ -86,17 +89,15 @@ export class BlobSource extends FillingSource {
   static open(o: BlobSourceOptions): Promise<BlobSource>
   static async open(o: BlobSourceOptions): Promise<BlobSource> {
     const logger = o.logger ?? silentLogger
-    const client = blobClient(o)
+    const http = o.http ?? defaultBlobHttp().client
+    // The SDK only where it is needed: leases (read-write) and the Node.js client.
+    const client = o.writable || http === 'node' ? (await import('./sdk-blob-client.js')).sdkBlobClient(o) : undefined
+    if (!client) checkBlobUrl(o.url)
     if (o.writable && !o.credential) checkWriteSas(o.url)
-    let props: BlobGetPropertiesResponse
-    try {
-      props = await withStorageRetry(retryContextOf(o, 'opening the image', o.signal), (abortSignal) => client.getProperties({ abortSignal }))
-    } catch (err) {
-      throw storageError(err, o, 'opening the image')
-    }
-    const size = props.contentLength ?? 0
-    const etag = props.etag ?? ''
-    const blobType = (props.blobType ?? 'BlockBlob') as BlobType
+    const props = await blobProperties(o, client)
+    const { size, etag, blobType } = props
+    // One attempt per call: withStorageRetry around it does the retrying (and bounds each attempt).
+    const getter = await rangeReader(o.url, { credential: o.credential, maxTries: 1, tryTimeoutMs: o.tryTimeoutMs ?? 120_000 }, http)
     if (!o.writable) {
       if (etag) logger.info({ url: redactUrl(o.url), size, blobType, etag, writable: false }, 'blob opened; ETag pinned')
       else
@@ -104,7 +105,7 @@ export class BlobSource extends FillingSource {
           { url: redactUrl(o.url), size, blobType },
           'blob opened, but storage sent no ETag: nothing can be pinned, and a blob replaced while mounted will not be noticed',
         )
-      return new BlobSource(client, o, size, etag, blobType)
+      return new BlobSource(o, props, getter)
     }
     if (blobType !== 'PageBlob') {
       throw new StorageError(
@@ -112,9 +113,9 @@ export class BlobSource extends FillingSource {
         `read_write needs a page blob, but ${redactUrl(o.url)} is a ${blobType}: upload the image as a page blob (az storage blob upload --type page), or mount it read-only`,
       )
     }
-    const lease = await BlobLease.acquire(client, o, o.writable, { ...retryContextOf(o, 'leasing the blob for writing', o.signal), logger })
+    const lease = await BlobLease.acquire(client!, o, o.writable, { ...retryContextOf(o, 'leasing the blob for writing', o.signal), logger })
     logger.info({ url: redactUrl(o.url), size, blobType, etag, writable: true }, 'blob opened read-write; lease held')
-    return new WritableBlobSource(client, o, size, etag, blobType, lease)
+    return new WritableBlobSource(client!, o, props, getter, lease)
   }
 
   protected async fill(offset: number, buf: Buffer, signal?: AbortSignal): Promise<void> {
@@ -169,12 +170,11 @@ export class WritableBlobSource extends BlobSource implements WritableRangeSourc
   constructor(
     client: BlobClient,
     options: BlobSourceOptions,
-    size: number,
-    etag: string,
-    blobType: BlobType,
+    props: BlobProperties,
+    getter: RangeReader,
     private readonly lease: BlobLease,
   ) {
-    super(client, options, size, etag, blobType)
+    super(options, props, getter)
     // Put Page on the same HTTP client as the reads (libcurl when it loads, else the SDK).
     this.pages = pagePut(
       options.url,
@@ -236,15 +236,20 @@ export class WritableBlobSource extends BlobSource implements WritableRangeSourc
   }
 }
 
-function blobClient(o: BlobSourceOptions): BlobClient {
+/** The blob's size, ETag and type: a HEAD on Node's own client, or the SDK's getProperties where the SDK is loaded anyway. */
+async function blobProperties(o: BlobSourceOptions, client: BlobClient | undefined): Promise<BlobProperties> {
+  const token = !client && o.credential ? new BearerToken(o.credential) : undefined
   try {
-    return new BlobClient(o.url, o.credential ?? new AnonymousCredential(), {
-      // Retries are ours (withStorageRetry): the SDK's skip 429 and Retry-After, and never time out.
-      retryOptions: { maxTries: 1 },
-      userAgentOptions: { userAgentPrefix: 'encfs' },
+    return await withStorageRetry(retryContextOf(o, 'opening the image', o.signal), async (abortSignal) => {
+      if (!client) {
+        const authorization = token ? await token.headerFor(o.url) : undefined
+        return headBlob(o.url, { signal: abortSignal, timeoutMs: o.tryTimeoutMs ?? 120_000, ...(authorization ? { authorization } : {}) })
+      }
+      const p = await client.getProperties({ abortSignal })
+      return { size: p.contentLength ?? 0, etag: p.etag ?? '', blobType: (p.blobType ?? 'BlockBlob') as BlobType }
     })
   } catch (err) {
-    throw new StorageError('STORAGE_BAD_URL', `azure_url ${redactUrl(o.url)} is not a blob URL: ${(err as Error).message}`, { cause: err })
+    throw storageError(err, o, 'opening the image')
   }
 }
 

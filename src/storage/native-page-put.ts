@@ -2,7 +2,7 @@ import type { PageBlobClient } from '@azure/storage-blob'
 import { BearerToken } from './bearer-token.js'
 import { CurlClient } from '../http/curl-client.js'
 import { outcomeError } from './transfer-error.js'
-import { SERVICE_VERSION, checkStorageRequest, type RangedGetOptions } from './ranged-get.js'
+import { SERVICE_VERSION, checkStorageRequest, type RangedGetOptions } from './range-request.js'
 import type { BlobHttpClient } from './blob-http.js'
 
 /** Put Page (x-ms-page-write: update) of 512-aligned bytes at a 512-aligned offset, under the writer's lease. */

@@ -1,7 +1,7 @@
 import { BearerToken } from './bearer-token.js'
 import { CurlClient } from '../http/curl-client.js'
 import { outcomeError } from './transfer-error.js'
-import { SERVICE_VERSION, UnaskedBytesError, checkStorageRequest, type RangedGetOptions, type RangeReader, type ReadConditions } from './ranged-get.js'
+import { SERVICE_VERSION, UnaskedBytesError, checkStorageRequest, type RangedGetOptions, type RangeReader, type ReadConditions } from './range-request.js'
 
 /**
  * RangedGet's contract on the libcurl fetcher (native/http): one ranged GET per call, If-Match the

@@ -1,4 +1,4 @@
-import { RestError } from '@azure/storage-blob'
+import { isRestLike } from './rest-error.js'
 import type { Logger } from '../log/logger.js'
 import { silentLogger } from '../log/logger.js'
 import { retryAfterMs } from '../http/request.js'
@@ -47,18 +47,18 @@ class AttemptTimeout extends Error {}
 
 function retryable(err: unknown): boolean {
   if (err instanceof AttemptTimeout) return true
-  if (err instanceof RestError) return err.statusCode === undefined || err.statusCode === 0 || RETRIED_STATUS.has(err.statusCode)
+  if (isRestLike(err)) return err.statusCode === undefined || err.statusCode === 0 || RETRIED_STATUS.has(err.statusCode)
   // Transport failures: a reset or cut connection (also in the middle of a body), a short body.
   return err instanceof Error && !(err instanceof StorageError)
 }
 
 function retryAfterOf(err: unknown): number | undefined {
-  if (!(err instanceof RestError)) return undefined
+  if (!isRestLike(err)) return undefined
   return retryAfterMs(err.response?.headers.get('retry-after') ?? undefined)
 }
 
 function describe(err: unknown): string {
-  if (err instanceof RestError && err.statusCode) return `HTTP ${err.statusCode}`
+  if (isRestLike(err) && err.statusCode) return `HTTP ${err.statusCode}`
   return (err as Error).message.split('\n')[0] ?? String(err)
 }
 

@@ -1,4 +1,4 @@
-import { RestError } from '@azure/storage-blob'
+import { isRestLike, type RestLike } from './rest-error.js'
 import type { TokenCredential } from '@azure/identity'
 import { StorageError } from './errors.js'
 import { redactUrl } from '../log/redact.js'
@@ -35,7 +35,7 @@ export function leaseLost(what: string, o: StorageTarget, code: string, cause?: 
 export function storageError(err: unknown, o: StorageTarget, what: string): StorageError {
   const url = redactUrl(o.url)
   if (err instanceof StorageError) return err
-  if (err instanceof RestError) return restError(err, o, what)
+  if (isRestLike(err)) return restError(err, o, what)
   if (err instanceof Error && err.name === 'AbortError') return new StorageError('STORAGE_ABORTED', `${what}: aborted`, { cause: err })
   const e = err as NodeJS.ErrnoException
   // A transport failure has an errno code; anything else is an answer that made no sense.
@@ -43,10 +43,10 @@ export function storageError(err: unknown, o: StorageTarget, what: string): Stor
   return new StorageError('STORAGE_UNREACHABLE', `${what}: cannot reach ${new URL(o.url).host}: ${e?.message ?? String(err)}`, { cause: err })
 }
 
-function restError(err: RestError, o: StorageTarget, what: string): StorageError {
+function restError(err: RestLike, o: StorageTarget, what: string): StorageError {
   const url = redactUrl(o.url)
   const status = err.statusCode
-  const code = (err as RestError & { code?: string }).code ?? ''
+  const code = err.code ?? ''
   if ((status === 409 || status === 412) && LEASE_LOST.test(code)) return leaseLost(what, o, code, err)
   if (status === 404) {
     return new StorageError(

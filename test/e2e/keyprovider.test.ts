@@ -11,7 +11,7 @@ import path from 'node:path'
 import { status } from '@grpc/grpc-js'
 import type { SkrStack } from '../helpers/skr-stack.js'
 import { startImdsEmulator, type ImdsEmulator } from '../../src/emulators/imds/server.js'
-import { E2eFixture, ENCFS_JS, freePort, sidecarArgs, stopSidecar, waitReady, waitUntil, readFromChild, type TestImage } from '../helpers/e2e.js'
+import { E2eFixture, ENCFS_JS, REMOTEFS_JS, REMOTEFS_NODE_FLAGS, freePort, sidecarArgs, stopSidecar, waitReady, waitUntil, readFromChild, type TestImage } from '../helpers/e2e.js'
 import { keyProviderClients, call, refusal, FIELD, unwrapInput, unwrappedSecret } from '../helpers/keyprovider-client.js'
 import { PACKAGES } from '../../src/keyprovider-grpc/server.js'
 
@@ -113,10 +113,16 @@ test.serial('the entry point picks the role from the environment (dry run)', asy
       ...env,
     })
     t.is(r.code, 0, r.stderr)
-    return r.stdout.trim().split('\n').slice(1).join(' ')
+    // remotefs runs by its own first line (its Node.js flags); the other roles through node.
+    const lines = r.stdout.trim().split('\n')
+    return (lines[0] === 'node' ? lines.slice(1) : lines).join(' ')
   }
   // The configuration stays in the environment (never -base64 on the command line, readable in /proc).
   t.is(await dry({ EncfsSideCarArgs: 'e30=', LogLevel: 'info' }), '/opt/encfs/bin/remotefs.js -loglevel info')
+  t.deepEqual(REMOTEFS_NODE_FLAGS, ['--max-semi-space-size=2'], "remotefs's first line gives Node.js its flags")
+  const direct = await run(REMOTEFS_JS, ['--help'], {})
+  t.is(direct.code, 0, `bin/remotefs.js runs by its own first line: ${direct.stderr}`)
+  t.regex(direct.stdout, /Mounts the encrypted filesystems/)
   t.is(await dry({ SkrSideCarArgs: 'e30=', Port: '8080' }), '/opt/encfs/bin/encfs.js serve -base64 e30= -port 8080')
   t.is(
     await dry({ ServerType: 'grpc', Port: '50000', LogLevel: 'debug', LogFile: '/tmp/skr.log' }),

@@ -68,6 +68,18 @@ test.serial('the API reports the mount, and attest requests and FUSE reads both 
     answered++
   }
   reader.kill()
+  // What the mount holds in memory, per filesystem (its block cache against its budget), and the process's RSS.
+  const after = (await (await fetch(`${base}/status`)).json()) as {
+    filesystems: { memory?: { budgetBytes: number; cacheBytes: number; peakCacheBytes: number; cachedRanges: number; dirtyRanges: number } }[]
+    memory?: { rssBytes: number }
+  }
+  const mem = after.filesystems[0]!.memory
+  t.truthy(mem, '/status reports the memory of each mounted filesystem')
+  t.is(mem!.budgetBytes, 128 * 1024 * 1024, 'the default cache.memory_mib')
+  t.true(mem!.peakCacheBytes >= 32 * 1024 * 1024 && mem!.peakCacheBytes <= mem!.budgetBytes, `peak ${mem!.peakCacheBytes}`)
+  t.true(mem!.cacheBytes > 0 && mem!.cacheBytes <= mem!.budgetBytes && mem!.cachedRanges > 0)
+  t.is(mem!.dirtyRanges, 0)
+  t.true((after.memory?.rssBytes ?? 0) > mem!.cacheBytes, 'the process RSS, the cache included')
   t.log(`${passes} full reads of 32 MiB and ${answered} MAA attestations in 8 s; slowest attestation ${Math.max(...latencies)} ms`)
   t.true(passes >= 2, `FUSE reads kept going (${passes} passes)`)
   t.true(answered >= 5, `the API kept answering (${answered} attestations)`)

@@ -3,6 +3,7 @@
 import test from 'ava'
 import path from 'node:path'
 import { E2eFixture, stopSidecar, readFromChild, leftovers } from '../helpers/e2e.js'
+import { LOADED_MODULES_HOOK, loadedPackages, moduleLogOf } from '../helpers/loaded-modules.js'
 
 const fx = new E2eFixture(test)
 const big = Buffer.alloc(5 * 1024 * 1024, 7)
@@ -18,8 +19,20 @@ test.serial('auto reads with libcurl and logs why; --http node and EncfsHttp=nod
   ]
   for (const [name, o, expected] of cases) {
     const mp = path.join(ws.parent, name)
-    const sidecar = await fx.mount([{ mount_point: mp, azure_url: sasUrl, raw_key: img.key.toString('hex') }], { args: ['--allow-raw-key', ...(o.args ?? [])], env: o.env })
+    const modules = moduleLogOf(ws.parent, name)
+    const sidecar = await fx.mount([{ mount_point: mp, azure_url: sasUrl, raw_key: img.key.toString('hex') }], {
+      args: ['--allow-raw-key', ...(o.args ?? [])],
+      env: { ...o.env, ENCFS_TEST_MODULE_LOG: modules },
+      nodeArgs: ['--enable-source-maps', '--import', LOADED_MODULES_HOOK],
+    })
     t.regex(await sidecar.log(), expected, name)
+    // Modules a mount does not use are not loaded: the Azure SDK when libcurl moves the bytes of a
+    // read-only blob, the API's and gRPC's servers when neither is asked for.
+    const loaded = await loadedPackages(modules)
+    t.true(loaded.has('pino') && loaded.has('yargs'), `${name}: the module log works (${[...loaded].join(', ')})`)
+    for (const unused of ['fastify', '@grpc/grpc-js', '@azure/identity']) t.false(loaded.has(unused), `${name}: ${unused} is not loaded`)
+    const sdk = ['@azure/storage-blob', '@azure/core-rest-pipeline'].filter((p) => loaded.has(p))
+    t.deepEqual(sdk, name === 'auto' ? [] : ['@azure/storage-blob', '@azure/core-rest-pipeline'], `${name}: the SDK is loaded only for the Node.js client`)
     t.is((await readFromChild(path.join(mp, 'hello.txt'))).toString(), 'hello over HTTP\n')
     t.true((await readFromChild(path.join(mp, 'big.bin'))).equals(big), `${name}: big.bin`)
     t.is(await stopSidecar(sidecar), 0)

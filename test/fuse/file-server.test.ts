@@ -7,7 +7,8 @@ import path from 'node:path'
 import { mountFileServer } from '../../src/fuse/mount-file-server.js'
 import type { FuseBackend } from '../../src/fuse/backend.js'
 import { loadFuse3Addon } from '../../src/native/fuse3.js'
-import { BlockCache } from '../../src/storage/block-cache.js'
+import { BlockCache } from '../../src/cache/block-cache.js'
+import { cacheOver } from '../../src/cache/cache-over.js'
 import { FileSource } from '../../src/storage/file-source.js'
 import { SliceSource } from '../../src/storage/slice-source.js'
 import { LuksVolume } from '../../src/luks/volume.js'
@@ -102,7 +103,7 @@ for (const backend of BACKENDS) {
   test(`${backend}: writes through a block cache reach the source once fsync returns, and read back at once`, async (t) => {
     const tmp = await tempDir()
     const source = new WritableMemorySource(8 * MiB)
-    const cache = BlockCache.over(source, { blockSize: MiB, memoryBytes: 16 * MiB, writeBackIntervalMs: 60_000 })
+    const cache = cacheOver(source, { blockSize: MiB, memoryBytes: 16 * MiB, writeBackIntervalMs: 60_000 })
     const server = await mountFileServer({ backend, mountpoint: `${tmp.dir}/fuse`, files: [{ name: 'data', source: cache, writable: true }] })
     try {
       const { stdout } = await exec('stat', ['-c', '%a', server.pathOf('data')])

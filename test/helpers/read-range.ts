@@ -16,7 +16,7 @@ const credential: TokenCredential | undefined = process.env.READ_TOKEN
       },
     }
   : undefined
-const reader = rangeReader(url!, { credential, maxTries: 1 }, client as BlobHttpClient)
+const reader = await rangeReader(url!, { credential, maxTries: 1 }, client as BlobHttpClient)
 const hash = createHash('sha256')
 try {
   for (const r of ranges) {

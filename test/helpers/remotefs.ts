@@ -1,6 +1,7 @@
 import { spawn, execFile, type ChildProcess } from 'node:child_process'
 import { promisify } from 'node:util'
 import { lstat, mkdtemp, readFile, stat } from 'node:fs/promises'
+import { readFileSync } from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -11,6 +12,8 @@ const exec = promisify(execFile)
 const here = path.dirname(fileURLToPath(import.meta.url))
 /** The built CLI entry points, next to this file in dist/. */
 export const REMOTEFS_JS = path.resolve(here, '../../../bin/remotefs.js')
+/** The Node.js flags remotefs runs with, from its first line (`#!/usr/bin/env -S node FLAGS`): as the image runs it. */
+export const REMOTEFS_NODE_FLAGS: readonly string[] = (readFileSync(REMOTEFS_JS, 'utf8').split('\n')[0] ?? '').split(/\s+/).slice(3)
 export const ENCFS_JS = path.resolve(here, '../../../bin/encfs.js')
 /** The repository's root (this file is in dist/test/helpers/). */
 export const REPO = path.resolve(here, '../../..')
@@ -43,7 +46,7 @@ export interface SidecarOptions {
   args?: string[]
   env?: Record<string, string>
   runtimeDir?: string
-  /** Node.js flags (default --enable-source-maps, for readable stacks; the bench runs remotefs as the image does, without). */
+  /** Node.js flags besides REMOTEFS_NODE_FLAGS (default --enable-source-maps, for readable stacks; the bench runs remotefs as the image does, without). */
   nodeArgs?: string[]
 }
 
@@ -58,7 +61,7 @@ export async function startSidecar(b64: string | undefined, o: SidecarOptions = 
   const args = [REMOTEFS_JS, ...(b64 !== undefined ? ['-base64', b64] : []), '-loglevel', 'debug', '-logfile', logFile, '--runtime-dir', runtimeDir, ...(o.args ?? [])]
   // Tests run in parallel: the API (off by default) is served only when a test asks, on a port of its own.
   const env = { ...process.env, Port: '', EncfsApi: '', ...o.env }
-  const child = spawn(process.execPath, [...(o.nodeArgs ?? ['--enable-source-maps']), ...args], { stdio: ['ignore', 'pipe', 'pipe'], env })
+  const child = spawn(process.execPath, [...REMOTEFS_NODE_FLAGS, ...(o.nodeArgs ?? ['--enable-source-maps']), ...args], { stdio: ['ignore', 'pipe', 'pipe'], env })
   let out = ''
   child.stdout?.on('data', (d: Buffer) => {
     out += d.toString()

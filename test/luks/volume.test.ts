@@ -3,7 +3,7 @@
 import { copyFile } from 'node:fs/promises'
 import path from 'node:path'
 import { FileSource } from '../../src/storage/file-source.js'
-import { BlockCache } from '../../src/storage/block-cache.js'
+import { cacheOver } from '../../src/cache/cache-over.js'
 import { LuksVolume } from '../../src/luks/volume.js'
 import { makeSmallImage } from '../helpers/small-image.js'
 import { tempDir } from '../helpers/temp.js'
@@ -14,7 +14,7 @@ async function volume(o: { sectorSize: 512 | 4096; writable: boolean; cached: bo
   const tmp = await tempDir('encfs-volume-')
   const img = await makeSmallImage(tmp.dir, { sectorSize: o.sectorSize, payloadBytes: 3 * 1024 * 1024 })
   const file = o.writable ? await FileSource.open(img.file, { writable: true }) : await FileSource.open(img.file)
-  const below = o.cached ? BlockCache.over(file, { blockSize: 256 * 1024, memoryBytes: 1024 * 1024, readaheadBlocks: 1 }) : file
+  const below = o.cached ? cacheOver(file, { blockSize: 256 * 1024, memoryBytes: 1024 * 1024, readaheadBlocks: 1 }) : file
   const source = await LuksVolume.open(below, img.key)
   const persisted = async () => {
     const copy = path.join(tmp.dir, 'persisted.img')

@@ -52,7 +52,7 @@ function firstGets(n: number) {
 for (const client of CLIENTS) {
   test(`${client}: ranges read byte for byte, alone and through BlobSource`, async (t) => {
     const { sasUrl } = await uploadFile(az, file, { kind: 'block' })
-    const reader = rangeReader(sasUrl, { maxTries: 1 }, client)
+    const reader = await rangeReader(sasUrl, { maxTries: 1 }, client)
     const ranges: [number, number][] = [
       [0, 1],
       [0, 4096],
@@ -102,12 +102,12 @@ for (const client of CLIENTS) {
     // A public container answers for a missing blob; a SAS names its blob, so it would be 403.
     const pub = await uploadFile(az, file, { kind: 'block', publicAccess: true })
     const missing = pub.url.replace(/\/[^/]+$/, '/no-such-blob')
-    const e404 = await t.throwsAsync(rangeReader(missing, { maxTries: 1 }, client).readInto(0, Buffer.alloc(512)))
+    const e404 = await t.throwsAsync((await rangeReader(missing, { maxTries: 1 }, client)).readInto(0, Buffer.alloc(512)))
     t.true(isRestError(e404))
     t.is((e404 as { statusCode?: number }).statusCode, 404)
     t.is(storageError(e404, { url: missing }, 'reading').code, 'STORAGE_NOT_FOUND')
     const crossed = `${a.url}?${new URL(b.sasUrl).search.slice(1)}`
-    const e403 = await t.throwsAsync(rangeReader(crossed, { maxTries: 1 }, client).readInto(0, Buffer.alloc(512)))
+    const e403 = await t.throwsAsync((await rangeReader(crossed, { maxTries: 1 }, client)).readInto(0, Buffer.alloc(512)))
     t.is((e403 as { statusCode?: number }).statusCode, 403)
     const mapped = storageError(e403, { url: crossed }, 'reading')
     t.is(mapped.code, 'STORAGE_ACCESS_DENIED')
@@ -123,7 +123,7 @@ for (const client of CLIENTS) {
         ['503-retry-after', 503, 'ServerBusy'],
       ] as const) {
         proxy.setPlan({ every: 1, faults: [fault], applies: firstGets(1) })
-        const err = await t.throwsAsync(rangeReader(proxy.via(sasUrl), { maxTries: 1 }, client).readInto(0, Buffer.alloc(4096)))
+        const err = await t.throwsAsync((await rangeReader(proxy.via(sasUrl), { maxTries: 1 }, client)).readInto(0, Buffer.alloc(4096)))
         t.true(isRestError(err), fault)
         const e = err as { statusCode?: number; code?: string; response?: { headers: { get(n: string): string | undefined } } }
         t.is(e.statusCode, status)
@@ -163,7 +163,7 @@ for (const client of CLIENTS) {
         },
       })
       const buf = Buffer.alloc(2 * 1024 * 1024)
-      await rangeReader(proxy.via(sasUrl), { maxTries: 1 }, client).readInto(4096, buf)
+      await (await rangeReader(proxy.via(sasUrl), { maxTries: 1 }, client)).readInto(4096, buf)
       t.true(buf.equals(bytes.subarray(4096, 4096 + buf.length)))
       t.is(ranges.length, 2, ranges.join(' '))
       t.is(ranges[0], `bytes=4096-${4096 + buf.length - 1}`)
@@ -182,7 +182,7 @@ for (const client of CLIENTS) {
       const buf = Buffer.alloc(4 * 1024 * 1024)
       const started = Date.now()
       setTimeout(() => controller.abort(), 200)
-      const err = await t.throwsAsync(rangeReader(proxy.via(sasUrl), { maxTries: 1 }, client).readInto(0, buf, { signal: controller.signal }))
+      const err = await t.throwsAsync((await rangeReader(proxy.via(sasUrl), { maxTries: 1 }, client)).readInto(0, buf, { signal: controller.signal }))
       t.is(err?.name, 'AbortError')
       t.true(Date.now() - started < 1500, `aborted after ${Date.now() - started} ms (the whole body takes about 2.5 s)`)
       const copy = Buffer.from(buf)

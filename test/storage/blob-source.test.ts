@@ -5,7 +5,7 @@ import path from 'node:path'
 import { uploadFile, blobSas, freePort, type Azurite } from '../helpers/azurite.js'
 import { E2eFixture } from '../helpers/e2e.js'
 import { BlobSource } from '../../src/storage/blob-source.js'
-import { BlockCache } from '../../src/storage/block-cache.js'
+import { cacheOver } from '../../src/cache/cache-over.js'
 import { conformance } from './conformance.js'
 import { openSource } from '../../src/storage/open-source.js'
 import { StorageError } from '../../src/storage/errors.js'
@@ -63,7 +63,7 @@ conformance({
   open: async () => {
     privateBlob ??= uploadFile(az, file, { kind: 'block' })
     const source = await openSource((await privateBlob).sasUrl)
-    return { source: BlockCache.over(source, { blockSize: 1024 * 1024, memoryBytes: 4 * 1024 * 1024, readaheadBlocks: 2 }), bytes }
+    return { source: cacheOver(source, { blockSize: 1024 * 1024, memoryBytes: 4 * 1024 * 1024, readaheadBlocks: 2 }), bytes }
   },
 })
 

@@ -34,7 +34,7 @@ for (const client of ['native', 'node'] as BlobHttpClient[]) {
     })
     try {
       const target = Buffer.alloc(100_000)
-      await rangeReader(s.url, {}, client).readInto(1000, target)
+      await (await rangeReader(s.url, {}, client)).readInto(1000, target)
       t.true(target.equals(blob.subarray(1000, 101_000)))
       t.is(s.ranges[0], 'bytes=1000-100999')
       t.is(s.ranges[1], 'bytes=51000-100999', 'the second request starts where the first stopped')
@@ -54,7 +54,7 @@ for (const client of ['native', 'node'] as BlobHttpClient[]) {
       res.end(blob.subarray(a, b + 1))
     })
     try {
-      const get = rangeReader(s.url, { maxTries: 1 }, client)
+      const get = await rangeReader(s.url, { maxTries: 1 }, client)
       const ok = Buffer.alloc(4096)
       await get.readInto(0, ok, { etag: '"v1"' })
       t.true(ok.equals(blob.subarray(0, 4096)))
@@ -74,7 +74,7 @@ for (const client of ['native', 'node'] as BlobHttpClient[]) {
       res.end(blob.subarray(a, b + 100))
     })
     try {
-      await t.throwsAsync(rangeReader(s.url, {}, client).readInto(0, Buffer.alloc(4096)), { message: /more than the 4096 bytes/ })
+      await t.throwsAsync((await rangeReader(s.url, {}, client)).readInto(0, Buffer.alloc(4096)), { message: /more than the 4096 bytes/ })
       t.is(s.ranges.length, 1)
     } finally {
       await s.close()
@@ -88,7 +88,7 @@ for (const client of ['native', 'node'] as BlobHttpClient[]) {
     })
     try {
       for (const etag of ['"e"\r\nX-Injected: 1', '"e"\nGET /smuggled HTTP/1.1', '"e\0"']) {
-        const err = await t.throwsAsync(rangeReader(s.url, { maxTries: 1 }, client).readInto(0, Buffer.alloc(4096), { etag }))
+        const err = await t.throwsAsync((await rangeReader(s.url, { maxTries: 1 }, client)).readInto(0, Buffer.alloc(4096), { etag }))
         t.is((err as { code?: string }).code, 'HTTP_HEADER_INVALID', JSON.stringify(etag))
       }
       t.is(s.ranges.length, 0, 'nothing reached the server')
@@ -99,7 +99,7 @@ for (const client of ['native', 'node'] as BlobHttpClient[]) {
 
   test(`${client}: only http and https URLs are read (HTTP_URL_REFUSED)`, async (t) => {
     for (const url of ['file:///etc/passwd', 'ftp://127.0.0.1/c/b', 'gopher://127.0.0.1/c/b']) {
-      const err = await t.throwsAsync(async () => rangeReader(url, { maxTries: 1 }, client).readInto(0, Buffer.alloc(16)))
+      const err = await t.throwsAsync(async () => (await rangeReader(url, { maxTries: 1 }, client)).readInto(0, Buffer.alloc(16)))
       t.is((err as { code?: string }).code, 'HTTP_URL_REFUSED', url)
     }
   })
@@ -141,7 +141,7 @@ for (const client of ['native', 'node'] as BlobHttpClient[]) {
       const s = await server((_req, res, _n, [a, b]) => answer(res, a, b))
       try {
         const target = Buffer.alloc(8192, 0xee)
-        const err = await t.throwsAsync(rangeReader(s.url, { maxTries: 1 }, client).readInto(16384, target))
+        const err = await t.throwsAsync((await rangeReader(s.url, { maxTries: 1 }, client)).readInto(16384, target))
         t.is(err?.name, 'UnaskedBytesError', err?.message)
         t.regex(err?.message ?? '', /asked for bytes 16384-24575/)
         t.true(
@@ -165,7 +165,7 @@ for (const client of ['native', 'node'] as BlobHttpClient[]) {
       else socket.write(answer(a, b))
     })
     try {
-      const reader = rangeReader(`${raw.url}/c/b?sv=x&sig=y`, { maxTries: 1 }, client)
+      const reader = await rangeReader(`${raw.url}/c/b?sv=x&sig=y`, { maxTries: 1 }, client)
       const one = Buffer.alloc(4096)
       await reader.readInto(0, one)
       t.true(one.equals(blob.subarray(0, 4096)))
@@ -193,10 +193,10 @@ for (const client of ['native', 'node'] as BlobHttpClient[]) {
     })
     try {
       const whole = Buffer.alloc(small.length)
-      await rangeReader(s.url, { maxTries: 1 }, client).readInto(0, whole)
+      await (await rangeReader(s.url, { maxTries: 1 }, client)).readInto(0, whole)
       t.true(whole.equals(small))
       const part = Buffer.alloc(4096, 0xee)
-      const err = await t.throwsAsync(rangeReader(s.url, { maxTries: 1 }, client).readInto(0, part))
+      const err = await t.throwsAsync((await rangeReader(s.url, { maxTries: 1 }, client)).readInto(0, part))
       t.is(err?.name, 'UnaskedBytesError')
       t.true(part.every((x) => x === 0xee))
     } finally {

@@ -5,7 +5,8 @@ import path from 'node:path'
 import { VeritySource } from '../../src/verity/verity-source.js'
 import { IntactReads } from '../../src/verity/intact-reads.js'
 import { VerityMismatchError } from '../../src/verity/errors.js'
-import { BlockCache } from '../../src/storage/block-cache.js'
+import { BlockCache } from '../../src/cache/block-cache.js'
+import { cacheOver } from '../../src/cache/cache-over.js'
 import { pino } from 'pino'
 import { MemorySource } from '../helpers/memory-source.js'
 import { tempDir } from '../helpers/temp.js'
@@ -89,7 +90,7 @@ conformance({
   open: async () => {
     const { opened, dataSource, hashSource } = open(wide.data, wide.area, wide.root, { hashCacheBytes: SMALLEST_HASH_CACHE })
     const verity = await opened
-    const cache = BlockCache.over(verity, { blockSize: 1024 * 1024, memoryBytes: 4 * 1024 * 1024, readaheadBlocks: 1 })
+    const cache = cacheOver(verity, { blockSize: 1024 * 1024, memoryBytes: 4 * 1024 * 1024, readaheadBlocks: 1 })
     return {
       source: new IntactReads(cache, verity),
       bytes: wide.data,

@@ -1,10 +1,10 @@
 import test from 'ava'
 import { randomBytes } from 'node:crypto'
-import { BlockCache } from '../../src/storage/block-cache.js'
+import { cacheOver } from '../../src/cache/cache-over.js'
 import { isWritable, type WritableRangeSource } from '../../src/storage/range-source.js'
 import { GatheringMemorySource, WritableMemorySource } from '../helpers/memory-source.js'
 import { Random } from '../helpers/random.js'
-import { conformance } from './conformance.js'
+import { conformance } from '../storage/conformance.js'
 import { sameBytes } from '../helpers/bytes.js'
 import { within } from '../helpers/time.js'
 
@@ -23,7 +23,7 @@ for (const [name, Source, seed] of [
     writable: true,
     open: async () => {
       const source = new Source(new Random(seed).bytes(2 * 1024 * KiB))
-      const cache = BlockCache.over(source, { ...opts, memoryBytes: 256 * KiB })
+      const cache = cacheOver(source, { ...opts, memoryBytes: 256 * KiB })
       return { source: cache, bytes: Buffer.from(source.bytes), readsBelow: () => source.reads, closedBelow: () => source.closed, persisted: async () => Buffer.from(source.bytes) }
     },
   })
@@ -31,7 +31,7 @@ for (const [name, Source, seed] of [
 
 test('writes are read back at once and reach the source, 512-aligned and coalesced per block, on flush', async (t) => {
   const src = new WritableMemorySource(1024 * KiB)
-  const cache = BlockCache.over(src, opts)
+  const cache = cacheOver(src, opts)
   const a = randomBytes(100)
   const b = randomBytes(3000)
   await cache.write(10, a)
@@ -48,7 +48,7 @@ test('writes are read back at once and reach the source, 512-aligned and coalesc
 
 test('a write across blocks is written back joined, in 512-aligned pieces of at most 4 MiB, without reading what it covers', async (t) => {
   const src = new WritableMemorySource(16 * 1024 * KiB)
-  const cache = BlockCache.over(src, opts)
+  const cache = cacheOver(src, opts)
   const data = randomBytes(300 * KiB)
   await cache.write(50 * KiB, data)
   await cache.flush()
@@ -58,7 +58,7 @@ test('a write across blocks is written back joined, in 512-aligned pieces of at 
   await cache.close()
   // 9 MiB in 1 MiB writes, as FUSE sends them: joined, cut at 4 MiB, and whole pieces streamed
   // out while the writer goes on, so that the flush finds only the tail left.
-  const roomy = BlockCache.over(src, { ...opts, blockSize: 2048 * KiB, memoryBytes: 32 * 1024 * KiB })
+  const roomy = cacheOver(src, { ...opts, blockSize: 2048 * KiB, memoryBytes: 32 * 1024 * KiB })
   const big = randomBytes(9 * 1024 * KiB)
   const before = src.writeLog.length
   for (let off = 0; off < big.length; off += 1024 * KiB) await roomy.write(4 * 1024 * KiB + off, big.subarray(off, off + 1024 * KiB))
@@ -89,7 +89,7 @@ test('a write across blocks is written back joined, in 512-aligned pieces of at 
 
 test('a failing write-back rejects the flush, keeps the data dirty, and the next flush delivers it', async (t) => {
   const src = new WritableMemorySource(512 * KiB)
-  const cache = BlockCache.over(src, opts)
+  const cache = cacheOver(src, opts)
   const data = randomBytes(5000)
   await cache.write(4096, data)
   src.failWrites = true
@@ -106,7 +106,7 @@ test('a failing write-back rejects the flush, keeps the data dirty, and the next
 
 test('dirty blocks are never evicted: writing more than the memory budget writes back instead of losing data', async (t) => {
   const src = new WritableMemorySource(4096 * KiB)
-  const cache = BlockCache.over(src, opts)
+  const cache = cacheOver(src, opts)
   const data = randomBytes(2048 * KiB)
   for (let off = 0; off < data.length; off += 32 * KiB) await cache.write(off, data.subarray(off, off + 32 * KiB))
   t.true(cache.stats().peakBytes <= 512 * KiB)
@@ -120,7 +120,7 @@ test('short of memory, whole 4 MiB pieces are written back first and the gaps of
   // bench, write-backs averaged 2.2 MiB as memory ran short with holes still open).
   const MiB = 1024 * KiB
   const src = new WritableMemorySource(16 * MiB)
-  const cache = BlockCache.over(src, { ...opts, blockSize: MiB, memoryBytes: 6 * MiB })
+  const cache = cacheOver(src, { ...opts, blockSize: MiB, memoryBytes: 6 * MiB })
   const data = randomBytes(12 * MiB)
   const put = (mib: number) => cache.write(mib * MiB, data.subarray(mib * MiB, (mib + 1) * MiB))
   for (const mib of [1, 2, 3, 5, 0, 7, 8, 9, 4, 6, 11, 10]) await put(mib)
@@ -139,7 +139,7 @@ test('short of memory, whole 4 MiB pieces are written back first and the gaps of
 test('a gathering writer is sent the ranges themselves; a range written again on the way is copied, so storage gets the older bytes, then the newer', async (t) => {
   const src = new GatheringMemorySource(1024 * KiB)
   src.delayMs = 30
-  const cache = BlockCache.over(src, opts)
+  const cache = cacheOver(src, opts)
   const older = randomBytes(128 * KiB)
   const newer = randomBytes(128 * KiB)
   await cache.write(0, older)
@@ -158,20 +158,20 @@ test('a gathering writer is sent the ranges themselves; a range written again on
 
 test('close flushes what is dirty; a read-only source gives a cache without write()', async (t) => {
   const src = new WritableMemorySource(256 * KiB)
-  const cache = BlockCache.over(src, opts)
+  const cache = cacheOver(src, opts)
   const data = randomBytes(1000)
   await cache.write(2048, data)
   await cache.close()
   t.deepEqual(src.bytes.subarray(2048, 3048), data)
   const { MemorySource } = await import('../helpers/memory-source.js')
-  const readOnly = BlockCache.over(new MemorySource(64 * KiB), opts)
+  const readOnly = cacheOver(new MemorySource(64 * KiB), opts)
   t.false(isWritable(readOnly))
   t.is((readOnly as Partial<WritableRangeSource>).write, undefined)
 })
 
 test('the timer writes dirty data back without a flush', async (t) => {
   const src = new WritableMemorySource(256 * KiB)
-  const cache = BlockCache.over(src, { ...opts, writeBackIntervalMs: 50 })
+  const cache = cacheOver(src, { ...opts, writeBackIntervalMs: 50 })
   const data = randomBytes(512)
   const started = Date.now()
   await cache.write(0, data)
@@ -187,7 +187,7 @@ test('the timer writes dirty data back without a flush', async (t) => {
 
 test('an fsync on storage that takes writes and never answers fails within its bound; the next ones, while it stays down, within the short bound; nothing is lost', async (t) => {
   const src = new WritableMemorySource(512 * KiB)
-  const cache = BlockCache.over(src, { ...opts, flushTimeoutMs: 400, downFlushTimeoutMs: 100 })
+  const cache = cacheOver(src, { ...opts, flushTimeoutMs: 400, downFlushTimeoutMs: 100 })
   const data = randomBytes(8192)
   await cache.write(0, data)
   let answer!: () => void
@@ -212,7 +212,7 @@ test('an fsync on storage that takes writes and never answers fails within its b
 
 test('closing when write-backs cannot land: the source below is closed anyway, and the error lists exactly the bytes that were lost', async (t) => {
   const src = new WritableMemorySource(512 * KiB)
-  const cache = BlockCache.over(src, { ...opts, flushTimeoutMs: 200, downFlushTimeoutMs: 100 })
+  const cache = cacheOver(src, { ...opts, flushTimeoutMs: 200, downFlushTimeoutMs: 100 })
   await cache.write(4096, randomBytes(5000))
   await cache.write(100_000, randomBytes(1000))
   src.failWrites = true

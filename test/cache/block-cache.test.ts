@@ -1,10 +1,11 @@
 import test from 'ava'
-import { BlockCache } from '../../src/storage/block-cache.js'
+import { BlockCache } from '../../src/cache/block-cache.js'
+import { cacheOver } from '../../src/cache/cache-over.js'
 import type { CacheMirror } from '../../src/storage/native-view.js'
 import { MemorySource } from '../helpers/memory-source.js'
 import { Random, randomFor } from '../helpers/random.js'
 import { within } from '../helpers/time.js'
-import { conformance } from './conformance.js'
+import { conformance } from '../storage/conformance.js'
 
 const KIB = 1024
 const BS = 64 * KIB
@@ -35,7 +36,7 @@ conformance({
   name: 'BlockCache over a MemorySource',
   open: async () => {
     const source = new MemorySource(new Random(20).bytes(20 * BS + 1000))
-    const cache = BlockCache.over(source, { blockSize: BS, memoryBytes: 6 * BS, readaheadBlocks: 2 })
+    const cache = cacheOver(source, { blockSize: BS, memoryBytes: 6 * BS, readaheadBlocks: 2 })
     const failBelow = () => {
       source.failReads = true
       source.delayMs = 20
