@@ -121,15 +121,19 @@ export class BlobSource extends FillingSource {
   protected async fill(offset: number, buf: Buffer, signal?: AbortSignal): Promise<void> {
     const length = buf.length
     const what = `reading ${length} bytes at ${offset}`
+    let gated: { signal: AbortSignal; unlink(): void } | undefined
     try {
       this.checkUsable()
       const conditions = this.readConditions()
+      gated = this.gate.forRead(signal)
       // One ranged GET per call (the block cache above decides sizes and parallelism). Retries are
       // withStorageRetry's (429 and Retry-After included); a body that breaks off part-way is
       // resumed inside the attempt.
-      await withStorageRetry(this.retryContext(what, this.gate.forRead(signal), length), (abortSignal) => this.getter.readInto(offset, buf, { signal: abortSignal, ...conditions }))
+      await withStorageRetry(this.retryContext(what, gated.signal, length), (abortSignal) => this.getter.readInto(offset, buf, { signal: abortSignal, ...conditions }))
     } catch (err) {
       throw this.failed(err, what)
+    } finally {
+      gated?.unlink()
     }
   }
 
@@ -218,12 +222,16 @@ export class WritableBlobSource extends BlobSource implements WritableRangeSourc
   private async put(offset: number, length: number, send: (signal: AbortSignal) => Promise<void>): Promise<void> {
     checkRange(this.size, offset, length)
     const what = `writing ${length} bytes at ${offset}`
+    let gated: { signal: AbortSignal; unlink(): void } | undefined
     try {
       this.checkUsable()
+      gated = this.gate.forWrite()
       // Put Page is idempotent: retrying a write whose answer was lost writes the same bytes again.
-      await withStorageRetry(this.retryContext(what, this.gate.forWrite(), length), send)
+      await withStorageRetry(this.retryContext(what, gated.signal, length), send)
     } catch (err) {
       throw this.failed(err, what)
+    } finally {
+      gated?.unlink()
     }
   }
 

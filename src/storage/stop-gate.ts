@@ -1,4 +1,5 @@
 import { setMaxListeners } from 'node:events'
+import { linkSignals } from '../retry/linked-signal.js'
 import { StorageError } from './errors.js'
 
 /**
@@ -48,17 +49,17 @@ export class StopGate {
     return this.o.writeGraceMs ?? STOP_WRITE_GRACE_MS
   }
 
-  /** The signal a read goes out with (the caller's and the stop's); throws once no read may go out. */
-  forRead(signal?: AbortSignal): AbortSignal {
+  /** The signal a read goes out with (the caller's and the stop's), to unlink() once it has settled; throws once no read may go out. */
+  forRead(signal?: AbortSignal): { signal: AbortSignal; unlink(): void } {
     const stop = this.o.writable && this.stopping ? this.writes.signal : this.reads.signal
     stop.throwIfAborted()
-    return signal ? AbortSignal.any([signal, stop]) : stop
+    return linkSignals(signal, stop)
   }
 
-  /** The signal a write goes out with; throws once the grace after the stop has run out. */
-  forWrite(signal?: AbortSignal): AbortSignal {
+  /** The signal a write goes out with, to unlink() once it has settled; throws once the grace after the stop has run out. */
+  forWrite(signal?: AbortSignal): { signal: AbortSignal; unlink(): void } {
     this.writes.signal.throwIfAborted()
-    return signal ? AbortSignal.any([signal, this.writes.signal]) : this.writes.signal
+    return linkSignals(signal, this.writes.signal)
   }
 
   /** Ends everything still in flight (the source is closing). */
