@@ -18,8 +18,8 @@ export class FetchScheduler {
   private readonly prefetchQueue: Extent[] = []
   /** When a random read last had to fetch (performance.now()). */
   private randomDemandAt = Number.NEGATIVE_INFINITY
-  /** Transfers under way: whether each runs as readahead, and since when. */
-  private readonly started = new Map<Extent, { prefetch: boolean; at: number }>()
+  /** Transfers under way: whether each runs as readahead, since when, and how much readahead ran when it started. */
+  private readonly started = new Map<Extent, { prefetch: boolean; at: number; beside: number }>()
   private runningPrefetch = 0
   /** Random readers' fetches, whose latency steers the throttle. */
   private readonly randomFetches = new WeakSet<Extent>()
@@ -42,7 +42,7 @@ export class FetchScheduler {
       e.queued = undefined
       this.running++
       if (asPrefetch) this.runningPrefetch++
-      this.started.set(e, { prefetch: asPrefetch, at: performance.now() })
+      this.started.set(e, { prefetch: asPrefetch, at: performance.now(), beside: this.runningPrefetch })
       start()
     }
     if (prefetch) {
@@ -81,7 +81,7 @@ export class FetchScheduler {
     if (!s) return
     this.started.delete(e)
     if (s.prefetch) this.runningPrefetch--
-    if (ok && this.randomFetches.has(e)) this.throttle.observe(performance.now() - s.at, s.at, this.runningPrefetch)
+    if (ok && this.randomFetches.has(e)) this.throttle.observe(performance.now() - s.at, s.at, s.beside)
   }
 
   /** `e` is a random reader's fetch: the reader is active, and the fetch's latency is measured. */

@@ -6,7 +6,7 @@ import { HttpError } from './errors.js'
 import { defaultCaPems } from './trust-store.js'
 
 export interface RequestOptions {
-  method?: 'GET' | 'POST' | 'PUT'
+  method?: 'GET' | 'HEAD' | 'POST' | 'PUT'
   headers?: Record<string, string>
   body?: string
   /** Extra CA certificates (PEM) trusted on top of Node's roots and NODE_EXTRA_CA_CERTS. */
