@@ -8,6 +8,7 @@ import { ATTESTATION_MODES } from '../attestation/providers/provider.js'
 import { defaultSimulatedStateDir } from '../attestation/providers/simulated.js'
 import { AttestationContext } from '../attestation/context.js'
 import { MaaUserAgent } from '../maa/user-agent.js'
+import { isLoopback } from '../config/validate.js'
 import { AASP_AGENT_NAME } from '../keyprovider-grpc/protocol.js'
 import { skrConfigOf } from './skr-config.js'
 import { wrapFile } from './wrap-command.js'
@@ -15,8 +16,6 @@ import { startSkrServices } from './skr-services.js'
 
 /** Go's AASP defaults: gRPC on 127.0.0.1:50000, the HTTP API on localhost:8080, log level debug. */
 export const AASP_DEFAULTS = { keyproviderSock: '127.0.0.1:50000', httpPort: '8080', loglevel: 'debug' } as const
-
-const LOOPBACK = /^(localhost|127\.\d+\.\d+\.\d+|::1)$/
 
 /**
  * `-keyprovider_sock host:port`, as Go AASP gave it to net.Listen. A loopback host listens on
@@ -28,7 +27,7 @@ export function keyproviderPort(sock: string, unsafeListen: string | undefined):
   const port = Number(m?.[3])
   if (!m || port > 65535) throw new UsageError(`-keyprovider_sock ${JSON.stringify(sock)} is not host:port (Go AASP's default is ${AASP_DEFAULTS.keyproviderSock})`)
   const host = m[1] ?? m[2] ?? ''
-  if (!LOOPBACK.test(host) && !unsafeListen) {
+  if (!isLoopback(host) && !unsafeListen) {
     throw new UsageError(
       `-keyprovider_sock ${sock} would listen beyond loopback, where anyone who reaches it can unwrap this pod's secrets: use 127.0.0.1:${port}, or add --unsafe-listen ${host || '0.0.0.0'} if that is meant`,
     )

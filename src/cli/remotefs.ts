@@ -19,6 +19,7 @@ import type { RunningSkr } from './skr-services.js'
 import { defaultSimulatedStateDir } from '../attestation/providers/simulated.js'
 import { asProgram, exitWith } from './fail.js'
 import { startProgram } from './command-logger.js'
+import { learnMaaUserAgent } from '../skr/learn-maa-user-agent.js'
 import { kdfBudgetOptions, kdfBudgetFrom } from './kdf-options.js'
 import { ATTESTATION_MODES } from '../attestation/providers/provider.js'
 
@@ -328,6 +329,8 @@ export async function main(argv: string[]): Promise<void> {
     run.status = new ServiceStatus(plans.map((p) => ({ index: p.index, mountPoint: p.mountPoint })))
     const s = run.status
     await serveSkr(run, { args, api, attestation, config, skr, maaUserAgent, vaultHosts, logger })
+    // Served, the API and gRPC learn it; else the filesystems' own releases still carry Go's default.
+    if (!run.services && plans.some((p) => p.key.kind === 'release')) learnMaaUserAgent(maaUserAgent, config.azure_info?.identity, logger, controller.signal)
     run.remotefs = await startRemotefs({
       plans,
       onState: (index, state, detail) => s.update(index, state, detail),
@@ -342,7 +345,7 @@ export async function main(argv: string[]): Promise<void> {
       signal: controller.signal,
     })
   } catch (err) {
-    await run.services?.close().catch(() => {})
+    await closeServices(run, logger)
     // A signal during start-up aborts whatever runs (a key derivation, a key release, a download)
     // and start-up undoes itself: that is a clean stop, not a failure.
     if (run.stopRequested) {

@@ -6,7 +6,7 @@ import { ServiceStatus } from '../api/status.js'
 import { buildApi, listenApi } from '../api/server.js'
 import { KeyProviderService } from '../keyprovider-grpc/service.js'
 import { listenKeyProvider } from '../keyprovider-grpc/server.js'
-import { vaultToken } from '../skr/vault-token.js'
+import { learnMaaUserAgent } from '../skr/learn-maa-user-agent.js'
 import type { VaultHost } from '../skr/vault-hosts.js'
 import { EncfsError } from '../errors/encfs-error.js'
 
@@ -40,11 +40,10 @@ export async function startSkrServices(o: SkrServiceOptions): Promise<RunningSkr
   const { logger } = o
   const closers: (() => Promise<void>)[] = []
   const learning = new AbortController()
-  // Go asks for a Key Vault token (vault.azure.net) only to read who this deployment is.
-  void o.maaUserAgent.learn(() => vaultToken({ endpoint: 'vault.azure.net', audience: 'https://vault.azure.net' }, o.identity, { logger, signal: learning.signal }), logger)
+  learnMaaUserAgent(o.maaUserAgent, o.identity, logger, learning.signal)
   const close = async () => {
     learning.abort()
-    for (const c of closers.reverse()) await c().catch((err: unknown) => logger.warn({ err }, 'stopping a server failed'))
+    for (const c of [...closers].reverse()) await c().catch((err: unknown) => logger.warn({ err }, 'stopping a server failed'))
   }
   let grpcAddresses: string[] | undefined
   try {

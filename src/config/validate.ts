@@ -17,7 +17,8 @@ const HEX = /^[0-9a-fA-F]*$/
 const HOST_PORT = /^[A-Za-z0-9.-]+(:\d{1,5})?$/
 const LOOPBACK = new Set(['localhost', '127.0.0.1', '[::1]', '::1'])
 
-function isLoopback(host: string): boolean {
+/** localhost, 127.0.0.0/8 or ::1 (bracketed or not). */
+export function isLoopback(host: string): boolean {
   return LOOPBACK.has(host) || /^127\.\d+\.\d+\.\d+$/.test(host)
 }
 

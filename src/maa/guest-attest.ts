@@ -1,7 +1,6 @@
 import { createDecipheriv, type CipherGCMTypes } from 'node:crypto'
 import { MaaError } from './errors.js'
 import { postForToken, type MaaOptions } from './client.js'
-import { urlBase64 } from './attest-request.js'
 
 /**
  * MAA's guest attestation of an Azure confidential VM (`POST /attest/AzureGuest`,
@@ -38,7 +37,7 @@ const b64 = (b: Buffer) => b.toString('base64')
 /** The AttestationInfo JSON, member names and encodings as Azure's guest attestation library sends them. */
 export function guestAttestationInfo(e: GuestEvidence): Record<string, unknown> {
   const pcrs = [...e.pcrs.keys()].sort((a, b) => a - b)
-  const proof = JSON.stringify({ SnpReport: urlBase64(e.snpReport).replace(/=+$/, ''), VcekCertChain: urlBase64(Buffer.from(e.vcekCertChain)).replace(/=+$/, '') })
+  const proof = JSON.stringify({ SnpReport: e.snpReport.toString('base64url'), VcekCertChain: Buffer.from(e.vcekCertChain).toString('base64url') })
   return {
     AttestationProtocolVersion: GUEST_PROTOCOL_VERSION,
     OSType: b64(Buffer.from(e.os.type)),
@@ -108,6 +107,7 @@ export function parseEncryptedGuestToken(token: string): EncryptedGuestToken {
 export function decryptGuestToken(t: EncryptedGuestToken, innerKey: Buffer): string {
   try {
     if (![16, 24, 32].includes(innerKey.length)) throw new Error(`the inner key has ${innerKey.length} bytes`)
+    if (innerKey.length * 8 !== t.keyBits) throw new Error(`the inner key has ${innerKey.length * 8} bits, the answer says ${t.keyBits}`)
     const d = createDecipheriv(`aes-${innerKey.length * 8}-gcm` as CipherGCMTypes, innerKey, t.iv)
     d.setAAD(GUEST_TOKEN_AAD)
     d.setAuthTag(t.tag)

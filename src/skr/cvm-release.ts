@@ -6,7 +6,7 @@ import { guestPlatform } from '../attestation/guest-platform.js'
 import { attestAzureGuest, decryptGuestToken, type GuestEvidence } from '../maa/guest-attest.js'
 import { verifyMaaToken } from '../maa/token-verify.js'
 import { AZURE_VTPM, ATTESTED_PCRS, type EphemeralKey } from '../tpm/vtpm.js'
-import { vaultRelease, type ReleaseOptions } from './vault-release.js'
+import { stepLogger, vaultRelease, type ReleaseOptions } from './vault-release.js'
 import type { VaultHost } from './vault-hosts.js'
 import { SkrError } from './errors.js'
 import { aesKeyUnwrap, splitWrappedKey } from './unwrap.js'
@@ -61,7 +61,7 @@ export async function gatherGuestEvidence(
  */
 export async function releaseKeyOnCvm(provider: VtpmProvider, o: ReleaseOptions & { vault: VaultHost }): Promise<ReleasedKey> {
   const logger = o.logger ?? silentLogger
-  const step = (name: string, extra: Record<string, unknown> = {}) => logger.info({ kid: o.kid, ...extra }, `key release: ${name}`)
+  const step = stepLogger(o)
   const tpm = provider.tpm
 
   const { evidence, key } = await gatherGuestEvidence(provider, o, step)
@@ -73,9 +73,8 @@ export async function releaseKeyOnCvm(provider: VtpmProvider, o: ReleaseOptions 
   await verifyMaaToken(token, { endpoint: o.maaEndpoint, ca: o.ca, signal: o.signal, logger, attempts: o.attempts })
 
   const { key: released, enc, ciphertext } = await vaultRelease(o, token, CVM_WRAP, step)
-  if (enc !== CVM_WRAP) step('the vault wrapped with another algorithm than asked', { enc })
-  const { hash, rsa, kwp } = splitWrappedKey(ciphertext, enc, key.parsed.modulus.length)
-  if (hash !== 'sha256') throw new SkrError('SKR_UNWRAP_ALGORITHM', `the vault wrapped with ${enc}; the vTPM decrypts RSA-OAEP with SHA-256 only (${CVM_WRAP})`)
+  if (enc !== CVM_WRAP) throw new SkrError('SKR_UNWRAP_ALGORITHM', `the vault wrapped with ${enc}; the vTPM decrypts RSA-OAEP with SHA-256 only (${CVM_WRAP})`)
+  const { rsa, kwp } = splitWrappedKey(ciphertext, enc, key.parsed.modulus.length)
   step('unwrapping with the vTPM')
   const kek = await tpm.decrypt(key, rsa, 'oaep-sha256', 'the released key')
   const plaintext = aesKeyUnwrap(kek, kwp)

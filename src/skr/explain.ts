@@ -1,8 +1,7 @@
 import { silentLogger } from '../log/logger.js'
 import { fetchKeyReleasePolicy } from './key-policy.js'
 import { attestWrappingKey, type ReleaseOptions } from './release.js'
-import { vaultBearer } from './vault-release.js'
-import { trustedVault } from './vault-hosts.js'
+import { releaseVault, stepLogger, vaultBearer } from './vault-release.js'
 import { evaluateReleasePolicy, type PolicyEvaluation } from './release-policy.js'
 import { explainEvaluation } from './release-explain.js'
 
@@ -21,14 +20,14 @@ export interface ReleaseExplanation {
  */
 export async function explainRelease(o: ReleaseOptions): Promise<ReleaseExplanation> {
   const logger = o.logger ?? silentLogger
-  const step = (name: string, extra: Record<string, unknown> = {}) => logger.info({ kid: o.kid, ...extra }, `release explain: ${name}`)
+  const step = stepLogger(o, 'release explain')
   // As a release: the bearer token goes to this host only if it is a vault.
-  const vault = trustedVault(o.akvEndpoint, { field: o.akvField ?? 'the vault endpoint', hosts: o.vaultHosts })
+  const vault = releaseVault(o)
   const { attestation } = await attestWrappingKey(o, step, logger)
   const bearer = await vaultBearer({ ...o, vault }, step, logger)
-  step('reading the key and its release policy', { akv: o.akvEndpoint })
-  const key = await fetchKeyReleasePolicy({ akvEndpoint: o.akvEndpoint, kid: o.kid, bearer, ca: o.ca, logger, signal: o.signal })
+  step('reading the key and its release policy', { akv: vault.endpoint })
+  const key = await fetchKeyReleasePolicy({ akvEndpoint: vault.endpoint, kid: o.kid, bearer, ca: o.ca, logger, signal: o.signal })
   const evaluation = evaluateReleasePolicy(key.policy, attestation)
   step('release policy evaluated', { allowed: evaluation.ok })
-  return { evaluation, claims: attestation.claims, lines: explainEvaluation(evaluation, { kid: o.kid, vault: o.akvEndpoint, claims: attestation.claims }) }
+  return { evaluation, claims: attestation.claims, lines: explainEvaluation(evaluation, { kid: o.kid, vault: vault.endpoint, claims: attestation.claims }) }
 }

@@ -7,9 +7,8 @@ import { attestVerified, type VerifiedAttestation } from '../maa/verified-attest
 import { generateWrappingKey, type WrappingKey } from './wrapping-key.js'
 import { unwrapReleasedKey } from './unwrap.js'
 import { interpretReleasedKey, type ReleasedKey } from './released-key.js'
-import { vaultRelease, type ReleaseOptions, type Step } from './vault-release.js'
+import { releaseVault, stepLogger, vaultRelease, type ReleaseOptions, type Step } from './vault-release.js'
 import { releaseKeyOnCvm } from './cvm-release.js'
-import { trustedVault } from './vault-hosts.js'
 
 export type { ReleaseOptions } from './vault-release.js'
 
@@ -36,10 +35,10 @@ export async function attestWrappingKey(o: ReleaseOptions, step: Step, logger: L
  */
 export async function releaseKey(o: ReleaseOptions): Promise<ReleasedKey> {
   // Before anything: the MAA token and the vault token go to this host only if it is a vault.
-  const vault = trustedVault(o.akvEndpoint, { field: o.akvField ?? 'the vault endpoint', hosts: o.vaultHosts })
+  const vault = releaseVault(o)
   if (isVtpm(o.provider)) return releaseKeyOnCvm(o.provider, { ...o, vault })
   const logger = o.logger ?? silentLogger
-  const step: Step = (name, extra = {}) => logger.info({ kid: o.kid, ...extra }, `key release: ${name}`)
+  const step = stepLogger(o)
   // Go's lines (pkg/skr), which its troubleshooting guides quote; never the bearer token.
   logger.info('Performing secure key release...')
   logger.debug(

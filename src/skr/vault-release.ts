@@ -10,7 +10,7 @@ import { SkrError } from './errors.js'
 import { verifyReleaseJws } from './release-jws.js'
 import { defaultTrustedRoots } from './trust.js'
 import { vaultToken } from './vault-token.js'
-import type { VaultHost } from './vault-hosts.js'
+import { trustedVault, type VaultHost } from './vault-hosts.js'
 
 export interface ReleaseOptions {
   /** MAA host (port allowed), no scheme. */
@@ -43,6 +43,17 @@ export interface ReleaseOptions {
 
 export type Step = (name: string, extra?: Record<string, unknown>) => void
 
+/** A release's progress lines (`<prefix>: <step>`, info, with the kid). */
+export function stepLogger(o: { kid: string; logger?: Logger }, prefix = 'key release'): Step {
+  const logger = o.logger ?? silentLogger
+  return (name, extra = {}) => logger.info({ kid: o.kid, ...extra }, `${prefix}: ${name}`)
+}
+
+/** The release's vault as trustedVault() accepts it (before any token is minted), named by the field that gave it. */
+export function releaseVault(o: Pick<ReleaseOptions, 'akvEndpoint' | 'akvField' | 'vaultHosts'>): VaultHost {
+  return trustedVault(o.akvEndpoint, { field: o.akvField ?? 'the vault endpoint', hosts: o.vaultHosts })
+}
+
 /** The caller's bearer token for the vault, else the identity's. */
 export async function vaultBearer(o: Pick<ReleaseOptions, 'accessToken' | 'identity' | 'signal'> & { vault: VaultHost }, step: Step, logger: Logger): Promise<string> {
   if (o.accessToken) return o.accessToken
@@ -62,7 +73,7 @@ export interface VaultRelease {
  * (signature, chain, the vault's host name), the wrapped key taken out of key_hsm.
  */
 export async function vaultRelease(
-  o: Pick<ReleaseOptions, 'akvEndpoint' | 'kid' | 'accessToken' | 'identity' | 'ca' | 'logger' | 'signal' | 'attempts'> & {
+  o: Pick<ReleaseOptions, 'kid' | 'accessToken' | 'identity' | 'ca' | 'logger' | 'signal' | 'attempts'> & {
     /** The vault as trustedVault() accepted it: nothing reaches a host that was not checked first. */
     vault: VaultHost
   },
@@ -72,9 +83,9 @@ export async function vaultRelease(
 ): Promise<VaultRelease> {
   const logger = o.logger ?? silentLogger
   const bearer = await vaultBearer(o, step, logger)
-  step('requesting the release', { akv: o.akvEndpoint })
+  step('requesting the release', { akv: o.vault.endpoint })
   logger.info(`Releasing key ${o.kid}...`)
-  const url = `https://${o.akvEndpoint}/keys/${o.kid}/release?api-version=7.4`
+  const url = `https://${o.vault.endpoint}/keys/${o.kid}/release?api-version=7.4`
   const res = await request(url, {
     method: 'POST',
     headers: { 'content-type': 'application/json', authorization: `Bearer ${bearer}` },
@@ -99,7 +110,7 @@ export async function vaultRelease(
     const unavailable = res.status === 408 || res.status === 429 || res.status >= 500
     throw new SkrError(
       unavailable ? 'SKR_RELEASE_UNAVAILABLE' : 'SKR_RELEASE_REFUSED',
-      `key release of ${o.kid} from ${o.akvEndpoint} failed with HTTP ${res.status} ${detail}${hint}`,
+      `key release of ${o.kid} from ${o.vault.endpoint} failed with HTTP ${res.status} ${detail}${hint}`,
       { upstreamStatus: res.status },
     )
   }
@@ -109,11 +120,11 @@ export async function vaultRelease(
   } catch {
     jws = undefined
   }
-  if (typeof jws !== 'string') throw new SkrError('SKR_JWS_INVALID', `key release from ${o.akvEndpoint} answered without a JWS value`)
+  if (typeof jws !== 'string') throw new SkrError('SKR_JWS_INVALID', `key release from ${o.vault.endpoint} answered without a JWS value`)
 
   step("verifying the vault's signature")
   const roots = [...defaultTrustedRoots(), ...(o.ca ?? []).map((p) => new X509Certificate(p))]
-  const payload = await verifyReleaseJws(jws, { host: o.akvEndpoint, roots })
+  const payload = await verifyReleaseJws(jws, { host: o.vault.endpoint, roots })
   const key = payload.response?.key?.key
   const enc = payload.request?.enc
   if (!key?.key_hsm || !enc) throw new SkrError('SKR_JWS_INVALID', 'the key release payload lacks response.key.key.key_hsm or request.enc')

@@ -84,6 +84,8 @@ test.serial('an oct key (bearer token) and an RSA-derived key (managed identity 
   t.regex(log, /SIMULATED SEV-SNP report/)
   t.regex(log, /using the simulated chip's own VCEK chain as the certificate collateral/)
   t.regex(log, /key release: key released/)
+  // Without the API or gRPC, remotefs still learns Go skr's default MAA User-Agent from the identity.
+  t.regex(log, /setting default MAA User-Agent to: ConfidentialSkrContainer client_id=pod-identity/)
   t.false(log.includes(bearer), 'the bearer token is not logged')
   t.false(log.includes(octKey.toString('hex')) || log.includes(octKey.toString('base64url')), 'the key is not logged')
   t.true(imds.requests >= 1, 'the managed identity token came from IMDS')
