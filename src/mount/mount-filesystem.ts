@@ -146,6 +146,8 @@ export async function mountFilesystem(plan: FilesystemPlan, given: MountContext)
   stop.signal.addEventListener('abort', () => (stopBegan = Date.now()), { once: true })
   const busyWindowLeft = () => (stopBegan === undefined ? UNMOUNT_BUSY_WINDOW_MS : Math.max(0, UNMOUNT_BUSY_WINDOW_MS - (Date.now() - stopBegan)))
   const undo = new UndoStack(logger)
+  // Last step undone: the filesystem stops listening on remotefs's stop (a mount must not leave a listener behind).
+  undo.push('stop listening for the stop', async () => given.signal?.removeEventListener('abort', abortIo))
   const started = Date.now()
   const progress: Progress = (msg, extra = {}) => logger.info({ ms: Date.now() - started, ...extra }, msg)
   const done = <T extends { undo: Undo }>(what: string, step: T): T => {

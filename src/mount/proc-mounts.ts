@@ -25,21 +25,23 @@ export async function readMounts(): Promise<MountEntry[]> {
 }
 
 /**
- * The devices ("major:minor") of the filesystems mounted at or below `dir` in this process's
- * mount namespace (/proc/self/mountinfo). Loop devices are global to the kernel and name their
- * backing file by a path that means something only in the namespace that attached them; the
- * device of the filesystem holding that file (losetup's BACK-MAJ:MIN) does not repeat across
- * namespaces, so it tells our loop devices from another pod's with the same runtime path.
+ * The devices ("major:minor") of the filesystems mounted below `dir` in this process's mount
+ * namespace (/proc/self/mountinfo, `text` for tests). Loop devices are global to the kernel and
+ * name their backing file by a path that means something only in the namespace that attached
+ * them; the device of the filesystem holding that file (losetup's BACK-MAJ:MIN) does not repeat
+ * across namespaces, so it tells our loop devices from another pod's with the same runtime path.
+ * Only mounts strictly below `dir` (ours are FUSE mounts at `<dir>/N`, dead or alive): `dir`
+ * itself may be a volume whose disk backs loop devices that are not ours.
  */
-export async function mountDevicesUnder(dir: string): Promise<Set<string>> {
-  const text = await readFile('/proc/self/mountinfo', 'utf8')
+export async function devicesMountedBelow(dir: string, text?: string): Promise<Set<string>> {
+  const info = text ?? (await readFile('/proc/self/mountinfo', 'utf8'))
   const prefix = dir.endsWith('/') ? dir : `${dir}/`
   const devices = new Set<string>()
-  for (const line of text.split('\n')) {
+  for (const line of info.split('\n')) {
     const fields = line.split(' ')
     const device = fields[2]
     const target = unescapeOctal(fields[4] ?? '')
-    if (device && (target === dir || target.startsWith(prefix))) devices.add(device)
+    if (device && target.startsWith(prefix)) devices.add(device)
   }
   return devices
 }

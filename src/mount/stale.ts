@@ -2,7 +2,7 @@ import { lstat, readlink, unlink, access, rmdir } from 'node:fs/promises'
 import path from 'node:path'
 import type { Logger } from '../log/logger.js'
 import type { CommandRunner } from '../process/run.js'
-import { readMounts, isMounted, mountDevicesUnder, type MountEntry } from './proc-mounts.js'
+import { readMounts, isMounted, devicesMountedBelow, type MountEntry } from './proc-mounts.js'
 import { listLoops, detachLoop, type LoopDevice } from './loop.js'
 import { MountError } from './errors.js'
 import { unmountPath } from './ext4.js'
@@ -44,7 +44,7 @@ async function ourLoops(run: CommandRunner, runtimeDir: string, logger: Logger):
     logger.debug({ err }, 'cannot list loop devices')
     return [] as LoopDevice[]
   })
-  const devices = await mountDevicesUnder(path.resolve(runtimeDir))
+  const devices = await devicesMountedBelow(path.resolve(runtimeDir))
   return loops.filter((l) => l.backingDevice !== '' && devices.has(l.backingDevice))
 }
 

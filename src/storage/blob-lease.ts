@@ -76,6 +76,9 @@ export class BlobLease {
       })
     } catch (err) {
       if (!heldByAnother(err)) throw storageError(err, target, 'leasing the blob for writing')
+      // Never ours: a later start must not take it for a lease of its own earlier run. (On any other
+      // failure the id stays: a lease granted whose answer was lost is taken back at the next start.)
+      if (!stored) await rm(w.leaseIdFile, { force: true })
       throw new StorageError(
         'STORAGE_LEASED',
         `${redactUrl(target.url)} is leased by another writer (another remotefs mounting it read-write?); two writers would corrupt the filesystem. Stop the other one, or mount read-only`,

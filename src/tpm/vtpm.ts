@@ -80,7 +80,13 @@ export class Vtpm {
 
   async pcrValues(pcrs: readonly number[]): Promise<Map<number, Buffer>> {
     const values = await this.call('reading PCRs', (a) => a.pcrRead(this.tcti, [...pcrs]))
-    return new Map(pcrs.map((p) => [p, values[String(p)]!]))
+    return new Map(
+      pcrs.map((p) => {
+        const value = values[String(p)]
+        if (!value) throw new TpmError('TPM_DATA_INVALID', `the TPM answered no value for PCR ${p}`)
+        return [p, value]
+      }),
+    )
   }
 
   quote(qualifyingData: Buffer, pcrs: readonly number[]): Promise<SignedAttestation> {
