@@ -177,7 +177,8 @@ class Session : public Napi::ObjectWrap<Session> {
   dev_t device_ = 0;  // our connection's st_dev, from mountinfo at mount time
   EventChannel channel_;
   Napi::FunctionReference onEvent_;
-  bool channelMade_ = false;
+  // Read by FUSE and retry threads (Post), written on the main thread.
+  std::atomic<bool> channelMade_{false};
 
   // The loop thread and its end.
   std::thread loop_;

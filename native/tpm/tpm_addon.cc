@@ -12,6 +12,7 @@
 #include <tss2/tss2_tctildr.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdlib>
 #include <cstring>
 #include <map>
@@ -273,9 +274,11 @@ std::map<std::string, Bytes> EphemeralDecrypt(Context& c, const Bytes& authPolic
   TPM2B_DATA label{};
   Freed<TPM2B_PUBLIC_KEY_RSA> out;
   Check(Esys_RSA_Decrypt(c.get(), key, session, ESYS_TR_NONE, ESYS_TR_NONE, &in, &scheme, &label, &out.p), "Esys_RSA_Decrypt");
-  Bytes plain(out->buffer, out->buffer + out->size);
+  // Straight into the result: no other copy of the plaintext is left to free unwiped.
+  std::map<std::string, Bytes> result;
+  result["plaintext"].assign(out->buffer, out->buffer + out->size);
   std::memset(out->buffer, 0, out->size);
-  return {{"plaintext", plain}};
+  return result;
 }
 
 enum class Op { NvRead, NvWrite, ReadPublic, Quote, PcrRead, EphemeralKey, EphemeralDecrypt };
@@ -354,7 +357,8 @@ std::string TctiArg(const Napi::Value& v) {
 uint32_t HandleArg(const Napi::Value& v, uint32_t lo, uint32_t hi, const char* what) {
   if (!v.IsNumber()) throw Napi::TypeError::New(v.Env(), std::string(what) + " must be a number");
   double d = v.As<Napi::Number>().DoubleValue();
-  if (d != static_cast<double>(static_cast<uint32_t>(d)) || d < lo || d > hi) throw Napi::RangeError::New(v.Env(), std::string(what) + " is out of its handle range");
+  // Checked before any cast: a NaN, negative or too large double cast to uint32_t is undefined behaviour.
+  if (!std::isfinite(d) || std::trunc(d) != d || d < lo || d > hi) throw Napi::RangeError::New(v.Env(), std::string(what) + " is out of its handle range");
   return static_cast<uint32_t>(d);
 }
 
