@@ -6,7 +6,6 @@
 import test, { type ExecutionContext } from 'ava'
 import { spawn } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
-import { writeFile } from 'node:fs/promises'
 import path from 'node:path'
 import { BlobClient } from '@azure/storage-blob'
 import { E2eFixture, leftovers, waitUntil, type Sidecar, type TestImage } from '../helpers/e2e.js'
@@ -121,8 +120,7 @@ test.serial('a key release hanging on a stalled vault: SIGTERM during start-up e
   const vault = await startFaultProxy({ port: Number(s.akv.endpoint.split(':')[1]), tls: { pki: s.akv.pki, targetCa: s.akv.caPem } })
   e2e.defer(() => vault.stop())
   vault.stall()
-  const caFile = path.join(s.dir, 'ca.pem')
-  await writeFile(caFile, s.ca.join(''))
+  const caFile = s.caFile
   const ws = await e2e.workspace()
   const bearer = (await s.authority.issue(s.akv.audience, 'pod')).token
   const sidecar = await e2e.sidecar(

@@ -8,7 +8,7 @@ import { promisify } from 'node:util'
 import path from 'node:path'
 import type { E2eFixture } from './e2e.js'
 import type { SkrStack } from './skr-stack.js'
-import { startImdsEmulator, type ImdsEmulator } from '../../src/emulators/imds/server.js'
+import type { ImdsEmulator } from '../../src/emulators/imds/server.js'
 
 const exec = promisify(execFile)
 
@@ -28,10 +28,8 @@ export interface PodPlatform {
  */
 export async function podPlatform(e2e: E2eFixture): Promise<PodPlatform> {
   const stack = await e2e.skrStack()
-  const imds = await startImdsEmulator(stack.authority)
-  e2e.defer(() => imds.stop())
+  const imds = await e2e.imds(stack)
   const dir = await e2e.tempDir('encfs-pod-')
-  await writeFile(path.join(dir, 'ca.pem'), stack.ca.join(''))
   const context = path.join(dir, 'security-context')
   await mkdir(context)
   await writeFile(path.join(context, 'security-policy-base64'), stack.policyBase64)
@@ -41,7 +39,7 @@ export async function podPlatform(e2e: E2eFixture): Promise<PodPlatform> {
     stack,
     imds,
     env: { NODE_EXTRA_CA_CERTS: '/etc/encfs-test/ca.pem', EncfsAttestation: 'simulated', AZURE_POD_IDENTITY_AUTHORITY_HOST: imds.url, EncfsVaultHosts: stack.vaultHostsEnv },
-    volumes: [`${dir}/ca.pem:/etc/encfs-test/ca.pem:ro`, `${stack.dir}/snp:/root/.local/state/encfs/simulated-snp:ro`, `${context}:/security-context-test:ro`],
+    volumes: [`${stack.caFile}:/etc/encfs-test/ca.pem:ro`, `${stack.dir}/snp:/root/.local/state/encfs/simulated-snp:ro`, `${context}:/security-context-test:ro`],
   }
 }
 

@@ -196,7 +196,13 @@ export async function runContainer(role: string, o: RunOptions = {}): Promise<Co
   for (const [k, v] of Object.entries(o.env ?? {})) args.push('--env', `${k}=${v}`)
   if (o.entrypoint !== undefined) args.push('--entrypoint', o.entrypoint)
   args.push(IMAGE, ...(o.args ?? []))
-  await podmanOk(args)
+  try {
+    await podmanOk(args)
+  } catch (err) {
+    // A container created but not started stays in podman's storage, and the caller never got it to remove.
+    await podman(['rm', '--force', '--time', '0', name])
+    throw err
+  }
   return new Container(name)
 }
 

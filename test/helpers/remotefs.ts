@@ -1,6 +1,6 @@
 import { spawn, execFile, type ChildProcess } from 'node:child_process'
 import { promisify } from 'node:util'
-import { lstat, mkdtemp, readFile, stat } from 'node:fs/promises'
+import { lstat, mkdtemp, readdir, readFile, readlink, stat } from 'node:fs/promises'
 import { readFileSync } from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
@@ -264,23 +264,28 @@ export async function holdOpen(file: string): Promise<Holder> {
   }
 }
 
-/** The TCP ports process `pid` listens on, as `ss -ltnp` would show them (read from /proc: no iproute2 needed). */
+/** The listening TCP sockets of this network namespace, from /proc/net/tcp{,6} (no iproute2 needed): the local address in hex, the port, the socket's inode. */
+export async function listeningSockets(): Promise<{ address: string; port: number; inode: string }[]> {
+  const out: { address: string; port: number; inode: string }[] = []
+  for (const table of ['/proc/net/tcp', '/proc/net/tcp6']) {
+    for (const line of (await readFile(table, 'utf8').catch(() => '')).split('\n').slice(1)) {
+      const f = line.trim().split(/\s+/)
+      // local_address is HEXIP:HEXPORT, st 0A is LISTEN, the inode is the tenth column.
+      const [address, hexPort] = (f[1] ?? '').split(':')
+      if (f[3] === '0A' && address && hexPort) out.push({ address, port: Number.parseInt(hexPort, 16), inode: f[9] ?? '' })
+    }
+  }
+  return out
+}
+
+/** The TCP ports process `pid` listens on, as `ss -ltnp` would show them. */
 export async function listeningPorts(pid: number): Promise<number[]> {
-  const { readdir, readlink } = await import('node:fs/promises')
   const inodes = new Set<string>()
   for (const fd of await readdir(`/proc/${pid}/fd`)) {
     const target = await readlink(`/proc/${pid}/fd/${fd}`).catch(() => '')
     const m = /^socket:\[(\d+)\]$/.exec(target)
     if (m) inodes.add(m[1]!)
   }
-  const ports: number[] = []
-  for (const table of ['/proc/net/tcp', '/proc/net/tcp6']) {
-    const lines = (await readFile(table, 'utf8').catch(() => '')).split('\n').slice(1)
-    for (const line of lines) {
-      const f = line.trim().split(/\s+/)
-      // local_address is HEXIP:HEXPORT, st 0A is LISTEN, the inode is the tenth column.
-      if (f[3] === '0A' && inodes.has(f[9] ?? '')) ports.push(Number.parseInt(f[1]!.split(':')[1]!, 16))
-    }
-  }
+  const ports = (await listeningSockets()).filter((s) => inodes.has(s.inode)).map((s) => s.port)
   return [...new Set(ports)].sort((a, b) => a - b)
 }

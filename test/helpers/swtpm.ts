@@ -55,7 +55,7 @@ async function freePortPair(): Promise<number> {
 async function waitListening(port: number, child: ChildProcess, output: () => string): Promise<void> {
   const deadline = Date.now() + 15_000
   while (Date.now() < deadline) {
-    if (child.exitCode !== null) throw new Error(`swtpm exited with ${child.exitCode}: ${output()}`)
+    if (child.exitCode !== null || child.signalCode !== null) throw new Error(`swtpm exited with ${child.exitCode ?? child.signalCode}: ${output()}`)
     const up = await new Promise<boolean>((resolve) => {
       const s = connect(port, '127.0.0.1')
       s.once('connect', () => {
@@ -152,7 +152,8 @@ export async function startSwtpmVtpm(snp: SimulatedProvider): Promise<SwtpmVtpm>
   let paravisor: Paravisor | undefined
   const stop = async () => {
     await paravisor?.stop()
-    if (child.exitCode === null) {
+    // A swtpm killed by a signal has a signalCode and no exitCode: it will not exit again.
+    if (child.exitCode === null && child.signalCode === null) {
       const exited = new Promise((r) => child.once('exit', r))
       child.kill('SIGTERM')
       await exited

@@ -1,6 +1,7 @@
 // The keyprovider gRPC service over TCP with a real grpc-js client, on both service paths
 // (key_provider.* and keyprovider.*): simulated SNP, the MAA, Key Vault and IMDS emulators.
 import test from 'ava'
+import { listeningSockets } from '../helpers/remotefs.js'
 import { generateKeyPairSync, randomBytes, publicEncrypt, constants } from 'node:crypto'
 import { writeFile, readFile } from 'node:fs/promises'
 import path from 'node:path'
@@ -285,19 +286,9 @@ test.serial('a call whose deadline passes aborts the key release in flight (the 
   t.true(Date.now() - started < 5000, 'closed at once, not after the 30 s request timeout')
 })
 
-/** Local addresses of the sockets listening on a TCP port, from /proc/net/tcp{,6}. */
+/** Local addresses (hex, as /proc/net/tcp{,6} has them) of the sockets listening on a TCP port. */
 async function listeningAddresses(port: number): Promise<string[]> {
-  const out: string[] = []
-  for (const file of ['/proc/net/tcp', '/proc/net/tcp6']) {
-    const lines = (await readFile(file, 'utf8').catch(() => '')).split('\n').slice(1)
-    for (const line of lines) {
-      const [, local, , state] = line.trim().split(/\s+/)
-      if (!local || state !== '0A') continue
-      const [addr, hexPort] = local.split(':')
-      if (parseInt(hexPort!, 16) === port) out.push(addr!)
-    }
-  }
-  return out
+  return (await listeningSockets()).filter((s) => s.port === port).map((s) => s.address)
 }
 
 test.serial('it listens on loopback only, unless --unsafe-listen names another address', async (t) => {
