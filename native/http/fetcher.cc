@@ -20,6 +20,7 @@
 #include <deque>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <system_error>
 #include <thread>
 #include <unordered_map>
@@ -352,7 +353,9 @@ void Fetcher::Deliver(Napi::Env env, Napi::Function onDone) {
     done_.clear();
     posted_ = false;
   }
-  // (Owned before any callback runs: one that throws leaks nothing of the rest of the batch.)
+  // Owned before any callback runs, and every transfer of the batch is reported even when a
+  // callback throws (its promise would never settle otherwise): the first error is rethrown after.
+  std::optional<Napi::Error> thrown;
   for (auto& t : batch) {
     t->keep.Reset();
     if (--inFlight_ == 0 && channelOpen_) channel_.Unref(env);
@@ -360,15 +363,20 @@ void Fetcher::Deliver(Napi::Env env, Napi::Function onDone) {
     const bool failed = code != 0 || t->status < 200 || t->status >= 300;
     std::string message = t->message;
     if (message.empty() && t->result != CURLE_OK) message = t->errbuf[0] ? t->errbuf : curl_easy_strerror(t->result);
-    onDone.Call({
-        Napi::Number::New(env, t->id),
-        Napi::Number::New(env, code),
-        Napi::Number::New(env, static_cast<double>(t->status)),
-        Napi::Number::New(env, static_cast<double>(t->pos)),
-        message.empty() ? env.Undefined() : Napi::String::New(env, message),
-        failed ? Napi::String::New(env, t->responseHeaders) : env.Undefined(),
-    });
+    try {
+      onDone.Call({
+          Napi::Number::New(env, t->id),
+          Napi::Number::New(env, code),
+          Napi::Number::New(env, static_cast<double>(t->status)),
+          Napi::Number::New(env, static_cast<double>(t->pos)),
+          message.empty() ? env.Undefined() : Napi::String::New(env, message),
+          failed ? Napi::String::New(env, t->responseHeaders) : env.Undefined(),
+      });
+    } catch (const Napi::Error& e) {
+      if (!thrown) thrown = e;
+    }
   }
+  if (thrown) throw *thrown;
 }
 
 void Fetcher::StopThread() {
